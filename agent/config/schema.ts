@@ -1,0 +1,122 @@
+/**
+ * The agent's configuration (CONTRACT section 1), the only definition of its keys. Unknown keys
+ * are refused (`.strict()`), so a typo never starts a half-configured daemon.
+ */
+import { z } from 'zod';
+
+const AbsPath = z.string().min(1).refine((p) => p.startsWith('/'), 'must be an absolute path');
+const Command = z.string().min(1).max(4096);
+const Size = z.string().regex(/^\d+(\.\d+)?[KMGTP]?$/i, 'an LVM size such as 10G or 512M');
+
+export const MysqlConfigSchema = z
+  .object({
+    datadir: AbsPath.refine((p) => p !== '/', 'must not be /'),
+    port: z.number().int().min(1).max(65535).default(3306),
+    user: z.string().min(1).max(64).optional(),
+    errorLog: AbsPath.optional(),
+    startCommand: Command,
+    stopCommand: Command,
+    statusCommand: Command,
+    /** How long start/stop may take before SEEDWIRE_TIMEOUT. */
+    commandTimeoutSeconds: z.number().int().positive().max(3600).default(300),
+  })
+  .strict();
+
+export const SnapshotConfigSchema = z
+  .object({
+    backend: z.enum(['lvm', 'btrfs', 'none']),
+    mountPoint: AbsPath.optional(),
+    lvm: z
+      .object({
+        volumeGroup: z.string().min(1).regex(/^[A-Za-z0-9+_.-]+$/),
+        logicalVolume: z.string().min(1).regex(/^[A-Za-z0-9+_.-]+$/),
+        size: Size,
+        namePrefix: z.string().regex(/^[A-Za-z0-9+_.-]*$/).default('seedwire-'),
+        mountOptions: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    btrfs: z
+      .object({
+        subvolume: AbsPath,
+        snapshotDir: AbsPath,
+        namePrefix: z.string().regex(/^[A-Za-z0-9+_.-]*$/).default('seedwire-'),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.backend === 'lvm' && !s.lvm) ctx.addIssue({ code: 'custom', path: ['lvm'], message: 'required when backend is lvm' });
+    if (s.backend === 'btrfs' && !s.btrfs) ctx.addIssue({ code: 'custom', path: ['btrfs'], message: 'required when backend is btrfs' });
+    if (s.backend !== 'none' && !s.mountPoint) ctx.addIssue({ code: 'custom', path: ['mountPoint'], message: `required when backend is ${s.backend}` });
+  });
+
+export const AgentConfigSchema = z
+  .object({
+    controller: z
+      .string()
+      .url()
+      .refine((u) => /^wss?:\/\//.test(u), 'must be a ws:// or wss:// URL')
+      .refine((u) => !/[?&](token|access_token)=/i.test(u), 'must not carry a token; use token or tokenFile'),
+    token: z.string().min(1).optional(),
+    tokenFile: AbsPath.optional(),
+    id: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:@-]+$/).optional(),
+    datacenter: z.string().min(1).max(128).optional(),
+    datacenterPattern: z
+      .string()
+      .refine((p) => {
+        try {
+          new RegExp(p);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'must be a valid regular expression')
+      .optional(),
+    stateDir: z.string().min(1).default('./.seedwire/agent'),
+    tls: z.object({ ca: AbsPath.optional(), insecureSkipVerify: z.boolean().default(false) }).strict().optional(),
+    mysql: MysqlConfigSchema.optional(),
+    snapshot: SnapshotConfigSchema.optional(),
+    backup: z
+      .object({ tool: z.enum(['mariabackup', 'xtrabackup']), socket: AbsPath.optional(), extraArgs: z.array(z.string()).default([]) })
+      .strict()
+      .optional(),
+    customCommands: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'custom command names: letters, digits and . _ - only'), Command).default({}),
+    allowArbitraryCommands: z.boolean().default(false),
+    /** Protocol tuning; defaults in shared/limits.ts. Tests shorten these. */
+    advanced: z
+      .object({
+        heartbeatMs: z.number().int().min(100).optional(),
+        deadAfterMs: z.number().int().min(300).optional(),
+        reconnectBaseMs: z.number().int().min(10).optional(),
+        reconnectCapMs: z.number().int().min(10).optional(),
+        startupJitterMs: z.number().int().min(0).optional(),
+        killGraceMs: z.number().int().min(10).optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (!c.token && !c.tokenFile) ctx.addIssue({ code: 'custom', path: ['token'], message: 'required (or tokenFile, or SEEDWIRE_AGENT_TOKEN)' });
+    if (c.token && c.tokenFile) ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'set token or tokenFile, not both' });
+    if (c.datacenter && c.datacenterPattern) ctx.addIssue({ code: 'custom', path: ['datacenterPattern'], message: 'set datacenter or datacenterPattern, not both' });
+  });
+
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+export type AgentConfigParsed = z.output<typeof AgentConfigSchema>;
+export type MysqlConfig = z.output<typeof MysqlConfigSchema>;
+export type SnapshotConfig = z.output<typeof SnapshotConfigSchema>;
+
+/**
+ * The resolved configuration handed to every module: the token read, the id and datacenter
+ * decided, paths absolute. Built once at start-up by agent/config/load.ts.
+ */
+export interface AgentConfig extends Omit<AgentConfigParsed, 'token' | 'tokenFile' | 'id' | 'datacenter' | 'datacenterPattern' | 'stateDir'> {
+  token: string;
+  id: string;
+  hostname: string;
+  datacenter: string | null;
+  stateDir: string;
+}

@@ -1,0 +1,43 @@
+/**
+ * Bulk byte streams between an agent and the controller (which relays them to another agent).
+ * The connection layer implements this port; the transfer code (agent/transfer/) only uses it.
+ *
+ * Flow control is credit based and end to end: the receiver grants `limit` (absolute stream
+ * offset); the controller forwards it to the sender; the sender never sends a byte at or past it.
+ */
+import type { Codec } from '../../shared/codec.js';
+
+export interface SendPort {
+  /**
+   * Resolves once bytes [offset, offset+rawLength) may be sent: credit reaches past them and the
+   * socket's send buffer is below its high watermark. Rejects when the signal aborts or the link drops.
+   */
+  ready(offset: number, rawLength: number, signal: AbortSignal): Promise<void>;
+  /** Sends one data frame (payload is the raw bytes, or their compressed form per `codec`). */
+  send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void;
+  /** The highest credit limit seen so far. */
+  readonly limit: number;
+  close(): void;
+}
+
+export interface ReceivedChunk {
+  offset: number;
+  rawLength: number;
+  codec: Codec;
+  /** As sent (compressed when codec is not 'none'); CRC already checked. */
+  payload: Buffer;
+}
+
+export interface ReceivePort {
+  /** Data frames for this stream, in arrival order. Ends when closed; throws when the link drops. */
+  chunks(): AsyncIterable<ReceivedChunk>;
+  /** Grants the sender credit up to absolute stream offset `limit` (monotonic; lower values are ignored). */
+  grant(limit: number): void;
+  close(): void;
+}
+
+export interface StreamPort {
+  /** `initialLimit` comes from the seed-send call's params (the receiver's first grant). */
+  openSend(stream: number, initialLimit: number): SendPort;
+  openReceive(stream: number): ReceivePort;
+}

@@ -1,0 +1,107 @@
+/**
+ * Encoding and decoding of frames. Text frames are JSON validated by shared/frames.ts; binary
+ * frames carry bulk stream data behind a fixed 24-byte header:
+ *
+ *   0  u8[2]  magic 'S' 'W'
+ *   2  u8     header version (1)
+ *   3  u8     flags: bits 0-1 codec (0 none, 1 gzip, 2 zstd)
+ *   4  u32be  stream id
+ *   8  u64be  offset of the first raw (uncompressed) byte in the stream
+ *   16 u32be  raw length (uncompressed bytes this frame stands for)
+ *   20 u32be  CRC-32 of the payload as sent
+ *   24 ...    payload
+ */
+import { crc32 } from 'node:zlib';
+import { SeedwireError } from './errors.js';
+import { FrameSchema, type Frame } from './frames.js';
+import { LIMITS } from './limits.js';
+
+export const DATA_HEADER_BYTES = 24;
+const MAGIC0 = 0x53;
+const MAGIC1 = 0x57;
+const DATA_VERSION = 1;
+
+export const CODECS = ['none', 'gzip', 'zstd'] as const;
+export type Codec = (typeof CODECS)[number];
+
+export interface DataFrame {
+  stream: number;
+  offset: number;
+  rawLength: number;
+  codec: Codec;
+  payload: Buffer;
+}
+
+export function encodeFrame(frame: Frame): string {
+  return JSON.stringify(frame);
+}
+
+/**
+ * Parse one text frame. Throws SeedwireError SEEDWIRE_BAD_FRAME (with the call id when one could be
+ * read, so the peer can fail just that call) or SEEDWIRE_FRAME_TOO_LARGE.
+ */
+export function decodeFrame(text: string, maxBytes: number = LIMITS.maxMessageBytes): Frame {
+  if (Buffer.byteLength(text) > maxBytes) {
+    throw new SeedwireError('SEEDWIRE_FRAME_TOO_LARGE', `frame of ${Buffer.byteLength(text)} bytes exceeds ${maxBytes}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `frame is not JSON: ${(error as Error).message}`, { cause: error });
+  }
+  const parsed = FrameSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? issue.path.join('.') : 'frame';
+    const type = typeof raw === 'object' && raw !== null && 't' in raw ? String((raw as { t: unknown }).t) : '?';
+    const id = typeof raw === 'object' && raw !== null && 'id' in raw && typeof (raw as { id: unknown }).id === 'string' ? (raw as { id: string }).id : null;
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `bad '${type}' frame at ${where}: ${issue?.message ?? 'invalid'}`, {
+      details: { id, type },
+    });
+  }
+  return parsed.data;
+}
+
+export function encodeDataFrame(frame: DataFrame): Buffer {
+  const codecIndex = CODECS.indexOf(frame.codec);
+  if (codecIndex < 0) throw new SeedwireError('SEEDWIRE_BAD_PARAMS', `unknown codec ${frame.codec}`);
+  const out = Buffer.allocUnsafe(DATA_HEADER_BYTES + frame.payload.length);
+  out[0] = MAGIC0;
+  out[1] = MAGIC1;
+  out[2] = DATA_VERSION;
+  out[3] = codecIndex;
+  out.writeUInt32BE(frame.stream, 4);
+  out.writeBigUInt64BE(BigInt(frame.offset), 8);
+  out.writeUInt32BE(frame.rawLength, 16);
+  out.writeUInt32BE(crc32(frame.payload), 20);
+  frame.payload.copy(out, DATA_HEADER_BYTES);
+  return out;
+}
+
+/** Read only the header (for relaying without copying the payload). */
+export function decodeDataHeader(buf: Buffer): Omit<DataFrame, 'payload'> & { crc: number } {
+  if (buf.length < DATA_HEADER_BYTES) {
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame of ${buf.length} bytes is shorter than its ${DATA_HEADER_BYTES}-byte header`);
+  }
+  if (buf[0] !== MAGIC0 || buf[1] !== MAGIC1) throw new SeedwireError('SEEDWIRE_BAD_FRAME', 'data frame has a bad magic');
+  if (buf[2] !== DATA_VERSION) throw new SeedwireError('SEEDWIRE_PROTOCOL_VERSION', `data frame version ${buf[2]} is not ${DATA_VERSION}`);
+  const codec = CODECS[(buf[3] ?? 0) & 0x03];
+  if (codec === undefined) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame has unknown codec ${(buf[3] ?? 0) & 0x03}`);
+  const offset = buf.readBigUInt64BE(8);
+  if (offset > BigInt(Number.MAX_SAFE_INTEGER)) throw new SeedwireError('SEEDWIRE_BAD_FRAME', 'data frame offset too large');
+  return { stream: buf.readUInt32BE(4), offset: Number(offset), rawLength: buf.readUInt32BE(16), codec, crc: buf.readUInt32BE(20) };
+}
+
+/** Decode and check the payload's CRC. The payload is a view into `buf`, not a copy. */
+export function decodeDataFrame(buf: Buffer): DataFrame {
+  const header = decodeDataHeader(buf);
+  const payload = buf.subarray(DATA_HEADER_BYTES);
+  if (crc32(payload) !== header.crc) {
+    throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `data frame for stream ${header.stream} at offset ${header.offset}: CRC mismatch`);
+  }
+  if (header.codec === 'none' && payload.length !== header.rawLength) {
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `uncompressed data frame carries ${payload.length} bytes but says ${header.rawLength}`);
+  }
+  return { stream: header.stream, offset: header.offset, rawLength: header.rawLength, codec: header.codec, payload };
+}
