@@ -1,0 +1,76 @@
+/**
+ * The controller's view of connected agents, used by the operation runner, the seed state
+ * machine and the HTTP API. Implemented in server-stub/hub/hub.ts.
+ */
+import type { Facts, OutputFrame } from '../../shared/frames.js';
+
+export interface AgentInfo {
+  id: string;
+  hostname: string;
+  datacenter: string | null;
+  connected: boolean;
+  connectedAt: string | null;
+  lastSeenAt: string | null;
+  version: string;
+  capabilities: string[];
+  /** Agent clock minus controller clock at handshake, ms (positive: agent ahead). */
+  clockSkewMs: number | null;
+}
+
+export interface CallOptions {
+  /** Reuse an id (resuming after a restart); default: a fresh uuid. */
+  callId?: string;
+  signal?: AbortSignal;
+  /** Passed to the agent as the op's timeout. */
+  timeoutMs?: number;
+  onOutput?: (frame: OutputFrame) => void;
+  onProgress?: (data: Record<string, unknown>) => void;
+  /**
+   * What to do when the agent's link drops while the call runs:
+   * 'wait' (default): keep waiting; the agent delivers the result after reconnecting.
+   * 'fail': reject at once with SEEDWIRE_DISCONNECTED (bulk streams, which cannot outlive the link).
+   */
+  onDisconnect?: 'wait' | 'fail';
+}
+
+export interface CallOutcome {
+  result: unknown;
+  exitCode: number | null;
+  durationMs: number;
+}
+
+export type HubEvent =
+  | { type: 'agent-connected'; agent: AgentInfo }
+  | { type: 'agent-disconnected'; agent: AgentInfo; reason: string }
+  | { type: 'facts'; agentId: string; facts: Facts };
+
+export interface AgentHub {
+  /**
+   * Sends a call and resolves with its result. Rejects with a SeedwireError: the agent's error
+   * code, SEEDWIRE_AGENT_OFFLINE when not connected at the start, SEEDWIRE_CANCELED when the
+   * signal aborts (a cancel frame is sent), SEEDWIRE_DISCONNECTED per `onDisconnect`.
+   */
+  call(agentId: string, op: string, params: Record<string, unknown>, options?: CallOptions): Promise<CallOutcome>;
+  isConnected(agentId: string): boolean;
+  agent(agentId: string): AgentInfo | null;
+  facts(agentId: string): Facts | null;
+  /** Resolves when the agent is connected (at once if it is); rejects when the signal aborts. */
+  waitForAgent(agentId: string, signal?: AbortSignal): Promise<void>;
+  on(listener: (event: HubEvent) => void): () => void;
+  /** Bulk stream relay: data frames `from` → `to`, credit frames `to` → `from`. */
+  relay: StreamRelay;
+}
+
+export interface StreamRelay {
+  /** A fresh stream id, unique for this controller process's lifetime. */
+  allocate(): number;
+  /** Route stream `stream`: binary data from agent `from` to agent `to`, credit back. */
+  open(stream: number, route: { from: string; to: string }): void;
+  close(stream: number): void;
+  /** The latest credit limit the receiver granted on this stream (0 if none yet). */
+  creditLimit(stream: number): number;
+  /** Resolves once the receiver's credit exceeds `atLeast`. */
+  waitForCredit(stream: number, atLeast: number, signal?: AbortSignal): Promise<number>;
+  /** Bytes relayed on this stream so far (for metrics and tests). */
+  bytesRelayed(stream: number): number;
+}
