@@ -1,0 +1,33 @@
+# seedwire — the two commands a user needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+.PHONY: deps build test test-unit demo bench lint clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	npm run build
+
+## The whole suite: unit, integration (real sockets, real processes) and system (real MariaDB,
+## btrfs on a loop device, Chromium). System tests need root; in CI (CI=true) a missing tool fails.
+test: build
+	npm run typecheck
+	npx vitest run
+
+test-unit: deps
+	npx vitest run test/unit
+
+## A controller, two agents and two real MariaDB instances; seeds one from the other and leaves
+## the console running. SEEDWIRE_DEMO_EXIT=1 exits once the seed succeeded and tables match.
+demo: build
+	node --import tsx scripts/demo.ts
+
+bench: build
+	node --import tsx bench/run.ts
+
+lint: deps
+	npx eslint .
+
+clean:
+	rm -rf dist .seedwire test-artifacts bench/results/latest.json
