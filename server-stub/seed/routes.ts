@@ -1,0 +1,57 @@
+/** HTTP routes of seeds (CONTRACT section 2): create, list, show, abort. */
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { z } from 'zod';
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import type { SeedMachine } from './machine.js';
+
+const CreateSeedBody = z
+  .object({
+    source: z.string().min(1).max(128),
+    target: z.string().min(1).max(128),
+    method: z.enum(['snapshot', 'cold', 'backup']).optional(),
+    compression: z.enum(['none', 'gzip', 'zstd', 'auto']).optional(),
+    startTarget: z.boolean().optional(),
+  })
+  .strict();
+
+function sendError(reply: FastifyReply, error: unknown): FastifyReply {
+  const err = toSeedwireError(error);
+  return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
+}
+
+export function registerSeedRoutes(app: FastifyInstance, machine: SeedMachine): void {
+  app.post('/api/seeds', async (request, reply) => {
+    const parsed = CreateSeedBody.safeParse(request.body ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue && issue.path.length > 0 ? issue.path.join('.') : 'body';
+      return sendError(reply, new SeedwireError('SEEDWIRE_BAD_PARAMS', `${where}: ${issue?.message ?? 'invalid'}`));
+    }
+    try {
+      const seed = await machine.create(parsed.data, 'admin');
+      return reply.code(202).send({ seed });
+    } catch (error) {
+      return sendError(reply, error);
+    }
+  });
+
+  app.get('/api/seeds', async (request, reply) => {
+    const limit = Math.min(1000, Math.max(1, Number((request.query as { limit?: string }).limit ?? 100) || 100));
+    return reply.send(machine.list(limit));
+  });
+
+  app.get<{ Params: { id: string } }>('/api/seeds/:id', async (request, reply) => {
+    const seed = machine.get(request.params.id);
+    if (!seed) return sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${request.params.id}`));
+    return reply.send(seed);
+  });
+
+  app.post<{ Params: { id: string } }>('/api/seeds/:id/abort', async (request, reply) => {
+    try {
+      const seed = await machine.abort(request.params.id, 'admin');
+      return reply.send({ seed });
+    } catch (error) {
+      return sendError(reply, error);
+    }
+  });
+}

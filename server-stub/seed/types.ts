@@ -1,0 +1,64 @@
+/** Seed records as stored and as the API shows them (CONTRACT section 2). */
+import type Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import type { EventBus } from '../events/types.js';
+import type { AgentHub } from '../hub/types.js';
+
+export const SEED_STAGES = ['precheck', 'prepare-source', 'prepare-target', 'transfer', 'verify', 'finalize-target', 'cleanup-source'] as const;
+export type StageName = (typeof SEED_STAGES)[number];
+export type StageState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
+export type SeedState = 'pending' | 'running' | 'succeeded' | 'failed' | 'aborted';
+export type SeedMethod = 'snapshot' | 'cold' | 'backup';
+export type Compression = 'none' | 'gzip' | 'zstd';
+
+export interface StageView {
+  name: StageName;
+  state: StageState;
+  startedAt: string | null;
+  endedAt: string | null;
+  message: string | null;
+}
+
+export interface SeedView {
+  id: string;
+  source: string;
+  target: string;
+  method: SeedMethod;
+  /** As requested (`auto` allowed). */
+  compression: Compression | 'auto';
+  /** What the transfer actually uses. */
+  effectiveCompression: Compression;
+  startTarget: boolean;
+  state: SeedState;
+  stage: StageName | null;
+  bytesTotal: number | null;
+  bytesDone: number;
+  bytesPerSec: number | null;
+  etaSeconds: number | null;
+  createdAt: string;
+  endedAt: string | null;
+  error: { code: string; message: string } | null;
+  result: Record<string, unknown> | null;
+  /** Transfer attempts (1 + resumes). */
+  attempts: number;
+  stages: StageView[];
+}
+
+export interface AuditRecord {
+  actor: string;
+  agentId: string | null;
+  action: string;
+  params?: unknown;
+  outcome: 'ok' | 'started' | 'failed' | 'refused' | 'aborted';
+  message?: string | null;
+}
+
+export interface SeedDeps {
+  db: Database.Database;
+  hub: AgentHub;
+  bus: EventBus;
+  audit: (record: AuditRecord) => void;
+  log: Logger;
+  /** How long a seed waits for a disconnected agent before failing. */
+  reconnectWaitMs?: number;
+}
