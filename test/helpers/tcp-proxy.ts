@@ -1,0 +1,81 @@
+/**
+ * A real TCP proxy for fault injection: forwards to `target`, and on demand black-holes traffic
+ * (sockets stay open, nothing passes — what a dead NAT mapping looks like), cuts every connection,
+ * or refuses new ones.
+ */
+import net from 'node:net';
+
+export type ProxyMode = 'forward' | 'blackhole' | 'refuse';
+
+export interface TcpProxy {
+  port: number;
+  url(path?: string, scheme?: string): string;
+  setMode(mode: ProxyMode): void;
+  /** Destroys every open connection (both legs). */
+  cut(): void;
+  readonly connections: number;
+  readonly bytesForwarded: number;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+  let mode: ProxyMode = 'forward';
+  let bytesForwarded = 0;
+  const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+
+  const server = net.createServer((client) => {
+    if (mode === 'refuse') {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(target.port, target.host);
+    const pair = { client, upstream };
+    pairs.add(pair);
+    const pipe = (from: net.Socket, to: net.Socket): void => {
+      from.on('data', (chunk: Buffer) => {
+        if (mode === 'blackhole') return; // swallowed: the peer sees silence, not a close
+        bytesForwarded += chunk.length;
+        if (!to.write(chunk)) {
+          from.pause();
+          to.once('drain', () => from.resume());
+        }
+      });
+    };
+    pipe(client, upstream);
+    pipe(upstream, client);
+    const end = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+
+  return {
+    port,
+    url: (path = '/agent', scheme = 'ws') => `${scheme}://127.0.0.1:${port}${path}`,
+    setMode(next) {
+      mode = next;
+    },
+    cut() {
+      for (const { client, upstream } of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
+      pairs.clear();
+    },
+    get connections() {
+      return pairs.size;
+    },
+    get bytesForwarded() {
+      return bytesForwarded;
+    },
+    async close() {
+      this.cut();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
