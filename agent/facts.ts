@@ -1,24 +1,54 @@
 /**
- * Collects the facts an agent pushes on connect and whenever they change.
- * (Minimal version: the host module fills in MySQL, disk and snapshot facts.)
+ * Collects the facts an agent pushes on connect and whenever they change. Each part fails soft
+ * (null, or [] for snapshots): a broken status command must not hide the disk facts. Failures
+ * are logged by code and message only (never command output, which may carry anything).
  */
+import type { Logger } from 'pino';
 import type { Facts } from '../shared/frames.js';
 import type { AgentConfig } from './config/schema.js';
+import { checkMysqlRunning, measureDiskUsage, measureFreeSpace, readIncompleteMarker, runnerFor } from './mysql/index.js';
+import { snapshotBackendFor } from './snapshot/index.js';
 
-export async function collectFacts(config: AgentConfig, _signal?: AbortSignal): Promise<Facts> {
+/** Facts are collected often: a status command slower than this counts as unknown. */
+const FACTS_STATUS_TIMEOUT_MS = 5_000;
+
+async function trySoft<T>(what: string, fallback: T, work: () => Promise<T>, log?: Logger): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    const e = error as { code?: string; message?: string };
+    log?.debug({ part: what, code: e.code, err: e.message?.slice(0, 300) }, 'fact unavailable');
+    return fallback;
+  }
+}
+
+export async function collectFacts(config: AgentConfig, signal?: AbortSignal, log?: Logger): Promise<Facts> {
+  const mysql = config.mysql;
+  const run = runnerFor(signal);
+  const snapshots = snapshotBackendFor(config);
+
+  const [mysqlRunning, datadirBytes, datadirFreeBytes, incompleteSeed, snapshotList, mounted] = await Promise.all([
+    mysql ? trySoft('mysqlRunning', null, () => checkMysqlRunning({ mysql, run, signal }, FACTS_STATUS_TIMEOUT_MS), log) : null,
+    mysql ? trySoft('datadirBytes', null, () => measureDiskUsage(mysql.datadir, signal), log) : null,
+    mysql ? trySoft('datadirFreeBytes', null, () => measureFreeSpace(mysql.datadir), log) : null,
+    mysql ? trySoft('incompleteSeed', null, () => readIncompleteMarker(mysql.datadir), log) : null,
+    trySoft('snapshots', [], () => snapshots.list({ signal, run }), log),
+    trySoft('mounted', null, () => snapshots.mounted({ signal, run }), log),
+  ]);
+
   return {
     hostname: config.hostname,
     datacenter: config.datacenter,
-    mysqlConfigured: config.mysql !== undefined,
-    mysqlRunning: null,
-    mysqlPort: config.mysql?.port ?? null,
-    datadir: config.mysql?.datadir ?? null,
-    datadirBytes: null,
-    datadirFreeBytes: null,
-    incompleteSeed: null,
+    mysqlConfigured: mysql !== undefined,
+    mysqlRunning,
+    mysqlPort: mysql?.port ?? null,
+    datadir: mysql?.datadir ?? null,
+    datadirBytes,
+    datadirFreeBytes,
+    incompleteSeed,
     snapshotBackend: config.snapshot?.backend ?? 'none',
-    snapshots: [],
-    mounted: null,
+    snapshots: snapshotList,
+    mounted,
     backupTool: config.backup?.tool ?? null,
     customCommands: Object.keys(config.customCommands),
     collectedAt: new Date().toISOString(),

@@ -1,0 +1,218 @@
+/**
+ * The agent's one dial-out link: a reconnect loop over `ws` (not reconnecting-websocket, which is
+ * browser-oriented: it needs a ws subclass for headers and options, replays an unbounded send
+ * queue after reconnecting, and draws one jitter per process).
+ *
+ * Per socket: open → send hello → wait for welcome (handshake timeout) → session. Heartbeats both
+ * ways; a silent peer is terminated and redialed. Frames that cannot be sent are not queued here:
+ * the owners of results and output (agent/dispatch/) keep what must survive a reconnect.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type WebSocket from 'ws';
+import { decodeFrame } from '../../shared/codec.js';
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import { CLOSE_CODES, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
+import { createBackoff, type Backoff } from './backoff.js';
+import { startHeartbeat, type Heartbeat } from './heartbeat.js';
+import { createSession, type Session } from './session.js';
+import { openSocket, type SocketOptions } from './socket.js';
+import type { Timing } from './timing.js';
+
+export interface LinkHandlers {
+  makeHello(): HelloFrame;
+  onSession(session: Session, welcome: WelcomeFrame): void;
+  /** Every text frame after the welcome except ping and pong. */
+  onFrame(frame: Frame, session: Session): void;
+  onBinary(data: Buffer, session: Session): void;
+  onSessionEnd(session: Session): void;
+}
+
+export interface LinkOptions {
+  socket: Omit<SocketOptions, 'handshakeTimeoutMs' | 'keepAliveMs'>;
+  ca: Buffer | undefined;
+  timing: Timing;
+  log: Logger;
+  handlers: LinkHandlers;
+  random?: () => number;
+}
+
+const CLOSE_WAIT_MS = 2_000;
+
+export class Link {
+  private readonly stopper = new AbortController();
+  private readonly backoff: Backoff;
+  private loop: Promise<void> | undefined;
+  private ws: WebSocket | undefined;
+  private current: Session | undefined;
+
+  constructor(private readonly options: LinkOptions) {
+    this.backoff = createBackoff({
+      baseMs: options.timing.reconnectBaseMs,
+      capMs: options.timing.reconnectCapMs,
+      healthyMs: options.timing.reconnectHealthyMs,
+      ...(options.random ? { random: options.random } : {}),
+    });
+  }
+
+  /** The welcomed session, if any. */
+  get session(): Session | undefined {
+    return this.current;
+  }
+
+  start(): void {
+    this.loop ??= this.runLoop().catch((error: unknown) => {
+      this.options.log.error({ err: toSeedwireError(error) }, 'link loop failed');
+    });
+  }
+
+  /** Closes the socket and ends the loop; idempotent. */
+  async stop(): Promise<void> {
+    this.stopper.abort();
+    const ws = this.ws;
+    if (ws && ws.readyState !== ws.CLOSED) {
+      const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+      ws.close(CLOSE_CODES.goingAway, 'agent shutting down');
+      const timer = setTimeout(() => ws.terminate(), CLOSE_WAIT_MS);
+      await closed;
+      clearTimeout(timer);
+    }
+    await this.loop;
+  }
+
+  private async runLoop(): Promise<void> {
+    const { timing, log } = this.options;
+    const signal = this.stopper.signal;
+    const random = this.options.random ?? Math.random;
+    await sleep(Math.floor(random() * timing.startupJitterMs), signal);
+    while (!signal.aborted) {
+      const healthyForMs = await this.connectOnce();
+      if (signal.aborted) break;
+      this.backoff.recordConnection(healthyForMs);
+      const delayMs = this.backoff.nextDelay();
+      log.info({ delayMs, attempt: this.backoff.attempt }, 'redialing controller');
+      await sleep(delayMs, signal);
+    }
+  }
+
+  /** One socket's life; resolves when it is closed with how long it was welcomed (ms). */
+  private connectOnce(): Promise<number> {
+    const { timing, log, handlers } = this.options;
+    const ws = openSocket({ ...this.options.socket, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000 }, this.options.ca);
+    this.ws = ws;
+    const ended = new AbortController();
+    let session: Session | undefined;
+    let welcomedAt = 0;
+    let heartbeat: Heartbeat | undefined;
+    let handshakeTimer: NodeJS.Timeout | undefined;
+    const preSession = createSession('pre-welcome', ws, ended.signal);
+
+    const reportBadFrame = (error: unknown): void => {
+      const err = toSeedwireError(error, 'SEEDWIRE_BAD_FRAME');
+      const details = err.details as { id?: string | null } | undefined;
+      log.warn({ err: { code: err.code, message: err.message } }, 'bad frame from controller');
+      (session ?? preSession).send({ t: 'error', id: details?.id ?? null, code: err.code, message: err.message });
+    };
+
+    const onWelcome = (welcome: WelcomeFrame): void => {
+      clearTimeout(handshakeTimer);
+      welcomedAt = performance.now();
+      session = createSession(welcome.sessionId, ws, ended.signal);
+      this.current = session;
+      heartbeat = startHeartbeat({
+        intervalMs: timing.heartbeatMs ?? welcome.heartbeatMs,
+        deadAfterMs: timing.deadAfterMs ?? welcome.deadAfterMs,
+        sendPing: () => session?.send({ t: 'ping', ts: Date.now() }),
+        onDead: () => {
+          log.warn({ sessionId: welcome.sessionId }, 'controller silent past deadAfterMs; terminating');
+          ws.terminate();
+        },
+      });
+      log.info({ sessionId: welcome.sessionId, skewMs: welcome.clock - Date.now() }, 'connected');
+      handlers.onSession(session, welcome);
+    };
+
+    const onText = (text: string): void => {
+      let frame: Frame;
+      try {
+        frame = decodeFrame(text);
+      } catch (error) {
+        reportBadFrame(error);
+        return;
+      }
+      if (frame.t === 'ping') {
+        (session ?? preSession).send({ t: 'pong', ts: frame.ts });
+        return;
+      }
+      if (frame.t === 'pong') return;
+      if (!session) {
+        if (frame.t === 'welcome') onWelcome(frame);
+        else log.debug({ t: frame.t }, 'frame before welcome ignored');
+        return;
+      }
+      if (frame.t === 'welcome') return;
+      handlers.onFrame(frame, session);
+    };
+
+    ws.on('open', () => {
+      log.debug('socket open; sending hello');
+      handshakeTimer = setTimeout(() => {
+        log.warn({ timeoutMs: timing.handshakeTimeoutMs }, 'no welcome in time; closing');
+        ws.close(CLOSE_CODES.handshakeTimeout, 'handshake timeout');
+        setTimeout(() => ws.terminate(), CLOSE_WAIT_MS).unref();
+      }, timing.handshakeTimeoutMs);
+      preSession.send(handlers.makeHello());
+    });
+    ws.on('message', (data, isBinary) => {
+      heartbeat?.touch();
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      if (!isBinary) {
+        onText(buf.toString('utf8'));
+        return;
+      }
+      if (!session) return;
+      try {
+        handlers.onBinary(buf, session);
+      } catch (error) {
+        reportBadFrame(error);
+      }
+    });
+    ws.on('ping', () => heartbeat?.touch());
+    ws.on('pong', () => heartbeat?.touch());
+    ws.on('error', (error) => {
+      const message = error.message.includes('401') ? 'controller refused the agent token (401)' : error.message;
+      log.warn({ err: { message, code: (error as NodeJS.ErrnoException).code } }, 'socket error');
+    });
+
+    return new Promise<number>((resolve) => {
+      ws.once('close', (code, reason) => {
+        clearTimeout(handshakeTimer);
+        heartbeat?.dispose();
+        ended.abort(new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped'));
+        if (this.ws === ws) this.ws = undefined;
+        const healthyForMs = session ? performance.now() - welcomedAt : 0;
+        if (session) {
+          if (this.current === session) this.current = undefined;
+          log.info({ sessionId: session.id, code, reason: reason.toString() }, 'disconnected');
+          handlers.onSessionEnd(session);
+        }
+        resolve(healthyForMs);
+      });
+    });
+  }
+}
+
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0 || signal.aborted) return;
+  try {
+    await delay(ms, undefined, { signal });
+  } catch {
+    // stopped while waiting
+  }
+}
+
+/** A random id for this process; a new one tells the controller in-memory state was lost. */
+export function makeBootId(): string {
+  return randomUUID();
+}

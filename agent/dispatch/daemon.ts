@@ -1,0 +1,111 @@
+/**
+ * Wires one agent together: the link (connection/), the dispatcher, the stream port and the
+ * facts publisher. `stop()` drains: no new calls, running ones get `drainMs`, then the link closes.
+ */
+import type { Logger } from 'pino';
+import { LIMITS } from '../../shared/limits.js';
+import { VERSION } from '../../shared/version.js';
+import type { Frame, HelloFrame } from '../../shared/frames.js';
+import type { AgentConfig } from '../config/schema.js';
+import { Link, makeBootId } from '../connection/link.js';
+import type { Session } from '../connection/session.js';
+import { readCa } from '../connection/socket.js';
+import { resolveTiming } from '../connection/timing.js';
+import { collectFacts } from '../facts.js';
+import type { CollectFacts, OpDefinition } from '../ops/types.js';
+import { ConnectionStreamPort } from '../streams/port.js';
+import { Dispatcher } from './dispatcher.js';
+import { FactsPublisher } from './facts.js';
+import { Ledger } from './ledger.js';
+
+export interface DaemonOptions {
+  config: AgentConfig;
+  log: Logger;
+  registry: ReadonlyMap<string, OpDefinition>;
+  collectFacts?: CollectFacts;
+  drainMs?: number;
+}
+
+export interface Daemon {
+  readonly bootId: string;
+  /** Graceful stop; idempotent. */
+  stop(): Promise<void>;
+}
+
+export function startDaemon(options: DaemonOptions): Daemon {
+  const { config, registry } = options;
+  const log = options.log.child({ agentId: config.id });
+  const timing = resolveTiming(config);
+  const bootId = makeBootId();
+  const ledger = Ledger.open(config.stateDir, { onCorrupt: (error) => log.warn({ err: error }, 'ledger unreadable; starting a new one') });
+  const ca = readCa(config.tls?.ca);
+
+  let link: Link | undefined;
+  const send = (frame: Frame): boolean => link?.session?.send(frame) ?? false;
+  const streams = new ConnectionStreamPort(() => link?.session, log);
+  const collect: CollectFacts = options.collectFacts ?? ((signal) => collectFacts(config, signal));
+  const facts = new FactsPublisher({ collect, send, log });
+  const dispatcher = new Dispatcher({
+    registry,
+    config,
+    log,
+    ledger,
+    streams,
+    send,
+    refreshFacts: () => facts.refresh(),
+    killGraceMs: timing.killGraceMs,
+    sessionId: () => link?.session?.id,
+  });
+
+  const makeHello = (): HelloFrame => ({
+    t: 'hello',
+    v: LIMITS.protocolVersion,
+    agentId: config.id,
+    hostname: config.hostname,
+    version: VERSION,
+    capabilities: [...registry.keys()],
+    datacenter: config.datacenter,
+    bootId,
+    clock: Date.now(),
+    pending: dispatcher.pendingIds(),
+    running: dispatcher.runningIds(),
+  });
+
+  link = new Link({
+    socket: { url: config.controller, token: config.token, tls: config.tls },
+    ca,
+    timing,
+    log,
+    handlers: {
+      makeHello,
+      onSession: (_session: Session) => {
+        facts.publishNow();
+        dispatcher.deliverPending();
+      },
+      onFrame: (frame) => {
+        if (frame.t === 'credit') streams.handleCredit(frame);
+        else dispatcher.handleFrame(frame);
+      },
+      onBinary: (data) => streams.handleBinary(data),
+      onSessionEnd: () => streams.dispose(),
+    },
+  });
+  log.info({ controller: config.controller, stateDir: config.stateDir, bootId, ops: registry.size }, 'agent starting');
+  link.start();
+  facts.start();
+
+  let stopping: Promise<void> | undefined;
+  return {
+    bootId,
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        log.info({ running: dispatcher.runningIds().length }, 'draining');
+        await dispatcher.drain(options.drainMs ?? LIMITS.drainMs);
+        facts.dispose();
+        await link?.stop();
+        log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,28 @@
+/** Turning what a handler returned or threw into the frame that reports it. */
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import type { ErrorFrame, ResultFrame } from '../../shared/frames.js';
+import type { CommandResult } from '../exec/run.js';
+import type { OpResult } from '../ops/types.js';
+
+export function makeResultFrame(id: string, value: OpResult, durationMs: number): ResultFrame {
+  return { t: 'result', id, result: value.result ?? null, exitCode: value.exitCode ?? null, durationMs: Math.max(0, Math.round(durationMs)) };
+}
+
+export function makeErrorFrame(id: string | null, error: unknown): ErrorFrame {
+  const err = toSeedwireError(error);
+  const details = err.details as { exitCode?: unknown } | undefined;
+  const frame: ErrorFrame = { t: 'error', id, code: err.code, message: err.message.slice(0, 60 * 1024) };
+  if (typeof details?.exitCode === 'number') frame.exitCode = details.exitCode;
+  return frame;
+}
+
+/** The error for a command that exited non-zero: the stderr tail in the message, exitCode kept. */
+export function makeCommandError(what: string, result: CommandResult): SeedwireError {
+  if (result.timedOut) return new SeedwireError('SEEDWIRE_TIMEOUT', `${what} timed out after ${result.durationMs} ms`);
+  if (result.isCanceled) return new SeedwireError('SEEDWIRE_CANCELED', `${what} was canceled`);
+  const tail = result.stderrTail.trim().split('\n').slice(-20).join('\n');
+  const how = result.exitCode !== null ? `exited with ${result.exitCode}` : `was killed by ${result.signal ?? 'a signal'}`;
+  return new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${what} ${how}${tail ? `: ${tail}` : ''}`, {
+    details: { exitCode: result.exitCode, signal: result.signal },
+  });
+}

@@ -1,0 +1,57 @@
+/** Emptying the datadir: only the configured one, never `/`, never while MySQL runs. */
+import { readdir, realpath, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SeedwireError } from '../../shared/errors.js';
+import { checkMysqlRunning, type ServiceDeps } from './service.js';
+
+/**
+ * Refuses a delete target that is not exactly the configured datadir's real path, or that is
+ * `/` or empty. Pure, so every refusal is unit tested.
+ */
+export function validateDeleteTarget(target: string, configuredRealpath: string): void {
+  if (target.trim() === '' || configuredRealpath.trim() === '') {
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'refusing to delete an empty path; set mysql.datadir');
+  }
+  if (target === '/' || configuredRealpath === '/') {
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'refusing to delete the contents of /; mysql.datadir must be a dedicated directory');
+  }
+  if (target !== configuredRealpath) {
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', `refusing to delete ${target}: only the configured mysql.datadir (${configuredRealpath}) may be emptied`);
+  }
+}
+
+export interface DeleteDatadirOptions {
+  /** Names directly under the datadir to keep (the seed code keeps its incomplete marker). */
+  keep?: readonly string[];
+  /** The directory the caller means to empty; refused unless it resolves to mysql.datadir. */
+  path?: string;
+}
+
+async function resolveDir(path: string, what: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', `${what} ${path} cannot be resolved (${code})`, { cause: error });
+  }
+}
+
+/**
+ * Deletes everything inside mysql.datadir and keeps the directory itself (its owner, mode and
+ * mount stay). Symlinks are removed, never followed.
+ */
+export async function deleteDatadirContents(deps: ServiceDeps, options: DeleteDatadirOptions = {}): Promise<void> {
+  if (deps.mysql.datadir.trim() === '') validateDeleteTarget('', '');
+  const real = await resolveDir(deps.mysql.datadir, 'mysql.datadir');
+  const target = options.path === undefined ? real : options.path.trim() === '' ? '' : await resolveDir(options.path, 'delete target');
+  validateDeleteTarget(target, real);
+  if (await checkMysqlRunning(deps)) {
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'refusing to delete the datadir while MySQL runs (mysql.statusCommand exits 0); stop it first');
+  }
+  const keep = new Set(options.keep ?? []);
+  for (const name of await readdir(real)) {
+    if (deps.signal?.aborted) throw new SeedwireError('SEEDWIRE_CANCELED', 'deleting the datadir was canceled');
+    if (keep.has(name)) continue;
+    await rm(join(real, name), { recursive: true, force: true });
+  }
+}

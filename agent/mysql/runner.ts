@@ -1,0 +1,27 @@
+/**
+ * How host modules run commands: an op passes its `ctx.run` (output streamed, signal bound);
+ * facts and the seed code pass `runnerFor(signal)`.
+ */
+import { runCommand, type CommandResult } from '../exec/run.js';
+
+export interface RunnerOptions {
+  timeoutMs?: number;
+  /** Do not stream the command's output to the caller. */
+  quiet?: boolean;
+  /** Bytes of stdout/stderr kept for the result (runCommand's default is 8 KiB). */
+  tailBytes?: number;
+}
+
+export type Runner = (command: string, options?: RunnerOptions) => Promise<CommandResult>;
+
+/** A Runner over runCommand that only collects output tails. */
+export function runnerFor(signal?: AbortSignal): Runner {
+  return (command, options = {}) => runCommand(command, { signal, timeoutMs: options.timeoutMs, tailBytes: options.tailBytes });
+}
+
+/** The last non-empty lines of a command's stderr (or stdout), for an error message. */
+export function describeFailure(result: CommandResult): string {
+  const text = (result.stderrTail.trim() || result.stdoutTail.trim()).split('\n').slice(-20).join('\n');
+  const how = result.timedOut ? 'timed out' : result.isCanceled ? 'was canceled' : result.signal ? `was killed by ${result.signal}` : `exited ${result.exitCode}`;
+  return text ? `${how}: ${text}` : how;
+}

@@ -1,0 +1,223 @@
+/**
+ * StreamPort over the agent's connection. A port belongs to the session it was opened on: when
+ * that link drops, pending ready() calls and iterations reject with SEEDWIRE_DISCONNECTED (the
+ * transfer code resumes from the receiver's committed offset on a new port).
+ *
+ * Sending waits for credit AND for the socket's send buffer: above the high watermark, bulk data
+ * pauses until ws has written it down below the low watermark (woken by send callbacks, no polling).
+ */
+import type { Logger } from 'pino';
+import { decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
+import { SeedwireError } from '../../shared/errors.js';
+import type { CreditFrame } from '../../shared/frames.js';
+import { LIMITS } from '../../shared/limits.js';
+import type { Session } from '../connection/session.js';
+import type { ReceivePort, ReceivedChunk, SendPort, StreamPort } from './types.js';
+
+export interface Watermarks {
+  high: number;
+  low: number;
+}
+
+const DEFAULT_WATERMARKS: Watermarks = { high: LIMITS.sendHighWaterBytes, low: LIMITS.sendLowWaterBytes };
+/** A receiver queue never holds more than a full window plus one message: the sender obeys credit. */
+const RECEIVE_QUEUE_BYTES = LIMITS.windowMaxBytes + LIMITS.maxMessageBytes;
+
+function disconnected(): SeedwireError {
+  return new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped');
+}
+
+/** A set of parked waiters woken all at once; each re-checks its condition. */
+class Wakeups {
+  private waiters = new Set<() => void>();
+  wait(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.waiters.delete(done);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.waiters.add(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+  wakeAll(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+}
+
+class ConnectionSendPort implements SendPort {
+  private credit: number;
+  private paused = false;
+  private failure: SeedwireError | undefined;
+  private readonly wakeups = new Wakeups();
+
+  constructor(
+    readonly stream: number,
+    initialLimit: number,
+    private readonly session: Session | undefined,
+    private readonly watermarks: Watermarks,
+    private readonly onClose: () => void,
+  ) {
+    this.credit = initialLimit;
+    if (!session || session.signal.aborted) this.failure = disconnected();
+    else session.signal.addEventListener('abort', () => this.fail(disconnected()), { once: true });
+  }
+
+  get limit(): number {
+    return this.credit;
+  }
+
+  grantCredit(limit: number): void {
+    if (limit <= this.credit) return;
+    this.credit = limit;
+    this.wakeups.wakeAll();
+  }
+
+  async ready(offset: number, rawLength: number, signal: AbortSignal): Promise<void> {
+    for (;;) {
+      if (this.failure) throw this.failure;
+      signal.throwIfAborted();
+      const session = this.session as Session;
+      const buffered = session.bufferedAmount;
+      if (buffered >= this.watermarks.high) this.paused = true;
+      else if (buffered <= this.watermarks.low) this.paused = false;
+      if (offset + rawLength <= this.credit && !this.paused) return;
+      await this.wakeups.wait(signal);
+    }
+  }
+
+  send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void {
+    if (this.failure) throw this.failure;
+    const frame = encodeDataFrame({ stream: this.stream, offset, rawLength, codec, payload });
+    if (!this.session?.sendBinary(frame, () => this.wakeups.wakeAll())) throw disconnected();
+  }
+
+  fail(error: SeedwireError): void {
+    this.failure ??= error;
+    this.wakeups.wakeAll();
+  }
+
+  close(): void {
+    this.fail(new SeedwireError('SEEDWIRE_CANCELED', `stream ${this.stream} closed`));
+    this.onClose();
+  }
+}
+
+class ConnectionReceivePort implements ReceivePort {
+  private readonly queue: ReceivedChunk[] = [];
+  private queuedBytes = 0;
+  private granted = 0;
+  private closed = false;
+  private failure: SeedwireError | undefined;
+  private readonly wakeups = new Wakeups();
+  private readonly never = new AbortController().signal;
+
+  constructor(
+    readonly stream: number,
+    private readonly session: Session | undefined,
+    private readonly onClose: () => void,
+  ) {
+    if (!session || session.signal.aborted) this.failure = disconnected();
+    else session.signal.addEventListener('abort', () => this.fail(disconnected()), { once: true });
+  }
+
+  push(chunk: ReceivedChunk): void {
+    if (this.closed || this.failure) return;
+    if (this.queuedBytes + chunk.payload.length > RECEIVE_QUEUE_BYTES) {
+      this.fail(new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${this.stream}: sender exceeded its credit`));
+      return;
+    }
+    // the payload is a view into the ws message; copy so the queue owns its bytes
+    this.queue.push({ ...chunk, payload: Buffer.from(chunk.payload) });
+    this.queuedBytes += chunk.payload.length;
+    this.wakeups.wakeAll();
+  }
+
+  async *chunks(): AsyncIterable<ReceivedChunk> {
+    for (;;) {
+      const next = this.queue.shift();
+      if (next) {
+        this.queuedBytes -= next.payload.length;
+        yield next;
+        continue;
+      }
+      if (this.failure) throw this.failure;
+      if (this.closed) return;
+      await this.wakeups.wait(this.never);
+    }
+  }
+
+  grant(limit: number): void {
+    if (limit <= this.granted || this.closed || this.failure) return;
+    this.granted = limit;
+    this.session?.send({ t: 'credit', stream: this.stream, limit });
+  }
+
+  fail(error: SeedwireError): void {
+    this.failure ??= error;
+    this.wakeups.wakeAll();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.wakeups.wakeAll();
+    this.onClose();
+  }
+}
+
+export class ConnectionStreamPort implements StreamPort {
+  private readonly senders = new Map<number, ConnectionSendPort>();
+  private readonly receivers = new Map<number, ConnectionReceivePort>();
+
+  constructor(
+    private readonly currentSession: () => Session | undefined,
+    private readonly log: Logger,
+    private readonly watermarks: Watermarks = DEFAULT_WATERMARKS,
+  ) {}
+
+  openSend(stream: number, initialLimit: number): SendPort {
+    this.senders.get(stream)?.fail(new SeedwireError('SEEDWIRE_CONFLICT', `stream ${stream} was opened again`));
+    const port: ConnectionSendPort = new ConnectionSendPort(stream, initialLimit, this.currentSession(), this.watermarks, () => {
+      if (this.senders.get(stream) === port) this.senders.delete(stream);
+    });
+    this.senders.set(stream, port);
+    return port;
+  }
+
+  openReceive(stream: number): ReceivePort {
+    this.receivers.get(stream)?.fail(new SeedwireError('SEEDWIRE_CONFLICT', `stream ${stream} was opened again`));
+    const port: ConnectionReceivePort = new ConnectionReceivePort(stream, this.currentSession(), () => {
+      if (this.receivers.get(stream) === port) this.receivers.delete(stream);
+    });
+    this.receivers.set(stream, port);
+    return port;
+  }
+
+  /** A credit frame from the controller (the receiver's grant, relayed). */
+  handleCredit(frame: CreditFrame): void {
+    const port = this.senders.get(frame.stream);
+    if (port) port.grantCredit(frame.limit);
+    else this.log.debug({ stream: frame.stream }, 'credit for a stream with no sender');
+  }
+
+  /** A binary frame: decode (throws SEEDWIRE_BAD_FRAME / VERIFY_FAILED) and route it. */
+  handleBinary(data: Buffer): void {
+    const frame = decodeDataFrame(data);
+    const port = this.receivers.get(frame.stream);
+    if (!port) {
+      this.log.debug({ stream: frame.stream, offset: frame.offset }, 'data for a stream with no receiver; dropped');
+      return;
+    }
+    port.push({ offset: frame.offset, rawLength: frame.rawLength, codec: frame.codec, payload: frame.payload });
+  }
+
+  /** The link dropped: every open port fails (their sessions' signals did that already). */
+  dispose(): void {
+    for (const port of this.senders.values()) port.fail(disconnected());
+    for (const port of this.receivers.values()) port.fail(disconnected());
+    this.senders.clear();
+    this.receivers.clear();
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * The sending side of a seed: turns a directory tree into the seed stream (format.ts) and pushes
+ * it through a SendPort in chunks of raw stream bytes, from any offset.
+ *
+ * Speed: file data is read with large positioned reads straight into the chunk buffer that is
+ * hashed and sent, so each byte is touched by the hash and (when asked) the compressor only.
+ * Up to `depth` chunks are in flight (compressing or waiting for credit) while the next one is
+ * read, so disk, CPU and link overlap. Memory stays at (depth + 1) chunks.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { Codec } from '../../shared/codec.js';
+import { SeedwireError } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
+import type { SendPort } from '../streams/types.js';
+import { createChunkCodec, type ChunkCodec } from './compress.js';
+import { encodeRecordHeader, recordLength, TreeDigest, type TreeSummary } from './format.js';
+import { loadHashCache, openHashCacheWriter, type HashCacheWriter } from './hash-cache.js';
+import { walkTree } from './walk.js';
+
+export interface SendCommonOptions {
+  port: SendPort;
+  compression: Codec;
+  /** Compression level (gzip 1-9, zstd 1-19); default 1. */
+  level?: number;
+  signal: AbortSignal;
+  /** Called with the stream offset up to which bytes have been handed to the port. */
+  onProgress?: (sent: number) => void;
+  /** Raw bytes per data frame; default LIMITS.chunkBytes. */
+  chunkBytes?: number;
+}
+
+export interface SendTreeOptions extends SendCommonOptions {
+  root: string;
+  /** Stream offset to start from (the receiver's committed offset); 0 for a fresh transfer. */
+  offset: number;
+  /**
+   * A file (in the agent's stateDir) remembering each sent file's SHA-256, so that a resumed send
+   * need not re-read the files before `offset` to compute the end digest. Optional: without it
+   * those files are re-hashed from disk.
+   */
+  hashCachePath?: string;
+}
+
+export async function sendTree(options: SendTreeOptions): Promise<TreeSummary> {
+  const { root, offset, signal } = options;
+  const cache = offset > 0 && options.hashCachePath ? await loadHashCache(options.hashCachePath) : new Map();
+  const cacheWriter: HashCacheWriter | null = options.hashCachePath ? await openHashCacheWriter(options.hashCachePath, offset === 0) : null;
+  const sink = new ChunkSink(options, offset);
+  const digest = new TreeDigest();
+  const scratch = { buf: null as Buffer | null };
+  let pos = 0; // stream offset where the current record starts
+  try {
+    for await (const entry of walkTree(root, signal)) {
+      const head = encodeRecordHeader(entry.header);
+      const end = pos + recordLength(entry.header, head.length);
+      if (end <= offset) {
+        // A record the receiver already has: only its file hash is needed, for the end digest.
+        if (entry.header.type === 'file') {
+          const { path, size, mtimeMs } = entry.header;
+          const cached = cache.get(path);
+          const sha256 = cached && cached.size === size && cached.mtimeMs === mtimeMs ? cached.sha256 : await hashFile(entry.abs, size, scratch, signal);
+          digest.add({ path, size, sha256 });
+        }
+        pos = end;
+        continue;
+      }
+      let from = Math.max(0, offset - pos); // bytes of this record already received
+      if (from < head.length) {
+        await sink.append(head.subarray(from));
+        from = head.length;
+      }
+      if (entry.header.type === 'file') {
+        const { path, size, mtimeMs } = entry.header;
+        const dataFrom = from - head.length;
+        const hash = createHash('sha256');
+        const fh = await open(entry.abs, 'r');
+        try {
+          // Resuming inside this file: its trailer covers all of it, so hash the part already sent.
+          if (dataFrom > 0) await hashRange(fh, Math.min(dataFrom, size), hash, scratch, path, signal);
+          if (dataFrom < size) await sink.appendFile(fh, dataFrom, size - dataFrom, hash, path);
+        } finally {
+          await fh.close();
+        }
+        const sha = hash.digest();
+        await sink.append(sha.subarray(Math.max(0, dataFrom - size)));
+        const sha256 = sha.toString('hex');
+        digest.add({ path, size, sha256 });
+        cacheWriter?.add({ path, size, mtimeMs, sha256 });
+      }
+      pos = end;
+    }
+    const summary = digest.summary();
+    const endHead = encodeRecordHeader({ type: 'end', ...summary });
+    if (offset > pos + endHead.length) {
+      throw new SeedwireError('SEEDWIRE_BAD_PARAMS', `offset ${offset} is past the end of the seed stream (${pos + endHead.length} bytes)`);
+    }
+    await sink.append(endHead.subarray(Math.max(0, offset - pos)));
+    await sink.finish();
+    return summary;
+  } catch (error) {
+    await sink.abandon();
+    throw error;
+  } finally {
+    await cacheWriter?.close();
+  }
+}
+
+export interface SendStreamOptions extends SendCommonOptions {
+  input: Readable;
+  /** A pipe cannot seek: always 0. */
+  offset: number;
+}
+
+/**
+ * Sends a non-seekable byte stream (a mariabackup/xtrabackup stream) verbatim, chunked and
+ * credit-paced like sendTree. No records and no resume; the digest is the SHA-256 of all bytes.
+ */
+export async function sendStream(options: SendStreamOptions): Promise<TreeSummary> {
+  if (options.offset !== 0) throw new SeedwireError('SEEDWIRE_BAD_PARAMS', 'a streamed source cannot resume: offset must be 0');
+  const sink = new ChunkSink(options, 0);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const piece of options.input) {
+      options.signal.throwIfAborted();
+      const buf = Buffer.isBuffer(piece) ? piece : Buffer.from(piece as string);
+      hash.update(buf);
+      bytes += buf.length;
+      await sink.append(buf);
+    }
+    await sink.finish();
+    return { files: 0, bytes, digest: hash.digest('hex') };
+  } catch (error) {
+    await sink.abandon();
+    options.input.destroy();
+    throw error;
+  }
+}
+
+const HASH_READ_BYTES = 4 * 1024 * 1024;
+
+async function hashRange(fh: FileHandle, length: number, hash: Hash, scratch: { buf: Buffer | null }, path: string, signal: AbortSignal): Promise<void> {
+  scratch.buf ??= Buffer.allocUnsafeSlow(HASH_READ_BYTES);
+  const buf = scratch.buf;
+  let done = 0;
+  while (done < length) {
+    signal.throwIfAborted();
+    const want = Math.min(buf.length, length - done);
+    const { bytesRead } = await fh.read(buf, 0, want, done);
+    if (bytesRead === 0) throw changedWhileSending(path);
+    hash.update(buf.subarray(0, bytesRead));
+    done += bytesRead;
+  }
+}
+
+async function hashFile(abs: string, size: number, scratch: { buf: Buffer | null }, signal: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  const fh = await open(abs, 'r');
+  try {
+    await hashRange(fh, size, hash, scratch, abs, signal);
+  } finally {
+    await fh.close();
+  }
+  return hash.digest('hex');
+}
+
+function changedWhileSending(path: string): SeedwireError {
+  return new SeedwireError('SEEDWIRE_VERIFY_FAILED', `source file ${path} changed while being sent (it is shorter than when listed); seed from a snapshot or a stopped server`);
+}
+
+/**
+ * Packs stream bytes into chunk buffers and hands full chunks to the port in order. A chunk is
+ * compressed as soon as it is full; sending waits for the previous chunk and for port.ready.
+ */
+class ChunkSink {
+  private readonly port: SendPort;
+  private readonly codec: ChunkCodec;
+  private readonly chunkBytes: number;
+  private readonly signal: AbortSignal;
+  private readonly onProgress: ((sent: number) => void) | undefined;
+  /** Chunks compressing or waiting to be sent (oldest first). */
+  private readonly inFlight: Array<Promise<void>> = [];
+  private readonly depth: number;
+  private readonly free: Buffer[] = [];
+  private buf: Buffer;
+  private fill = 0;
+  /** Stream offset of buf[0]. */
+  private base: number;
+  private last: Promise<void> = Promise.resolve();
+
+  constructor(options: SendCommonOptions, offset: number) {
+    this.port = options.port;
+    this.codec = createChunkCodec(options.compression, options.level === undefined ? {} : { level: options.level });
+    this.chunkBytes = options.chunkBytes ?? LIMITS.chunkBytes;
+    this.signal = options.signal;
+    this.onProgress = options.onProgress;
+    // gzip runs on the thread pool: keep enough chunks in flight to use every core.
+    this.depth = options.compression === 'gzip' ? 3 : 2;
+    this.base = offset;
+    this.buf = this.takeBuffer();
+  }
+
+  /** Copies `bytes` (headers, trailers, piped input) into the stream. */
+  async append(bytes: Buffer): Promise<void> {
+    let done = 0;
+    while (done < bytes.length) {
+      const n = Math.min(this.chunkBytes - this.fill, bytes.length - done);
+      bytes.copy(this.buf, this.fill, done, done + n);
+      this.fill += n;
+      done += n;
+      if (this.fill === this.chunkBytes) await this.flush();
+    }
+  }
+
+  /** Reads `length` bytes of a file from `position` straight into chunk buffers, hashing them. */
+  async appendFile(fh: FileHandle, position: number, length: number, hash: Hash, path: string): Promise<void> {
+    let done = 0;
+    while (done < length) {
+      this.signal.throwIfAborted();
+      const want = Math.min(this.chunkBytes - this.fill, length - done);
+      const { bytesRead } = await fh.read(this.buf, this.fill, want, position + done);
+      if (bytesRead === 0) throw changedWhileSending(path);
+      hash.update(this.buf.subarray(this.fill, this.fill + bytesRead));
+      this.fill += bytesRead;
+      done += bytesRead;
+      if (this.fill === this.chunkBytes) await this.flush();
+    }
+  }
+
+  async finish(): Promise<void> {
+    if (this.fill > 0) await this.flush();
+    await Promise.all(this.inFlight.splice(0));
+  }
+
+  /** After a failure: wait for chunks in flight to settle so nothing is sent after we return. */
+  async abandon(): Promise<void> {
+    await Promise.allSettled(this.inFlight.splice(0));
+  }
+
+  private async flush(): Promise<void> {
+    const raw = this.buf.subarray(0, this.fill);
+    const offset = this.base;
+    const rawLength = this.fill;
+    const rawBuf = this.buf;
+    this.base += rawLength;
+    this.fill = 0;
+    const compressed = this.codec.compress(raw).then((payload) => {
+      // The raw buffer can be refilled once compressed; with no codec the port got it itself.
+      if (payload !== raw) this.free.push(rawBuf);
+      return payload;
+    });
+    const previous = this.last;
+    const sent = (async () => {
+      const payload = await compressed;
+      await previous;
+      await this.port.ready(offset, rawLength, this.signal);
+      this.port.send(offset, rawLength, this.codec.codec, payload);
+      this.onProgress?.(offset + rawLength);
+    })();
+    sent.catch(() => undefined); // awaited below or in finish/abandon; never unhandled
+    this.last = sent;
+    this.inFlight.push(sent);
+    while (this.inFlight.length >= this.depth) await this.inFlight.shift();
+    this.buf = this.takeBuffer();
+  }
+
+  private takeBuffer(): Buffer {
+    // Never reuse a buffer handed to the port uncompressed: the port may still hold it.
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes);
+  }
+}

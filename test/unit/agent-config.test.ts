@@ -1,0 +1,97 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { deriveDatacenter, loadConfig } from '../../agent/config/load.js';
+import { SeedwireError } from '../../shared/errors.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'seedwire-config-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function writeConfig(name: string, text: string): { file: string; dir: string } {
+  const dir = tempDir();
+  const file = join(dir, name);
+  writeFileSync(file, text);
+  return { file, dir };
+}
+
+function configErrorOf(fn: () => unknown): SeedwireError {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(SeedwireError);
+    expect((error as SeedwireError).code).toBe('SEEDWIRE_CONFIG');
+    return error as SeedwireError;
+  }
+  throw new Error('expected a config error');
+}
+
+describe('loadConfig', () => {
+  it('loads YAML, decides id, datacenter and an absolute, created stateDir', () => {
+    const { file, dir } = writeConfig('agent.yaml', 'controller: ws://ctl:7070/agent\ntoken: t1\nstateDir: state/agent\ncustomCommands:\n  flush: mysqladmin flush-logs\n');
+    const config = loadConfig({ file, hostname: 'db-7.dc1', cwd: dir, env: {} });
+    expect(config).toMatchObject({ controller: 'ws://ctl:7070/agent', token: 't1', id: 'db-7.dc1', hostname: 'db-7.dc1', datacenter: null, stateDir: join(dir, 'state/agent') });
+    expect(statSync(config.stateDir).isDirectory()).toBe(true);
+    expect(config.customCommands).toEqual({ flush: 'mysqladmin flush-logs' });
+    expect(config.allowArbitraryCommands).toBe(false);
+  });
+
+  it('lets flags override the file, and SEEDWIRE_AGENT_TOKEN stand in for --token', () => {
+    const dir = tempDir();
+    const { file } = writeConfig('agent.json', JSON.stringify({ controller: 'ws://a/agent', token: 'file-token', id: 'file-id', stateDir: dir }));
+    const config = loadConfig({ file, flags: { controller: 'wss://b/agent', id: 'flag-id', datacenter: 'dc9' }, env: { SEEDWIRE_AGENT_TOKEN: 'env-token' }, hostname: 'h', cwd: dir });
+    expect(config).toMatchObject({ controller: 'wss://b/agent', id: 'flag-id', datacenter: 'dc9', token: 'env-token' });
+    const viaFlag = loadConfig({ file, flags: { token: 'flag-token' }, env: { SEEDWIRE_AGENT_TOKEN: 'env-token' }, hostname: 'h', cwd: dir });
+    expect(viaFlag.token).toBe('flag-token');
+  });
+
+  it('reads tokenFile', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'token'), 'from-file\n');
+    const config = loadConfig({ flags: { controller: 'ws://a/agent', stateDir: dir }, file: writeConfig('a.json', JSON.stringify({ controller: 'ws://a/agent', tokenFile: join(dir, 'token') })).file, env: {}, hostname: 'h', cwd: dir });
+    expect(config.token).toBe('from-file');
+  });
+
+  it('requires a token', () => {
+    const { file, dir } = writeConfig('a.json', JSON.stringify({ controller: 'ws://a/agent' }));
+    expect(configErrorOf(() => loadConfig({ file, env: {}, cwd: dir })).message).toBe('config error at token: required (or tokenFile, or SEEDWIRE_AGENT_TOKEN)');
+  });
+
+  it('names the key path of a bad value', () => {
+    const { file, dir } = writeConfig('a.yaml', 'controller: ws://a/agent\ntoken: t\nmysql:\n  datadir: /var/lib/mysql\n  port: "x"\n  startCommand: a\n  stopCommand: b\n  statusCommand: c\n');
+    expect(configErrorOf(() => loadConfig({ file, env: {}, cwd: dir })).message).toMatch(/^config error at mysql\.port: expected number/);
+  });
+
+  it('refuses unknown keys, nested ones included, by their path', () => {
+    const top = writeConfig('a.json', JSON.stringify({ controller: 'ws://a/agent', token: 't', colour: 'blue' }));
+    expect(configErrorOf(() => loadConfig({ file: top.file, env: {}, cwd: top.dir })).message).toBe('config error at colour: unknown key');
+    const nested = writeConfig('b.json', JSON.stringify({ controller: 'ws://a/agent', token: 't', advanced: { heartbeatMS: 5 } }));
+    expect(configErrorOf(() => loadConfig({ file: nested.file, env: {}, cwd: nested.dir })).message).toBe('config error at advanced.heartbeatMS: unknown key');
+  });
+
+  it('refuses a token in the controller URL and a non-ws URL', () => {
+    expect(configErrorOf(() => loadConfig({ flags: { controller: 'ws://a/agent?token=abc', token: 't' }, env: {}, cwd: tempDir() })).message).toMatch(/^config error at controller: must not carry a token/);
+    expect(configErrorOf(() => loadConfig({ flags: { controller: 'http://a/agent', token: 't' }, env: {}, cwd: tempDir() })).message).toMatch(/^config error at controller: must be a ws/);
+  });
+
+  it('derives the datacenter from datacenterPattern applied to the host name', () => {
+    const { file, dir } = writeConfig('a.json', JSON.stringify({ controller: 'ws://a/agent', token: 't', datacenterPattern: '^[a-z]+-(\\w+)-' }));
+    expect(loadConfig({ file, env: {}, cwd: dir, hostname: 'db-fra1-07' }).datacenter).toBe('fra1');
+    expect(loadConfig({ file, env: {}, cwd: dir, hostname: 'standalone' }).datacenter).toBeNull();
+    expect(deriveDatacenter(undefined, 'db-fra1-07')).toBeNull();
+    const bad = writeConfig('b.json', JSON.stringify({ controller: 'ws://a/agent', token: 't', datacenterPattern: '(' }));
+    expect(configErrorOf(() => loadConfig({ file: bad.file, env: {}, cwd: bad.dir })).message).toBe('config error at datacenterPattern: must be a valid regular expression');
+  });
+
+  it('refuses files that are not YAML or JSON', () => {
+    const { file, dir } = writeConfig('a.toml', 'x = 1');
+    expect(configErrorOf(() => loadConfig({ file, env: {}, cwd: dir })).message).toMatch(/expected a \.yaml, \.yml or \.json file/);
+  });
+});

@@ -1,0 +1,139 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Session } from '../../agent/connection/session.js';
+import { ConnectionStreamPort } from '../../agent/streams/port.js';
+import type { ReceivedChunk } from '../../agent/streams/types.js';
+import { encodeDataFrame } from '../../shared/codec.js';
+import { SeedwireError } from '../../shared/errors.js';
+import type { Frame } from '../../shared/frames.js';
+
+/** An in-memory session: records frames, lets the test decide when queued bytes are written. */
+function makeSession() {
+  const ended = new AbortController();
+  const frames: Frame[] = [];
+  const writes: Array<{ bytes: number; done?: (error?: Error) => void }> = [];
+  let buffered = 0;
+  const session: Session = {
+    id: 's1',
+    signal: ended.signal,
+    send: (frame) => (frames.push(frame), true),
+    sendBinary: (data, done) => {
+      buffered += data.length;
+      writes.push({ bytes: data.length, ...(done ? { done } : {}) });
+      return true;
+    },
+    get bufferedAmount() {
+      return buffered;
+    },
+  };
+  const writeOne = (): void => {
+    const w = writes.shift();
+    if (!w) return;
+    buffered -= w.bytes;
+    w.done?.();
+  };
+  const drop = (): void => ended.abort();
+  return { session, frames, writeOne, drop, get buffered() { return buffered; } };
+}
+
+const log = pino({ level: 'silent' });
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function track(promise: Promise<void>): { settled: () => boolean; result: Promise<unknown> } {
+  let done = false;
+  const result = promise.then(
+    () => ((done = true), 'ok'),
+    (error: unknown) => ((done = true), error),
+  );
+  return { settled: () => done, result };
+}
+
+describe('stream port', () => {
+  it('send: ready() waits for credit', async () => {
+    const s = makeSession();
+    const port = new ConnectionStreamPort(() => s.session, log);
+    const sender = port.openSend(1, 10);
+    await sender.ready(0, 10, new AbortController().signal);
+    const waiting = track(sender.ready(10, 5, new AbortController().signal));
+    await tick();
+    expect(waiting.settled()).toBe(false);
+    port.handleCredit({ t: 'credit', stream: 1, limit: 14 });
+    await tick();
+    expect(waiting.settled()).toBe(false);
+    port.handleCredit({ t: 'credit', stream: 1, limit: 15 });
+    expect(await waiting.result).toBe('ok');
+    expect(sender.limit).toBe(15);
+  });
+
+  it('send: pauses above the high watermark until writes bring it under the low one', async () => {
+    const s = makeSession();
+    const port = new ConnectionStreamPort(() => s.session, log, { high: 100, low: 50 });
+    const sender = port.openSend(1, 1_000_000);
+    for (let i = 0; i < 4; i++) sender.send(i * 40, 16, 'none', Buffer.alloc(16)); // 4 frames of 40 bytes
+    expect(s.buffered).toBe(160);
+    const waiting = track(sender.ready(64, 16, new AbortController().signal));
+    await tick();
+    expect(waiting.settled()).toBe(false);
+    s.writeOne(); // 120
+    s.writeOne(); // 80: below high but not below low: still paused
+    await tick();
+    expect(waiting.settled()).toBe(false);
+    s.writeOne(); // 40
+    expect(await waiting.result).toBe('ok');
+  });
+
+  it('send: a link drop rejects pending ready() with SEEDWIRE_DISCONNECTED, an abort with its reason', async () => {
+    const s = makeSession();
+    const port = new ConnectionStreamPort(() => s.session, log);
+    const sender = port.openSend(1, 0);
+    const abort = new AbortController();
+    const aborted = track(sender.ready(0, 1, abort.signal));
+    abort.abort(new SeedwireError('SEEDWIRE_CANCELED', 'stop'));
+    expect(((await aborted.result) as SeedwireError).code).toBe('SEEDWIRE_CANCELED');
+    const waiting = track(sender.ready(0, 1, new AbortController().signal));
+    s.drop();
+    expect(((await waiting.result) as SeedwireError).code).toBe('SEEDWIRE_DISCONNECTED');
+    expect(() => sender.send(0, 1, 'none', Buffer.alloc(1))).toThrow(/dropped/);
+    const orphan = new ConnectionStreamPort(() => undefined, log).openSend(2, 100);
+    await expect(orphan.ready(0, 1, new AbortController().signal)).rejects.toMatchObject({ code: 'SEEDWIRE_DISCONNECTED' });
+  });
+
+  it('receive: yields decoded chunks in order, grants credit, fails after the queue on link drop', async () => {
+    const s = makeSession();
+    const port = new ConnectionStreamPort(() => s.session, log);
+    const receiver = port.openReceive(7);
+    receiver.grant(100);
+    receiver.grant(50); // lower grants are ignored
+    expect(s.frames).toEqual([{ t: 'credit', stream: 7, limit: 100 }]);
+    port.handleBinary(encodeDataFrame({ stream: 7, offset: 0, rawLength: 3, codec: 'none', payload: Buffer.from('abc') }));
+    port.handleBinary(encodeDataFrame({ stream: 8, offset: 0, rawLength: 1, codec: 'none', payload: Buffer.from('x') })); // no receiver: dropped
+    port.handleBinary(encodeDataFrame({ stream: 7, offset: 3, rawLength: 2, codec: 'none', payload: Buffer.from('de') }));
+    expect(() => port.handleBinary(Buffer.from('garbage'))).toThrow(SeedwireError);
+    s.drop();
+    const got: ReceivedChunk[] = [];
+    let failure: unknown;
+    try {
+      for await (const chunk of receiver.chunks()) got.push(chunk);
+    } catch (error) {
+      failure = error;
+    }
+    expect(got.map((c) => [c.offset, c.payload.toString()])).toEqual([
+      [0, 'abc'],
+      [3, 'de'],
+    ]);
+    expect((failure as SeedwireError).code).toBe('SEEDWIRE_DISCONNECTED');
+  });
+
+  it('receive: close ends the iteration', async () => {
+    const s = makeSession();
+    const receiver = new ConnectionStreamPort(() => s.session, log).openReceive(1);
+    const done = (async () => {
+      const seen: number[] = [];
+      for await (const chunk of receiver.chunks()) seen.push(chunk.offset);
+      return seen;
+    })();
+    await tick();
+    receiver.close();
+    expect(await done).toEqual([]);
+  });
+});
