@@ -1,0 +1,79 @@
+/** What every page of the console implements, and what the shell gives it. */
+import { describeError } from './api.js';
+import { h } from './dom.js';
+import type { LiveEvent } from './types.js';
+
+export interface View {
+  readonly title: string;
+  readonly root: HTMLElement;
+  /** Fetches the view's data and redraws it; called on mount and on every resync. */
+  refresh(): Promise<void>;
+  onEvent?(event: LiveEvent): void;
+  dispose?(): void;
+}
+
+export interface ViewContext {
+  navigate(hash: string): void;
+  confirm(options: ConfirmOptions): Promise<boolean>;
+  /** Aborted when the view is left: pass to every fetch. */
+  signal: AbortSignal;
+}
+
+export interface ConfirmOptions {
+  title: string;
+  message: string;
+  confirmLabel: string;
+  danger?: boolean;
+}
+
+/**
+ * Wraps a view's loader so overlapping calls coalesce: while one load runs, further calls
+ * queue exactly one more run. Errors are shown in `errorEl` (the last good data stays).
+ */
+export function makeRefresher(load: () => Promise<void>, errorEl: HTMLElement, signal: AbortSignal): () => Promise<void> {
+  let running: Promise<void> | null = null;
+  let again = false;
+  const runOnce = async (): Promise<void> => {
+    try {
+      await load();
+      errorEl.hidden = true;
+      errorEl.textContent = '';
+    } catch (err) {
+      if (signal.aborted) return;
+      errorEl.hidden = false;
+      errorEl.textContent = `Could not load: ${describeError(err)}`;
+    }
+  };
+  return async () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await runOnce();
+      } while (again && !signal.aborted);
+    })().finally(() => {
+      running = null;
+    });
+    return running;
+  };
+}
+
+export function errorLine(testid = 'view-error'): HTMLParagraphElement {
+  return h('p', { class: 'error', testid, hidden: true, role: 'alert' });
+}
+
+export function badge(text: string, kind: string, testid?: string): HTMLSpanElement {
+  return h('span', { class: `badge badge-${kind}`, testid }, text);
+}
+
+/** CSS modifier for a state word (running, succeeded, failed, ...). */
+export function stateBadge(state: string, testid?: string): HTMLSpanElement {
+  return badge(state, state.replace(/[^a-z-]/g, ''), testid);
+}
+
+export function emptyRow(columns: number, text: string): HTMLTableRowElement {
+  return h('tr', { class: 'empty' }, h('td', { colspan: columns }, text));
+}

@@ -1,0 +1,124 @@
+/** One seed: progress bar (bytes, percent, rate, ETA), stages, error, abort. */
+import { api, describeError } from '../api.js';
+import { fill, h, link } from '../dom.js';
+import { elapsedSeconds, formatBytes, formatDuration, formatPercent, formatRate, formatTime } from '../format.js';
+import type { Seed } from '../types.js';
+import { errorLine, makeRefresher, stateBadge, type View, type ViewContext } from '../view.js';
+
+const ACTIVE = new Set(['pending', 'running']);
+
+export function createSeedView(ctx: ViewContext, seedId: string): View {
+  let seed: Seed | null = null;
+  const error = errorLine();
+  const title = h('h1', {}, 'Seed ', seedId);
+  const summary = h('p', { class: 'muted', testid: 'seed-summary' });
+  const progress = h('progress', { testid: 'seed-progress', max: 1, value: 0 });
+  const progressText = h('p', { testid: 'seed-progress-text' });
+  const seedError = h('p', { class: 'error', testid: 'seed-error', hidden: true, role: 'alert' });
+  const stagesBody = h('tbody');
+  const abort = h('button', { type: 'button', class: 'danger', testid: 'seed-abort', hidden: true }, 'Abort seed');
+  const abortError = h('p', { class: 'error', testid: 'seed-abort-error', hidden: true });
+
+  abort.addEventListener('click', () => {
+    void ctx
+      .confirm({ title: 'Abort seed?', message: `Abort seed ${seedId}? Both sides stop and the target's partial data is removed; the target keeps its incomplete marker.`, confirmLabel: 'Abort seed', danger: true })
+      .then(async (ok) => {
+        if (!ok) return;
+        try {
+          await api.abortSeed(seedId);
+          abortError.hidden = true;
+        } catch (err) {
+          abortError.textContent = `Abort failed: ${describeError(err)}`;
+          abortError.hidden = false;
+        }
+      });
+  });
+
+  const root = h(
+    'section',
+    { class: 'view', testid: 'view-seed' },
+    title,
+    summary,
+    error,
+    h('section', { class: 'card' }, h('div', { class: 'progress-row' }, progress), progressText, seedError, h('div', { class: 'actions' }, abort), abortError),
+    h('section', { class: 'card' }, h('h2', {}, 'Stages'), h('table', { testid: 'seed-stages' }, h('thead', {}, h('tr', {}, ...['Stage', 'State', 'Started', 'Ended', 'Took', 'Message'].map((t) => h('th', {}, t)))), stagesBody)),
+  );
+
+  function render(): void {
+    const s = seed;
+    if (!s) return;
+    fill(title, 'Seed ', s.id, ' ', stateBadge(s.state, 'seed-state'));
+    fill(
+      summary,
+      link(`#/agents/${encodeURIComponent(s.source)}`, s.source),
+      ' → ',
+      link(`#/agents/${encodeURIComponent(s.target)}`, s.target),
+      ` · method ${s.method} · compression ${s.effectiveCompression ?? s.compression}${s.attempts && s.attempts > 1 ? ` · ${s.attempts} attempts` : ''} · started ${formatTime(s.createdAt)}${s.endedAt ? ` · ended ${formatTime(s.endedAt)}` : ''}`,
+    );
+    const total = s.bytesTotal;
+    if (total !== null && total > 0) {
+      progress.max = total;
+      progress.value = Math.min(s.bytesDone, total);
+    } else if (s.state === 'succeeded') {
+      progress.max = 1;
+      progress.value = 1;
+    } else {
+      progress.removeAttribute('value'); // indeterminate until the total is known
+    }
+    progress.dataset['percent'] = total !== null && total > 0 ? String(Math.min(100, (s.bytesDone / total) * 100)) : '';
+    const active = ACTIVE.has(s.state);
+    const parts = [
+      `${formatBytes(s.bytesDone)} of ${total === null ? 'unknown' : formatBytes(total)}`,
+      formatPercent(s.bytesDone, total),
+      active ? (s.bytesPerSec === null ? 'rate —' : formatRate(s.bytesPerSec)) : `average ${formatRate(averageRate(s))}`,
+      active ? `ETA ${formatDuration(s.etaSeconds)}` : `took ${formatDuration(elapsedSeconds(s.createdAt, s.endedAt))}`,
+    ];
+    progressText.textContent = parts.join(' · ');
+    seedError.hidden = s.error === null;
+    seedError.textContent = s.error ? `${s.error.code}: ${s.error.message}` : '';
+    abort.hidden = !active;
+
+    fill(
+      stagesBody,
+      s.stages.map((st) =>
+        h(
+          'tr',
+          { testid: `stage-${st.name}`, class: st.name === s.stage && active ? 'current' : '' },
+          h('td', {}, st.name),
+          h('td', { testid: `stage-state-${st.name}` }, stateBadge(st.state)),
+          h('td', { class: 'time' }, formatTime(st.startedAt)),
+          h('td', { class: 'time' }, formatTime(st.endedAt)),
+          h('td', { class: 'num' }, st.startedAt ? formatDuration(elapsedSeconds(st.startedAt, st.endedAt)) : '—'),
+          h('td', { class: 'small' }, st.message ?? ''),
+        ),
+      ),
+    );
+  }
+
+  const refresh = makeRefresher(
+    async () => {
+      seed = await api.seed(seedId, ctx.signal);
+      render();
+    },
+    error,
+    ctx.signal,
+  );
+
+  return {
+    title: `Seed ${seedId}`,
+    root,
+    refresh,
+    onEvent(event) {
+      if (event.type !== 'seed') return;
+      const data = event.data as Seed;
+      if (data?.id !== seedId) return;
+      seed = { ...seed, ...data, stages: data.stages ?? seed?.stages ?? [] };
+      render();
+    },
+  };
+}
+
+function averageRate(s: Seed): number | null {
+  const seconds = elapsedSeconds(s.createdAt, s.endedAt);
+  return seconds && seconds > 0 ? s.bytesDone / seconds : null;
+}
