@@ -1,0 +1,49 @@
+/**
+ * Admin authentication for /api/* and /metrics: `Authorization: Bearer <token>`, or the
+ * `seedwire_admin` cookie set by POST /api/login (EventSource cannot send headers). Tokens in the
+ * URL are never read.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { SeedwireError } from '../../shared/errors.js';
+import { compareSecret, readBearer } from '../hub/secret.js';
+import { sendError } from './errors.js';
+
+export const ADMIN_COOKIE = 'seedwire_admin';
+
+/** Paths that need no admin token. */
+const PUBLIC_PATHS = new Set(['/healthz', '/api/login', '/api/logout']);
+
+export function readCookie(header: string | undefined, name: string): string | null {
+  if (!header) return null;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() !== name) continue;
+    try {
+      return decodeURIComponent(part.slice(eq + 1).trim());
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+export function isAdmin(request: FastifyRequest, adminToken: string): boolean {
+  const presented = readBearer(request.headers.authorization) ?? readCookie(request.headers.cookie, ADMIN_COOKIE);
+  return presented !== null && compareSecret(presented, adminToken);
+}
+
+function needsAuth(path: string): boolean {
+  if (PUBLIC_PATHS.has(path)) return false;
+  return path === '/api' || path.startsWith('/api/') || path === '/metrics';
+}
+
+export function installAdminAuth(app: FastifyInstance, adminToken: string): void {
+  app.addHook('onRequest', async (request, reply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    if (!needsAuth(path)) return;
+    if (isAdmin(request, adminToken)) return;
+    request.log.info({ path, method: request.method }, 'admin request refused: missing or wrong token');
+    return sendError(reply, new SeedwireError('SEEDWIRE_AUTH', 'missing or wrong admin bearer token'));
+  });
+}

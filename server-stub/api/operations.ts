@@ -1,0 +1,95 @@
+/** GET /api/operations, GET /api/operations/:id, its output, POST .../cancel. */
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import { SeedwireError } from '../../shared/errors.js';
+import type { SeedwireEventBus } from '../events/bus.js';
+import type { OutputStore } from '../store/output.js';
+import type { ControllerDeps } from '../types.js';
+import type { Operation } from '../ops/types.js';
+
+/** Live output followers are dropped into a marker when they do not drain this much. */
+const FOLLOW_HIGH_WATER = 1024 * 1024;
+
+export interface OutputFollowers {
+  closeAll(): void;
+}
+
+function followOutput(res: ServerResponse, bus: SeedwireEventBus, output: OutputStore, operationId: string, onEnd: () => void): () => void {
+  let skipped = 0;
+  let ended = false;
+  const finish = (): void => {
+    if (ended) return;
+    ended = true;
+    unsubscribe();
+    if (!res.writableEnded) res.end();
+    onEnd();
+  };
+  const write = (text: string): void => {
+    if (res.writableLength > FOLLOW_HIGH_WATER) {
+      skipped += Buffer.byteLength(text);
+      return;
+    }
+    if (skipped > 0) {
+      res.write(`\n[seedwire: ${skipped} bytes skipped for this slow reader; GET ?follow=0 for the stored output]\n`);
+      skipped = 0;
+    }
+    res.write(text);
+  };
+  // Subscribe and read what is stored in the same tick, so nothing falls between the two.
+  const unsubscribe = bus.subscribe((event) => {
+    const data = event.data as { operationId?: string; id?: string; state?: string; data?: string };
+    if (event.type === 'output' && data.operationId === operationId && typeof data.data === 'string') write(data.data);
+    else if (event.type === 'operation' && data.id === operationId && data.state !== 'running') finish();
+  });
+  res.write(output.readText(operationId));
+  res.on('close', finish);
+  return finish;
+}
+
+export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDeps, bus: SeedwireEventBus, output: OutputStore): OutputFollowers {
+  const { operations } = deps;
+  const followers = new Set<() => void>();
+
+  function mustGet(id: string): Operation {
+    const operation = operations.get(id);
+    if (!operation) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${id}`);
+    return operation;
+  }
+
+  app.get<{ Querystring: { agent?: string; limit?: string } }>('/api/operations', async (request) => {
+    const limit = request.query.limit === undefined ? 100 : Number.parseInt(request.query.limit, 10);
+    if (!Number.isFinite(limit) || limit < 1) throw new SeedwireError('SEEDWIRE_BAD_REQUEST', 'limit: a positive integer');
+    return operations.list({ ...(request.query.agent ? { agentId: request.query.agent } : {}), limit });
+  });
+
+  app.get<{ Params: { id: string } }>('/api/operations/:id', async (request) => mustGet(request.params.id));
+
+  app.get<{ Params: { id: string }; Querystring: { follow?: string } }>('/api/operations/:id/output', async (request, reply) => {
+    const operation = mustGet(request.params.id);
+    const follow = request.query.follow !== '0' && request.query.follow !== 'false';
+    if (!follow || operation.state !== 'running') {
+      return reply.type('text/plain; charset=utf-8').send(output.readText(operation.id));
+    }
+    reply.hijack();
+    reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+    const stop = followOutput(reply.raw, bus, output, operation.id, () => followers.delete(stop));
+    followers.add(stop);
+    // It may have ended between the first read and the subscription.
+    if (operations.get(operation.id)?.state !== 'running') stop();
+    return reply;
+  });
+
+  app.post<{ Params: { id: string } }>('/api/operations/:id/cancel', async (request) => {
+    const operation = mustGet(request.params.id);
+    if (operation.state !== 'running') return { operation };
+    deps.audit.record({ actor: 'admin', agentId: operation.agentId, action: 'cancel', params: { operationId: operation.id }, outcome: 'requested' });
+    operations.cancel(operation.id, 'canceled by admin');
+    return { operation: await operations.wait(operation.id, 5_000) };
+  });
+
+  return {
+    closeAll() {
+      for (const stop of [...followers]) stop();
+    },
+  };
+}

@@ -1,0 +1,63 @@
+/** JSON views of agents for the API and the event bus. */
+import type { AgentHub, AgentInfo } from '../hub/types.js';
+import type { AgentStore } from '../store/agents.js';
+
+export interface AgentView {
+  id: string;
+  hostname: string;
+  datacenter: string | null;
+  connected: boolean;
+  connectedAt: string | null;
+  lastSeenAt: string | null;
+  version: string;
+  capabilities: string[];
+}
+
+export interface PeerView {
+  id: string;
+  connected: boolean;
+  snapshotBackend: string | null;
+  hasSnapshots: boolean;
+}
+
+export function viewAgent(info: AgentInfo): AgentView {
+  return {
+    id: info.id,
+    hostname: info.hostname,
+    datacenter: info.datacenter,
+    connected: info.connected,
+    connectedAt: info.connectedAt,
+    lastSeenAt: info.lastSeenAt,
+    version: info.version,
+    capabilities: info.capabilities,
+  };
+}
+
+export function listAgentViews(hub: AgentHub, agents: AgentStore): AgentView[] {
+  return agents
+    .list()
+    .map((row) => hub.agent(row.id))
+    .filter((info): info is AgentInfo => info !== null)
+    .map(viewAgent);
+}
+
+/** GET /api/agents/:id: the agent, its facts, and its peers split by datacenter. */
+export function viewAgentDetail(hub: AgentHub, agents: AgentStore, id: string): (AgentView & Record<string, unknown>) | null {
+  const info = hub.agent(id);
+  if (!info) return null;
+  const local: PeerView[] = [];
+  const remote: PeerView[] = [];
+  for (const row of agents.list()) {
+    if (row.id === id) continue;
+    const facts = hub.facts(row.id);
+    const peer: PeerView = {
+      id: row.id,
+      connected: hub.isConnected(row.id),
+      snapshotBackend: facts?.snapshotBackend ?? null,
+      hasSnapshots: (facts?.snapshots.length ?? 0) > 0,
+    };
+    const sameDc = info.datacenter !== null && row.datacenter === info.datacenter;
+    (sameDc ? local : remote).push(peer);
+  }
+  return { ...viewAgent(info), clockSkewMs: info.clockSkewMs, facts: hub.facts(id), peers: { local, remote } };
+}

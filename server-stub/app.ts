@@ -1,0 +1,182 @@
+/**
+ * createController: the controller core in one object (store, hub, event bus, operation runner,
+ * HTTP API), listening on host:port. main.ts wraps it in a CLI; tests run it in-process.
+ */
+import type { AddressInfo } from 'node:net';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { SeedwireError } from '../shared/errors.js';
+import { LIMITS } from '../shared/limits.js';
+import { installAdminAuth } from './api/auth.js';
+import { registerAgentRoutes } from './api/agents.js';
+import { trackConnections } from './api/connections.js';
+import { installErrorHandlers } from './api/errors.js';
+import { createMetricsRegistry, registerMetricsRoute } from './api/metrics.js';
+import { registerMiscRoutes } from './api/misc.js';
+import { registerOperationRoutes } from './api/operations.js';
+import { viewAgentDetail } from './api/views.js';
+import { createEventBus } from './events/bus.js';
+import { registerEventsRoute } from './events/sse.js';
+import { createAgentHub } from './hub/hub.js';
+import { createAudit } from './ops/audit.js';
+import { createOperationRunner } from './ops/runner.js';
+import { createAgentStore } from './store/agents.js';
+import { createAuditStore } from './store/audit.js';
+import { closeDatabase, openDatabase } from './store/db.js';
+import { createOperationStore } from './store/operations.js';
+import { createOutputStore } from './store/output.js';
+import type { ControllerConfig, ControllerDeps, ControllerPlugin } from './types.js';
+
+export type { ControllerConfig, ControllerDeps, ControllerPlugin } from './types.js';
+
+export interface CreateControllerOptions {
+  dataDir: string;
+  adminToken: string;
+  /** Shared agent token; at least one of agentToken / agentTokens is required. */
+  agentToken?: string | null;
+  agentTokens?: Record<string, string>;
+  /** @default '127.0.0.1' */
+  host?: string;
+  /** @default 0 (a free port) */
+  port?: number;
+  tls?: { cert: string | Buffer; key: string | Buffer } | null;
+  /** @default LIMITS.heartbeatMs */
+  heartbeatMs?: number;
+  /** @default LIMITS.deadAfterMs */
+  deadAfterMs?: number;
+  /** @default LIMITS.handshakeTimeoutMs */
+  handshakeTimeoutMs?: number;
+  /** @default LIMITS.drainMs */
+  drainMs?: number;
+  /** @default a silent logger */
+  log?: Logger;
+  /** Registered after the core routes, in order (seed routes, console). */
+  plugins?: ControllerPlugin[];
+}
+
+export interface Controller {
+  /** http(s)://host:port */
+  url: string;
+  /** ws(s)://host:port/agent */
+  wsUrl: string;
+  deps: ControllerDeps;
+  app: FastifyInstance;
+  /** Graceful drain, at most drainMs; idempotent. */
+  close(): Promise<void>;
+}
+
+function resolveConfig(options: CreateControllerOptions): ControllerConfig {
+  const agentTokens = options.agentTokens ?? {};
+  const agentToken = options.agentToken ?? null;
+  if (agentToken === null && Object.keys(agentTokens).length === 0) {
+    throw new SeedwireError('SEEDWIRE_CONFIG', 'agentToken: required unless agentTokens names at least one agent');
+  }
+  if (!options.adminToken) throw new SeedwireError('SEEDWIRE_CONFIG', 'adminToken: required');
+  return {
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 0,
+    dataDir: options.dataDir,
+    agentToken,
+    agentTokens,
+    adminToken: options.adminToken,
+    tls: options.tls ?? null,
+    heartbeatMs: options.heartbeatMs ?? LIMITS.heartbeatMs,
+    deadAfterMs: options.deadAfterMs ?? LIMITS.deadAfterMs,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? LIMITS.handshakeTimeoutMs,
+    drainMs: options.drainMs ?? LIMITS.drainMs,
+  };
+}
+
+function formatUrl(scheme: string, host: string, port: number): string {
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return `${scheme}://${shown}:${port}`;
+}
+
+export async function createController(options: CreateControllerOptions): Promise<Controller> {
+  const config = resolveConfig(options);
+  const log = options.log ?? pino({ level: 'silent' });
+  const db = openDatabase(config.dataDir);
+  const agents = createAgentStore(db);
+  const output = createOutputStore(db);
+  const operationStore = createOperationStore(db);
+  const bus = createEventBus({ log });
+  const audit = createAudit(createAuditStore(db), bus);
+  const hub = createAgentHub({
+    credentials: { shared: config.agentToken, perAgent: config.agentTokens },
+    timing: { heartbeatMs: config.heartbeatMs, deadAfterMs: config.deadAfterMs, handshakeTimeoutMs: config.handshakeTimeoutMs },
+    agents,
+    log: log.child({ component: 'hub' }),
+  });
+  const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }) });
+  hub.setResumeHandler((agentId, hello) => operations.resumeAgent(agentId, hello));
+  hub.on((event) => {
+    const agentId = event.type === 'facts' ? event.agentId : event.agent.id;
+    bus.publish('agent', viewAgentDetail(hub, agents, agentId));
+  });
+  const deps: ControllerDeps = { db, hub, bus, audit, operations, log, config };
+
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'http' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 64 * 1024,
+    forceCloseConnections: 'idle',
+    ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}),
+  }) as unknown as FastifyInstance;
+  installErrorHandlers(app);
+  installAdminAuth(app, config.adminToken);
+  registerMiscRoutes(app, deps);
+  registerAgentRoutes(app, deps, agents);
+  const followers = registerOperationRoutes(app, deps, bus, output);
+  const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
+  registerMetricsRoute(app, createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount() }));
+  for (const plugin of options.plugins ?? []) await plugin(app, deps);
+  app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
+  const connections = trackConnections(app.server);
+
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await hub.close();
+    closeDatabase(db);
+    throw new SeedwireError('SEEDWIRE_CONFIG', `listen: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`, { cause: error });
+  }
+  const address = app.server.address() as AddressInfo;
+  const url = formatUrl(config.tls ? 'https' : 'http', config.host, address.port);
+  const wsUrl = `${formatUrl(config.tls ? 'wss' : 'ws', config.host, address.port)}/agent`;
+
+  let closing: Promise<void> | null = null;
+  async function drain(): Promise<void> {
+    operations.close();
+    viewers.closeAll();
+    followers.closeAll();
+    await hub.close();
+    await operations.drain();
+    const closed = app.close();
+    connections.closeIdle();
+    await closed;
+  }
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), config.drainMs);
+      });
+      try {
+        const outcome = await Promise.race([drain().then(() => 'drained' as const), timeout]);
+        if (outcome === 'timeout') {
+          log.warn({ drainMs: config.drainMs }, 'drain took too long; closing connections');
+          app.server.closeAllConnections();
+        }
+      } catch (error) {
+        log.error({ err: error }, 'drain failed');
+      } finally {
+        clearTimeout(timer);
+        bus.dispose();
+        closeDatabase(db);
+      }
+    })();
+    return closing;
+  }
+
+  return { url, wsUrl, deps, app, close };
+}

@@ -1,0 +1,70 @@
+/** Calls the controller waits for, keyed by call id. Each settles exactly once. */
+import { SeedwireError, type ErrorCode } from '../../shared/errors.js';
+import type { CallOptions, CallOutcome } from './types.js';
+
+/** An agent's `error` frame for a call, keeping the command's exit code. */
+export class CallFailedError extends SeedwireError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly exitCode: number | null,
+    details?: unknown,
+  ) {
+    super(code, message, { details });
+  }
+}
+
+export interface PendingCall {
+  id: string;
+  agentId: string;
+  op: string;
+  options: CallOptions;
+  lastOutputSeq: number;
+  resolve(outcome: CallOutcome): void;
+  reject(error: Error): void;
+}
+
+export class CallRegistry {
+  private readonly calls = new Map<string, PendingCall>();
+
+  has(id: string): boolean {
+    return this.calls.has(id);
+  }
+
+  get(id: string): PendingCall | undefined {
+    return this.calls.get(id);
+  }
+
+  add(call: PendingCall): void {
+    this.calls.set(call.id, call);
+  }
+
+  /** Removes the call and resolves it; false if it had already settled. */
+  resolve(id: string, outcome: CallOutcome): boolean {
+    const call = this.calls.get(id);
+    if (!call) return false;
+    this.calls.delete(id);
+    call.resolve(outcome);
+    return true;
+  }
+
+  reject(id: string, error: Error): boolean {
+    const call = this.calls.get(id);
+    if (!call) return false;
+    this.calls.delete(id);
+    call.reject(error);
+    return true;
+  }
+
+  ofAgent(agentId: string): PendingCall[] {
+    return [...this.calls.values()].filter((call) => call.agentId === agentId);
+  }
+
+  rejectAll(error: Error): void {
+    for (const id of [...this.calls.keys()]) this.reject(id, error);
+  }
+
+  get size(): number {
+    return this.calls.size;
+  }
+}

@@ -1,0 +1,12 @@
+/** Plain counters the hub keeps; the metrics module reads them at scrape time. */
+export interface HubCounters {
+  framesIn: number;
+  framesOut: number;
+  badFrames: number;
+  bytesRelayed: number;
+  relayDropped: number;
+}
+
+export function createHubCounters(): HubCounters {
+  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0 };
+}

@@ -1,0 +1,19 @@
+/** Constant-time token comparison: both sides are hashed first so lengths always match. */
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+export function compareSecret(presented: string, expected: string): boolean {
+  // Compare digests (equal length) and the lengths, so neither content nor length leaks timing.
+  const same = timingSafeEqual(digest(presented), digest(expected));
+  return same && presented.length === expected.length;
+}
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function readBearer(header: string | string[] | undefined): string | null {
+  if (typeof header !== 'string') return null;
+  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+  return match ? match[1]! : null;
+}

@@ -1,0 +1,188 @@
+/**
+ * One agent connection: handshake timer, heartbeats, frame parsing. Policy (what a hello means,
+ * where results go) lives in the hub, which receives parsed frames through SessionHandlers.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { RawData, WebSocket } from 'ws';
+import { decodeFrame } from '../../shared/codec.js';
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import { CLOSE_CODES, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
+import type { AgentPrincipal } from './auth.js';
+import type { HubCounters } from './counters.js';
+import { Sender } from './sender.js';
+
+export interface SessionTiming {
+  heartbeatMs: number;
+  deadAfterMs: number;
+  handshakeTimeoutMs: number;
+}
+
+/** A failure that ends the session with a close code. */
+export class SessionClose extends SeedwireError {
+  constructor(
+    readonly closeCode: number,
+    code: ConstructorParameters<typeof SeedwireError>[0],
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+export interface SessionHandlers {
+  /** Throws SessionClose to refuse the hello. */
+  hello(session: AgentSession, frame: HelloFrame): void;
+  frame(session: AgentSession, frame: Exclude<Frame, HelloFrame>): void;
+  data(session: AgentSession, buf: Buffer): void;
+  closed(session: AgentSession, code: number, reason: string): void;
+}
+
+type State = 'handshake' | 'open' | 'closed';
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+export class AgentSession {
+  readonly sessionId = randomUUID();
+  readonly sender: Sender;
+  agentId: string | null = null;
+  hello: HelloFrame | null = null;
+  facts: Facts | null = null;
+  connectedAt: string | null = null;
+  lastInboundAt = Date.now();
+  clockSkewMs: number | null = null;
+  /** Call ids the agent reported running or pending in its hello (resumable without re-sending). */
+  resumable = new Set<string>();
+  log: Logger;
+  private state: State = 'handshake';
+  private lastPingAt = 0;
+  private readonly handshakeTimer: NodeJS.Timeout;
+  private readonly tick: NodeJS.Timeout;
+  private closeTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly principal: AgentPrincipal,
+    private readonly timing: SessionTiming,
+    private readonly handlers: SessionHandlers,
+    private readonly counters: HubCounters,
+    log: Logger,
+  ) {
+    this.log = log.child({ sessionId: this.sessionId });
+    this.sender = new Sender(ws, counters);
+    this.handshakeTimer = setTimeout(() => this.close(CLOSE_CODES.handshakeTimeout, 'no hello in time'), timing.handshakeTimeoutMs);
+    const every = Math.max(20, Math.min(timing.heartbeatMs, Math.floor(timing.deadAfterMs / 3)));
+    this.tick = setInterval(() => this.checkLiveness(), every);
+    ws.on('message', (data, isBinary) => this.receive(data, isBinary));
+    ws.on('error', (error) => this.log.warn({ err: error }, 'agent socket error'));
+    ws.on('close', (code, reason) => this.onClosed(code, reason.toString()));
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open';
+  }
+
+  /** Closes with a code; a socket that does not finish the closing handshake is terminated. */
+  close(code: number, reason: string): void {
+    if (this.state === 'closed' || this.closeTimer) return;
+    this.log.info({ code, reason }, 'closing agent session');
+    try {
+      this.ws.close(code, reason.slice(0, 120));
+    } catch {
+      this.ws.terminate();
+    }
+    this.closeTimer = setTimeout(() => this.ws.terminate(), 2_000);
+    this.closeTimer.unref();
+  }
+
+  sendError(id: string | null, error: SeedwireError): void {
+    this.sender.sendFrame({ t: 'error', id, code: error.code, message: error.message.slice(0, 4096) });
+  }
+
+  private checkLiveness(): void {
+    const now = Date.now();
+    if (now - this.lastInboundAt > this.timing.deadAfterMs) {
+      this.log.warn({ silentMs: now - this.lastInboundAt }, 'agent silent too long; terminating');
+      this.ws.terminate();
+      return;
+    }
+    if (this.state === 'open' && now - this.lastPingAt >= this.timing.heartbeatMs) {
+      this.lastPingAt = now;
+      this.sender.sendFrame({ t: 'ping', ts: now });
+    }
+  }
+
+  private receive(data: RawData, isBinary: boolean): void {
+    this.lastInboundAt = Date.now();
+    this.counters.framesIn++;
+    if (this.state === 'closed') return;
+    if (isBinary) {
+      if (this.state !== 'open') return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', 'binary frame before the handshake'), true);
+      try {
+        this.handlers.data(this, toBuffer(data));
+      } catch (error) {
+        this.refuse(null, toSeedwireError(error, 'SEEDWIRE_BAD_FRAME'), false);
+      }
+      return;
+    }
+    let frame: Frame;
+    try {
+      frame = decodeFrame(toBuffer(data).toString('utf8'));
+    } catch (error) {
+      const failure = toSeedwireError(error, 'SEEDWIRE_BAD_FRAME');
+      const details = failure.details as { id?: string | null } | undefined;
+      return this.refuse(details?.id ?? null, failure, this.state === 'handshake');
+    }
+    if (this.state === 'handshake') {
+      if (frame.t !== 'hello') return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', `expected 'hello', got '${frame.t}'`), true);
+      this.acceptHello(frame);
+      return;
+    }
+    if (frame.t === 'hello') return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', 'hello after the handshake'), false);
+    if (frame.t === 'ping') {
+      this.sender.sendFrame({ t: 'pong', ts: frame.ts });
+      return;
+    }
+    if (frame.t === 'pong') return;
+    try {
+      this.handlers.frame(this, frame);
+    } catch (error) {
+      this.log.error({ err: error, t: frame.t }, 'frame handler failed');
+      this.sendError('id' in frame && typeof frame.id === 'string' ? frame.id : null, toSeedwireError(error));
+    }
+  }
+
+  private acceptHello(frame: HelloFrame): void {
+    clearTimeout(this.handshakeTimer);
+    try {
+      this.handlers.hello(this, frame);
+      this.state = 'open';
+    } catch (error) {
+      const failure = toSeedwireError(error);
+      this.sendError(null, failure);
+      this.close(error instanceof SessionClose ? error.closeCode : CLOSE_CODES.protocolError, failure.message);
+    }
+  }
+
+  private refuse(id: string | null, error: SeedwireError, fatal: boolean): void {
+    this.counters.badFrames++;
+    this.log.warn({ code: error.code, id, fatal }, `bad frame from agent: ${error.message}`);
+    this.sendError(id, error);
+    if (fatal) this.close(CLOSE_CODES.protocolError, error.message);
+  }
+
+  private onClosed(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    clearTimeout(this.handshakeTimer);
+    clearInterval(this.tick);
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.sender.close();
+    this.log.info({ code, reason }, 'agent session closed');
+    if (wasOpen) this.handlers.closed(this, code, reason);
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * The operation runner: persists each operation and its audit rows, sends it through the hub,
+ * stores and publishes its output and progress, records the final state, and cancels through one
+ * AbortController per operation. After a controller restart it resumes the operations an agent
+ * reports (running or pending) when that agent reconnects, and fails the others as SEEDWIRE_LOST.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import type { HelloFrame, OutputFrame } from '../../shared/frames.js';
+import type { EventBus } from '../events/types.js';
+import type { AgentHub, CallOutcome } from '../hub/types.js';
+import type { OperationStore } from '../store/operations.js';
+import type { OutputStore } from '../store/output.js';
+import type { Audit } from '../types.js';
+import type { Operation, OperationError, OperationRunner, RunOptions, StartedOperation } from './types.js';
+import { validateOp } from './validate.js';
+
+export interface RunnerDeps {
+  hub: AgentHub;
+  operations: OperationStore;
+  output: OutputStore;
+  bus: EventBus;
+  audit: Audit;
+  log: Logger;
+}
+
+interface Active {
+  controller: AbortController;
+  done: Promise<Operation>;
+}
+
+export interface ControllerOperationRunner extends OperationRunner {
+  /** Hub resume handler: adopt or fail this agent's operations left running by an earlier process. */
+  resumeAgent(agentId: string, hello: HelloFrame): void;
+  activeCount(): number;
+  /** Resolves once every operation this process tracks has settled (after the hub closed). */
+  drain(): Promise<void>;
+}
+
+function toOperationError(error: SeedwireError): OperationError {
+  return error.details === undefined ? { code: error.code, message: error.message } : { code: error.code, message: error.message, details: error.details };
+}
+
+export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunner {
+  const { hub, operations, output, bus, audit } = deps;
+  const active = new Map<string, Active>();
+  let closed = false;
+
+  function publish(operation: Operation, extra?: Record<string, unknown>): void {
+    bus.publish('operation', extra ? { ...operation, ...extra } : operation);
+  }
+
+  function recordOutput(operationId: string, frame: OutputFrame, options: RunOptions | null): void {
+    if (frame.gap) {
+      const note = `\n[seedwire: ${frame.gap} bytes of output lost]\n`;
+      output.append(operationId, frame.stream, note);
+      bus.publish('output', { operationId, seq: frame.seq, stream: frame.stream, data: note });
+    }
+    output.append(operationId, frame.stream, frame.data);
+    bus.publish('output', { operationId, seq: frame.seq, stream: frame.stream, data: frame.data });
+    options?.onOutput?.({ seq: frame.seq, stream: frame.stream, data: frame.data });
+  }
+
+  function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Operation {
+    const log = deps.log.child({ opId: operation.id, agentId: operation.agentId });
+    const endedAt = new Date().toISOString();
+    if (outcome.ok) {
+      operations.finish(operation.id, { state: 'succeeded', endedAt, result: outcome.value.result ?? null, error: null, exitCode: outcome.value.exitCode });
+    } else {
+      const failure = toSeedwireError(outcome.error);
+      if (failure.code === 'SEEDWIRE_SHUTTING_DOWN') {
+        // The operation outlives this process: the agent reports it after the next start.
+        log.info({ op: operation.op }, 'operation left running across shutdown');
+        return operations.get(operation.id) ?? operation;
+      }
+      const exitCode = (outcome.error as { exitCode?: unknown }).exitCode;
+      operations.finish(operation.id, {
+        state: failure.code === 'SEEDWIRE_CANCELED' ? 'canceled' : 'failed',
+        endedAt,
+        result: null,
+        error: toOperationError(failure),
+        exitCode: typeof exitCode === 'number' ? exitCode : null,
+      });
+    }
+    const final = operations.get(operation.id) ?? operation;
+    log.info({ op: final.op, state: final.state, code: final.error?.code }, 'operation ended');
+    audit.record({
+      actor: final.actor,
+      agentId: final.agentId,
+      action: `op:${final.op}`,
+      params: { operationId: final.id },
+      outcome: final.state,
+      message: final.error?.message ?? null,
+    });
+    publish(final);
+    return final;
+  }
+
+  function track(operation: Operation, options: RunOptions | null, resumed: boolean): StartedOperation {
+    const controller = new AbortController();
+    const external = options?.signal;
+    const onExternalAbort = (): void => controller.abort(external?.reason);
+    if (external?.aborted) controller.abort(external.reason);
+    else external?.addEventListener('abort', onExternalAbort, { once: true });
+    const call = hub.call(operation.agentId, operation.op, operation.params, {
+      callId: operation.id,
+      signal: controller.signal,
+      ...(options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+      onOutput: (frame) => recordOutput(operation.id, frame, options),
+      onProgress: (data) => {
+        publish(operations.get(operation.id) ?? operation, { progress: data });
+        options?.onProgress?.(data);
+      },
+      onDisconnect: options?.onDisconnect ?? 'wait',
+    });
+    const done = call
+      .then(
+        (value) => finish(operation, { ok: true, value }),
+        (error: unknown) => finish(operation, { ok: false, error }),
+      )
+      .catch((error: unknown) => {
+        deps.log.error({ err: error, opId: operation.id }, 'recording the end of an operation failed');
+        return operation;
+      })
+      .finally(() => {
+        external?.removeEventListener('abort', onExternalAbort);
+        active.delete(operation.id);
+      });
+    active.set(operation.id, { controller, done });
+    if (resumed) deps.log.info({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation resumed after reconnect');
+    return { operation, done };
+  }
+
+  const runner: ControllerOperationRunner = {
+    start(agentId, op, params, options) {
+      if (closed) throw new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
+      const valid = validateOp(op, params, false);
+      if (!hub.agent(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+      if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
+      const operation = operations.insert({ id: randomUUID(), agentId, op: valid.op, params: valid.params, createdAt: new Date().toISOString(), actor: options.actor });
+      deps.log.info({ opId: operation.id, agentId, op, actor: options.actor }, 'operation started');
+      audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: { operationId: operation.id, params: valid.params }, outcome: 'started' });
+      publish(operation);
+      return track(operation, options, false);
+    },
+    async run(agentId, op, params, options) {
+      const { done } = runner.start(agentId, op, params, options);
+      const final = await done;
+      if (final.state === 'succeeded') return { result: final.result, exitCode: final.exitCode, durationMs: Date.parse(final.endedAt ?? final.createdAt) - Date.parse(final.createdAt), operation: final };
+      const code = final.error?.code;
+      throw new SeedwireError(code && code.startsWith('SEEDWIRE_') ? (code as SeedwireError['code']) : 'SEEDWIRE_INTERNAL', final.error?.message ?? `operation ${final.state}`, {
+        details: { operation: final },
+      });
+    },
+    get: (id) => operations.get(id),
+    list: ({ agentId, limit }) => operations.list({ ...(agentId === undefined ? {} : { agentId }), limit: Math.min(Math.max(limit ?? 100, 1), 1000) }),
+    async wait(id, ms, signal) {
+      const entry = active.get(id);
+      if (!entry || ms <= 0) return operations.get(id);
+      let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
+      const stop = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+        onAbort = () => resolve();
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+      try {
+        await Promise.race([entry.done, stop]);
+      } finally {
+        clearTimeout(timer);
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+      }
+      return operations.get(id);
+    },
+    cancel(id, reason) {
+      const entry = active.get(id);
+      if (entry) {
+        entry.controller.abort(new SeedwireError('SEEDWIRE_CANCELED', reason));
+        return operations.get(id);
+      }
+      const row = operations.get(id);
+      if (row?.state === 'running') {
+        // Not tracked by this process (agent offline since a restart): nothing to tell the agent now.
+        return finish(row, { ok: false, error: new SeedwireError('SEEDWIRE_CANCELED', `${reason} (agent not connected; it was not told)`) });
+      }
+      return row;
+    },
+    close() {
+      closed = true;
+    },
+    activeCount: () => active.size,
+    async drain() {
+      await Promise.allSettled([...active.values()].map((entry) => entry.done));
+    },
+    resumeAgent(agentId, hello) {
+      const known = new Set([...hello.running, ...hello.pending]);
+      for (const row of operations.listRunning(agentId)) {
+        if (active.has(row.id)) continue; // this process still waits for it; the hub decides
+        if (known.has(row.id)) {
+          track(row, null, true);
+        } else {
+          finish(row, { ok: false, error: new SeedwireError('SEEDWIRE_LOST', `agent ${agentId} reconnected without operation ${row.id}; its outcome is unknown`) });
+        }
+      }
+    },
+  };
+  return runner;
+}

@@ -1,0 +1,62 @@
+/** The operation runner's surface: used by the HTTP API and by the seed state machine. */
+import type { CallOutcome } from '../hub/types.js';
+
+export type OperationState = 'running' | 'succeeded' | 'failed' | 'canceled';
+
+export interface OperationError {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+/** As CONTRACT section 2 (`GET /api/operations/:id`), plus the actor who started it. */
+export interface Operation {
+  id: string;
+  agentId: string;
+  op: string;
+  params: Record<string, unknown>;
+  state: OperationState;
+  createdAt: string;
+  endedAt: string | null;
+  result: unknown;
+  error: OperationError | null;
+  exitCode: number | null;
+  outputTail: string;
+  actor: string;
+}
+
+export interface RunOptions {
+  /** "admin" for API calls, "seed:<id>" for the seed machine. */
+  actor: string;
+  /** Aborting cancels the operation (a cancel frame goes to the agent). */
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  onOutput?: (chunk: { seq: number; stream: 'stdout' | 'stderr'; data: string }) => void;
+  onProgress?: (data: Record<string, unknown>) => void;
+  onDisconnect?: 'wait' | 'fail';
+}
+
+export interface StartedOperation {
+  operation: Operation;
+  /** Resolves with the final operation row; never rejects. */
+  done: Promise<Operation>;
+}
+
+export interface OperationRunner {
+  /**
+   * Validates, persists and sends an operation. Throws SeedwireError synchronously for an unknown
+   * op (SEEDWIRE_OP_UNKNOWN), bad params (SEEDWIRE_BAD_PARAMS), unknown or offline agent, or while
+   * shutting down.
+   */
+  start(agentId: string, op: string, params: Record<string, unknown>, options: RunOptions): StartedOperation;
+  /** start() and wait for the end: resolves with the agent's outcome, rejects with a SeedwireError. */
+  run(agentId: string, op: string, params: Record<string, unknown>, options: RunOptions): Promise<CallOutcome & { operation: Operation }>;
+  get(id: string): Operation | null;
+  list(filter: { agentId?: string; limit?: number }): Operation[];
+  /** The operation once it ended or after `ms`, whichever comes first; null if unknown. */
+  wait(id: string, ms: number, signal?: AbortSignal): Promise<Operation | null>;
+  /** Cancels a running operation of this process; returns the row (unchanged if already ended). */
+  cancel(id: string, reason: string): Operation | null;
+  /** Stops taking new operations (SEEDWIRE_SHUTTING_DOWN). */
+  close(): void;
+}

@@ -1,0 +1,21 @@
+/** Opens the controller's SQLite database (DATA_DIR/seedwire.db) in WAL mode and migrates it. */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { applyMigrations } from './migrations.js';
+
+export function openDatabase(dataDir: string): Database.Database {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const db = new Database(join(dataDir, 'seedwire.db'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  applyMigrations(db);
+  return db;
+}
+
+/** Idempotent close. */
+export function closeDatabase(db: Database.Database): void {
+  if (db.open) db.close();
+}

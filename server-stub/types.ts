@@ -1,0 +1,57 @@
+/**
+ * What the controller core hands to its plugins (seed machine, console) and to its own modules.
+ * createController (app.ts) builds one ControllerDeps per controller instance.
+ */
+import type Database from 'better-sqlite3';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { AgentHub } from './hub/types.js';
+import type { EventBus } from './events/types.js';
+import type { OperationRunner } from './ops/types.js';
+
+export interface AuditEntry {
+  at: string;
+  /** "admin" for API calls, "seed:<id>" for the seed machine, "system" for the controller itself. */
+  actor: string;
+  agentId: string | null;
+  action: string;
+  params: unknown;
+  /** "started", "succeeded", "failed", "canceled", "refused", ... */
+  outcome: string;
+  message: string | null;
+}
+
+export interface Audit {
+  /** Persists one row and publishes an `audit` event; returns the stored row. */
+  record(entry: Omit<AuditEntry, 'at' | 'message' | 'params' | 'agentId'> & Partial<Pick<AuditEntry, 'message' | 'params' | 'agentId'>>): AuditEntry;
+  /** Newest first. */
+  list(limit: number): AuditEntry[];
+}
+
+export interface ControllerConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Shared agent token (null when only per-agent tokens are used). */
+  agentToken: string | null;
+  /** Per-agent tokens, agentId → token. */
+  agentTokens: Readonly<Record<string, string>>;
+  adminToken: string;
+  tls: { cert: string | Buffer; key: string | Buffer } | null;
+  heartbeatMs: number;
+  deadAfterMs: number;
+  handshakeTimeoutMs: number;
+  drainMs: number;
+}
+
+export interface ControllerDeps {
+  db: Database.Database;
+  hub: AgentHub;
+  bus: EventBus;
+  audit: Audit;
+  operations: OperationRunner;
+  log: Logger;
+  config: Readonly<ControllerConfig>;
+}
+
+export type ControllerPlugin = (app: FastifyInstance, deps: ControllerDeps) => void | Promise<void>;

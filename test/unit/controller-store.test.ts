@@ -1,0 +1,95 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createAgentStore } from '../../server-stub/store/agents.js';
+import { createAuditStore } from '../../server-stub/store/audit.js';
+import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
+import { createOperationStore } from '../../server-stub/store/operations.js';
+import { createOutputStore, formatTruncation, takeTailBytes } from '../../server-stub/store/output.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'seedwire-store-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function newOperation(dir: string) {
+  const db = openDatabase(dir);
+  const operations = createOperationStore(db);
+  operations.insert({ id: 'op-1', agentId: 'a1', op: 'exec', params: { command: 'x' }, createdAt: new Date().toISOString(), actor: 'admin' });
+  return { db, operations };
+}
+
+describe('controller store: output cap', () => {
+  it('keeps the head up to the cap, one truncation marker, and the latest tail', () => {
+    const dir = tempDir();
+    const { db, operations } = newOperation(dir);
+    const output = createOutputStore(db, { capBytes: 100, tailBytes: 30 });
+    for (let i = 0; i < 20; i++) output.append('op-1', 'stdout', `line ${String(i).padStart(2, '0')}\n`); // 8 bytes each
+    const chunks = output.readChunks('op-1');
+    expect(chunks.filter((c) => c.stream === 'marker')).toHaveLength(1);
+    const stored = chunks.filter((c) => c.stream !== 'marker').map((c) => c.data).join('');
+    expect(Buffer.byteLength(stored)).toBe(100);
+    expect(stored.startsWith('line 00\n')).toBe(true);
+    const tail = operations.get('op-1')!.outputTail;
+    expect(tail.endsWith('line 19\n')).toBe(true);
+    expect(Buffer.byteLength(tail)).toBeLessThanOrEqual(30);
+    const text = output.readText('op-1');
+    const total = 20 * 8;
+    expect(text).toBe(stored + formatTruncation(total - 100 - 30) + tail);
+    closeDatabase(db);
+  });
+
+  it('keeps counting after the cap without storing more rows', () => {
+    const dir = tempDir();
+    const { db } = newOperation(dir);
+    const output = createOutputStore(db, { capBytes: 10, tailBytes: 8 });
+    expect(output.append('op-1', 'stdout', '0123456789ABC').seq).toBe(0);
+    expect(output.append('op-1', 'stderr', 'more').seq).toBeNull();
+    expect(output.readChunks('op-1').map((c) => c.stream)).toEqual(['stdout', 'marker']);
+    expect(output.readText('op-1')).toBe(`0123456789${formatTruncation(0)}ABCmore`);
+    closeDatabase(db);
+  });
+
+  it('takeTailBytes never splits a UTF-8 character', () => {
+    expect(takeTailBytes('aéé', 3)).toBe('é');
+  });
+});
+
+describe('controller store: persistence', () => {
+  it('agents, operations, output and audit survive reopening the database', () => {
+    const dir = tempDir();
+    const { db, operations } = newOperation(dir);
+    createOutputStore(db).append('op-1', 'stdout', 'hello\n');
+    createAgentStore(db).upsertOnHello({ id: 'a1', hostname: 'h1', datacenter: 'dc1', version: '1', capabilities: ['x'], connectedAt: new Date().toISOString() });
+    createAuditStore(db).insert({ at: new Date().toISOString(), actor: 'admin', agentId: 'a1', action: 'op:exec', params: { a: 1 }, outcome: 'started', message: null });
+    operations.finish('op-1', { state: 'succeeded', endedAt: new Date().toISOString(), result: { exitCode: 0 }, error: null, exitCode: 0 });
+    closeDatabase(db);
+    closeDatabase(db); // idempotent
+
+    const again = openDatabase(dir);
+    expect(again.pragma('user_version', { simple: true })).toBe(1);
+    expect(again.pragma('journal_mode', { simple: true })).toBe('wal');
+    const op = createOperationStore(again).get('op-1')!;
+    expect(op).toMatchObject({ state: 'succeeded', result: { exitCode: 0 }, exitCode: 0, outputTail: 'hello\n', params: { command: 'x' } });
+    expect(createOutputStore(again).readText('op-1')).toBe('hello\n');
+    expect(createAgentStore(again).get('a1')).toMatchObject({ hostname: 'h1', capabilities: ['x'] });
+    expect(createAuditStore(again).list(10)).toEqual([expect.objectContaining({ actor: 'admin', action: 'op:exec', params: { a: 1 } })]);
+    closeDatabase(again);
+  });
+
+  it('finish() sets the final state only once', () => {
+    const dir = tempDir();
+    const { db, operations } = newOperation(dir);
+    const end = { endedAt: new Date().toISOString(), result: null, error: null, exitCode: null };
+    expect(operations.finish('op-1', { state: 'canceled', ...end })).toBe(true);
+    expect(operations.finish('op-1', { state: 'succeeded', ...end })).toBe(false);
+    expect(operations.get('op-1')!.state).toBe('canceled');
+    closeDatabase(db);
+  });
+});
