@@ -129,7 +129,11 @@ export async function createController(options: CreateControllerOptions): Promis
   const followers = registerOperationRoutes(app, deps, bus, output);
   const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
   registerMetricsRoute(app, createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount() }));
-  for (const plugin of options.plugins ?? []) await plugin(app, deps);
+  const disposers: Array<() => Promise<void> | void> = [];
+  for (const plugin of options.plugins ?? []) {
+    const dispose = await plugin(app, deps);
+    if (typeof dispose === 'function') disposers.push(dispose);
+  }
   app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
   const connections = trackConnections(app.server);
 
@@ -146,6 +150,8 @@ export async function createController(options: CreateControllerOptions): Promis
 
   let closing: Promise<void> | null = null;
   async function drain(): Promise<void> {
+    // Plugins first (the seed machine parks its seeds), while agent links are still up.
+    for (const dispose of disposers) await dispose();
     operations.close();
     viewers.closeAll();
     followers.closeAll();

@@ -11,6 +11,8 @@ import { SeedwireError, toSeedwireError } from '../shared/errors.js';
 import { LIMITS } from '../shared/limits.js';
 import { VERSION } from '../shared/version.js';
 import { createController, type CreateControllerOptions } from './app.js';
+import { consolePlugin } from './console-routes.js';
+import { createSeedPlugin } from './seed/plugin.js';
 import { ensureAdminTokenFile } from './store/admin-token.js';
 
 const HELP = `Usage: seedwire-controller [flags]
@@ -167,7 +169,7 @@ async function main(): Promise<void> {
   }
   let controller;
   try {
-    controller = await createController({ ...parsed.options, adminToken, log });
+    controller = await createController({ ...parsed.options, adminToken, log, plugins: [createSeedPlugin(), consolePlugin] });
   } catch (error) {
     const failure = toSeedwireError(error, 'SEEDWIRE_CONFIG');
     log.fatal({ code: failure.code, err: error }, 'controller failed to start');

@@ -54,4 +54,9 @@ export interface ControllerDeps {
   config: Readonly<ControllerConfig>;
 }
 
-export type ControllerPlugin = (app: FastifyInstance, deps: ControllerDeps) => void | Promise<void>;
+/**
+ * Registered after the core routes. May return a disposer, awaited first when the controller
+ * drains (before agent links close), so long-running work can stop cleanly rather than fail.
+ */
+export type PluginDisposer = () => Promise<void> | void;
+export type ControllerPlugin = (app: FastifyInstance, deps: ControllerDeps) => void | PluginDisposer | Promise<void | PluginDisposer>;
