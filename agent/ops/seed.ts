@@ -13,7 +13,8 @@ import { isExcludedName } from '../transfer/format.js';
 import { dropReceiveState, readReceiveState } from '../transfer/receive-state.js';
 import { receiveTree } from '../transfer/receive.js';
 import { sendTree } from '../transfer/send.js';
-import { resolveSnapshotDataPath } from '../transfer/source.js';
+import { measureDiskUsage } from '../mysql/disk.js';
+import { acquireSource } from '../transfer/source.js';
 import { measureTree } from '../transfer/walk.js';
 import { defineOp, type OpContext, type OpDefinition } from './types.js';
 
@@ -100,18 +101,6 @@ function throttle(fn: (now: number) => void): (force?: boolean) => void {
   };
 }
 
-function sourceRoot(config: AgentConfig, source: { kind: 'datadir' | 'snapshot' | 'backup' }): string {
-  switch (source.kind) {
-    case 'datadir':
-      if (!config.mysql) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'set mysql.datadir to seed from the datadir');
-      return config.mysql.datadir;
-    case 'snapshot':
-      return resolveSnapshotDataPath(config);
-    case 'backup':
-      throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'backup seeds are not yet supported');
-  }
-}
-
 /** A file name for per-seed state: seed ids are free text. */
 function seedFileName(prefix: string, seedId: string): string {
   return `${prefix}-${createHash('sha256').update(seedId).digest('hex').slice(0, 24)}`;
@@ -147,9 +136,14 @@ export const seedOps: OpDefinition[] = [
     async run(ctx, params) {
       const mysql = mysqlOf(ctx);
       if (await isMysqlRunning(ctx, mysql)) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'MySQL is running on the target; stop it before seeding');
+      // The datadir's current contents are deleted below, so they count as available.
       const free = await freeBytes(mysql.datadir);
-      if (free < params.requiredBytes) {
-        throw new SeedwireError('SEEDWIRE_NO_SPACE', `the seed needs ${params.requiredBytes} bytes but ${mysql.datadir} has ${free} free`);
+      const reclaimable = await measureDiskUsage(mysql.datadir, ctx.signal).catch(() => 0);
+      if (free + reclaimable < params.requiredBytes) {
+        throw new SeedwireError(
+          'SEEDWIRE_NO_SPACE',
+          `the seed needs ${params.requiredBytes} bytes but ${mysql.datadir} has ${free} free plus ${reclaimable} in its current contents`,
+        );
       }
       await mkdir(mysql.datadir, { recursive: true });
       // The marker goes first: from here on, an interrupted seed leaves a datadir that says so.
@@ -211,7 +205,8 @@ export const seedOps: OpDefinition[] = [
     name: 'seed-send',
     params: INTERNAL_OP_PARAMS['seed-send'],
     async run(ctx, params) {
-      const root = sourceRoot(ctx.config, params.source);
+      const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
+      const root = source.root;
       const port = ctx.streams.openSend(params.stream, params.limit);
       let sent = params.offset;
       const report = throttle(() => ctx.progress({ sent }));
@@ -236,6 +231,7 @@ export const seedOps: OpDefinition[] = [
         return { result: binlog ? { ...summary, binlog } : summary };
       } finally {
         port.close();
+        source.release();
       }
     },
   }),
@@ -297,7 +293,12 @@ export const seedOps: OpDefinition[] = [
     name: 'seed-source-size',
     params: INTERNAL_OP_PARAMS['seed-source-size'],
     async run(ctx, params) {
-      return { result: await measureTree(sourceRoot(ctx.config, params.source), ctx.signal) };
+      const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
+      try {
+        return { result: await measureTree(source.root, ctx.signal) };
+      } finally {
+        source.release();
+      }
     },
   }),
 ];

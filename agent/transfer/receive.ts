@@ -66,7 +66,12 @@ const MAX_UNSYNCED_FILES = 64;
 
 type Phase = 'prefix' | 'json' | 'data' | 'trailer' | 'done';
 
+/** Writes of one file in flight at once: the next chunk is hashed while earlier ones are written. */
+const MAX_PENDING_WRITES = 4;
+
 interface CurrentFile {
+  /** Positioned writes issued and not yet known done (oldest first). */
+  pending: Array<Promise<void>>;
   header: FileHeader;
   fh: FileHandle;
   hash: Hash;
@@ -176,7 +181,7 @@ class TreeReceiver {
       hash.update(buf.subarray(0, bytesRead));
       done += bytesRead;
     }
-    this.current = { header, fh, hash, dataStart: saved.dataStart, written: saved.position };
+    this.current = { pending: [], header, fh, hash, dataStart: saved.dataStart, written: saved.position };
     this.phase = saved.position < saved.size ? 'data' : 'trailer';
     this.accFill = 0;
     this.need = TRAILER_BYTES;
@@ -244,12 +249,11 @@ class TreeReceiver {
           const cur = this.current as CurrentFile;
           n = Math.min(cur.header.size - cur.written, raw.length - pos);
           const slice = raw.subarray(pos, pos + n);
-          let done = 0;
-          while (done < n) {
-            const { bytesWritten } = await cur.fh.write(slice, done, n - done, cur.written + done);
-            done += bytesWritten;
-          }
+          const write = writeFully(cur.fh, slice, cur.written);
+          write.catch(() => undefined); // awaited below, in completeFile or in persistNow
+          cur.pending.push(write);
           cur.hash.update(slice);
+          while (cur.pending.length >= MAX_PENDING_WRITES) await cur.pending.shift();
           cur.written += n;
           this.offset += n;
           if (cur.written === cur.header.size) this.expect('trailer', TRAILER_BYTES);
@@ -300,7 +304,7 @@ class TreeReceiver {
         return;
       case 'file': {
         const fh = await this.tree.openFile(header.path, true);
-        this.current = { header, fh, hash: createHash('sha256'), dataStart: this.offset, written: 0 };
+        this.current = { pending: [], header, fh, hash: createHash('sha256'), dataStart: this.offset, written: 0 };
         if (header.size > 0) this.expect('data', 0);
         else this.expect('trailer', TRAILER_BYTES);
         return;
@@ -324,6 +328,7 @@ class TreeReceiver {
 
   private async completeFile(trailer: Buffer): Promise<void> {
     const cur = this.current as CurrentFile;
+    await Promise.all(cur.pending.splice(0));
     const sha = cur.hash.digest();
     if (!sha.equals(trailer)) {
       throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `checksum mismatch for ${cur.header.path}: received data hashes to ${sha.toString('hex')}, the sender's is ${trailer.toString('hex')}`, {
@@ -351,7 +356,12 @@ class TreeReceiver {
     const syncs: Array<Promise<void>> = [];
     const closing = this.unsynced.splice(0);
     for (const fh of closing) syncs.push(fh.datasync().finally(() => fh.close()));
-    if (this.current && state.current) syncs.push(this.current.fh.datasync());
+    if (this.current && state.current) {
+      // The point covers writes issued so far: let them land, then sync.
+      const { fh, pending } = this.current;
+      const issued = [...pending];
+      syncs.push(Promise.all(issued).then(() => fh.datasync()));
+    }
     const ledgerText = this.ledgerPending;
     this.ledgerPending = '';
     const ledgerFh = this.ledgerFh;
@@ -413,4 +423,12 @@ class TreeReceiver {
 /** Failures that mean the stored data is wrong (not just interrupted): no resume point is stored. */
 function isFatal(error: SeedwireError): boolean {
   return ['SEEDWIRE_VERIFY_FAILED', 'SEEDWIRE_PATH_ESCAPE', 'SEEDWIRE_BAD_FRAME', 'SEEDWIRE_PROTOCOL_VERSION'].includes(error.code);
+}
+
+async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
 }

@@ -214,18 +214,34 @@ class ChunkSink {
     }
   }
 
-  /** Reads `length` bytes of a file from `position` straight into chunk buffers, hashing them. */
+  /**
+   * Reads `length` bytes of a file from `position` straight into chunk buffers, hashing them.
+   * The next read is issued before the previous region is hashed and sent, so disk and CPU overlap.
+   */
   async appendFile(fh: FileHandle, position: number, length: number, hash: Hash, path: string): Promise<void> {
-    let done = 0;
-    while (done < length) {
+    let issued = 0;
+    type Read = { bytesRead: number; want: number; buf: Buffer; at: number };
+    const issue = (): Promise<Read> => {
+      const want = Math.min(this.chunkBytes - this.fill, length - issued);
+      const buf = this.buf;
+      const at = this.fill;
+      const read = fh.read(buf, at, want, position + issued).then(({ bytesRead }) => ({ bytesRead, want, buf, at }));
+      issued += want;
+      this.fill += want; // reserved; corrected below if the read comes back short
+      return read;
+    };
+    let pending: Promise<Read> | null = issue();
+    pending.catch(() => undefined);
+    while (pending) {
       this.signal.throwIfAborted();
-      const want = Math.min(this.chunkBytes - this.fill, length - done);
-      const { bytesRead } = await fh.read(this.buf, this.fill, want, position + done);
-      if (bytesRead === 0) throw changedWhileSending(path);
-      hash.update(this.buf.subarray(this.fill, this.fill + bytesRead));
-      this.fill += bytesRead;
-      done += bytesRead;
-      if (this.fill === this.chunkBytes) await this.flush();
+      const { bytesRead, want, buf, at } = await pending;
+      // A stopped datadir or snapshot does not change; a short read means it did.
+      if (bytesRead !== want) throw changedWhileSending(path);
+      const full = buf === this.buf && this.fill === this.chunkBytes ? this.detach() : null;
+      pending = issued < length ? issue() : null;
+      pending?.catch(() => undefined);
+      hash.update(buf.subarray(at, at + bytesRead));
+      if (full) await this.submit(full.raw, full.rawBuf, full.offset);
     }
   }
 
@@ -240,12 +256,21 @@ class ChunkSink {
   }
 
   private async flush(): Promise<void> {
-    const raw = this.buf.subarray(0, this.fill);
-    const offset = this.base;
-    const rawLength = this.fill;
-    const rawBuf = this.buf;
-    this.base += rawLength;
+    const { raw, rawBuf, offset } = this.detach();
+    await this.submit(raw, rawBuf, offset);
+  }
+
+  /** Takes the current buffer out for sending and starts a fresh one. */
+  private detach(): { raw: Buffer; rawBuf: Buffer; offset: number } {
+    const detached = { raw: this.buf.subarray(0, this.fill), rawBuf: this.buf, offset: this.base };
+    this.base += this.fill;
     this.fill = 0;
+    this.buf = this.takeBuffer();
+    return detached;
+  }
+
+  private async submit(raw: Buffer, rawBuf: Buffer, offset: number): Promise<void> {
+    const rawLength = raw.length;
     const compressed = this.codec.compress(raw).then((payload) => {
       // The raw buffer can be refilled once compressed; with no codec the port got it itself.
       if (payload !== raw) this.free.push(rawBuf);
@@ -263,7 +288,6 @@ class ChunkSink {
     this.last = sent;
     this.inFlight.push(sent);
     while (this.inFlight.length >= this.depth) await this.inFlight.shift();
-    this.buf = this.takeBuffer();
   }
 
   private takeBuffer(): Buffer {

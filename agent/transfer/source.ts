@@ -1,23 +1,42 @@
 /**
- * Where a seed's source bytes are on this host. The snapshot backend (agent/snapshot/) will own
- * "which snapshot is mounted"; until it is wired in, the snapshot datadir is derived from the
- * config alone (CONTRACT section 1: mysql.datadir relative to the snapshotted volume).
+ * Where a seed's source bytes are on this host. For a snapshot seed the snapshot backend says
+ * which snapshot is mounted and where the datadir lies inside it; that snapshot is pinned while
+ * it is read, so it cannot be unmounted or removed under a running seed.
  */
-import { join, relative } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
 import type { AgentConfig } from '../config/schema.js';
+import { snapshotBackendFor } from '../snapshot/index.js';
 
-/** The datadir inside the mounted snapshot. */
-export function resolveSnapshotDataPath(config: AgentConfig): string {
-  const datadir = config.mysql?.datadir;
-  const snapshot = config.snapshot;
-  if (!datadir) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'set mysql.datadir to seed from a snapshot');
-  if (!snapshot || snapshot.backend === 'none' || !snapshot.mountPoint) {
-    throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'set snapshot.backend and snapshot.mountPoint to seed from a snapshot');
+export interface SeedSource {
+  root: string;
+  /** Unpins what acquireSource pinned; idempotent. */
+  release(): void;
+}
+
+export async function acquireSource(config: AgentConfig, kind: 'datadir' | 'snapshot' | 'backup', signal?: AbortSignal): Promise<SeedSource> {
+  switch (kind) {
+    case 'datadir':
+      if (!config.mysql) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'set mysql.datadir to seed from the datadir');
+      return { root: config.mysql.datadir, release: () => undefined };
+    case 'snapshot': {
+      if (!config.snapshot || config.snapshot.backend === 'none') {
+        throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'set snapshot.backend and snapshot.mountPoint to seed from a snapshot');
+      }
+      const backend = snapshotBackendFor(config);
+      const mount = await backend.mounted(signal ? { signal } : {});
+      if (!mount) throw new SeedwireError('SEEDWIRE_OP_REFUSED', `no snapshot is mounted at ${config.snapshot.mountPoint}; mount one first`);
+      backend.markBusy(mount.name);
+      let released = false;
+      return {
+        root: mount.dataPath,
+        release: () => {
+          if (released) return;
+          released = true;
+          backend.unmarkBusy(mount.name);
+        },
+      };
+    }
+    case 'backup':
+      throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'backup seeds are not yet supported');
   }
-  // btrfs: the snapshot is of `btrfs.subvolume`; LVM: the datadir is assumed at the volume's root.
-  const volumeRoot = snapshot.backend === 'btrfs' && snapshot.btrfs ? snapshot.btrfs.subvolume : datadir;
-  const inside = relative(volumeRoot, datadir);
-  if (inside.startsWith('..')) throw new SeedwireError('SEEDWIRE_CONFIG', `mysql.datadir ${datadir} is not inside snapshot.btrfs.subvolume ${volumeRoot}`);
-  return join(snapshot.mountPoint, inside);
 }
