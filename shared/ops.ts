@@ -57,6 +57,8 @@ export const INTERNAL_OP_PARAMS = {
       offset: z.number().int().nonnegative(),
       limit: z.number().int().nonnegative(),
       compression: CodecSchema,
+      /** Bandwidth cap for this seed, raw bytes per second. */
+      maxBytesPerSec: z.number().int().positive().optional(),
     })
     .strict(),
   /** Target: compare digests, fix ownership, drop identity/pid/socket files, remove the marker, maybe start MySQL. */

@@ -218,6 +218,7 @@ export const seedOps: OpDefinition[] = [
           port,
           offset: params.offset,
           compression: params.compression,
+          ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
           signal: ctx.signal,
           hashCachePath,
           onProgress: (offset) => {
@@ -232,6 +233,7 @@ export const seedOps: OpDefinition[] = [
       } finally {
         port.close();
         source.release();
+        ctx.log.info({ seedId: params.seedId, stream: params.stream, from: params.offset, to: sent, aborted: ctx.signal.aborted }, 'seed-send ended');
       }
     },
   }),

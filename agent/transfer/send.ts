@@ -17,6 +17,7 @@ import type { SendPort } from '../streams/types.js';
 import { createChunkCodec, type ChunkCodec } from './compress.js';
 import { encodeRecordHeader, recordLength, TreeDigest, type TreeSummary } from './format.js';
 import { loadHashCache, openHashCacheWriter, type HashCacheWriter } from './hash-cache.js';
+import { RateLimiter } from './throttle.js';
 import { walkTree } from './walk.js';
 
 export interface SendCommonOptions {
@@ -29,6 +30,8 @@ export interface SendCommonOptions {
   onProgress?: (sent: number) => void;
   /** Raw bytes per data frame; default LIMITS.chunkBytes. */
   chunkBytes?: number;
+  /** Bandwidth cap in raw bytes per second (a seed's `maxBytesPerSec`); none by default. */
+  maxBytesPerSec?: number;
 }
 
 export interface SendTreeOptions extends SendCommonOptions {
@@ -189,8 +192,10 @@ class ChunkSink {
   /** Stream offset of buf[0]. */
   private base: number;
   private last: Promise<void> = Promise.resolve();
+  private readonly limiter: RateLimiter | null;
 
   constructor(options: SendCommonOptions, offset: number) {
+    this.limiter = options.maxBytesPerSec ? new RateLimiter(options.maxBytesPerSec) : null;
     this.port = options.port;
     this.codec = createChunkCodec(options.compression, options.level === undefined ? {} : { level: options.level });
     this.chunkBytes = options.chunkBytes ?? LIMITS.chunkBytes;
@@ -280,6 +285,7 @@ class ChunkSink {
     const sent = (async () => {
       const payload = await compressed;
       await previous;
+      if (this.limiter) await this.limiter.take(rawLength, this.signal);
       await this.port.ready(offset, rawLength, this.signal);
       this.port.send(offset, rawLength, this.codec.codec, payload);
       this.onProgress?.(offset + rawLength);

@@ -22,6 +22,7 @@ export interface SeedRequest {
   method?: SeedMethod | undefined;
   compression?: Compression | 'auto' | undefined;
   startTarget?: boolean | undefined;
+  maxBytesPerSec?: number | undefined;
 }
 
 /** Extra room required on the target beyond the source's size. */
@@ -74,7 +75,7 @@ export class SeedMachine {
       throw err;
     }
     const id = `seed-${randomUUID()}`;
-    this.store.create({ id, source: request.source, target: request.target, method: plan.method, compression: request.compression ?? 'auto', effectiveCompression: plan.compression, startTarget: request.startTarget ?? true, bytesTotal: plan.bytesTotal });
+    this.store.create({ id, source: request.source, target: request.target, method: plan.method, compression: request.compression ?? 'auto', effectiveCompression: plan.compression, startTarget: request.startTarget ?? true, maxBytesPerSec: request.maxBytesPerSec ?? null, bytesTotal: plan.bytesTotal });
     this.store.endStage(id, 'precheck', 'succeeded', plan.summary);
     this.deps.audit({ actor, agentId: request.target, action: 'seed.create', params: { id, ...request, method: plan.method, compression: plan.compression }, outcome: 'started', message: plan.summary });
     this.start(id);
@@ -298,7 +299,7 @@ export class SeedMachine {
       const limit = await hub.relay.waitForCredit(stream, offset, attemptAbort.signal);
       this.store.setStageMessage(seed.id, 'transfer', `attempt ${attempt}: sending from offset ${offset} (${seed.effectiveCompression})`);
       this.publish(seed.id);
-      send = hub.call(seed.source, 'seed-send', { seedId: seed.id, stream, source, offset, limit, compression: seed.effectiveCompression }, {
+      send = hub.call(seed.source, 'seed-send', { seedId: seed.id, stream, source, offset, limit, compression: seed.effectiveCompression, ...(seed.maxBytesPerSec ? { maxBytesPerSec: seed.maxBytesPerSec } : {}) }, {
         callId: `${seed.id}.send.${attempt}`,
         signal: attemptAbort.signal,
         onDisconnect: 'fail',

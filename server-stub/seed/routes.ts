@@ -11,6 +11,8 @@ const CreateSeedBody = z
     method: z.enum(['snapshot', 'cold', 'backup']).optional(),
     compression: z.enum(['none', 'gzip', 'zstd', 'auto']).optional(),
     startTarget: z.boolean().optional(),
+    /** Bandwidth cap for the transfer (bytes per second), to spare a production link. */
+    maxBytesPerSec: z.number().int().min(65_536).optional(),
   })
   .strict();
 

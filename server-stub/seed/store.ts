@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS seeds (
   compression TEXT NOT NULL,
   effective_compression TEXT NOT NULL,
   start_target INTEGER NOT NULL,
+  max_bytes_per_sec INTEGER,
   state TEXT NOT NULL,
   stage TEXT,
   bytes_total INTEGER,
@@ -49,6 +50,7 @@ interface SeedRow {
   compression: string;
   effective_compression: string;
   start_target: number;
+  max_bytes_per_sec: number | null;
   state: string;
   stage: string | null;
   bytes_total: number | null;
@@ -88,7 +90,7 @@ export interface TransferSummary {
   [key: string]: unknown;
 }
 
-export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'bytesTotal'>;
+export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'maxBytesPerSec' | 'bytesTotal'>;
 
 function now(): string {
   return new Date().toISOString();
@@ -104,8 +106,8 @@ export class SeedStore {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, state, stage, bytes_total, created_at)
-           VALUES (@id, @source, @target, @method, @compression, @effectiveCompression, @startTarget, 'running', 'precheck', @bytesTotal, @at)`,
+          `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, state, stage, bytes_total, created_at)
+           VALUES (@id, @source, @target, @method, @compression, @effectiveCompression, @startTarget, @maxBytesPerSec, 'running', 'precheck', @bytesTotal, @at)`,
         )
         .run({ ...seed, startTarget: seed.startTarget ? 1 : 0, at });
       const insert = this.db.prepare(`INSERT INTO seed_stages (seed_id, name, ord, state) VALUES (?, ?, ?, 'pending')`);
@@ -211,6 +213,7 @@ export class SeedStore {
       compression: row.compression as SeedView['compression'],
       effectiveCompression: row.effective_compression as SeedView['effectiveCompression'],
       startTarget: row.start_target === 1,
+      maxBytesPerSec: row.max_bytes_per_sec,
       state: row.state as SeedView['state'],
       stage: row.stage as StageName | null,
       bytesTotal: row.bytes_total,

@@ -29,6 +29,8 @@ export interface SeedView {
   /** What the transfer actually uses. */
   effectiveCompression: Compression;
   startTarget: boolean;
+  /** Bandwidth cap for the transfer, bytes per second (null: none). */
+  maxBytesPerSec: number | null;
   state: SeedState;
   stage: StageName | null;
   bytesTotal: number | null;

@@ -24,6 +24,8 @@ export interface StartControllerOptions {
   /** Default: a fresh temp dir, removed by stop()/kill() unless given. */
   dataDir?: string;
   extraArgs?: string[];
+  /** HOST:PORT; default 127.0.0.1:0. restart() reuses the bound port so agents find it again. */
+  listen?: string;
   env?: Record<string, string>;
 }
 
@@ -58,7 +60,7 @@ export async function startController(options: StartControllerOptions, ownsDir?:
   const createdDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'seedwire-ctl-'));
   const owns = ownsDir ?? createdDir;
-  const args = ['--import', 'tsx', 'server-stub/main.ts', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token', options.agentToken];
+  const args = ['--import', 'tsx', 'server-stub/main.ts', '--listen', options.listen ?? '127.0.0.1:0', '--data-dir', dataDir, '--agent-token', options.agentToken];
   if (options.adminToken !== undefined) args.push('--admin-token', options.adminToken);
   args.push(...(options.extraArgs ?? []));
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
@@ -166,7 +168,7 @@ export async function startController(options: StartControllerOptions, ownsDir?:
     },
     async restart() {
       await controller.kill();
-      return startController({ ...options, dataDir, adminToken }, owns);
+      return startController({ ...options, dataDir, adminToken, listen: `127.0.0.1:${new URL(url).port}` }, owns);
     },
     cleanup() {
       if (cleaned || !owns) return;

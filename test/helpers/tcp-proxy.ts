@@ -54,19 +54,20 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
 
+  const cut = (): void => {
+    for (const { client, upstream } of pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    pairs.clear();
+  };
   return {
     port,
     url: (path = '/agent', scheme = 'ws') => `${scheme}://127.0.0.1:${port}${path}`,
     setMode(next) {
       mode = next;
     },
-    cut() {
-      for (const { client, upstream } of pairs) {
-        client.destroy();
-        upstream.destroy();
-      }
-      pairs.clear();
-    },
+    cut,
     get connections() {
       return pairs.size;
     },
@@ -74,7 +75,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       return bytesForwarded;
     },
     async close() {
-      this.cut();
+      cut();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

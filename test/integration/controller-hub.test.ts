@@ -216,7 +216,7 @@ describe('operations through the API', () => {
     await p.connect();
     p.sendRaw('{not json');
     expect(await p.next<ErrorFrame>((f) => f.t === 'error')).toMatchObject({ id: null, code: 'SEEDWIRE_BAD_FRAME' });
-    p.send({ t: 'result', id: 'abc', durationMs: 'soon' });
+    p.sendRaw(JSON.stringify({ t: 'result', id: 'abc', durationMs: 'soon' }));
     expect(await p.next<ErrorFrame>((f) => f.t === 'error')).toMatchObject({ id: 'abc', code: 'SEEDWIRE_BAD_FRAME' });
     p.send({ t: 'result', id: 'unknown-call', result: 1, durationMs: 1 }); // logged and ignored
     const response = api('POST', '/api/agents/db-1/ops/hostname');
@@ -272,7 +272,7 @@ describe('operations through the API', () => {
     await c.connect({ datacenter: 'dc2' });
     const facts = {
       hostname: 'db-2.test', datacenter: 'dc1', mysqlConfigured: true, mysqlRunning: true, mysqlPort: 3306, datadir: '/var/lib/mysql',
-      datadirBytes: 10, datadirFreeBytes: 100, incompleteSeed: null, snapshotBackend: 'btrfs',
+      datadirBytes: 10, datadirFreeBytes: 100, incompleteSeed: null, snapshotBackend: 'btrfs' as const,
       snapshots: [{ name: 's1', path: '/s/s1', createdAt: null, sizeBytes: null, mounted: false }], mounted: null, backupTool: null,
       customCommands: [], collectedAt: new Date().toISOString(),
     };

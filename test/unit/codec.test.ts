@@ -93,7 +93,7 @@ describe('binary data frames', () => {
 
   it('catches a flipped payload byte by CRC', () => {
     const buf = encodeDataFrame({ stream: 1, offset: 0, rawLength: 4, codec: 'none', payload: Buffer.from('data') });
-    buf[DATA_HEADER_BYTES + 1] ^= 0xff;
+    buf[DATA_HEADER_BYTES + 1] = buf[DATA_HEADER_BYTES + 1]! ^ 0xff;
     expect(codeOf(() => decodeDataFrame(buf))).toBe('SEEDWIRE_VERIFY_FAILED');
   });
 

@@ -1,0 +1,197 @@
+/**
+ * Child processes and temp dirs for `make bench`: every process started here runs in its own
+ * process group and is tracked, every temp dir is registered; cleanupAll() (async) and
+ * cleanupAllSync() (from an 'exit' handler) stop and remove whatever is left, even on failure.
+ */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Tracked {
+  name: string;
+  pid: number;
+  child: ChildProcess;
+  /** Last lines of stdout + stderr, for diagnostics. */
+  tail: string[];
+  /** Parsed JSON log lines of stdout (pino), last ones kept. */
+  records: Array<Record<string, unknown>>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  alive(): boolean;
+  waitForRecord(pred: (r: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>;
+}
+
+const TAIL_LINES = 200;
+const live = new Set<Tracked>();
+const tempDirs = new Set<string>();
+
+export function makeTemp(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export function removeTemp(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+export function spawnTracked(name: string, command: string, args: string[], options: SpawnOptions = {}): Tracked {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options, detached: true });
+  if (child.pid === undefined) throw new Error(`${name}: spawn ${command} failed`);
+  const tail: string[] = [];
+  const records: Array<Record<string, unknown>> = [];
+  const waiters = new Set<{ pred: (r: Record<string, unknown>) => boolean; resolve: (r: Record<string, unknown>) => void }>();
+  const onLines = (stream: NodeJS.ReadableStream | null, parse: boolean): void => {
+    if (!stream) return;
+    let pending = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      pending += chunk;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        tail.push(line);
+        if (tail.length > TAIL_LINES) tail.shift();
+        if (!parse || !line.startsWith('{')) continue;
+        let record: Record<string, unknown>;
+        try {
+          record = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        records.push(record);
+        if (records.length > TAIL_LINES) records.shift();
+        for (const w of [...waiters]) {
+          if (w.pred(record)) {
+            waiters.delete(w);
+            w.resolve(record);
+          }
+        }
+      }
+    });
+  };
+  onLines(child.stdout, true);
+  onLines(child.stderr, false);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const tracked: Tracked = {
+    name,
+    pid: child.pid,
+    child,
+    tail,
+    records,
+    exited,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    waitForRecord(pred, timeoutMs) {
+      const found = records.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const waiter = { pred, resolve: (r: Record<string, unknown>) => (clearTimeout(timer), resolve(r)) };
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(`${name}: timed out after ${timeoutMs} ms waiting for a log line; last output:\n${tail.slice(-20).join('\n')}`));
+        }, timeoutMs);
+        waiters.add(waiter);
+        void exited.then(({ code, signal }) => {
+          if (!waiters.has(waiter)) return;
+          waiters.delete(waiter);
+          clearTimeout(timer);
+          reject(new Error(`${name} exited (code ${code}, signal ${signal}) before the expected log line; last output:\n${tail.slice(-20).join('\n')}`));
+        });
+      });
+    },
+  };
+  live.add(tracked);
+  void exited.then(() => live.delete(tracked));
+  return tracked;
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** SIGTERM to the process group, SIGKILL after graceMs; resolves when the leader has exited. */
+export async function stopTracked(t: Tracked, graceMs = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (t.alive()) killGroup(t.pid, 'SIGTERM');
+  const timer = setTimeout(() => killGroup(t.pid, 'SIGKILL'), graceMs);
+  const result = await t.exited;
+  clearTimeout(timer);
+  killGroup(t.pid, 'SIGKILL'); // leftovers of the group (commands the process started)
+  live.delete(t);
+  return result;
+}
+
+export async function cleanupAll(): Promise<void> {
+  await Promise.allSettled([...live].map((t) => stopTracked(t, 5_000)));
+  for (const dir of [...tempDirs]) removeTemp(dir);
+}
+
+/** Last resort from process.on('exit'): synchronous only. */
+export function cleanupAllSync(): void {
+  for (const t of live) killGroup(t.pid, 'SIGKILL');
+  live.clear();
+  for (const dir of [...tempDirs]) {
+    try {
+      removeTemp(dir);
+    } catch {
+      // best effort
+    }
+  }
+}
+
+// ---- /proc ------------------------------------------------------------------------------------
+
+/** A `Vm*` field of /proc/PID/status in KiB, or null when unreadable. */
+export function procStatusKiB(pid: number, field: 'VmHWM' | 'VmRSS'): number | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Resets VmHWM to the current RSS (Linux ≥ 4.0, needs write access to clear_refs). */
+export function resetPeakRss(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+/** User + system CPU seconds of the process itself (not its children). */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+
+/** Soft and hard open-file limits of a process. */
+export function nofileLimits(pid: number | 'self'): { soft: number; hard: number } | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/limits`, 'utf8');
+    const match = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text);
+    if (!match) return null;
+    const n = (s: string): number => (s === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(s));
+    return { soft: n(match[1]!), hard: n(match[2]!) };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * Seeds end to end, as a user runs them: a real controller process, two real agent processes,
+ * two real MariaDB servers (the source with 1M rows), the source's datadir on real btrfs on a
+ * loop device. Driven only through the HTTP API.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { INCOMPLETE_MARKER } from '../../shared/ops.js';
+import { startAgent, stopAllAgents, type AgentProcess } from '../helpers/agent.js';
+import { createBtrfs, type BtrfsVolume } from '../helpers/btrfs.js';
+import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
+import { createMariaDB, type MariaDB } from '../helpers/mariadb.js';
+import { missingTools } from '../helpers/requirements.js';
+
+const skip = missingTools(['mariadbd', 'mariadb-install-db', 'mkfs.btrfs', 'btrfs', 'losetup'], { root: true });
+const TOKEN = 'seed-test-agent-token';
+const ROWS_PER_TABLE = 333_334; // three tables: 1M rows
+
+interface Seed {
+  id: string;
+  state: string;
+  stage: string | null;
+  method: string;
+  bytesDone: number;
+  bytesTotal: number | null;
+  bytesPerSec: number | null;
+  etaSeconds: number | null;
+  attempts: number;
+  error: { code: string; message: string } | null;
+  result: { files: number; bytes: number; digest: string; binlog?: { file: string; position: number } } | null;
+  stages: Array<{ name: string; state: string; startedAt: string | null; endedAt: string | null; message: string | null }>;
+}
+
+describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
+  let base: string;
+  let btrfs: BtrfsVolume;
+  let source: MariaDB;
+  let target: MariaDB;
+  let controller: RunningController;
+  let sourceAgent: AgentProcess;
+  let targetAgent: AgentProcess;
+  let tinyMount: string;
+  let mountPoint: string;
+
+  async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const res = await controller.api(method, path, body);
+    return { status: res.status, body: (await res.json()) as T };
+  }
+  async function op<T>(agent: string, name: string, params: Record<string, unknown> = {}): Promise<{ state: string; result: T; error: { code: string; message: string } | null }> {
+    const res = await api<{ operation: { state: string; result: T; error: { code: string; message: string } | null } }>('POST', `/api/agents/${agent}/ops/${name}?wait=120`, { params });
+    return res.body.operation;
+  }
+  async function seedUntilDone(id: string, onPoll?: (s: Seed) => Promise<void> | void): Promise<Seed> {
+    let seed!: Seed;
+    await vi.waitFor(
+      async () => {
+        seed = (await api<Seed>('GET', `/api/seeds/${id}`)).body;
+        await onPoll?.(seed);
+        expect(['pending', 'running']).not.toContain(seed.state);
+      },
+      { timeout: 240_000, interval: 100 },
+    );
+    return seed;
+  }
+  async function agentsReady(): Promise<void> {
+    await vi.waitFor(
+      async () => {
+        for (const id of ['source', 'target']) {
+          const a = (await api<{ connected: boolean; facts: unknown }>('GET', `/api/agents/${id}`)).body;
+          expect(a.connected).toBe(true);
+          expect(a.facts).toBeTruthy();
+        }
+      },
+      { timeout: 30_000, interval: 100 },
+    );
+  }
+
+  beforeAll(async () => {
+    base = mkdtempSync(join(tmpdir(), 'sw-seed-'));
+    btrfs = await createBtrfs({ baseDir: join(base, 'btrfs'), sizeBytes: 2 * 1024 ** 3 });
+    const subvolume = await btrfs.createSubvolume('mysql');
+    mountPoint = join(base, 'snapmnt');
+    mkdirSync(mountPoint);
+    source = await createMariaDB({ baseDir: join(base, 'source'), datadir: join(subvolume, 'data'), serverId: 1 });
+    target = await createMariaDB({ baseDir: join(base, 'target'), serverId: 2 });
+    await source.start();
+    await source.loadSampleData(ROWS_PER_TABLE);
+
+    controller = await startController({ agentToken: TOKEN });
+    const mysqlOf = (db: MariaDB) => ({
+      datadir: db.datadir,
+      port: db.port,
+      errorLog: db.errorLog,
+      startCommand: db.startCommand,
+      stopCommand: db.stopCommand,
+      statusCommand: db.statusCommand,
+      commandTimeoutSeconds: 120,
+    });
+    sourceAgent = startAgent({
+      controllerUrl: controller.wsUrl,
+      token: TOKEN,
+      id: 'source',
+      config: {
+        datacenter: 'dc1',
+        mysql: mysqlOf(source),
+        snapshot: { backend: 'btrfs', mountPoint, btrfs: { subvolume, snapshotDir: join(btrfs.mountPoint, '.snapshots') } },
+      },
+    });
+    targetAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'target', config: { datacenter: 'dc1', mysql: mysqlOf(target) } });
+    await agentsReady();
+  }, 300_000);
+
+  afterAll(async () => {
+    await stopAllAgents();
+    await stopAllControllers();
+    await source?.destroy();
+    await target?.destroy();
+    if (tinyMount && existsSync(tinyMount)) execFileSync('umount', ['-l', tinyMount]);
+    await btrfs?.destroy();
+    if (base) rmSync(base, { recursive: true, force: true });
+  }, 120_000);
+
+  it('refuses a target without enough space before deleting anything (409 SEEDWIRE_NO_SPACE)', async () => {
+    tinyMount = join(base, 'tiny');
+    mkdirSync(tinyMount);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', tinyMount]);
+    writeFileSync(join(tinyMount, 'precious.ibd'), 'keep me');
+    const tiny = startAgent({
+      controllerUrl: controller.wsUrl,
+      token: TOKEN,
+      id: 'tiny',
+      config: { mysql: { datadir: tinyMount, startCommand: 'true', stopCommand: 'true', statusCommand: 'false' } },
+    });
+    await vi.waitFor(async () => expect((await api<{ facts: unknown }>('GET', '/api/agents/tiny')).body.facts).toBeTruthy(), { timeout: 30_000 });
+    const res = await api<{ error: { code: string; message: string } }>('POST', '/api/seeds', { source: 'source', target: 'tiny', method: 'cold' });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('SEEDWIRE_NO_SPACE');
+    expect(res.body.error.message).toMatch(/needs/);
+    expect(readFileSync(join(tinyMount, 'precious.ibd'), 'utf8')).toBe('keep me');
+    expect(existsSync(join(tinyMount, INCOMPLETE_MARKER))).toBe(false);
+    // the source was not touched either
+    expect((await op<{ running: boolean }>('source', 'mysql-status')).result.running).toBe(true);
+    await tiny.stop();
+  });
+
+  it('refuses a seed while the target MySQL runs, and a seed of an agent onto itself', async () => {
+    await target.start();
+    const running = await api<{ error: { code: string; message: string } }>('POST', '/api/seeds', { source: 'source', target: 'target' });
+    expect(running.status).toBe(409);
+    expect(running.body.error.message).toMatch(/running on the target/);
+    await target.stop();
+    const self = await api<{ error: { code: string } }>('POST', '/api/seeds', { source: 'source', target: 'source' });
+    expect(self.status).toBe(409);
+  });
+
+  it('cold seed: the target starts with every table matching, the source runs again, binlog coordinates reported', async () => {
+    const expected = await source.checksumTables();
+    expect(expected.size).toBe(3);
+    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'cold' });
+    expect(created.status).toBe(202);
+    const seed = await seedUntilDone(created.body.seed.id);
+    expect(seed.error).toBeNull();
+    expect(seed.state).toBe('succeeded');
+    expect(seed.stages.map((s) => [s.name, s.state])).toEqual([
+      ['precheck', 'succeeded'],
+      ['prepare-source', 'succeeded'],
+      ['prepare-target', 'succeeded'],
+      ['transfer', 'succeeded'],
+      ['verify', 'succeeded'],
+      ['finalize-target', 'succeeded'],
+      ['cleanup-source', 'succeeded'],
+    ]);
+    expect(seed.result?.binlog?.file).toMatch(/^mysql-bin\.\d+$/);
+    expect(seed.result?.binlog?.position).toBeGreaterThan(0);
+    expect(seed.bytesDone).toBe(seed.result?.bytes);
+    expect((await op<{ running: boolean }>('target', 'mysql-status')).result.running).toBe(true);
+    expect((await op<{ running: boolean }>('source', 'mysql-status')).result.running).toBe(true);
+    expect(await target.checksumTables()).toEqual(expected);
+    expect(existsSync(join(target.datadir, INCOMPLETE_MARKER))).toBe(false);
+    expect(existsSync(join(target.datadir, 'auto.cnf'))).toBe(false);
+    const audit = (await api<Array<{ action: string; outcome: string }>>('GET', '/api/audit?limit=200')).body;
+    expect(audit.some((a) => a.action === 'seed.finish' && a.outcome === 'ok')).toBe(true);
+    expect(audit.some((a) => a.action === 'seed.stage.transfer' && a.outcome === 'ok')).toBe(true);
+  }, 300_000);
+
+  it('snapshot seed survives a controller SIGKILL mid-transfer: resumes, re-sends under two windows, source never stops', async () => {
+    expect((await op<{ running: boolean }>('target', 'mysql-stop')).result.running).toBe(false);
+    await source.exec('INSERT INTO seedwire_sample.t1 VALUES (9999999, "after-cold-seed", 1.00, NOW())');
+    const expected = await source.checksumTables();
+
+    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', maxBytesPerSec: 24 * 1024 * 1024 });
+    expect(created.status).toBe(202);
+    expect(created.body.seed.method).toBe('snapshot'); // the default when the source has a snapshot backend
+    const id = created.body.seed.id;
+
+    // Watch live progress until a third is across, then kill the controller outright.
+    const rates: number[] = [];
+    await vi.waitFor(
+      async () => {
+        const s = (await api<Seed>('GET', `/api/seeds/${id}`)).body;
+        if (s.bytesPerSec) rates.push(s.bytesPerSec);
+        expect(s.stage).toBe('transfer');
+        expect(s.bytesDone / (s.bytesTotal ?? Infinity)).toBeGreaterThan(0.33);
+      },
+      { timeout: 120_000, interval: 100 },
+    );
+    expect(rates.length).toBeGreaterThan(0);
+    controller = await controller.restart();
+    await agentsReady();
+
+    const seed = await seedUntilDone(id);
+    expect(seed.error).toBeNull();
+    expect(seed.state).toBe('succeeded');
+    expect(seed.attempts).toBeGreaterThanOrEqual(2);
+
+    // Bytes sent twice: where the first send stopped minus where the next one started.
+    const sends = sourceAgent.logs.items.filter((l) => l.msg === 'seed-send ended' && (l as Record<string, unknown>)['seedId'] === id) as unknown as Array<{ from: number; to: number }>;
+    expect(sends.length).toBeGreaterThanOrEqual(2);
+    const resent = sends[0]!.to - sends[1]!.from;
+    expect(sends[1]!.from).toBeGreaterThan(0);
+    expect(resent).toBeLessThan(2 * 16 * 1024 * 1024);
+
+    expect((await op<{ running: boolean }>('target', 'mysql-status')).result.running).toBe(true);
+    expect(await target.checksumTables()).toEqual(expected);
+    // the snapshot seed never stopped the source, and cleaned its snapshot up
+    const sourceView = (await api<{ facts: { mysqlRunning: boolean; snapshots: unknown[]; mounted: unknown } }>('GET', '/api/agents/source')).body;
+    expect(sourceView.facts.mysqlRunning).toBe(true);
+    expect(sourceView.facts.mounted).toBeNull();
+    expect(sourceView.facts.snapshots).toEqual([]);
+    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(mountPoint);
+  }, 300_000);
+
+  it('abort stops both sides, leaves no mount and no child process, and the target keeps its marker and refuses to start', async () => {
+    expect((await op<{ running: boolean }>('target', 'mysql-stop')).result.running).toBe(false);
+    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'snapshot', maxBytesPerSec: 8 * 1024 * 1024 });
+    expect(created.status).toBe(202);
+    const id = created.body.seed.id;
+    await vi.waitFor(async () => expect((await api<Seed>('GET', `/api/seeds/${id}`)).body.bytesDone).toBeGreaterThan(0), { timeout: 60_000, interval: 100 });
+
+    const aborted = await api<{ seed: Seed }>('POST', `/api/seeds/${id}/abort`);
+    expect(aborted.status).toBe(200);
+    expect(aborted.body.seed.state).toBe('aborted');
+    expect(aborted.body.seed.stages.find((s) => s.name === 'transfer')?.state).toBe('failed');
+
+    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(mountPoint);
+    const sourceFacts = (await op<unknown[]>('source', 'snapshots')).result;
+    expect(sourceFacts).toEqual([]);
+    // Nothing the seed started outlives it (a short facts probe may come and go: wait for quiet).
+    for (const agent of [sourceAgent, targetAgent]) {
+      await vi.waitFor(
+        () => {
+          const children = execFileSync('bash', ['-c', `ps -o pid=,args= --ppid ${agent.child.pid} || true`], { encoding: 'utf8' }).trim();
+          expect(children).toBe('');
+        },
+        { timeout: 10_000, interval: 50 },
+      );
+    }
+    expect(existsSync(join(target.datadir, INCOMPLETE_MARKER))).toBe(true);
+    const start = await op<unknown>('target', 'mysql-start');
+    expect(start.state).toBe('failed');
+    expect(start.error?.code).toBe('SEEDWIRE_OP_REFUSED');
+    expect((await op<{ running: boolean }>('target', 'mysql-status')).result.running).toBe(false);
+    const again = await api<{ error: { code: string } }>('POST', `/api/seeds/${id}/abort`);
+    expect(again.status).toBe(409);
+  }, 300_000);
+});
