@@ -40,6 +40,8 @@ export function startDaemon(options: DaemonOptions): Daemon {
   const ledger = Ledger.open(config.stateDir, { onCorrupt: (error) => log.warn({ err: error }, 'ledger unreadable; starting a new one') });
   const ca = readCa(config.tls?.ca);
 
+  // Assigned once below; the closures before it need the binding first (the link calls them).
+  // eslint-disable-next-line prefer-const
   let link: Link | undefined;
   const send = (frame: Frame): boolean => link?.session?.send(frame) ?? false;
   const streams = new ConnectionStreamPort(() => link?.session, log);

@@ -8,7 +8,7 @@ import { open, readdir, readFile, rm, stat, statfs, mkdir } from 'node:fs/promis
 import { dirname, isAbsolute, join } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
 import { INCOMPLETE_MARKER, INTERNAL_OP_PARAMS } from '../../shared/ops.js';
-import type { AgentConfig, MysqlConfig } from '../config/schema.js';
+import type { MysqlConfig } from '../config/schema.js';
 import { isExcludedName } from '../transfer/format.js';
 import { dropReceiveState, readReceiveState } from '../transfer/receive-state.js';
 import { receiveTree } from '../transfer/receive.js';
