@@ -13,6 +13,7 @@ build: deps
 ## btrfs on a loop device, Chromium). System tests need root; in CI (CI=true) a missing tool fails.
 test: build
 	npm run typecheck
+	npx eslint .
 	npx vitest run
 
 test-unit: deps
