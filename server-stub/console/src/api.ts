@@ -119,7 +119,7 @@ export const api = {
 
   seeds: async (signal?: AbortSignal) => asList<Seed>(await request('GET', '/api/seeds', { signal }), 'seeds'),
   seed: async (id: string, signal?: AbortSignal) => asItem<Seed>(await request('GET', `/api/seeds/${enc(id)}`, { signal }), 'seed'),
-  createSeed: async (body: { source: string; target: string; method?: string; compression?: string; startTarget?: boolean }) =>
+  createSeed: async (body: { source: string; target: string; method?: string; compression?: string; startTarget?: boolean; maxBytesPerSec?: number }) =>
     asItem<Pick<Seed, 'id' | 'state'>>(await request('POST', '/api/seeds', { body }), 'seed'),
   abortSeed: (id: string) => request<unknown>('POST', `/api/seeds/${enc(id)}/abort`),
 

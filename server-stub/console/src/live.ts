@@ -14,7 +14,8 @@ export type LiveStatus = 'connecting' | 'open' | 'reconnecting' | 'stopped';
 
 export interface LiveHandlers {
   onEvent(event: LiveEvent): void;
-  onResync(reason: 'open' | 'gap'): void;
+  /** `gap`: the controller dropped events this viewer could not take in time (`missed` = their seq range). */
+  onResync(reason: 'open' | 'gap', missed?: { from: number; to: number }): void;
   onStatus(status: LiveStatus): void;
 }
 
@@ -78,7 +79,7 @@ export class LiveConnection {
         if (this.source !== source) return;
         const event = parseEvent(type, message as MessageEvent<string>);
         if (!event) return;
-        if (event.type === 'gap') this.handlers.onResync('gap');
+        if (event.type === 'gap') this.handlers.onResync('gap', gapRange(event.data));
         else this.handlers.onEvent(event);
       });
     }
@@ -116,6 +117,11 @@ export class LiveConnection {
     this.status = status;
     this.handlers.onStatus(status);
   }
+}
+
+function gapRange(data: unknown): { from: number; to: number } | undefined {
+  const d = data as { from?: unknown; to?: unknown } | null;
+  return d !== null && typeof d === 'object' && typeof d.from === 'number' && typeof d.to === 'number' ? { from: d.from, to: d.to } : undefined;
 }
 
 /** The controller sends the bus event `{seq, type, at, data}` as the SSE data; a bare payload is accepted too. */

@@ -27,12 +27,35 @@ function start(): void {
   if (!app || !banner || !nav) throw new Error('index.html is missing #app, #nav or #connection-banner');
 
   const confirm = createConfirm(document.body);
+  // Shown when the controller reports a gap (this viewer fell behind and lost live events): the
+  // page is re-fetched, and the user is told, rather than silently missing updates.
+  const gapText = h('span', { testid: 'gap-notice-text' });
+  const gapDismiss = h('button', { type: 'button', class: 'link', testid: 'gap-notice-dismiss' }, 'Dismiss');
+  const gapNotice = h('div', { class: 'banner', testid: 'gap-notice', role: 'status', hidden: true }, gapText, ' ', gapDismiss);
+  gapDismiss.style.color = 'inherit'; // CSSOM, allowed by the CSP (no inline style attributes)
+  gapDismiss.style.textDecoration = 'underline';
+  gapDismiss.addEventListener('click', () => {
+    gapNotice.hidden = true;
+  });
+  banner.after(gapNotice);
+  let gapCount = 0;
+  function showGap(missed: { from: number; to: number } | undefined): void {
+    gapCount++;
+    const events = missed ? missed.to - missed.from + 1 : null;
+    gapText.textContent = `Live updates fell behind: ${events !== null && events > 0 ? `${events} event${events === 1 ? '' : 's'}` : 'some events'} missed${missed ? ` (#${missed.from}–#${missed.to})` : ''}; the page was reloaded from the controller${gapCount > 1 ? ` (${gapCount} times)` : ''}.`;
+    gapNotice.dataset['from'] = missed ? String(missed.from) : '';
+    gapNotice.dataset['to'] = missed ? String(missed.to) : '';
+    gapNotice.hidden = false;
+  }
   let current: { view: View; controller: AbortController } | null = null;
   let returnTo = DEFAULT_HASH;
 
   const live = new LiveConnection('/api/events', {
     onEvent: (event) => current?.view.onEvent?.(event),
-    onResync: () => void current?.view.refresh(),
+    onResync: (reason, missed) => {
+      if (reason === 'gap') showGap(missed);
+      void current?.view.refresh();
+    },
     onStatus: showStatus,
   });
 
@@ -118,6 +141,7 @@ function start(): void {
     fill(app!, view.root);
     if (route.name === 'login') {
       live.stop();
+      gapNotice.hidden = true;
       void view.refresh();
     } else if (!live.running) {
       live.start(); // its first open triggers the view's refresh

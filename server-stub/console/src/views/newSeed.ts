@@ -20,6 +20,8 @@ export function createNewSeedView(ctx: ViewContext, preset: { source?: string; t
   const compression = h('select', { id: 'new-seed-compression', testid: 'new-seed-compression' });
   // Checked by default, as the API defaults startTarget to true.
   const startTarget = h('input', { type: 'checkbox', id: 'new-seed-start-target', checked: true, testid: 'new-seed-start-target' });
+  // Optional bandwidth cap in MiB/s (empty: no cap); sent as maxBytesPerSec (the API's minimum is 64 KiB/s).
+  const maxRate = h('input', { type: 'number', id: 'new-seed-max-rate', min: '0.0625', step: 'any', placeholder: 'no limit', inputmode: 'decimal', testid: 'new-seed-max-rate' });
   const locality = h('p', { class: 'locality', testid: 'new-seed-locality', 'aria-live': 'polite' });
   const submitError = h('p', { class: 'error', testid: 'new-seed-error', hidden: true, role: 'alert' });
   const submit = h('button', { type: 'submit', testid: 'new-seed-submit' }, 'Seed…');
@@ -34,6 +36,7 @@ export function createNewSeedView(ctx: ViewContext, preset: { source?: string; t
     locality,
     field('Method', method),
     field('Compression', compression),
+    field('Bandwidth limit (MiB/s)', maxRate),
     h('label', { class: 'check' }, startTarget, ' Start MySQL on the target when done'),
     h('div', { class: 'actions' }, submit),
     submitError,
@@ -121,14 +124,22 @@ export function createNewSeedView(ctx: ViewContext, preset: { source?: string; t
       submitError.hidden = false;
       return;
     }
+    const rateText = maxRate.value.trim();
+    const maxBytesPerSec = rateText === '' ? null : Math.round(Number(rateText) * 1024 * 1024);
+    if (maxBytesPerSec !== null && !(Number.isFinite(maxBytesPerSec) && maxBytesPerSec >= 65_536)) {
+      submitError.textContent = 'Bandwidth limit: a number of MiB/s, at least 0.0625 (64 KiB/s), or empty for no limit.';
+      submitError.hidden = false;
+      return;
+    }
     const body = {
       source: source.value,
       target: target.value,
       ...(method.value !== '' ? { method: method.value } : {}),
       ...(compression.value !== '' ? { compression: compression.value } : {}),
       startTarget: startTarget.checked,
+      ...(maxBytesPerSec !== null ? { maxBytesPerSec } : {}),
     };
-    const details = `Method ${body.method ?? 'default'}, compression ${body.compression ?? 'auto'}; MySQL on the target ${body.startTarget ? 'is started' : 'stays stopped'} afterwards.`;
+    const details = `Method ${body.method ?? 'default'}, compression ${body.compression ?? 'auto'}${maxBytesPerSec !== null ? `, at most ${rateText} MiB/s` : ''}; MySQL on the target ${body.startTarget ? 'is started' : 'stays stopped'} afterwards.`;
     void ctx
       .confirm({ title: 'Start seed?', message: `${summary}. Everything in ${body.target}'s datadir is replaced. ${details}`, confirmLabel: 'Start seed', danger: true })
       .then(async (ok) => {
