@@ -10,14 +10,17 @@
  *
  * Env: SEEDWIRE_BENCH_BYTES (dataset size, default 1 GiB; accepts 512M, 2G...),
  * SEEDWIRE_BENCH_IDLE (idle agents, default 500), SEEDWIRE_BENCH_OPS (latency samples, default 500),
- * SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 150).
+ * SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 150), SEEDWIRE_BENCH_PROFILE=DIR (run the
+ * seed phase's controller and agents with --cpu-prof into DIR).
+ * The source and target "MySQL" are flag files outside the datadirs (status `test -e FLAG`,
+ * start `touch`, stop `rm -f`), so the cold seed's stop, restart and status polls all succeed.
  * Needs a built dist/ (the Makefile target builds it first).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +54,14 @@ const BYTES = parseSize(process.env['SEEDWIRE_BENCH_BYTES'] || String(2 ** 30));
 const IDLE_REQUESTED = Number(process.env['SEEDWIRE_BENCH_IDLE'] || 500);
 const OPS = Number(process.env['SEEDWIRE_BENCH_OPS'] || 500);
 const SEED_TIMEOUT_MS = Number(process.env['SEEDWIRE_BENCH_SEED_TIMEOUT'] || 150) * 1000;
+/** When set, the seed phase's controller and agents run with --cpu-prof into this directory. */
+const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env['SEEDWIRE_BENCH_PROFILE']) : null;
+
+function nodeArgs(profile: boolean): string[] {
+  if (!profile || !PROFILE_DIR) return [];
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
+}
 
 const log = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -79,7 +90,14 @@ interface SeedRun {
 
 const results = {
   at: new Date().toISOString(),
-  machine: { cpus: cpus().length, memGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10, node: process.version },
+  machine: {
+    cpus: cpus().length,
+    memGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    // extras: other work on the machine skews every number; recorded at start and at the end
+    loadAvgStart: loadavg().map((l) => Math.round(l * 100) / 100),
+    loadAvgEnd: null as number[] | null,
+  },
   dataset: { bytes: 0, files: 0 },
   seed: {
     tarNcMBps: null as number | null,
@@ -110,6 +128,8 @@ const results = {
     maxMs: null as number | null,
     n: 0,
     meanMs: null as number | null,
+    firstTenthP50Ms: null as number | null,
+    lastTenthP50Ms: null as number | null,
     // extras: raw hub.call to a real agent (in-process controller, no HTTP, no store)
     raw: null as null | LatencyStats,
   },
@@ -209,13 +229,28 @@ interface LatencyStats {
   p99Ms: number;
   maxMs: number;
   meanMs: number;
+  /** p50 of the first and of the last tenth of the samples: does latency drift as calls accumulate? */
+  firstTenthP50Ms: number;
+  lastTenthP50Ms: number;
+}
+
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }
 
 function stats(samples: number[]): LatencyStats {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const pick = (p: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
   const r = (n: number): number => Math.round(n * 100) / 100;
-  return { n: sorted.length, p50Ms: r(pick(0.5)), p99Ms: r(pick(0.99)), maxMs: r(sorted.at(-1)!), meanMs: r(sorted.reduce((a, b) => a + b, 0) / sorted.length) };
+  const tenth = Math.max(1, Math.floor(samples.length / 10));
+  return {
+    n: samples.length,
+    p50Ms: r(percentile(samples, 0.5)),
+    p99Ms: r(percentile(samples, 0.99)),
+    maxMs: r(Math.max(...samples)),
+    meanMs: r(samples.reduce((a, b) => a + b, 0) / samples.length),
+    firstTenthP50Ms: r(percentile(samples.slice(0, tenth), 0.5)),
+    lastTenthP50Ms: r(percentile(samples.slice(-tenth), 0.5)),
+  };
 }
 
 async function measureLatency(n: number, warmup: number, once: () => Promise<void>): Promise<LatencyStats> {
@@ -238,12 +273,12 @@ interface ControllerProc {
   api: Api;
 }
 
-async function startController(name: string, agentToken: string, adminToken: string): Promise<ControllerProc> {
-  const dataDir = makeTemp(`seedwire-bench-${name}-`);
+async function startController(name: string, agentToken: string, adminToken: string, profile = false): Promise<ControllerProc> {
+  const dataDir = makeTemp(`seedwire-benchrun-${name}-`);
   const proc = spawnTracked(
     name,
     process.execPath,
-    [join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token', agentToken, '--admin-token', adminToken],
+    [...nodeArgs(profile), join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token', agentToken, '--admin-token', adminToken],
     { cwd: ROOT, env: childEnv() },
   );
   const listening = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
@@ -252,11 +287,11 @@ async function startController(name: string, agentToken: string, adminToken: str
   return { proc, url, wsUrl, api: makeApi(url, adminToken) };
 }
 
-function startAgent(name: string, config: Record<string, unknown>): Tracked {
-  const dir = makeTemp(`seedwire-bench-${name}-`);
+function startAgent(name: string, config: Record<string, unknown>, profile = false): Tracked {
+  const dir = makeTemp(`seedwire-benchrun-${name}-`);
   const file = join(dir, 'agent.json');
   writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000 } }, null, 2));
-  return spawnTracked(name, process.execPath, [join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
+  return spawnTracked(name, process.execPath, [...nodeArgs(profile), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
 }
 
 const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -370,15 +405,15 @@ async function runSeed(api: Api, procs: Record<string, Tracked>, source: string,
 async function seedwirePhase(dataset: Dataset): Promise<void> {
   const agentToken = randomBytes(16).toString('hex');
   const adminToken = randomBytes(16).toString('hex');
-  const ctl = await startController('controller', agentToken, adminToken);
+  const ctl = await startController('controller', agentToken, adminToken, true);
   log(`controller at ${ctl.url} (pid ${ctl.proc.pid})`);
-  const work = makeTemp('seedwire-bench-seed-');
+  const work = makeTemp('seedwire-benchrun-seed-');
   const targetDir = join(work, 'target-datadir');
   mkdirSync(targetDir);
   const sourceFlag = join(work, 'source-mysql-running');
   writeFileSync(sourceFlag, ''); // the source "runs" until the cold seed stops it
-  const source = startAgent('source-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-source', mysql: fakeMysql(dataset.dir, sourceFlag) });
-  const target = startAgent('target-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-target', mysql: fakeMysql(targetDir, join(work, 'target-mysql-running')) });
+  const source = startAgent('source-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-source', mysql: fakeMysql(dataset.dir, sourceFlag) }, true);
+  const target = startAgent('target-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-target', mysql: fakeMysql(targetDir, join(work, 'target-mysql-running')) }, true);
   const procs = { controller: ctl.proc, source, target };
   try {
     await waitForAgents(ctl.api, ['bench-source', 'bench-target'], true);
@@ -428,7 +463,7 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
         const { status, json } = await ctl.api<{ operation?: { state?: string } }>('POST', '/api/agents/bench-source/ops/hostname', { params: {} });
         if (status !== 200 || json?.operation?.state !== 'succeeded') throw new Error(`hostname op answered ${status}: ${JSON.stringify(json).slice(0, 300)}`);
       });
-      Object.assign(results.latency, { p50Ms: lat.p50Ms, p99Ms: lat.p99Ms, maxMs: lat.maxMs, n: lat.n, meanMs: lat.meanMs });
+      Object.assign(results.latency, lat);
     } catch (error) {
       fail('latency (HTTP)', error);
     }
@@ -444,7 +479,7 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
 async function rawLatencyPhase(): Promise<void> {
   const { createController } = await import('../server-stub/app.js');
   const agentToken = randomBytes(16).toString('hex');
-  const dataDir = makeTemp('seedwire-bench-inproc-');
+  const dataDir = makeTemp('seedwire-benchrun-inproc-');
   const controller = await createController({ dataDir, adminToken: randomBytes(16).toString('hex'), agentToken });
   const agent = startAgent('raw-agent', { controller: controller.wsUrl, token: agentToken, id: 'bench-raw' });
   try {
@@ -542,6 +577,7 @@ function table(): string {
   const rows: Array<[string, string]> = [];
   const section = (title: string): void => void rows.push([`— ${title}`, '']);
   section(`dataset: ${(r.dataset.bytes / MiB).toFixed(0)} MiB in ${r.dataset.files} files; ${r.machine.cpus} CPUs, ${r.machine.memGiB} GiB, node ${r.machine.node}`);
+  rows.push(['load average (1 min) start / end', `${r.machine.loadAvgStart[0]} / ${r.machine.loadAvgEnd?.[0] ?? 'n/a'}${(r.machine.loadAvgStart[0] ?? 0) > r.machine.cpus * 0.5 ? '  (busy machine: numbers are noisy)' : ''}`]);
   rows.push(['tar | nc (local dirs)', `${f(r.seed.tarNcMBps, ' MB/s')}  (${f(r.seed.tarNcSeconds, ' s')}; with per-file fdatasync: ${f(r.seed.tarNcSyncMBps, ' MB/s')})`]);
   rows.push(['seedwire transfer, none', `${f(r.seed.seedwireMBps, ' MB/s')}  (${f(r.seed.transferSeconds, ' s')})`]);
   rows.push(['seedwire / tar|nc', f(r.seed.ratio)]);
@@ -560,9 +596,9 @@ function table(): string {
   if (r.rss.beforeSeed) rows.push(['  RSS before the seed', `${f(r.rss.beforeSeed['controller'])} / ${f(r.rss.beforeSeed['source'])} / ${f(r.rss.beforeSeed['target'])}`]);
   if (r.rss.zstdSeed) rows.push(['  peak during zstd seed', `${f(r.rss.zstdSeed['controller'])} / ${f(r.rss.zstdSeed['source'])} / ${f(r.rss.zstdSeed['target'])}`]);
   section(`op round trip (${r.latency.n} sequential hostname ops)`);
-  rows.push(['HTTP → controller → agent', `p50 ${f(r.latency.p50Ms, ' ms')}, p99 ${f(r.latency.p99Ms, ' ms')}, max ${f(r.latency.maxMs, ' ms')}`]);
+  rows.push(['HTTP → controller → agent', `p50 ${f(r.latency.p50Ms, ' ms')}, p99 ${f(r.latency.p99Ms, ' ms')}, max ${f(r.latency.maxMs, ' ms')}  (p50 first/last tenth ${f(r.latency.firstTenthP50Ms)}/${f(r.latency.lastTenthP50Ms)} ms)`]);
   const raw = r.latency.raw;
-  rows.push(['raw hub.call → agent', raw ? `p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms, max ${raw.maxMs} ms (n ${raw.n})` : 'n/a']);
+  rows.push(['raw hub.call → agent', raw ? `p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms, max ${raw.maxMs} ms  (p50 first/last tenth ${raw.firstTenthP50Ms}/${raw.lastTenthP50Ms} ms)` : 'n/a']);
   section('idle agents on one controller');
   rows.push(['agents connected', `${r.idle.agents}${r.idle.agents !== r.idle.requested ? ` (requested ${r.idle.requested})` : ''} in ${f(r.idle.connectSeconds, ' s')}; all listed: ${f(r.idle.allListed as unknown as number)}`]);
   rows.push(['controller RSS', `${f(r.idle.controllerRssBeforeMiB)} → ${f(r.idle.controllerRssAfterMiB)} MiB (+${f(r.idle.controllerRssDeltaMiB)} MiB, ${f(r.idle.perAgentKiB)} KiB per agent)`]);
@@ -589,7 +625,7 @@ async function main(): Promise<number> {
   // Same starting point for every copy: the source tree in the page cache.
   await runShell('warm', `tar -c -C ${shq(dataset.dir)} . | cat >/dev/null`);
 
-  const work = makeTemp('seedwire-bench-');
+  const work = makeTemp('seedwire-benchrun-');
   try {
     log('tar | nc baseline (best of 2)');
     const a = await tarNc(dataset, work);
@@ -624,6 +660,7 @@ async function main(): Promise<number> {
     fail('idle', error);
   }
 
+  results.machine.loadAvgEnd = loadavg().map((l) => Math.round(l * 100) / 100);
   const out = join(ROOT, 'bench/results/latest.json');
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
