@@ -1,11 +1,15 @@
 /**
  * The idempotency ledger: which call ids this agent has started and what they ended with, kept in
- * `stateDir/ledger.json` so a call id is never run twice, not even across agent restarts.
+ * `stateDir/ledger.jsonl` so a call id is never run twice, not even across agent restarts.
  * A call that was running when the previous process died ends as SEEDWIRE_LOST (its outcome is
  * unknown; running it again could repeat a side effect). Bounded to `maxEntries`: acknowledged
  * results are forgotten first, then the oldest undelivered ones; running calls are never dropped.
+ *
+ * The file is an append-only journal (one short line per change, so a call costs two small
+ * appends, not a rewrite of the whole ledger); it is compacted by an atomic rewrite when it grows
+ * past a few times the bound, and on open. A torn last line (a crash mid-append) is skipped.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ErrorFrame, ResultFrame } from '../../shared/frames.js';
@@ -18,16 +22,22 @@ const EntrySchema = z.object({
   acked: z.boolean(),
   frame: z.union([ResultFrame, ErrorFrame]).optional(),
 });
-const FileSchema = z.object({ v: z.literal(1), entries: z.array(EntrySchema) });
+const LineSchema = z.discriminatedUnion('k', [
+  EntrySchema.extend({ k: z.literal('entry') }),
+  z.object({ k: z.literal('ack'), ids: z.array(z.string()) }),
+]);
 
 export type Outcome = z.infer<typeof ResultFrame> | z.infer<typeof ErrorFrame>;
 export type LedgerEntry = z.infer<typeof EntrySchema>;
 
-export const LEDGER_FILE = 'ledger.json';
+export const LEDGER_FILE = 'ledger.jsonl';
+/** The journal is compacted once it holds this many lines per entry kept. */
+const COMPACT_RATIO = 4;
 
 export class Ledger {
   private readonly entries = new Map<string, LedgerEntry>();
   private readonly file: string;
+  private lines = 0;
 
   private constructor(
     dir: string,
@@ -36,25 +46,27 @@ export class Ledger {
     this.file = join(dir, LEDGER_FILE);
   }
 
-  /** Loads the ledger (a missing or unreadable file starts empty; `onCorrupt` hears about it). */
+  /** Loads the ledger (unreadable lines are skipped; `onCorrupt` hears about them). */
   static open(dir: string, options: { maxEntries?: number; onCorrupt?: (error: unknown) => void } = {}): Ledger {
     mkdirSync(dir, { recursive: true });
     const ledger = new Ledger(dir, options.maxEntries ?? LIMITS.ledgerEntries);
-    let text: string | undefined;
+    let text = '';
     try {
       text = readFileSync(ledger.file, 'utf8');
     } catch {
-      text = undefined;
+      text = '';
     }
-    if (text !== undefined) {
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue;
       try {
-        const parsed = FileSchema.parse(JSON.parse(text));
-        for (const entry of parsed.entries) ledger.entries.set(entry.id, markLostIfRunning(entry));
+        ledger.apply(LineSchema.parse(JSON.parse(line)));
       } catch (error) {
         options.onCorrupt?.(error);
       }
     }
-    ledger.persist();
+    for (const [id, entry] of ledger.entries) ledger.entries.set(id, markLostIfRunning(entry));
+    ledger.evict();
+    ledger.compact();
     return ledger;
   }
 
@@ -63,31 +75,32 @@ export class Ledger {
   }
 
   markRunning(id: string, op: string): void {
-    this.entries.set(id, { id, op, state: 'running', acked: false });
+    const entry: LedgerEntry = { id, op, state: 'running', acked: false };
+    this.entries.set(id, entry);
     this.evict();
-    this.persist();
+    this.append({ k: 'entry', ...entry });
   }
 
   complete(id: string, frame: Outcome): void {
-    const entry = this.entries.get(id);
-    const op = entry?.op ?? '?';
+    const op = this.entries.get(id)?.op ?? '?';
     this.entries.delete(id); // re-insert: age counts from the end
-    this.entries.set(id, { id, op, state: 'done', acked: false, frame });
+    const entry: LedgerEntry = { id, op, state: 'done', acked: false, frame };
+    this.entries.set(id, entry);
     this.evict();
-    this.persist();
+    this.append({ k: 'entry', ...entry });
   }
 
   /** The controller has stored these results; they are no longer re-sent (the ids stay known). */
   ack(ids: readonly string[]): void {
-    let changed = false;
+    const changed: string[] = [];
     for (const id of ids) {
       const entry = this.entries.get(id);
       if (entry?.state === 'done' && !entry.acked) {
         entry.acked = true;
-        changed = true;
+        changed.push(id);
       }
     }
-    if (changed) this.persist();
+    if (changed.length > 0) this.append({ k: 'ack', ids: changed });
   }
 
   /** Finished results the controller has not acknowledged, oldest first. */
@@ -111,11 +124,32 @@ export class Ledger {
     }
   }
 
-  /** Atomic replace: a crash mid-write leaves the previous ledger, never half a file. */
-  private persist(): void {
+  private apply(line: z.infer<typeof LineSchema>): void {
+    if (line.k === 'ack') {
+      for (const id of line.ids) {
+        const entry = this.entries.get(id);
+        if (entry) entry.acked = true;
+      }
+      return;
+    }
+    const { k: _k, ...entry } = line;
+    this.entries.delete(entry.id); // re-insert: age counts from the end
+    this.entries.set(entry.id, entry);
+  }
+
+  private append(line: z.infer<typeof LineSchema>): void {
+    appendFileSync(this.file, `${JSON.stringify(line)}\n`, { mode: 0o600 });
+    this.lines += 1;
+    if (this.lines > Math.max(64, this.maxEntries * COMPACT_RATIO)) this.compact();
+  }
+
+  /** Atomic replace with one line per entry kept: a crash mid-write leaves the previous journal. */
+  private compact(): void {
     const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ v: 1, entries: [...this.entries.values()] }), { mode: 0o600 });
+    const text = [...this.entries.values()].map((entry) => `${JSON.stringify({ k: 'entry', ...entry })}\n`).join('');
+    writeFileSync(tmp, text, { mode: 0o600 });
     renameSync(tmp, this.file);
+    this.lines = this.entries.size;
   }
 }
 

@@ -64,7 +64,34 @@ describe('idempotency ledger', () => {
     const ledger = Ledger.open(dir, { onCorrupt: () => (heard = true) });
     expect(heard).toBe(true);
     expect(ledger.size).toBe(0);
-    expect(JSON.parse(readFileSync(join(dir, LEDGER_FILE), 'utf8'))).toEqual({ v: 1, entries: [] });
+    expect(readFileSync(join(dir, LEDGER_FILE), 'utf8')).toBe('');
+  });
+
+  it('appends one line per change, replays them on open, skips a torn last line, and compacts', () => {
+    const dir = tempDir();
+    const ledger = Ledger.open(dir, { maxEntries: 10 });
+    ledger.markRunning('a', 'hostname');
+    ledger.complete('a', { t: 'result', id: 'a', result: { hostname: 'h' }, durationMs: 1 });
+    ledger.ack(['a']);
+    ledger.markRunning('b', 'exec');
+    const lines = readFileSync(join(dir, LEDGER_FILE), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(4);
+    writeFileSync(join(dir, LEDGER_FILE), `${lines.join('\n')}\n{"k":"entry","id":"c","op`, { flag: 'w' });
+    let torn = 0;
+    const reopened = Ledger.open(dir, { maxEntries: 10, onCorrupt: () => (torn += 1) });
+    expect(torn).toBe(1);
+    expect(reopened.get('a')).toMatchObject({ state: 'done', acked: true });
+    expect(reopened.get('b')).toMatchObject({ state: 'done', frame: { code: 'SEEDWIRE_LOST' } });
+    expect(reopened.pendingOutcomes().map((o) => o.id)).toEqual(['b']);
+    // compacted on open: one line per entry kept
+    expect(readFileSync(join(dir, LEDGER_FILE), 'utf8').trim().split('\n')).toHaveLength(2);
+    for (let i = 0; i < 200; i += 1) {
+      reopened.markRunning(`x${i}`, 'hostname');
+      reopened.complete(`x${i}`, { t: 'result', id: `x${i}`, result: {}, durationMs: 1 });
+      reopened.ack([`x${i}`]);
+    }
+    expect(reopened.size).toBeLessThanOrEqual(10);
+    expect(readFileSync(join(dir, LEDGER_FILE), 'utf8').trim().split('\n').length).toBeLessThanOrEqual(64 + 3);
   });
 });
 

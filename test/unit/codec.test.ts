@@ -69,10 +69,10 @@ describe('text frames', () => {
 
 describe('binary data frames', () => {
   it('writes the documented 24-byte header', () => {
-    const buf = encodeDataFrame({ stream: 7, offset: 0x1_0000_0001, rawLength: 3, codec: 'none', payload: Buffer.from('abc') });
+    const buf = encodeDataFrame({ stream: 7, offset: 0x1_0000_0001, rawLength: 3, codec: 'none', payload: Buffer.from('abc'), crc: true });
     expect(buf.length).toBe(DATA_HEADER_BYTES + 3);
     expect([...buf.subarray(0, 20)]).toEqual([
-      0x53, 0x57, 1, 0, // magic 'SW', version 1, codec none
+      0x53, 0x57, 1, 0x04, // magic 'SW', version 1, codec none, CRC present
       0, 0, 0, 7, // stream 7
       0, 0, 0, 1, 0, 0, 0, 1, // offset 2^32 + 1
       0, 0, 0, 3, // raw length 3
@@ -91,8 +91,17 @@ describe('binary data frames', () => {
     expect(decodeDataHeader(buf)).toMatchObject({ stream: 1, offset: 42, codec: 'zstd' });
   });
 
-  it('catches a flipped payload byte by CRC', () => {
-    const buf = encodeDataFrame({ stream: 1, offset: 0, rawLength: 4, codec: 'none', payload: Buffer.from('data') });
+  it('leaves the CRC out by default (flag clear, field zero)', () => {
+    const buf = encodeDataFrame({ stream: 1, offset: 0, rawLength: 4, codec: 'gzip', payload: Buffer.from('data') });
+    expect(buf[3]).toBe(1);
+    expect(buf.readUInt32BE(20)).toBe(0);
+    expect(decodeDataHeader(buf).crc).toBeNull();
+    buf[DATA_HEADER_BYTES] = 0;
+    expect(decodeDataFrame(buf).payload[0]).toBe(0); // nothing to check here: the file's SHA-256 will
+  });
+
+  it('catches a flipped payload byte by CRC when the frame carries one', () => {
+    const buf = encodeDataFrame({ stream: 1, offset: 0, rawLength: 4, codec: 'none', payload: Buffer.from('data'), crc: true });
     buf[DATA_HEADER_BYTES + 1] = buf[DATA_HEADER_BYTES + 1]! ^ 0xff;
     expect(codeOf(() => decodeDataFrame(buf))).toBe('SEEDWIRE_VERIFY_FAILED');
   });
