@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
+import { isAlive } from './checks.js';
 
 export interface MariaDBOptions {
   /** Everything lives under here (keep it short: a unix socket path has a 107-byte limit). */
@@ -64,14 +65,6 @@ function q(path: string): string {
   return `'${path.replace(/'/g, `'\\''`)}'`;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Processes whose command line names this datadir (exact `--datadir=` argument): only ours. */
 async function findServerPids(datadir: string): Promise<number[]> {

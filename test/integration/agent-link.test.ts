@@ -7,6 +7,7 @@ import type { Frame } from '../../shared/frames.js';
 import { makeTempDir, spawnAgentCli, startAgent, stopAllAgents } from '../helpers/agent.js';
 import { startControllerSide, type AgentConnection, type ControllerSide } from '../helpers/agent-controller-side.js';
 import { waitFor } from '../helpers/wait.js';
+import { isAlive } from '../helpers/checks.js';
 
 const TOKEN = 'test-token-5f2c';
 const peers = new Set<ControllerSide>();
@@ -22,14 +23,6 @@ async function closePeer(peer: ControllerSide): Promise<void> {
   await peer.close();
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function makeFifo(dir: string, name: string): string {
   const path = join(dir, name);

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { startAgent, stopAllAgents } from '../helpers/agent.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { isAlive } from '../helpers/checks.js';
 
 const TOKEN = 'link-test-token';
 
@@ -22,14 +23,6 @@ interface Operation {
   outputTail: string;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('agent and controller, real processes', () => {
   let controller: RunningController;
@@ -103,11 +96,11 @@ describe('agent and controller, real processes', () => {
     const { body } = await json<{ operation: Operation }>('POST', '/api/agents/cancel/ops/custom-command?wait=0', { params: { name: 'spawner' } });
     await vi.waitFor(() => expect(existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '').toBe(true), { timeout: 10_000 });
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
-    expect(alive(grandchild)).toBe(true);
+    expect(isAlive(grandchild)).toBe(true);
     const cancel = await controller.api('POST', `/api/operations/${body.operation.id}/cancel`);
     expect(cancel.status).toBeLessThan(300);
     await vi.waitFor(async () => expect((await json<Operation>('GET', `/api/operations/${body.operation.id}`)).body.state).toBe('canceled'), { timeout: 15_000 });
-    await vi.waitFor(() => expect(alive(grandchild)).toBe(false), { timeout: 15_000 });
+    await vi.waitFor(() => expect(isAlive(grandchild)).toBe(false), { timeout: 15_000 });
   });
 
   it('a wrong token is refused before the upgrade and the agent is never listed', async () => {

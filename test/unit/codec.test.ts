@@ -9,15 +9,8 @@ import {
 } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import type { Frame } from '../../shared/frames.js';
+import { errorCodeOf } from '../helpers/checks.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    return (error as SeedwireError).code;
-  }
-  return 'no error';
-}
 
 describe('text frames', () => {
   it('round-trips every frame type', () => {
@@ -43,8 +36,8 @@ describe('text frames', () => {
   });
 
   it('refuses non-JSON, unknown types and bad fields with SEEDWIRE_BAD_FRAME naming the field', () => {
-    expect(codeOf(() => decodeFrame('{nope'))).toBe('SEEDWIRE_BAD_FRAME');
-    expect(codeOf(() => decodeFrame('{"t":"launch"}'))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => decodeFrame('{nope'))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => decodeFrame('{"t":"launch"}'))).toBe('SEEDWIRE_BAD_FRAME');
     try {
       decodeFrame('{"t":"call","id":"c9","op":"hostname","params":[]}');
       expect.unreachable();
@@ -58,12 +51,12 @@ describe('text frames', () => {
   });
 
   it('refuses an error frame with a code outside the registry', () => {
-    expect(codeOf(() => decodeFrame('{"t":"error","id":null,"code":"EVIL","message":"x"}'))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => decodeFrame('{"t":"error","id":null,"code":"EVIL","message":"x"}'))).toBe('SEEDWIRE_BAD_FRAME');
   });
 
   it('refuses oversized frames before parsing them', () => {
     const big = JSON.stringify({ t: 'ping', ts: 1, pad: 'x'.repeat(100) });
-    expect(codeOf(() => decodeFrame(big, 64))).toBe('SEEDWIRE_FRAME_TOO_LARGE');
+    expect(errorCodeOf(() => decodeFrame(big, 64))).toBe('SEEDWIRE_FRAME_TOO_LARGE');
   });
 });
 
@@ -103,19 +96,19 @@ describe('binary data frames', () => {
   it('catches a flipped payload byte by CRC when the frame carries one', () => {
     const buf = encodeDataFrame({ stream: 1, offset: 0, rawLength: 4, codec: 'none', payload: Buffer.from('data'), crc: true });
     buf[DATA_HEADER_BYTES + 1] = buf[DATA_HEADER_BYTES + 1]! ^ 0xff;
-    expect(codeOf(() => decodeDataFrame(buf))).toBe('SEEDWIRE_VERIFY_FAILED');
+    expect(errorCodeOf(() => decodeDataFrame(buf))).toBe('SEEDWIRE_VERIFY_FAILED');
   });
 
   it('refuses short frames, a bad magic, another version and a length that lies', () => {
-    expect(codeOf(() => decodeDataHeader(Buffer.alloc(10)))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => decodeDataHeader(Buffer.alloc(10)))).toBe('SEEDWIRE_BAD_FRAME');
     const ok = encodeDataFrame({ stream: 1, offset: 0, rawLength: 4, codec: 'none', payload: Buffer.from('data') });
     const badMagic = Buffer.from(ok);
     badMagic[0] = 0;
-    expect(codeOf(() => decodeDataHeader(badMagic))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => decodeDataHeader(badMagic))).toBe('SEEDWIRE_BAD_FRAME');
     const v2 = Buffer.from(ok);
     v2[2] = 2;
-    expect(codeOf(() => decodeDataHeader(v2))).toBe('SEEDWIRE_PROTOCOL_VERSION');
+    expect(errorCodeOf(() => decodeDataHeader(v2))).toBe('SEEDWIRE_PROTOCOL_VERSION');
     const lies = encodeDataFrame({ stream: 1, offset: 0, rawLength: 9, codec: 'none', payload: Buffer.from('data') });
-    expect(codeOf(() => decodeDataFrame(lies))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => decodeDataFrame(lies))).toBe('SEEDWIRE_BAD_FRAME');
   });
 });

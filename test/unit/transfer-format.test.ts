@@ -13,17 +13,9 @@ import {
   validateRecordPath,
 } from '../../agent/transfer/format.js';
 import { sendTree } from '../../agent/transfer/send.js';
-import { SeedwireError } from '../../shared/errors.js';
 import type { SendPort } from '../../agent/streams/types.js';
+import { errorCodeOf } from '../helpers/checks.js';
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (error) {
-    return (error as SeedwireError).code;
-  }
-  return 'no error';
-}
 
 describe('record encoding', () => {
   it('encodes a file record header as literal bytes', () => {
@@ -53,20 +45,20 @@ describe('record encoding', () => {
   });
 
   it('rejects a bad magic, an unknown type and a bad header', () => {
-    expect(codeOf(() => parseRecordPrefix(Buffer.from([0x53, 0x58, 1, 2, 0, 0, 0, 2])))).toBe('SEEDWIRE_BAD_FRAME');
-    expect(codeOf(() => parseRecordPrefix(Buffer.from([0x53, 0x52, 1, 9, 0, 0, 0, 2])))).toBe('SEEDWIRE_BAD_FRAME');
-    expect(codeOf(() => parseRecordPrefix(Buffer.from([0x53, 0x52, 2, 1, 0, 0, 0, 2])))).toBe('SEEDWIRE_PROTOCOL_VERSION');
-    expect(codeOf(() => parseRecordJson('file', Buffer.from('{"path":"a","mode":1,"mtimeMs":1}')))).toBe('SEEDWIRE_BAD_FRAME');
-    expect(codeOf(() => parseRecordJson('file', Buffer.from('{"path":"../a","mode":1,"mtimeMs":1,"size":1}')))).toBe('SEEDWIRE_PATH_ESCAPE');
+    expect(errorCodeOf(() => parseRecordPrefix(Buffer.from([0x53, 0x58, 1, 2, 0, 0, 0, 2])))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => parseRecordPrefix(Buffer.from([0x53, 0x52, 1, 9, 0, 0, 0, 2])))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => parseRecordPrefix(Buffer.from([0x53, 0x52, 2, 1, 0, 0, 0, 2])))).toBe('SEEDWIRE_PROTOCOL_VERSION');
+    expect(errorCodeOf(() => parseRecordJson('file', Buffer.from('{"path":"a","mode":1,"mtimeMs":1}')))).toBe('SEEDWIRE_BAD_FRAME');
+    expect(errorCodeOf(() => parseRecordJson('file', Buffer.from('{"path":"../a","mode":1,"mtimeMs":1,"size":1}')))).toBe('SEEDWIRE_PATH_ESCAPE');
   });
 });
 
 describe('paths and names', () => {
   it('refuses paths that could escape the root', () => {
     for (const bad of ['', '/abs', '../x', 'a/../../x', 'a//b', './a', 'a/.', 'a\0b', 'a/']) {
-      expect(codeOf(() => validateRecordPath(bad)), bad).toBe('SEEDWIRE_PATH_ESCAPE');
+      expect(errorCodeOf(() => validateRecordPath(bad)), bad).toBe('SEEDWIRE_PATH_ESCAPE');
     }
-    for (const good of ['a', 'a/b', '..a', 'a..', '.hidden', 'db/@0024t.ibd']) expect(codeOf(() => validateRecordPath(good)), good).toBe('no error');
+    for (const good of ['a', 'a/b', '..a', 'a..', '.hidden', 'db/@0024t.ibd']) expect(errorCodeOf(() => validateRecordPath(good)), good).toBe('no error');
   });
 
   it('excludes identity, pid, socket and marker files', () => {
