@@ -148,6 +148,7 @@ export class Link {
       if (frame.t === 'pong') return;
       if (!session) {
         if (frame.t === 'welcome') onWelcome(frame);
+        else if (frame.t === 'error') log.warn({ code: frame.code, err: frame.message }, 'controller refused the handshake');
         else log.debug({ t: frame.t }, 'frame before welcome ignored');
         return;
       }
@@ -196,6 +197,9 @@ export class Link {
           if (this.current === session) this.current = undefined;
           log.info({ sessionId: session.id, code, reason: reason.toString() }, 'disconnected');
           handlers.onSessionEnd(session);
+        } else if (code !== 1006) {
+          // 1006 (no close frame) already came with a socket error; anything else is the controller's word.
+          log.warn({ code, reason: reason.toString() }, 'controller closed the connection during the handshake');
         }
         resolve(healthyForMs);
       });
