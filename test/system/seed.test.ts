@@ -146,6 +146,40 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     await tiny.stop();
   });
 
+  it('host operations through the API: du, free space, error log, delete refused while running, btrfs snapshot lifecycle, facts and peers', async () => {
+    const du = await op<{ bytes: number }>('source', 'mysql-du');
+    expect(du.result.bytes).toBeGreaterThan(50 * 1024 * 1024);
+    expect((await op<{ bytes: number }>('source', 'mysql-datadir-available-space')).result.bytes).toBeGreaterThan(0);
+    expect((await op<{ port: number }>('source', 'mysql-port')).result.port).toBe(source.port);
+    const tail = await op<{ lines: string[] }>('source', 'mysql-error-log-tail', { lines: 5 });
+    expect(tail.result.lines.length).toBeGreaterThan(0);
+    expect(tail.result.lines.length).toBeLessThanOrEqual(5);
+    const del = await op<unknown>('source', 'delete-mysql-datadir');
+    expect(del.error?.code).toBe('SEEDWIRE_OP_REFUSED');
+    expect(existsSync(join(source.datadir, 'ibdata1'))).toBe(true);
+
+    const created = await op<{ name: string }>('source', 'create-snapshot', { name: 'by-hand' });
+    expect(created.state).toBe('succeeded');
+    const mounted = await op<{ mountPoint: string; dataPath: string }>('source', 'mount-snapshot', { name: 'by-hand' });
+    expect(mounted.result.mountPoint).toBe(mountPoint);
+    expect(existsSync(join(mounted.result.dataPath, 'ibdata1'))).toBe(true);
+    // facts are pushed by the agent after the change: no polling op needed
+    await vi.waitFor(async () => {
+      const view = (await api<{ facts: { mounted: { name: string } | null; snapshots: Array<{ name: string; mounted: boolean }> } }>('GET', '/api/agents/source')).body;
+      expect(view.facts.mounted?.name).toContain('by-hand');
+      expect(view.facts.snapshots).toEqual([expect.objectContaining({ mounted: true })]);
+    });
+    const busy = await op<unknown>('source', 'remove-snapshot', { name: 'by-hand' });
+    expect(busy.error?.code).toBe('SEEDWIRE_OP_REFUSED');
+    expect((await op<{ mounted: boolean }>('source', 'unmount-snapshot')).result.mounted).toBe(false);
+    expect((await op<{ removed: boolean }>('source', 'remove-snapshot', { name: 'by-hand' })).result.removed).toBe(true);
+    expect((await op<unknown[]>('source', 'snapshots')).result).toEqual([]);
+
+    const view = (await api<{ datacenter: string; peers: { local: Array<{ id: string } | string>; remote: unknown[] } }>('GET', '/api/agents/source')).body;
+    expect(view.datacenter).toBe('dc1');
+    expect(JSON.stringify(view.peers.local)).toContain('target');
+  });
+
   it('refuses a seed while the target MySQL runs, and a seed of an agent onto itself', async () => {
     await target.start();
     const running = await api<{ error: { code: string; message: string } }>('POST', '/api/seeds', { source: 'source', target: 'target' });
