@@ -32,6 +32,8 @@ export const PUBLIC_OP_PARAMS = {
 } as const;
 
 export const CodecSchema = z.enum(CODECS);
+/** The hot-backup tools a `backup` seed can use (agent config `backup.tool`). */
+export const BackupToolSchema = z.enum(['mariabackup', 'xtrabackup']);
 
 /** Where a seed's bytes are read from on the source. */
 export const SeedSourceSchema = z.discriminatedUnion('kind', [
@@ -46,8 +48,20 @@ export const SeedSourceSchema = z.discriminatedUnion('kind', [
 export const INTERNAL_OP_PARAMS = {
   /** Target: check MySQL is stopped, empty the datadir, write the incomplete marker. */
   'seed-prepare-target': z.object({ seedId: z.string().min(1).max(128), requiredBytes: z.number().int().nonnegative() }).strict(),
-  /** Target: receive stream `stream` into the datadir; reports {ready, offset} then {committed} progress. */
-  'seed-receive': z.object({ seedId: z.string().min(1).max(128), stream: z.number().int().nonnegative(), resume: z.boolean() }).strict(),
+  /**
+   * Target: receive stream `stream` into the datadir; reports {ready, offset} then {committed} progress.
+   * `format`: 'tree' (the seed stream of docs/seed-stream.md, resumable) or 'stream' (a backup
+   * tool's xbstream, extracted by `backupTool`'s extractor; never resumed: always from offset 0).
+   */
+  'seed-receive': z
+    .object({
+      seedId: z.string().min(1).max(128),
+      stream: z.number().int().nonnegative(),
+      resume: z.boolean(),
+      format: z.enum(['tree', 'stream']).default('tree'),
+      backupTool: BackupToolSchema.optional(),
+    })
+    .strict(),
   /** Source: send the seed stream from `offset`, never past the credit `limit`. */
   'seed-send': z
     .object({
@@ -62,7 +76,15 @@ export const INTERNAL_OP_PARAMS = {
     })
     .strict(),
   /** Target: compare digests, fix ownership, drop identity/pid/socket files, remove the marker, maybe start MySQL. */
-  'seed-finalize-target': z.object({ seedId: z.string().min(1).max(128), digest: z.string(), startMysql: z.boolean() }).strict(),
+  'seed-finalize-target': z
+    .object({
+      seedId: z.string().min(1).max(128),
+      digest: z.string(),
+      startMysql: z.boolean(),
+      /** A backup seed: run `<tool> --prepare` on the datadir first (apply the copied redo log). */
+      prepare: BackupToolSchema.optional(),
+    })
+    .strict(),
   /** Target: after a failed or aborted seed, remove partial data but keep the incomplete marker. */
   'seed-cleanup-target': z.object({ seedId: z.string().min(1).max(128) }).strict(),
   /** Source: the datadir size as the seed will read it (for prechecks and progress totals). */

@@ -4,6 +4,7 @@
  * prepare until a verified finalize, so a failed or partial seed never looks like a datadir.
  */
 import { createHash } from 'node:crypto';
+import type { z } from 'zod';
 import { open, readdir, readFile, rm, stat, statfs, mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
@@ -13,10 +14,14 @@ import { isExcludedName } from '../transfer/format.js';
 import { dropReceiveState, readReceiveState } from '../transfer/receive-state.js';
 import { receiveTree } from '../transfer/receive.js';
 import { sendTree } from '../transfer/send.js';
+import { sendBackup } from '../transfer/backup.js';
+import { extractorFor, receiveStream } from '../transfer/receive-stream.js';
+import { writeReceiveState } from '../transfer/receive-state.js';
+import { LIMITS } from '../../shared/limits.js';
 import { measureDiskUsage } from '../mysql/disk.js';
 import { acquireSource } from '../transfer/source.js';
 import { measureTree } from '../transfer/walk.js';
-import { defineOp, type OpContext, type OpDefinition } from './types.js';
+import { defineOp, type OpContext, type OpDefinition, type OpResult } from './types.js';
 
 const PROGRESS_INTERVAL_MS = 250;
 
@@ -162,6 +167,7 @@ export const seedOps: OpDefinition[] = [
     async run(ctx, params) {
       const mysql = mysqlOf(ctx);
       await requireMarker(mysql.datadir, params.seedId);
+      if (params.format === 'stream') return receiveBackupStream(ctx, mysql, params);
       const stateDir = ctx.config.stateDir;
       const resumable = params.resume ? await readReceiveState(stateDir, params.seedId) : null;
       if (!resumable) {
@@ -205,6 +211,7 @@ export const seedOps: OpDefinition[] = [
     name: 'seed-send',
     params: INTERNAL_OP_PARAMS['seed-send'],
     async run(ctx, params) {
+      if (params.source.kind === 'backup') return sendBackupStream(ctx, params);
       const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
       const root = source.root;
       const port = ctx.streams.openSend(params.stream, params.limit);
@@ -250,6 +257,16 @@ export const seedOps: OpDefinition[] = [
       if (!state?.done) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `seed ${params.seedId} has not been received completely; the target keeps its ${INCOMPLETE_MARKER}`);
       if (state.done.digest !== params.digest) {
         throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `received digest ${state.done.digest} differs from the source's ${params.digest}; the target keeps its ${INCOMPLETE_MARKER}`);
+      }
+      if (params.prepare) {
+        // A hot backup is only consistent once its copied redo log is applied.
+        const prepare = await ctx.run(`${params.prepare} --prepare --target-dir=${shellQuote(mysql.datadir)}`);
+        if (prepare.exitCode !== 0) {
+          throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${params.prepare} --prepare exited ${prepare.exitCode ?? prepare.signal}: ${prepare.stderrTail.trim().split('\n').slice(-15).join('\n')}`);
+        }
+        // Bookkeeping of the backup that must not outlive it; xtrabackup_info and
+        // xtrabackup_binlog_info stay (harmless, and they say where the copy came from).
+        for (const name of BACKUP_ONLY_FILES) await rm(join(mysql.datadir, name), { force: true });
       }
       // Identity, pid and socket files never travel, but make sure none is left from before.
       for (const name of await readdir(mysql.datadir)) {
@@ -307,4 +324,81 @@ export const seedOps: OpDefinition[] = [
 
 function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Files a prepared backup leaves that must not stay in a live datadir. */
+const BACKUP_ONLY_FILES = ['xtrabackup_logfile', 'xtrabackup_checkpoints', 'xtrabackup_binlog_pos_innodb'] as const;
+
+function killGraceOf(ctx: OpContext): number {
+  return ctx.config.advanced.killGraceMs ?? LIMITS.killGraceMs;
+}
+
+/** seed-receive of a backup seed: the xbstream goes through the extractor into an emptied datadir. */
+async function receiveBackupStream(ctx: OpContext, mysql: MysqlConfig, params: z.output<(typeof INTERNAL_OP_PARAMS)['seed-receive']>): Promise<OpResult> {
+  const stateDir = ctx.config.stateDir;
+  // No resume for a pipe: every attempt starts over into an emptied datadir (the marker stays).
+  await dropReceiveState(stateDir);
+  await emptyDatadir(mysql.datadir);
+  const started = performance.now();
+  let latest = { received: 0, committed: 0 };
+  const report = throttle((now) => {
+    const seconds = (now - started) / 1000;
+    const bytesPerSec = seconds > 0 ? Math.round(latest.received / seconds) : undefined;
+    ctx.progress({ committed: latest.committed, received: latest.received, ...(bytesPerSec === undefined ? {} : { bytesPerSec }) });
+  });
+  const port = ctx.streams.openReceive(params.stream);
+  try {
+    const summary = await receiveStream({
+      root: mysql.datadir,
+      port,
+      extractor: extractorFor(params.backupTool ?? 'mariabackup', mysql.datadir),
+      signal: ctx.signal,
+      killGraceMs: killGraceOf(ctx),
+      onStart: (offset) => ctx.progress({ ready: true, offset }),
+      onProgress: (progress) => {
+        latest = progress;
+        report();
+      },
+      onOutput: (stream, text) => ctx.output(stream, text),
+    });
+    report(true);
+    // What seed-finalize-target checks: the stream arrived whole, with this digest.
+    await writeReceiveState(stateDir, { version: 1, seedId: params.seedId, committed: summary.bytes, current: null, ledgerEntries: 0, done: summary, updatedAt: new Date().toISOString() });
+    return { result: summary };
+  } finally {
+    port.close();
+  }
+}
+
+/** seed-send of a backup seed: the backup tool's stream, from offset 0 only. */
+async function sendBackupStream(ctx: OpContext, params: z.output<(typeof INTERNAL_OP_PARAMS)['seed-send']>): Promise<OpResult> {
+  if (!ctx.config.backup) {
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'a backup seed needs the backup section: set backup.tool (mariabackup or xtrabackup) in the agent config');
+  }
+  if (params.offset !== 0) throw new SeedwireError('SEEDWIRE_BAD_PARAMS', `a backup stream cannot resume: offset must be 0, not ${params.offset}`);
+  await mkdir(ctx.config.stateDir, { recursive: true });
+  const port = ctx.streams.openSend(params.stream, params.limit);
+  let sent = 0;
+  const report = throttle(() => ctx.progress({ sent }));
+  try {
+    const result = await sendBackup({
+      config: ctx.config,
+      seedId: params.seedId,
+      port,
+      compression: params.compression,
+      ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
+      signal: ctx.signal,
+      killGraceMs: killGraceOf(ctx),
+      onProgress: (offset) => {
+        sent = offset;
+        report();
+      },
+      onOutput: (stream, text) => ctx.output(stream, text),
+    });
+    report(true);
+    return { result };
+  } finally {
+    port.close();
+    ctx.log.info({ seedId: params.seedId, stream: params.stream, from: 0, to: sent, aborted: ctx.signal.aborted, source: 'backup' }, 'seed-send ended');
+  }
 }

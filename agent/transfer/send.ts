@@ -114,11 +114,18 @@ export interface SendStreamOptions extends SendCommonOptions {
   input: Readable;
   /** A pipe cannot seek: always 0. */
   offset: number;
+  /**
+   * Runs once the input has ended, before the end of the stream is signalled: throw to withhold
+   * it (the program writing the input failed, so what was sent is not a whole stream).
+   */
+  beforeEnd?: () => Promise<void>;
 }
 
 /**
  * Sends a non-seekable byte stream (a mariabackup/xtrabackup stream) verbatim, chunked and
  * credit-paced like sendTree. No records and no resume; the digest is the SHA-256 of all bytes.
+ * The end of the stream is an empty data frame at the final offset (a raw stream has no end
+ * record), sent only after every data frame and after `beforeEnd` succeeded.
  */
 export async function sendStream(options: SendStreamOptions): Promise<TreeSummary> {
   if (options.offset !== 0) throw new SeedwireError('SEEDWIRE_BAD_PARAMS', 'a streamed source cannot resume: offset must be 0');
@@ -133,7 +140,10 @@ export async function sendStream(options: SendStreamOptions): Promise<TreeSummar
       bytes += buf.length;
       await sink.append(buf);
     }
+    await options.beforeEnd?.();
     await sink.finish();
+    await options.port.ready(bytes, 0, options.signal);
+    options.port.send(bytes, 0, 'none', Buffer.alloc(0));
     return { files: 0, bytes, digest: hash.digest('hex') };
   } catch (error) {
     await sink.abandon();

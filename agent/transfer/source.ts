@@ -37,6 +37,10 @@ export async function acquireSource(config: AgentConfig, kind: 'datadir' | 'snap
       };
     }
     case 'backup':
-      throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'backup seeds are not yet supported');
+      // The backup tool reads the running server's datadir itself (agent/transfer/backup.ts);
+      // this root only serves to measure it (seed-source-size).
+      if (!config.backup) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'set backup.tool (mariabackup or xtrabackup) to seed with a hot backup');
+      if (!config.mysql) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'set mysql.datadir to seed with a hot backup');
+      return { root: config.mysql.datadir, release: () => undefined };
   }
 }

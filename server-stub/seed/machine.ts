@@ -190,11 +190,15 @@ export class SeedMachine {
       case 'finalize-target': {
         const transfer = this.store.internals(id).transfer;
         if (!transfer) throw new SeedwireError('SEEDWIRE_INTERNAL', 'no transfer result recorded');
-        const out = (await this.callAgent(seed.target, 'seed-finalize-target', { seedId: id, digest: transfer.sent.digest, startMysql: seed.startTarget }, `${id}.finalize-target`, signal)) as {
+        // A hot backup is applied (--prepare) on the target with the tool that made it.
+        const prepare = seed.method === 'backup' ? backupToolOf(transfer.sent['tool']) : null;
+        const params = { seedId: id, digest: transfer.sent.digest, startMysql: seed.startTarget, ...(prepare ? { prepare } : {}) };
+        const out = (await this.callAgent(seed.target, 'seed-finalize-target', params, `${id}.finalize-target`, signal)) as {
           started?: boolean;
           running?: boolean;
         };
-        return seed.startTarget ? `marker removed; MySQL ${out.running ? 'running' : 'not running'}` : 'marker removed; MySQL left stopped (startTarget false)';
+        const prepared = prepare ? `backup prepared (${prepare} --prepare); ` : '';
+        return seed.startTarget ? `${prepared}marker removed; MySQL ${out.running ? 'running' : 'not running'}` : `${prepared}marker removed; MySQL left stopped (startTarget false)`;
       }
       case 'cleanup-source':
         return this.cleanupSource(seed, signal);
@@ -220,22 +224,29 @@ export class SeedMachine {
       const mount = (await this.callAgent(seed.source, 'mount-snapshot', { name }, `${seed.id}.prepare-source.mount`, signal)) as { dataPath?: string };
       return `snapshot ${name} created and mounted${mount.dataPath ? ` (${mount.dataPath})` : ''}`;
     }
-    throw new SeedwireError('SEEDWIRE_OP_REFUSED', `method ${seed.method} is not supported yet`);
+    if (seed.method === 'backup') return 'hot backup: source keeps running';
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', `method ${seed.method} is not supported`);
   }
 
   private async transfer(id: string, signal: AbortSignal): Promise<string> {
     const seed = this.mustGet(id);
     const source = { kind: seed.method === 'cold' ? 'datadir' : seed.method === 'snapshot' ? 'snapshot' : 'backup' } as const;
-    let resume = seed.attempts > 0;
+    // A backup stream is a pipe: it cannot resume; every attempt runs the backup again from 0.
+    const streamed = source.kind === 'backup';
+    let resume = !streamed && seed.attempts > 0;
     let fruitless = 0;
+    /** Streamed: the most bytes any attempt got across (an attempt that gets further is progress). */
+    let best = 0;
     const live = this.liveOf(id);
     for (;;) {
       this.throwIfStopped(signal);
       await Promise.all([this.waitForAgent(seed.source, signal), this.waitForAgent(seed.target, signal)]);
       const attempt = this.store.nextAttempt(id);
-      const before = live.bytesDone;
+      if (streamed) live.bytesDone = 0;
+      const before = streamed ? best : live.bytesDone;
       live.rate.reset(live.bytesDone);
       if (resume) this.store.setStageMessage(id, 'transfer', `attempt ${attempt}: resuming from the target's committed offset`);
+      else if (streamed && attempt > 1) this.store.setStageMessage(id, 'transfer', `attempt ${attempt}: a backup stream cannot resume; running the backup again from the start`);
       try {
         const { sent, received } = await this.transferOnce(seed, source, attempt, resume, signal);
         this.store.setTransfer(id, { sent, received });
@@ -243,6 +254,7 @@ export class SeedMachine {
         live.bytesDone = received.bytes;
         const result: Record<string, unknown> = { files: received.files, bytes: received.bytes, digest: received.digest, attempts: attempt };
         if (sent['binlog']) result['binlog'] = sent['binlog'];
+        if (streamed && sent['tool']) result['backupTool'] = sent['tool'];
         this.store.setResult(id, result);
         return `${received.files} files, ${formatBytes(received.bytes)} in ${attempt} attempt${attempt > 1 ? 's' : ''}`;
       } catch (error) {
@@ -250,12 +262,13 @@ export class SeedMachine {
         this.throwIfStopped(signal);
         if (!LINK_ERRORS.has(err.code)) throw err;
         fruitless = live.bytesDone > before ? 0 : fruitless + 1;
+        best = Math.max(best, live.bytesDone);
         if (fruitless >= MAX_FRUITLESS_ATTEMPTS) {
           throw new SeedwireError('SEEDWIRE_DISCONNECTED', `transfer made no progress in ${fruitless} attempts: ${err.message}`, { cause: err });
         }
         this.deps.log.warn({ seedId: id, attempt, code: err.code, err: err.message }, 'transfer interrupted; resuming');
-        this.deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.transfer.interrupted', outcome: 'failed', message: `${err.code}: ${err.message}; resuming` });
-        resume = true;
+        this.deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.transfer.interrupted', outcome: 'failed', message: `${err.code}: ${err.message}; ${streamed ? 'starting over' : 'resuming'}` });
+        resume = !streamed;
       }
     }
   }
@@ -281,7 +294,12 @@ export class SeedMachine {
     const ready = new Promise<number>((resolve) => {
       resolveReady = resolve;
     });
-    const receive = hub.call(seed.target, 'seed-receive', { seedId: seed.id, stream, resume }, {
+    const receiveParams: Record<string, unknown> = { seedId: seed.id, stream, resume };
+    if (source.kind === 'backup') {
+      receiveParams['format'] = 'stream';
+      receiveParams['backupTool'] = this.deps.hub.facts(seed.source)?.backupTool ?? 'mariabackup';
+    }
+    const receive = hub.call(seed.target, 'seed-receive', receiveParams, {
       callId: `${seed.id}.receive.${attempt}`,
       signal: attemptAbort.signal,
       onDisconnect: 'fail',
@@ -403,7 +421,12 @@ export class SeedMachine {
     if (!targetFacts.mysqlConfigured) refuse(`target ${request.target} has no mysql section in its agent config`);
 
     const method: SeedMethod = request.method ?? (sourceFacts.snapshotBackend !== 'none' ? 'snapshot' : 'cold');
-    if (method === 'backup') refuse('method backup (mariabackup/xtrabackup streaming) is not supported yet; use snapshot or cold');
+    if (method === 'backup') {
+      if (!sourceFacts.backupTool) refuse(`source ${request.source} has no backup section in its agent config (set backup.tool)`);
+      // A hot backup copies a running server (that is its point); asked live, not from facts.
+      const sourceStatus = (await hub.call(request.source, 'mysql-status', {}, { timeoutMs: 30_000 })).result as { running?: boolean };
+      if (!sourceStatus.running) refuse(`MySQL is not running on the source ${request.source}; a hot backup needs it running (use method cold for a stopped server)`);
+    }
     if (method === 'snapshot') {
       if (sourceFacts.snapshotBackend === 'none') refuse(`source ${request.source} has no snapshot backend (set snapshot.backend in its agent config); use method cold`);
       if (sourceFacts.mounted) refuse(`source ${request.source} has snapshot ${sourceFacts.mounted.name} mounted; unmount it first`);
@@ -526,6 +549,10 @@ export class SeedMachine {
     this.deps.bus.publish('seed', seed);
     return seed;
   }
+}
+
+function backupToolOf(value: unknown): 'mariabackup' | 'xtrabackup' {
+  return value === 'xtrabackup' ? 'xtrabackup' : 'mariabackup';
 }
 
 export function formatBytes(n: number): string {

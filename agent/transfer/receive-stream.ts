@@ -1,0 +1,176 @@
+/**
+ * The receiving side of a `backup` seed: the stream is an xbstream (mariabackup/xtrabackup), sent
+ * verbatim by sendStream, not the seed stream of format.ts. Each data frame (CRC already checked
+ * by the port) is decompressed, checked by XbstreamInspector (no path outside the datadir, none on
+ * the seed marker) and only then written to the extractor's stdin (`mbstream -x -C <datadir>`,
+ * its own process group). The digest is the SHA-256 of all stream bytes, as the sender computes.
+ *
+ * The end of the stream is an empty data frame at the final offset, which the sender sends only
+ * after the backup tool exited 0. No resume: a new attempt starts from offset 0 into an emptied
+ * datadir. After extraction the tree is checked: every file is one the stream named, every one it
+ * named exists, no symlink points outside, nothing but files and directories.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { execa } from 'execa';
+import { SeedwireError } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
+import { INCOMPLETE_MARKER } from '../../shared/ops.js';
+import type { ReceivePort } from '../streams/types.js';
+import { startToolChild, toolFailed, type ToolChild } from './child.js';
+import { createChunkCodec, type ChunkCodec } from './compress.js';
+import type { TreeSummary } from './format.js';
+import type { ReceiveProgress } from './receive.js';
+import { XbstreamInspector } from './xbstream.js';
+
+export interface Extractor {
+  /** Program and arguments; it reads the stream on stdin and writes under `root`. */
+  file: string;
+  args: string[];
+}
+
+export interface ReceiveStreamOptions {
+  root: string;
+  port: ReceivePort;
+  extractor: Extractor;
+  signal: AbortSignal;
+  killGraceMs: number;
+  /** Called once with the offset the sender must start from: always 0. */
+  onStart?: (offset: number) => void;
+  onProgress?: (progress: ReceiveProgress) => void;
+  onOutput?: (stream: 'stdout' | 'stderr', text: string) => void;
+  windowInitialBytes?: number;
+  windowMaxBytes?: number;
+}
+
+/** The extractor for a backup tool's stream. */
+export function extractorFor(tool: 'mariabackup' | 'xtrabackup', root: string): Extractor {
+  return { file: tool === 'xtrabackup' ? 'xbstream' : 'mbstream', args: ['-x', '-C', root] };
+}
+
+export async function receiveStream(options: ReceiveStreamOptions): Promise<TreeSummary> {
+  const { root, port, signal } = options;
+  const inspector = new XbstreamInspector();
+  const hash = createHash('sha256');
+  let window = options.windowInitialBytes ?? LIMITS.windowInitialBytes;
+  const windowMax = Math.max(window, options.windowMaxBytes ?? LIMITS.windowMaxBytes);
+  let windowGrownAt = 0;
+  let offset = 0;
+  let child: ToolChild | null = null;
+  const onAbort = (): void => port.close();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    signal.throwIfAborted();
+    child = startToolChild({
+      file: options.extractor.file,
+      args: options.extractor.args,
+      stdin: 'pipe',
+      killGraceMs: options.killGraceMs,
+      ...(options.onOutput ? { onOutput: options.onOutput } : {}),
+    });
+    const stdin = child.stdin;
+    if (!stdin) throw new SeedwireError('SEEDWIRE_INTERNAL', `${options.extractor.file} has no stdin`);
+    const exitedEarly = child.exited.then((exit) => exit);
+
+    options.onStart?.(0);
+    port.grant(window);
+    const codecs = new Map<string, ChunkCodec>();
+    let ended = false;
+    for await (const chunk of port.chunks()) {
+      signal.throwIfAborted();
+      if (chunk.rawLength > LIMITS.maxMessageBytes * 4) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame of ${chunk.rawLength} raw bytes`);
+      if (chunk.offset !== offset) {
+        throw new SeedwireError('SEEDWIRE_BAD_FRAME', `backup stream frame at offset ${chunk.offset}, expected ${offset} (a backup stream cannot resume or skip)`);
+      }
+      if (chunk.rawLength === 0) {
+        ended = true; // the sender's end of stream: the tool exited 0 after its last byte
+        break;
+      }
+      let codec = codecs.get(chunk.codec);
+      if (!codec) {
+        codec = createChunkCodec(chunk.codec);
+        codecs.set(chunk.codec, codec);
+      }
+      const raw = await codec.decompress(chunk.payload, chunk.rawLength);
+      inspector.push(raw); // refuses unsafe paths before the extractor sees them
+      hash.update(raw);
+      if (!stdin.write(raw)) {
+        const exit = await Promise.race([once(stdin, 'drain').then(() => null), exitedEarly]);
+        if (exit) throw toolFailed(`${options.extractor.file} (extracting the backup)`, exit, child.stderrTail());
+      }
+      offset += raw.length;
+      if (offset - windowGrownAt >= window && window < windowMax) {
+        window = Math.min(windowMax, window * 2);
+        windowGrownAt = offset;
+      }
+      port.grant(offset + window);
+      options.onProgress?.({ received: offset, committed: offset });
+    }
+    if (!ended) {
+      signal.throwIfAborted();
+      throw new SeedwireError('SEEDWIRE_DISCONNECTED', `backup stream ended at offset ${offset} before its end`);
+    }
+    inspector.end();
+    stdin.end();
+    const exit = await child.exited;
+    if (exit.code !== 0) throw toolFailed(`${options.extractor.file} (extracting the backup)`, exit, child.stderrTail());
+    child = null;
+    await checkExtractedTree(root, inspector.paths);
+    await syncFilesystem(root);
+    options.onProgress?.({ received: offset, committed: offset });
+    return { files: inspector.files, bytes: offset, digest: hash.digest('hex') };
+  } catch (error) {
+    if (child) await child.stop();
+    if (signal.aborted && !(error instanceof SeedwireError && ['SEEDWIRE_VERIFY_FAILED', 'SEEDWIRE_PATH_ESCAPE', 'SEEDWIRE_BAD_FRAME'].includes(error.code))) {
+      throw new SeedwireError('SEEDWIRE_CANCELED', `backup stream receive canceled at offset ${offset}`, { cause: error });
+    }
+    throw error;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * After extraction: only regular files and directories, every file one the stream named (or the
+ * marker), every named file present, and no symlink whose target resolves outside `root`.
+ */
+export async function checkExtractedTree(root: string, expected: ReadonlySet<string>): Promise<void> {
+  const found = new Set<string>();
+  const realRoot = resolve(root);
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of await readdir(join(root, rel))) {
+      const r = rel ? `${rel}/${name}` : name;
+      const abs = join(root, r);
+      const st = await lstat(abs);
+      if (st.isSymbolicLink()) {
+        const target = resolve(dirname(abs), await readlink(abs));
+        const inside = relative(realRoot, target);
+        if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+          throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `after extraction ${r} is a symlink pointing outside the datadir (${target})`);
+        }
+        found.add(r);
+      } else if (st.isDirectory()) {
+        await walk(r);
+      } else if (st.isFile()) {
+        if (!(rel === '' && name === INCOMPLETE_MARKER)) found.add(r);
+      } else {
+        throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `after extraction ${r} is neither a file nor a directory`);
+      }
+    }
+  };
+  await walk('');
+  for (const path of found) {
+    if (!expected.has(path)) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `after extraction the datadir holds ${path}, which the backup stream did not carry`);
+  }
+  for (const path of expected) {
+    if (!found.has(path)) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `the backup stream carried ${path} but it is not in the datadir after extraction`);
+  }
+}
+
+/** syncfs(2) of the datadir's filesystem: the extractor wrote through the page cache. */
+async function syncFilesystem(root: string): Promise<void> {
+  const result = await execa('sync', ['-f', root], { reject: false, stdin: 'ignore' });
+  if (result.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `sync -f ${root} failed: ${String(result.stderr).trim()}`);
+}
