@@ -207,7 +207,12 @@ export class SeedMachine {
 
   private async prepareSource(seed: SeedView, signal: AbortSignal): Promise<string> {
     if (seed.method === 'cold') {
-      this.store.setSourceStopped(seed.id, true); // recorded first: a crash after the stop still restarts it
+      // Only a server the seed stopped is started again afterwards; one already down stays down.
+      if (!this.store.internals(seed.id).sourceStopped) {
+        const status = (await this.callAgent(seed.source, 'mysql-status', {}, `${seed.id}.prepare-source.status`, signal)) as { running?: boolean };
+        if (!status.running) return 'MySQL was already stopped on the source; it stays stopped after the seed';
+        this.store.setSourceStopped(seed.id, true); // recorded first: a crash after the stop still restarts it
+      }
       await this.callAgent(seed.source, 'mysql-stop', {}, `${seed.id}.prepare-source.stop`, signal);
       return 'MySQL stopped on the source';
     }

@@ -246,6 +246,8 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     expect(targetDigests.size).toBe(sourceDigests.size);
     expect(Object.fromEntries(targetDigests)).toEqual(Object.fromEntries(sourceDigests));
     expect(existsSync(dst.state)).toBe(true); // startTarget (default) started it
+    expect(existsSync(src.state)).toBe(false); // the source was stopped before the seed: it stays stopped
+    await expect.poll(async () => (await page.getByTestId('stage-prepare-source').textContent()) ?? '').toContain('already stopped');
     const done = (await api<{ state: string; bytesDone: number; bytesTotal: number }>('GET', `/api/seeds/${seedId}`)).body;
     expect(done.state).toBe('succeeded');
     expect(done.bytesDone).toBe(done.bytesTotal);
@@ -268,6 +270,7 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     expect(await page.getByTestId('confirm-dialog').isHidden()).toBe(true);
 
     // 1 MiB/s: over a minute for the whole datadir, plenty of time to abort mid-transfer.
+    const sourceWasRunning = existsSync(src.state);
     const { seedId } = await startSeedWithLimit(page, baseUrl, '1');
     const progress = page.getByTestId('seed-progress');
     await expect.poll(async () => Number((await progress.getAttribute('data-percent')) || 0), { timeout: 30_000, interval: 50 }).toBeGreaterThan(0);
@@ -288,10 +291,10 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     await browser!.screenshot('seed-aborted');
 
     // The partial data is gone, the marker stays, the target's MySQL was not started; the
-    // source's MySQL (stopped for the cold copy) runs again.
+    // source's MySQL is as it was before the seed (a cold seed restarts only what it stopped).
     expect(readdirSync(dst.datadir)).toEqual([INCOMPLETE_MARKER]);
     expect(existsSync(dst.state)).toBe(false);
-    expect(existsSync(src.state)).toBe(true);
+    expect(existsSync(src.state)).toBe(sourceWasRunning);
     const record = (await api<{ state: string; error: { code: string } | null }>('GET', `/api/seeds/${seedId}`)).body;
     expect(record.state).toBe('aborted');
     expect(record.error?.code).toBe('SEEDWIRE_CANCELED');
