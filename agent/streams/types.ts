@@ -14,6 +14,7 @@ export interface SendPort {
    */
   ready(offset: number, rawLength: number, signal: AbortSignal): Promise<void>;
   /** Sends one data frame (payload is the raw bytes, or their compressed form per `codec`). */
+  /** Sends one data frame. The payload is copied into the frame: the caller may reuse it at once. */
   send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void;
   /** The highest credit limit seen so far. */
   readonly limit: number;

@@ -287,7 +287,7 @@ class ChunkSink {
   private async submit(raw: Buffer, rawBuf: Buffer, offset: number): Promise<void> {
     const rawLength = raw.length;
     const compressed = this.codec.compress(raw).then((payload) => {
-      // The raw buffer can be refilled once compressed; with no codec the port got it itself.
+      // The raw buffer can be refilled once compressed; uncompressed, once the port copied it.
       if (payload !== raw) this.free.push(rawBuf);
       return payload;
     });
@@ -298,6 +298,7 @@ class ChunkSink {
       if (this.limiter) await this.limiter.take(rawLength, this.signal);
       await this.port.ready(offset, rawLength, this.signal);
       this.port.send(offset, rawLength, this.codec.codec, payload);
+      if (payload === raw) this.free.push(rawBuf); // SendPort.send copies: reuse instead of allocating
       this.onProgress?.(offset + rawLength);
     })();
     sent.catch(() => undefined); // awaited below or in finish/abandon; never unhandled
@@ -307,7 +308,6 @@ class ChunkSink {
   }
 
   private takeBuffer(): Buffer {
-    // Never reuse a buffer handed to the port uncompressed: the port may still hold it.
     return this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes);
   }
 }
