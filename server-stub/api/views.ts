@@ -2,16 +2,8 @@
 import type { AgentHub, AgentInfo } from '../hub/types.js';
 import type { AgentStore } from '../store/agents.js';
 
-export interface AgentView {
-  id: string;
-  hostname: string;
-  datacenter: string | null;
-  connected: boolean;
-  connectedAt: string | null;
-  lastSeenAt: string | null;
-  version: string;
-  capabilities: string[];
-}
+/** An agent as GET /api/agents shows it (CONTRACT section 2): the hub's record without internals. */
+export type AgentView = Omit<AgentInfo, 'clockSkewMs'>;
 
 export interface PeerView {
   id: string;

@@ -20,6 +20,7 @@ import { startController, stopAllControllers, type RunningController } from '../
 import { createMariaDB, type MariaDB } from '../helpers/mariadb.js';
 import { missingTools } from '../helpers/requirements.js';
 import { createStreamPair } from '../helpers/stream-pair.js';
+import { expectNoChildProcesses, mysqlSectionOf, seedApi, sendsOf, type SeedJson } from '../helpers/seed-api.js';
 
 const TOKEN = 'seed-backup-test-token';
 const ROWS_PER_TABLE = 100_000;
@@ -184,18 +185,6 @@ describe.skipIf(missingTools(['mbstream']))('backup stream receiver with a real 
 
 // ---- end to end --------------------------------------------------------------------------------
 
-interface Seed {
-  id: string;
-  state: string;
-  stage: string | null;
-  method: string;
-  bytesDone: number;
-  bytesTotal: number | null;
-  error: { code: string; message: string } | null;
-  result: { files: number; bytes: number; digest: string; binlog?: { file: string; position: number; gtid?: string } } | null;
-  stages: Array<{ name: string; state: string; message: string | null }>;
-}
-
 describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-install-db']))('hot backup seed through the controller (mariabackup)', () => {
   let base: string;
   let source: MariaDB;
@@ -204,26 +193,11 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
   let sourceAgent: AgentProcess;
   let targetAgent: AgentProcess;
 
-  async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await controller.api(method, path, body);
-    return { status: res.status, body: (await res.json()) as T };
-  }
-  async function op<T>(agent: string, name: string): Promise<{ state: string; result: T; error: { code: string; message: string } | null }> {
-    const res = await api<{ operation: { state: string; result: T; error: { code: string; message: string } | null } }>('POST', `/api/agents/${agent}/ops/${name}?wait=120`, { params: {} });
-    return res.body.operation;
-  }
+  const { api, op, agentsReady, seedUntilDone } = seedApi(() => controller);
   async function uptime(db: MariaDB): Promise<number> {
     return Number((await db.exec(`SHOW GLOBAL STATUS LIKE 'Uptime'`)).split('\t')[1]);
   }
-  const mysqlOf = (db: MariaDB) => ({
-    datadir: db.datadir,
-    port: db.port,
-    errorLog: db.errorLog,
-    startCommand: db.startCommand,
-    stopCommand: db.stopCommand,
-    statusCommand: db.statusCommand,
-    commandTimeoutSeconds: 120,
-  });
+  const mysqlOf = mysqlSectionOf;
 
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), 'sw-bkp-'));
@@ -244,31 +218,6 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
     await agentsReady(['source', 'target', 'plain', 'badsock', 'stopped']);
   }, 300_000);
 
-  async function agentsReady(ids: string[]): Promise<void> {
-    await vi.waitFor(
-      async () => {
-        for (const id of ids) {
-          const a = (await api<{ connected: boolean; facts: unknown }>('GET', `/api/agents/${id}`)).body;
-          expect(a.connected).toBe(true);
-          expect(a.facts).toBeTruthy();
-        }
-      },
-      { timeout: 30_000, interval: 100 },
-    );
-  }
-  async function seedUntilDone(id: string, onPoll?: (s: Seed) => Promise<void>): Promise<Seed> {
-    let seed!: Seed;
-    await vi.waitFor(
-      async () => {
-        seed = (await api<Seed>('GET', `/api/seeds/${id}`)).body;
-        await onPoll?.(seed);
-        expect(['pending', 'running']).not.toContain(seed.state);
-      },
-      { timeout: 240_000, interval: 200 },
-    );
-    return seed;
-  }
-
   afterAll(async () => {
     await stopAllAgents();
     await stopAllControllers();
@@ -288,7 +237,7 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
   });
 
   it('fails with SEEDWIRE_COMMAND_FAILED and mariabackup\'s own words when the backup cannot run', async () => {
-    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'badsock', target: 'target', method: 'backup' });
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'badsock', target: 'target', method: 'backup' });
     expect(created.status).toBe(202);
     const seed = await seedUntilDone(created.body.seed.id);
     expect(seed.state).toBe('failed');
@@ -305,14 +254,14 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
     const pid = readFileSync(source.pidFile, 'utf8').trim();
     const uptimeBefore = await uptime(source);
 
-    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'backup' });
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'backup' });
     expect(created.status).toBe(202);
     expect(created.body.seed.method).toBe('backup');
     let polls = 0;
-    let seed!: Seed;
+    let seed!: SeedJson;
     await vi.waitFor(
       async () => {
-        seed = (await api<Seed>('GET', `/api/seeds/${created.body.seed.id}`)).body;
+        seed = (await api<SeedJson>('GET', `/api/seeds/${created.body.seed.id}`)).body;
         // The source answers queries the whole time.
         expect(await source.exec('SELECT 1')).toBe('1');
         polls += 1;
@@ -357,12 +306,12 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
     expect((await op<{ running: boolean }>('target', 'mysql-stop')).result.running).toBe(false);
     await source.exec(`INSERT INTO seedwire_sample.t3 VALUES (77777777, 'before-second-seed', 3.00, NOW())`);
     const expected = await source.checksumTables();
-    const created = await api<{ seed: Seed & { attempts: number } }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'backup', maxBytesPerSec: 6 * 1024 * 1024 });
+    const created = await api<{ seed: SeedJson & { attempts: number } }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'backup', maxBytesPerSec: 6 * 1024 * 1024 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
     await vi.waitFor(
       async () => {
-        const s = (await api<Seed>('GET', `/api/seeds/${id}`)).body;
+        const s = (await api<SeedJson>('GET', `/api/seeds/${id}`)).body;
         expect(s.stage).toBe('transfer');
         expect(s.bytesDone).toBeGreaterThan(8 * 1024 * 1024);
       },
@@ -370,12 +319,12 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
     );
     controller = await controller.restart();
     await agentsReady(['source', 'target']);
-    const seed = (await seedUntilDone(id)) as Seed & { attempts: number };
+    const seed = (await seedUntilDone(id)) as SeedJson & { attempts: number };
     expect(seed.error).toBeNull();
     expect(seed.state).toBe('succeeded');
     expect(seed.attempts).toBeGreaterThanOrEqual(2);
     // Every send of a backup stream starts at 0: a pipe cannot resume.
-    const sends = sourceAgent.logs.items.filter((l) => l.msg === 'seed-send ended' && (l as Record<string, unknown>)['seedId'] === id) as unknown as Array<{ from: number; to: number }>;
+    const sends = sendsOf(sourceAgent, id);
     expect(sends.length).toBeGreaterThanOrEqual(2);
     expect(sends.every((s) => s.from === 0)).toBe(true);
     expect((await op<{ running: boolean }>('target', 'mysql-status')).result.running).toBe(true);
@@ -385,25 +334,14 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
 
   it('abort kills mariabackup and mbstream, the source keeps running, the target keeps its marker', async () => {
     expect((await op<{ running: boolean }>('target', 'mysql-stop')).result.running).toBe(false);
-    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'backup', maxBytesPerSec: 4 * 1024 * 1024 });
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'backup', maxBytesPerSec: 4 * 1024 * 1024 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
-    await vi.waitFor(async () => expect((await api<Seed>('GET', `/api/seeds/${id}`)).body.bytesDone).toBeGreaterThan(0), { timeout: 60_000, interval: 100 });
-    const aborted = await api<{ seed: Seed }>('POST', `/api/seeds/${id}/abort`);
+    await vi.waitFor(async () => expect((await api<SeedJson>('GET', `/api/seeds/${id}`)).body.bytesDone).toBeGreaterThan(0), { timeout: 60_000, interval: 100 });
+    const aborted = await api<{ seed: SeedJson }>('POST', `/api/seeds/${id}/abort`);
     expect(aborted.status).toBe(200);
     expect(aborted.body.seed.state).toBe('aborted');
-    for (const agent of [sourceAgent, targetAgent]) {
-      await vi.waitFor(
-        () => {
-          // (tsx's esbuild service is the agent's own helper, not something the seed started)
-          const children = execFileSync('bash', ['-c', `ps -o pid=,args= --ppid ${agent.child.pid} || true`], { encoding: 'utf8' })
-            .split('\n')
-            .filter((line) => line.trim() && !line.includes('esbuild'));
-          expect(children).toEqual([]);
-        },
-        { timeout: 15_000, interval: 50 },
-      );
-    }
+    for (const agent of [sourceAgent, targetAgent]) await expectNoChildProcesses(agent);
     expect((await op<{ running: boolean }>('source', 'mysql-status')).result.running).toBe(true);
     expect(existsSync(join(target.datadir, INCOMPLETE_MARKER))).toBe(true);
     const start = await op<unknown>('target', 'mysql-start');

@@ -14,25 +14,11 @@ import { createBtrfs, type BtrfsVolume } from '../helpers/btrfs.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { createMariaDB, type MariaDB } from '../helpers/mariadb.js';
 import { missingTools } from '../helpers/requirements.js';
+import { expectNoChildProcesses, mysqlSectionOf, seedApi, sendsOf, type SeedJson } from '../helpers/seed-api.js';
 
 const skip = missingTools(['mariadbd', 'mariadb-install-db', 'mkfs.btrfs', 'btrfs', 'losetup'], { root: true });
 const TOKEN = 'seed-test-agent-token';
 const ROWS_PER_TABLE = 333_334; // three tables: 1M rows
-
-interface Seed {
-  id: string;
-  state: string;
-  stage: string | null;
-  method: string;
-  bytesDone: number;
-  bytesTotal: number | null;
-  bytesPerSec: number | null;
-  etaSeconds: number | null;
-  attempts: number;
-  error: { code: string; message: string } | null;
-  result: { files: number; bytes: number; digest: string; binlog?: { file: string; position: number } } | null;
-  stages: Array<{ name: string; state: string; startedAt: string | null; endedAt: string | null; message: string | null }>;
-}
 
 describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
   let base: string;
@@ -45,38 +31,8 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
   let tinyMount: string;
   let mountPoint: string;
 
-  async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await controller.api(method, path, body);
-    return { status: res.status, body: (await res.json()) as T };
-  }
-  async function op<T>(agent: string, name: string, params: Record<string, unknown> = {}): Promise<{ state: string; result: T; error: { code: string; message: string } | null }> {
-    const res = await api<{ operation: { state: string; result: T; error: { code: string; message: string } | null } }>('POST', `/api/agents/${agent}/ops/${name}?wait=120`, { params });
-    return res.body.operation;
-  }
-  async function seedUntilDone(id: string, onPoll?: (s: Seed) => Promise<void> | void): Promise<Seed> {
-    let seed!: Seed;
-    await vi.waitFor(
-      async () => {
-        seed = (await api<Seed>('GET', `/api/seeds/${id}`)).body;
-        await onPoll?.(seed);
-        expect(['pending', 'running']).not.toContain(seed.state);
-      },
-      { timeout: 240_000, interval: 100 },
-    );
-    return seed;
-  }
-  async function agentsReady(): Promise<void> {
-    await vi.waitFor(
-      async () => {
-        for (const id of ['source', 'target']) {
-          const a = (await api<{ connected: boolean; facts: unknown }>('GET', `/api/agents/${id}`)).body;
-          expect(a.connected).toBe(true);
-          expect(a.facts).toBeTruthy();
-        }
-      },
-      { timeout: 30_000, interval: 100 },
-    );
-  }
+  const { api, op, agentsReady: ready, seedUntilDone } = seedApi(() => controller);
+  const agentsReady = (): Promise<void> => ready(['source', 'target']);
 
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), 'sw-seed-'));
@@ -90,26 +46,17 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     await source.loadSampleData(ROWS_PER_TABLE);
 
     controller = await startController({ agentToken: TOKEN });
-    const mysqlOf = (db: MariaDB) => ({
-      datadir: db.datadir,
-      port: db.port,
-      errorLog: db.errorLog,
-      startCommand: db.startCommand,
-      stopCommand: db.stopCommand,
-      statusCommand: db.statusCommand,
-      commandTimeoutSeconds: 120,
-    });
     sourceAgent = startAgent({
       controllerUrl: controller.wsUrl,
       token: TOKEN,
       id: 'source',
       config: {
         datacenter: 'dc1',
-        mysql: mysqlOf(source),
+        mysql: mysqlSectionOf(source),
         snapshot: { backend: 'btrfs', mountPoint, btrfs: { subvolume, snapshotDir: join(btrfs.mountPoint, '.snapshots') } },
       },
     });
-    targetAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'target', config: { datacenter: 'dc1', mysql: mysqlOf(target) } });
+    targetAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'target', config: { datacenter: 'dc1', mysql: mysqlSectionOf(target) } });
     await agentsReady();
   }, 300_000);
 
@@ -193,7 +140,7 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
   it('cold seed: the target starts with every table matching, the source runs again, binlog coordinates reported', async () => {
     const expected = await source.checksumTables();
     expect(expected.size).toBe(3);
-    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'cold' });
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'cold' });
     expect(created.status).toBe(202);
     const seed = await seedUntilDone(created.body.seed.id);
     expect(seed.error).toBeNull();
@@ -225,7 +172,7 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     await source.exec('INSERT INTO seedwire_sample.t1 VALUES (9999999, "after-cold-seed", 1.00, NOW())');
     const expected = await source.checksumTables();
 
-    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', maxBytesPerSec: 24 * 1024 * 1024 });
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', maxBytesPerSec: 24 * 1024 * 1024 });
     expect(created.status).toBe(202);
     expect(created.body.seed.method).toBe('snapshot'); // the default when the source has a snapshot backend
     const id = created.body.seed.id;
@@ -234,7 +181,7 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     const rates: number[] = [];
     await vi.waitFor(
       async () => {
-        const s = (await api<Seed>('GET', `/api/seeds/${id}`)).body;
+        const s = (await api<SeedJson>('GET', `/api/seeds/${id}`)).body;
         if (s.bytesPerSec) rates.push(s.bytesPerSec);
         expect(s.stage).toBe('transfer');
         expect(s.bytesDone / (s.bytesTotal ?? Infinity)).toBeGreaterThan(0.33);
@@ -251,7 +198,7 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     expect(seed.attempts).toBeGreaterThanOrEqual(2);
 
     // Bytes sent twice: where the first send stopped minus where the next one started.
-    const sends = sourceAgent.logs.items.filter((l) => l.msg === 'seed-send ended' && (l as Record<string, unknown>)['seedId'] === id) as unknown as Array<{ from: number; to: number }>;
+    const sends = sendsOf(sourceAgent, id);
     expect(sends.length).toBeGreaterThanOrEqual(2);
     const resent = sends[0]!.to - sends[1]!.from;
     expect(sends[1]!.from).toBeGreaterThan(0);
@@ -269,12 +216,12 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
 
   it('abort stops both sides, leaves no mount and no child process, and the target keeps its marker and refuses to start', async () => {
     expect((await op<{ running: boolean }>('target', 'mysql-stop')).result.running).toBe(false);
-    const created = await api<{ seed: Seed }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'snapshot', maxBytesPerSec: 8 * 1024 * 1024 });
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'snapshot', maxBytesPerSec: 8 * 1024 * 1024 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
-    await vi.waitFor(async () => expect((await api<Seed>('GET', `/api/seeds/${id}`)).body.bytesDone).toBeGreaterThan(0), { timeout: 60_000, interval: 100 });
+    await vi.waitFor(async () => expect((await api<SeedJson>('GET', `/api/seeds/${id}`)).body.bytesDone).toBeGreaterThan(0), { timeout: 60_000, interval: 100 });
 
-    const aborted = await api<{ seed: Seed }>('POST', `/api/seeds/${id}/abort`);
+    const aborted = await api<{ seed: SeedJson }>('POST', `/api/seeds/${id}/abort`);
     expect(aborted.status).toBe(200);
     expect(aborted.body.seed.state).toBe('aborted');
     expect(aborted.body.seed.stages.find((s) => s.name === 'transfer')?.state).toBe('failed');
@@ -282,16 +229,8 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(mountPoint);
     const sourceFacts = (await op<unknown[]>('source', 'snapshots')).result;
     expect(sourceFacts).toEqual([]);
-    // Nothing the seed started outlives it (a short facts probe may come and go: wait for quiet).
-    for (const agent of [sourceAgent, targetAgent]) {
-      await vi.waitFor(
-        () => {
-          const children = execFileSync('bash', ['-c', `ps -o pid=,args= --ppid ${agent.child.pid} || true`], { encoding: 'utf8' }).trim();
-          expect(children).toBe('');
-        },
-        { timeout: 10_000, interval: 50 },
-      );
-    }
+    // Nothing the seed started outlives it.
+    for (const agent of [sourceAgent, targetAgent]) await expectNoChildProcesses(agent);
     expect(existsSync(join(target.datadir, INCOMPLETE_MARKER))).toBe(true);
     const start = await op<unknown>('target', 'mysql-start');
     expect(start.state).toBe('failed');

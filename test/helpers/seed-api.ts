@@ -1,0 +1,97 @@
+/**
+ * Driving seeds through the controller's HTTP API, as the seed system tests do: JSON calls,
+ * operations, waiting for agents and seeds, and what a seed left behind on an agent.
+ */
+import { execFileSync } from 'node:child_process';
+import { expect, vi } from 'vitest';
+import type { AgentProcess } from './agent.js';
+import type { RunningController } from './controller.js';
+import type { MariaDB } from './mariadb.js';
+
+export interface SeedJson {
+  id: string;
+  state: string;
+  stage: string | null;
+  method: string;
+  bytesDone: number;
+  bytesTotal: number | null;
+  bytesPerSec: number | null;
+  etaSeconds: number | null;
+  attempts: number;
+  error: { code: string; message: string } | null;
+  result: { files: number; bytes: number; digest: string; binlog?: { file: string; position: number; gtid?: string } } | null;
+  stages: Array<{ name: string; state: string; startedAt: string | null; endedAt: string | null; message: string | null }>;
+}
+
+export interface OperationJson<T> {
+  state: string;
+  result: T;
+  error: { code: string; message: string } | null;
+}
+
+/** API calls against whichever controller `current()` returns (it changes across restarts). */
+export function seedApi(current: () => RunningController) {
+  async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const res = await current().api(method, path, body);
+    return { status: res.status, body: (await res.json()) as T };
+  }
+  async function op<T>(agent: string, name: string, params: Record<string, unknown> = {}): Promise<OperationJson<T>> {
+    return (await api<{ operation: OperationJson<T> }>('POST', `/api/agents/${agent}/ops/${name}?wait=120`, { params })).body.operation;
+  }
+  async function agentsReady(ids: string[]): Promise<void> {
+    await vi.waitFor(
+      async () => {
+        for (const id of ids) {
+          const a = (await api<{ connected: boolean; facts: unknown }>('GET', `/api/agents/${id}`)).body;
+          expect(a.connected).toBe(true);
+          expect(a.facts).toBeTruthy();
+        }
+      },
+      { timeout: 30_000, interval: 100 },
+    );
+  }
+  async function seedUntilDone(id: string, onPoll?: (s: SeedJson) => Promise<void> | void): Promise<SeedJson> {
+    let seed!: SeedJson;
+    await vi.waitFor(
+      async () => {
+        seed = (await api<SeedJson>('GET', `/api/seeds/${id}`)).body;
+        await onPoll?.(seed);
+        expect(['pending', 'running']).not.toContain(seed.state);
+      },
+      { timeout: 240_000, interval: 100 },
+    );
+    return seed;
+  }
+  return { api, op, agentsReady, seedUntilDone };
+}
+
+/** The agent config's mysql section for a MariaDB fixture. */
+export function mysqlSectionOf(db: MariaDB): Record<string, unknown> {
+  return {
+    datadir: db.datadir,
+    port: db.port,
+    errorLog: db.errorLog,
+    startCommand: db.startCommand,
+    stopCommand: db.stopCommand,
+    statusCommand: db.statusCommand,
+    commandTimeoutSeconds: 120,
+  };
+}
+
+/** Where each `seed-send` of this seed started and stopped, from the source agent's log. */
+export function sendsOf(agent: AgentProcess, seedId: string): Array<{ from: number; to: number }> {
+  return agent.logs.items.filter((l) => l.msg === 'seed-send ended' && (l as Record<string, unknown>)['seedId'] === seedId) as unknown as Array<{ from: number; to: number }>;
+}
+
+/** Waits until the agent has no child process left (tsx's esbuild service is the test runner's, not the seed's). */
+export async function expectNoChildProcesses(agent: AgentProcess): Promise<void> {
+  await vi.waitFor(
+    () => {
+      const children = execFileSync('bash', ['-c', `ps -o pid=,args= --ppid ${agent.child.pid} || true`], { encoding: 'utf8' })
+        .split('\n')
+        .filter((line) => line.trim() && !line.includes('esbuild'));
+      expect(children).toEqual([]);
+    },
+    { timeout: 15_000, interval: 50 },
+  );
+}
