@@ -4,7 +4,7 @@
  * loop device. Driven only through the HTTP API.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -56,7 +56,7 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
         snapshot: { backend: 'btrfs', mountPoint, btrfs: { subvolume, snapshotDir: join(btrfs.mountPoint, '.snapshots') } },
       },
     });
-    targetAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'target', config: { datacenter: 'dc1', mysql: mysqlSectionOf(target) } });
+    targetAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'target', config: { datacenter: 'dc1', mysql: { ...mysqlSectionOf(target), user: 'mysql' } } });
     await agentsReady();
   }, 300_000);
 
@@ -162,6 +162,15 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     expect(await target.checksumTables()).toEqual(expected);
     expect(existsSync(join(target.datadir, INCOMPLETE_MARKER))).toBe(false);
     expect(existsSync(join(target.datadir, 'auto.cnf'))).toBe(false);
+    // received files belong to mysql.user (Debian's mariadb-server package creates the mysql user)
+    const mysqlUid = Number(execFileSync('id', ['-u', 'mysql'], { encoding: 'utf8' }).trim());
+    expect(statSync(join(target.datadir, 'ibdata1')).uid).toBe(mysqlUid);
+    expect(statSync(join(target.datadir, 'seedwire_sample')).uid).toBe(mysqlUid);
+    // the relay's bytes show in the controller's metrics
+    const metrics = await (await controller.api('GET', '/metrics')).text();
+    expect(metrics).toMatch(/^seedwire_agents_connected 2$/m);
+    const relayed = Number(/^seedwire_relay_bytes_total (\d+)/m.exec(metrics)?.[1]);
+    expect(relayed).toBeGreaterThanOrEqual(seed.result!.bytes);
     const audit = (await api<Array<{ action: string; outcome: string }>>('GET', '/api/audit?limit=200')).body;
     expect(audit.some((a) => a.action === 'seed.finish' && a.outcome === 'ok')).toBe(true);
     expect(audit.some((a) => a.action === 'seed.stage.transfer' && a.outcome === 'ok')).toBe(true);
