@@ -64,6 +64,23 @@ async function mountsUnder(dir: string): Promise<string[]> {
 }
 
 /** Unmounts every mount at or below `dir`, lazily when a plain umount fails. */
+/** Unmounts every mount of `device`, wherever it is mounted. */
+async function unmountDevice(device: string): Promise<void> {
+  for (let round = 0; round < 5; round++) {
+    const targets = (await readFile('/proc/self/mounts', 'utf8'))
+      .split('\n')
+      .map((line) => line.split(' '))
+      .filter((fields) => fields[0] === device && fields[1])
+      .map((fields) => fields[1]!.replace(/\\040/g, ' '))
+      .sort((a, b) => b.length - a.length);
+    if (targets.length === 0) return;
+    for (const target of targets) {
+      const plain = await execa('umount', [target], { reject: false });
+      if (plain.exitCode !== 0) await execa('umount', ['-l', target], { reject: false });
+    }
+  }
+}
+
 export async function unmountAllUnder(dir: string): Promise<void> {
   for (let round = 0; round < 5; round++) {
     const targets = await mountsUnder(dir);
@@ -82,6 +99,8 @@ export async function createBtrfs(options: { baseDir: string; sizeBytes?: number
 
   const destroy = async (): Promise<void> => {
     await unmountAllUnder(options.baseDir);
+    // A snapshot of this file system may be mounted anywhere (a seed's mount point): those too.
+    if (loopDevice) await unmountDevice(loopDevice);
     if (loopDevice) {
       await execa('losetup', ['-d', loopDevice], { reject: false });
       loopDevice = '';

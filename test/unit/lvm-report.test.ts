@@ -23,6 +23,17 @@ describe('LVM cannot run here (no device-mapper): parsing lvs --reportformat jso
     expect(ours[0]?.createdAt).toBe('2026-11-24T21:05:13.000Z');
   });
 
+  it('parses output captured from lvm2 itself (test/fixtures/lvm/README.md says how)', () => {
+    const lvs = parseLvsReport(fixture('lvs-vg0-captured.json'));
+    expect(lvs.map((lv) => lv.name)).toEqual(['mysql', 'nightly-backup', 'seedwire-20261125-063000', 'seedwire-before-upgrade']);
+    expect(lvs[0]).toMatchObject({ path: '/dev/vg0/mysql', sizeBytes: 268435456, origin: '' });
+    const ours = selectSnapshotLvs(lvs, 'mysql', 'seedwire-');
+    expect(ours.map((s) => [s.snapshotName, s.path, s.sizeBytes, s.createdAt])).toEqual([
+      ['before-upgrade', '/dev/vg0/seedwire-before-upgrade', 67108864, '2026-11-24T21:05:13.000Z'],
+      ['20261125-063000', '/dev/vg0/seedwire-20261125-063000', 67108864, '2026-11-25T06:30:00.000Z'],
+    ]);
+  });
+
   it('handles dashes in VG and LV names', () => {
     const ours = selectSnapshotLvs(parseLvsReport(fixture('lvs-dashed-names.json')), 'mysql-data', 'seedwire-');
     expect(ours.map((s) => [s.snapshotName, s.path])).toEqual([['first-copy', '/dev/data-vg/seedwire-first-copy']]);
