@@ -11,9 +11,10 @@ import { collectFacts } from '../../agent/facts.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import type { AgentConfig } from '../../agent/config/schema.js';
 import { createMariaDB, type MariaDB } from '../helpers/mariadb.js';
+import { missingTools } from '../helpers/requirements.js';
 import { callOp, createHostOpContext, makeTestAgentConfig } from '../helpers/host-op-context.js';
 
-describe('mysql ops on a real MariaDB (service control through the configured commands)', () => {
+describe.skipIf(missingTools(['mariadbd', 'mariadb-install-db', 'mariadb-admin']))('mysql ops on a real MariaDB (service control through the configured commands)', () => {
   let db!: MariaDB;
   let baseDir: string | undefined;
   let config: AgentConfig;
