@@ -88,7 +88,7 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
     try {
       const operation = await api.startOperation(agentId, op, params);
       ops.upsert(operation);
-      describeOperation(operation);
+      describeOperation(ops.get(operation.id) ?? operation); // its end may already have been pushed
       return operation;
     } catch (err) {
       actionStatus.className = 'action-status error';
@@ -192,6 +192,9 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
       agent = fresh;
       render();
       ops.replace(recent);
+      // Events may have been missed (reconnect, gap): the last action's line follows the fetched state.
+      const lastAction = lastActionOpId === null ? undefined : recent.find((op) => op.id === lastActionOpId);
+      if (lastAction) describeOperation(lastAction);
       const current = commandOpId === null ? undefined : recent.find((op) => op.id === commandOpId);
       if (current) fill(commandOpState, stateBadge(current.state, 'custom-command-op-state'));
       output.resync();

@@ -25,12 +25,22 @@ export class OperationsTable {
     this.render();
   }
 
-  /** Applies an `operation` event; returns whether the table changed. */
+  /**
+   * Applies an `operation` event or an API answer; returns whether the table changed. An answer
+   * can arrive after the event that ended the operation (the POST's 202 and the event stream race):
+   * an operation that has ended never goes back to `running`.
+   */
   upsert(op: Operation): boolean {
     if (typeof op?.id !== 'string' || (this.options.filter && !this.options.filter(op))) return false;
-    this.rows.set(op.id, { ...this.rows.get(op.id), ...op });
+    const known = this.rows.get(op.id);
+    this.rows.set(op.id, known && known.state !== 'running' && op.state === 'running' ? { ...op, ...known } : { ...known, ...op });
     this.render();
     return true;
+  }
+
+  /** The latest known state of an operation shown in the table. */
+  get(id: string): Operation | undefined {
+    return this.rows.get(id);
   }
 
   private render(): void {
