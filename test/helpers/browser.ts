@@ -2,10 +2,12 @@
  * Drives Debian's Chromium through playwright-core for the console's system tests. Never
  * downloads a browser: without /usr/bin/chromium the tests skip visibly, or fail when CI=true.
  */
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = process.env['SEEDWIRE_CHROMIUM'] ?? '/usr/bin/chromium';
@@ -140,4 +142,19 @@ export async function startSeedFromBrowser(page: Page, baseUrl: string, choice: 
   const match = /#\/seeds\/([^/?]+)/.exec(page.url());
   if (!match?.[1]) throw new Error(`not on a seed page: ${page.url()}`);
   return { seedId: decodeURIComponent(match[1]), locality, confirmText };
+}
+
+const PROJECT_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+/** Fresh console bundle: built when dist/console is missing or older than its sources. */
+export async function ensureConsoleBuilt(): Promise<void> {
+  const out = join(PROJECT_ROOT, 'dist', 'console');
+  const built = join(out, 'app.js');
+  let stale = !existsSync(join(out, 'index.html')) || !existsSync(built);
+  if (!stale) {
+    const builtAt = statSync(built).mtimeMs;
+    const sourceDir = join(PROJECT_ROOT, 'server-stub', 'console');
+    stale = readdirSync(sourceDir, { withFileTypes: true, recursive: true }).some((e) => e.isFile() && statSync(join(e.parentPath, e.name)).mtimeMs > builtAt);
+  }
+  if (stale) await promisify(execFile)(process.execPath, ['scripts/build-console.mjs'], { cwd: PROJECT_ROOT });
 }

@@ -5,16 +5,14 @@
  * real commands; the source datadir is ~64 MiB of generated files. Nothing stands in for the API:
  * the console is under test, the controller and agents are its environment.
  */
-import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { promisify } from 'node:util';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
-import { makeTempDir, PROJECT_ROOT, startAgent, stopAllAgents } from '../helpers/agent.js';
-import { chromiumMissingReason, fillNewSeedForm, launchBrowser, loginThroughForm, type BrowserSession } from '../helpers/browser.js';
+import { makeTempDir, startAgent, stopAllAgents } from '../helpers/agent.js';
+import { type BrowserSession, chromiumMissingReason, ensureConsoleBuilt, fillNewSeedForm, launchBrowser, loginThroughForm } from '../helpers/browser.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 
 const ADMIN_TOKEN = 'console-seed-admin-token-0123456789';
@@ -97,18 +95,6 @@ function treeBytes(dir: string): number {
   return total;
 }
 
-/** Fresh console bundle: built when dist/console is missing or older than its sources. */
-async function ensureConsoleBuilt(): Promise<void> {
-  const out = join(PROJECT_ROOT, 'dist', 'console');
-  const built = join(out, 'app.js');
-  let stale = !existsSync(join(out, 'index.html')) || !existsSync(built);
-  if (!stale) {
-    const builtAt = statSync(built).mtimeMs;
-    const sourceDir = join(PROJECT_ROOT, 'server-stub', 'console');
-    stale = readdirSync(sourceDir, { withFileTypes: true, recursive: true }).some((e) => e.isFile() && statSync(join(e.parentPath, e.name)).mtimeMs > builtAt);
-  }
-  if (stale) await promisify(execFile)(process.execPath, ['scripts/build-console.mjs'], { cwd: PROJECT_ROOT });
-}
 
 describe.skipIf(missing !== null)('seeding from the web console (Chromium, real controller and agents)', () => {
   let controller: RunningController | null = null;

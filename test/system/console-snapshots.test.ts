@@ -5,17 +5,15 @@
  * for the API or the snapshot backend: what the page shows is checked against the disk, the mount
  * table and `btrfs subvolume list`.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { execa } from 'execa';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { PROJECT_ROOT, startAgent, stopAllAgents } from '../helpers/agent.js';
+import { startAgent, stopAllAgents } from '../helpers/agent.js';
 import { createBtrfs, type BtrfsVolume } from '../helpers/btrfs.js';
-import { launchBrowser, SCREENSHOT_DIR, type BrowserSession } from '../helpers/browser.js';
+import { type BrowserSession, ensureConsoleBuilt, launchBrowser, SCREENSHOT_DIR } from '../helpers/browser.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { missingTools } from '../helpers/requirements.js';
 
@@ -27,18 +25,6 @@ const NAME_PREFIX = 'seedwire-';
 
 const missing = missingTools(['mkfs.btrfs', 'btrfs', 'losetup', 'chromium'], { root: true });
 
-/** Fresh console bundle: built when dist/console is missing or older than its sources. */
-async function ensureConsoleBuilt(): Promise<void> {
-  const out = join(PROJECT_ROOT, 'dist', 'console');
-  const built = join(out, 'app.js');
-  let stale = !existsSync(join(out, 'index.html')) || !existsSync(built);
-  if (!stale) {
-    const builtAt = statSync(built).mtimeMs;
-    const sourceDir = join(PROJECT_ROOT, 'server-stub', 'console');
-    stale = readdirSync(sourceDir, { withFileTypes: true, recursive: true }).some((e) => e.isFile() && statSync(join(e.parentPath, e.name)).mtimeMs > builtAt);
-  }
-  if (stale) await promisify(execFile)(process.execPath, ['scripts/build-console.mjs'], { cwd: PROJECT_ROOT });
-}
 
 /** Mount targets in /proc/self/mounts (octal escapes decoded). */
 function mountTargets(): string[] {
