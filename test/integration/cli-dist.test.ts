@@ -3,10 +3,11 @@
  * section 1): package.json's bin entries exist in dist/ with a shebang, answer --help, and refuse
  * bad flags with one line and a non-zero exit. `make test` builds dist/ first.
  */
-import { spawnSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PROJECT_ROOT } from '../helpers/agent.js';
 
 const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
@@ -41,5 +42,54 @@ describe('built commands (dist/)', () => {
     const unknown = run('seedwire-agent', ['--no-such-flag']);
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toContain('no-such-flag');
+  });
+
+  const started: Array<ReturnType<typeof spawn>> = [];
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const child of started.splice(0)) child.kill('SIGKILL');
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Starts a built command and collects its stdout until the test ends. */
+  function start(bin: string, args: string[], env: Record<string, string>): { output: () => string } {
+    const child = spawn(join(PROJECT_ROOT, pkg.bin[bin]!), args, { cwd: PROJECT_ROOT, env: { PATH: process.env['PATH'] ?? '', ...env } });
+    started.push(child);
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    return { output: () => text };
+  }
+
+  it('takes its data dir and tokens from SEEDWIRE_DATA_DIR, SEEDWIRE_AGENT_TOKEN and SEEDWIRE_ADMIN_TOKEN', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sw-env-'));
+    dirs.push(dir);
+    const controller = start('seedwire-controller', ['--listen', '127.0.0.1:0'], {
+      SEEDWIRE_DATA_DIR: join(dir, 'data'),
+      SEEDWIRE_AGENT_TOKEN: 'env-agent-token',
+      SEEDWIRE_ADMIN_TOKEN: 'env-admin-token',
+    });
+    let url = '';
+    await vi.waitFor(() => {
+      url = /"url":"(http:[^"]+)"/.exec(controller.output())?.[1] ?? '';
+      expect(url).not.toBe('');
+    }, { timeout: 20_000 });
+    expect(existsSync(join(dir, 'data', 'seedwire.db'))).toBe(true);
+    expect(existsSync(join(dir, 'data', 'admin-token'))).toBe(false); // given, so not generated
+    expect((await fetch(`${url}/api/agents`, { headers: { authorization: 'Bearer env-admin-token' } })).status).toBe(200);
+    expect((await fetch(`${url}/api/agents`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+    expect(controller.output()).not.toContain('env-admin-token');
+    expect(controller.output()).not.toContain('env-agent-token');
+  });
+
+  it('--log-pretty writes human-readable lines instead of JSON, on both commands', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sw-pretty-'));
+    dirs.push(dir);
+    const controller = start('seedwire-controller', ['--listen', '127.0.0.1:0', '--data-dir', dir, '--agent-token', 't', '--log-pretty'], {});
+    await vi.waitFor(() => expect(controller.output()).toMatch(/INFO.*listening/), { timeout: 20_000 });
+    expect(controller.output().trimStart().startsWith('{')).toBe(false);
+    const agent = start('seedwire-agent', ['--controller', 'ws://127.0.0.1:1/agent', '--token', 't', '--state-dir', join(dir, 'agent'), '--log-pretty'], {});
+    await vi.waitFor(() => expect(agent.output()).toMatch(/INFO.*agent starting/), { timeout: 20_000 });
+    expect(agent.output().trimStart().startsWith('{')).toBe(false);
   });
 });

@@ -62,6 +62,13 @@ describe.skipIf(skip)('TLS and per-agent tokens', () => {
     expect((await agents()).find((a) => a.id === 'db-b')).toBeUndefined();
   });
 
+  it('tls.insecureSkipVerify lets an agent connect without the CA (for labs; it says so in the config)', async () => {
+    await vi.waitFor(async () => expect((await agents()).find((a) => a.id === 'db-a')?.connected).toBe(false), { timeout: 20_000 });
+    const lab = startAgent({ controllerUrl: controller.wsUrl, token: 'token-a', id: 'db-a', config: { tls: { insecureSkipVerify: true } } });
+    await lab.waitForLog((l) => l.msg === 'connected', { timeoutMs: 15_000 });
+    await vi.waitFor(async () => expect((await agents()).find((a) => a.id === 'db-a')?.connected).toBe(true), { timeout: 20_000 });
+  });
+
   it("a per-agent token admits only its own agent id", async () => {
     const imposter = startAgent({ controllerUrl: controller.wsUrl, token: 'token-a', id: 'db-b', config: { tls: { ca } } });
     const refused = await imposter.waitForLog((l) => l.msg === 'controller refused the handshake', { timeoutMs: 15_000 });

@@ -133,10 +133,12 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
     await target.start();
     const running = await api<{ error: { code: string; message: string } }>('POST', '/api/seeds', { source: 'source', target: 'target' });
     expect(running.status).toBe(409);
+    expect(running.body.error.code).toBe('SEEDWIRE_PRECHECK_FAILED');
     expect(running.body.error.message).toMatch(/running on the target/);
     await target.stop();
     const self = await api<{ error: { code: string } }>('POST', '/api/seeds', { source: 'source', target: 'source' });
     expect(self.status).toBe(409);
+    expect(self.body.error.code).toBe('SEEDWIRE_PRECHECK_FAILED');
   });
 
   it('cold seed: the target starts with every table matching, the source runs again, binlog coordinates reported', async () => {
