@@ -1,48 +1,19 @@
 /**
- * The API shapes the console reads (CONTRACT section 2). Mirrors of the controller's types, kept
- * here because the browser bundle must not import server code. Fields the console does not need
- * are left out; optional ones may be missing from older or partial answers.
+ * The API shapes the console reads (CONTRACT section 2). They are the controller's own types,
+ * imported type-only (esbuild erases these imports: no server code reaches the bundle), so the
+ * console cannot drift from what the controller sends.
  */
-export interface Snapshot {
-  name: string;
-  path: string;
-  createdAt: string | null;
-  sizeBytes: number | null;
-  mounted: boolean;
-}
+export type { Facts, Mount, Snapshot } from '../../../shared/frames.js';
+export type { Operation, OperationState } from '../../ops/types.js';
+export type { SeedState, SeedView as Seed, StageState, StageView as Stage } from '../../seed/types.js';
+export type { AuditEntry } from '../../types.js';
+export type { EventType } from '../../events/types.js';
+import type { Facts } from '../../../shared/frames.js';
+import type { AgentView } from '../../api/views.js';
+import type { EventType } from '../../events/types.js';
 
-export interface Mount {
-  name: string;
-  mountPoint: string;
-  dataPath: string;
-}
-
-export interface Facts {
-  hostname?: string;
-  mysqlConfigured?: boolean;
-  mysqlRunning: boolean | null;
-  mysqlPort?: number | null;
-  datadir: string | null;
-  datadirBytes: number | null;
-  datadirFreeBytes: number | null;
-  incompleteSeed?: string | null;
-  snapshotBackend: 'lvm' | 'btrfs' | 'none' | string;
-  snapshots: Snapshot[];
-  mounted: Mount | null;
-  backupTool?: string | null;
-  customCommands?: string[];
-  collectedAt?: string;
-}
-
-export interface Agent {
-  id: string;
-  hostname: string;
-  datacenter: string | null;
-  connected: boolean;
-  connectedAt: string | null;
-  lastSeenAt: string | null;
-  version: string;
-  capabilities: string[];
+/** GET /api/agents rows, and GET /api/agents/:id with facts and peers. */
+export interface Agent extends AgentView {
   facts?: Facts | null;
   /** Peers split by datacenter: ids, or objects with an id (the controller sends `{id, connected, ...}`). */
   peers?: { local: PeerRef[]; remote: PeerRef[] };
@@ -54,71 +25,11 @@ export function peerId(peer: PeerRef): string {
   return typeof peer === 'string' ? peer : peer.id;
 }
 
-export type OperationState = 'running' | 'succeeded' | 'failed' | 'canceled';
-
 export interface ApiErrorBody {
   code: string;
   message: string;
 }
 
-export interface Operation {
-  id: string;
-  agentId: string;
-  op: string;
-  params: Record<string, unknown>;
-  state: OperationState;
-  createdAt: string;
-  endedAt: string | null;
-  result: unknown;
-  error: ApiErrorBody | null;
-  exitCode: number | null;
-  outputTail?: string;
-  actor?: string;
-}
-
-export type SeedState = 'pending' | 'running' | 'succeeded' | 'failed' | 'aborted';
-export type StageState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
-
-export interface Stage {
-  name: string;
-  state: StageState;
-  startedAt: string | null;
-  endedAt: string | null;
-  message: string | null;
-}
-
-export interface Seed {
-  id: string;
-  source: string;
-  target: string;
-  method: string;
-  compression: string;
-  effectiveCompression?: string;
-  startTarget?: boolean;
-  state: SeedState;
-  stage: string | null;
-  bytesTotal: number | null;
-  bytesDone: number;
-  bytesPerSec: number | null;
-  etaSeconds: number | null;
-  createdAt: string;
-  endedAt: string | null;
-  error: ApiErrorBody | null;
-  attempts?: number;
-  stages: Stage[];
-}
-
-export interface AuditEntry {
-  at: string;
-  actor: string;
-  agentId: string | null;
-  action: string;
-  params: unknown;
-  outcome: string;
-  message: string | null;
-}
-
-export type EventType = 'agent' | 'operation' | 'output' | 'seed' | 'audit' | 'gap';
 export const EVENT_TYPES: readonly EventType[] = ['agent', 'operation', 'output', 'seed', 'audit', 'gap'];
 
 export interface LiveEvent {
