@@ -19,6 +19,9 @@ export const MysqlConfigSchema = z
     statusCommand: Command,
     /** How long start/stop may take before SEEDWIRE_TIMEOUT. */
     commandTimeoutSeconds: z.number().int().positive().max(3600).default(300),
+    /** The server's pid file and socket when they live outside the datadir: the datadir guard checks them too. */
+    pidFile: AbsPath.optional(),
+    socket: AbsPath.optional(),
   })
   .strict();
 

@@ -1,8 +1,11 @@
-/** Emptying the datadir: only the configured one, never `/`, never while MySQL runs. */
+/**
+ * Emptying the datadir: the one way seedwire deletes a datadir's contents. Only the configured
+ * datadir, never `/`, and only once the datadir guard (guard.ts) finds it unused.
+ */
 import { readdir, realpath, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
-import { checkMysqlRunning, type ServiceDeps } from './service.js';
+import { assertDatadirUnused, type GuardDeps } from './guard.js';
 
 /**
  * Refuses a delete target that is not exactly the configured datadir's real path, or that is
@@ -25,6 +28,15 @@ export interface DeleteDatadirOptions {
   keep?: readonly string[];
   /** The directory the caller means to empty; refused unless it resolves to mysql.datadir. */
   path?: string;
+  /** For the guard's refusal: what the caller is doing ("empty" by default). */
+  action?: string;
+  /** Passed to the guard: the agent's own children may have files open (a seed's extractor). */
+  ignoreOwnChildren?: boolean;
+  /**
+   * Runs after the guard passed and before anything is deleted: a seed writes its marker here,
+   * so the marker exists whenever something was deleted, and does not when the guard refused.
+   */
+  beforeDelete?: () => Promise<void>;
 }
 
 async function resolveDir(path: string, what: string): Promise<string> {
@@ -40,14 +52,13 @@ async function resolveDir(path: string, what: string): Promise<string> {
  * Deletes everything inside mysql.datadir and keeps the directory itself (its owner, mode and
  * mount stay). Symlinks are removed, never followed.
  */
-export async function deleteDatadirContents(deps: ServiceDeps, options: DeleteDatadirOptions = {}): Promise<void> {
+export async function deleteDatadirContents(deps: GuardDeps, options: DeleteDatadirOptions = {}): Promise<void> {
   if (deps.mysql.datadir.trim() === '') validateDeleteTarget('', '');
   const real = await resolveDir(deps.mysql.datadir, 'mysql.datadir');
   const target = options.path === undefined ? real : options.path.trim() === '' ? '' : await resolveDir(options.path, 'delete target');
   validateDeleteTarget(target, real);
-  if (await checkMysqlRunning(deps)) {
-    throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'refusing to delete the datadir while MySQL runs (mysql.statusCommand exits 0); stop it first');
-  }
+  await assertDatadirUnused(deps, { action: options.action ?? 'empty', ...(options.ignoreOwnChildren ? { ignoreOwnChildren: true } : {}) });
+  await options.beforeDelete?.();
   const keep = new Set(options.keep ?? []);
   for (const name of await readdir(real)) {
     if (deps.signal?.aborted) throw new SeedwireError('SEEDWIRE_CANCELED', 'deleting the datadir was canceled');

@@ -1,6 +1,6 @@
 /** Disk usage of a directory tree and free space of its file system. */
 import { lstat, opendir, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
 
 function isVanished(error: unknown): boolean {
@@ -44,8 +44,19 @@ export async function measureDiskUsage(root: string, signal?: AbortSignal): Prom
   return total;
 }
 
-/** Bytes available to an unprivileged writer on the file system holding `path`. */
-export async function measureFreeSpace(path: string): Promise<number> {
-  const stats = await statfs(path);
-  return stats.bavail * stats.bsize;
+/**
+ * Bytes available to an unprivileged writer on the file system holding `path`; with
+ * `nearestExisting`, a path that does not exist yet is measured at its nearest existing parent.
+ */
+export async function measureFreeSpace(path: string, options: { nearestExisting?: boolean } = {}): Promise<number> {
+  let probe = path;
+  for (;;) {
+    try {
+      const stats = await statfs(probe);
+      return stats.bavail * stats.bsize;
+    } catch (error) {
+      if (!options.nearestExisting || (error as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(probe) === probe) throw error;
+      probe = dirname(probe);
+    }
+  }
 }

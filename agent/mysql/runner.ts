@@ -25,3 +25,8 @@ export function describeFailure(result: CommandResult): string {
   const how = result.timedOut ? 'timed out' : result.isCanceled ? 'was canceled' : result.signal ? `was killed by ${result.signal}` : `exited ${result.exitCode}`;
   return text ? `${how}: ${text}` : how;
 }
+
+/** A single-quoted bash word: what the datadir path and user become in the commands the agent builds. */
+export function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}

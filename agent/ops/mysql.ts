@@ -10,14 +10,15 @@ import {
   requireMysql,
   startMysql,
   stopMysql,
+  type GuardDeps,
   type ServiceDeps,
 } from '../mysql/index.js';
 import { defineOp, type OpContext, type OpDefinition } from './types.js';
 
 const DEFAULT_TAIL_LINES = 40;
 
-function serviceDeps(ctx: OpContext): ServiceDeps {
-  return { mysql: requireMysql(ctx.config), run: ctx.run, signal: ctx.signal };
+function serviceDeps(ctx: OpContext): ServiceDeps & GuardDeps {
+  return { mysql: requireMysql(ctx.config), backup: ctx.config.backup, run: ctx.run, signal: ctx.signal };
 }
 
 export const mysqlOps: OpDefinition[] = [

@@ -5,9 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
-import { open, readdir, readFile, rm, stat, statfs, mkdir } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
-import { SeedwireError } from '../../shared/errors.js';
+import { readdir, readFile, rm, stat, mkdir } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { INCOMPLETE_MARKER, INTERNAL_OP_PARAMS } from '../../shared/ops.js';
 import type { MysqlConfig } from '../config/schema.js';
 import { isExcludedName } from '../transfer/format.js';
@@ -17,8 +17,20 @@ import { sendTree } from '../transfer/send.js';
 import { sendBackup } from '../transfer/backup.js';
 import { extractorFor, receiveStream } from '../transfer/receive-stream.js';
 import { writeReceiveState } from '../transfer/receive-state.js';
-import { LIMITS } from '../../shared/limits.js';
-import { measureDiskUsage } from '../mysql/disk.js';
+import { resolveTiming } from '../connection/timing.js';
+import {
+  assertDatadirUnused,
+  checkMysqlRunning,
+  deleteDatadirContents,
+  inspectMarker,
+  measureDiskUsage,
+  measureFreeSpace,
+  removeIncompleteMarker,
+  shellQuote,
+  watchDatadir,
+  writeIncompleteMarker,
+  type GuardDeps,
+} from '../mysql/index.js';
 import { acquireSource } from '../transfer/source.js';
 import { measureTree } from '../transfer/walk.js';
 import { defineOp, type OpContext, type OpDefinition, type OpResult } from './types.js';
@@ -31,68 +43,35 @@ function mysqlOf(ctx: OpContext): MysqlConfig {
   return mysql;
 }
 
-async function isMysqlRunning(ctx: OpContext, mysql: MysqlConfig): Promise<boolean> {
-  const result = await ctx.run(mysql.statusCommand, { quiet: true, timeoutMs: mysql.commandTimeoutSeconds * 1000 });
-  return result.exitCode === 0;
-}
-
-/** Free bytes for an unprivileged writer on the filesystem holding `path` (or its nearest existing parent). */
-async function freeBytes(path: string): Promise<number> {
-  let probe = path;
-  for (;;) {
-    try {
-      const fs = await statfs(probe);
-      return fs.bavail * fs.bsize;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(probe) === probe) throw error;
-      probe = dirname(probe);
-    }
-  }
-}
-
-async function readMarker(datadir: string): Promise<string | null> {
-  try {
-    return await readFile(join(datadir, INCOMPLETE_MARKER), 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-}
-
-async function writeMarker(datadir: string, seedId: string): Promise<void> {
-  const fh = await open(join(datadir, INCOMPLETE_MARKER), 'w', 0o644);
-  try {
-    await fh.writeFile(seedId);
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-  await syncDir(datadir);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+function guardDeps(ctx: OpContext, mysql: MysqlConfig): GuardDeps {
+  return { mysql, backup: ctx.config.backup, run: ctx.run, signal: ctx.signal };
 }
 
 async function requireMarker(datadir: string, seedId: string): Promise<void> {
-  const marker = await readMarker(datadir);
-  if (marker !== seedId) {
+  const marker = await inspectMarker(datadir);
+  if (marker?.seedId !== seedId) {
     throw new SeedwireError(
       'SEEDWIRE_OP_REFUSED',
-      marker === null ? `${datadir} has no ${INCOMPLETE_MARKER}: run seed-prepare-target first` : `${datadir} is being seeded by ${marker}, not ${seedId}`,
+      marker === null
+        ? `${datadir} has no ${INCOMPLETE_MARKER}: run seed-prepare-target first`
+        : `${datadir} is being seeded by ${marker.seedId ?? 'an unknown seed'}, not ${seedId}`,
     );
   }
 }
 
-/** Removes everything in the datadir except the marker (symlinks are removed, never followed). */
-async function emptyDatadir(datadir: string): Promise<void> {
-  for (const name of await readdir(datadir)) {
-    if (name !== INCOMPLETE_MARKER) await rm(join(datadir, name), { recursive: true, force: true });
+/**
+ * Runs `work` (writing into the datadir) while re-checking the datadir guard: a server started
+ * meanwhile stops the work, and the guard's refusal is what the op reports.
+ */
+async function whileGuarded<T>(deps: GuardDeps, options: { ignoreOwnChildren: boolean }, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const watch = watchDatadir(deps, { action: 'keep receiving the seed into', ignoreOwnChildren: options.ignoreOwnChildren });
+  const signal = deps.signal ? AbortSignal.any([deps.signal, watch.signal]) : watch.signal;
+  try {
+    return await work(signal);
+  } catch (error) {
+    throw watch.refusal() ?? error;
+  } finally {
+    await watch.stop();
   }
 }
 
@@ -140,22 +119,25 @@ export const seedOps: OpDefinition[] = [
     mutates: true,
     async run(ctx, params) {
       const mysql = mysqlOf(ctx);
-      if (await isMysqlRunning(ctx, mysql)) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'MySQL is running on the target; stop it before seeding');
       // The datadir's current contents are deleted below, so they count as available.
-      const free = await freeBytes(mysql.datadir);
+      const free = await measureFreeSpace(mysql.datadir, { nearestExisting: true });
       const reclaimable = await measureDiskUsage(mysql.datadir, ctx.signal).catch(() => 0);
       if (free + reclaimable < params.requiredBytes) {
         throw new SeedwireError(
           'SEEDWIRE_NO_SPACE',
-          `the seed needs ${params.requiredBytes} bytes but ${mysql.datadir} has ${free} free plus ${reclaimable} in its current contents`,
+          `the seed needs ${params.requiredBytes} bytes but ${mysql.datadir} has ${free} free plus ${reclaimable} in its current contents; nothing was deleted`,
         );
       }
       await mkdir(mysql.datadir, { recursive: true });
-      // The marker goes first: from here on, an interrupted seed leaves a datadir that says so.
-      await writeMarker(mysql.datadir, params.seedId);
-      await emptyDatadir(mysql.datadir);
+      // The marker is written once the guard passed and before anything is deleted: from then on
+      // the datadir says it is incomplete, and the marker records that this seed emptied it.
+      await deleteDatadirContents(guardDeps(ctx, mysql), {
+        keep: [INCOMPLETE_MARKER],
+        action: 'prepare the seed in',
+        beforeDelete: () => writeIncompleteMarker(mysql.datadir, params.seedId),
+      });
       await dropReceiveState(ctx.config.stateDir);
-      return { result: { freeBytes: await freeBytes(mysql.datadir) } };
+      return { result: { freeBytes: await measureFreeSpace(mysql.datadir) } };
     },
   }),
 
@@ -170,10 +152,13 @@ export const seedOps: OpDefinition[] = [
       if (params.format === 'stream') return receiveBackupStream(ctx, mysql, params);
       const stateDir = ctx.config.stateDir;
       const resumable = params.resume ? await readReceiveState(stateDir, params.seedId) : null;
+      const deps = guardDeps(ctx, mysql);
       if (!resumable) {
         // A fresh start: nothing half-received may stay behind.
         await dropReceiveState(stateDir);
-        await emptyDatadir(mysql.datadir);
+        await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
+      } else {
+        await assertDatadirUnused(deps, { action: 'resume receiving the seed into' });
       }
       const started = performance.now();
       let startOffset = 0;
@@ -185,20 +170,22 @@ export const seedOps: OpDefinition[] = [
       });
       const port = ctx.streams.openReceive(params.stream);
       try {
-        const summary = await receiveTree({
-          root: mysql.datadir,
-          port,
-          resumeState: { dir: stateDir, seedId: params.seedId, resume: resumable !== null },
-          signal: ctx.signal,
-          onStart: (offset) => {
-            startOffset = offset;
-            ctx.progress({ ready: true, offset });
-          },
-          onProgress: (progress) => {
-            latest = progress;
-            report();
-          },
-        });
+        const summary = await whileGuarded(deps, { ignoreOwnChildren: false }, (signal) =>
+          receiveTree({
+            root: mysql.datadir,
+            port,
+            resumeState: { dir: stateDir, seedId: params.seedId, resume: resumable !== null },
+            signal,
+            onStart: (offset) => {
+              startOffset = offset;
+              ctx.progress({ ready: true, offset });
+            },
+            onProgress: (progress) => {
+              latest = progress;
+              report();
+            },
+          }),
+        );
         report(true);
         return { result: summary };
       } finally {
@@ -258,6 +245,8 @@ export const seedOps: OpDefinition[] = [
       if (state.done.digest !== params.digest) {
         throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `received digest ${state.done.digest} differs from the source's ${params.digest}; the target keeps its ${INCOMPLETE_MARKER}`);
       }
+      const deps = guardDeps(ctx, mysql);
+      await assertDatadirUnused(deps, { action: 'finalize the seed in' });
       if (params.prepare) {
         // A hot backup is only consistent once its copied redo log is applied.
         const prepare = await ctx.run(`${params.prepare} --prepare --target-dir=${shellQuote(mysql.datadir)}`);
@@ -277,8 +266,9 @@ export const seedOps: OpDefinition[] = [
         const chown = await ctx.run(`chown -hR -- ${shellQuote(`${mysql.user}:`)} ${shellQuote(mysql.datadir)}`, { quiet: true });
         if (chown.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `chown to ${mysql.user} failed: ${chown.stderrTail.trim()}`);
       }
-      await rm(join(mysql.datadir, INCOMPLETE_MARKER), { force: true });
-      await syncDir(mysql.datadir);
+      // Checked again right before the datadir becomes startable (--prepare may have taken long).
+      if (params.startMysql) await assertDatadirUnused(deps, { action: 'start MySQL on' });
+      await removeIncompleteMarker(mysql.datadir);
       await dropReceiveState(ctx.config.stateDir);
       let started = false;
       if (params.startMysql) {
@@ -288,7 +278,9 @@ export const seedOps: OpDefinition[] = [
         }
         started = true;
       }
-      return { result: { started, running: await isMysqlRunning(ctx, mysql) } };
+      // Only a report: a status that does not answer reads as "not running" here.
+      const running = await checkMysqlRunning({ mysql, run: ctx.run, signal: ctx.signal }).catch(() => false);
+      return { result: { started, running } };
     },
   }),
 
@@ -299,12 +291,26 @@ export const seedOps: OpDefinition[] = [
     mutates: true,
     async run(ctx, params) {
       const mysql = mysqlOf(ctx);
-      await mkdir(mysql.datadir, { recursive: true });
-      // Keep (or put back) the marker: partial data must never look like a valid datadir.
-      if ((await readMarker(mysql.datadir)) === null) await writeMarker(mysql.datadir, params.seedId);
-      await emptyDatadir(mysql.datadir);
+      // Only what this seed did is undone: its prepare wrote the marker (with its id) before it
+      // emptied anything. Without that marker the target is left exactly as it is.
+      let marker;
+      try {
+        marker = await inspectMarker(mysql.datadir);
+      } catch (error) {
+        return leaveAsItIs(ctx, params.seedId, toSeedwireError(error).message);
+      }
+      if (marker?.seedId !== params.seedId) {
+        return leaveAsItIs(ctx, params.seedId, marker === null ? `${mysql.datadir} has no ${INCOMPLETE_MARKER}: this seed never emptied it` : `${mysql.datadir} carries another seed's marker`);
+      }
+      try {
+        await deleteDatadirContents(guardDeps(ctx, mysql), { keep: [INCOMPLETE_MARKER], action: 'clean up the seed in' });
+      } catch (error) {
+        const err = toSeedwireError(error);
+        if (err.code !== 'SEEDWIRE_OP_REFUSED') throw err;
+        return leaveAsItIs(ctx, params.seedId, err.message);
+      }
       await dropReceiveState(ctx.config.stateDir);
-      return { result: { cleaned: true } };
+      return { result: { cleaned: true, reason: `partial data removed; ${INCOMPLETE_MARKER} kept` } };
     },
   }),
 
@@ -322,15 +328,12 @@ export const seedOps: OpDefinition[] = [
   }),
 ];
 
-function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
-
 /** Files a prepared backup leaves that must not stay in a live datadir. */
 const BACKUP_ONLY_FILES = ['xtrabackup_logfile', 'xtrabackup_checkpoints', 'xtrabackup_binlog_pos_innodb'] as const;
 
-function killGraceOf(ctx: OpContext): number {
-  return ctx.config.advanced.killGraceMs ?? LIMITS.killGraceMs;
+function leaveAsItIs(ctx: OpContext, seedId: string, reason: string): OpResult {
+  ctx.log.warn({ seedId, reason }, 'seed-cleanup-target left the target as it is');
+  return { result: { cleaned: false, reason: `target left as it is: ${reason}` } };
 }
 
 /** seed-receive of a backup seed: the xbstream goes through the extractor into an emptied datadir. */
@@ -338,7 +341,8 @@ async function receiveBackupStream(ctx: OpContext, mysql: MysqlConfig, params: z
   const stateDir = ctx.config.stateDir;
   // No resume for a pipe: every attempt starts over into an emptied datadir (the marker stays).
   await dropReceiveState(stateDir);
-  await emptyDatadir(mysql.datadir);
+  const deps = guardDeps(ctx, mysql);
+  await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
   const started = performance.now();
   let latest = { received: 0, committed: 0 };
   const report = throttle((now) => {
@@ -348,19 +352,22 @@ async function receiveBackupStream(ctx: OpContext, mysql: MysqlConfig, params: z
   });
   const port = ctx.streams.openReceive(params.stream);
   try {
-    const summary = await receiveStream({
-      root: mysql.datadir,
-      port,
-      extractor: extractorFor(params.backupTool ?? 'mariabackup', mysql.datadir),
-      signal: ctx.signal,
-      killGraceMs: killGraceOf(ctx),
-      onStart: (offset) => ctx.progress({ ready: true, offset }),
-      onProgress: (progress) => {
-        latest = progress;
-        report();
-      },
-      onOutput: (stream, text) => ctx.output(stream, text),
-    });
+    // The extractor is the agent's own child writing into the datadir; it is not a server.
+    const summary = await whileGuarded(deps, { ignoreOwnChildren: true }, (signal) =>
+      receiveStream({
+        root: mysql.datadir,
+        port,
+        extractor: extractorFor(params.backupTool ?? 'mariabackup', mysql.datadir),
+        signal,
+        killGraceMs: resolveTiming(ctx.config).killGraceMs,
+        onStart: (offset) => ctx.progress({ ready: true, offset }),
+        onProgress: (progress) => {
+          latest = progress;
+          report();
+        },
+        onOutput: (stream, text) => ctx.output(stream, text),
+      }),
+    );
     report(true);
     // What seed-finalize-target checks: the stream arrived whole, with this digest.
     await writeReceiveState(stateDir, { version: 1, seedId: params.seedId, committed: summary.bytes, current: null, ledgerEntries: 0, done: summary, updatedAt: new Date().toISOString() });
@@ -388,7 +395,7 @@ async function sendBackupStream(ctx: OpContext, params: z.output<(typeof INTERNA
       compression: params.compression,
       ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
       signal: ctx.signal,
-      killGraceMs: killGraceOf(ctx),
+      killGraceMs: resolveTiming(ctx.config).killGraceMs,
       onProgress: (offset) => {
         sent = offset;
         report();

@@ -4,8 +4,8 @@
  * next step, so a controller restart resumes where it stopped.
  *
  * Stages: precheck → prepare-source → prepare-target → transfer → verify → finalize-target →
- * cleanup-source. A failure or an abort runs the cleanup of both sides and leaves the target with
- * its incomplete marker (it never looks valid).
+ * cleanup-source. A failure or an abort runs the cleanup of both sides: the target, if this seed
+ * emptied it, keeps its incomplete marker (it never looks valid); if not, it is left untouched.
  */
 import { randomUUID } from 'node:crypto';
 import { SeedwireError, toSeedwireError, type ErrorCode } from '../../shared/errors.js';
@@ -31,6 +31,8 @@ const SPACE_MARGIN_BYTES = 64 * 1024 * 1024;
 /** Transfer attempts in a row that make no progress before the seed gives up. */
 const MAX_FRUITLESS_ATTEMPTS = 5;
 const LINK_ERRORS: ReadonlySet<ErrorCode> = new Set(['SEEDWIRE_DISCONNECTED', 'SEEDWIRE_AGENT_OFFLINE', 'SEEDWIRE_LOST']);
+/** How seed-prepare-target refuses before it deletes anything: nothing of the target to clean up. */
+const REFUSALS_BEFORE_DELETE: ReadonlySet<ErrorCode> = new Set(['SEEDWIRE_OP_REFUSED', 'SEEDWIRE_NO_SPACE']);
 
 interface LiveProgress {
   rate: RateMeter;
@@ -163,7 +165,7 @@ export class SeedMachine {
       if (current) this.store.endStage(id, current, 'failed', `${err.code}: ${err.message}`);
       this.publish(id);
       // Cleanup must run even though the run's own signal is aborted.
-      await this.cleanupAfterFailure(id, new AbortController().signal);
+      await this.cleanupAfterFailure(id, new AbortController().signal, current === 'prepare-target' ? err.code : null);
       this.store.finish(id, aborted ? 'aborted' : 'failed', { code: err.code, message: err.message }, null);
       this.deps.audit({ actor: `seed:${id}`, agentId: this.mustGet(id).target, action: 'seed.finish', outcome: aborted ? 'aborted' : 'failed', message: `${err.code}: ${err.message}` });
     } finally {
@@ -381,8 +383,13 @@ export class SeedMachine {
     return done.length > 0 ? done.join('; ') : 'nothing to clean up';
   }
 
-  /** Best effort, each step on its own: source back to how it was, target's partial data gone, marker kept. */
-  private async cleanupAfterFailure(id: string, signal: AbortSignal): Promise<void> {
+  /**
+   * Best effort, each step on its own: source back to how it was, target's partial data gone,
+   * marker kept. A prepare-target that refused (MySQL in use, no space) deleted nothing, so the
+   * target is not touched; otherwise the target agent itself empties it only if this seed's
+   * marker is there and its datadir guard passes, and says why when it does not.
+   */
+  private async cleanupAfterFailure(id: string, signal: AbortSignal, prepareTargetError: ErrorCode | null = null): Promise<void> {
     const seed = this.mustGet(id);
     const steps: Array<[string, () => Promise<unknown>]> = [
       ['source', () => this.cleanupSource(seed, signal)],
@@ -391,7 +398,12 @@ export class SeedMachine {
         async () => {
           const prepared = seed.stages.find((s) => s.name === 'prepare-target')?.state;
           if (prepared === 'pending') return;
-          await this.callAgent(seed.target, 'seed-cleanup-target', { seedId: id }, `${id}.cleanup-target`, signal, LIMITS.drainMs * 2);
+          if (prepareTargetError !== null && REFUSALS_BEFORE_DELETE.has(prepareTargetError)) {
+            this.deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: `target left as it is: prepare-target refused (${prepareTargetError}) before deleting anything` });
+            return;
+          }
+          const out = (await this.callAgent(seed.target, 'seed-cleanup-target', { seedId: id }, `${id}.cleanup-target`, signal, LIMITS.drainMs * 2)) as { cleaned?: boolean; reason?: string };
+          this.deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: out.reason ?? (out.cleaned ? 'partial data removed' : 'target left as it is') });
         },
       ],
     ];

@@ -1,0 +1,234 @@
+/**
+ * The datadir guard: the one check every path that deletes or overwrites a datadir goes through
+ * (delete-mysql-datadir, and a seed's prepare, receive, finalize and cleanup on the target).
+ *
+ * A datadir is "unused" only if ALL of these hold; each that fails is named in the refusal:
+ * - mysql.statusCommand answered "stopped" (a non-zero exit) in time. A timeout, a kill, a
+ *   spawn failure or an exit of 126/127 (the command could not run) is a refusal, never "stopped";
+ * - no other process has a file open under the datadir (/proc/PID/fd);
+ * - no process holds or waits for a lock on one of its files (/proc/locks: mysqld holds fcntl
+ *   locks on ibdata1 and aria_log_control);
+ * - no live process owns a pid file (`*.pid` in the datadir, mysql.pidFile);
+ * - nothing accepts connections on a socket (socket files in the datadir, mysql.socket,
+ *   backup.socket).
+ * The status command does not decide alone: a wrong one (a unit of another name always exits 3)
+ * must not let a running server's files go.
+ */
+import { lstat, open, readdir, readFile, realpath } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import type { AgentConfig, MysqlConfig } from '../config/schema.js';
+import { matchLocks, parseProcLocks, splitDevice, type LockableFile } from './proc-locks.js';
+import { findOpenFilesUnder, isProcessAlive, listDescendants, PROC_ROOT, readComm } from './proc-scan.js';
+import { describeFailure, runnerFor, type Runner } from './runner.js';
+import { STATUS_TIMEOUT_MS } from './service.js';
+
+/** How often a running seed-receive checks again that nothing started on its datadir. */
+export const GUARD_RECHECK_MS = 2_000;
+/** How long a connect attempt on a socket may take before it counts as "something is there". */
+const SOCKET_PROBE_MS = 1_000;
+/** Directory levels of the datadir whose files are matched against /proc/locks (the datadir, its schemas). */
+const LOCK_SCAN_DEPTH = 2;
+/** Files stat'ed for the lock check at most (a datadir with more tables is matched on these). */
+const LOCK_SCAN_MAX_FILES = 200_000;
+
+export interface GuardDeps {
+  mysql: MysqlConfig;
+  /** backup.socket is the same server's socket when set. */
+  backup?: AgentConfig['backup'];
+  run: Runner;
+  signal?: AbortSignal;
+}
+
+export interface GuardOptions {
+  /** What the caller is about to do, for the refusal: "empty", "finalize the seed in", ... */
+  action: string;
+  /**
+   * Ignore open files of the agent's own child processes (the backup extractor writing into the
+   * datadir while a seed is received). Locks, pid files and sockets still count.
+   */
+  ignoreOwnChildren?: boolean;
+  procRoot?: string;
+}
+
+/** Refuses (SEEDWIRE_OP_REFUSED, naming everything found) unless the datadir is unused. */
+export async function assertDatadirUnused(deps: GuardDeps, options: GuardOptions): Promise<void> {
+  const findings = await inspectDatadirUse(deps, options);
+  if (findings.length > 0) {
+    throw new SeedwireError('SEEDWIRE_OP_REFUSED', `refusing to ${options.action} ${deps.mysql.datadir}: ${findings.join('; ')}`, { details: { findings } });
+  }
+}
+
+/** Every reason the datadir is (or may be) in use; empty when it is safe to touch. */
+export async function inspectDatadirUse(deps: GuardDeps, options: GuardOptions): Promise<string[]> {
+  const procRoot = options.procRoot ?? PROC_ROOT;
+  const root = await realpath(deps.mysql.datadir).catch(() => deps.mysql.datadir);
+  const [status, files, locks, pidFiles, sockets] = await Promise.all([
+    checkStatusCommand(deps),
+    checkOpenFiles(root, options.ignoreOwnChildren === true, procRoot),
+    checkLocks(root, procRoot),
+    checkPidFiles(root, deps.mysql.pidFile, procRoot),
+    checkSockets(root, [deps.mysql.socket, deps.backup?.socket]),
+  ]);
+  if (deps.signal?.aborted) throw new SeedwireError('SEEDWIRE_CANCELED', `checking ${deps.mysql.datadir} was canceled`);
+  return [...status, ...files, ...locks, ...pidFiles, ...sockets];
+}
+
+async function checkStatusCommand(deps: GuardDeps): Promise<string[]> {
+  const timeoutMs = Math.min(STATUS_TIMEOUT_MS, deps.mysql.commandTimeoutSeconds * 1000);
+  let result;
+  try {
+    result = await deps.run(deps.mysql.statusCommand, { quiet: true, timeoutMs });
+  } catch (error) {
+    return [`mysql.statusCommand could not be run (${toSeedwireError(error).message})`];
+  }
+  if (result.isCanceled) throw new SeedwireError('SEEDWIRE_CANCELED', 'mysql.statusCommand was canceled');
+  if (result.timedOut) return [`mysql.statusCommand did not answer within ${timeoutMs} ms (no answer is not "stopped")`];
+  if (result.exitCode === null) return [`mysql.statusCommand ${describeFailure(result)}`];
+  if (result.exitCode === 0) return ['mysql.statusCommand reports MySQL running (exit 0)'];
+  if (result.exitCode === 126 || result.exitCode === 127) return [`mysql.statusCommand could not run (${describeFailure(result)})`];
+  return [];
+}
+
+async function checkOpenFiles(root: string, ignoreOwnChildren: boolean, procRoot: string): Promise<string[]> {
+  const exclude = ignoreOwnChildren ? await listDescendants(process.pid, procRoot) : new Set<number>();
+  exclude.add(process.pid);
+  const uses = await findOpenFilesUnder(root, { exclude, procRoot });
+  return uses.map((use) => `${use.comm} (pid ${use.pid}) has ${use.file === '.' ? 'the datadir' : use.file} open`);
+}
+
+/** The datadir's files down to LOCK_SCAN_DEPTH, with their inode and device. */
+async function listLockableFiles(root: string): Promise<LockableFile[]> {
+  const files: LockableFile[] = [];
+  const pending: Array<{ dir: string; prefix: string; depth: number }> = [{ dir: root, prefix: '', depth: 1 }];
+  while (pending.length > 0 && files.length < LOCK_SCAN_MAX_FILES) {
+    const { dir, prefix, depth } = pending.pop() as { dir: string; prefix: string; depth: number };
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const stat = await lstat(join(dir, name), { bigint: true }).catch(() => null);
+      if (!stat) continue;
+      if (stat.isDirectory()) {
+        if (depth < LOCK_SCAN_DEPTH) pending.push({ dir: join(dir, name), prefix: `${prefix}${name}/`, depth: depth + 1 });
+        continue;
+      }
+      if (stat.isFile()) files.push({ name: `${prefix}${name}`, inode: stat.ino, device: splitDevice(stat.dev) });
+    }
+  }
+  return files;
+}
+
+async function checkLocks(root: string, procRoot: string): Promise<string[]> {
+  const locks = parseProcLocks(await readFile(`${procRoot}/locks`, 'utf8'));
+  // Others' locks on our own process are not ours to worry about; everything else counts.
+  const candidates = locks.filter((lock) => lock.pid !== process.pid);
+  if (candidates.length === 0) return [];
+  const matches = matchLocks(candidates, await listLockableFiles(root));
+  const found: string[] = [];
+  for (const { lock, file } of matches.slice(0, 3)) {
+    const who = lock.pid === null ? 'a process (open file description lock)' : `${await readComm(lock.pid, procRoot)} (pid ${lock.pid})`;
+    found.push(`${who} ${lock.waiting ? 'waits for' : 'holds'} a ${lock.kind} ${lock.access} lock on ${file.name}`);
+  }
+  return found;
+}
+
+/** The pid a pid file names; null when it names none. Never follows a link planted in the datadir. */
+async function readPidFile(path: string, follow: boolean): Promise<number | null> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | (follow ? 0 : constants.O_NOFOLLOW));
+  } catch {
+    return null;
+  }
+  try {
+    if (!(await handle.stat()).isFile()) return null;
+    const buffer = Buffer.alloc(32);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    const match = /^\s*(\d{1,10})\s*$/.exec(buffer.subarray(0, bytesRead).toString('latin1'));
+    const pid = match ? Number(match[1]) : 0;
+    return pid > 0 ? pid : null;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function checkPidFiles(root: string, configured: string | undefined, procRoot: string): Promise<string[]> {
+  const names = (await readdir(root).catch(() => [] as string[])).filter((name) => name.endsWith('.pid'));
+  const candidates = [...names.map((name) => ({ path: join(root, name), label: name, follow: false })), ...(configured ? [{ path: configured, label: configured, follow: true }] : [])];
+  const found: string[] = [];
+  for (const { path, label, follow } of candidates) {
+    const pid = await readPidFile(path, follow);
+    if (pid === null || pid === process.pid || !isProcessAlive(pid)) continue;
+    found.push(`pid file ${label} names ${await readComm(pid, procRoot)} (pid ${pid}), which is running`);
+  }
+  return found;
+}
+
+/** Whether something accepts a connection on the unix socket at `path` (a timeout counts as yes). */
+function probeSocket(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path });
+    const done = (listening: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(listening);
+    };
+    const timer = setTimeout(() => done(true), SOCKET_PROBE_MS);
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+async function checkSockets(root: string, configured: ReadonlyArray<string | undefined>): Promise<string[]> {
+  const inDatadir: string[] = [];
+  for (const name of await readdir(root).catch(() => [] as string[])) {
+    const stat = await lstat(join(root, name)).catch(() => null);
+    if (stat?.isSocket()) inDatadir.push(join(root, name));
+  }
+  const paths = [...new Set([...inDatadir, ...configured.filter((p): p is string => p !== undefined)])];
+  const results = await Promise.all(paths.map(async (path) => ((await probeSocket(path)) ? path : null)));
+  return results.filter((path): path is string => path !== null).map((path) => `something accepts connections on ${path}`);
+}
+
+export interface DatadirWatch {
+  /** Aborted when a re-check refuses. */
+  signal: AbortSignal;
+  /** The refusal that stopped the watch, if one did. */
+  refusal(): SeedwireError | null;
+  /** Stops re-checking (a running check is canceled) and waits for it to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Re-runs the guard every `intervalMs` while a long destructive step (a seed's receive) runs, so
+ * a server started meanwhile stops the step instead of having its files overwritten.
+ */
+export function watchDatadir(deps: GuardDeps, options: GuardOptions & { intervalMs?: number }): DatadirWatch {
+  const refused = new AbortController();
+  const stopped = new AbortController();
+  const signal = deps.signal ? AbortSignal.any([deps.signal, stopped.signal]) : stopped.signal;
+  let refusal: SeedwireError | null = null;
+  const loop = (async () => {
+    for (;;) {
+      try {
+        await delay(options.intervalMs ?? GUARD_RECHECK_MS, undefined, { signal });
+        await assertDatadirUnused({ ...deps, run: runnerFor(signal), signal }, options);
+      } catch (error) {
+        if (signal.aborted) return;
+        refusal = toSeedwireError(error);
+        refused.abort(refusal);
+        return;
+      }
+    }
+  })();
+  return {
+    signal: refused.signal,
+    refusal: () => refusal,
+    async stop() {
+      stopped.abort();
+      await loop;
+    },
+  };
+}
