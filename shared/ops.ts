@@ -46,7 +46,7 @@ export const SeedSourceSchema = z.discriminatedUnion('kind', [
 ]);
 
 export const INTERNAL_OP_PARAMS = {
-  /** Target: check MySQL is stopped, empty the datadir, write the incomplete marker. */
+  /** Target: check space and the datadir guard, write the incomplete marker, then empty the datadir. */
   'seed-prepare-target': z.object({ seedId: z.string().min(1).max(128), requiredBytes: z.number().int().nonnegative() }).strict(),
   /**
    * Target: receive stream `stream` into the datadir; reports {ready, offset} then {committed} progress.
@@ -85,7 +85,7 @@ export const INTERNAL_OP_PARAMS = {
       prepare: BackupToolSchema.optional(),
     })
     .strict(),
-  /** Target: after a failed or aborted seed, remove partial data but keep the incomplete marker. */
+  /** Target: after a failed or aborted seed, remove partial data (keeping the marker) only if this seed's marker is there and the guard passes. */
   'seed-cleanup-target': z.object({ seedId: z.string().min(1).max(128) }).strict(),
   /** Source: the datadir size as the seed will read it (for prechecks and progress totals). */
   'seed-source-size': z.object({ source: SeedSourceSchema }).strict(),
