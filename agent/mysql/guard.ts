@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { AgentConfig, MysqlConfig } from '../config/schema.js';
-import { matchLocks, parseProcLocks, splitDevice, type LockableFile } from './proc-locks.js';
+import { matchLocks, mountDevicesFor, parseMountInfo, parseProcLocks, splitDevice, type LockableFile } from './proc-locks.js';
 import { findOpenFilesUnder, isProcessAlive, listDescendants, PROC_ROOT, readComm } from './proc-scan.js';
 import { describeFailure, runnerFor, type Runner } from './runner.js';
 import { STATUS_TIMEOUT_MS } from './service.js';
@@ -125,7 +125,8 @@ async function checkLocks(root: string, procRoot: string): Promise<string[]> {
   // Others' locks on our own process are not ours to worry about; everything else counts.
   const candidates = locks.filter((lock) => lock.pid !== process.pid);
   if (candidates.length === 0) return [];
-  const matches = matchLocks(candidates, await listLockableFiles(root));
+  const mounts = await readFile(`${procRoot}/self/mountinfo`, 'utf8').then(parseMountInfo, () => []);
+  const matches = matchLocks(candidates, await listLockableFiles(root), mountDevicesFor(root, mounts));
   const found: string[] = [];
   for (const { lock, file } of matches.slice(0, 3)) {
     const who = lock.pid === null ? 'a process (open file description lock)' : `${await readComm(lock.pid, procRoot)} (pid ${lock.pid})`;

@@ -64,14 +64,53 @@ export function splitDevice(dev: bigint): DeviceId {
   };
 }
 
+export interface MountEntry {
+  device: DeviceId;
+  mountPoint: string;
+}
+
+/** `/proc/self/mountinfo`: each mount's device (as /proc/locks names it) and its mount point. */
+export function parseMountInfo(text: string): MountEntry[] {
+  const mounts: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const device = /^(\d+):(\d+)$/.exec(fields[2] ?? '');
+    const mountPoint = fields[4];
+    if (!device || mountPoint === undefined) continue;
+    // Mount points escape space, tab, newline and backslash as octal.
+    const unescaped = mountPoint.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+    mounts.push({ device: { major: Number(device[1]), minor: Number(device[2]) }, mountPoint: unescaped });
+  }
+  return mounts;
+}
+
+function isWithin(path: string, dir: string): boolean {
+  return path === dir || dir === '/' || path.startsWith(`${dir}/`);
+}
+
 /**
- * The locks held on `files`. On a real block device (major ≠ 0: ext4, xfs) /proc/locks names the
- * same device stat() does, so inode and device must both match. On anonymous devices (major 0:
- * btrfs subvolumes, tmpfs, overlay) stat() reports the subvolume's device while /proc/locks
- * reports the superblock's, so there an inode on any anonymous device matches: that can refuse
- * wrongly (safe) but never lets a held lock through (not safe).
+ * The devices /proc/locks may name for files under `root` (a real path): the mount holding it
+ * (its longest mounted ancestor) and every mount below it. On btrfs and overlayfs these differ
+ * from what stat() reports for the files.
  */
-export function matchLocks(locks: readonly ProcLock[], files: readonly LockableFile[]): LockMatch[] {
+export function mountDevicesFor(root: string, mounts: readonly MountEntry[]): DeviceId[] {
+  const holding = mounts.filter((m) => isWithin(root, m.mountPoint)).sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+  const below = mounts.filter((m) => m.mountPoint !== root && isWithin(m.mountPoint, root));
+  return [...(holding ? [holding.device] : []), ...below.map((m) => m.device)];
+}
+
+function sameDevice(a: DeviceId, b: DeviceId): boolean {
+  return a.major === b.major && a.minor === b.minor;
+}
+
+/**
+ * The locks held (or waited for) on `files`. A lock matches a file by inode, and by device: the
+ * file's own stat() device, or one of `mountDevices` (what /proc/locks names for a btrfs
+ * subvolume or an overlay, whose stat() devices differ). Without mount devices (mountinfo
+ * unreadable), an inode on any anonymous device (major 0) matches a file on an anonymous device:
+ * that can refuse wrongly (safe) but never lets a held lock through (not safe).
+ */
+export function matchLocks(locks: readonly ProcLock[], files: readonly LockableFile[], mountDevices: readonly DeviceId[] = []): LockMatch[] {
   const byInode = new Map<bigint, LockableFile[]>();
   for (const file of files) {
     const list = byInode.get(file.inode);
@@ -82,9 +121,9 @@ export function matchLocks(locks: readonly ProcLock[], files: readonly LockableF
   // A process waiting for a lock on a datadir file counts as much as its holder.
   for (const lock of locks) {
     for (const file of byInode.get(lock.inode) ?? []) {
-      const sameDevice = lock.major === file.device.major && lock.minor === file.device.minor;
-      const bothAnonymous = lock.major === 0 && file.device.major === 0;
-      if (sameDevice || bothAnonymous) {
+      const onMount = mountDevices.some((device) => sameDevice(device, lock));
+      const bothAnonymous = mountDevices.length === 0 && lock.major === 0 && file.device.major === 0;
+      if (sameDevice(lock, file.device) || onMount || bothAnonymous) {
         matches.push({ lock, file });
         break;
       }

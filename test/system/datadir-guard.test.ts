@@ -16,6 +16,7 @@ import { runnerFor } from '../../agent/mysql/runner.js';
 import { mysqlOps } from '../../agent/ops/mysql.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import { callOp, createHostOpContext, makeTestAgentConfig } from '../helpers/host-op-context.js';
+import { createBtrfs, unmountAllUnder, type BtrfsVolume } from '../helpers/btrfs.js';
 import { createMariaDB, type MariaDB } from '../helpers/mariadb.js';
 import { missingTools } from '../helpers/requirements.js';
 
@@ -195,5 +196,37 @@ describe.skipIf(missingTools(['mariadbd', 'mariadb-install-db', 'mariadb-admin']
       expect(await inspectMarker(dir)).toEqual({ seedId: null });
       expect(await readIncompleteMarker(dir)).toBe('unknown seed');
     });
+  });
+});
+
+describe.skipIf(missingTools(['mkfs.btrfs', 'btrfs', 'losetup', 'flock'], { root: true }))('the datadir guard on a btrfs subvolume', () => {
+  let base: string;
+  let btrfs: BtrfsVolume;
+  let datadir: string;
+
+  beforeAll(async () => {
+    base = await mkdtemp(join(tmpdir(), 'sw-guard-btrfs-'));
+    btrfs = await createBtrfs({ baseDir: join(base, 'btrfs'), sizeBytes: 256 * 1024 ** 2 });
+    datadir = join(await btrfs.createSubvolume('mysql'), 'data');
+    await mkdir(datadir);
+    await writeFile(join(datadir, 'ibdata1'), 'pages');
+  }, 120_000);
+
+  afterAll(async () => {
+    if (base) await unmountAllUnder(base);
+    await btrfs?.destroy();
+    if (base) await rm(base, { recursive: true, force: true });
+  }, 60_000);
+
+  it('finds a lock although stat() and /proc/locks name different devices for the file', async () => {
+    const holder = spawn('flock', ['-x', join(datadir, 'ibdata1'), 'bash', '-c', 'echo ready; exec sleep 600'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+    try {
+      await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+      const mysql: MysqlConfig = { datadir, port: 3306, startCommand: 'true', stopCommand: 'true', statusCommand: 'exit 3', commandTimeoutSeconds: 5 };
+      const findings = await inspectDatadirUse({ mysql, run: runnerFor() }, { action: 'empty' });
+      expect(findings).toContain(`flock (pid ${holder.pid}) holds a FLOCK WRITE lock on ibdata1`);
+    } finally {
+      process.kill(-holder.pid!, 'SIGKILL');
+    }
   });
 });

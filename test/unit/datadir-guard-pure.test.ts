@@ -1,6 +1,6 @@
 /** The datadir guard's pure parts on literal text: /proc/locks lines, device numbers, matching, /proc/PID/stat. */
 import { describe, expect, it } from 'vitest';
-import { matchLocks, parseProcLocks, splitDevice, type LockableFile } from '../../agent/mysql/proc-locks.js';
+import { matchLocks, mountDevicesFor, parseMountInfo, parseProcLocks, splitDevice, type LockableFile } from '../../agent/mysql/proc-locks.js';
 import { isUnder, parseParentPid } from '../../agent/mysql/proc-scan.js';
 
 // As read on a host running mariadbd on ext4 (08:01), with a btrfs subvolume (00:2f) and an OFD lock.
@@ -82,6 +82,44 @@ describe('matchLocks', () => {
   it('nothing locked, nothing matched', () => {
     expect(matchLocks([], files)).toEqual([]);
     expect(matchLocks(parseProcLocks(PROC_LOCKS), [])).toEqual([]);
+  });
+});
+
+// As read with a btrfs volume at /data (its superblock 0:41), a subvolume mounted at /data/mysql
+// (stat() says 0:43 for its files), a tmpfs under the datadir, and a mount point with a space.
+const MOUNTINFO = [
+  '22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda1 rw',
+  '44 22 0:41 / /data rw,relatime shared:30 - btrfs /dev/loop2 rw,subvolid=5,subvol=/',
+  '45 44 0:41 /mysql /data/mysql rw,relatime shared:31 - btrfs /dev/loop2 rw,subvolid=256,subvol=/mysql',
+  '46 45 0:50 / /data/mysql/tmp rw,relatime shared:32 - tmpfs tmpfs rw,size=1024k',
+  '47 22 0:51 / /mnt/my\\040disk rw,relatime shared:33 - tmpfs tmpfs rw',
+  '',
+].join('\n');
+
+describe('mount devices', () => {
+  it('parses device and mount point, unescaping octal', () => {
+    const mounts = parseMountInfo(MOUNTINFO);
+    expect(mounts).toHaveLength(5);
+    expect(mounts[1]).toEqual({ device: { major: 0, minor: 41 }, mountPoint: '/data' });
+    expect(mounts[4]?.mountPoint).toBe('/mnt/my disk');
+  });
+
+  it('the mount holding the datadir (the longest ancestor) and the mounts below it', () => {
+    const mounts = parseMountInfo(MOUNTINFO);
+    expect(mountDevicesFor('/data/mysql', mounts)).toEqual([{ major: 0, minor: 41 }, { major: 0, minor: 50 }]);
+    expect(mountDevicesFor('/data/other/db', mounts)).toEqual([{ major: 0, minor: 41 }]);
+    expect(mountDevicesFor('/var/lib/mysql', mounts)).toEqual([{ major: 254, minor: 0 }]);
+    expect(mountDevicesFor('/data/mysqlx', mounts)).toEqual([{ major: 0, minor: 41 }]);
+  });
+
+  it('with mount devices, a btrfs lock matches by the superblock device, and another btrfs with the same inode does not', () => {
+    const files: LockableFile[] = [{ name: 'ibdata1', inode: 257n, device: { major: 0, minor: 43 } }];
+    const devices = mountDevicesFor('/data/mysql', parseMountInfo(MOUNTINFO));
+    // /proc/locks writes the device in hex: 00:29 is the superblock 0:41, 00:30 another btrfs (0:48)
+    expect(matchLocks(parseProcLocks('1: POSIX  ADVISORY  WRITE 4242 00:30:257 0 EOF'), files, devices)).toEqual([]);
+    expect(matchLocks(parseProcLocks('1: POSIX  ADVISORY  WRITE 4242 00:30:257 0 EOF'), files)).toHaveLength(1); // loose without mountinfo
+    const both = parseProcLocks(['1: POSIX  ADVISORY  WRITE 4242 00:30:257 0 EOF', '2: POSIX  ADVISORY  WRITE 4343 00:29:257 0 EOF'].join('\n'));
+    expect(matchLocks(both, files, devices).map((m) => m.lock.pid)).toEqual([4343]);
   });
 });
 
