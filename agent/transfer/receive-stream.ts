@@ -3,7 +3,9 @@
  * verbatim by sendStream, not the seed stream of format.ts. Each data frame (CRC already checked
  * by the port) is decompressed, checked by XbstreamInspector (no path outside the datadir, none on
  * the seed marker) and only then written to the extractor's stdin (`mbstream -x -C <datadir>`,
- * its own process group). The digest is the SHA-256 of all stream bytes, as the sender computes.
+ * its own process group). The bytes of a chunk header are held back until the whole header has
+ * been checked, so the extractor never sees any part of a refused chunk. The digest is the
+ * SHA-256 of all stream bytes, as the sender computes.
  *
  * The end of the stream is an empty data frame at the final offset, which the sender sends only
  * after the backup tool exited 0. No resume: a new attempt starts from offset 0 into an emptied
@@ -43,6 +45,8 @@ export interface ReceiveStreamOptions {
   onOutput?: (stream: 'stdout' | 'stderr', text: string) => void;
   windowInitialBytes?: number;
   windowMaxBytes?: number;
+  /** Most payload bytes the stream may declare (what the seed's precheck allowed); default no limit. */
+  maxBytes?: number;
 }
 
 /** The extractor for a backup tool's stream. */
@@ -52,7 +56,9 @@ export function extractorFor(tool: 'mariabackup' | 'xtrabackup', root: string): 
 
 export async function receiveStream(options: ReceiveStreamOptions): Promise<TreeSummary> {
   const { root, port, signal } = options;
-  const inspector = new XbstreamInspector();
+  const inspector = new XbstreamInspector({ maxBytes: options.maxBytes ?? null });
+  /** Bytes of a chunk header not yet wholly checked, held back from the extractor. */
+  let held = Buffer.alloc(0);
   const hash = createHash('sha256');
   let window = options.windowInitialBytes ?? LIMITS.windowInitialBytes;
   const windowMax = Math.max(window, options.windowMaxBytes ?? LIMITS.windowMaxBytes);
@@ -94,9 +100,12 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
         codecs.set(chunk.codec, codec);
       }
       const raw = await codec.decompress(chunk.payload, chunk.rawLength);
-      inspector.push(raw); // refuses unsafe paths before the extractor sees them
+      inspector.push(raw); // refuses unsafe paths and sizes before the extractor sees them
       hash.update(raw);
-      if (!stdin.write(raw)) {
+      const ready = held.length > 0 ? Buffer.concat([held, raw]) : raw;
+      const passed = ready.length - inspector.unvalidatedBytes;
+      held = Buffer.from(ready.subarray(passed));
+      if (passed > 0 && !stdin.write(ready.subarray(0, passed))) {
         const exit = await Promise.race([once(stdin, 'drain').then(() => null), exitedEarly]);
         if (exit) throw toolFailed(`${options.extractor.file} (extracting the backup)`, exit, child.stderrTail());
       }

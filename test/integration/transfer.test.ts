@@ -176,9 +176,9 @@ function craftStream(records: Array<{ header: RecordHeader; data?: Buffer }>): B
   return Buffer.concat(parts);
 }
 
-async function receiveCrafted(target: string, state: string, stream: Buffer): Promise<unknown> {
+async function receiveCrafted(target: string, state: string, stream: Buffer, options: { allowExternalSymlinks?: boolean } = {}): Promise<unknown> {
   const pair = createStreamPair({ initialLimit: stream.length });
-  const receive = receiveTree({ root: target, port: pair.receive, resumeState: { dir: state, seedId: 'evil', resume: false }, signal: new AbortController().signal });
+  const receive = receiveTree({ root: target, port: pair.receive, resumeState: { dir: state, seedId: 'evil', resume: false }, signal: new AbortController().signal, ...options });
   pair.send.send(0, stream.length, 'none', stream);
   pair.send.close();
   return receive;
@@ -201,7 +201,7 @@ describe('path safety', () => {
     expect(existsSync(outside)).toBe(false);
   });
 
-  it('refuses a file under a symlinked directory', async () => {
+  it('refuses a file under a symlinked directory, even when external symlinks are allowed', async () => {
     const { target, state } = await freshDirs('escape-link');
     const outsideDir = join(work, 'outside-dir');
     await mkdir(outsideDir);
@@ -209,10 +209,31 @@ describe('path safety', () => {
       { header: { type: 'symlink', path: 'sub', mode: 0o777, mtimeMs: 0, target: outsideDir } },
       { header: file('sub/evil'), data: Buffer.from('evil') },
     ]);
-    await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    await expectCode(receiveCrafted(target, state, stream, { allowExternalSymlinks: true }), 'SEEDWIRE_PATH_ESCAPE');
     expect(await readdir(outsideDir)).toEqual([]);
-    // The symlink itself may be created (never followed).
+    // The symlink itself was allowed (never followed).
     expect((await lstat(join(target, 'sub'))).isSymbolicLink()).toBe(true);
+  });
+
+  it('refuses a symlink leading outside the datadir before creating it', async () => {
+    const { target, state } = await freshDirs('escape-link-out');
+    const outsideDir = join(work, 'outside-dir-2');
+    await mkdir(outsideDir);
+    const stream = craftStream([{ header: { type: 'symlink', path: 'sub', mode: 0o777, mtimeMs: 0, target: outsideDir } }]);
+    const error = await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    expect(error.message).toContain('outside the datadir');
+    expect(existsSync(join(target, 'sub'))).toBe(false);
+  });
+
+  it('refuses a file under a symlink that stays inside', async () => {
+    const { target, state } = await freshDirs('escape-link-in');
+    const stream = craftStream([
+      { header: { type: 'dir', path: 'd', mode: 0o755, mtimeMs: 0 } },
+      { header: { type: 'symlink', path: 'in', mode: 0o777, mtimeMs: 0, target: 'd' } },
+      { header: file('in/evil'), data: Buffer.from('evil') },
+    ]);
+    await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    expect(await readdir(join(target, 'd'))).toEqual([]);
   });
 
   it('refuses writing through a symlink at the file itself', async () => {
@@ -223,7 +244,7 @@ describe('path safety', () => {
       { header: { type: 'symlink', path: 'f', mode: 0o777, mtimeMs: 0, target: outsideFile } },
       { header: file('f'), data: Buffer.from('evil') },
     ]);
-    await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    await expectCode(receiveCrafted(target, state, stream, { allowExternalSymlinks: true }), 'SEEDWIRE_PATH_ESCAPE');
     expect(await readFile(outsideFile, 'utf8')).toBe('keep');
   });
 });
