@@ -82,6 +82,14 @@ export const AgentConfigSchema = z
       .object({ tool: z.enum(['mariabackup', 'xtrabackup']), socket: AbsPath.optional(), extraArgs: z.array(z.string()).default([]) })
       .strict()
       .optional(),
+    /** What a receiving agent accepts from a seed stream (docs/seed-stream.md). */
+    receive: z
+      .object({
+        /** Accept received symlinks that lead outside the datadir (tablespaces kept elsewhere). */
+        allowExternalSymlinks: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     customCommands: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'custom command names: letters, digits and . _ - only'), Command).default({}),
     allowArbitraryCommands: z.boolean().default(false),
     /** Protocol tuning; defaults in shared/limits.ts. Tests shorten these. */
