@@ -176,7 +176,7 @@ function craftStream(records: Array<{ header: RecordHeader; data?: Buffer }>): B
   return Buffer.concat(parts);
 }
 
-async function receiveCrafted(target: string, state: string, stream: Buffer, options: { allowExternalSymlinks?: boolean } = {}): Promise<unknown> {
+async function receiveCrafted(target: string, state: string, stream: Buffer, options: { allowExternalSymlinks?: boolean; maxBytes?: number } = {}): Promise<unknown> {
   const pair = createStreamPair({ initialLimit: stream.length });
   const receive = receiveTree({ root: target, port: pair.receive, resumeState: { dir: state, seedId: 'evil', resume: false }, signal: new AbortController().signal, ...options });
   pair.send.send(0, stream.length, 'none', stream);
@@ -213,6 +213,28 @@ describe('path safety', () => {
     expect(await readdir(outsideDir)).toEqual([]);
     // The symlink itself was allowed (never followed).
     expect((await lstat(join(target, 'sub'))).isSymbolicLink()).toBe(true);
+  });
+
+  it('strips setuid, setgid and sticky bits', async () => {
+    const { target, state } = await freshDirs('modes');
+    const data = Buffer.from('tool');
+    const stream = craftStream([
+      { header: { type: 'dir', path: 'd', mode: 0o3777, mtimeMs: 0 } },
+      { header: { type: 'file', path: 'd/suid', mode: 0o6755, mtimeMs: 0, size: data.length }, data },
+    ]);
+    const digest = createHash('sha256').update(`d/suid\0${data.length}\0${createHash('sha256').update(data).digest('hex')}\n`).digest('hex');
+    const end = encodeRecordHeader({ type: 'end', files: 1, bytes: data.length, digest });
+    await receiveCrafted(target, state, Buffer.concat([stream, end]));
+    expect((await lstat(join(target, 'd'))).mode & 0o7777).toBe(0o777);
+    expect((await lstat(join(target, 'd', 'suid'))).mode & 0o7777).toBe(0o755);
+  });
+
+  it('refuses a declared size above maxBytes before creating the file', async () => {
+    const { target, state } = await freshDirs('too-big');
+    const stream = craftStream([{ header: { type: 'file', path: 'ibdata1', mode: 0o644, mtimeMs: 0, size: 4 }, data: Buffer.from('evil') }]);
+    const error = await expectCode(receiveCrafted(target, state, stream, { maxBytes: 3 }), 'SEEDWIRE_PATH_ESCAPE');
+    expect(error.message).toContain('ibdata1');
+    expect(existsSync(join(target, 'ibdata1'))).toBe(false);
   });
 
   it('refuses a symlink leading outside the datadir before creating it', async () => {
