@@ -25,6 +25,7 @@ import { startToolChild, toolFailed, type ToolChild } from './child.js';
 import { createChunkCodec, type ChunkCodec } from './compress.js';
 import type { TreeSummary } from './format.js';
 import type { ReceiveProgress } from './receive.js';
+import { refuseRecord } from './record-rules.js';
 import { XbstreamInspector } from './xbstream.js';
 
 export interface Extractor {
@@ -157,7 +158,7 @@ export async function checkExtractedTree(root: string, expected: ReadonlySet<str
         const target = resolve(dirname(abs), await readlink(abs));
         const inside = relative(realRoot, target);
         if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
-          throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `after extraction ${r} is a symlink pointing outside the datadir (${target})`);
+          throw refuseRecord(r, 'after extraction it is a symlink pointing outside the datadir');
         }
         found.add(r);
       } else if (st.isDirectory()) {
@@ -165,7 +166,7 @@ export async function checkExtractedTree(root: string, expected: ReadonlySet<str
       } else if (st.isFile()) {
         if (!(rel === '' && name === INCOMPLETE_MARKER)) found.add(r);
       } else {
-        throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `after extraction ${r} is neither a file nor a directory`);
+        throw refuseRecord(r, 'after extraction it is neither a file nor a directory');
       }
     }
   };
