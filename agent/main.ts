@@ -23,6 +23,9 @@ const USAGE = `usage: seedwire-agent [--config FILE] [flags]
   --state-dir DIR      ledger and resume state
   --log-pretty         human-readable logs instead of JSON lines
   --help               this text
+
+Signals: SIGTERM/SIGINT drain and exit; SIGHUP reloads customCommands, allowArbitraryCommands
+and logLevel from the config (a change to any other key is refused, naming it).
 `;
 
 const EXIT_USAGE = 2;

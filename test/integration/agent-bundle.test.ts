@@ -59,7 +59,7 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function seedWithBundles(name: string, withAddon: boolean, compression: string): Promise<void> {
+  async function seedWithBundles(name: string, withAddon: boolean, compression: string, expectRefusal?: RegExp): Promise<void> {
     const run = join(dir, name);
     const bin = join(run, 'bin');
     mkdirSync(bin, { recursive: true });
@@ -88,6 +88,11 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
     expect(created.status).toBe(202);
     expect(created.body.seed.effectiveCompression).toBe(compression);
     const seed = await seedUntilDone(created.body.seed.id);
+    if (expectRefusal) {
+      expect(seed.state).toBe('failed');
+      expect(seed.error?.message).toMatch(expectRefusal);
+      return;
+    }
     expect(seed.error).toBeNull();
     expect(seed.state).toBe('succeeded');
     expect(digestTree(join(run, 'dst'))).toEqual(digestTree(src));
@@ -97,6 +102,10 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
 
   it('runs alone from an empty directory with plain node and completes a cold seed', async () => {
     await seedWithBundles('alone', false, 'gzip');
+  }, 120_000);
+
+  it('alone, refuses a zstd seed saying the addon is missing', async () => {
+    await seedWithBundles('nozstd', false, 'zstd', /zstd compression is not available on this agent .*seedwire-zstd\.node beside seedwire-agent\.mjs/);
   }, 120_000);
 
   it('with seedwire-zstd.node beside it, seeds with zstd', async () => {
