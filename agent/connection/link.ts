@@ -155,8 +155,7 @@ export class Link {
         else if (frame.t === 'error') {
           this.status.failed(`${frame.code}: ${frame.message}`);
           log.warn({ code: frame.code, err: frame.message }, 'controller refused the handshake');
-        }
-        else log.debug({ t: frame.t }, 'frame before welcome ignored');
+        } else log.debug({ t: frame.t }, 'frame before welcome ignored');
         return;
       }
       if (frame.t === 'welcome') return;
