@@ -231,7 +231,7 @@ describe.skipIf(skip)('faults during a seed', () => {
     expect(seed.state).toBe('failed');
     expect(stageState(seed, 'transfer')).toBe('failed');
     expect(stageState(seed, 'finalize-target')).toBe('pending');
-    expect(seed.error?.code).toBe('SEEDWIRE_NO_SPACE');
+    expect(seed.error?.code, JSON.stringify(seed.error)).toBe('SEEDWIRE_NO_SPACE');
     expect(seed.error?.message).toMatch(/no space left|ENOSPC/i);
     expect(seed.stages.find((s) => s.name === 'transfer')?.message).toMatch(/SEEDWIRE_NO_SPACE/);
 
