@@ -7,19 +7,20 @@
  * fail with a clear error; the target never looks valid while incomplete, and the source's
  * tables are never touched. What each case shows: docs/reliability.md, "Faults during a seed".
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import { startAgent, stopAllAgents, type AgentProcess } from '../helpers/agent.js';
+import { createBtrfs, unmountAllUnder, type BtrfsVolume } from '../helpers/btrfs.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { createLoopFs, type LoopFs } from '../helpers/loopfs.js';
 import { createMariaDB, type MariaDB } from '../helpers/mariadb.js';
 import { missingTools } from '../helpers/requirements.js';
 import { mysqlSectionOf, seedApi, sendsOf, type SeedJson } from '../helpers/seed-api.js';
 
-const skip = missingTools(['mariadbd', 'mariadb-install-db', 'mkfs.ext4', 'losetup', 'dd'], { root: true });
+const skip = missingTools(['mariadbd', 'mariadb-install-db', 'mkfs.ext4', 'mkfs.btrfs', 'btrfs', 'losetup', 'dd'], { root: true });
 const TOKEN = 'seed-faults-agent-token';
 /** Three tables of this many rows: a source datadir of about 160 MiB (96 MiB of it the redo log), which the 384 MiB target holds once with the precheck's margin. */
 const ROWS_PER_TABLE = 100_000;
@@ -37,6 +38,9 @@ function stageState(seed: SeedJson, name: string): StageState | undefined {
 describe.skipIf(skip)('faults during a seed', () => {
   let base: string;
   let disk: LoopFs;
+  /** The source's datadir lives in a btrfs subvolume, so a snapshot seed can read a snapshot of it. */
+  let btrfs: BtrfsVolume;
+  let snapshotMount: string;
   let source: MariaDB;
   let target: MariaDB;
   let controller: RunningController;
@@ -54,8 +58,8 @@ describe.skipIf(skip)('faults during a seed', () => {
     return startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id, stateDir: old.stateDir, config });
   }
 
-  async function startColdSeed(): Promise<string> {
-    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', method: 'cold', maxBytesPerSec: MAX_BYTES_PER_SEC });
+  async function startSeed(method: 'cold' | 'snapshot' = 'cold'): Promise<string> {
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', method, maxBytesPerSec: MAX_BYTES_PER_SEC });
     expect(created.status, JSON.stringify(created.body)).toBe(202);
     return created.body.seed.id;
   }
@@ -133,14 +137,22 @@ describe.skipIf(skip)('faults during a seed', () => {
   beforeAll(async () => {
     base = mkdtempSync(join(tmpdir(), 'sw-faults-'));
     disk = await createLoopFs({ baseDir: join(base, 'disk'), sizeBytes: TARGET_FS_BYTES });
-    source = await createMariaDB({ baseDir: join(base, 'source'), serverId: 1 });
+    btrfs = await createBtrfs({ baseDir: join(base, 'btrfs'), sizeBytes: 1024 ** 3 });
+    const subvolume = await btrfs.createSubvolume('mysql');
+    snapshotMount = join(base, 'snapmnt');
+    mkdirSync(snapshotMount);
+    source = await createMariaDB({ baseDir: join(base, 'source'), datadir: join(subvolume, 'data'), serverId: 1 });
     // The target's datadir is a directory on the small file system, so a file beside it can fill it.
     target = await createMariaDB({ baseDir: join(base, 'target'), datadir: join(disk.mountPoint, 'data'), serverId: 2 });
     await source.start();
     await source.loadSampleData(ROWS_PER_TABLE);
 
     controller = await startController({ agentToken: TOKEN });
-    sourceConfig = { datacenter: 'dc1', mysql: mysqlSectionOf(source) };
+    sourceConfig = {
+      datacenter: 'dc1',
+      mysql: mysqlSectionOf(source),
+      snapshot: { backend: 'btrfs', mountPoint: snapshotMount, btrfs: { subvolume, snapshotDir: join(btrfs.mountPoint, '.snapshots') } },
+    };
     targetConfig = { datacenter: 'dc1', mysql: mysqlSectionOf(target) };
     sourceAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'source', config: sourceConfig });
     targetAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'target', config: targetConfig });
@@ -153,6 +165,9 @@ describe.skipIf(skip)('faults during a seed', () => {
     controller?.cleanup();
     await source?.destroy();
     await target?.destroy();
+    // A snapshot a failed test left mounted keeps the loop device busy: every mount under the base goes first.
+    if (base) await unmountAllUnder(base);
+    await btrfs?.destroy();
     await disk?.destroy();
     if (base) rmSync(base, { recursive: true, force: true });
   }, 120_000);
@@ -160,7 +175,7 @@ describe.skipIf(skip)('faults during a seed', () => {
   it('SIGKILL of the source agent: the seed waits for it, resumes after its restart and completes; the target refuses to start meanwhile', async () => {
     const before = await source.checksumTables();
     expect(before.size).toBe(3);
-    const id = await startColdSeed();
+    const id = await startSeed();
     await waitForTransfer(id, 0.25);
 
     await sourceAgent.kill();
@@ -179,9 +194,32 @@ describe.skipIf(skip)('faults during a seed', () => {
     await stopTarget();
   }, SEED_TIMEOUT_MS);
 
+  it('SIGKILL of the source agent during a snapshot seed: the source MySQL keeps serving, the restarted agent reads the still-mounted snapshot to the end and removes it', async () => {
+    const before = await source.checksumTables();
+    const id = await startSeed('snapshot');
+    await waitForTransfer(id, 0.25);
+
+    await sourceAgent.kill();
+    // The agent is gone, the server is not: a snapshot seed never stops the source.
+    expect(await source.exec('SELECT COUNT(*) FROM seedwire_sample.t1')).toBe(String(ROWS_PER_TABLE));
+    expect(readFileSync('/proc/self/mounts', 'utf8')).toContain(snapshotMount);
+    await expectTargetRefusesToStart();
+
+    sourceAgent = restartAgent(sourceAgent, 'source', sourceConfig);
+    const { seed, violations } = await seedUntilDoneWatchingTarget(id);
+    expect(violations).toEqual([]);
+    expect(seed.method).toBe('snapshot');
+    expect(seed.attempts).toBeGreaterThanOrEqual(2);
+    await expectSeededCopy(seed, before);
+    // The snapshot the dead agent had mounted was unmounted and removed by its successor.
+    expect(readFileSync('/proc/self/mounts', 'utf8')).not.toContain(snapshotMount);
+    expect((await op<unknown[]>('source', 'snapshots')).result).toEqual([]);
+    await stopTarget();
+  }, SEED_TIMEOUT_MS);
+
   it('SIGKILL of the target agent: after its restart the transfer resumes from its committed offset and completes', async () => {
     const before = await source.checksumTables();
-    const id = await startColdSeed();
+    const id = await startSeed();
     await waitForTransfer(id, 0.25);
 
     await targetAgent.kill();
@@ -201,12 +239,15 @@ describe.skipIf(skip)('faults during a seed', () => {
 
   it('SIGKILL of the controller: restarted on the same data dir, it resumes the seed, which completes and starts the source again', async () => {
     const before = await source.checksumTables();
-    const id = await startColdSeed();
+    const id = await startSeed();
     await waitForTransfer(id, 0.25);
 
     await controller.kill();
     expect(existsSync(markerPath())).toBe(true);
     controller = await controller.restart();
+    // The new process knows the seed from its store: still running, not lost and not failed.
+    const resumed = (await api<SeedJson>('GET', `/api/seeds/${id}`)).body;
+    expect(resumed.state).toBe('running');
     await agentsReady();
 
     const { seed, violations } = await seedUntilDoneWatchingTarget(id);
@@ -220,7 +261,7 @@ describe.skipIf(skip)('faults during a seed', () => {
 
   it("the target's disk fills up mid-transfer: the seed fails saying so, the target keeps its marker and refuses to start, the source runs untouched; with space back a new seed completes", async () => {
     const before = await source.checksumTables();
-    const id = await startColdSeed();
+    const id = await startSeed();
     await waitForTransfer(id, 0.25);
 
     const taken = await disk.fill('filler');
@@ -244,7 +285,7 @@ describe.skipIf(skip)('faults during a seed', () => {
 
     // With the space back, the same target takes a whole seed.
     rmSync(join(disk.mountPoint, 'filler'));
-    const retry = await startColdSeed();
+    const retry = await startSeed();
     const done = await seedUntilDoneWatchingTarget(retry);
     expect(done.violations).toEqual([]);
     await expectSeededCopy(done.seed, before);
