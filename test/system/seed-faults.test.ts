@@ -8,6 +8,7 @@
  * tables are never touched. What each case shows: docs/reliability.md, "Faults during a seed".
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -35,6 +36,17 @@ function stageState(seed: SeedJson, name: string): StageState | undefined {
   return seed.stages.find((s) => s.name === name)?.state;
 }
 
+/** Command lines of live processes running `program` with an argument containing `needle` (ours only: needle is a temp path). */
+async function processesOf(program: string, needle: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (args[0]?.endsWith(program) && args.some((a) => a.includes(needle))) found.push(`${entry}: ${args.join(' ')}`);
+  }
+  return found;
+}
+
 describe.skipIf(skip)('faults during a seed', () => {
   let base: string;
   let disk: LoopFs;
@@ -58,7 +70,7 @@ describe.skipIf(skip)('faults during a seed', () => {
     return startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id, stateDir: old.stateDir, config });
   }
 
-  async function startSeed(method: 'cold' | 'snapshot' = 'cold'): Promise<string> {
+  async function startSeed(method: 'cold' | 'snapshot' | 'backup' = 'cold'): Promise<string> {
     const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'target', method, maxBytesPerSec: MAX_BYTES_PER_SEC });
     expect(created.status, JSON.stringify(created.body)).toBe(202);
     return created.body.seed.id;
@@ -152,6 +164,7 @@ describe.skipIf(skip)('faults during a seed', () => {
       datacenter: 'dc1',
       mysql: mysqlSectionOf(source),
       snapshot: { backend: 'btrfs', mountPoint: snapshotMount, btrfs: { subvolume, snapshotDir: join(btrfs.mountPoint, '.snapshots') } },
+      backup: { tool: 'mariabackup', socket: source.socket },
     };
     targetConfig = { datacenter: 'dc1', mysql: mysqlSectionOf(target) };
     sourceAgent = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'source', config: sourceConfig });
@@ -258,6 +271,43 @@ describe.skipIf(skip)('faults during a seed', () => {
     expect(audit.some((a) => a.action === 'seed.resume')).toBe(true);
     await stopTarget();
   }, SEED_TIMEOUT_MS);
+
+  it('SIGKILL of either agent during a hot backup seed: the tools it ran do not outlive it, the restarted agent runs the backup again from 0 and the seed completes', async () => {
+    for (const victim of ['source', 'target'] as const) {
+      const before = await source.checksumTables();
+      const id = await startSeed('backup');
+      // bytesTotal is the datadir's size, more than the stream carries: a tenth is already mid-stream.
+      await waitForTransfer(id, 0.1);
+      expect(await processesOf('mariabackup', source.socket)).not.toEqual([]);
+
+      if (victim === 'source') await sourceAgent.kill();
+      else await targetAgent.kill();
+      // mariabackup runs in its own process group: it must still end when the agent that read its stdout is gone.
+      await vi.waitFor(async () => expect(await processesOf(victim === 'source' ? 'mariabackup' : 'mbstream', victim === 'source' ? source.socket : target.datadir)).toEqual([]), {
+        timeout: 60_000,
+        interval: 200,
+      });
+      expect(await source.exec('SELECT COUNT(*) FROM seedwire_sample.t1')).toBe(String(ROWS_PER_TABLE));
+      if (victim === 'source') {
+        await expectTargetRefusesToStart();
+        sourceAgent = restartAgent(sourceAgent, 'source', sourceConfig);
+      } else {
+        expect(existsSync(markerPath())).toBe(true);
+        targetAgent = restartAgent(targetAgent, 'target', targetConfig);
+      }
+
+      const { seed, violations } = await seedUntilDoneWatchingTarget(id);
+      expect(violations).toEqual([]);
+      expect(seed.method).toBe('backup');
+      expect(seed.attempts).toBeGreaterThanOrEqual(2);
+      // A pipe cannot resume: the last attempt streamed the backup from the start.
+      expect(sendsOf(sourceAgent, id).at(-1)?.from).toBe(0);
+      await expectSeededCopy(seed, before);
+      expect(await processesOf('mariabackup', source.socket)).toEqual([]);
+      expect(await processesOf('mbstream', target.datadir)).toEqual([]);
+      await stopTarget();
+    }
+  }, SEED_TIMEOUT_MS * 2);
 
   it("the target's disk fills up mid-transfer: the seed fails saying so, the target keeps its marker and refuses to start, the source runs untouched; with space back a new seed completes", async () => {
     const before = await source.checksumTables();
