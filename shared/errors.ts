@@ -19,7 +19,7 @@ export const ERROR_CODES = {
   SEEDWIRE_LOST: { status: 500, description: 'after a restart neither side knows the operation any more; its outcome is unknown' },
   SEEDWIRE_CONFLICT: { status: 409, description: 'the request conflicts with current state (a seed already active on an agent, a seed not abortable, ...)' },
   SEEDWIRE_PRECHECK_FAILED: { status: 409, description: 'a seed precheck failed; the message says which' },
-  SEEDWIRE_NO_SPACE: { status: 409, description: 'the target has not enough free space for the seed' },
+  SEEDWIRE_NO_SPACE: { status: 409, description: 'the target has not enough free space for the seed, or a file system filled up during an operation (ENOSPC)' },
   SEEDWIRE_VERIFY_FAILED: { status: 500, description: 'a checksum or digest did not match; the seed failed and the target keeps its incomplete marker' },
   SEEDWIRE_PATH_ESCAPE: { status: 400, description: 'a received record was refused: its path would land outside the data directory or names an excluded or unsafe name, a symlink leads outside, or the stream declares more bytes than the precheck allowed; the message names the record' },
   SEEDWIRE_BAD_FRAME: { status: 400, description: 'a protocol frame failed to parse or validate' },
