@@ -128,7 +128,8 @@ export async function createController(options: CreateControllerOptions): Promis
   registerAgentRoutes(app, deps, agents);
   const followers = registerOperationRoutes(app, deps, bus, output);
   const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
-  registerMetricsRoute(app, createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount() }));
+  const metrics = createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers });
+  registerMetricsRoute(app, metrics.registry);
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {
     const dispose = await plugin(app, deps);
@@ -140,6 +141,7 @@ export async function createController(options: CreateControllerOptions): Promis
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
+    metrics.dispose();
     await hub.close();
     closeDatabase(db);
     throw new SeedwireError('SEEDWIRE_CONFIG', `listen: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`, { cause: error });
@@ -177,6 +179,7 @@ export async function createController(options: CreateControllerOptions): Promis
         log.error({ err: error }, 'drain failed');
       } finally {
         clearTimeout(timer);
+        metrics.dispose();
         bus.dispose();
         closeDatabase(db);
       }

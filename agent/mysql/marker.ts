@@ -88,16 +88,31 @@ export async function readIncompleteMarker(datadir: string): Promise<string | nu
   return marker === null ? null : (marker.seedId ?? 'unknown seed');
 }
 
-/** Writes `seedId` into the marker and fsyncs it and the datadir. */
+/**
+ * Writes `seedId` into the marker and fsyncs it and the datadir. A marker this call created is
+ * removed again if writing it fails (a full disk): a half-written marker of a seed that then
+ * deleted nothing would only block the server from starting.
+ */
 export async function writeIncompleteMarker(datadir: string, seedId: string): Promise<void> {
-  const handle = await openMarker(datadir, constants.O_WRONLY | constants.O_CREAT);
+  let created = true;
+  let handle: FileHandle;
+  try {
+    handle = await openMarker(datadir, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    created = false;
+    handle = await openMarker(datadir, constants.O_WRONLY);
+  }
   try {
     await handle.truncate(0);
     await handle.write(seedId, 0, 'utf8');
     await handle.sync();
-  } finally {
+  } catch (error) {
     await handle.close();
+    if (created) await unlink(markerPath(datadir)).catch(() => undefined);
+    throw error;
   }
+  await handle.close();
   await syncDirectory(datadir);
 }
 

@@ -176,6 +176,8 @@ export const seedOps: OpDefinition[] = [
             port,
             resumeState: { dir: stateDir, seedId: params.seedId, resume: resumable !== null },
             signal,
+            ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
+            allowExternalSymlinks: ctx.config.receive?.allowExternalSymlinks ?? false,
             onStart: (offset) => {
               startOffset = offset;
               ctx.progress({ ready: true, offset });
@@ -360,6 +362,7 @@ async function receiveBackupStream(ctx: OpContext, mysql: MysqlConfig, params: z
         extractor: extractorFor(params.backupTool ?? 'mariabackup', mysql.datadir),
         signal,
         killGraceMs: resolveTiming(ctx.config).killGraceMs,
+        ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
         onStart: (offset) => ctx.progress({ ready: true, offset }),
         onProgress: (progress) => {
           latest = progress;

@@ -20,6 +20,8 @@ export interface SseOptions {
 
 export interface SseViewers {
   count(): number;
+  /** Times a viewer fell behind (one gap each) and the events those viewers missed, since start. */
+  drops(): { gaps: number; events: number };
   /** Ends every viewer's stream (shutdown). */
   closeAll(): void;
 }
@@ -39,6 +41,11 @@ export function parseCursor(value: unknown): number | null {
   return Number(value);
 }
 
+interface DropCounts {
+  gaps: number;
+  events: number;
+}
+
 class Viewer {
   private queue: Array<{ seq: number; text: string }> = [];
   private queuedBytes = 0;
@@ -52,6 +59,7 @@ class Viewer {
     private readonly bus: SeedwireEventBus,
     private readonly options: Required<SseOptions>,
     private readonly onClose: () => void,
+    private readonly drops: DropCounts,
   ) {
     this.heartbeat = setInterval(() => {
       if (!this.waitingDrain) this.write(': heartbeat\n\n');
@@ -83,6 +91,7 @@ class Viewer {
     if (this.closed) return;
     if (this.gap) {
       this.gap.to = event.seq;
+      this.drops.events++;
       return;
     }
     const text = formatSseEvent(event, this.bus.serialized(event));
@@ -92,6 +101,8 @@ class Viewer {
     }
     if (this.queue.length + 1 > this.options.maxQueuedEvents || this.queuedBytes + text.length > this.options.maxQueuedBytes) {
       this.gap = { from: this.queue[0]?.seq ?? event.seq, to: event.seq };
+      this.drops.gaps++;
+      this.drops.events += this.queue.length + 1;
       this.queue = [];
       this.queuedBytes = 0;
       return;
@@ -141,6 +152,7 @@ export function registerEventsRoute(app: FastifyInstance, bus: SeedwireEventBus,
     maxQueuedBytes: options.maxQueuedBytes ?? 1024 * 1024,
   };
   const viewers = new Set<Viewer>();
+  const drops: DropCounts = { gaps: 0, events: 0 };
   app.get('/api/events', (request, reply) => {
     const query = request.query as Record<string, unknown>;
     const cursor = parseCursor(request.headers['last-event-id']) ?? parseCursor(query['since']);
@@ -152,13 +164,14 @@ export function registerEventsRoute(app: FastifyInstance, bus: SeedwireEventBus,
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    const viewer = new Viewer(res, bus, resolved, () => viewers.delete(viewer));
+    const viewer = new Viewer(res, bus, resolved, () => viewers.delete(viewer), drops);
     viewers.add(viewer);
     log.debug({ cursor, viewers: viewers.size }, 'event viewer connected');
     viewer.start(cursor, (fn) => bus.subscribe(fn));
   });
   return {
     count: () => viewers.size,
+    drops: () => ({ ...drops }),
     closeAll() {
       for (const viewer of [...viewers]) viewer.close();
     },
