@@ -9,6 +9,8 @@ import { TestPeer } from '../helpers/controller-peer.js';
 const AGENT_TOKEN = 'agent-token-process-test';
 const started: RunningController[] = [];
 const peers: TestPeer[] = [];
+/** Enrolled credentials by agent id; a peer reconnecting after a restart presents its own. */
+const credentials = new Map<string, string>();
 
 async function start(options: Parameters<typeof startController>[0] = { agentToken: AGENT_TOKEN }): Promise<RunningController> {
   const controller = await startController(options);
@@ -17,12 +19,13 @@ async function start(options: Parameters<typeof startController>[0] = { agentTok
 }
 
 function peer(controller: RunningController, agentId: string): TestPeer {
-  const p = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, agentId });
+  const p = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, agentId, credentials });
   peers.push(p);
   return p;
 }
 
 afterEach(async () => {
+  credentials.clear();
   await Promise.all(peers.splice(0).map((p) => p.close()));
   await stopAllControllers();
   for (const c of started.splice(0)) c.cleanup();
