@@ -144,7 +144,7 @@ describe('ExposureGuard', () => {
   });
 
   it('logs one line at the first refusal and one summary per interval, never one per refusal', () => {
-    let now = 0;
+    const now = 0;
     const { log, records } = capturingLogger();
     const guard = new ExposureGuard(options, log, () => now);
     for (let i = 0; i < 500; i++) guard.recordFailure(`10.0.${i % 7}.1`, 'wrong-token');
