@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mergeConfigSources, validateConfig } from '../../agent/config/load.js';
 import { AgentIdentity, CREDENTIAL_FILE } from '../../agent/connection/identity.js';
 import { certificateNames } from '../../server-stub/hub/client-cert.js';
 import { ExposureGuard } from '../../server-stub/hub/exposure.js';
@@ -193,5 +194,19 @@ describe('AgentIdentity (the agent side)', () => {
     writeFileSync(join(stateDir, CREDENTIAL_FILE), '{not json');
     expect(new AgentIdentity({ stateDir, agentId: 'db-1', enrollmentToken: null, log }).bearer()).toEqual({ token: null, kind: 'none' });
     expect(readFileSync(join(stateDir, CREDENTIAL_FILE), 'utf8')).toBe('{not json'); // left for the operator to inspect
+  });
+});
+
+describe('agent token sources', () => {
+  it('--token-file beats the environment and the file’s token; --token with --token-file is refused', () => {
+    expect(mergeConfigSources({ token: 'in-file' }, { tokenFile: '/etc/seedwire/token' }, { SEEDWIRE_AGENT_TOKEN: 'in-env' })).toEqual({ tokenFile: '/etc/seedwire/token' });
+    expect(mergeConfigSources({ tokenFile: '/x' }, {}, { SEEDWIRE_AGENT_TOKEN: 'in-env' })).toEqual({ token: 'in-env' });
+    expect(() => mergeConfigSources({}, { token: 'a', tokenFile: '/x' }, {})).toThrow(/--token-file/);
+  });
+
+  it('a client certificate stands in for the token; tls.cert needs tls.key', () => {
+    expect(validateConfig({ controller: 'wss://c/agent', tls: { cert: '/c.pem', key: '/k.pem' } }).tls).toMatchObject({ cert: '/c.pem', key: '/k.pem' });
+    expect(() => validateConfig({ controller: 'wss://c/agent', tls: { cert: '/c.pem' } })).toThrow(/tls\.key/);
+    expect(() => validateConfig({ controller: 'wss://c/agent' })).toThrow(/token: required/);
   });
 });
