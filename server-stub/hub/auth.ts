@@ -49,6 +49,9 @@ export function authenticateAgent(input: AuthInput, credentials: AgentCredential
       // Credentials are random 256-bit values looked up by their hash: nothing to learn from timing.
       const identity = identities.findByCredential(token);
       if (identity === null) return { ok: false, reason: 'wrong', message: 'wrong bearer token' };
+      if (identity.state === 'readmitted') {
+        return { ok: false, reason: 'revoked', message: `the credential of agent ${identity.agentId} was revoked; the agent was readmitted and may enroll again with the enrollment token` };
+      }
       if (identity.state !== 'enrolled') return revoked(identity.agentId);
       principal = { kind: 'agent', agentId: identity.agentId, via: 'credential' };
     }
