@@ -275,10 +275,24 @@ interface ControllerProc {
 
 async function startController(name: string, agentToken: string, adminToken: string, profile = false): Promise<ControllerProc> {
   const dataDir = makeTemp(`seedwire-benchrun-${name}-`);
+  // Tokens by file, as the README recommends (flags would show in ps and draw a warning).
+  writeFileSync(join(dataDir, 'agent-token'), agentToken, { mode: 0o600 });
+  writeFileSync(join(dataDir, 'admin-token'), adminToken, { mode: 0o600 });
   const proc = spawnTracked(
     name,
     process.execPath,
-    [...nodeArgs(profile), join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token', agentToken, '--admin-token', adminToken],
+    [
+      ...nodeArgs(profile),
+      join(ROOT, 'dist/server-stub/main.js'),
+      '--listen',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      '--agent-token-file',
+      join(dataDir, 'agent-token'),
+      '--admin-token-file',
+      join(dataDir, 'admin-token'),
+    ],
     { cwd: ROOT, env: childEnv() },
   );
   const listening = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);

@@ -93,9 +93,12 @@ async function main(): Promise<number> {
   const before = await source.checksumTables();
 
   say(`starting the controller on ${listen}`);
+  // Tokens go by file, never as flags (any local user can read a command line).
+  const agentTokenPath = `${demoDir}/agent-token`;
+  writeFileSync(agentTokenPath, `${agentToken}\n`, { mode: 0o600 });
   const controller = await startProcess(
     'controller',
-    ['dist/server-stub/main.js', '--listen', listen, '--data-dir', `${demoDir}/controller`, '--agent-token', agentToken],
+    ['dist/server-stub/main.js', '--listen', listen, '--data-dir', `${demoDir}/controller`, '--agent-token-file', agentTokenPath],
     (r) => r['msg'] === 'listening',
   );
   const url = String(controller.record['url']);
@@ -106,7 +109,7 @@ async function main(): Promise<number> {
   for (const [id, db] of [['demo-source', source], ['demo-target', target]] as const) {
     const config = {
       controller: wsUrl,
-      token: agentToken,
+      tokenFile: agentTokenPath, // the enrollment token; each agent then keeps its own credential in stateDir
       id,
       datacenter: 'dc1',
       stateDir: `${demoDir}/${id}-state`,

@@ -22,6 +22,7 @@ export function viewAgent(info: AgentInfo): AgentView {
     lastSeenAt: info.lastSeenAt,
     version: info.version,
     capabilities: info.capabilities,
+    ...(info.identity ? { identity: info.identity } : {}),
   };
 }
 

@@ -102,6 +102,9 @@ export const api = {
 
   agents: async (signal?: AbortSignal) => asList<Agent>(await request('GET', '/api/agents', { signal }), 'agents'),
   agent: async (id: string, signal?: AbortSignal) => asItem<Agent>(await request('GET', `/api/agents/${enc(id)}`, { signal }), 'agent'),
+  /** Revokes the agent's credential (it is disconnected and cannot reconnect) / lets it enroll once more. */
+  revokeAgent: (id: string) => request<{ agentId: string; identity: NonNullable<Agent['identity']> }>('POST', `/api/agents/${enc(id)}/revoke`),
+  readmitAgent: (id: string) => request<{ agentId: string; identity: NonNullable<Agent['identity']> }>('POST', `/api/agents/${enc(id)}/readmit`),
   startOperation: async (agentId: string, op: string, params: Record<string, unknown> = {}) =>
     asItem<Operation>(await request('POST', `/api/agents/${enc(agentId)}/ops/${enc(op)}?wait=0`, { body: { params } }), 'operation'),
 
