@@ -9,6 +9,7 @@ import { SeedwireError } from '../shared/errors.js';
 import { LIMITS } from '../shared/limits.js';
 import { installAdminAuth } from './api/auth.js';
 import { registerAgentRoutes } from './api/agents.js';
+import { acceptEmptyJsonBodies } from './api/body.js';
 import { trackConnections } from './api/connections.js';
 import { installErrorHandlers } from './api/errors.js';
 import { createMetricsRegistry, registerMetricsRoute } from './api/metrics.js';
@@ -123,6 +124,7 @@ export async function createController(options: CreateControllerOptions): Promis
     ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}),
   }) as unknown as FastifyInstance;
   installErrorHandlers(app);
+  acceptEmptyJsonBodies(app);
   installAdminAuth(app, config.adminToken);
   registerMiscRoutes(app, deps);
   registerAgentRoutes(app, deps, agents);
