@@ -48,10 +48,7 @@ export function exitCodeOf(error: unknown): number {
 
 /** The line printed for an error: the message, and the API's code when there is one. */
 export function describeError(error: unknown): string {
-  if (error instanceof ApiError) {
-    if (error.unreachable) return error.message;
-    return `${error.message} (${error.apiCode})`;
-  }
+  if (error instanceof ApiError) return `${error.message} (${error.apiCode})`;
   if (error instanceof Error) return error.message;
   return String(error);
 }
