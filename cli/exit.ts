@@ -15,7 +15,7 @@ export const EXIT = {
   refused: 4,
   /** The seed or operation failed, or was aborted or canceled. */
   failed: 5,
-  /** Ctrl-C: stopped watching; the seed carries on. */
+  /** Ctrl-C: stopped watching; the seed or operation carries on. */
   interrupted: 130,
 } as const;
 

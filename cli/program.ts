@@ -22,7 +22,7 @@ Exit codes:
   4  refused by the controller (a seed precheck, an offline agent, an agent refusing an operation); the reason is on stderr
   5  the seed or operation failed, or was aborted or canceled
   seedwire op exits with the command's own exit code when the operation ran one.
-  130 Ctrl-C while following a seed: stopped watching, the seed carries on.
+  130 Ctrl-C while following a seed or an operation: stopped watching, it carries on.
 
 The admin token comes from --token-file FILE, else SEEDWIRE_ADMIN_TOKEN, else
 $SEEDWIRE_DATA_DIR/admin-token (default ${DEFAULT_DATA_DIR}/admin-token, as written by a controller started in this directory).

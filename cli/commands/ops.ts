@@ -25,11 +25,22 @@ function describeEnd(operation: Operation): string {
 export async function runOp(client: ApiClient, io: Io, agentId: string, op: string, params: Record<string, unknown>, json: boolean): Promise<number> {
   const started = await client.runOp(agentId, op, params, { wait: 0 });
   let lastChar = '\n';
-  // The output stream ends when the operation ends; with --json it only tells us when that is.
-  for await (const chunk of client.output(started.id)) {
-    if (json) continue;
-    io.stdout.write(chunk);
-    lastChar = chunk.at(-1) ?? lastChar;
+  // Ctrl-C stops watching only: cancelling is a decision of its own (seedwire cancel).
+  const stop = new AbortController();
+  const offInterrupt = io.onInterrupt(() => stop.abort());
+  try {
+    // The output stream ends when the operation ends; with --json it only tells us when that is.
+    for await (const chunk of client.output(started.id, { signal: stop.signal })) {
+      if (json) continue;
+      io.stdout.write(chunk);
+      lastChar = chunk.at(-1) ?? lastChar;
+    }
+  } catch (error) {
+    if (!stop.signal.aborted) throw error;
+    io.stderr.write(`${lastChar === '\n' ? '' : '\n'}stopped watching operation ${started.id}; it keeps running (seedwire cancel ${started.id} stops it)\n`);
+    return EXIT.interrupted;
+  } finally {
+    offInterrupt();
   }
   let operation = await client.operation(started.id);
   // The output stream can close a moment before the row is final (a controller shutting down).

@@ -190,6 +190,26 @@ describe('seedwire (the command line)', { timeout: 240_000 }, () => {
     expect(run.stderr).toContain('canceled');
   });
 
+  it('Ctrl-C during op stops watching (130) and says how to cancel the operation, which keeps running', async () => {
+    const child = spawn(process.execPath, [...CLI, '--token-file', join(controller.dataDir, 'admin-token'), 'op', 'src', 'exec', '--param', 'command=echo waiting; sleep 300'], {
+      cwd: dir,
+      env: cliEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    await vi.waitFor(() => expect(stdout).toContain('waiting\n'), { timeout: 30_000, interval: 50 });
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    const id = /stopped watching operation (\S+); it keeps running \(seedwire cancel \S+ stops it\)/.exec(stderr)?.[1];
+    expect(id).toBeTruthy();
+    expect(JSON.parse((await cli(['--json', 'cancel', id!])).stdout)).toMatchObject({ id, state: 'canceled' });
+  });
+
   it('a refused seed exits 4 with the reason on stderr', async () => {
     const refused = await cli(['seed', '--from', 'src', '--to', 'dst', '--method', 'snapshot']);
     expect(refused.code).toBe(4);
