@@ -107,7 +107,8 @@ function createLineRenderer(io: Io, everyMs: number): Renderer {
 
 /** Asks on the terminal; an empty answer or a second Ctrl-C means "stop watching". */
 async function askWhatToDo(io: Io, seedId: string): Promise<'abort' | 'stop' | 'continue'> {
-  const rl = createInterface({ input: io.stdin, output: io.stdout, terminal: true });
+  // On stderr, so that stdout stays what the command prints (JSON with --json).
+  const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: true });
   try {
     const answer = await new Promise<string | null>((resolve) => {
       rl.once('SIGINT', () => resolve(null));
@@ -141,7 +142,7 @@ export async function followSeed(client: ApiClient, io: Io, seedId: string, quie
       if (interrupted) {
         interrupted = false;
         renderer.stop();
-        const canAsk = io.stdin.isTTY === true && io.stdout.isTTY === true && !aborting;
+        const canAsk = io.stdin.isTTY === true && io.stderr.isTTY === true && !aborting;
         const choice = canAsk ? await askWhatToDo(io, seedId) : 'stop';
         if (choice === 'stop') {
           io.stderr.write(`stopped watching seed ${seedId}; it carries on (seedwire seed show ${seedId})\n`);
@@ -150,7 +151,13 @@ export async function followSeed(client: ApiClient, io: Io, seedId: string, quie
         if (choice === 'abort') {
           aborting = true;
           renderer.note(`aborting seed ${seedId}...`);
-          seed = await client.abortSeed(seedId);
+          try {
+            seed = await client.abortSeed(seedId);
+          } catch (error) {
+            // 409: it ended (or is ending) meanwhile; the next poll shows how.
+            if (!(error instanceof ApiError && error.httpStatus === 409)) throw error;
+            renderer.note(`cannot abort: ${error.message}`);
+          }
         }
       }
       try {
