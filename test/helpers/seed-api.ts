@@ -51,7 +51,8 @@ export function seedApi(current: () => RunningController) {
           expect(a.facts).toBeTruthy();
         }
       },
-      { timeout: 30_000, interval: 100 },
+      // Agents start under tsx: on a loaded machine that alone can take half a minute.
+      { timeout: 60_000, interval: 100 },
     );
   }
   async function seedUntilDone(id: string, onPoll?: (s: SeedJson) => Promise<void> | void): Promise<SeedJson> {
