@@ -10,6 +10,7 @@ import { LIMITS } from '../shared/limits.js';
 import { installAdminAuth } from './api/auth.js';
 import { registerAgentRoutes } from './api/agents.js';
 import { registerIdentityRoutes } from './api/identity.js';
+import { acceptEmptyJsonBodies } from './api/body.js';
 import { trackConnections } from './api/connections.js';
 import { installErrorHandlers } from './api/errors.js';
 import { createMetricsRegistry, registerMetricsRoute } from './api/metrics.js';
@@ -140,6 +141,7 @@ export async function createController(options: CreateControllerOptions): Promis
     ...(config.tls ? { https: httpsOptions(config.tls) } : {}),
   }) as unknown as FastifyInstance;
   installErrorHandlers(app);
+  acceptEmptyJsonBodies(app);
   installAdminAuth(app, config.adminToken);
   registerMiscRoutes(app, deps);
   registerAgentRoutes(app, deps, agents);

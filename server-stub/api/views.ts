@@ -1,4 +1,5 @@
 /** JSON views of agents for the API and the event bus. */
+import type { Facts } from '../../shared/frames.js';
 import type { AgentHub, AgentInfo } from '../hub/types.js';
 import type { AgentStore } from '../store/agents.js';
 
@@ -10,6 +11,13 @@ export interface PeerView {
   connected: boolean;
   snapshotBackend: string | null;
   hasSnapshots: boolean;
+}
+
+/** GET /api/agents/:id: the agent with its clock skew, its facts and its peers by datacenter. */
+export interface AgentDetailView extends AgentView {
+  clockSkewMs: number | null;
+  facts: Facts | null;
+  peers: { local: PeerView[]; remote: PeerView[] };
 }
 
 export function viewAgent(info: AgentInfo): AgentView {
@@ -35,7 +43,7 @@ export function listAgentViews(hub: AgentHub, agents: AgentStore): AgentView[] {
 }
 
 /** GET /api/agents/:id: the agent, its facts, and its peers split by datacenter. */
-export function viewAgentDetail(hub: AgentHub, agents: AgentStore, id: string): (AgentView & Record<string, unknown>) | null {
+export function viewAgentDetail(hub: AgentHub, agents: AgentStore, id: string): AgentDetailView | null {
   const info = hub.agent(id);
   if (!info) return null;
   const local: PeerView[] = [];

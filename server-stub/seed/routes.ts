@@ -13,6 +13,8 @@ const CreateSeedBody = z
     startTarget: z.boolean().optional(),
     /** Bandwidth cap for the transfer (bytes per second), to spare a production link. */
     maxBytesPerSec: z.number().int().min(65_536).optional(),
+    /** Parallel transfer lanes (accepted now; the transfer uses one lane until lanes exist). */
+    lanes: z.number().int().min(1).max(64).optional(),
   })
   .strict();
 
