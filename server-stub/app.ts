@@ -17,6 +17,7 @@ import { registerOperationRoutes } from './api/operations.js';
 import { viewAgentDetail } from './api/views.js';
 import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
+import type { AdmissionOptions } from './hub/admission.js';
 import { createAgentHub } from './hub/hub.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
@@ -52,6 +53,8 @@ export interface CreateControllerOptions {
   log?: Logger;
   /** Registered after the core routes, in order (seed routes, console). */
   plugins?: ControllerPlugin[];
+  /** Pacing of new agent sessions; defaults in server-stub/hub/admission.ts. */
+  admission?: Partial<AdmissionOptions>;
 }
 
 export interface Controller {
@@ -106,6 +109,7 @@ export async function createController(options: CreateControllerOptions): Promis
     timing: { heartbeatMs: config.heartbeatMs, deadAfterMs: config.deadAfterMs, handshakeTimeoutMs: config.handshakeTimeoutMs },
     agents,
     log: log.child({ component: 'hub' }),
+    ...(options.admission ? { admission: options.admission } : {}),
   });
   const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }) });
   hub.setResumeHandler((agentId, hello) => operations.resumeAgent(agentId, hello));

@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   SEEDWIRE_PROTOCOL_VERSION: { status: 400, description: 'the peer speaks a protocol version this side does not' },
   SEEDWIRE_CONFIG: { status: 400, description: 'bad flags or configuration; the message names the key' },
   SEEDWIRE_SHUTTING_DOWN: { status: 503, description: 'the process is draining and takes no new work' },
+  SEEDWIRE_BUSY: { status: 503, description: 'the controller paces new agent connections (after a restart the fleet is readmitted gradually); retry after the Retry-After header' },
   SEEDWIRE_INTERNAL: { status: 500, description: 'an unexpected failure; the message and logs say more' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

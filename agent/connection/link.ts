@@ -16,6 +16,7 @@ import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
 import { createBackoff, type Backoff } from './backoff.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
+import { parseRetryAfter, retryAfterDelay } from './retry-after.js';
 import { createSession, type Session } from './session.js';
 import { openSocket, type SocketOptions } from './socket.js';
 import type { Timing } from './timing.js';
@@ -39,6 +40,14 @@ export interface LinkOptions {
 }
 
 const CLOSE_WAIT_MS = 2_000;
+
+/** How one socket's life ended. */
+interface SocketOutcome {
+  /** How long it was welcomed (ms; 0 if it never was). */
+  healthyForMs: number;
+  /** The controller refused the upgrade with a Retry-After (ms), e.g. 503 while it paces a fleet. */
+  retryAfterMs: number | null;
+}
 
 export class Link {
   private readonly stopper = new AbortController();
@@ -87,17 +96,24 @@ export class Link {
     const random = this.options.random ?? Math.random;
     await sleep(Math.floor(random() * timing.startupJitterMs), signal);
     while (!signal.aborted) {
-      const healthyForMs = await this.connectOnce();
+      const outcome = await this.connectOnce();
       if (signal.aborted) break;
-      this.backoff.recordConnection(healthyForMs);
+      if (outcome.retryAfterMs !== null) {
+        // Queued by the controller, not failed: wait as asked, without escalating the backoff.
+        const delayMs = retryAfterDelay(outcome.retryAfterMs, timing.reconnectCapMs, random);
+        log.info({ delayMs, retryAfterMs: outcome.retryAfterMs }, 'controller asked to retry later; redialing then');
+        await sleep(delayMs, signal);
+        continue;
+      }
+      this.backoff.recordConnection(outcome.healthyForMs);
       const delayMs = this.backoff.nextDelay();
       log.info({ delayMs, attempt: this.backoff.attempt }, 'redialing controller');
       await sleep(delayMs, signal);
     }
   }
 
-  /** One socket's life; resolves when it is closed with how long it was welcomed (ms). */
-  private connectOnce(): Promise<number> {
+  /** One socket's life; resolves when it is closed. */
+  private connectOnce(): Promise<SocketOutcome> {
     const { timing, log, handlers } = this.options;
     const ws = openSocket({ ...this.options.socket, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000 }, this.options.ca);
     this.ws = ws;
@@ -106,6 +122,8 @@ export class Link {
     let welcomedAt = 0;
     let heartbeat: Heartbeat | undefined;
     let handshakeTimer: NodeJS.Timeout | undefined;
+    let refusedStatus: number | null = null;
+    let retryAfterMs: number | null = null;
     const preSession = createSession('pre-welcome', ws, ended.signal);
 
     const reportBadFrame = (error: unknown): void => {
@@ -179,14 +197,24 @@ export class Link {
         reportBadFrame(error);
       }
     });
+    ws.on('unexpected-response', (_req, res) => {
+      refusedStatus = res.statusCode ?? 0;
+      if (refusedStatus === 503 || refusedStatus === 429) retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+      if (refusedStatus === 401) log.warn({ status: 401 }, 'controller refused the agent token (401)');
+      else if (retryAfterMs !== null) log.info({ status: refusedStatus, retryAfterMs }, 'controller refused the upgrade for now');
+      else log.warn({ status: refusedStatus }, `controller refused the upgrade (HTTP ${refusedStatus})`);
+      res.resume();
+      ws.terminate();
+    });
     ws.on('ping', () => heartbeat?.touch());
     ws.on('pong', () => heartbeat?.touch());
     ws.on('error', (error) => {
+      if (refusedStatus !== null) return; // already logged with its status
       const message = error.message.includes('401') ? 'controller refused the agent token (401)' : error.message;
       log.warn({ err: { message, code: (error as NodeJS.ErrnoException).code } }, 'socket error');
     });
 
-    return new Promise<number>((resolve) => {
+    return new Promise<SocketOutcome>((resolve) => {
       ws.once('close', (code, reason) => {
         clearTimeout(handshakeTimer);
         heartbeat?.dispose();
@@ -197,11 +225,11 @@ export class Link {
           if (this.current === session) this.current = undefined;
           log.info({ sessionId: session.id, code, reason: reason.toString() }, 'disconnected');
           handlers.onSessionEnd(session);
-        } else if (code !== 1006) {
+        } else if (code !== 1006 && refusedStatus === null) {
           // 1006 (no close frame) already came with a socket error; anything else is the controller's word.
           log.warn({ code, reason: reason.toString() }, 'controller closed the connection during the handshake');
         }
-        resolve(healthyForMs);
+        resolve({ healthyForMs, retryAfterMs });
       });
     });
   }

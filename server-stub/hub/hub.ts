@@ -12,6 +12,7 @@ import { ERROR_CODES, SeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { AgentStore } from '../store/agents.js';
+import { createAdmission, type AdmissionOptions } from './admission.js';
 import { authenticateAgent, type AgentCredentials } from './auth.js';
 import { CallFailedError, CallRegistry } from './calls.js';
 import { createHubCounters, type HubCounters } from './counters.js';
@@ -24,6 +25,8 @@ export interface HubOptions {
   timing: SessionTiming;
   agents: AgentStore;
   log: Logger;
+  /** Pacing of new sessions (server-stub/hub/admission.ts); defaults in ADMISSION_DEFAULTS. */
+  admission?: Partial<AdmissionOptions>;
 }
 
 /** Called synchronously on every accepted hello, before any later frame of that session. */
@@ -40,12 +43,14 @@ export interface ControllerHub extends AgentHub {
 }
 
 const LAST_SEEN_WRITE_MS = 10_000;
+/** Paced-out upgrades are logged as one summary line at most this often. */
+const ADMISSION_LOG_MS = 10_000;
 
-function refuseUpgrade(socket: Duplex, status: number, code: keyof typeof ERROR_CODES, message: string): void {
+function refuseUpgrade(socket: Duplex, status: number, code: keyof typeof ERROR_CODES, message: string, extraHeaders = ''): void {
   const body = JSON.stringify({ error: { code, message } });
   const reason = status === 401 ? 'Unauthorized' : status === 404 ? 'Not Found' : 'Service Unavailable';
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extraHeaders}Connection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   );
 }
@@ -62,6 +67,22 @@ export function createAgentHub(options: HubOptions): ControllerHub {
   const lastSeenWritten = new Map<string, number>();
   let resumeHandler: ResumeHandler = () => {};
   let closing = false;
+  const admission = createAdmission(() => agents.count(), options.admission);
+  let admissionLoggedAt = 0;
+
+  /** Paces new sessions; true when this upgrade was answered 503 with a Retry-After. */
+  function pacedOut(socket: Duplex): boolean {
+    const decision = admission.admit();
+    if (decision.admitted) return false;
+    const now = Date.now();
+    if (now - admissionLoggedAt >= ADMISSION_LOG_MS) {
+      admissionLoggedAt = now;
+      log.info({ refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds }, 'agent upgrades paced: answered 503 with Retry-After');
+    }
+    counters.upgradesPaced++;
+    refuseUpgrade(socket, 503, 'SEEDWIRE_BUSY', `too many agents connecting; retry after ${decision.retryAfterSeconds} s`, `Retry-After: ${decision.retryAfterSeconds}\r\n`);
+    return true;
+  }
 
   const relay = new Relay({ senderOf: (id) => sessions.get(id)?.sender ?? null }, counters, log.child({ component: 'relay' }));
 
@@ -331,6 +352,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         log.warn({ remote: req.socket.remoteAddress }, 'agent refused: missing or wrong bearer token');
         return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', 'missing or wrong bearer token');
       }
+      if (pacedOut(socket)) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
         const session = new AgentSession(ws, principal, timing, handlers, counters, log.child({ component: 'hub' }));
         allSessions.add(session);
