@@ -53,6 +53,27 @@ function describeRefused(raw: unknown): { type: string; id: string | null } {
   return { type, id: IdSchema.safeParse(id).success ? (id as string) : null };
 }
 
+/**
+ * The deepest nesting of `text` as JSON, counted without parsing and stopping once past `max`.
+ * Node's JSON.parse copes with any depth, but JSON.stringify and every recursive walk after it
+ * (the store, the event bus) overflow the stack, so a deep value must be refused at the boundary.
+ */
+function exceedsJsonDepth(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 export function encodeFrame(frame: Frame): string {
   return JSON.stringify(frame);
 }
@@ -69,7 +90,11 @@ export function decodeFrame(text: string, maxBytes: number = LIMITS.maxMessageBy
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `frame is not JSON: ${(error as Error).message}`, { cause: error });
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `frame is not JSON: ${(error as Error).message.slice(0, 200)}`, { cause: error });
+  }
+  if (exceedsJsonDepth(text, LIMITS.maxJsonDepth)) {
+    const { type, id } = describeRefused(raw);
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `bad '${type}' frame: nests deeper than ${LIMITS.maxJsonDepth} levels`, { details: { id, type } });
   }
   const parsed = FrameSchema.safeParse(raw);
   if (!parsed.success) {

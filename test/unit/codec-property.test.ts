@@ -166,3 +166,31 @@ describe('binary data frames (properties)', () => {
     }
   });
 });
+
+describe('JSON nesting depth (found by the live fuzz run: a result nested 5,000 deep left its operation running forever)', () => {
+  const nest = (depth: number, inner = '0'): string => '['.repeat(depth) + inner + ']'.repeat(depth);
+
+  it('refuses a frame nested deeper than the limit, keeping the call id', () => {
+    for (const depth of [LIMITS.maxJsonDepth, 5_000, 500_000]) {
+      const outcome = decodeOrRefuse(`{"t":"result","id":"c-1","result":${nest(depth)},"durationMs":1}`);
+      expect('error' in outcome && outcome.error.message).toMatch(/nests deeper than 64 levels/);
+      expect('error' in outcome && outcome.error.details).toEqual({ id: 'c-1', type: 'result' });
+    }
+  });
+
+  it('accepts nesting up to the limit, and brackets inside strings do not count', () => {
+    expect('frame' in decodeOrRefuse(`{"t":"result","id":"c-1","result":${nest(LIMITS.maxJsonDepth - 1)},"durationMs":1}`)).toBe(true);
+    const bracketsInText = JSON.stringify({ t: 'output', id: 'c-1', seq: 0, stream: 'stdout', data: '[{'.repeat(10_000) + '"\\' });
+    expect('frame' in decodeOrRefuse(bracketsInText)).toBe(true);
+  });
+
+  it('every value a decoded frame carries can be stored again (JSON.stringify does not throw)', () => {
+    fc.assert(
+      fc.property(hostileTextArb(), (text) => {
+        const outcome = decodeOrRefuse(text);
+        if ('frame' in outcome) expect(() => JSON.stringify(outcome.frame)).not.toThrow();
+      }),
+      RUNS,
+    );
+  });
+});
