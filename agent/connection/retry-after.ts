@@ -17,10 +17,10 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
 
 /**
  * The wait before redialing after a Retry-After: at least what the controller asked, plus a
- * jitter of up to a quarter of it (at least 1 s), so agents given the same second do not come
- * back in the same millisecond; never beyond `capMs`.
+ * jitter within the following second (Retry-After counts whole seconds, and the controller hands
+ * each refused agent its own second), so agents given the same second spread across it; never
+ * beyond `capMs`.
  */
 export function retryAfterDelay(retryAfterMs: number, capMs: number, random: () => number = Math.random): number {
-  const jitter = Math.floor(random() * Math.max(1_000, retryAfterMs / 4));
-  return Math.min(capMs, retryAfterMs + jitter);
+  return Math.min(capMs, retryAfterMs + Math.floor(random() * 1_000));
 }
