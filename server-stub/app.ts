@@ -20,6 +20,7 @@ import { viewAgentDetail } from './api/views.js';
 import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
 import type { ExposureOptions } from './hub/exposure.js';
+import type { AdmissionOptions } from './hub/admission.js';
 import { createAgentHub } from './hub/hub.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
@@ -59,6 +60,8 @@ export interface CreateControllerOptions {
   log?: Logger;
   /** Registered after the core routes, in order (seed routes, console). */
   plugins?: ControllerPlugin[];
+  /** Pacing of new agent sessions; defaults in server-stub/hub/admission.ts. */
+  admission?: Partial<AdmissionOptions>;
 }
 
 export interface Controller {
@@ -123,6 +126,7 @@ export async function createController(options: CreateControllerOptions): Promis
     audit,
     ...(options.exposure ? { exposure: options.exposure } : {}),
     log: log.child({ component: 'hub' }),
+    ...(options.admission ? { admission: options.admission } : {}),
   });
   const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }) });
   hub.setResumeHandler((agentId, hello) => operations.resumeAgent(agentId, hello));

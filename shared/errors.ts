@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   SEEDWIRE_SHUTTING_DOWN: { status: 503, description: 'the process is draining and takes no new work' },
   SEEDWIRE_RATE_LIMITED: { status: 429, description: 'too many failed agent authentications from this address; retry after the Retry-After seconds' },
   SEEDWIRE_TOO_MANY_CONNECTIONS: { status: 503, description: 'too many agent connections are waiting for their hello; retry later' },
+  SEEDWIRE_BUSY: { status: 503, description: 'the controller paces new agent connections (after a restart the fleet is readmitted gradually); retry after the Retry-After header' },
   SEEDWIRE_INTERNAL: { status: 500, description: 'an unexpected failure; the message and logs say more' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

@@ -19,6 +19,7 @@ import { createBackoff, type Backoff } from './backoff.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { LinkStatus } from './link-status.js';
 import type { AgentIdentity } from './identity.js';
+import { parseRetryAfter, retryAfterDelay } from './retry-after.js';
 import { createSession, type Session } from './session.js';
 import { openSocket, type ClientCertificate, type SocketOptions } from './socket.js';
 import type { Timing } from './timing.js';
@@ -81,6 +82,14 @@ function readRefusal(res: IncomingMessage): Promise<Refusal> {
   });
 }
 
+/** How one socket's life ended. */
+interface SocketOutcome {
+  /** How long it was welcomed (ms; 0 if it never was). */
+  healthyForMs: number;
+  /** The controller refused the upgrade with a Retry-After (ms), e.g. 503 while it paces a fleet. */
+  retryAfterMs: number | null;
+}
+
 export class Link {
   private readonly stopper = new AbortController();
   private readonly backoff: Backoff;
@@ -89,8 +98,6 @@ export class Link {
   private current: Session | undefined;
   /** For the local status file and endpoint (agent/status/). */
   readonly status = new LinkStatus();
-  /** Set from a refusal's Retry-After: the next dial waits at least this long. */
-  private retryAfterMs = 0;
 
   constructor(private readonly options: LinkOptions) {
     this.backoff = createBackoff({
@@ -132,18 +139,24 @@ export class Link {
     const random = this.options.random ?? Math.random;
     await sleep(Math.floor(random() * timing.startupJitterMs), signal);
     while (!signal.aborted) {
-      const healthyForMs = await this.connectOnce();
+      const outcome = await this.connectOnce();
       if (signal.aborted) break;
-      this.backoff.recordConnection(healthyForMs);
-      const delayMs = Math.max(this.backoff.nextDelay(), this.retryAfterMs);
-      this.retryAfterMs = 0;
+      if (outcome.retryAfterMs !== null) {
+        // Queued by the controller, not failed: wait as asked, without escalating the backoff.
+        const delayMs = retryAfterDelay(outcome.retryAfterMs, timing.reconnectCapMs, random);
+        log.info({ delayMs, retryAfterMs: outcome.retryAfterMs }, 'controller asked to retry later; redialing then');
+        await sleep(delayMs, signal);
+        continue;
+      }
+      this.backoff.recordConnection(outcome.healthyForMs);
+      const delayMs = this.backoff.nextDelay();
       log.info({ delayMs, attempt: this.backoff.attempt }, 'redialing controller');
       await sleep(delayMs, signal);
     }
   }
 
-  /** One socket's life; resolves when it is closed with how long it was welcomed (ms). */
-  private connectOnce(): Promise<number> {
+  /** One socket's life; resolves when it is closed. */
+  private connectOnce(): Promise<SocketOutcome> {
     const { timing, log, handlers, identity } = this.options;
     const bearer = identity.bearer();
     const ws = openSocket(
@@ -152,12 +165,13 @@ export class Link {
       this.options.clientCertificate,
     );
     this.ws = ws;
-    let refusedUpgrade = false;
     const ended = new AbortController();
     let session: Session | undefined;
     let welcomedAt = 0;
     let heartbeat: Heartbeat | undefined;
     let handshakeTimer: NodeJS.Timeout | undefined;
+    let refusedStatus: number | null = null;
+    let retryAfterMs: number | null = null;
     const preSession = createSession('pre-welcome', ws, ended.signal);
 
     const reportBadFrame = (error: unknown): void => {
@@ -256,23 +270,25 @@ export class Link {
     ws.on('ping', heard);
     ws.on('pong', heard);
     ws.on('unexpected-response', (_req, res) => {
-      refusedUpgrade = true;
+      refusedStatus = res.statusCode ?? 0;
+      // Queued (503 while the controller paces a fleet) or limited (429): wait as asked.
+      if (refusedStatus === 503 || refusedStatus === 429) retryAfterMs = parseRetryAfter(res.headers['retry-after']);
       void readRefusal(res).then((refusal) => {
-        if (refusal.retryAfterSeconds !== null) this.retryAfterMs = refusal.retryAfterSeconds * 1000;
         this.status.failed(`controller refused the connection (${refusal.status}${refusal.code ? ` ${refusal.code}` : ''})`);
         if (refusal.status === 401) identity.refused(bearer.kind, refusal);
-        else log.warn({ status: refusal.status, code: refusal.code, refusal: refusal.message, retryAfterSeconds: refusal.retryAfterSeconds }, 'controller refused the connection');
+        else if (retryAfterMs !== null) log.info({ status: refusal.status, code: refusal.code, retryAfterMs }, 'controller refused the upgrade for now');
+        else log.warn({ status: refusal.status, code: refusal.code, refusal: refusal.message }, 'controller refused the connection');
         ws.terminate();
       });
     });
     ws.on('error', (error) => {
-      if (refusedUpgrade) return; // already logged with the controller's reason
+      if (refusedStatus !== null) return; // already logged with the controller's reason
       const message = error.message.includes('401') ? 'controller refused the agent token (401)' : error.message;
       this.status.failed(message);
       log.warn({ err: { message, code: (error as NodeJS.ErrnoException).code } }, 'socket error');
     });
 
-    return new Promise<number>((resolve) => {
+    return new Promise<SocketOutcome>((resolve) => {
       ws.once('close', (code, reason) => {
         clearTimeout(handshakeTimer);
         heartbeat?.dispose();
@@ -284,11 +300,11 @@ export class Link {
           if (this.current === session) this.current = undefined;
           log.info({ sessionId: session.id, code, reason: reason.toString() }, 'disconnected');
           handlers.onSessionEnd(session);
-        } else if (code !== 1006) {
+        } else if (code !== 1006 && refusedStatus === null) {
           // 1006 (no close frame) already came with a socket error; anything else is the controller's word.
           log.warn({ code, reason: reason.toString() }, 'controller closed the connection during the handshake');
         }
-        resolve(healthyForMs);
+        resolve({ healthyForMs, retryAfterMs });
       });
     });
   }

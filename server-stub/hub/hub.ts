@@ -16,6 +16,7 @@ import type { AgentStore } from '../store/agents.js';
 import { hashCredential, type IdentityStore } from '../store/identities.js';
 import type { Audit } from '../types.js';
 import { authenticateAgent, type AgentCredentials, type AuthOutcome } from './auth.js';
+import { createAdmission, type AdmissionOptions } from './admission.js';
 import { CallFailedError, CallRegistry } from './calls.js';
 import { readCertificateIdentity } from './client-cert.js';
 import { createHubCounters, type HubCounters } from './counters.js';
@@ -34,6 +35,8 @@ export interface HubOptions {
   /** Rate limits and caps for strangers; defaults in EXPOSURE_DEFAULTS. */
   exposure?: Partial<ExposureOptions>;
   log: Logger;
+  /** Pacing of new sessions (server-stub/hub/admission.ts); defaults in ADMISSION_DEFAULTS. */
+  admission?: Partial<AdmissionOptions>;
 }
 
 /** Called synchronously on every accepted hello, before any later frame of that session. */
@@ -56,6 +59,8 @@ export interface ControllerHub extends AgentHub {
 }
 
 const LAST_SEEN_WRITE_MS = 10_000;
+/** Paced-out upgrades are logged as one summary line at most this often. */
+const ADMISSION_LOG_MS = 10_000;
 
 const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
@@ -89,6 +94,22 @@ export function createAgentHub(options: HubOptions): ControllerHub {
   const lastSeenWritten = new Map<string, number>();
   let resumeHandler: ResumeHandler = () => {};
   let closing = false;
+  const admission = createAdmission(() => agents.count(), options.admission);
+  let admissionLoggedAt = 0;
+
+  /** Paces new sessions; true when this upgrade was answered 503 with a Retry-After. */
+  function pacedOut(socket: Duplex): boolean {
+    const decision = admission.admit();
+    if (decision.admitted) return false;
+    const now = Date.now();
+    if (now - admissionLoggedAt >= ADMISSION_LOG_MS) {
+      admissionLoggedAt = now;
+      log.info({ refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds }, 'agent upgrades paced: answered 503 with Retry-After');
+    }
+    counters.upgradesPaced++;
+    refuseUpgrade(socket, 503, 'SEEDWIRE_BUSY', `too many agents connecting; retry after ${decision.retryAfterSeconds} s`, decision.retryAfterSeconds);
+    return true;
+  }
 
   const relay = new Relay({ senderOf: (id) => sessions.get(id)?.sender ?? null }, counters, log.child({ component: 'relay' }));
 
@@ -434,6 +455,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
         return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
       }
+      if (pacedOut(socket)) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
         const session = new AgentSession(ws, outcome.principal, remote, timing, handlers, counters, log.child({ component: 'hub' }));
         allSessions.add(session);

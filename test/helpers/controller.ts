@@ -27,6 +27,8 @@ export interface StartControllerOptions {
   /** HOST:PORT; default 127.0.0.1:0. restart() reuses the bound port so agents find it again. */
   listen?: string;
   env?: Record<string, string>;
+  /** How long to wait for the `listening` line. @default 20_000 */
+  startTimeoutMs?: number;
 }
 
 export interface RunningController {
@@ -135,7 +137,7 @@ export async function startController(options: StartControllerOptions, ownsDir?:
 
   let listening: LogRecord;
   try {
-    listening = await waitForLog((r) => r.msg === 'listening');
+    listening = await waitForLog((r) => r.msg === 'listening', options.startTimeoutMs ?? 20_000);
   } catch (error) {
     child.kill('SIGKILL');
     if (owns) rmSync(dataDir, { recursive: true, force: true });
