@@ -17,6 +17,7 @@ import { registerOperationRoutes } from './api/operations.js';
 import { viewAgentDetail } from './api/views.js';
 import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
+import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
@@ -128,13 +129,14 @@ export async function createController(options: CreateControllerOptions): Promis
   registerAgentRoutes(app, deps, agents);
   const followers = registerOperationRoutes(app, deps, bus, output);
   const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
+  const consoleFeed = createEventsSocket({ bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
   registerMetricsRoute(app, createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount() }));
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {
     const dispose = await plugin(app, deps);
     if (typeof dispose === 'function') disposers.push(dispose);
   }
-  app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
+  app.server.on('upgrade', (req, socket, head) => (consoleFeed.handles(req) ? consoleFeed.handleUpgrade(req, socket, head) : hub.handleUpgrade(req, socket, head)));
   const connections = trackConnections(app.server);
 
   try {
@@ -154,6 +156,7 @@ export async function createController(options: CreateControllerOptions): Promis
     for (const dispose of disposers) await dispose();
     operations.close();
     viewers.closeAll();
+    consoleFeed.closeAll();
     followers.closeAll();
     await hub.close();
     await operations.drain();
