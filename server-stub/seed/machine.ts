@@ -37,6 +37,8 @@ const LINK_ERRORS: ReadonlySet<ErrorCode> = new Set(['SEEDWIRE_DISCONNECTED', 'S
 interface LiveProgress {
   rate: RateMeter;
   bytesDone: number;
+  /** The receiver's offset (ahead of bytesDone, which moves in commit steps): what the throughput chart samples. */
+  received: number | null;
   lastPublishAt: number;
   lastPersistAt: number;
 }
@@ -136,7 +138,10 @@ export class SeedMachine {
     const controller = new AbortController();
     const seed = this.store.get(id);
     const initialBytes = seed?.bytesDone ?? 0;
-    this.throughputRecorder.track(id, { stage: seed?.stage ?? null, attempt: seed?.attempts ?? 0 }, () => this.live.get(id)?.bytesDone ?? initialBytes);
+    this.throughputRecorder.track(id, { stage: seed?.stage ?? null, attempt: seed?.attempts ?? 0 }, () => {
+      const live = this.live.get(id);
+      return live ? Math.max(live.bytesDone, live.received ?? 0) : initialBytes;
+    });
     const done = this.run(id, controller.signal).finally(() => {
       this.throughputRecorder.untrack(id);
       this.runs.delete(id);
@@ -267,6 +272,7 @@ export class SeedMachine {
       if (streamed) live.bytesDone = 0;
       const before = streamed ? best : live.bytesDone;
       live.rate.reset(live.bytesDone);
+      live.received = null;
       if (resume) this.store.setStageMessage(id, 'transfer', `attempt ${attempt}: resuming from the target's committed offset`);
       else if (streamed && attempt > 1) this.store.setStageMessage(id, 'transfer', `attempt ${attempt}: a backup stream cannot resume; running the backup again from the start`);
       try {
@@ -330,6 +336,7 @@ export class SeedMachine {
           resolveReady(data['offset']);
           this.onCommitted(seed.id, data['offset']);
         }
+        if (typeof data['received'] === 'number') this.liveOf(seed.id).received = data['received'];
         if (typeof data['committed'] === 'number') this.onCommitted(seed.id, data['committed']);
       },
     });
@@ -530,7 +537,7 @@ export class SeedMachine {
   private liveOf(id: string): LiveProgress {
     let live = this.live.get(id);
     if (!live) {
-      live = { rate: new RateMeter(), bytesDone: this.store.get(id)?.bytesDone ?? 0, lastPublishAt: 0, lastPersistAt: 0 };
+      live = { rate: new RateMeter(), bytesDone: this.store.get(id)?.bytesDone ?? 0, received: null, lastPublishAt: 0, lastPersistAt: 0 };
       this.live.set(id, live);
     }
     return live;

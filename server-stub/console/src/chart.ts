@@ -23,15 +23,27 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Attrs = {}, ..
   return el;
 }
 
-/** A round upper bound for the rate axis (1, 2 or 5 × 10^n bytes/s). */
+/** A round upper bound for the rate axis: 1, 2 or 5 × 10^n in the unit the axis shows (B, KiB, MiB, ... per second). */
 export function niceMax(value: number): number {
   if (!(value > 0)) return 1024;
-  const exponent = Math.floor(Math.log10(value));
+  const unit = 1024 ** Math.max(0, Math.floor(Math.log(value) / Math.log(1024)));
+  const inUnit = value / unit;
+  const exponent = Math.floor(Math.log10(inUnit));
   for (const step of [1, 2, 5, 10]) {
     const candidate = step * 10 ** exponent;
-    if (candidate >= value) return candidate;
+    if (candidate >= inUnit) return candidate * unit;
   }
-  return 10 ** (exponent + 1);
+  return 10 ** (exponent + 1) * unit;
+}
+
+/** Approximate width of a band label's character (11px, semibold). */
+const LABEL_CHAR_PX = 6.6;
+
+/** The label cut to what fits in `width` pixels (with an ellipsis), or null when too little fits. */
+function fitLabel(label: string, width: number): string | null {
+  const chars = Math.floor((width - 8) / LABEL_CHAR_PX);
+  if (chars >= label.length) return label;
+  return chars >= 4 ? `${label.slice(0, chars - 1)}…` : null;
 }
 
 /** The chart for a throughput view; `now` extends an active seed's time axis to the present. */
@@ -66,7 +78,8 @@ export function renderThroughputChart(view: ThroughputView, now: number): SVGSVG
     const band = svg('rect', { x: fmt(from), y: MARGIN.top, width: fmt(to - from), height: plotH, class: `chart-band chart-band-${i % 2}`, 'data-testid': `chart-stage-${mark.label}` });
     band.append(svg('title', {}, mark.label));
     bands.append(band);
-    if (to - from > 46) bands.append(svg('text', { x: fmt(from + 4), y: MARGIN.top + 12, class: 'chart-band-label' }, mark.label));
+    const label = fitLabel(mark.label, to - from);
+    if (label !== null) bands.append(svg('text', { x: fmt(from + 4), y: MARGIN.top + 12, class: 'chart-band-label' }, label));
   });
   root.append(bands);
 
