@@ -117,7 +117,8 @@ export function renderThroughputChart(view: ThroughputView, now: number): SVGSVG
     group.append(
       svg('title', {}, mark.label),
       svg('line', { x1: at, x2: at, y1: MARGIN.top, y2: MARGIN.top + plotH }),
-      svg('text', { x: at, y: MARGIN.top - 6, 'text-anchor': 'middle' }, mark.kind === 'attempt' ? `#${mark.attempt ?? '?'}` : 'restart'),
+      // Restarts label to the left of their line, attempts to the right: a resume right after a restart stays readable.
+      svg('text', { x: mark.kind === 'restart' ? fmt(x(mark.t) - 3) : fmt(x(mark.t) + 3), y: MARGIN.top - 6, 'text-anchor': mark.kind === 'restart' ? 'end' : 'start' }, mark.kind === 'attempt' ? `attempt ${mark.attempt ?? '?'}` : 'restart'),
     );
     marks.append(group);
   }
