@@ -1,13 +1,18 @@
 # seedwire — the two commands a user needs are `make demo` and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
-.PHONY: deps build test test-unit demo bench lint clean
+.PHONY: deps build dist test test-unit demo bench lint clean
 
 deps:
 	@scripts/install-deps.sh
 
 build: deps
 	npm run build
+
+## The agent as one file, dist/seedwire-agent.mjs (runs with plain node, no node_modules), and
+## the optional zstd addon beside it; prints their sizes. See README, "Install on a fleet".
+dist: deps
+	node scripts/build-dist.mjs
 
 ## The whole suite: unit, integration (real sockets, real processes) and system (real MariaDB,
 ## btrfs on a loop device, Chromium). System tests need root; in CI (CI=true) a missing tool fails.

@@ -9,6 +9,7 @@ import pretty from 'pino-pretty';
 import { SeedwireError, toSeedwireError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
 import { loadConfig, type ConfigFlags } from './config/load.js';
+import { reloadConfig } from './config/reload.js';
 import { startDaemon } from './dispatch/daemon.js';
 import { buildOpRegistry } from './ops/registry.js';
 
@@ -22,6 +23,9 @@ const USAGE = `usage: seedwire-agent [--config FILE] [flags]
   --state-dir DIR      ledger and resume state
   --log-pretty         human-readable logs instead of JSON lines
   --help               this text
+
+Signals: SIGTERM/SIGINT drain and exit; SIGHUP reloads customCommands, allowArbitraryCommands
+and logLevel from the config (a change to any other key is refused, naming it).
 `;
 
 const EXIT_USAGE = 2;
@@ -63,9 +67,10 @@ export function parseCli(argv: string[]): Cli {
   return { ...(values.config !== undefined ? { configFile: values.config } : {}), flags, logPretty: values['log-pretty'], help: values.help };
 }
 
-export function createLogger(logPretty: boolean): Logger {
+export function createLogger(logPretty: boolean, level = 'info'): Logger {
   const options = {
     name: 'seedwire-agent',
+    level,
     base: { pid: process.pid },
     redact: { paths: ['token', '*.token', 'authorization', '*.authorization', '*.headers.authorization', 'config.token'], censor: '[redacted]' },
   };
@@ -88,20 +93,31 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  const load = (): ReturnType<typeof loadConfig> => loadConfig({ ...(cli.configFile !== undefined ? { file: cli.configFile } : {}), flags: cli.flags, env: process.env });
   let config;
   try {
-    config = loadConfig({ ...(cli.configFile !== undefined ? { file: cli.configFile } : {}), flags: cli.flags, env: process.env });
+    config = load();
   } catch (error) {
     fail(toSeedwireError(error, 'SEEDWIRE_CONFIG').message);
   }
-  const log = createLogger(cli.logPretty);
+  const log = createLogger(cli.logPretty, config.logLevel);
   let daemon;
   try {
     daemon = startDaemon({ config, log, registry: buildOpRegistry() });
   } catch (error) {
     fail(toSeedwireError(error).message);
   }
+  try {
+    await daemon.ready;
+  } catch (error) {
+    fail(toSeedwireError(error).message);
+  }
   log.info({ version: VERSION, id: config.id, datacenter: config.datacenter }, 'seedwire-agent started');
+  const running = { daemon, config };
+  process.on('SIGHUP', () => {
+    log.info({ signal: 'SIGHUP' }, 'reloading config');
+    reloadConfig({ config: running.config, load, log, onApplied: () => running.daemon.refreshFacts() });
+  });
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {

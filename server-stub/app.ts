@@ -130,7 +130,13 @@ export async function createController(options: CreateControllerOptions): Promis
   const followers = registerOperationRoutes(app, deps, bus, output);
   const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
   const consoleFeed = createEventsSocket({ bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
-  registerMetricsRoute(app, createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount() }));
+  // /metrics counts the viewers of both transports (SSE and the console's WebSocket) together.
+  const allViewers = {
+    count: () => viewers.count() + consoleFeed.count(),
+    drops: () => ({ gaps: viewers.drops().gaps + consoleFeed.stats.gaps, events: viewers.drops().events + consoleFeed.stats.droppedEvents }),
+  };
+  const metrics = createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers: allViewers });
+  registerMetricsRoute(app, metrics.registry);
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {
     const dispose = await plugin(app, deps);
@@ -142,6 +148,7 @@ export async function createController(options: CreateControllerOptions): Promis
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
+    metrics.dispose();
     await hub.close();
     closeDatabase(db);
     throw new SeedwireError('SEEDWIRE_CONFIG', `listen: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`, { cause: error });
@@ -180,6 +187,7 @@ export async function createController(options: CreateControllerOptions): Promis
         log.error({ err: error }, 'drain failed');
       } finally {
         clearTimeout(timer);
+        metrics.dispose();
         bus.dispose();
         closeDatabase(db);
       }

@@ -60,6 +60,8 @@ export const INTERNAL_OP_PARAMS = {
       resume: z.boolean(),
       format: z.enum(['tree', 'stream']).default('tree'),
       backupTool: BackupToolSchema.optional(),
+      /** Most file bytes the stream may declare (the precheck's size plus its margin); a stream declaring more is refused. */
+      maxBytes: z.number().int().nonnegative().optional(),
     })
     .strict(),
   /** Source: send the seed stream from `offset`, never past the credit `limit`. */

@@ -82,8 +82,30 @@ export const AgentConfigSchema = z
       .object({ tool: z.enum(['mariabackup', 'xtrabackup']), socket: AbsPath.optional(), extraArgs: z.array(z.string()).default([]) })
       .strict()
       .optional(),
+    /** What a receiving agent accepts from a seed stream (docs/seed-stream.md). */
+    receive: z
+      .object({
+        /** Accept received symlinks that lead outside the datadir (tablespaces kept elsewhere). */
+        allowExternalSymlinks: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     customCommands: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'custom command names: letters, digits and . _ - only'), Command).default({}),
     allowArbitraryCommands: z.boolean().default(false),
+    /** Reloadable with SIGHUP, like customCommands and allowArbitraryCommands. */
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    /** Local health for host monitoring: stateDir/status.json, and an optional loopback endpoint. */
+    status: z
+      .object({
+        intervalSeconds: z.number().int().min(1).max(300).default(5),
+        /** 127.0.0.1:PORT, [::1]:PORT, localhost:PORT, or an absolute unix socket path; off unless set. */
+        listen: z
+          .string()
+          .refine((v) => v.startsWith('/') || /^(127\.0\.0\.1|localhost|\[::1\]):\d{1,5}$/.test(v), 'must be 127.0.0.1:PORT, [::1]:PORT, localhost:PORT or an absolute unix socket path (the status is for this host only)')
+          .optional(),
+      })
+      .strict()
+      .default({ intervalSeconds: 5 }),
     /** Protocol tuning; defaults in shared/limits.ts. Tests shorten these. */
     advanced: z
       .object({

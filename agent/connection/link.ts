@@ -16,6 +16,7 @@ import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
 import { createBackoff, type Backoff } from './backoff.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
+import { LinkStatus } from './link-status.js';
 import { createSession, type Session } from './session.js';
 import { openSocket, type SocketOptions } from './socket.js';
 import type { Timing } from './timing.js';
@@ -46,6 +47,8 @@ export class Link {
   private loop: Promise<void> | undefined;
   private ws: WebSocket | undefined;
   private current: Session | undefined;
+  /** For the local status file and endpoint (agent/status/). */
+  readonly status = new LinkStatus();
 
   constructor(private readonly options: LinkOptions) {
     this.backoff = createBackoff({
@@ -120,6 +123,7 @@ export class Link {
       welcomedAt = performance.now();
       session = createSession(welcome.sessionId, ws, ended.signal);
       this.current = session;
+      this.status.connected(welcome.sessionId);
       heartbeat = startHeartbeat({
         intervalMs: timing.heartbeatMs ?? welcome.heartbeatMs,
         deadAfterMs: timing.deadAfterMs ?? welcome.deadAfterMs,
@@ -148,8 +152,10 @@ export class Link {
       if (frame.t === 'pong') return;
       if (!session) {
         if (frame.t === 'welcome') onWelcome(frame);
-        else if (frame.t === 'error') log.warn({ code: frame.code, err: frame.message }, 'controller refused the handshake');
-        else log.debug({ t: frame.t }, 'frame before welcome ignored');
+        else if (frame.t === 'error') {
+          this.status.failed(`${frame.code}: ${frame.message}`);
+          log.warn({ code: frame.code, err: frame.message }, 'controller refused the handshake');
+        } else log.debug({ t: frame.t }, 'frame before welcome ignored');
         return;
       }
       if (frame.t === 'welcome') return;
@@ -167,6 +173,7 @@ export class Link {
     });
     ws.on('message', (data, isBinary) => {
       heartbeat?.touch();
+      this.status.heard();
       const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
       if (!isBinary) {
         onText(buf.toString('utf8'));
@@ -179,10 +186,15 @@ export class Link {
         reportBadFrame(error);
       }
     });
-    ws.on('ping', () => heartbeat?.touch());
-    ws.on('pong', () => heartbeat?.touch());
+    const heard = (): void => {
+      heartbeat?.touch();
+      this.status.heard();
+    };
+    ws.on('ping', heard);
+    ws.on('pong', heard);
     ws.on('error', (error) => {
       const message = error.message.includes('401') ? 'controller refused the agent token (401)' : error.message;
+      this.status.failed(message);
       log.warn({ err: { message, code: (error as NodeJS.ErrnoException).code } }, 'socket error');
     });
 
@@ -192,6 +204,7 @@ export class Link {
         heartbeat?.dispose();
         ended.abort(new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped'));
         if (this.ws === ws) this.ws = undefined;
+        this.status.disconnected();
         const healthyForMs = session ? performance.now() - welcomedAt : 0;
         if (session) {
           if (this.current === session) this.current = undefined;

@@ -13,6 +13,7 @@ import { readCa } from '../connection/socket.js';
 import { resolveTiming } from '../connection/timing.js';
 import { collectFacts } from '../facts.js';
 import type { CollectFacts, OpDefinition } from '../ops/types.js';
+import { startStatusReporter } from '../status/reporter.js';
 import { ConnectionStreamPort } from '../streams/port.js';
 import { Dispatcher } from './dispatcher.js';
 import { FactsPublisher } from './facts.js';
@@ -28,6 +29,10 @@ export interface DaemonOptions {
 
 export interface Daemon {
   readonly bootId: string;
+  /** Resolves once the local status endpoint (if configured) listens; rejects naming status.listen. */
+  readonly ready: Promise<void>;
+  /** Re-collects facts and pushes them if they changed (after a config reload). */
+  refreshFacts(): void;
   /** Graceful stop; idempotent. */
   stop(): Promise<void>;
 }
@@ -95,16 +100,41 @@ export function startDaemon(options: DaemonOptions): Daemon {
   log.info({ controller: config.controller, stateDir: config.stateDir, bootId, ops: registry.size }, 'agent starting');
   link.start();
   facts.start();
+  const status = startStatusReporter({
+    sources: {
+      identity: {
+        agentId: config.id,
+        hostname: config.hostname,
+        datacenter: config.datacenter,
+        version: VERSION,
+        pid: process.pid,
+        bootId,
+        startedAt: new Date().toISOString(),
+        intervalSeconds: config.status.intervalSeconds,
+        controller: config.controller,
+      },
+      link: () => link.status.view(),
+      calls: () => dispatcher.runningCalls(),
+    },
+    stateDir: config.stateDir,
+    intervalMs: config.status.intervalSeconds * 1000,
+    listen: config.status.listen,
+    log,
+  });
 
   let stopping: Promise<void> | undefined;
   return {
     bootId,
+    ready: status.ready,
+    refreshFacts: () => facts.refresh(),
     stop(): Promise<void> {
       stopping ??= (async () => {
         log.info({ running: dispatcher.runningIds().length }, 'draining');
+        status.draining();
         await dispatcher.drain(options.drainMs ?? LIMITS.drainMs);
         facts.dispose();
         await link?.stop();
+        await status.stop();
         log.info('stopped');
       })();
       return stopping;

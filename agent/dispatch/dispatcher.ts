@@ -32,6 +32,9 @@ export interface DispatcherOptions {
 interface RunningCall {
   id: string;
   op: string;
+  startedAt: string;
+  /** The seed a `seed-*` call works for. */
+  seedId: string | undefined;
   abort: AbortController;
   output: OutputChannel;
   done: Promise<void>;
@@ -76,6 +79,11 @@ export class Dispatcher {
 
   runningIds(): string[] {
     return [...this.running.keys()];
+  }
+
+  /** Calls running now, for the local status (agent/status/). */
+  runningCalls(): Array<{ id: string; op: string; startedAt: string; seedId: string | undefined }> {
+    return [...this.running.values()].map(({ id, op, startedAt, seedId }) => ({ id, op, startedAt, seedId }));
   }
 
   pendingIds(): string[] {
@@ -166,7 +174,8 @@ export class Dispatcher {
       this.finish(frame.id, outcome, output);
       if (op.mutates) this.options.refreshFacts();
     })();
-    this.running.set(frame.id, { id: frame.id, op: op.name, abort, output, done });
+    const seedId = (params as { seedId?: unknown } | null)?.seedId;
+    this.running.set(frame.id, { id: frame.id, op: op.name, startedAt: new Date().toISOString(), seedId: typeof seedId === 'string' ? seedId : undefined, abort, output, done });
   }
 
   /** Stores the outcome, then sends the call's remaining output and the outcome if the link is up. */

@@ -190,6 +190,8 @@ export const seedOps: OpDefinition[] = [
           port,
           resumeState: { dir: stateDir, seedId: params.seedId, resume: resumable !== null },
           signal: ctx.signal,
+          ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
+          allowExternalSymlinks: ctx.config.receive?.allowExternalSymlinks ?? false,
           onStart: (offset) => {
             startOffset = offset;
             ctx.progress({ ready: true, offset });
@@ -354,6 +356,7 @@ async function receiveBackupStream(ctx: OpContext, mysql: MysqlConfig, params: z
       extractor: extractorFor(params.backupTool ?? 'mariabackup', mysql.datadir),
       signal: ctx.signal,
       killGraceMs: killGraceOf(ctx),
+      ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
       onStart: (offset) => ctx.progress({ ready: true, offset }),
       onProgress: (progress) => {
         latest = progress;

@@ -5,9 +5,10 @@
  */
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import { Compressor, Decompressor } from 'zstd-napi';
+import type { Compressor, Decompressor } from 'zstd-napi';
 import type { Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
+import { loadZstd } from './zstd.js';
 
 const gzipAsync = promisify(gzip);
 const gunzipAsync = promisify(gunzip);
@@ -50,13 +51,18 @@ export function createChunkCodec(codec: Codec, options: ChunkCodecOptions = {}):
     }
     case 'zstd': {
       // zstd at levels 1-3 compresses a MiB in about a millisecond: synchronous is fine.
-      const compressor = new Compressor();
-      compressor.setParameters({ compressionLevel: options.level ?? 1 });
-      const decompressor = new Decompressor();
+      let pair: Promise<{ compressor: Compressor; decompressor: Decompressor }> | undefined;
+      const zstd = (): NonNullable<typeof pair> =>
+        (pair ??= loadZstd().then((zstdNapi) => {
+          const compressor = new zstdNapi.Compressor();
+          compressor.setParameters({ compressionLevel: options.level ?? 1 });
+          return { compressor, decompressor: new zstdNapi.Decompressor() };
+        }));
       return {
         codec,
-        compress: async (raw) => compressor.compress(raw),
+        compress: async (raw) => (await zstd()).compressor.compress(raw),
         decompress: async (payload, rawLength) => {
+          const { decompressor } = await zstd();
           let out: Buffer;
           try {
             out = decompressor.decompress(payload);

@@ -24,13 +24,17 @@
  * Order: depth-first pre-order, siblings sorted bytewise by name (a directory's record comes
  * right before its contents). Because the order and every header byte depend only on the tree,
  * a tree that does not change (a snapshot, a stopped datadir) always yields the same bytes, so a
- * transfer can resume from any stream offset. Excluded names (CONTRACT section 5) are skipped at
- * every depth and never appear in a stream.
+ * transfer can resume from any stream offset. Excluded names (record-rules.ts) are skipped at
+ * every depth and never appear in a stream; a receiver refuses any record that carries one.
+ *
+ * This module encodes and parses single records; decoder.ts decodes a whole stream.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { z } from 'zod';
 import { SeedwireError } from '../../shared/errors.js';
-import { INCOMPLETE_MARKER, SEED_EXCLUDED_NAMES, SEED_EXCLUDED_SUFFIXES } from '../../shared/ops.js';
+import { checkRecordPath } from './record-rules.js';
+
+export { isExcludedName } from './record-rules.js';
 
 export const RECORD_PREFIX_BYTES = 8;
 export const TRAILER_BYTES = 32;
@@ -136,43 +140,25 @@ export function parseRecordPrefix(buf: Buffer): { type: RecordType; jsonLength: 
   return { type, jsonLength };
 }
 
-/** Parses and validates a record's JSON header; entry paths are checked with validateRecordPath. */
+/** Parses and validates a record's JSON header; entry paths must pass record-rules.checkRecordPath. */
 export function parseRecordJson(type: RecordType, json: Buffer): RecordHeader {
   let raw: unknown;
   try {
     raw = JSON.parse(json.toString('utf8'));
-  } catch (error) {
-    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `seed ${type} record header is not JSON`, { cause: error });
+  } catch {
+    // No cause: the parser's message quotes the peer's bytes, which never go into errors or logs.
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `seed ${type} record header is not JSON`);
   }
   const parsed = JSON_SCHEMAS[type].safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `bad seed ${type} record at ${issue?.path.join('.') || 'header'}: ${issue?.message ?? 'invalid'}`);
+    // Unknown keys are the peer's text: counted, not quoted.
+    const why = issue?.code === 'unrecognized_keys' ? `${issue.keys.length} unknown key(s)` : (issue?.message ?? 'invalid');
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `bad seed ${type} record at ${issue?.path.join('.') || 'header'}: ${why}`);
   }
   const header = { type, ...parsed.data } as RecordHeader;
-  if (header.type !== 'end') validateRecordPath(header.path);
+  if (header.type !== 'end') checkRecordPath(header.path);
   return header;
-}
-
-/** Refuses any path that could land outside the root: absolute, '..', '.', empty components, NUL. */
-export function validateRecordPath(path: string): void {
-  const bad = (why: string): never => {
-    throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `refusing path ${JSON.stringify(path)}: ${why}`);
-  };
-  if (path.length === 0) bad('empty');
-  if (path.includes('\0')) bad('contains NUL');
-  if (path.startsWith('/')) bad('absolute');
-  for (const part of path.split('/')) {
-    if (part === '') bad('empty component');
-    if (part === '.' || part === '..') bad(`'${part}' component`);
-  }
-}
-
-/** CONTRACT section 5: server identity, pid and socket files and the marker are never carried. */
-export function isExcludedName(name: string): boolean {
-  if (name === INCOMPLETE_MARKER) return true;
-  if ((SEED_EXCLUDED_NAMES as readonly string[]).includes(name)) return true;
-  return SEED_EXCLUDED_SUFFIXES.some((suffix) => name.endsWith(suffix));
 }
 
 /** Bytewise order of UTF-8 names (not UTF-16 code units, which differ above U+FFFF). */

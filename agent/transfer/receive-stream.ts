@@ -3,7 +3,9 @@
  * verbatim by sendStream, not the seed stream of format.ts. Each data frame (CRC already checked
  * by the port) is decompressed, checked by XbstreamInspector (no path outside the datadir, none on
  * the seed marker) and only then written to the extractor's stdin (`mbstream -x -C <datadir>`,
- * its own process group). The digest is the SHA-256 of all stream bytes, as the sender computes.
+ * its own process group). The bytes of a chunk header are held back until the whole header has
+ * been checked, so the extractor never sees any part of a refused chunk. The digest is the
+ * SHA-256 of all stream bytes, as the sender computes.
  *
  * The end of the stream is an empty data frame at the final offset, which the sender sends only
  * after the backup tool exited 0. No resume: a new attempt starts from offset 0 into an emptied
@@ -23,6 +25,7 @@ import { startToolChild, toolFailed, type ToolChild } from './child.js';
 import { createChunkCodec, type ChunkCodec } from './compress.js';
 import type { TreeSummary } from './format.js';
 import type { ReceiveProgress } from './receive.js';
+import { refuseRecord } from './record-rules.js';
 import { XbstreamInspector } from './xbstream.js';
 
 export interface Extractor {
@@ -43,6 +46,8 @@ export interface ReceiveStreamOptions {
   onOutput?: (stream: 'stdout' | 'stderr', text: string) => void;
   windowInitialBytes?: number;
   windowMaxBytes?: number;
+  /** Most payload bytes the stream may declare (what the seed's precheck allowed); default no limit. */
+  maxBytes?: number;
 }
 
 /** The extractor for a backup tool's stream. */
@@ -52,7 +57,9 @@ export function extractorFor(tool: 'mariabackup' | 'xtrabackup', root: string): 
 
 export async function receiveStream(options: ReceiveStreamOptions): Promise<TreeSummary> {
   const { root, port, signal } = options;
-  const inspector = new XbstreamInspector();
+  const inspector = new XbstreamInspector({ maxBytes: options.maxBytes ?? null });
+  /** Bytes of a chunk header not yet wholly checked, held back from the extractor. */
+  let held = Buffer.alloc(0);
   const hash = createHash('sha256');
   let window = options.windowInitialBytes ?? LIMITS.windowInitialBytes;
   const windowMax = Math.max(window, options.windowMaxBytes ?? LIMITS.windowMaxBytes);
@@ -94,9 +101,12 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
         codecs.set(chunk.codec, codec);
       }
       const raw = await codec.decompress(chunk.payload, chunk.rawLength);
-      inspector.push(raw); // refuses unsafe paths before the extractor sees them
+      inspector.push(raw); // refuses unsafe paths and sizes before the extractor sees them
       hash.update(raw);
-      if (!stdin.write(raw)) {
+      const ready = held.length > 0 ? Buffer.concat([held, raw]) : raw;
+      const passed = ready.length - inspector.unvalidatedBytes;
+      held = Buffer.from(ready.subarray(passed));
+      if (passed > 0 && !stdin.write(ready.subarray(0, passed))) {
         const exit = await Promise.race([once(stdin, 'drain').then(() => null), exitedEarly]);
         if (exit) throw toolFailed(`${options.extractor.file} (extracting the backup)`, exit, child.stderrTail());
       }
@@ -148,7 +158,7 @@ export async function checkExtractedTree(root: string, expected: ReadonlySet<str
         const target = resolve(dirname(abs), await readlink(abs));
         const inside = relative(realRoot, target);
         if (inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
-          throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `after extraction ${r} is a symlink pointing outside the datadir (${target})`);
+          throw refuseRecord(r, 'after extraction it is a symlink pointing outside the datadir');
         }
         found.add(r);
       } else if (st.isDirectory()) {
@@ -156,7 +166,7 @@ export async function checkExtractedTree(root: string, expected: ReadonlySet<str
       } else if (st.isFile()) {
         if (!(rel === '' && name === INCOMPLETE_MARKER)) found.add(r);
       } else {
-        throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `after extraction ${r} is neither a file nor a directory`);
+        throw refuseRecord(r, 'after extraction it is neither a file nor a directory');
       }
     }
   };

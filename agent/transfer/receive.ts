@@ -1,6 +1,6 @@
 /**
- * The receiving side of a seed: parses the seed stream (format.ts) incrementally from a
- * ReceivePort and writes the tree under `root` through SafeTree (no path escapes).
+ * The receiving side of a seed: decodes the seed stream (decoder.ts, pure) from a ReceivePort and
+ * writes the tree under `root` through SafeTree, which owns path safety (safe-tree.ts).
  *
  * Flow control: credit is granted as data is written, up to `window` bytes past what has been
  * handled; the window grows from LIMITS.windowInitialBytes to windowMaxBytes. So the port never
@@ -18,19 +18,8 @@ import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { ReceivePort } from '../streams/types.js';
 import { createChunkCodec, type ChunkCodec } from './compress.js';
-import {
-  MAX_HEADER_JSON_BYTES,
-  parseRecordJson,
-  parseRecordPrefix,
-  RECORD_PREFIX_BYTES,
-  TRAILER_BYTES,
-  TreeDigest,
-  type DigestEntry,
-  type FileHeader,
-  type RecordHeader,
-  type RecordType,
-  type TreeSummary,
-} from './format.js';
+import { SeedStreamDecoder, type SeedEvent } from './decoder.js';
+import { TreeDigest, type DigestEntry, type EndHeader, type FileHeader, type TreeSummary } from './format.js';
 import { dropReceiveState, ledgerLine, loadLedger, readReceiveState, receiveStatePaths, writeReceiveState, type ReceiveState } from './receive-state.js';
 import { SafeTree } from './safe-tree.js';
 
@@ -59,12 +48,14 @@ export interface ReceiveTreeOptions {
   onProgress?: (progress: ReceiveProgress) => void;
   windowInitialBytes?: number;
   windowMaxBytes?: number;
+  /** Most file bytes the stream may declare (what the seed's precheck allowed); default no limit. */
+  maxBytes?: number;
+  /** Accept symlinks pointing outside `root` (agent config receive.allowExternalSymlinks). */
+  allowExternalSymlinks?: boolean;
 }
 
 /** Files closed but not yet fdatasync'd are kept open up to this many, then synced together. */
 const MAX_UNSYNCED_FILES = 64;
-
-type Phase = 'prefix' | 'json' | 'data' | 'trailer' | 'done';
 
 /** Writes of one file in flight at once: the next chunk is hashed while earlier ones are written. */
 const MAX_PENDING_WRITES = 4;
@@ -94,15 +85,9 @@ class TreeReceiver {
   private window: number;
   private windowGrownAt = 0;
 
-  private phase: Phase = 'prefix';
-  /** Next stream offset expected. */
-  private offset = 0;
-  /** Where the record being parsed starts. */
-  private recordStart = 0;
-  private readonly acc = Buffer.allocUnsafe(Math.max(MAX_HEADER_JSON_BYTES, TRAILER_BYTES, RECORD_PREFIX_BYTES));
-  private accFill = 0;
-  private need = RECORD_PREFIX_BYTES;
-  private recordType: RecordType = 'end';
+  private decoder: SeedStreamDecoder;
+  /** Stream offset just past the last record fully handled (a resume point when no file is open). */
+  private handledUpTo = 0;
   private current: CurrentFile | null = null;
   private readonly ledger: DigestEntry[] = [];
   private ledgerPending = '';
@@ -115,7 +100,8 @@ class TreeReceiver {
   private persistError: unknown = null;
 
   constructor(private readonly options: ReceiveTreeOptions) {
-    this.tree = new SafeTree(options.root);
+    this.tree = new SafeTree(options.root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false });
+    this.decoder = new SeedStreamDecoder({ maxBytes: options.maxBytes ?? null });
     this.port = options.port;
     this.signal = options.signal;
     this.stateDir = options.resumeState.dir;
@@ -154,22 +140,25 @@ class TreeReceiver {
         return state.done;
       }
       this.ledger.push(...ledger);
-      this.offset = state.committed;
-      this.recordStart = state.committed;
-      if (state.current) await this.reopenCurrent(state.current);
+      const declaredBefore = ledger.reduce((sum, e) => sum + e.size, 0) + (state.current?.size ?? 0);
+      const inFile = state.current ? await this.reopenCurrent(state.current) : null;
+      this.decoder = new SeedStreamDecoder({ offset: state.committed, maxBytes: this.options.maxBytes ?? null, declaredBefore, ...(inFile ? { inFile } : {}) });
     } else {
       await dropReceiveState(this.stateDir);
     }
-    this.committed = this.offset;
+    this.committed = this.decoder.offset;
+    this.handledUpTo = this.decoder.offset;
     this.ledgerFh = await open(receiveStatePaths(this.stateDir).ledger, 'a', 0o600);
     await this.persistNow();
-    this.options.onStart?.(this.offset);
-    this.port.grant(this.offset + this.window);
+    this.options.onStart?.(this.decoder.offset);
+    this.port.grant(this.decoder.offset + this.window);
     return null;
   }
 
-  private async reopenCurrent(saved: NonNullable<ReceiveState['current']>): Promise<void> {
+  /** Reopens the file a resume point is inside of, re-hashing what it already holds. */
+  private async reopenCurrent(saved: NonNullable<ReceiveState['current']>): Promise<{ header: FileHeader; written: number }> {
     const header: FileHeader = { type: 'file', path: saved.path, mode: saved.mode, mtimeMs: saved.mtimeMs, size: saved.size };
+    if (saved.position > saved.size) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `the resume point of ${saved.path} is past its size`);
     const fh = await this.tree.openFile(saved.path, false);
     await fh.truncate(saved.position);
     const hash = createHash('sha256');
@@ -182,9 +171,7 @@ class TreeReceiver {
       done += bytesRead;
     }
     this.current = { pending: [], header, fh, hash, dataStart: saved.dataStart, written: saved.position };
-    this.phase = saved.position < saved.size ? 'data' : 'trailer';
-    this.accFill = 0;
-    this.need = TRAILER_BYTES;
+    return { header, written: saved.position };
   }
 
   private async consumeStream(): Promise<void> {
@@ -193,9 +180,10 @@ class TreeReceiver {
       this.signal.throwIfAborted();
       if (this.persistError) throw this.persistError;
       if (chunk.rawLength > LIMITS.maxMessageBytes * 4) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame of ${chunk.rawLength} raw bytes`);
-      if (chunk.offset + chunk.rawLength <= this.offset) continue; // a duplicate from before a resume
-      if (chunk.offset > this.offset) {
-        throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame at offset ${chunk.offset} leaves a gap after ${this.offset}`);
+      const offset = this.decoder.offset;
+      if (chunk.offset + chunk.rawLength <= offset) continue; // a duplicate from before a resume
+      if (chunk.offset > offset) {
+        throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame at offset ${chunk.offset} leaves a gap after ${offset}`);
       }
       let codec = codecs.get(chunk.codec);
       if (!codec) {
@@ -203,21 +191,22 @@ class TreeReceiver {
         codecs.set(chunk.codec, codec);
       }
       const raw = await codec.decompress(chunk.payload, chunk.rawLength);
-      await this.consume(raw, this.offset - chunk.offset);
-      if (this.phase === 'done') return;
+      await this.consume(raw.subarray(offset - chunk.offset));
+      if (this.decoder.done) return;
       this.afterChunk();
     }
     this.signal.throwIfAborted();
-    throw new SeedwireError('SEEDWIRE_DISCONNECTED', `seed stream ended at offset ${this.offset} before its end record`);
+    this.decoder.finish();
   }
 
   private afterChunk(): void {
-    if (this.offset - this.windowGrownAt >= this.window && this.window < this.windowMax) {
+    const offset = this.decoder.offset;
+    if (offset - this.windowGrownAt >= this.window && this.window < this.windowMax) {
       this.window = Math.min(this.windowMax, this.window * 2);
-      this.windowGrownAt = this.offset;
+      this.windowGrownAt = offset;
     }
-    this.port.grant(this.offset + this.window);
-    const due = this.offset - this.committed >= (this.options.windowInitialBytes ?? LIMITS.windowInitialBytes) || this.unsynced.length >= MAX_UNSYNCED_FILES;
+    this.port.grant(offset + this.window);
+    const due = offset - this.committed >= (this.options.windowInitialBytes ?? LIMITS.windowInitialBytes) || this.unsynced.length >= MAX_UNSYNCED_FILES;
     if (due && this.persisting === null) {
       this.persisting = this.persistNow()
         .catch((error: unknown) => {
@@ -227,103 +216,61 @@ class TreeReceiver {
           this.persisting = null;
         });
     }
-    this.options.onProgress?.({ received: this.offset, committed: this.committed });
+    this.options.onProgress?.({ received: offset, committed: this.committed });
   }
 
-  /** Feeds raw stream bytes starting at `pos` of `raw` (which begins at stream offset this.offset - pos). */
-  private async consume(raw: Buffer, pos: number): Promise<void> {
-    while (pos < raw.length) {
-      let n: number;
-      switch (this.phase) {
-        case 'prefix':
-        case 'json':
-        case 'trailer': {
-          n = Math.min(this.need - this.accFill, raw.length - pos);
-          raw.copy(this.acc, this.accFill, pos, pos + n);
-          this.accFill += n;
-          this.offset += n;
-          if (this.accFill === this.need) await this.completeSmallPart();
-          break;
-        }
-        case 'data': {
-          const cur = this.current as CurrentFile;
-          n = Math.min(cur.header.size - cur.written, raw.length - pos);
-          const slice = raw.subarray(pos, pos + n);
-          const write = writeFully(cur.fh, slice, cur.written);
-          write.catch(() => undefined); // awaited below, in completeFile or in persistNow
-          cur.pending.push(write);
-          cur.hash.update(slice);
-          while (cur.pending.length >= MAX_PENDING_WRITES) await cur.pending.shift();
-          cur.written += n;
-          this.offset += n;
-          if (cur.written === cur.header.size) this.expect('trailer', TRAILER_BYTES);
-          break;
-        }
-        case 'done':
-          throw new SeedwireError('SEEDWIRE_BAD_FRAME', `seed stream carries bytes after its end record (offset ${this.offset})`);
-      }
-      pos += n;
+  /** Decodes raw stream bytes (they start at the decoder's offset) and handles each event in turn. */
+  private async consume(raw: Buffer): Promise<void> {
+    this.decoder.push(raw);
+    for (let event = this.decoder.next(); event !== null; event = this.decoder.next()) {
+      await this.handle(event);
+      if (event.kind !== 'data' && this.current === null) this.handledUpTo = event.end;
+      if (event.kind === 'end' && this.decoder.pending > 0) this.decoder.next(); // throws: bytes after the end
     }
   }
 
-  private expect(phase: Phase, need: number): void {
-    this.phase = phase;
-    this.need = need;
-    this.accFill = 0;
-    if (phase === 'prefix') this.recordStart = this.offset;
-  }
-
-  private async completeSmallPart(): Promise<void> {
-    switch (this.phase) {
-      case 'prefix': {
-        const { type, jsonLength } = parseRecordPrefix(this.acc.subarray(0, RECORD_PREFIX_BYTES));
-        this.recordType = type;
-        this.expect('json', jsonLength);
+  private async handle(event: SeedEvent): Promise<void> {
+    switch (event.kind) {
+      case 'entry': {
+        const { header } = event;
+        if (header.type === 'dir') await this.tree.makeDir(header.path, header.mode);
+        else if (header.type === 'symlink') await this.tree.makeSymlink(header.path, header.target);
+        else {
+          const fh = await this.tree.openFile(header.path, true);
+          this.current = { pending: [], header, fh, hash: createHash('sha256'), dataStart: event.end, written: 0 };
+        }
         return;
       }
-      case 'json':
-        await this.startRecord(parseRecordJson(this.recordType, this.acc.subarray(0, this.need)));
+      case 'data': {
+        const cur = this.current as CurrentFile;
+        const write = writeFully(cur.fh, event.bytes, cur.written);
+        write.catch(() => undefined); // awaited below, in completeFile or in persistNow
+        cur.pending.push(write);
+        cur.hash.update(event.bytes);
+        cur.written += event.bytes.length;
+        while (cur.pending.length >= MAX_PENDING_WRITES) await cur.pending.shift();
         return;
+      }
       case 'trailer':
-        await this.completeFile(Buffer.from(this.acc.subarray(0, TRAILER_BYTES)));
+        await this.completeFile(event.sha256);
         return;
-      default:
+      case 'end':
+        this.checkEnd(event.header);
         return;
     }
   }
 
-  private async startRecord(header: RecordHeader): Promise<void> {
-    switch (header.type) {
-      case 'dir':
-        await this.tree.makeDir(header.path, header.mode);
-        this.expect('prefix', RECORD_PREFIX_BYTES);
-        return;
-      case 'symlink':
-        await this.tree.makeSymlink(header.path, header.target);
-        this.expect('prefix', RECORD_PREFIX_BYTES);
-        return;
-      case 'file': {
-        const fh = await this.tree.openFile(header.path, true);
-        this.current = { pending: [], header, fh, hash: createHash('sha256'), dataStart: this.offset, written: 0 };
-        if (header.size > 0) this.expect('data', 0);
-        else this.expect('trailer', TRAILER_BYTES);
-        return;
-      }
-      case 'end': {
-        const own = new TreeDigest();
-        for (const entry of this.ledger) own.add(entry);
-        const mine = own.summary();
-        if (mine.files !== header.files || mine.bytes !== header.bytes || mine.digest !== header.digest) {
-          throw new SeedwireError(
-            'SEEDWIRE_VERIFY_FAILED',
-            `seed digest mismatch: received ${mine.files} files, ${mine.bytes} bytes, digest ${mine.digest}; the sender says ${header.files} files, ${header.bytes} bytes, digest ${header.digest}`,
-          );
-        }
-        this.summary = mine;
-        this.phase = 'done';
-        return;
-      }
+  private checkEnd(header: EndHeader): void {
+    const own = new TreeDigest();
+    for (const entry of this.ledger) own.add(entry);
+    const mine = own.summary();
+    if (mine.files !== header.files || mine.bytes !== header.bytes || mine.digest !== header.digest) {
+      throw new SeedwireError(
+        'SEEDWIRE_VERIFY_FAILED',
+        `seed digest mismatch: received ${mine.files} files, ${mine.bytes} bytes, digest ${mine.digest}; the sender says ${header.files} files, ${header.bytes} bytes, digest ${header.digest}`,
+      );
     }
+    this.summary = mine;
   }
 
   private async completeFile(trailer: Buffer): Promise<void> {
@@ -335,7 +282,7 @@ class TreeReceiver {
         details: { path: cur.header.path },
       });
     }
-    await cur.fh.chmod(cur.header.mode);
+    await this.tree.setFileMode(cur.fh, cur.header.mode);
     const mtime = cur.header.mtimeMs / 1000;
     await cur.fh.utimes(mtime, mtime);
     this.unsynced.push(cur.fh);
@@ -343,7 +290,6 @@ class TreeReceiver {
     this.ledger.push(entry);
     this.ledgerPending += ledgerLine(entry);
     this.current = null;
-    this.expect('prefix', RECORD_PREFIX_BYTES);
   }
 
   /**
@@ -383,12 +329,12 @@ class TreeReceiver {
   private capturePoint(done: TreeSummary | null): ReceiveState {
     const base = { version: 1 as const, seedId: this.seedId, ledgerEntries: this.ledger.length, done, updatedAt: new Date().toISOString() };
     const cur = this.current;
-    if ((this.phase === 'data' || this.phase === 'trailer') && cur) {
+    if (cur) {
       const { path, mode, mtimeMs, size } = cur.header;
       return { ...base, committed: cur.dataStart + cur.written, current: { path, mode, mtimeMs, size, dataStart: cur.dataStart, position: cur.written } };
     }
-    // In a header (or a file record whose header was just parsed): resume from the record's start.
-    return { ...base, committed: this.phase === 'done' ? this.offset : this.recordStart, current: null };
+    // Between records: resume after the last one handled.
+    return { ...base, committed: this.handledUpTo, current: null };
   }
 
   private async finish(): Promise<TreeSummary> {
@@ -398,7 +344,7 @@ class TreeReceiver {
     await this.persistNow(summary);
     await this.ledgerFh?.close();
     this.ledgerFh = null;
-    this.options.onProgress?.({ received: this.offset, committed: this.committed });
+    this.options.onProgress?.({ received: this.decoder.offset, committed: this.committed });
     return summary;
   }
 
@@ -406,7 +352,7 @@ class TreeReceiver {
   private async stopAfterFailure(error: unknown): Promise<void> {
     await this.persisting;
     const fatal = error instanceof SeedwireError && isFatal(error);
-    if (!fatal && this.persistError === null && this.phase !== 'done') {
+    if (!fatal && this.persistError === null && this.summary === null) {
       try {
         await this.persistNow();
       } catch {

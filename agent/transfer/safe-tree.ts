@@ -1,33 +1,50 @@
 /**
- * Path-safe writes under a root for the receiver. The stream is untrusted: every ancestor of a
- * path is checked with lstat one component at a time (a symlink or a non-directory there is
- * SEEDWIRE_PATH_ESCAPE), files are opened with O_NOFOLLOW, and symlinks are only ever created,
- * never written through. Paths were already checked syntactically by format.validateRecordPath.
+ * The tree writer: the only code that creates what a seed stream describes, and the owner of
+ * path safety at the file system's edge. The stream is untrusted:
+ * - every path passes record-rules.checkRecordPath again here (whatever decoded it);
+ * - every ancestor is checked with lstat one component at a time (a symlink or a non-directory
+ *   there is SEEDWIRE_PATH_ESCAPE), so no write ever goes through a symlink, even one this
+ *   stream created a moment ago;
+ * - files are opened with O_NOFOLLOW and must be regular files;
+ * - symlinks are only created, never followed, and only with a target inside the root unless
+ *   `allowExternalSymlinks` (agent config receive.allowExternalSymlinks);
+ * - modes keep permission bits only (no setuid, setgid or sticky).
  */
 import { constants } from 'node:fs';
 import { chmod, lstat, mkdir, open, readlink, rm, symlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
-import { validateRecordPath } from './format.js';
+import { checkRecordPath, checkSymlinkTarget, permissionBits, refuseRecord } from './record-rules.js';
+
+export interface SafeTreeOptions {
+  /** Accept symlinks whose target is outside the root (datadirs with tablespaces elsewhere). */
+  allowExternalSymlinks?: boolean;
+}
 
 export class SafeTree {
   /** Relative directories known to be real directories inside root ('' is root itself). */
   private readonly verifiedDirs = new Set<string>(['']);
+  private readonly allowExternalSymlinks: boolean;
 
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    options: SafeTreeOptions = {},
+  ) {
+    this.allowExternalSymlinks = options.allowExternalSymlinks ?? false;
+  }
 
   async makeDir(rel: string, mode: number): Promise<void> {
     const abs = await this.resolveParent(rel);
     const st = await lstatOrNull(abs);
     if (st === null) {
-      await mkdir(abs);
+      await mkdir(abs, { mode: 0o700 });
     } else if (st.isSymbolicLink()) {
-      throw escape(rel, 'is a symlink where a directory is expected');
+      throw refuseRecord(rel, 'it is a symlink where a directory is expected');
     } else if (!st.isDirectory()) {
       await rm(abs, { force: true });
-      await mkdir(abs);
+      await mkdir(abs, { mode: 0o700 });
     }
-    await chmod(abs, mode);
+    await chmod(abs, permissionBits(mode));
     this.verifiedDirs.add(rel);
   }
 
@@ -37,22 +54,30 @@ export class SafeTree {
    */
   async openFile(rel: string, truncate: boolean): Promise<FileHandle> {
     const abs = await this.resolveParent(rel);
-    const flags = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | (truncate ? constants.O_TRUNC : 0);
+    const flags = constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK | (truncate ? constants.O_TRUNC : 0);
+    let fh: FileHandle;
     try {
-      const fh = await open(abs, flags, 0o600);
-      const st = await fh.stat();
-      if (!st.isFile()) {
-        await fh.close();
-        throw escape(rel, 'is not a regular file');
-      }
-      return fh;
+      fh = await open(abs, flags, 0o600);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw escape(rel, 'is a symlink; refusing to write through it');
+      if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw refuseRecord(rel, 'it is a symlink; refusing to write through it');
       throw error;
     }
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      await fh.close();
+      throw refuseRecord(rel, 'it is not a regular file');
+    }
+    return fh;
+  }
+
+  /** Applies a received file's mode: permission bits only. */
+  async setFileMode(fh: FileHandle, mode: number): Promise<void> {
+    await fh.chmod(permissionBits(mode));
   }
 
   async makeSymlink(rel: string, target: string): Promise<void> {
+    checkRecordPath(rel);
+    checkSymlinkTarget(this.root, rel, target, this.allowExternalSymlinks);
     const abs = await this.resolveParent(rel);
     const st = await lstatOrNull(abs);
     if (st !== null) {
@@ -65,7 +90,7 @@ export class SafeTree {
 
   /** Checks every ancestor of `rel` is a real directory inside root, creating missing ones. */
   private async resolveParent(rel: string): Promise<string> {
-    validateRecordPath(rel);
+    checkRecordPath(rel);
     const parts = rel.split('/');
     let dir = '';
     for (let i = 0; i < parts.length - 1; i += 1) {
@@ -76,18 +101,14 @@ export class SafeTree {
       if (st === null) {
         await mkdir(abs, { mode: 0o700 });
       } else if (st.isSymbolicLink()) {
-        throw escape(rel, `its parent ${dir} is a symlink`);
+        throw refuseRecord(rel, `its parent ${dir} is a symlink; refusing to write through it`);
       } else if (!st.isDirectory()) {
-        throw escape(rel, `its parent ${dir} is not a directory`);
+        throw refuseRecord(rel, `its parent ${dir} is not a directory`);
       }
       this.verifiedDirs.add(dir);
     }
     return join(this.root, rel);
   }
-}
-
-function escape(rel: string, why: string): SeedwireError {
-  return new SeedwireError('SEEDWIRE_PATH_ESCAPE', `refusing path ${JSON.stringify(rel)}: ${why}`);
 }
 
 async function lstatOrNull(abs: string): Promise<Awaited<ReturnType<typeof lstat>> | null> {

@@ -4,8 +4,10 @@
  * buffers payloads: it reads each chunk's header, checks its path, and skips the payload.
  *
  * Both ends of a `backup` seed run every byte through it: the target before the bytes reach the
- * extractor, so a path that would land outside the datadir (absolute, `..`) or on the seed marker
- * is refused before anything is written; the source to count the files it sends and to pick up
+ * extractor, holding back the bytes of a chunk header until the whole header is checked
+ * (`unvalidatedBytes`), so a hostile path (absolute, `..`, an excluded name such as the seed
+ * marker, control characters, not UTF-8; record-rules.ts) or a total past `maxBytes` is refused
+ * before the extractor sees any of it; the source to count the files it sends and to pick up
  * `xtrabackup_binlog_info`.
  *
  * Chunk layout (integers little-endian):
@@ -18,7 +20,7 @@
  * An unknown type without the ignorable flag is refused, as the extractors refuse it.
  */
 import { SeedwireError } from '../../shared/errors.js';
-import { INCOMPLETE_MARKER } from '../../shared/ops.js';
+import { checkRecordPath, DeclaredBytesBudget, refuseRecord } from './record-rules.js';
 
 const MAGIC = Buffer.from('XBSTCK01', 'latin1');
 const CONSTANT_HEADER_BYTES = 14;
@@ -33,6 +35,11 @@ const CAPTURED = new Set(['xtrabackup_binlog_info']);
 const MAX_CAPTURE_BYTES = 64 * 1024;
 
 type Phase = 'header' | 'path' | 'sparse-count' | 'lengths' | 'skip';
+
+export interface XbstreamInspectorOptions {
+  /** Most payload bytes the stream may declare in all; null or absent: no limit. */
+  maxBytes?: number | null;
+}
 
 export class XbstreamInspector {
   /** Normalized paths of the files the stream creates (what `files` counts). */
@@ -54,9 +61,22 @@ export class XbstreamInspector {
   private payloadLeft = 0;
   private capture: Buffer[] | null = null;
   private chunkStart = 0;
+  private readonly budget: DeclaredBytesBudget;
+
+  constructor(options: XbstreamInspectorOptions = {}) {
+    this.budget = new DeclaredBytesBudget(options.maxBytes ?? null);
+  }
 
   get files(): number {
     return this.paths.size;
+  }
+
+  /**
+   * Bytes at the end of what was pushed that belong to a chunk header not yet wholly checked:
+   * the target holds them back from the extractor until the header is complete and accepted.
+   */
+  get unvalidatedBytes(): number {
+    return this.phase === 'skip' ? 0 : this.bytes - this.chunkStart;
   }
 
   /** Consumes the next bytes of the stream; throws SEEDWIRE_PATH_ESCAPE or SEEDWIRE_BAD_FRAME. */
@@ -116,7 +136,7 @@ export class XbstreamInspector {
         }
         const pathLength = this.acc.readUInt32LE(10);
         if (pathLength > MAX_PATH_BYTES) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `the backup stream has a path of ${pathLength} bytes at byte ${this.chunkStart}`);
-        if (pathLength === 0) throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `the backup stream has a chunk without a path at byte ${this.chunkStart}`);
+        if (pathLength === 0) throw refuseRecord('', `the backup stream has a chunk without a path at byte ${this.chunkStart}`);
         this.expect('path', pathLength);
         return;
       }
@@ -140,6 +160,7 @@ export class XbstreamInspector {
         const payload = this.acc.readBigUInt64LE(0);
         if (payload > BigInt(Number.MAX_SAFE_INTEGER)) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `the backup stream has a chunk of ${payload} bytes at byte ${this.chunkStart}`);
         this.payloadLeft = Number(payload);
+        this.budget.add(this.path, this.payloadLeft);
         this.skipLeft = this.payloadLeft + this.sparseEntries * 8;
         const known = this.type === TYPE_PAYLOAD || this.type === TYPE_SPARSE;
         if (known && CAPTURED.has(this.path)) {
@@ -173,19 +194,21 @@ export class XbstreamInspector {
 }
 
 /**
- * A stream path made relative and `/`-separated without `.` or empty components. Refuses (with
- * SEEDWIRE_PATH_ESCAPE) absolute paths, `..`, NUL and the seed marker at the top level.
+ * A stream path made relative and `/`-separated without `.` or empty components (as the backup
+ * tools write them), then held to the receiver's rules (record-rules.checkRecordPath): refuses
+ * (SEEDWIRE_PATH_ESCAPE) bytes that are not UTF-8, absolute paths, `..`, control characters and
+ * excluded names at any depth (the seed marker among them).
  */
 export function normalizeStreamPath(raw: Buffer): string {
   const text = raw.toString('utf8');
-  const shown = JSON.stringify(text);
-  if (text.includes('\0')) throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `refusing backup stream path ${shown}: it contains NUL`);
-  if (text.startsWith('/')) throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `refusing backup stream path ${shown}: it is absolute`);
-  const parts = text.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `refusing backup stream path ${shown}: it climbs out with ..`);
-  if (parts.length === 0) throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `refusing backup stream path ${shown}: it names no file`);
-  const path = parts.join('/');
-  if (path === INCOMPLETE_MARKER) throw new SeedwireError('SEEDWIRE_PATH_ESCAPE', `refusing backup stream path ${shown}: it would overwrite the seed marker`);
+  if (!Buffer.from(text, 'utf8').equals(raw)) throw refuseRecord(text, 'the backup stream path is not UTF-8');
+  if (text.startsWith('/')) throw refuseRecord(text, 'it is absolute');
+  const path = text
+    .split('/')
+    .filter((p) => p !== '' && p !== '.')
+    .join('/');
+  if (path === '') throw refuseRecord(text, 'it names no file');
+  checkRecordPath(path);
   return path;
 }
 

@@ -1,14 +1,36 @@
-/** GET /metrics: Prometheus text from a registry owned by this controller (never the global one). */
+/**
+ * GET /metrics: Prometheus text from a registry owned by this controller (never the global one),
+ * covering what on-call graphs: agents and their reconnects, heartbeat round trips, operations by
+ * op and outcome, seeds by state with their bytes and rate, rejected frames, event viewers and
+ * their drops, and the controller's event-loop delay. Counters kept elsewhere (hub, SSE) are read
+ * at scrape time; operation and seed outcomes are counted from the event bus as they happen.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SseViewers } from '../events/sse.js';
+import type { EventBus } from '../events/types.js';
 import type { HubCounters } from '../hub/counters.js';
 
 export interface MetricsSources {
   db: Database.Database;
   counters: HubCounters;
   connectedAgents(): number;
+  bus: EventBus;
+  viewers: Pick<SseViewers, 'count' | 'drops'>;
 }
+
+export interface ControllerMetrics {
+  registry: Registry;
+  /** Stops the event-loop monitor and the bus subscription (controller close). */
+  dispose(): void;
+}
+
+const OPERATION_STATES = ['running', 'succeeded', 'failed', 'canceled'] as const;
+const SEED_STATES = ['pending', 'running', 'succeeded', 'failed', 'aborted'] as const;
+/** Ended operations remembered so a re-published end is not counted twice. */
+const ENDED_MEMORY = 10_000;
 
 function setCounter(counter: Counter<string>, value: number, labels?: Record<string, string>): void {
   if (labels) {
@@ -20,9 +42,22 @@ function setCounter(counter: Counter<string>, value: number, labels?: Record<str
   }
 }
 
-export function createMetricsRegistry(sources: MetricsSources): Registry {
+/** A bounded set: the oldest entries fall out first. */
+function rememberer(limit: number): (id: string) => boolean {
+  const seen = new Set<string>();
+  return (id) => {
+    if (seen.has(id)) return false;
+    seen.add(id);
+    if (seen.size > limit) seen.delete(seen.values().next().value!);
+    return true;
+  };
+}
+
+export function createMetricsRegistry(sources: MetricsSources): ControllerMetrics {
   const registry = new Registry();
-  const countByState = sources.db.prepare('SELECT state, COUNT(*) AS n FROM operations GROUP BY state');
+  const { counters } = sources;
+  const countOperationsByState = sources.db.prepare('SELECT state, COUNT(*) AS n FROM operations GROUP BY state');
+
   new Gauge({
     name: 'seedwire_agents_connected',
     help: 'Agents with an open session',
@@ -31,6 +66,38 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
       this.set(sources.connectedAgents());
     },
   });
+  new Counter({
+    name: 'seedwire_agent_sessions_total',
+    help: 'Agent sessions accepted (hello welcomed)',
+    registers: [registry],
+    collect() {
+      setCounter(this, counters.sessions);
+    },
+  });
+  new Counter({
+    name: 'seedwire_agent_reconnects_total',
+    help: 'Sessions of agents that had connected before (redials after a drop, a restart of either side)',
+    registers: [registry],
+    collect() {
+      setCounter(this, counters.reconnects);
+    },
+  });
+  new Counter({
+    name: 'seedwire_agent_disconnects_total',
+    help: 'Agent sessions that ended',
+    registers: [registry],
+    collect() {
+      setCounter(this, counters.disconnects);
+    },
+  });
+  const rtt = new Histogram({
+    name: 'seedwire_heartbeat_rtt_seconds',
+    help: 'Heartbeat round trip between the controller and its agents (ping to pong)',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  counters.observeHeartbeatRtt = (seconds) => rtt.observe(seconds);
+
   new Gauge({
     name: 'seedwire_operations',
     help: 'Operations in the store by state',
@@ -38,16 +105,71 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const state of ['running', 'succeeded', 'failed', 'canceled']) this.set({ state }, 0);
-      for (const row of countByState.all() as Array<{ state: string; n: number }>) this.set({ state: row.state }, row.n);
+      for (const state of OPERATION_STATES) this.set({ state }, 0);
+      for (const row of countOperationsByState.all() as Array<{ state: string; n: number }>) this.set({ state: row.state }, row.n);
     },
   });
+  const operationsEnded = new Counter({
+    name: 'seedwire_operations_ended_total',
+    help: 'Operations that ended, by operation and outcome (succeeded, failed, canceled)',
+    labelNames: ['op', 'outcome'],
+    registers: [registry],
+  });
+
+  new Gauge({
+    name: 'seedwire_seeds',
+    help: 'Seeds in the store by state',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const state of SEED_STATES) this.set({ state }, 0);
+      // The seeds table belongs to the seed plugin; a controller without it has no seeds.
+      const hasSeeds = sources.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'seeds'").get() !== undefined;
+      if (!hasSeeds) return;
+      for (const row of sources.db.prepare('SELECT state, COUNT(*) AS n FROM seeds GROUP BY state').all() as Array<{ state: string; n: number }>) {
+        this.set({ state: row.state }, row.n);
+      }
+    },
+  });
+  const seedsEnded = new Counter({
+    name: 'seedwire_seeds_ended_total',
+    help: 'Seeds that ended, by outcome (succeeded, failed, aborted)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const seedBytes = new Counter({
+    name: 'seedwire_seed_bytes_total',
+    help: 'Seed bytes committed by targets (progress as the seeds report it; a resume does not count twice)',
+    registers: [registry],
+  });
+  const seedRates = new Map<string, number>();
+  const seedDone = new Map<string, number>();
+  new Gauge({
+    name: 'seedwire_seed_bytes_per_second',
+    help: 'Sum of the transfer rates of running seeds',
+    registers: [registry],
+    collect() {
+      let sum = 0;
+      for (const rate of seedRates.values()) sum += rate;
+      this.set(sum);
+    },
+  });
+  new Gauge({
+    name: 'seedwire_seeds_transferring',
+    help: 'Seeds reporting transfer progress now',
+    registers: [registry],
+    collect() {
+      this.set(seedRates.size);
+    },
+  });
+
   new Counter({
     name: 'seedwire_relay_bytes_total',
     help: 'Bytes of stream data relayed between agents',
     registers: [registry],
     collect() {
-      setCounter(this, sources.counters.bytesRelayed);
+      setCounter(this, counters.bytesRelayed);
     },
   });
   new Counter({
@@ -55,7 +177,7 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     help: 'Data frames dropped by the relay (no route, target offline, window exceeded)',
     registers: [registry],
     collect() {
-      setCounter(this, sources.counters.relayDropped);
+      setCounter(this, counters.relayDropped);
     },
   });
   new Counter({
@@ -64,16 +186,57 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
     labelNames: ['direction'],
     registers: [registry],
     collect() {
-      setCounter(this, sources.counters.framesIn, { direction: 'in' });
-      setCounter(this, sources.counters.framesOut, { direction: 'out' });
+      setCounter(this, counters.framesIn, { direction: 'in' });
+      setCounter(this, counters.framesOut, { direction: 'out' });
     },
   });
   new Counter({
     name: 'seedwire_bad_frames_total',
-    help: 'Frames from agents that failed to parse or validate',
+    help: 'Frames from agents that failed to parse or validate (rejected)',
     registers: [registry],
     collect() {
-      setCounter(this, sources.counters.badFrames);
+      setCounter(this, counters.badFrames);
+    },
+  });
+
+  new Gauge({
+    name: 'seedwire_event_viewers',
+    help: 'Open /api/events streams (console tabs, scripts)',
+    registers: [registry],
+    collect() {
+      this.set(sources.viewers.count());
+    },
+  });
+  new Counter({
+    name: 'seedwire_event_viewer_gaps_total',
+    help: 'Times an event viewer fell behind and was sent a gap instead of the events it missed',
+    registers: [registry],
+    collect() {
+      setCounter(this, sources.viewers.drops().gaps);
+    },
+  });
+  new Counter({
+    name: 'seedwire_event_viewer_dropped_events_total',
+    help: 'Events not sent to viewers that had fallen behind',
+    registers: [registry],
+    collect() {
+      setCounter(this, sources.viewers.drops().events);
+    },
+  });
+
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  new Gauge({
+    name: 'seedwire_event_loop_delay_seconds',
+    help: 'Event-loop delay of the controller since the previous scrape (p50, p99, max)',
+    labelNames: ['quantile'],
+    registers: [registry],
+    collect() {
+      const seconds = (ns: number): number => (Number.isFinite(ns) ? ns / 1e9 : 0);
+      this.set({ quantile: '0.5' }, seconds(loopDelay.percentile(50)));
+      this.set({ quantile: '0.99' }, seconds(loopDelay.percentile(99)));
+      this.set({ quantile: '1' }, seconds(loopDelay.max));
+      loopDelay.reset();
     },
   });
   new Gauge({
@@ -84,7 +247,38 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
       this.set(process.memoryUsage().rss);
     },
   });
-  return registry;
+
+  const firstEnd = rememberer(ENDED_MEMORY);
+  const unsubscribe = sources.bus.subscribe((event) => {
+    if (event.type === 'operation') {
+      const op = event.data as { id?: string; op?: string; state?: string };
+      if (op.id && op.op && op.state && op.state !== 'running' && firstEnd(`op:${op.id}`)) operationsEnded.inc({ op: op.op, outcome: op.state });
+      return;
+    }
+    if (event.type !== 'seed') return;
+    const seed = event.data as { id?: string; state?: string; bytesDone?: number; bytesPerSec?: number | null };
+    if (!seed.id) return;
+    if (typeof seed.bytesDone === 'number') {
+      const before = seedDone.get(seed.id) ?? 0;
+      if (seed.bytesDone > before) seedBytes.inc(seed.bytesDone - before);
+      seedDone.set(seed.id, Math.max(before, seed.bytesDone));
+    }
+    if (seed.state === 'running' && typeof seed.bytesPerSec === 'number') seedRates.set(seed.id, seed.bytesPerSec);
+    else seedRates.delete(seed.id);
+    if (seed.state === 'succeeded' || seed.state === 'failed' || seed.state === 'aborted') {
+      seedDone.delete(seed.id);
+      if (firstEnd(`seed:${seed.id}`)) seedsEnded.inc({ outcome: seed.state });
+    }
+  });
+
+  return {
+    registry,
+    dispose() {
+      unsubscribe();
+      loopDelay.disable();
+      counters.observeHeartbeatRtt = () => {};
+    },
+  };
 }
 
 export function registerMetricsRoute(app: FastifyInstance, registry: Registry): void {

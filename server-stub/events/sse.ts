@@ -23,6 +23,8 @@ export interface SseViewers {
   count(): number;
   /** Gaps sent and events dropped for slow viewers since start. */
   readonly stats: Readonly<ViewerStats>;
+  /** Times a viewer fell behind (one gap each) and the events those viewers missed, since start. */
+  drops(): { gaps: number; events: number };
   /** Ends every viewer's stream (shutdown). */
   closeAll(): void;
 }
@@ -84,6 +86,7 @@ export function registerEventsRoute(app: FastifyInstance, bus: SeedwireEventBus,
   return {
     count: () => viewers.size,
     stats,
+    drops: () => ({ gaps: stats.gaps, events: stats.droppedEvents }),
     closeAll() {
       for (const viewer of [...viewers]) viewer.close();
     },

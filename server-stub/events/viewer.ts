@@ -35,7 +35,7 @@ export interface ViewerLimits {
 
 export const DEFAULT_VIEWER_LIMITS: Readonly<ViewerLimits> = { heartbeatMs: 15_000, maxQueuedEvents: 1000, maxQueuedBytes: 1024 * 1024 };
 
-/** Counts every viewer's lost events (for /metrics and tests). */
+/** Slow viewers' losses since start (for /metrics): times a viewer fell behind, and the events it missed. */
 export interface ViewerStats {
   gaps: number;
   droppedEvents: number;
@@ -71,7 +71,6 @@ export class EventViewer {
       let missed = this.bus.since(cursor);
       if (missed === null) {
         const first = this.bus.firstSeq;
-        this.countGap(cursor + 1, first - 1);
         this.write(this.format.gap(cursor + 1, first - 1));
         missed = this.bus.since(first - 1) ?? [];
       }
@@ -100,6 +99,7 @@ export class EventViewer {
     }
     if (this.queue.length + 1 > this.limits.maxQueuedEvents || this.queuedBytes + text.length > this.limits.maxQueuedBytes) {
       this.gap = { from: this.queue[0]?.seq ?? event.seq, to: event.seq };
+      this.stats.gaps++;
       this.stats.droppedEvents += this.queue.length + 1;
       this.queue = [];
       this.queuedBytes = 0;
@@ -123,7 +123,6 @@ export class EventViewer {
     if (this.gap) {
       const { from, to } = this.gap;
       this.gap = null;
-      this.countGap(from, to);
       this.write(this.format.gap(from, to));
     }
     while (!this.waitingDrain && this.queue.length > 0) {
@@ -131,10 +130,6 @@ export class EventViewer {
       this.queuedBytes -= next.text.length;
       this.write(next.text);
     }
-  }
-
-  private countGap(from: number, to: number): void {
-    if (to >= from) this.stats.gaps++;
   }
 
   close(): void {

@@ -5,8 +5,14 @@ export interface HubCounters {
   badFrames: number;
   bytesRelayed: number;
   relayDropped: number;
+  /** Agent sessions accepted, those of agents already known (a redial), and sessions ended. */
+  sessions: number;
+  reconnects: number;
+  disconnects: number;
+  /** Called with each heartbeat round trip (ping sent → pong received), in seconds; metrics sets it. */
+  observeHeartbeatRtt: (seconds: number) => void;
 }
 
 export function createHubCounters(): HubCounters {
-  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0 };
+  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0, sessions: 0, reconnects: 0, disconnects: 0, observeHeartbeatRtt: () => {} };
 }

@@ -129,6 +129,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     session.resumable = new Set([...hello.running, ...hello.pending]);
     session.log = session.log.child({ agentId: hello.agentId });
     const previous = sessions.get(hello.agentId);
+    counters.sessions++;
+    if (previous || agents.get(hello.agentId)) counters.reconnects++;
     sessions.set(hello.agentId, session);
     if (previous && previous !== session) previous.close(CLOSE_CODES.superseded, 'superseded by a newer connection');
     agents.upsertOnHello({
@@ -232,6 +234,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       const agentId = session.agentId;
       if (!agentId || sessions.get(agentId) !== session) return; // superseded: the newer session owns the agent
       sessions.delete(agentId);
+      counters.disconnects++;
       touch(session, true);
       for (const call of calls.ofAgent(agentId)) {
         if (call.options.onDisconnect === 'fail') {

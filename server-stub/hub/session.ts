@@ -146,7 +146,12 @@ export class AgentSession {
       this.sender.sendFrame({ t: 'pong', ts: frame.ts });
       return;
     }
-    if (frame.t === 'pong') return;
+    if (frame.t === 'pong') {
+      // The agent echoes our ping's ts; only our own clock is involved.
+      const rttMs = Date.now() - frame.ts;
+      if (rttMs >= 0 && rttMs < this.timing.deadAfterMs) this.counters.observeHeartbeatRtt(rttMs / 1000);
+      return;
+    }
     try {
       this.handlers.frame(this, frame);
     } catch (error) {

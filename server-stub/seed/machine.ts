@@ -327,6 +327,8 @@ export class SeedMachine {
       receiveParams['format'] = 'stream';
       receiveParams['backupTool'] = this.deps.hub.facts(seed.source)?.backupTool ?? 'mariabackup';
     }
+    // The target refuses a stream that declares more than the room its precheck asked for.
+    if (seed.bytesTotal !== null) receiveParams['maxBytes'] = Math.ceil(seed.bytesTotal * (1 + SPACE_MARGIN_RATIO)) + SPACE_MARGIN_BYTES;
     const receive = hub.call(seed.target, 'seed-receive', receiveParams, {
       callId: `${seed.id}.receive.${attempt}`,
       signal: attemptAbort.signal,

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Waitable } from './wait.js';
 
@@ -26,6 +26,8 @@ export interface StartAgentOptions {
   config?: Record<string, unknown>;
   env?: Record<string, string>;
   extraArgs?: string[];
+  /** Run this bundled agent (dist/seedwire-agent.mjs or a copy) with plain node from its own directory instead of the source tree. */
+  bundle?: string;
 }
 
 export interface AgentProcess {
@@ -60,6 +62,14 @@ export function spawnAgentCli(args: string[], env: Record<string, string> = {}):
   });
 }
 
+function spawnBundledAgent(bundle: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [bundle, ...args], {
+    cwd: dirname(bundle),
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
 export function startAgent(options: StartAgentOptions): AgentProcess {
   const dir = makeTempDir('seedwire-agent-');
   const stateDir = options.stateDir ?? join(dir, 'state');
@@ -73,7 +83,8 @@ export function startAgent(options: StartAgentOptions): AgentProcess {
   };
   const configFile = join(dir, 'agent.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
-  const child = spawnAgentCli(['--config', configFile, ...(options.extraArgs ?? [])], options.env);
+  const args = ['--config', configFile, ...(options.extraArgs ?? [])];
+  const child = options.bundle === undefined ? spawnAgentCli(args, options.env) : spawnBundledAgent(options.bundle, args, options.env);
   const logs = new Waitable<LogLine>();
   const stdoutText: string[] = [];
   let stderr = '';

@@ -76,6 +76,8 @@ export function makeTestAgentConfig(sections: Pick<AgentConfig, 'mysql' | 'snaps
     stateDir: '/nonexistent',
     customCommands: {},
     allowArbitraryCommands: false,
+    logLevel: 'info',
+    status: { intervalSeconds: 5 },
     advanced: {},
     ...sections,
   };

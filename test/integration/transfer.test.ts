@@ -176,9 +176,9 @@ function craftStream(records: Array<{ header: RecordHeader; data?: Buffer }>): B
   return Buffer.concat(parts);
 }
 
-async function receiveCrafted(target: string, state: string, stream: Buffer): Promise<unknown> {
+async function receiveCrafted(target: string, state: string, stream: Buffer, options: { allowExternalSymlinks?: boolean; maxBytes?: number } = {}): Promise<unknown> {
   const pair = createStreamPair({ initialLimit: stream.length });
-  const receive = receiveTree({ root: target, port: pair.receive, resumeState: { dir: state, seedId: 'evil', resume: false }, signal: new AbortController().signal });
+  const receive = receiveTree({ root: target, port: pair.receive, resumeState: { dir: state, seedId: 'evil', resume: false }, signal: new AbortController().signal, ...options });
   pair.send.send(0, stream.length, 'none', stream);
   pair.send.close();
   return receive;
@@ -201,7 +201,7 @@ describe('path safety', () => {
     expect(existsSync(outside)).toBe(false);
   });
 
-  it('refuses a file under a symlinked directory', async () => {
+  it('refuses a file under a symlinked directory, even when external symlinks are allowed', async () => {
     const { target, state } = await freshDirs('escape-link');
     const outsideDir = join(work, 'outside-dir');
     await mkdir(outsideDir);
@@ -209,10 +209,53 @@ describe('path safety', () => {
       { header: { type: 'symlink', path: 'sub', mode: 0o777, mtimeMs: 0, target: outsideDir } },
       { header: file('sub/evil'), data: Buffer.from('evil') },
     ]);
-    await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    await expectCode(receiveCrafted(target, state, stream, { allowExternalSymlinks: true }), 'SEEDWIRE_PATH_ESCAPE');
     expect(await readdir(outsideDir)).toEqual([]);
-    // The symlink itself may be created (never followed).
+    // The symlink itself was allowed (never followed).
     expect((await lstat(join(target, 'sub'))).isSymbolicLink()).toBe(true);
+  });
+
+  it('strips setuid, setgid and sticky bits', async () => {
+    const { target, state } = await freshDirs('modes');
+    const data = Buffer.from('tool');
+    const stream = craftStream([
+      { header: { type: 'dir', path: 'd', mode: 0o3777, mtimeMs: 0 } },
+      { header: { type: 'file', path: 'd/suid', mode: 0o6755, mtimeMs: 0, size: data.length }, data },
+    ]);
+    const digest = createHash('sha256').update(`d/suid\0${data.length}\0${createHash('sha256').update(data).digest('hex')}\n`).digest('hex');
+    const end = encodeRecordHeader({ type: 'end', files: 1, bytes: data.length, digest });
+    await receiveCrafted(target, state, Buffer.concat([stream, end]));
+    expect((await lstat(join(target, 'd'))).mode & 0o7777).toBe(0o777);
+    expect((await lstat(join(target, 'd', 'suid'))).mode & 0o7777).toBe(0o755);
+  });
+
+  it('refuses a declared size above maxBytes before creating the file', async () => {
+    const { target, state } = await freshDirs('too-big');
+    const stream = craftStream([{ header: { type: 'file', path: 'ibdata1', mode: 0o644, mtimeMs: 0, size: 4 }, data: Buffer.from('evil') }]);
+    const error = await expectCode(receiveCrafted(target, state, stream, { maxBytes: 3 }), 'SEEDWIRE_PATH_ESCAPE');
+    expect(error.message).toContain('ibdata1');
+    expect(existsSync(join(target, 'ibdata1'))).toBe(false);
+  });
+
+  it('refuses a symlink leading outside the datadir before creating it', async () => {
+    const { target, state } = await freshDirs('escape-link-out');
+    const outsideDir = join(work, 'outside-dir-2');
+    await mkdir(outsideDir);
+    const stream = craftStream([{ header: { type: 'symlink', path: 'sub', mode: 0o777, mtimeMs: 0, target: outsideDir } }]);
+    const error = await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    expect(error.message).toContain('outside the datadir');
+    expect(existsSync(join(target, 'sub'))).toBe(false);
+  });
+
+  it('refuses a file under a symlink that stays inside', async () => {
+    const { target, state } = await freshDirs('escape-link-in');
+    const stream = craftStream([
+      { header: { type: 'dir', path: 'd', mode: 0o755, mtimeMs: 0 } },
+      { header: { type: 'symlink', path: 'in', mode: 0o777, mtimeMs: 0, target: 'd' } },
+      { header: file('in/evil'), data: Buffer.from('evil') },
+    ]);
+    await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    expect(await readdir(join(target, 'd'))).toEqual([]);
   });
 
   it('refuses writing through a symlink at the file itself', async () => {
@@ -223,7 +266,7 @@ describe('path safety', () => {
       { header: { type: 'symlink', path: 'f', mode: 0o777, mtimeMs: 0, target: outsideFile } },
       { header: file('f'), data: Buffer.from('evil') },
     ]);
-    await expectCode(receiveCrafted(target, state, stream), 'SEEDWIRE_PATH_ESCAPE');
+    await expectCode(receiveCrafted(target, state, stream, { allowExternalSymlinks: true }), 'SEEDWIRE_PATH_ESCAPE');
     expect(await readFile(outsideFile, 'utf8')).toBe('keep');
   });
 });

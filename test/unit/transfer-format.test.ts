@@ -10,8 +10,8 @@ import {
   parseRecordJson,
   parseRecordPrefix,
   TreeDigest,
-  validateRecordPath,
 } from '../../agent/transfer/format.js';
+import { checkRecordPath as validateRecordPath } from '../../agent/transfer/record-rules.js';
 import { sendTree } from '../../agent/transfer/send.js';
 import type { SendPort } from '../../agent/streams/types.js';
 import { errorCodeOf } from '../helpers/checks.js';
