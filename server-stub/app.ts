@@ -21,6 +21,7 @@ import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
 import type { ExposureOptions } from './hub/exposure.js';
 import type { AdmissionOptions } from './hub/admission.js';
+import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
@@ -152,14 +153,20 @@ export async function createController(options: CreateControllerOptions): Promis
   registerIdentityRoutes(app, { hub, agents, audit });
   const followers = registerOperationRoutes(app, deps, bus, output);
   const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
-  const metrics = createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers });
+  const consoleFeed = createEventsSocket({ bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
+  // /metrics counts the viewers of both transports (SSE and the console's WebSocket) together.
+  const allViewers = {
+    count: () => viewers.count() + consoleFeed.count(),
+    drops: () => ({ gaps: viewers.drops().gaps + consoleFeed.stats.gaps, events: viewers.drops().events + consoleFeed.stats.droppedEvents }),
+  };
+  const metrics = createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers: allViewers });
   registerMetricsRoute(app, metrics.registry);
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {
     const dispose = await plugin(app, deps);
     if (typeof dispose === 'function') disposers.push(dispose);
   }
-  app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
+  app.server.on('upgrade', (req, socket, head) => (consoleFeed.handles(req) ? consoleFeed.handleUpgrade(req, socket, head) : hub.handleUpgrade(req, socket, head)));
   const connections = trackConnections(app.server);
 
   try {
@@ -180,6 +187,7 @@ export async function createController(options: CreateControllerOptions): Promis
     for (const dispose of disposers) await dispose();
     operations.close();
     viewers.closeAll();
+    consoleFeed.closeAll();
     followers.closeAll();
     await hub.close();
     await operations.drain();

@@ -6,6 +6,7 @@
 export const ERROR_CODES = {
   SEEDWIRE_AUTH: { status: 401, description: 'missing or wrong bearer token (agent or admin)' },
   SEEDWIRE_UNREACHABLE: { status: 502, description: 'a client (the seedwire command line) got no answer from the controller: down, refused, or a gateway in front of it failing' },
+  SEEDWIRE_FORBIDDEN: { status: 403, description: 'authenticated or not, the request may not come from where it came (a console WebSocket from another origin)' },
   SEEDWIRE_BAD_REQUEST: { status: 400, description: 'the HTTP request is malformed (body is not JSON, wrong shape)' },
   SEEDWIRE_BAD_PARAMS: { status: 400, description: "an operation's or seed's parameters failed validation; the message names the field" },
   SEEDWIRE_NOT_FOUND: { status: 404, description: 'no such operation, seed or route' },

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { SeedMachine } from './machine.js';
+import { THROUGHPUT_DEFAULTS, type ThroughputView } from './throughput.js';
 
 const CreateSeedBody = z
   .object({
@@ -48,6 +49,14 @@ export function registerSeedRoutes(app: FastifyInstance, machine: SeedMachine): 
     const seed = machine.get(request.params.id);
     if (!seed) return sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${request.params.id}`));
     return reply.send(seed);
+  });
+
+  app.get<{ Params: { id: string } }>('/api/seeds/:id/throughput', async (request, reply) => {
+    const seed = machine.get(request.params.id);
+    if (!seed) return sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${request.params.id}`));
+    const series = machine.throughput(seed.id) ?? { intervalMs: THROUGHPUT_DEFAULTS.intervalMs, samples: [], marks: [] };
+    const view: ThroughputView = { seedId: seed.id, state: seed.state, createdAt: seed.createdAt, endedAt: seed.endedAt, bytesTotal: seed.bytesTotal, ...series };
+    return reply.send(view);
   });
 
   app.post<{ Params: { id: string } }>('/api/seeds/:id/abort', async (request, reply) => {

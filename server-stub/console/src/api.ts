@@ -3,7 +3,7 @@
  * `seedwire_admin` cookie set at login. The console never holds the token itself.
  * A 401 from any call (except the login itself) hands control to `onUnauthorized`.
  */
-import type { Agent, AuditEntry, Operation, Seed } from './types.js';
+import type { Agent, AuditEntry, Operation, Seed, ThroughputView } from './types.js';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -125,6 +125,7 @@ export const api = {
   createSeed: async (body: { source: string; target: string; method?: string; compression?: string; startTarget?: boolean; maxBytesPerSec?: number }) =>
     asItem<Pick<Seed, 'id' | 'state'>>(await request('POST', '/api/seeds', { body }), 'seed'),
   abortSeed: (id: string) => request<unknown>('POST', `/api/seeds/${enc(id)}/abort`),
+  throughput: (id: string, signal?: AbortSignal) => request<ThroughputView>('GET', `/api/seeds/${enc(id)}/throughput`, { signal }),
 
   audit: async (limit: number, signal?: AbortSignal) => asList<AuditEntry>(await request('GET', `/api/audit?limit=${limit}`, { signal }), 'audit'),
 };
