@@ -1,7 +1,7 @@
 # seedwire — the two commands a user needs are `make demo` and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
-.PHONY: deps build dist test test-unit demo bench lint clean
+.PHONY: deps build dist test test-long test-unit demo bench lint clean
 
 deps:
 	@scripts/install-deps.sh
@@ -20,6 +20,11 @@ test: build
 	npm run typecheck
 	npx eslint .
 	npx vitest run
+
+## Load tests (test/load/): 1,000 protocol clients against a real controller, 100 operations in
+## flight, then a SIGKILL restart with paced readmission. Minutes, so not part of `make test`.
+test-long: build
+	SEEDWIRE_TEST_LONG=1 npx vitest run test/load
 
 test-unit: deps
 	npx vitest run test/unit

@@ -17,7 +17,9 @@ const USAGE = `usage: seedwire-agent [--config FILE] [flags]
 
   --config FILE        agent configuration, YAML (.yaml/.yml) or JSON (.json)
   --controller URL     controller endpoint, ws:// or wss:// (overrides the file)
-  --token TOKEN        agent token [env SEEDWIRE_AGENT_TOKEN] (overrides the file)
+  --token-file FILE    the controller's enrollment token, read from FILE (overrides the file's token)
+  --token TOKEN        the same on the command line [env SEEDWIRE_AGENT_TOKEN]; visible in ps, prefer
+                       --token-file, tokenFile in the config, or the environment
   --id ID              agent id (default: the host's name)
   --datacenter DC      datacenter name
   --state-dir DIR      ledger and resume state
@@ -48,6 +50,7 @@ export function parseCli(argv: string[]): Cli {
         config: { type: 'string' },
         controller: { type: 'string' },
         token: { type: 'string' },
+        'token-file': { type: 'string' },
         id: { type: 'string' },
         datacenter: { type: 'string' },
         'state-dir': { type: 'string' },
@@ -61,6 +64,7 @@ export function parseCli(argv: string[]): Cli {
   const flags: ConfigFlags = {};
   if (values.controller !== undefined) flags.controller = values.controller;
   if (values.token !== undefined) flags.token = values.token;
+  if (values['token-file'] !== undefined) flags.tokenFile = values['token-file'];
   if (values.id !== undefined) flags.id = values.id;
   if (values.datacenter !== undefined) flags.datacenter = values.datacenter;
   if (values['state-dir'] !== undefined) flags.stateDir = values['state-dir'];
@@ -101,6 +105,10 @@ async function main(): Promise<void> {
     fail(toSeedwireError(error, 'SEEDWIRE_CONFIG').message);
   }
   const log = createLogger(cli.logPretty, config.logLevel);
+  if (cli.flags.token !== undefined) {
+    // Any local user can read a process's command line (ps, /proc/PID/cmdline).
+    log.warn({ flag: '--token', instead: ['--token-file FILE', 'tokenFile in the config', 'SEEDWIRE_AGENT_TOKEN'] }, 'the token was given on the command line, where every local user can read it; use a token file or the environment instead');
+  }
   let daemon;
   try {
     daemon = startDaemon({ config, log, registry: buildOpRegistry() });

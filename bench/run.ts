@@ -24,6 +24,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { compareTrees, ensureDataset, type Dataset } from './dataset.js';
 import {
   cleanupAll,
@@ -189,40 +190,6 @@ async function runShell(name: string, script: string, timeoutMs = 120_000): Prom
   if (code !== 0) throw new Error(`${name}: exit ${code ?? signal}: ${t.tail.slice(-5).join(' | ')}`);
 }
 
-interface Api {
-  <T = unknown>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }>;
-}
-
-interface SeedJson {
-  id: string;
-  state: string;
-  stage: string | null;
-  bytesDone?: number;
-  bytesTotal?: number | null;
-  bytesPerSec?: number | null;
-  endedAt: string | null;
-  error: { code: string; message: string } | null;
-  stages?: Array<{ name: string; state: string; startedAt: string | null; endedAt: string | null; message: string | null }>;
-}
-
-function makeApi(baseUrl: string, adminToken: string): Api {
-  return async <T>(method: string, path: string, body?: unknown): Promise<{ status: number; json: T }> => {
-    const res = await fetch(`${baseUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    let json: unknown = null;
-    try {
-      json = text === '' ? null : JSON.parse(text);
-    } catch {
-      json = text;
-    }
-    return { status: res.status, json: json as T };
-  };
-}
-
 interface LatencyStats {
   n: number;
   p50Ms: number;
@@ -270,21 +237,35 @@ interface ControllerProc {
   proc: Tracked;
   url: string;
   wsUrl: string;
-  api: Api;
+  client: ApiClient;
 }
 
 async function startController(name: string, agentToken: string, adminToken: string, profile = false): Promise<ControllerProc> {
   const dataDir = makeTemp(`seedwire-benchrun-${name}-`);
+  // Tokens by file, as the README recommends (flags would show in ps and draw a warning).
+  writeFileSync(join(dataDir, 'agent-token'), agentToken, { mode: 0o600 });
+  writeFileSync(join(dataDir, 'admin-token'), adminToken, { mode: 0o600 });
   const proc = spawnTracked(
     name,
     process.execPath,
-    [...nodeArgs(profile), join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token', agentToken, '--admin-token', adminToken],
+    [
+      ...nodeArgs(profile),
+      join(ROOT, 'dist/server-stub/main.js'),
+      '--listen',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      '--agent-token-file',
+      join(dataDir, 'agent-token'),
+      '--admin-token-file',
+      join(dataDir, 'admin-token'),
+    ],
     { cwd: ROOT, env: childEnv() },
   );
   const listening = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
   const url = String(listening['url']);
   const wsUrl = typeof listening['wsUrl'] === 'string' ? listening['wsUrl'] : `${url.replace(/^http/, 'ws')}/agent`;
-  return { proc, url, wsUrl, api: makeApi(url, adminToken) };
+  return { proc, url, wsUrl, client: new ApiClient({ baseUrl: url, token: adminToken }) };
 }
 
 function startAgent(name: string, config: Record<string, unknown>, profile = false): Tracked {
@@ -307,17 +288,17 @@ function fakeMysql(datadir: string, flag: string): Record<string, unknown> {
   };
 }
 
-async function waitForAgents(api: Api, ids: string[], needFacts: boolean): Promise<void> {
+async function waitForAgents(client: ApiClient, ids: string[], needFacts: boolean): Promise<void> {
   await waitUntil(`agents ${ids.join(', ')} to connect`, 20_000, async () => {
-    const { status, json } = await api<Array<{ id: string; connected: boolean }>>('GET', '/api/agents');
-    if (status !== 200 || !Array.isArray(json)) return null;
-    return ids.every((id) => (json as Array<{ id: string; connected: boolean }>).some((a) => a.id === id && a.connected));
+    const agents = await client.agents().catch(() => null);
+    if (!agents) return null;
+    return ids.every((id) => agents.some((a) => a.id === id && a.connected));
   });
   if (!needFacts) return;
   for (const id of ids) {
     await waitUntil(`facts of ${id}`, 20_000, async () => {
-      const { status, json } = await api<{ facts?: { datadir?: string } | null }>('GET', `/api/agents/${id}`);
-      return status === 200 && json?.facts?.datadir ? true : null;
+      const agent = await client.agent(id).catch(() => null);
+      return agent?.facts?.datadir ? true : null;
     });
   }
 }
@@ -349,20 +330,17 @@ async function tarNc(dataset: Dataset, work: string): Promise<{ seconds: number;
 
 // ---- 2. seeds through the controller ----------------------------------------------------------
 
-async function runSeed(api: Api, procs: Record<string, Tracked>, source: string, target: string, compression: string): Promise<SeedRun> {
+async function runSeed(client: ApiClient, procs: Record<string, Tracked>, source: string, target: string, compression: Compression): Promise<SeedRun> {
   const cpuBefore = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuSeconds(p.pid)]));
   const postedAt = Date.now();
-  const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source, target, method: 'cold', compression, startTarget: false });
-  if (created.status !== 202) throw new Error(`POST /api/seeds answered ${created.status}: ${JSON.stringify(created.json)}`);
-  const id = String(created.json.seed.id);
+  const created = await client.createSeed({ source, target, method: 'cold', compression, startTarget: false });
+  const id = created.id;
   log(`seed ${id} (${compression}) started`);
-  let seed: SeedJson;
+  let seed: SeedView;
   let lastLog = 0;
   const deadline = Date.now() + SEED_TIMEOUT_MS;
   for (;;) {
-    const got = await api<SeedJson>('GET', `/api/seeds/${id}`);
-    seed = got.json;
-    if (got.status !== 200) throw new Error(`GET /api/seeds/${id} answered ${got.status}: ${JSON.stringify(got.json)}`);
+    seed = await client.seed(id);
     if (['succeeded', 'failed', 'aborted'].includes(seed.state)) break;
     if (Date.now() - lastLog > 5_000) {
       lastLog = Date.now();
@@ -371,8 +349,8 @@ async function runSeed(api: Api, procs: Record<string, Tracked>, source: string,
     }
     if (Date.now() > deadline) {
       log(`seed ${id} did not finish within ${SEED_TIMEOUT_MS / 1000} s; aborting it`);
-      await api('POST', `/api/seeds/${id}/abort`).catch(() => undefined);
-      seed = (await api<SeedJson>('GET', `/api/seeds/${id}`)).json;
+      await client.abortSeed(id).catch(() => undefined);
+      seed = await client.seed(id);
       seed.error ??= { code: 'BENCH_TIMEOUT', message: `not finished after ${SEED_TIMEOUT_MS / 1000} s (stage ${seed.stage})` };
       break;
     }
@@ -416,12 +394,12 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
   const target = startAgent('target-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-target', mysql: fakeMysql(targetDir, join(work, 'target-mysql-running')) }, true);
   const procs = { controller: ctl.proc, source, target };
   try {
-    await waitForAgents(ctl.api, ['bench-source', 'bench-target'], true);
+    await waitForAgents(ctl.client, ['bench-source', 'bench-target'], true);
     results.rss.beforeSeed = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, kibToMiB(procStatusKiB(p.pid, 'VmRSS'))]));
 
     // -- compression none
     try {
-      const run = await runSeed(ctl.api, procs, 'bench-source', 'bench-target', 'none');
+      const run = await runSeed(ctl.client, procs, 'bench-source', 'bench-target', 'none');
       results.seed.runs.push(run);
       results.rss.controllerMiB = kibToMiB(procStatusKiB(ctl.proc.pid, 'VmHWM'));
       results.rss.sourceAgentMiB = kibToMiB(procStatusKiB(source.pid, 'VmHWM'));
@@ -441,7 +419,7 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
     // -- compression zstd (peak RSS of this seed alone, when the kernel lets us reset VmHWM)
     try {
       const reset = Object.values(procs).every((p) => resetPeakRss(p.pid));
-      const run = await runSeed(ctl.api, procs, 'bench-source', 'bench-target', 'zstd');
+      const run = await runSeed(ctl.client, procs, 'bench-source', 'bench-target', 'zstd');
       results.seed.runs.push(run);
       if (reset) {
         results.rss.zstdSeed = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, kibToMiB(procStatusKiB(p.pid, 'VmHWM'))]));
@@ -460,8 +438,8 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
     // -- 3. op round trips over HTTP
     try {
       const lat = await measureLatency(OPS, 20, async () => {
-        const { status, json } = await ctl.api<{ operation?: { state?: string } }>('POST', '/api/agents/bench-source/ops/hostname', { params: {} });
-        if (status !== 200 || json?.operation?.state !== 'succeeded') throw new Error(`hostname op answered ${status}: ${JSON.stringify(json).slice(0, 300)}`);
+        const operation = await ctl.client.runOp('bench-source', 'hostname', {});
+        if (operation.state !== 'succeeded') throw new Error(`hostname op ended ${operation.state}: ${JSON.stringify(operation.error)}`);
       });
       Object.assign(results.latency, lat);
     } catch (error) {
@@ -530,7 +508,7 @@ async function idlePhase(): Promise<void> {
       results.idle.note = `open-file limit of the controller is ${ctlOk}; lowered N to ${n}`;
     }
     // Settle: the first API call loads routes lazily; then read the baseline.
-    await ctl.api('GET', '/api/agents');
+    await ctl.client.agents();
     await delay(1_000);
     const before = procStatusKiB(ctl.proc.pid, 'VmRSS');
     const t0 = performance.now();
@@ -551,9 +529,9 @@ async function idlePhase(): Promise<void> {
     await delay(2_000);
     const after = procStatusKiB(ctl.proc.pid, 'VmRSS');
     const t1 = performance.now();
-    const listed = await ctl.api('GET', '/api/agents');
+    const listed = await ctl.client.agents();
     const listSeconds = (performance.now() - t1) / 1000;
-    const connected = Array.isArray(listed.json) ? (listed.json as Array<{ id: string; connected: boolean }>).filter((a) => a.id.startsWith('idle-') && a.connected).length : 0;
+    const connected = listed.filter((a) => a.id.startsWith('idle-') && a.connected).length;
     results.idle.agents = n;
     results.idle.connectSeconds = round(connectSeconds, 2);
     results.idle.controllerRssBeforeMiB = kibToMiB(before);

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { ApiClient, ApiError, type SeedView } from '../client/api.js';
 import { createMariaDB, type MariaDB } from '../test/helpers/mariadb.js';
 
 const root = resolve(import.meta.dirname, '..');
@@ -46,15 +47,6 @@ function startProcess(name: string, args: string[], ready: (rec: Record<string, 
   });
 }
 
-async function api<T>(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${base}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as T };
-}
-
 async function cleanup(): Promise<void> {
   for (const child of children.reverse()) {
     if (child.exitCode === null && child.signalCode === null) {
@@ -63,18 +55,6 @@ async function cleanup(): Promise<void> {
     }
   }
   for (const db of databases) await db.destroy().catch(() => undefined);
-}
-
-interface SeedJson {
-  id: string;
-  state: string;
-  stage: string | null;
-  bytesDone: number;
-  bytesTotal: number | null;
-  bytesPerSec: number | null;
-  error: { code: string; message: string } | null;
-  result: Record<string, unknown> | null;
-  stages: Array<{ name: string; state: string; message: string | null }>;
 }
 
 async function main(): Promise<number> {
@@ -93,20 +73,24 @@ async function main(): Promise<number> {
   const before = await source.checksumTables();
 
   say(`starting the controller on ${listen}`);
+  // Tokens go by file, never as flags (any local user can read a command line).
+  const agentTokenPath = `${demoDir}/agent-token`;
+  writeFileSync(agentTokenPath, `${agentToken}\n`, { mode: 0o600 });
   const controller = await startProcess(
     'controller',
-    ['dist/server-stub/main.js', '--listen', listen, '--data-dir', `${demoDir}/controller`, '--agent-token', agentToken],
+    ['dist/server-stub/main.js', '--listen', listen, '--data-dir', `${demoDir}/controller`, '--agent-token-file', agentTokenPath],
     (r) => r['msg'] === 'listening',
   );
   const url = String(controller.record['url']);
   const adminTokenPath = `${demoDir}/controller/admin-token`;
   const adminToken = readFileSync(adminTokenPath, 'utf8').trim();
   const wsUrl = `${url.replace(/^http/, 'ws')}/agent`;
+  const client = new ApiClient({ baseUrl: url, token: adminToken });
 
   for (const [id, db] of [['demo-source', source], ['demo-target', target]] as const) {
     const config = {
       controller: wsUrl,
-      token: agentToken,
+      tokenFile: agentTokenPath, // the enrollment token; each agent then keeps its own credential in stateDir
       id,
       datacenter: 'dc1',
       stateDir: `${demoDir}/${id}-state`,
@@ -124,23 +108,25 @@ async function main(): Promise<number> {
 
   // Both agents' facts must have arrived before the prechecks can judge them.
   for (;;) {
-    const agents = (await api<Array<{ id: string; connected: boolean }>>(url, adminToken, 'GET', '/api/agents')).body;
-    const facts = await Promise.all(agents.map((a) => api<{ facts: unknown }>(url, adminToken, 'GET', `/api/agents/${a.id}`)));
-    if (agents.filter((a) => a.connected).length >= 2 && facts.every((f) => f.body.facts)) break;
+    const agents = await client.agents();
+    const details = await Promise.all(agents.map((a) => client.agent(a.id)));
+    if (agents.filter((a) => a.connected).length >= 2 && details.every((d) => d.facts)) break;
     await new Promise((r) => setTimeout(r, 200));
   }
 
   say('starting a cold seed demo-source → demo-target');
-  const created = await api<{ seed?: SeedJson; error?: { code: string; message: string } }>(url, adminToken, 'POST', '/api/seeds', { source: 'demo-source', target: 'demo-target', method: 'cold' });
-  if (created.status !== 202 || !created.body.seed) {
-    say(`seed refused (${created.status}): ${JSON.stringify(created.body.error)}`);
+  let seedId: string;
+  try {
+    seedId = (await client.createSeed({ source: 'demo-source', target: 'demo-target', method: 'cold' })).id;
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    say(`seed refused (${error.httpStatus}): ${error.apiCode}: ${error.message}`);
     return 1;
   }
-  const seedId = created.body.seed.id;
   let lastLine = '';
-  let seed: SeedJson;
+  let seed: SeedView;
   for (;;) {
-    seed = (await api<SeedJson>(url, adminToken, 'GET', `/api/seeds/${seedId}`)).body;
+    seed = await client.seed(seedId);
     const pct = seed.bytesTotal ? Math.min(100, Math.round((seed.bytesDone / seed.bytesTotal) * 100)) : 0;
     const rate = seed.bytesPerSec ? `${(seed.bytesPerSec / 1048576).toFixed(1)} MiB/s` : '';
     const line = `seed ${seed.state} · stage ${seed.stage} · ${pct}% ${rate}`;
@@ -165,6 +151,7 @@ async function main(): Promise<number> {
   }
   say(match ? 'all tables match' : 'tables DO NOT match');
   say(`console: ${url}/   admin token: ${adminTokenPath}`);
+  say(`command line: SEEDWIRE_CONTROLLER=${url} npx seedwire --token-file ${adminTokenPath} seed show ${seedId}`);
   if (exitWhenDone) return match ? 0 : 1;
   say('left running; Ctrl-C stops everything and cleans up');
   await new Promise<void>((r) => {

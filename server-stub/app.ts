@@ -9,6 +9,8 @@ import { SeedwireError } from '../shared/errors.js';
 import { LIMITS } from '../shared/limits.js';
 import { installAdminAuth } from './api/auth.js';
 import { registerAgentRoutes } from './api/agents.js';
+import { registerIdentityRoutes } from './api/identity.js';
+import { acceptEmptyJsonBodies } from './api/body.js';
 import { trackConnections } from './api/connections.js';
 import { installErrorHandlers } from './api/errors.js';
 import { createMetricsRegistry, registerMetricsRoute } from './api/metrics.js';
@@ -17,12 +19,16 @@ import { registerOperationRoutes } from './api/operations.js';
 import { viewAgentDetail } from './api/views.js';
 import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
+import type { ExposureOptions } from './hub/exposure.js';
+import type { AdmissionOptions } from './hub/admission.js';
+import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
 import { createAgentStore } from './store/agents.js';
 import { createAuditStore } from './store/audit.js';
 import { closeDatabase, openDatabase } from './store/db.js';
+import { createIdentityStore } from './store/identities.js';
 import { createOperationStore } from './store/operations.js';
 import { createOutputStore } from './store/output.js';
 import type { ControllerConfig, ControllerDeps, ControllerPlugin } from './types.js';
@@ -32,14 +38,17 @@ export type { ControllerConfig, ControllerDeps, ControllerPlugin } from './types
 export interface CreateControllerOptions {
   dataDir: string;
   adminToken: string;
-  /** Shared agent token; at least one of agentToken / agentTokens is required. */
+  /** The enrollment token (new agent ids enroll with it); at least one of agentToken / agentTokens is required. */
   agentToken?: string | null;
   agentTokens?: Record<string, string>;
   /** @default '127.0.0.1' */
   host?: string;
   /** @default 0 (a free port) */
   port?: number;
-  tls?: { cert: string | Buffer; key: string | Buffer } | null;
+  /** `clientCa`: verify agents' client certificates against it; a verified certificate's CN (or DNS SAN) is the agent id. */
+  tls?: { cert: string | Buffer; key: string | Buffer; clientCa?: string | Buffer } | null;
+  /** Rate limit of failed agent authentications, cap of connections waiting for a hello (defaults in hub/exposure.ts). */
+  exposure?: Partial<ExposureOptions>;
   /** @default LIMITS.heartbeatMs */
   heartbeatMs?: number;
   /** @default LIMITS.deadAfterMs */
@@ -52,6 +61,8 @@ export interface CreateControllerOptions {
   log?: Logger;
   /** Registered after the core routes, in order (seed routes, console). */
   plugins?: ControllerPlugin[];
+  /** Pacing of new agent sessions; defaults in server-stub/hub/admission.ts. */
+  admission?: Partial<AdmissionOptions>;
 }
 
 export interface Controller {
@@ -87,6 +98,12 @@ function resolveConfig(options: CreateControllerOptions): ControllerConfig {
   };
 }
 
+/** With a client CA the server asks for a certificate but admits connections without one (tokens still work). */
+function httpsOptions(tls: NonNullable<ControllerConfig['tls']>): Record<string, unknown> {
+  if (tls.clientCa === undefined) return { cert: tls.cert, key: tls.key };
+  return { cert: tls.cert, key: tls.key, ca: tls.clientCa, requestCert: true, rejectUnauthorized: false };
+}
+
 function formatUrl(scheme: string, host: string, port: number): string {
   const shown = host.includes(':') ? `[${host}]` : host;
   return `${scheme}://${shown}:${port}`;
@@ -101,17 +118,23 @@ export async function createController(options: CreateControllerOptions): Promis
   const operationStore = createOperationStore(db);
   const bus = createEventBus({ log });
   const audit = createAudit(createAuditStore(db), bus);
+  const identities = createIdentityStore(db);
   const hub = createAgentHub({
     credentials: { shared: config.agentToken, perAgent: config.agentTokens },
     timing: { heartbeatMs: config.heartbeatMs, deadAfterMs: config.deadAfterMs, handshakeTimeoutMs: config.handshakeTimeoutMs },
     agents,
+    identities,
+    audit,
+    ...(options.exposure ? { exposure: options.exposure } : {}),
     log: log.child({ component: 'hub' }),
+    ...(options.admission ? { admission: options.admission } : {}),
   });
   const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }) });
   hub.setResumeHandler((agentId, hello) => operations.resumeAgent(agentId, hello));
   hub.on((event) => {
-    const agentId = event.type === 'facts' ? event.agentId : event.agent.id;
-    bus.publish('agent', viewAgentDetail(hub, agents, agentId));
+    const agentId = event.type === 'facts' || event.type === 'identity' ? event.agentId : event.agent.id;
+    const view = viewAgentDetail(hub, agents, agentId);
+    if (view) bus.publish('agent', view);
   });
   const deps: ControllerDeps = { db, hub, bus, audit, operations, log, config };
 
@@ -120,22 +143,30 @@ export async function createController(options: CreateControllerOptions): Promis
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024,
     forceCloseConnections: 'idle',
-    ...(config.tls ? { https: { cert: config.tls.cert, key: config.tls.key } } : {}),
+    ...(config.tls ? { https: httpsOptions(config.tls) } : {}),
   }) as unknown as FastifyInstance;
   installErrorHandlers(app);
+  acceptEmptyJsonBodies(app);
   installAdminAuth(app, config.adminToken);
   registerMiscRoutes(app, deps);
   registerAgentRoutes(app, deps, agents);
+  registerIdentityRoutes(app, { hub, agents, audit });
   const followers = registerOperationRoutes(app, deps, bus, output);
   const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
-  const metrics = createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers });
+  const consoleFeed = createEventsSocket({ bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
+  // /metrics counts the viewers of both transports (SSE and the console's WebSocket) together.
+  const allViewers = {
+    count: () => viewers.count() + consoleFeed.count(),
+    drops: () => ({ gaps: viewers.drops().gaps + consoleFeed.stats.gaps, events: viewers.drops().events + consoleFeed.stats.droppedEvents }),
+  };
+  const metrics = createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers: allViewers });
   registerMetricsRoute(app, metrics.registry);
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {
     const dispose = await plugin(app, deps);
     if (typeof dispose === 'function') disposers.push(dispose);
   }
-  app.server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
+  app.server.on('upgrade', (req, socket, head) => (consoleFeed.handles(req) ? consoleFeed.handleUpgrade(req, socket, head) : hub.handleUpgrade(req, socket, head)));
   const connections = trackConnections(app.server);
 
   try {
@@ -156,6 +187,7 @@ export async function createController(options: CreateControllerOptions): Promis
     for (const dispose of disposers) await dispose();
     operations.close();
     viewers.closeAll();
+    consoleFeed.closeAll();
     followers.closeAll();
     await hub.close();
     await operations.drain();

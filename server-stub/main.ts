@@ -19,11 +19,17 @@ const HELP = `Usage: seedwire-controller [flags]
 
   --listen HOST:PORT        where to listen (default 127.0.0.1:7070; port 0 picks a free port)
   --data-dir DIR            SQLite store and admin token [SEEDWIRE_DATA_DIR] (default ./.seedwire/controller)
-  --agent-token TOKEN       token agents present [SEEDWIRE_AGENT_TOKEN] (required unless --agent-tokens)
+  --agent-token-file FILE   enrollment token new agents present [SEEDWIRE_AGENT_TOKEN]
+                            (required unless --agent-tokens); each new agent id enrolls once and
+                            then uses its own credential
+  --agent-token TOKEN       the same, on the command line (visible in ps; prefer the file or env)
   --agent-tokens FILE       JSON {agentId: token} of per-agent tokens
-  --admin-token TOKEN       bearer token for /api, /metrics, the console [SEEDWIRE_ADMIN_TOKEN]
+  --admin-token-file FILE   bearer token for /api, /metrics, the console [SEEDWIRE_ADMIN_TOKEN]
                             (generated into DATA_DIR/admin-token when absent)
+  --admin-token TOKEN       the same, on the command line (visible in ps; prefer the file or env)
   --tls-cert FILE --tls-key FILE   serve https and wss
+  --tls-client-ca FILE      verify agents' client certificates against this CA; a verified
+                            certificate's CN (or DNS SAN) is the agent id
   --heartbeat-ms MS         ping interval (default ${LIMITS.heartbeatMs})
   --dead-after-ms MS        silence before an agent link is dropped (default ${LIMITS.deadAfterMs})
   --log-pretty              human-readable logs
@@ -34,10 +40,13 @@ const OPTIONS = {
   listen: { type: 'string' },
   'data-dir': { type: 'string' },
   'agent-token': { type: 'string' },
+  'agent-token-file': { type: 'string' },
   'agent-tokens': { type: 'string' },
   'admin-token': { type: 'string' },
+  'admin-token-file': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  'tls-client-ca': { type: 'string' },
   'heartbeat-ms': { type: 'string' },
   'dead-after-ms': { type: 'string' },
   'log-pretty': { type: 'boolean' },
@@ -78,6 +87,27 @@ function readAgentTokens(path: string): Record<string, string> {
   return tokens;
 }
 
+/** A token file: its first line, trimmed; an empty file is an error. */
+function readTokenFile(key: string, path: string): string {
+  const token = readFileFlag(key, path).toString('utf8').trim();
+  if (token === '') throw configError(key, `${path} is empty`);
+  return token;
+}
+
+/**
+ * A token from its file flag, its inline flag, or the environment (in that order; file and flag
+ * together are refused). `inline` is set when it came from the command line, visible in `ps`.
+ */
+function resolveToken(values: { file: string | undefined; flag: string | undefined }, names: { file: string; flag: string }, fromEnv: string | undefined): { token: string | null; inline: boolean } {
+  if (values.file !== undefined && values.flag !== undefined) throw configError(names.file, `give ${names.file} or ${names.flag}, not both`);
+  if (values.file !== undefined) return { token: readTokenFile(names.file, values.file), inline: false };
+  if (values.flag !== undefined) {
+    if (values.flag === '') throw configError(names.flag, 'must not be empty');
+    return { token: values.flag, inline: true };
+  }
+  return { token: fromEnv ?? null, inline: false };
+}
+
 function readFileFlag(key: string, path: string): Buffer {
   try {
     return readFileSync(path);
@@ -89,6 +119,8 @@ function readFileFlag(key: string, path: string): Buffer {
 interface Parsed {
   help: boolean;
   pretty: boolean;
+  /** Flags that carried a secret on the command line (warned about once at start). */
+  inlineSecrets: string[];
   options: Omit<CreateControllerOptions, 'adminToken'> & { adminToken: string | null };
 }
 
@@ -101,22 +133,32 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
   } catch (error) {
     throw new SeedwireError('SEEDWIRE_CONFIG', (error as Error).message);
   }
-  if (values.help) return { help: true, pretty: false, options: { dataDir: '', adminToken: null } };
+  if (values.help) return { help: true, pretty: false, inlineSecrets: [], options: { dataDir: '', adminToken: null } };
   const listen = parseListen(values.listen ?? '127.0.0.1:7070');
   const dataDir = resolve(values['data-dir'] ?? env('SEEDWIRE_DATA_DIR') ?? './.seedwire/controller');
   const agentTokens = values['agent-tokens'] ? readAgentTokens(values['agent-tokens']) : undefined;
-  const agentToken = values['agent-token'] ?? env('SEEDWIRE_AGENT_TOKEN') ?? null;
-  if (agentToken === null && !agentTokens) throw configError('--agent-token', 'required (or SEEDWIRE_AGENT_TOKEN, or --agent-tokens FILE)');
-  if (agentToken === '') throw configError('--agent-token', 'must not be empty');
+  const agent = resolveToken({ file: values['agent-token-file'], flag: values['agent-token'] }, { file: '--agent-token-file', flag: '--agent-token' }, env('SEEDWIRE_AGENT_TOKEN'));
+  const agentToken = agent.token;
+  if (agentToken === null && !agentTokens) throw configError('--agent-token-file', 'required (or SEEDWIRE_AGENT_TOKEN, or --agent-tokens FILE)');
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) throw configError(values['tls-cert'] ? '--tls-key' : '--tls-cert', 'give both --tls-cert and --tls-key');
-  const tls = values['tls-cert'] && values['tls-key'] ? { cert: readFileFlag('--tls-cert', values['tls-cert']), key: readFileFlag('--tls-key', values['tls-key']) } : null;
+  if (values['tls-client-ca'] && !values['tls-cert']) throw configError('--tls-client-ca', 'needs --tls-cert and --tls-key (client certificates exist only over TLS)');
+  const tls =
+    values['tls-cert'] && values['tls-key']
+      ? {
+          cert: readFileFlag('--tls-cert', values['tls-cert']),
+          key: readFileFlag('--tls-key', values['tls-key']),
+          ...(values['tls-client-ca'] ? { clientCa: readFileFlag('--tls-client-ca', values['tls-client-ca']) } : {}),
+        }
+      : null;
   const heartbeatMs = parseMs('--heartbeat-ms', values['heartbeat-ms']);
   const deadAfterMs = parseMs('--dead-after-ms', values['dead-after-ms']);
-  const adminToken = values['admin-token'] ?? env('SEEDWIRE_ADMIN_TOKEN') ?? null;
-  if (adminToken === '') throw configError('--admin-token', 'must not be empty');
+  const admin = resolveToken({ file: values['admin-token-file'], flag: values['admin-token'] }, { file: '--admin-token-file', flag: '--admin-token' }, env('SEEDWIRE_ADMIN_TOKEN'));
+  const adminToken = admin.token;
+  const inlineSecrets = [...(agent.inline ? ['--agent-token'] : []), ...(admin.inline ? ['--admin-token'] : [])];
   return {
     help: false,
     pretty: values['log-pretty'] ?? false,
+    inlineSecrets,
     options: {
       host: listen.host,
       port: listen.port,
@@ -155,6 +197,13 @@ async function main(): Promise<void> {
     return;
   }
   const log = createLogger(parsed.pretty);
+  if (parsed.inlineSecrets.length > 0) {
+    // Any local user can read a process's command line (ps, /proc/PID/cmdline).
+    log.warn(
+      { flags: parsed.inlineSecrets, instead: parsed.inlineSecrets.map((flag) => `${flag}-file FILE or ${flag === '--agent-token' ? 'SEEDWIRE_AGENT_TOKEN' : 'SEEDWIRE_ADMIN_TOKEN'}`) },
+      'a token was given on the command line, where every local user can read it; use a token file or the environment instead',
+    );
+  }
   let adminToken = parsed.options.adminToken;
   try {
     if (adminToken === null) {

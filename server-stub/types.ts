@@ -32,12 +32,12 @@ export interface ControllerConfig {
   host: string;
   port: number;
   dataDir: string;
-  /** Shared agent token (null when only per-agent tokens are used). */
+  /** The enrollment token (null when only per-agent tokens are used). */
   agentToken: string | null;
   /** Per-agent tokens, agentId → token. */
   agentTokens: Readonly<Record<string, string>>;
   adminToken: string;
-  tls: { cert: string | Buffer; key: string | Buffer } | null;
+  tls: { cert: string | Buffer; key: string | Buffer; clientCa?: string | Buffer } | null;
   heartbeatMs: number;
   deadAfterMs: number;
   handshakeTimeoutMs: number;

@@ -18,7 +18,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { SeedwireError } from './errors.js';
-import { FrameSchema, type Frame } from './frames.js';
+import { FrameSchema, IdSchema, type Frame } from './frames.js';
 import { LIMITS } from './limits.js';
 
 export const DATA_HEADER_BYTES = 24;
@@ -40,6 +40,40 @@ export interface DataFrame {
   crc?: boolean;
 }
 
+/** How much of a refused frame's type a refusal echoes (a peer must not be able to inflate our errors and logs). */
+const ECHO_TYPE_CHARS = 32;
+
+/** The type and call id of a refused frame, as far as they can be read and safely echoed. */
+function describeRefused(raw: unknown): { type: string; id: string | null } {
+  if (typeof raw !== 'object' || raw === null) return { type: '?', id: null };
+  const t = (raw as { t?: unknown }).t;
+  const type = typeof t === 'string' ? JSON.stringify(t.slice(0, ECHO_TYPE_CHARS) + (t.length > ECHO_TYPE_CHARS ? '...' : '')).slice(1, -1) : '?';
+  const id = (raw as { id?: unknown }).id;
+  // Only an id that is itself valid goes back to the peer: it is put into an error frame.
+  return { type, id: IdSchema.safeParse(id).success ? (id as string) : null };
+}
+
+/**
+ * The deepest nesting of `text` as JSON, counted without parsing and stopping once past `max`.
+ * Node's JSON.parse copes with any depth, but JSON.stringify and every recursive walk after it
+ * (the store, the event bus) overflow the stack, so a deep value must be refused at the boundary.
+ */
+function exceedsJsonDepth(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 export function encodeFrame(frame: Frame): string {
   return JSON.stringify(frame);
 }
@@ -56,24 +90,35 @@ export function decodeFrame(text: string, maxBytes: number = LIMITS.maxMessageBy
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `frame is not JSON: ${(error as Error).message}`, { cause: error });
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `frame is not JSON: ${(error as Error).message.slice(0, 200)}`, { cause: error });
+  }
+  if (exceedsJsonDepth(text, LIMITS.maxJsonDepth)) {
+    const { type, id } = describeRefused(raw);
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `bad '${type}' frame: nests deeper than ${LIMITS.maxJsonDepth} levels`, { details: { id, type } });
   }
   const parsed = FrameSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const where = issue && issue.path.length > 0 ? issue.path.join('.') : 'frame';
-    const type = typeof raw === 'object' && raw !== null && 't' in raw ? String((raw as { t: unknown }).t) : '?';
-    const id = typeof raw === 'object' && raw !== null && 'id' in raw && typeof (raw as { id: unknown }).id === 'string' ? (raw as { id: string }).id : null;
-    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `bad '${type}' frame at ${where}: ${issue?.message ?? 'invalid'}`, {
+    const where = issue && issue.path.length > 0 ? issue.path.join('.').slice(0, 128) : 'frame';
+    const { type, id } = describeRefused(raw);
+    throw new SeedwireError('SEEDWIRE_BAD_FRAME', `bad '${type}' frame at ${where}: ${(issue?.message ?? 'invalid').slice(0, 200)}`, {
       details: { id, type },
     });
   }
   return parsed.data;
 }
 
+function isUint32(value: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value <= 0xffffffff;
+}
+
 export function encodeDataFrame(frame: DataFrame): Buffer {
   const codecIndex = CODECS.indexOf(frame.codec);
   if (codecIndex < 0) throw new SeedwireError('SEEDWIRE_BAD_PARAMS', `unknown codec ${frame.codec}`);
+  // The header's fields have fixed widths; a value outside them would be written wrapped or throw a RangeError.
+  if (!isUint32(frame.stream)) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame stream ${frame.stream} is not a u32`);
+  if (!Number.isSafeInteger(frame.offset) || frame.offset < 0) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame offset ${frame.offset} is not a non-negative safe integer`);
+  if (!isUint32(frame.rawLength)) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame raw length ${frame.rawLength} is not a u32`);
   const out = Buffer.allocUnsafe(DATA_HEADER_BYTES + frame.payload.length);
   out[0] = MAGIC0;
   out[1] = MAGIC1;

@@ -5,6 +5,8 @@
  */
 export const ERROR_CODES = {
   SEEDWIRE_AUTH: { status: 401, description: 'missing or wrong bearer token (agent or admin)' },
+  SEEDWIRE_UNREACHABLE: { status: 502, description: 'a client (the seedwire command line) got no answer from the controller: down, refused, or a gateway in front of it failing' },
+  SEEDWIRE_FORBIDDEN: { status: 403, description: 'authenticated or not, the request may not come from where it came (a console WebSocket from another origin)' },
   SEEDWIRE_BAD_REQUEST: { status: 400, description: 'the HTTP request is malformed (body is not JSON, wrong shape)' },
   SEEDWIRE_BAD_PARAMS: { status: 400, description: "an operation's or seed's parameters failed validation; the message names the field" },
   SEEDWIRE_NOT_FOUND: { status: 404, description: 'no such operation, seed or route' },
@@ -27,6 +29,9 @@ export const ERROR_CODES = {
   SEEDWIRE_PROTOCOL_VERSION: { status: 400, description: 'the peer speaks a protocol version this side does not' },
   SEEDWIRE_CONFIG: { status: 400, description: 'bad flags or configuration; the message names the key' },
   SEEDWIRE_SHUTTING_DOWN: { status: 503, description: 'the process is draining and takes no new work' },
+  SEEDWIRE_RATE_LIMITED: { status: 429, description: 'too many failed agent authentications from this address; retry after the Retry-After seconds' },
+  SEEDWIRE_TOO_MANY_CONNECTIONS: { status: 503, description: 'too many agent connections are waiting for their hello; retry later' },
+  SEEDWIRE_BUSY: { status: 503, description: 'the controller paces new agent connections (after a restart the fleet is readmitted gradually); retry after the Retry-After header' },
   SEEDWIRE_INTERNAL: { status: 500, description: 'an unexpected failure; the message and logs say more' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

@@ -71,6 +71,19 @@ export const WelcomeFrame = z.object({
   deadAfterMs: z.number().int().positive(),
 });
 
+/**
+ * Enrollment (an agent that connected with the enrollment token): the controller hands the new id
+ * its own credential after the hello; the agent stores it and confirms with `enrolled`, and only
+ * then does the controller commit it and send the welcome.
+ */
+export const EnrollFrame = z.object({
+  t: z.literal('enroll'),
+  agentId: IdSchema,
+  credential: z.string().min(32).max(256),
+});
+
+export const EnrolledFrame = z.object({ t: z.literal('enrolled'), agentId: IdSchema });
+
 // ---- RPC -------------------------------------------------------------------------------------
 
 export const CallFrame = z.object({
@@ -131,6 +144,8 @@ export const CreditFrame = z.object({
 export const FrameSchema = z.discriminatedUnion('t', [
   HelloFrame,
   WelcomeFrame,
+  EnrollFrame,
+  EnrolledFrame,
   CallFrame,
   ResultFrame,
   ErrorFrame,
@@ -147,6 +162,8 @@ export const FrameSchema = z.discriminatedUnion('t', [
 export type Frame = z.infer<typeof FrameSchema>;
 export type HelloFrame = z.infer<typeof HelloFrame>;
 export type WelcomeFrame = z.infer<typeof WelcomeFrame>;
+export type EnrollFrame = z.infer<typeof EnrollFrame>;
+export type EnrolledFrame = z.infer<typeof EnrolledFrame>;
 export type CallFrame = z.infer<typeof CallFrame>;
 export type ResultFrame = z.infer<typeof ResultFrame>;
 export type ErrorFrame = z.infer<typeof ErrorFrame>;
@@ -167,4 +184,6 @@ export const CLOSE_CODES = {
   handshakeTimeout: 4002,
   versionMismatch: 4003,
   heartbeatTimeout: 4004,
+  /** The agent's identity was refused at the hello (revoked, enrolled elsewhere, wrong certificate). */
+  identityRefused: 4005,
 } as const;

@@ -15,6 +15,8 @@ export const LIMITS = {
   startupJitterMs: 5_000,
   /** @default 2 MiB — WebSocket maxPayload on both ends. */
   maxMessageBytes: 2 * 1024 * 1024,
+  /** @default 64 — deepest JSON nesting a text frame may have (deeper values overflow the stack when stored). */
+  maxJsonDepth: 64,
   /** @default 1 MiB — uncompressed bytes carried by one binary data frame. */
   chunkBytes: 1024 * 1024,
   /** Per-stream credit window granted by a receiver. */

@@ -15,6 +15,7 @@ import { AgentConfigSchema, type AgentConfig, type AgentConfigParsed } from './s
 export interface ConfigFlags {
   controller?: string;
   token?: string;
+  tokenFile?: string;
   id?: string;
   datacenter?: string;
   stateDir?: string;
@@ -69,8 +70,12 @@ export function mergeConfigSources(fileValue: unknown, flags: ConfigFlags, env: 
     throw configError('(root)', 'expected a mapping of keys');
   }
   const merged: Record<string, unknown> = { ...((fileValue as Record<string, unknown> | null | undefined) ?? {}) };
-  const token = flags.token ?? env.SEEDWIRE_AGENT_TOKEN;
-  if (token !== undefined && token !== '') {
+  if (flags.token !== undefined && flags.tokenFile !== undefined) throw configError('--token-file', 'give --token or --token-file, not both');
+  const token = flags.token ?? (flags.tokenFile === undefined ? env.SEEDWIRE_AGENT_TOKEN : undefined);
+  if (flags.tokenFile !== undefined) {
+    merged.tokenFile = flags.tokenFile;
+    delete merged.token;
+  } else if (token !== undefined && token !== '') {
     merged.token = token;
     delete merged.tokenFile;
   }
@@ -125,8 +130,8 @@ function ensureStateDir(dir: string): void {
 /** Decides token, id, datacenter and stateDir; reads the token file and creates the state dir. */
 export function resolveConfig(parsed: AgentConfigParsed, options: { hostname: string; cwd: string }): AgentConfig {
   const { token, tokenFile, id, datacenter, datacenterPattern, stateDir, ...rest } = parsed;
-  const resolvedToken = token ?? (tokenFile ? readTokenFile(tokenFile) : undefined);
-  if (!resolvedToken) throw configError('token', 'required (or tokenFile, or SEEDWIRE_AGENT_TOKEN)');
+  const resolvedToken = token ?? (tokenFile ? readTokenFile(tokenFile) : null);
+  if (!resolvedToken && !rest.tls?.cert) throw configError('token', 'required (or tokenFile, or SEEDWIRE_AGENT_TOKEN)');
   const absoluteStateDir = resolve(options.cwd, stateDir);
   ensureStateDir(absoluteStateDir);
   const defaultId = options.hostname.replace(/[^A-Za-z0-9._:@-]/g, '-').slice(0, 128);

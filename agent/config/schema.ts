@@ -78,7 +78,8 @@ export const AgentConfigSchema = z
       }, 'must be a valid regular expression')
       .optional(),
     stateDir: z.string().min(1).default('./.seedwire/agent'),
-    tls: z.object({ ca: AbsPath.optional(), insecureSkipVerify: z.boolean().default(false) }).strict().optional(),
+    /** `cert`/`key`: a client certificate for mutual TLS (the controller's --tls-client-ca); its CN is the agent id. */
+    tls: z.object({ ca: AbsPath.optional(), insecureSkipVerify: z.boolean().default(false), cert: AbsPath.optional(), key: AbsPath.optional() }).strict().optional(),
     mysql: MysqlConfigSchema.optional(),
     snapshot: SnapshotConfigSchema.optional(),
     backup: z
@@ -124,7 +125,8 @@ export const AgentConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (!c.token && !c.tokenFile) ctx.addIssue({ code: 'custom', path: ['token'], message: 'required (or tokenFile, or SEEDWIRE_AGENT_TOKEN)' });
+    if (!c.token && !c.tokenFile && !c.tls?.cert) ctx.addIssue({ code: 'custom', path: ['token'], message: 'required (or tokenFile, or SEEDWIRE_AGENT_TOKEN)' });
+    if (Boolean(c.tls?.cert) !== Boolean(c.tls?.key)) ctx.addIssue({ code: 'custom', path: ['tls', c.tls?.cert ? 'key' : 'cert'], message: 'set both tls.cert and tls.key' });
     if (c.token && c.tokenFile) ctx.addIssue({ code: 'custom', path: ['tokenFile'], message: 'set token or tokenFile, not both' });
     if (c.datacenter && c.datacenterPattern) ctx.addIssue({ code: 'custom', path: ['datacenterPattern'], message: 'set datacenter or datacenterPattern, not both' });
   });
@@ -139,7 +141,8 @@ export type SnapshotConfig = z.output<typeof SnapshotConfigSchema>;
  * decided, paths absolute. Built once at start-up by agent/config/load.ts.
  */
 export interface AgentConfig extends Omit<AgentConfigParsed, 'token' | 'tokenFile' | 'id' | 'datacenter' | 'datacenterPattern' | 'stateDir'> {
-  token: string;
+  /** The enrollment (or per-agent) token; null when a client certificate alone identifies the agent. */
+  token: string | null;
   id: string;
   hostname: string;
   datacenter: string | null;

@@ -9,16 +9,19 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import { decodeFrame } from '../../shared/codec.js';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
-import { CLOSE_CODES, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
+import { CLOSE_CODES, type EnrollFrame, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
 import { createBackoff, type Backoff } from './backoff.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { LinkStatus } from './link-status.js';
+import type { AgentIdentity } from './identity.js';
+import { parseRetryAfter, retryAfterDelay } from './retry-after.js';
 import { createSession, type Session } from './session.js';
-import { openSocket, type SocketOptions } from './socket.js';
+import { openSocket, type ClientCertificate, type SocketOptions } from './socket.js';
 import type { Timing } from './timing.js';
 
 export interface LinkHandlers {
@@ -31,8 +34,11 @@ export interface LinkHandlers {
 }
 
 export interface LinkOptions {
-  socket: Omit<SocketOptions, 'handshakeTimeoutMs' | 'keepAliveMs'>;
+  socket: Omit<SocketOptions, 'handshakeTimeoutMs' | 'keepAliveMs' | 'token'>;
+  /** Decides the bearer token of each dial and stores the credential an enrollment hands out. */
+  identity: AgentIdentity;
   ca: Buffer | undefined;
+  clientCertificate?: ClientCertificate | undefined;
   timing: Timing;
   log: Logger;
   handlers: LinkHandlers;
@@ -40,6 +46,49 @@ export interface LinkOptions {
 }
 
 const CLOSE_WAIT_MS = 2_000;
+/** Bytes of a refused upgrade's body read for its error message. */
+const REFUSAL_BODY_BYTES = 4096;
+
+interface Refusal {
+  status: number;
+  code: string | null;
+  message: string;
+  retryAfterSeconds: number | null;
+}
+
+/** Reads a non-101 answer to the upgrade: status, the JSON error's code and message, Retry-After. */
+function readRefusal(res: IncomingMessage): Promise<Refusal> {
+  return new Promise((resolve) => {
+    let body = '';
+    const retryAfter = Number(res.headers['retry-after']);
+    const finish = (): void => {
+      let code: string | null = null;
+      let message = `HTTP ${res.statusCode ?? 0}`;
+      try {
+        const parsed = JSON.parse(body) as { error?: { code?: unknown; message?: unknown } };
+        if (typeof parsed.error?.code === 'string') code = parsed.error.code;
+        if (typeof parsed.error?.message === 'string') message = parsed.error.message;
+      } catch {
+        // not our JSON (a proxy's page): the status line says enough
+      }
+      resolve({ status: res.statusCode ?? 0, code, message, retryAfterSeconds: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null });
+    };
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      if (body.length < REFUSAL_BODY_BYTES) body += chunk.slice(0, REFUSAL_BODY_BYTES - body.length);
+    });
+    res.once('end', finish);
+    res.once('error', finish);
+  });
+}
+
+/** How one socket's life ended. */
+interface SocketOutcome {
+  /** How long it was welcomed (ms; 0 if it never was). */
+  healthyForMs: number;
+  /** The controller refused the upgrade with a Retry-After (ms), e.g. 503 while it paces a fleet. */
+  retryAfterMs: number | null;
+}
 
 export class Link {
   private readonly stopper = new AbortController();
@@ -90,25 +139,39 @@ export class Link {
     const random = this.options.random ?? Math.random;
     await sleep(Math.floor(random() * timing.startupJitterMs), signal);
     while (!signal.aborted) {
-      const healthyForMs = await this.connectOnce();
+      const outcome = await this.connectOnce();
       if (signal.aborted) break;
-      this.backoff.recordConnection(healthyForMs);
+      if (outcome.retryAfterMs !== null) {
+        // Queued by the controller, not failed: wait as asked, without escalating the backoff.
+        const delayMs = retryAfterDelay(outcome.retryAfterMs, timing.reconnectCapMs, random);
+        log.info({ delayMs, retryAfterMs: outcome.retryAfterMs }, 'controller asked to retry later; redialing then');
+        await sleep(delayMs, signal);
+        continue;
+      }
+      this.backoff.recordConnection(outcome.healthyForMs);
       const delayMs = this.backoff.nextDelay();
       log.info({ delayMs, attempt: this.backoff.attempt }, 'redialing controller');
       await sleep(delayMs, signal);
     }
   }
 
-  /** One socket's life; resolves when it is closed with how long it was welcomed (ms). */
-  private connectOnce(): Promise<number> {
-    const { timing, log, handlers } = this.options;
-    const ws = openSocket({ ...this.options.socket, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000 }, this.options.ca);
+  /** One socket's life; resolves when it is closed. */
+  private connectOnce(): Promise<SocketOutcome> {
+    const { timing, log, handlers, identity } = this.options;
+    const bearer = identity.bearer();
+    const ws = openSocket(
+      { ...this.options.socket, token: bearer.token, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000 },
+      this.options.ca,
+      this.options.clientCertificate,
+    );
     this.ws = ws;
     const ended = new AbortController();
     let session: Session | undefined;
     let welcomedAt = 0;
     let heartbeat: Heartbeat | undefined;
     let handshakeTimer: NodeJS.Timeout | undefined;
+    let refusedStatus: number | null = null;
+    let retryAfterMs: number | null = null;
     const preSession = createSession('pre-welcome', ws, ended.signal);
 
     const reportBadFrame = (error: unknown): void => {
@@ -137,6 +200,18 @@ export class Link {
       handlers.onSession(session, welcome);
     };
 
+    // Confirm only once the credential is durable: the controller commits the enrollment on
+    // 'enrolled', so a crash before that leaves the id free to enroll again.
+    const onEnroll = (frame: EnrollFrame): void => {
+      identity.save(frame.agentId, frame.credential).then(
+        () => preSession.send({ t: 'enrolled', agentId: frame.agentId }),
+        (error: unknown) => {
+          log.error({ err: toSeedwireError(error) }, 'cannot store the credential the controller issued; not confirming the enrollment');
+          ws.close(CLOSE_CODES.protocolError, 'credential not stored');
+        },
+      );
+    };
+
     const onText = (text: string): void => {
       let frame: Frame;
       try {
@@ -152,9 +227,11 @@ export class Link {
       if (frame.t === 'pong') return;
       if (!session) {
         if (frame.t === 'welcome') onWelcome(frame);
+        if (frame.t === 'welcome') onWelcome(frame);
+        else if (frame.t === 'enroll') onEnroll(frame);
         else if (frame.t === 'error') {
           this.status.failed(`${frame.code}: ${frame.message}`);
-          log.warn({ code: frame.code, err: frame.message }, 'controller refused the handshake');
+          log.warn({ code: frame.code, err: frame.message, presented: bearer.kind }, 'controller refused the handshake');
         } else log.debug({ t: frame.t }, 'frame before welcome ignored');
         return;
       }
@@ -192,13 +269,26 @@ export class Link {
     };
     ws.on('ping', heard);
     ws.on('pong', heard);
+    ws.on('unexpected-response', (_req, res) => {
+      refusedStatus = res.statusCode ?? 0;
+      // Queued (503 while the controller paces a fleet) or limited (429): wait as asked.
+      if (refusedStatus === 503 || refusedStatus === 429) retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+      void readRefusal(res).then((refusal) => {
+        this.status.failed(`controller refused the connection (${refusal.status}${refusal.code ? ` ${refusal.code}` : ''})`);
+        if (refusal.status === 401) identity.refused(bearer.kind, refusal);
+        else if (retryAfterMs !== null) log.info({ status: refusal.status, code: refusal.code, retryAfterMs }, 'controller refused the upgrade for now');
+        else log.warn({ status: refusal.status, code: refusal.code, refusal: refusal.message }, 'controller refused the connection');
+        ws.terminate();
+      });
+    });
     ws.on('error', (error) => {
+      if (refusedStatus !== null) return; // already logged with the controller's reason
       const message = error.message.includes('401') ? 'controller refused the agent token (401)' : error.message;
       this.status.failed(message);
       log.warn({ err: { message, code: (error as NodeJS.ErrnoException).code } }, 'socket error');
     });
 
-    return new Promise<number>((resolve) => {
+    return new Promise<SocketOutcome>((resolve) => {
       ws.once('close', (code, reason) => {
         clearTimeout(handshakeTimer);
         heartbeat?.dispose();
@@ -210,11 +300,11 @@ export class Link {
           if (this.current === session) this.current = undefined;
           log.info({ sessionId: session.id, code, reason: reason.toString() }, 'disconnected');
           handlers.onSessionEnd(session);
-        } else if (code !== 1006) {
+        } else if (code !== 1006 && refusedStatus === null) {
           // 1006 (no close frame) already came with a socket error; anything else is the controller's word.
           log.warn({ code, reason: reason.toString() }, 'controller closed the connection during the handshake');
         }
-        resolve(healthyForMs);
+        resolve({ healthyForMs, retryAfterMs });
       });
     });
   }

@@ -10,30 +10,46 @@ import { SeedwireError } from '../../shared/errors.js';
 
 export interface SocketOptions {
   url: string;
-  token: string;
+  /** The bearer token; null sends no Authorization header (a client certificate alone). */
+  token: string | null;
   tls?: { ca?: string | undefined; insecureSkipVerify: boolean } | undefined;
   handshakeTimeoutMs: number;
   keepAliveMs: number;
 }
 
-/** Reads the CA once, at start-up, so a missing file is a config error and not a redial loop. */
-export function readCa(path: string | undefined): Buffer | undefined {
-  if (path === undefined) return undefined;
+/** A client certificate and its key (mutual TLS), read at start-up. */
+export interface ClientCertificate {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Reads a TLS file once, at start-up, so a missing file is a config error and not a redial loop. */
+function readTlsFile(key: string, path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (error) {
-    throw new SeedwireError('SEEDWIRE_CONFIG', `config error at tls.ca: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    throw new SeedwireError('SEEDWIRE_CONFIG', `config error at ${key}: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
   }
 }
 
-export function openSocket(options: SocketOptions, ca: Buffer | undefined): WebSocket {
+export function readCa(path: string | undefined): Buffer | undefined {
+  return path === undefined ? undefined : readTlsFile('tls.ca', path);
+}
+
+export function readClientCertificate(tls: { cert?: string | undefined; key?: string | undefined } | undefined): ClientCertificate | undefined {
+  if (tls?.cert === undefined || tls.key === undefined) return undefined;
+  return { cert: readTlsFile('tls.cert', tls.cert), key: readTlsFile('tls.key', tls.key) };
+}
+
+export function openSocket(options: SocketOptions, ca: Buffer | undefined, clientCertificate?: ClientCertificate): WebSocket {
   const ws = new WebSocket(options.url, {
-    headers: { Authorization: `Bearer ${options.token}` },
+    headers: options.token === null ? {} : { Authorization: `Bearer ${options.token}` },
     perMessageDeflate: false,
     maxPayload: LIMITS.maxMessageBytes,
     handshakeTimeout: options.handshakeTimeoutMs,
     followRedirects: false,
     ...(ca ? { ca } : {}),
+    ...(clientCertificate ? { cert: clientCertificate.cert, key: clientCertificate.key } : {}),
     rejectUnauthorized: !(options.tls?.insecureSkipVerify ?? false),
   });
   ws.once('upgrade', (res) => {

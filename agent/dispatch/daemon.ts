@@ -7,9 +7,10 @@ import { LIMITS } from '../../shared/limits.js';
 import { VERSION } from '../../shared/version.js';
 import type { Frame, HelloFrame } from '../../shared/frames.js';
 import type { AgentConfig } from '../config/schema.js';
+import { AgentIdentity } from '../connection/identity.js';
 import { Link, makeBootId } from '../connection/link.js';
 import type { Session } from '../connection/session.js';
-import { readCa } from '../connection/socket.js';
+import { readCa, readClientCertificate } from '../connection/socket.js';
 import { resolveTiming } from '../connection/timing.js';
 import { collectFacts } from '../facts.js';
 import type { CollectFacts, OpDefinition } from '../ops/types.js';
@@ -44,6 +45,8 @@ export function startDaemon(options: DaemonOptions): Daemon {
   const bootId = makeBootId();
   const ledger = Ledger.open(config.stateDir, { onCorrupt: (error) => log.warn({ err: error }, 'ledger unreadable; starting a new one') });
   const ca = readCa(config.tls?.ca);
+  const clientCertificate = readClientCertificate(config.tls);
+  const identity = new AgentIdentity({ stateDir: config.stateDir, agentId: config.id, enrollmentToken: config.token, log });
 
   // Assigned once below; the closures before it need the binding first (the link calls them).
   // eslint-disable-next-line prefer-const
@@ -79,8 +82,10 @@ export function startDaemon(options: DaemonOptions): Daemon {
   });
 
   link = new Link({
-    socket: { url: config.controller, token: config.token, tls: config.tls },
+    socket: { url: config.controller, tls: config.tls },
+    identity,
     ca,
+    clientCertificate,
     timing,
     log,
     handlers: {
@@ -97,7 +102,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
       onSessionEnd: () => streams.dispose(),
     },
   });
-  log.info({ controller: config.controller, stateDir: config.stateDir, bootId, ops: registry.size }, 'agent starting');
+  log.info({ controller: config.controller, stateDir: config.stateDir, bootId, ops: registry.size, enrolled: identity.enrolled, clientCertificate: clientCertificate !== undefined }, 'agent starting');
   link.start();
   facts.start();
   const status = startStatusReporter({

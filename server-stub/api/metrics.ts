@@ -239,6 +239,14 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
       loopDelay.reset();
     },
   });
+  new Counter({
+    name: 'seedwire_agent_upgrades_paced_total',
+    help: 'Agent upgrades answered 503 with a Retry-After by admission pacing',
+    registers: [registry],
+    collect() {
+      setCounter(this, sources.counters.upgradesPaced);
+    },
+  });
   new Gauge({
     name: 'seedwire_process_resident_memory_bytes',
     help: 'Resident set size of the controller process',

@@ -1,4 +1,5 @@
 /** JSON views of agents for the API and the event bus. */
+import type { Facts } from '../../shared/frames.js';
 import type { AgentHub, AgentInfo } from '../hub/types.js';
 import type { AgentStore } from '../store/agents.js';
 
@@ -12,6 +13,13 @@ export interface PeerView {
   hasSnapshots: boolean;
 }
 
+/** GET /api/agents/:id: the agent with its clock skew, its facts and its peers by datacenter. */
+export interface AgentDetailView extends AgentView {
+  clockSkewMs: number | null;
+  facts: Facts | null;
+  peers: { local: PeerView[]; remote: PeerView[] };
+}
+
 export function viewAgent(info: AgentInfo): AgentView {
   return {
     id: info.id,
@@ -22,6 +30,7 @@ export function viewAgent(info: AgentInfo): AgentView {
     lastSeenAt: info.lastSeenAt,
     version: info.version,
     capabilities: info.capabilities,
+    ...(info.identity ? { identity: info.identity } : {}),
   };
 }
 
@@ -34,7 +43,7 @@ export function listAgentViews(hub: AgentHub, agents: AgentStore): AgentView[] {
 }
 
 /** GET /api/agents/:id: the agent, its facts, and its peers split by datacenter. */
-export function viewAgentDetail(hub: AgentHub, agents: AgentStore, id: string): (AgentView & Record<string, unknown>) | null {
+export function viewAgentDetail(hub: AgentHub, agents: AgentStore, id: string): AgentDetailView | null {
   const info = hub.agent(id);
   if (!info) return null;
   const local: PeerView[] = [];

@@ -2,6 +2,7 @@
  * The in-process EventBus: a ring of recent events (bounded by count and by serialized bytes) for
  * resuming viewers, plus synchronous fan-out to subscribers.
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BusEvent, EventBus, EventType } from './types.js';
 
@@ -13,6 +14,11 @@ export interface RingOptions {
 }
 
 export interface SeedwireEventBus extends EventBus {
+  /**
+   * Names this bus instance: sequence numbers restart with every controller process, so a viewer
+   * that resumes must know whether its cursor belongs to this bus.
+   */
+  readonly epoch: string;
   /** Oldest seq still held (lastSeq + 1 when the ring is empty). */
   readonly firstSeq: number;
   /** The serialized `data` of an event (computed once at publish). */
@@ -34,6 +40,7 @@ export function createEventBus(options: RingOptions & { log?: Logger } = {}): Se
   let lastSeq = 0;
   const listeners = new Set<(event: BusEvent) => void>();
   const jsonOf = new WeakMap<BusEvent, string>();
+  const epoch = randomBytes(8).toString('hex');
 
   function dropOldest(): void {
     const oldest = ring[head];
@@ -53,6 +60,7 @@ export function createEventBus(options: RingOptions & { log?: Logger } = {}): Se
   }
 
   return {
+    epoch,
     get lastSeq() {
       return lastSeq;
     },

@@ -11,8 +11,10 @@ export interface HubCounters {
   disconnects: number;
   /** Called with each heartbeat round trip (ping sent → pong received), in seconds; metrics sets it. */
   observeHeartbeatRtt: (seconds: number) => void;
+  /** Agent upgrades answered 503 + Retry-After by admission pacing. */
+  upgradesPaced: number;
 }
 
 export function createHubCounters(): HubCounters {
-  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0, sessions: 0, reconnects: 0, disconnects: 0, observeHeartbeatRtt: () => {} };
+  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0, sessions: 0, reconnects: 0, disconnects: 0, upgradesPaced: 0, observeHeartbeatRtt: () => {} };
 }

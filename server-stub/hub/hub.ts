@@ -1,29 +1,42 @@
 /**
- * The AgentHub: authenticates agents before the WebSocket upgrade, keeps one session per agent
- * (a newer connection supersedes the older one), routes RPC calls and their results, output and
- * progress, stores agents and facts, and owns the stream relay.
+ * The AgentHub: authenticates agents before the WebSocket upgrade, enrolls new agent ids, keeps one
+ * session per agent (a newer connection proving the same identity supersedes the older one), routes
+ * RPC calls and their results, output and progress, stores agents and facts, and owns the stream relay.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { ERROR_CODES, SeedwireError } from '../../shared/errors.js';
-import { CLOSE_CODES, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
+import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { AgentStore } from '../store/agents.js';
-import { authenticateAgent, type AgentCredentials } from './auth.js';
+import { hashCredential, type IdentityStore } from '../store/identities.js';
+import type { Audit } from '../types.js';
+import { authenticateAgent, type AgentCredentials, type AuthOutcome } from './auth.js';
+import { createAdmission, type AdmissionOptions } from './admission.js';
 import { CallFailedError, CallRegistry } from './calls.js';
+import { readCertificateIdentity } from './client-cert.js';
 import { createHubCounters, type HubCounters } from './counters.js';
+import { EXPOSURE_DEFAULTS, ExposureGuard, type ExposureOptions } from './exposure.js';
+import { decideHello, makeCredential } from './identity.js';
 import { Relay } from './relay.js';
 import { AgentSession, SessionClose, type SessionHandlers, type SessionTiming } from './session.js';
-import type { AgentHub, AgentInfo, CallOptions, CallOutcome, HubEvent } from './types.js';
+import type { AgentHub, AgentInfo, CallOptions, CallOutcome, HubEvent, IdentityView } from './types.js';
 
 export interface HubOptions {
   credentials: AgentCredentials;
   timing: SessionTiming;
   agents: AgentStore;
+  identities: IdentityStore;
+  audit: Audit;
+  /** Rate limits and caps for strangers; defaults in EXPOSURE_DEFAULTS. */
+  exposure?: Partial<ExposureOptions>;
   log: Logger;
+  /** Pacing of new sessions (server-stub/hub/admission.ts); defaults in ADMISSION_DEFAULTS. */
+  admission?: Partial<AdmissionOptions>;
 }
 
 /** Called synchronously on every accepted hello, before any later frame of that session. */
@@ -35,23 +48,42 @@ export interface ControllerHub extends AgentHub {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   setResumeHandler(handler: ResumeHandler): void;
   connectedCount(): number;
+  /** Whether the id is enrolled, revoked or re-admitted, and how it proves itself. */
+  identity(agentId: string): IdentityView;
+  /** Revokes the id's credential (or token, or certificate) and disconnects it; SEEDWIRE_AGENT_UNKNOWN for an unknown id. */
+  revoke(agentId: string): IdentityView;
+  /** Lets a revoked id enroll once more; SEEDWIRE_CONFLICT when it is not revoked. */
+  readmit(agentId: string): IdentityView;
   /** Closes every session with 1001 and rejects waiting calls with SEEDWIRE_SHUTTING_DOWN (idempotent). */
   close(): Promise<void>;
 }
 
 const LAST_SEEN_WRITE_MS = 10_000;
+/** Paced-out upgrades are logged as one summary line at most this often. */
+const ADMISSION_LOG_MS = 10_000;
 
-function refuseUpgrade(socket: Duplex, status: number, code: keyof typeof ERROR_CODES, message: string): void {
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+
+function refuseUpgrade(socket: Duplex, status: number, code: keyof typeof ERROR_CODES, message: string, retryAfterSeconds?: number): void {
   const body = JSON.stringify({ error: { code, message } });
-  const reason = status === 401 ? 'Unauthorized' : status === 404 ? 'Not Found' : 'Service Unavailable';
+  const reason = STATUS_TEXT[status] ?? 'Error';
+  const retryAfter = retryAfterSeconds === undefined ? '' : `Retry-After: ${retryAfterSeconds}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retryAfter}Connection: close\r\n\r\n${body}`,
     () => socket.destroy(),
   );
 }
 
+/** How a session proved who it is, for logs and the audit. */
+function proofOf(session: AgentSession): string {
+  return session.principal.kind === 'enrollment' ? 'enrollment-token' : session.principal.via;
+}
+
 export function createAgentHub(options: HubOptions): ControllerHub {
-  const { log, agents, timing } = options;
+  const { log, agents, identities, audit, timing } = options;
+  const exposure = new ExposureGuard({ ...EXPOSURE_DEFAULTS, ...options.exposure }, log.child({ component: 'exposure' }));
+  /** Upgraded sessions not yet welcomed (no hello, or enrolling): capped by exposure.options.maxPendingHandshakes. */
+  const handshaking = new Set<AgentSession>();
   const counters = createHubCounters();
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: LIMITS.maxMessageBytes, clientTracking: false });
   const sessions = new Map<string, AgentSession>();
@@ -62,6 +94,22 @@ export function createAgentHub(options: HubOptions): ControllerHub {
   const lastSeenWritten = new Map<string, number>();
   let resumeHandler: ResumeHandler = () => {};
   let closing = false;
+  const admission = createAdmission(() => agents.count(), options.admission);
+  let admissionLoggedAt = 0;
+
+  /** Paces new sessions; true when this upgrade was answered 503 with a Retry-After. */
+  function pacedOut(socket: Duplex): boolean {
+    const decision = admission.admit();
+    if (decision.admitted) return false;
+    const now = Date.now();
+    if (now - admissionLoggedAt >= ADMISSION_LOG_MS) {
+      admissionLoggedAt = now;
+      log.info({ refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds }, 'agent upgrades paced: answered 503 with Retry-After');
+    }
+    counters.upgradesPaced++;
+    refuseUpgrade(socket, 503, 'SEEDWIRE_BUSY', `too many agents connecting; retry after ${decision.retryAfterSeconds} s`, decision.retryAfterSeconds);
+    return true;
+  }
 
   const relay = new Relay({ senderOf: (id) => sessions.get(id)?.sender ?? null }, counters, log.child({ component: 'relay' }));
 
@@ -73,6 +121,13 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         log.error({ err: error, type: event.type }, 'hub listener threw');
       }
     }
+  }
+
+  function identityOf(agentId: string): IdentityView {
+    const row = identities.get(agentId);
+    if (row) return { state: row.state, method: row.method, enrolledAt: row.enrolledAt, revokedAt: row.revokedAt, readmittedAt: row.readmittedAt };
+    const method = Object.hasOwn(options.credentials.perAgent, agentId) ? 'token' : null;
+    return { state: 'unenrolled', method, enrolledAt: null, revokedAt: null, readmittedAt: null };
   }
 
   function infoOf(agentId: string): AgentInfo | null {
@@ -89,6 +144,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         version: session.hello.version,
         capabilities: session.hello.capabilities,
         clockSkewMs: session.clockSkewMs,
+        identity: identityOf(agentId),
       };
     }
     if (!row) return null;
@@ -102,6 +158,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       version: row.version,
       capabilities: row.capabilities,
       clockSkewMs: null,
+      identity: identityOf(row.id),
     };
   }
 
@@ -113,14 +170,60 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     agents.touch(session.agentId, new Date(session.lastInboundAt).toISOString());
   }
 
-  function acceptHello(session: AgentSession, hello: HelloFrame): void {
+  /**
+   * Refuses a hello or an enrollment: audited and in the summary log line. Not counted toward the
+   * address's limit: the peer holds a valid token, so the limit would only lock out its neighbours.
+   */
+  function refuseIdentity(session: AgentSession, agentId: string, closeCode: number, message: string): never {
+    exposure.noteRefusal(session.remoteAddress, 'identity');
+    audit.record({ actor: 'system', agentId, action: 'agent:connect', outcome: 'refused', message: `SEEDWIRE_AUTH: ${message}`, params: { remote: session.remoteAddress, proof: proofOf(session) } });
+    throw new SessionClose(closeCode, 'SEEDWIRE_AUTH', message);
+  }
+
+  function acceptHello(session: AgentSession, hello: HelloFrame): 'open' | 'enrolling' {
     if (hello.v !== LIMITS.protocolVersion) {
       throw new SessionClose(CLOSE_CODES.versionMismatch, 'SEEDWIRE_PROTOCOL_VERSION', `protocol version ${hello.v} is not ${LIMITS.protocolVersion}`);
     }
-    if (session.principal.kind === 'agent' && session.principal.agentId !== hello.agentId) {
-      throw new SessionClose(1008, 'SEEDWIRE_AUTH', `the token does not belong to agent ${hello.agentId}`);
-    }
     if (closing) throw new SessionClose(CLOSE_CODES.goingAway, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
+    const decision = decideHello(session.principal, hello.agentId, {
+      hasOwnToken: (id) => Object.hasOwn(options.credentials.perAgent, id),
+      identity: identities.get(hello.agentId),
+      connected: sessions.has(hello.agentId),
+    });
+    if (decision.action === 'refuse') refuseIdentity(session, hello.agentId, decision.closeCode, decision.message);
+    if (decision.action === 'enroll') {
+      // Nothing is stored until the agent confirms it saved the credential: an agent that dies
+      // mid-enrollment leaves the id free to enroll again.
+      const credential = makeCredential();
+      session.enrollment = { hello, credentialHash: hashCredential(credential) };
+      session.sender.sendFrame({ t: 'enroll', agentId: hello.agentId, credential });
+      session.log.info({ agentId: hello.agentId }, 'enrolling agent; credential sent');
+      return 'enrolling';
+    }
+    if (session.principal.kind === 'agent' && session.principal.via !== 'credential') {
+      identities.noteAdmitted(hello.agentId, session.principal.via, new Date().toISOString());
+    }
+    welcome(session, hello);
+    return 'open';
+  }
+
+  function acceptEnrolled(session: AgentSession, frame: EnrolledFrame): void {
+    const pending = session.enrollment;
+    if (!pending || frame.agentId !== pending.hello.agentId) {
+      throw new SessionClose(CLOSE_CODES.protocolError, 'SEEDWIRE_BAD_FRAME', `'enrolled' for agent ${frame.agentId} does not answer this connection's enrollment`);
+    }
+    const agentId = pending.hello.agentId;
+    // Another connection may have enrolled or connected the id meanwhile: the first to confirm wins.
+    if (sessions.has(agentId) || !identities.enroll(agentId, pending.credentialHash, new Date().toISOString())) {
+      refuseIdentity(session, agentId, CLOSE_CODES.identityRefused, `agent ${agentId} was enrolled by another connection first`);
+    }
+    session.enrollment = null;
+    welcome(session, pending.hello);
+    audit.record({ actor: 'system', agentId, action: 'agent:enroll', outcome: 'succeeded', params: { remote: session.remoteAddress } });
+  }
+
+  function welcome(session: AgentSession, hello: HelloFrame): void {
+    handshaking.delete(session);
     const now = Date.now();
     session.agentId = hello.agentId;
     session.hello = hello;
@@ -151,7 +254,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       deadAfterMs: timing.deadAfterMs,
     });
     session.log.info(
-      { hostname: hello.hostname, version: hello.version, clockSkewMs: session.clockSkewMs, running: hello.running.length, pending: hello.pending.length, superseded: Boolean(previous) },
+      { hostname: hello.hostname, version: hello.version, clockSkewMs: session.clockSkewMs, running: hello.running.length, pending: hello.pending.length, superseded: Boolean(previous), proof: proofOf(session) },
       'agent connected',
     );
     // Calls this process waits for that the agent no longer knows: their outcome is lost.
@@ -224,6 +327,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
 
   const handlers: SessionHandlers = {
     hello: acceptHello,
+    enrolled: acceptEnrolled,
     frame: handleFrame,
     data(session, buf) {
       touch(session, false);
@@ -329,16 +433,58 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       const url = new URL(req.url ?? '/', 'http://controller');
       if (url.pathname !== '/agent') return refuseUpgrade(socket, 404, 'SEEDWIRE_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
       if (closing) return refuseUpgrade(socket, 503, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
-      const principal = authenticateAgent(req.headers.authorization, options.credentials);
-      if (!principal) {
-        log.warn({ remote: req.socket.remoteAddress }, 'agent refused: missing or wrong bearer token');
-        return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', 'missing or wrong bearer token');
+      const remote = req.socket.remoteAddress ?? 'unknown';
+      if (handshaking.size >= exposure.options.maxPendingHandshakes) {
+        exposure.noteRefusal(remote, 'too-many-pending');
+        return refuseUpgrade(socket, 503, 'SEEDWIRE_TOO_MANY_CONNECTIONS', 'too many agent connections are waiting for their hello; retry later', 1);
       }
+      const certificate = readCertificateIdentity(req.socket as TLSSocket);
+      const outcome: AuthOutcome =
+        certificate.error !== null
+          ? { ok: false, reason: 'wrong', message: certificate.error }
+          : authenticateAgent({ authorization: req.headers.authorization, certificateId: certificate.agentId }, options.credentials, identities);
+      // A limited address may still present what cannot be guessed (an enrolled credential, a
+      // verified certificate), so one misconfigured host behind a NAT does not lock out its
+      // enrolled neighbours; tokens an operator chose wait until the window ends.
+      const retryAfter = exposure.retryAfterSeconds(remote);
+      if (retryAfter !== null && !(outcome.ok && outcome.principal.kind === 'agent' && outcome.principal.via !== 'token')) {
+        exposure.noteRefusal(remote, 'rate-limited');
+        return refuseUpgrade(socket, 429, 'SEEDWIRE_RATE_LIMITED', `too many failed authentications from ${remote}; retry in ${retryAfter} s`, retryAfter);
+      }
+      if (!outcome.ok) {
+        exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
+        return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
+      }
+      if (pacedOut(socket)) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
-        const session = new AgentSession(ws, principal, timing, handlers, counters, log.child({ component: 'hub' }));
+        const session = new AgentSession(ws, outcome.principal, remote, timing, handlers, counters, log.child({ component: 'hub' }));
         allSessions.add(session);
-        ws.on('close', () => allSessions.delete(session));
+        handshaking.add(session);
+        ws.on('close', () => {
+          allSessions.delete(session);
+          handshaking.delete(session);
+        });
       });
+    },
+    identity: identityOf,
+    revoke(agentId) {
+      const known = identities.get(agentId);
+      if (!known && !agents.get(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+      const method = known?.method ?? (Object.hasOwn(options.credentials.perAgent, agentId) ? 'token' : 'credential');
+      identities.revoke(agentId, method, new Date().toISOString());
+      for (const session of allSessions) {
+        if (session.agentId === agentId || session.enrollment?.hello.agentId === agentId) session.close(CLOSE_CODES.identityRefused, 'revoked by an operator');
+      }
+      emit({ type: 'identity', agentId });
+      return identityOf(agentId);
+    },
+    readmit(agentId) {
+      if (!identities.readmit(agentId, new Date().toISOString())) {
+        if (!identities.get(agentId) && !agents.get(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+        throw new SeedwireError('SEEDWIRE_CONFLICT', `agent ${agentId} is not revoked (state ${identityOf(agentId).state}); only a revoked agent can be readmitted`);
+      }
+      emit({ type: 'identity', agentId });
+      return identityOf(agentId);
     },
     async close() {
       if (closing) return;
@@ -354,6 +500,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
           }),
       );
       await Promise.all(closed);
+      exposure.dispose();
       for (const set of agentWaiters.values()) set.clear();
       agentWaiters.clear();
       listeners.clear();

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import { decodeFrame } from '../../shared/codec.js';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
-import { CLOSE_CODES, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
+import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
 import type { AgentPrincipal } from './auth.js';
 import type { HubCounters } from './counters.js';
 import { Sender } from './sender.js';
@@ -30,14 +30,19 @@ export class SessionClose extends SeedwireError {
 }
 
 export interface SessionHandlers {
-  /** Throws SessionClose to refuse the hello. */
-  hello(session: AgentSession, frame: HelloFrame): void;
+  /**
+   * Throws SessionClose to refuse the hello. 'open' once welcomed; 'enrolling' when the agent must
+   * first confirm it stored the credential it was sent (then `enrolled` completes the handshake).
+   */
+  hello(session: AgentSession, frame: HelloFrame): 'open' | 'enrolling';
+  /** Throws SessionClose to refuse; welcomes the agent otherwise. */
+  enrolled(session: AgentSession, frame: EnrolledFrame): void;
   frame(session: AgentSession, frame: Exclude<Frame, HelloFrame>): void;
   data(session: AgentSession, buf: Buffer): void;
   closed(session: AgentSession, code: number, reason: string): void;
 }
 
-type State = 'handshake' | 'open' | 'closed';
+type State = 'handshake' | 'enrolling' | 'open' | 'closed';
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
@@ -56,6 +61,8 @@ export class AgentSession {
   clockSkewMs: number | null = null;
   /** Call ids the agent reported running or pending in its hello (resumable without re-sending). */
   resumable = new Set<string>();
+  /** While enrolling: the hello to welcome and the hash of the credential sent, committed on `enrolled`. */
+  enrollment: { hello: HelloFrame; credentialHash: string } | null = null;
   log: Logger;
   private state: State = 'handshake';
   private lastPingAt = 0;
@@ -66,6 +73,8 @@ export class AgentSession {
   constructor(
     readonly ws: WebSocket,
     readonly principal: AgentPrincipal,
+    /** The peer's address, for rate limits and the audit. */
+    readonly remoteAddress: string,
     private readonly timing: SessionTiming,
     private readonly handlers: SessionHandlers,
     private readonly counters: HubCounters,
@@ -83,6 +92,11 @@ export class AgentSession {
 
   get isOpen(): boolean {
     return this.state === 'open';
+  }
+
+  /** Not yet welcomed (no hello, or an enrollment not yet confirmed). */
+  get isHandshaking(): boolean {
+    return this.state === 'handshake' || this.state === 'enrolling';
   }
 
   /** Closes with a code; a socket that does not finish the closing handshake is terminated. */
@@ -141,6 +155,12 @@ export class AgentSession {
       this.acceptHello(frame);
       return;
     }
+    if (this.state === 'enrolling') {
+      if (frame.t === 'ping' || frame.t === 'pong') return;
+      if (frame.t !== 'enrolled') return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', `expected 'enrolled', got '${frame.t}'`), true);
+      this.acceptEnrolled(frame);
+      return;
+    }
     if (frame.t === 'hello') return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', 'hello after the handshake'), false);
     if (frame.t === 'ping') {
       this.sender.sendFrame({ t: 'pong', ts: frame.ts });
@@ -161,15 +181,29 @@ export class AgentSession {
   }
 
   private acceptHello(frame: HelloFrame): void {
-    clearTimeout(this.handshakeTimer);
     try {
-      this.handlers.hello(this, frame);
-      this.state = 'open';
+      this.state = this.handlers.hello(this, frame);
+      // The hello timeout keeps running through an enrollment: a peer that never confirms is closed.
+      if (this.state === 'open') clearTimeout(this.handshakeTimer);
     } catch (error) {
-      const failure = toSeedwireError(error);
-      this.sendError(null, failure);
-      this.close(error instanceof SessionClose ? error.closeCode : CLOSE_CODES.protocolError, failure.message);
+      this.refuseHandshake(error);
     }
+  }
+
+  private acceptEnrolled(frame: EnrolledFrame): void {
+    try {
+      this.handlers.enrolled(this, frame);
+      this.state = 'open';
+      clearTimeout(this.handshakeTimer);
+    } catch (error) {
+      this.refuseHandshake(error);
+    }
+  }
+
+  private refuseHandshake(error: unknown): void {
+    const failure = toSeedwireError(error);
+    this.sendError(null, failure);
+    this.close(error instanceof SessionClose ? error.closeCode : CLOSE_CODES.protocolError, failure.message);
   }
 
   private refuse(id: string | null, error: SeedwireError, fatal: boolean): void {

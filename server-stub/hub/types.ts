@@ -15,6 +15,21 @@ export interface AgentInfo {
   capabilities: string[];
   /** Agent clock minus controller clock at handshake, ms (positive: agent ahead). */
   clockSkewMs: number | null;
+  /** Enrollment state (absent in stand-ins that do not track identities). */
+  identity?: IdentityView;
+}
+
+/**
+ * How an agent id proves itself and whether it may: 'unenrolled' (the enrollment token may claim
+ * it), 'enrolled', 'revoked' (refused until readmitted), 'readmitted' (may enroll once more).
+ */
+export interface IdentityView {
+  state: 'unenrolled' | 'enrolled' | 'revoked' | 'readmitted';
+  /** credential (enrolled with the enrollment token), token (--agent-tokens), certificate (mutual TLS). */
+  method: 'credential' | 'token' | 'certificate' | null;
+  enrolledAt: string | null;
+  revokedAt: string | null;
+  readmittedAt: string | null;
 }
 
 export interface CallOptions {
@@ -42,7 +57,8 @@ export interface CallOutcome {
 export type HubEvent =
   | { type: 'agent-connected'; agent: AgentInfo }
   | { type: 'agent-disconnected'; agent: AgentInfo; reason: string }
-  | { type: 'facts'; agentId: string; facts: Facts };
+  | { type: 'facts'; agentId: string; facts: Facts }
+  | { type: 'identity'; agentId: string };
 
 export interface AgentHub {
   /**

@@ -14,6 +14,8 @@ import { LIMITS } from '../../shared/limits.js';
 import type { CallOutcome } from '../hub/types.js';
 import { estimateEta, RateMeter } from './progress.js';
 import { SeedStore, type TransferSummary } from './store.js';
+import type { ThroughputData } from './throughput.js';
+import { ThroughputRecorder } from './throughput-recorder.js';
 import { SEED_STAGES, type Compression, type SeedDeps, type SeedMethod, type SeedView, type StageName } from './types.js';
 
 export interface SeedRequest {
@@ -37,6 +39,8 @@ const REFUSALS_BEFORE_DELETE: ReadonlySet<ErrorCode> = new Set(['SEEDWIRE_OP_REF
 interface LiveProgress {
   rate: RateMeter;
   bytesDone: number;
+  /** The receiver's offset (ahead of bytesDone, which moves in commit steps): what the throughput chart samples. */
+  received: number | null;
   lastPublishAt: number;
   lastPersistAt: number;
 }
@@ -46,12 +50,19 @@ type StopReason = 'abort' | 'shutdown';
 
 export class SeedMachine {
   readonly store: SeedStore;
+  private readonly throughputRecorder: ThroughputRecorder;
   private readonly runs = new Map<string, { controller: AbortController; done: Promise<void> }>();
   private readonly live = new Map<string, LiveProgress>();
   private closed = false;
 
   constructor(private readonly deps: SeedDeps) {
     this.store = new SeedStore(deps.db);
+    this.throughputRecorder = new ThroughputRecorder(deps.db, deps.log.child({ component: 'throughput' }));
+  }
+
+  /** The seed's throughput history (samples and marks), or null when none was recorded. */
+  throughput(id: string): ThroughputData | null {
+    return this.throughputRecorder.view(id);
   }
 
   // ---- public API --------------------------------------------------------------------------
@@ -109,6 +120,7 @@ export class SeedMachine {
       this.deps.log.info({ seedId: seed.id, stage: seed.stage }, 'resuming seed after restart');
       this.deps.audit({ actor: 'controller', agentId: seed.target, action: 'seed.resume', params: { id: seed.id, stage: seed.stage }, outcome: 'started' });
       this.start(seed.id);
+      this.throughputRecorder.markRestart(seed.id);
     }
   }
 
@@ -118,6 +130,7 @@ export class SeedMachine {
     const runs = [...this.runs.values()];
     for (const run of runs) run.controller.abort('shutdown' satisfies StopReason);
     await Promise.all(runs.map((r) => r.done));
+    this.throughputRecorder.close();
   }
 
   // ---- the run -----------------------------------------------------------------------------
@@ -125,7 +138,14 @@ export class SeedMachine {
   private start(id: string): void {
     if (this.runs.has(id)) return;
     const controller = new AbortController();
+    const seed = this.store.get(id);
+    const initialBytes = seed?.bytesDone ?? 0;
+    this.throughputRecorder.track(id, { stage: seed?.stage ?? null, attempt: seed?.attempts ?? 0 }, () => {
+      const live = this.live.get(id);
+      return live ? Math.max(live.bytesDone, live.received ?? 0) : initialBytes;
+    });
     const done = this.run(id, controller.signal).finally(() => {
+      this.throughputRecorder.untrack(id);
       this.runs.delete(id);
       this.live.delete(id);
     });
@@ -144,6 +164,7 @@ export class SeedMachine {
         current = stage;
         this.throwIfStopped(signal);
         this.store.startStage(id, stage);
+        this.throughputRecorder.markStage(id, stage);
         this.publish(id);
         this.deps.audit({ actor: `seed:${id}`, agentId: this.agentOfStage(seed, stage), action: `seed.stage.${stage}`, outcome: 'started' });
         const message = await this.runStage(id, stage, signal);
@@ -249,9 +270,11 @@ export class SeedMachine {
       this.throwIfStopped(signal);
       await Promise.all([this.waitForAgent(seed.source, signal), this.waitForAgent(seed.target, signal)]);
       const attempt = this.store.nextAttempt(id);
+      this.throughputRecorder.markAttempt(id, attempt, resume);
       if (streamed) live.bytesDone = 0;
       const before = streamed ? best : live.bytesDone;
       live.rate.reset(live.bytesDone);
+      live.received = null;
       if (resume) this.store.setStageMessage(id, 'transfer', `attempt ${attempt}: resuming from the target's committed offset`);
       else if (streamed && attempt > 1) this.store.setStageMessage(id, 'transfer', `attempt ${attempt}: a backup stream cannot resume; running the backup again from the start`);
       try {
@@ -317,6 +340,7 @@ export class SeedMachine {
           resolveReady(data['offset']);
           this.onCommitted(seed.id, data['offset']);
         }
+        if (typeof data['received'] === 'number') this.liveOf(seed.id).received = data['received'];
         if (typeof data['committed'] === 'number') this.onCommitted(seed.id, data['committed']);
       },
     });
@@ -527,7 +551,7 @@ export class SeedMachine {
   private liveOf(id: string): LiveProgress {
     let live = this.live.get(id);
     if (!live) {
-      live = { rate: new RateMeter(), bytesDone: this.store.get(id)?.bytesDone ?? 0, lastPublishAt: 0, lastPersistAt: 0 };
+      live = { rate: new RateMeter(), bytesDone: this.store.get(id)?.bytesDone ?? 0, received: null, lastPublishAt: 0, lastPersistAt: 0 };
       this.live.set(id, live);
     }
     return live;

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { SeedMachine } from './machine.js';
+import { THROUGHPUT_DEFAULTS, type ThroughputView } from './throughput.js';
 
 const CreateSeedBody = z
   .object({
@@ -13,6 +14,8 @@ const CreateSeedBody = z
     startTarget: z.boolean().optional(),
     /** Bandwidth cap for the transfer (bytes per second), to spare a production link. */
     maxBytesPerSec: z.number().int().min(65_536).optional(),
+    /** Parallel transfer lanes (accepted now; the transfer uses one lane until lanes exist). */
+    lanes: z.number().int().min(1).max(64).optional(),
   })
   .strict();
 
@@ -46,6 +49,14 @@ export function registerSeedRoutes(app: FastifyInstance, machine: SeedMachine): 
     const seed = machine.get(request.params.id);
     if (!seed) return sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${request.params.id}`));
     return reply.send(seed);
+  });
+
+  app.get<{ Params: { id: string } }>('/api/seeds/:id/throughput', async (request, reply) => {
+    const seed = machine.get(request.params.id);
+    if (!seed) return sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${request.params.id}`));
+    const series = machine.throughput(seed.id) ?? { intervalMs: THROUGHPUT_DEFAULTS.intervalMs, samples: [], marks: [] };
+    const view: ThroughputView = { seedId: seed.id, state: seed.state, createdAt: seed.createdAt, endedAt: seed.endedAt, bytesTotal: seed.bytesTotal, ...series };
+    return reply.send(view);
   });
 
   app.post<{ Params: { id: string } }>('/api/seeds/:id/abort', async (request, reply) => {

@@ -44,6 +44,8 @@ export interface AgentStore {
   touch(id: string, at: string): void;
   get(id: string): AgentRow | null;
   list(): AgentRow[];
+  /** How many agents are known (ever completed a handshake). */
+  count(): number;
 }
 
 export function createAgentStore(db: Database.Database): AgentStore {
@@ -57,6 +59,7 @@ export function createAgentStore(db: Database.Database): AgentStore {
   const setSeen = db.prepare('UPDATE agents SET last_seen_at = ? WHERE id = ?');
   const selectOne = db.prepare('SELECT * FROM agents WHERE id = ?');
   const selectAll = db.prepare('SELECT * FROM agents ORDER BY id');
+  const selectCount = db.prepare('SELECT COUNT(*) AS n FROM agents');
   return {
     upsertOnHello(agent) {
       upsert.run({ ...agent, capabilities: JSON.stringify(agent.capabilities) });
@@ -73,6 +76,9 @@ export function createAgentStore(db: Database.Database): AgentStore {
     },
     list() {
       return (selectAll.all() as RawAgent[]).map(toAgentRow);
+    },
+    count() {
+      return (selectCount.get() as { n: number }).n;
     },
   };
 }

@@ -55,6 +55,19 @@ const MIGRATIONS: readonly string[] = [
     message TEXT
   );
   `,
+  // 2: agent identities (enrollment credentials, revocation); only a credential's SHA-256 is kept
+  `
+  CREATE TABLE IF NOT EXISTS agent_identities (
+    agent_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('enrolled', 'revoked', 'readmitted')),
+    method TEXT NOT NULL CHECK (method IN ('credential', 'token', 'certificate')),
+    credential_hash TEXT UNIQUE,
+    enrolled_at TEXT,
+    revoked_at TEXT,
+    readmitted_at TEXT,
+    updated_at TEXT NOT NULL
+  );
+  `,
 ];
 
 export function applyMigrations(db: Database.Database): number {

@@ -1,6 +1,8 @@
 /**
  * A real protocol peer for controller tests: a `ws` client that speaks the agent side of the
- * protocol by hand (hello, results, output), so tests drive the controller exactly as an agent would.
+ * protocol by hand (hello, enrollment, results, output), so tests drive the controller exactly as
+ * an agent would. Like an agent, a peer that is sent an `enroll` frame keeps the credential and
+ * confirms; pass a shared `credentials` book so a later peer of the same id presents it.
  */
 import WebSocket from 'ws';
 import { LIMITS } from '../../shared/limits.js';
@@ -13,20 +15,30 @@ export interface PeerOptions {
   hello?: Partial<HelloFrame>;
   /** Answer the controller's pings (default true). */
   autoPong?: boolean;
+  /** Confirm an enrollment at once (default true); false leaves the `enroll` frame to the test. */
+  autoEnroll?: boolean;
+  /** agentId → credential: presented instead of `token` when it holds the id; enrollments are written back. */
+  credentials?: Map<string, string>;
+  /** Extra ws client options (a client certificate for mutual TLS, a CA). */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
 }
 
 export class TestPeer {
   readonly frames: Frame[] = [];
   readonly ws: WebSocket;
   closeCode: number | null = null;
+  /** The credential this peer was enrolled with, if any. */
+  credential: string | null = null;
   private waiters = new Set<{ match: (f: Frame) => boolean; resolve: (f: Frame) => void }>();
   readonly closed: Promise<{ code: number; reason: string }>;
 
   constructor(readonly options: PeerOptions) {
+    const bearer = options.credentials?.get(this.agentId) ?? options.token;
     this.ws = new WebSocket(options.url, {
       perMessageDeflate: false,
       maxPayload: 64 * 1024 * 1024,
-      ...(options.token === undefined ? {} : { headers: { authorization: `Bearer ${options.token}` } }),
+      ...(bearer === undefined ? {} : { headers: { authorization: `Bearer ${bearer}` } }),
+      ...options.tls,
     });
     this.ws.on('error', () => {});
     this.ws.on('message', (data, isBinary) => {
@@ -34,6 +46,11 @@ export class TestPeer {
       const frame = JSON.parse(data.toString()) as Frame;
       // Answer pings like an agent would.
       if (frame.t === 'ping' && this.options.autoPong !== false) this.send({ t: 'pong', ts: frame.ts });
+      if (frame.t === 'enroll') {
+        this.credential = frame.credential;
+        this.options.credentials?.set(frame.agentId, frame.credential);
+        if (this.options.autoEnroll !== false) this.send({ t: 'enrolled', agentId: frame.agentId });
+      }
       this.frames.push(frame);
       for (const waiter of [...this.waiters]) {
         if (waiter.match(frame)) {
@@ -60,8 +77,12 @@ export class TestPeer {
     });
   }
 
+  get agentId(): string {
+    return this.options.agentId ?? 'agent-1';
+  }
+
   hello(extra: Partial<HelloFrame> = {}): void {
-    const agentId = this.options.agentId ?? 'agent-1';
+    const agentId = this.agentId;
     this.send({
       t: 'hello',
       v: LIMITS.protocolVersion,

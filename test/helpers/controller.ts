@@ -27,6 +27,8 @@ export interface StartControllerOptions {
   /** HOST:PORT; default 127.0.0.1:0. restart() reuses the bound port so agents find it again. */
   listen?: string;
   env?: Record<string, string>;
+  /** How long to wait for the `listening` line. @default 20_000 */
+  startTimeoutMs?: number;
 }
 
 export interface RunningController {
@@ -60,11 +62,13 @@ export async function startController(options: StartControllerOptions, ownsDir?:
   const createdDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'seedwire-ctl-'));
   const owns = ownsDir ?? createdDir;
-  const args = ['--import', 'tsx', 'server-stub/main.ts', '--listen', options.listen ?? '127.0.0.1:0', '--data-dir', dataDir, '--agent-token', options.agentToken];
-  if (options.adminToken !== undefined) args.push('--admin-token', options.adminToken);
+  const args = ['--import', 'tsx', 'server-stub/main.ts', '--listen', options.listen ?? '127.0.0.1:0', '--data-dir', dataDir];
   args.push(...(options.extraArgs ?? []));
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   for (const name of ['SEEDWIRE_ADMIN_TOKEN', 'SEEDWIRE_AGENT_TOKEN', 'SEEDWIRE_DATA_DIR']) if (!options.env?.[name]) delete env[name];
+  // Tokens travel in the environment, as the README recommends (a flag would show in ps).
+  env['SEEDWIRE_AGENT_TOKEN'] ??= options.agentToken;
+  if (options.adminToken !== undefined) env['SEEDWIRE_ADMIN_TOKEN'] ??= options.adminToken;
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env,
@@ -133,7 +137,7 @@ export async function startController(options: StartControllerOptions, ownsDir?:
 
   let listening: LogRecord;
   try {
-    listening = await waitForLog((r) => r.msg === 'listening');
+    listening = await waitForLog((r) => r.msg === 'listening', options.startTimeoutMs ?? 20_000);
   } catch (error) {
     child.kill('SIGKILL');
     if (owns) rmSync(dataDir, { recursive: true, force: true });

@@ -4,6 +4,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { expect, vi } from 'vitest';
+import { ApiClient } from '../../client/api.js';
 import type { AgentProcess } from './agent.js';
 import type { RunningController } from './controller.js';
 import type { MariaDB } from './mariadb.js';
@@ -29,32 +30,37 @@ export interface OperationJson<T> {
   error: { code: string; message: string } | null;
 }
 
-/** API calls against whichever controller `current()` returns (it changes across restarts). */
+/** API calls against whichever controller `current()` returns (it changes across restarts), through the project's API client. */
 export function seedApi(current: () => RunningController) {
+  const client = (): ApiClient => new ApiClient({ baseUrl: current().url, token: current().adminToken });
+  /** Any call with its status, for tests that check refusals themselves. */
   async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await current().api(method, path, body);
-    return { status: res.status, body: (await res.json()) as T };
+    const answer = await client().raw(method, path, body);
+    return { status: answer.status, body: answer.body as T };
   }
   async function op<T>(agent: string, name: string, params: Record<string, unknown> = {}): Promise<OperationJson<T>> {
-    return (await api<{ operation: OperationJson<T> }>('POST', `/api/agents/${agent}/ops/${name}?wait=120`, { params })).body.operation;
+    const operation = await client().runOp(agent, name, params, { wait: 120 });
+    return { ...operation, result: operation.result as T };
   }
   async function agentsReady(ids: string[]): Promise<void> {
     await vi.waitFor(
       async () => {
         for (const id of ids) {
-          const a = (await api<{ connected: boolean; facts: unknown }>('GET', `/api/agents/${id}`)).body;
+          const a = await client().agent(id);
           expect(a.connected).toBe(true);
           expect(a.facts).toBeTruthy();
         }
       },
-      { timeout: 30_000, interval: 100 },
+      // Agents start under tsx: on a loaded machine that alone can take half a minute.
+      { timeout: 60_000, interval: 100 },
     );
   }
   async function seedUntilDone(id: string, onPoll?: (s: SeedJson) => Promise<void> | void): Promise<SeedJson> {
     let seed!: SeedJson;
     await vi.waitFor(
       async () => {
-        seed = (await api<SeedJson>('GET', `/api/seeds/${id}`)).body;
+        // SeedJson is the API's seed with its result spelled out for the tests' assertions.
+        seed = (await client().seed(id)) as unknown as SeedJson;
         await onPoll?.(seed);
         expect(['pending', 'running']).not.toContain(seed.state);
       },

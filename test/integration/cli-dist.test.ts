@@ -18,8 +18,8 @@ function run(bin: string, args: string[]): { status: number | null; stdout: stri
 }
 
 describe('built commands (dist/)', () => {
-  it('package.json declares both bins, built and executable with a node shebang', () => {
-    expect(Object.keys(pkg.bin).sort()).toEqual(['seedwire-agent', 'seedwire-controller']);
+  it('package.json declares the three bins, built and executable with a node shebang', () => {
+    expect(Object.keys(pkg.bin).sort()).toEqual(['seedwire', 'seedwire-agent', 'seedwire-controller']);
     for (const file of Object.values(pkg.bin)) {
       const path = join(PROJECT_ROOT, file);
       expect(() => accessSync(path, constants.X_OK), `${file} missing: run npm run build`).not.toThrow();
@@ -30,6 +30,9 @@ describe('built commands (dist/)', () => {
   it('--help prints usage and exits 0', () => {
     expect(run('seedwire-controller', ['--help'])).toMatchObject({ status: 0, stdout: expect.stringContaining('--agent-token') });
     expect(run('seedwire-agent', ['--help'])).toMatchObject({ status: 0, stdout: expect.stringContaining('--config') });
+    expect(run('seedwire', ['--help'])).toMatchObject({ status: 0, stdout: expect.stringContaining('--token-file') });
+    expect(run('seedwire', ['seed', '--help'])).toMatchObject({ status: 0, stdout: expect.stringContaining('--max-rate') });
+    expect(run('seedwire', ['no-such-command']).status).toBe(2);
   });
 
   it('bad flags and config exit non-zero with one line naming what is wrong', () => {

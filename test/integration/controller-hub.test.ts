@@ -16,9 +16,11 @@ const ADMIN_TOKEN = 'admin-secret-token';
 let controller: Controller;
 let dataDir: string;
 const peers: TestPeer[] = [];
+/** Credentials the peers were enrolled with, so a reconnecting peer presents its id's own. */
+let credentials: Map<string, string>;
 
 function peer(options: Partial<ConstructorParameters<typeof TestPeer>[0]> = {}): TestPeer {
-  const p = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, ...options });
+  const p = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, credentials, ...options });
   peers.push(p);
   return p;
 }
@@ -32,6 +34,7 @@ function api(method: string, path: string, body?: unknown): Promise<Response> {
 }
 
 beforeEach(async () => {
+  credentials = new Map();
   dataDir = mkdtempSync(join(tmpdir(), 'seedwire-hub-'));
   controller = await createController({ dataDir, adminToken: ADMIN_TOKEN, agentToken: AGENT_TOKEN, agentTokens: { 'pinned-1': 'pinned-token' }, handshakeTimeoutMs: 500, heartbeatMs: 100, deadAfterMs: 600 });
 });

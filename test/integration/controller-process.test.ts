@@ -1,6 +1,8 @@
 /** The real `seedwire-controller` process: flags, logs, token file, SIGTERM, SIGKILL + restart. */
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CallFrame } from '../../shared/frames.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
@@ -9,6 +11,8 @@ import { TestPeer } from '../helpers/controller-peer.js';
 const AGENT_TOKEN = 'agent-token-process-test';
 const started: RunningController[] = [];
 const peers: TestPeer[] = [];
+/** Enrolled credentials by agent id; a peer reconnecting after a restart presents its own. */
+const credentials = new Map<string, string>();
 
 async function start(options: Parameters<typeof startController>[0] = { agentToken: AGENT_TOKEN }): Promise<RunningController> {
   const controller = await startController(options);
@@ -17,12 +21,13 @@ async function start(options: Parameters<typeof startController>[0] = { agentTok
 }
 
 function peer(controller: RunningController, agentId: string): TestPeer {
-  const p = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, agentId });
+  const p = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, agentId, credentials });
   peers.push(p);
   return p;
 }
 
 afterEach(async () => {
+  credentials.clear();
   await Promise.all(peers.splice(0).map((p) => p.close()));
   await stopAllControllers();
   for (const c of started.splice(0)) c.cleanup();
@@ -78,6 +83,26 @@ describe('seedwire-controller process', () => {
     expect(missing.stderr).toMatch(/--agent-token/);
     const listen = await run(['--listen', 'nope', '--agent-token', 'x']);
     expect(listen.stderr).toMatch(/--listen/);
+  });
+
+  it('warns once when a token arrives as a flag; --agent-token-file and --admin-token-file are read without a warning', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sw-token-files-'));
+    try {
+      writeFileSync(join(dir, 'agent-token'), `${AGENT_TOKEN}\n`, { mode: 0o600 });
+      writeFileSync(join(dir, 'admin-token'), 'admin-from-a-file\n', { mode: 0o600 });
+      const quiet = await start({ agentToken: '', adminToken: 'admin-from-a-file', env: { SEEDWIRE_AGENT_TOKEN: '' }, extraArgs: ['--agent-token-file', join(dir, 'agent-token'), '--admin-token-file', join(dir, 'admin-token')] });
+      expect(quiet.logs.some((r) => /command line/.test(String(r.msg)))).toBe(false);
+      expect((await fetch(`${quiet.url}/api/agents`, { headers: { authorization: 'Bearer admin-from-a-file' } })).status).toBe(200);
+      await peer(quiet, 'db-file').connect(); // the file's token enrolls
+      const loud = await start({ agentToken: '', adminToken: 'admin-on-the-command-line', env: { SEEDWIRE_AGENT_TOKEN: '' }, extraArgs: ['--agent-token', AGENT_TOKEN, '--admin-token', 'admin-on-the-command-line'] });
+      const warnings = loud.logs.filter((r) => /command line/.test(String(r.msg)));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ level: 40, flags: ['--agent-token', '--admin-token'] });
+      expect(loud.output()).not.toContain(AGENT_TOKEN);
+      expect(loud.output()).not.toContain('admin-on-the-command-line');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('after SIGKILL and a restart on the same data dir, agents, operations and audit are still there and running ops resume', async () => {

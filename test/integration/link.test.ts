@@ -104,7 +104,9 @@ describe('agent and controller, real processes', () => {
   });
 
   it('a wrong token is refused before the upgrade and the agent is never listed', async () => {
-    const bad = startAgent({ controllerUrl: controller.wsUrl, token: 'not-the-token', id: 'intruder' });
+    // Slow redials: every refusal counts toward 127.0.0.1's failure limit, which the later tests'
+    // agents (enrolling with the enrollment token from the same address) must stay under.
+    const bad = startAgent({ controllerUrl: controller.wsUrl, token: 'not-the-token', id: 'intruder', config: { advanced: { reconnectBaseMs: 5_000, reconnectCapMs: 5_000 } } });
     await bad.waitForLog((l) => /401|auth/i.test(JSON.stringify(l)), { timeoutMs: 15_000 });
     expect(await agentRow('intruder')).toBeUndefined();
     expect(controller.output()).not.toContain('not-the-token');

@@ -298,12 +298,16 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     await page.getByTestId('view-operations').waitFor();
     expect(await page.getByTestId('gap-notice').isHidden()).toBe(true);
 
-    // A slow viewer: Chromium throttled to 32 KiB/s (applies to requests opened from now on, so
-    // the page is reloaded and its event stream opened again under the throttle). The controller's
+    // A slow viewer: Chromium throttled to 32 KiB/s (applies to connections opened from now on, so
+    // the page is reloaded and its live feed opened again under the throttle). The controller's
     // socket to it then stops draining while a flood of output events goes by.
     const requests: string[] = [];
     const onRequest = (request: { url(): string }): void => {
       requests.push(new URL(request.url()).pathname);
+    };
+    const feeds: string[] = [];
+    const onSocket = (ws: { url(): string }): void => {
+      feeds.push(new URL(ws.url()).pathname);
     };
     const cdp = await page.context().newCDPSession(page);
     let floodId = '';
@@ -311,9 +315,11 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
       await cdp.send('Network.enable');
       await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: 32 * 1024, uploadThroughput: -1 });
       page.on('request', onRequest);
+      page.on('websocket', onSocket);
       await page.reload();
       await page.getByTestId('view-operations').waitFor();
-      await expect.poll(() => requests.filter((p) => p === '/api/events').length, { timeout: 15_000 }).toBe(1);
+      await expect.poll(() => feeds.filter((p) => p === '/api/events/ws').length, { timeout: 15_000 }).toBe(1);
+      await page.locator('body[data-live-epoch]').waitFor({ state: 'attached', timeout: 15_000 });
       const flood = await api<{ operation: { id: string; state: string } }>('POST', '/api/agents/far/ops/custom-command?wait=120', { params: { name: 'flood' } });
       expect(flood.body.operation.state).toBe('succeeded');
       floodId = flood.body.operation.id;
@@ -323,16 +329,17 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     const fetchesBefore = requests.filter((p) => p === '/api/operations').length;
 
     // Once the viewer drains, the controller sends a gap event: the console says so, visibly,
-    // re-fetches the page (no new event stream: the same one carried the gap), and shows the
+    // re-fetches the page (no new feed socket: the same one carried the gap), and shows the
     // flood operation's final state whether or not its own events were among those lost.
     await page.getByTestId('gap-notice').waitFor({ state: 'visible', timeout: 60_000 });
     expect(await page.getByTestId('gap-notice-text').textContent()).toMatch(/Live updates fell behind: \d+ events? missed/);
     await expect.poll(() => requests.filter((p) => p === '/api/operations').length, { timeout: 15_000 }).toBeGreaterThan(fetchesBefore);
     await expect.poll(() => page.getByTestId(`op-row-state-${floodId}`).textContent(), { timeout: 15_000 }).toBe('succeeded');
-    expect(requests.filter((p) => p === '/api/events')).toHaveLength(1);
+    expect(feeds).toEqual(['/api/events/ws']);
     expect(await page.getByTestId('connection-banner').isHidden()).toBe(true);
     await browser!.screenshot('gap-resync');
     page.off('request', onRequest);
+    page.off('websocket', onSocket);
     await page.getByTestId('gap-notice-dismiss').click();
     await page.getByTestId('gap-notice').waitFor({ state: 'hidden' });
     expect(browser!.pageErrors.filter((e) => e.startsWith('pageerror') || /Content Security Policy/i.test(e))).toEqual([]);

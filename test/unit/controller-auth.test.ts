@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { authenticateAgent } from '../../server-stub/hub/auth.js';
+import { authenticateAgent, type AgentCredentials } from '../../server-stub/hub/auth.js';
+import type { IdentityRow } from '../../server-stub/store/identities.js';
 import { compareSecret, readBearer } from '../../server-stub/hub/secret.js';
 import { readCookie } from '../../server-stub/api/auth.js';
+
+function row(agentId: string, state: IdentityRow['state'], method: IdentityRow['method'] = 'credential'): IdentityRow {
+  return { agentId, state, method, hasCredential: method === 'credential', enrolledAt: null, revokedAt: null, readmittedAt: null };
+}
 
 describe('token comparison', () => {
   it('accepts only the exact token, whatever the lengths', () => {
@@ -21,13 +26,30 @@ describe('token comparison', () => {
     expect(readBearer(['Bearer a', 'Bearer b'])).toBeNull();
   });
 
-  it('maps a shared or per-agent token to its principal', () => {
-    const credentials = { shared: 'shared-token', perAgent: { 'db-1': 'one', 'db-2': 'two' } };
-    expect(authenticateAgent('Bearer shared-token', credentials)).toEqual({ kind: 'shared' });
-    expect(authenticateAgent('Bearer two', credentials)).toEqual({ kind: 'agent', agentId: 'db-2' });
-    expect(authenticateAgent('Bearer three', credentials)).toBeNull();
-    expect(authenticateAgent(undefined, credentials)).toBeNull();
-    expect(authenticateAgent('Bearer shared-token', { shared: null, perAgent: {} })).toBeNull();
+  it('maps the enrollment token, a per-agent token or a credential to its principal', () => {
+    const credentials: AgentCredentials = { shared: 'shared-token', perAgent: { 'db-1': 'one', 'db-2': 'two' } };
+    const identities = new Map<string, IdentityRow>([
+      ['db-3', row('db-3', 'enrolled')],
+      ['db-4', row('db-4', 'revoked')],
+      ['db-1', row('db-1', 'revoked', 'token')],
+    ]);
+    const byCredential: Record<string, string> = { 'cred-3': 'db-3', 'cred-4': 'db-4' };
+    const lookup = {
+      get: (id: string) => identities.get(id) ?? null,
+      findByCredential: (credential: string) => identities.get(byCredential[credential] ?? '') ?? null,
+    };
+    const auth = (authorization: string | undefined, certificateId: string | null = null, creds = credentials) => authenticateAgent({ authorization, certificateId }, creds, lookup);
+    expect(auth('Bearer shared-token')).toEqual({ ok: true, principal: { kind: 'enrollment' } });
+    expect(auth('Bearer two')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-2', via: 'token' } });
+    expect(auth('Bearer cred-3')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-3', via: 'credential' } });
+    expect(auth('Bearer cred-4')).toMatchObject({ ok: false, reason: 'revoked', message: expect.stringContaining('db-4') });
+    expect(auth('Bearer one')).toMatchObject({ ok: false, reason: 'revoked' });
+    expect(auth('Bearer three')).toMatchObject({ ok: false, reason: 'wrong' });
+    expect(auth(undefined)).toMatchObject({ ok: false, reason: 'missing' });
+    expect(auth('Bearer shared-token', null, { shared: null, perAgent: {} })).toMatchObject({ ok: false, reason: 'wrong' });
+    // A verified client certificate names the agent whatever the bearer says; revocation still applies.
+    expect(auth(undefined, 'db-9')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-9', via: 'certificate' } });
+    expect(auth('Bearer shared-token', 'db-4')).toMatchObject({ ok: false, reason: 'revoked' });
   });
 
   it('reads the admin cookie', () => {

@@ -3,7 +3,7 @@
  * `seedwire_admin` cookie set at login. The console never holds the token itself.
  * A 401 from any call (except the login itself) hands control to `onUnauthorized`.
  */
-import type { Agent, AuditEntry, Operation, Seed } from './types.js';
+import type { Agent, AuditEntry, Operation, Seed, ThroughputView } from './types.js';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -102,6 +102,9 @@ export const api = {
 
   agents: async (signal?: AbortSignal) => asList<Agent>(await request('GET', '/api/agents', { signal }), 'agents'),
   agent: async (id: string, signal?: AbortSignal) => asItem<Agent>(await request('GET', `/api/agents/${enc(id)}`, { signal }), 'agent'),
+  /** Revokes the agent's credential (it is disconnected and cannot reconnect) / lets it enroll once more. */
+  revokeAgent: (id: string) => request<{ agentId: string; identity: NonNullable<Agent['identity']> }>('POST', `/api/agents/${enc(id)}/revoke`),
+  readmitAgent: (id: string) => request<{ agentId: string; identity: NonNullable<Agent['identity']> }>('POST', `/api/agents/${enc(id)}/readmit`),
   startOperation: async (agentId: string, op: string, params: Record<string, unknown> = {}) =>
     asItem<Operation>(await request('POST', `/api/agents/${enc(agentId)}/ops/${enc(op)}?wait=0`, { body: { params } }), 'operation'),
 
@@ -122,6 +125,7 @@ export const api = {
   createSeed: async (body: { source: string; target: string; method?: string; compression?: string; startTarget?: boolean; maxBytesPerSec?: number }) =>
     asItem<Pick<Seed, 'id' | 'state'>>(await request('POST', '/api/seeds', { body }), 'seed'),
   abortSeed: (id: string) => request<unknown>('POST', `/api/seeds/${enc(id)}/abort`),
+  throughput: (id: string, signal?: AbortSignal) => request<ThroughputView>('GET', `/api/seeds/${enc(id)}/throughput`, { signal }),
 
   audit: async (limit: number, signal?: AbortSignal) => asList<AuditEntry>(await request('GET', `/api/audit?limit=${limit}`, { signal }), 'audit'),
 };

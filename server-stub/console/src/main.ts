@@ -39,10 +39,16 @@ function start(): void {
   });
   banner.after(gapNotice);
   let gapCount = 0;
-  function showGap(missed: { from: number; to: number } | undefined): void {
+  function showGap(reason: 'gap' | 'restart', missed: { from: number; to: number } | undefined): void {
     gapCount++;
-    const events = missed ? missed.to - missed.from + 1 : null;
-    gapText.textContent = `Live updates fell behind: ${events !== null && events > 0 ? `${events} event${events === 1 ? '' : 's'}` : 'some events'} missed${missed ? ` (#${missed.from}–#${missed.to})` : ''}; the page was reloaded from the controller${gapCount > 1 ? ` (${gapCount} times)` : ''}.`;
+    const times = gapCount > 1 ? ` (${gapCount} times)` : '';
+    if (reason === 'restart') {
+      gapText.textContent = `The controller restarted while this page was disconnected; what it did just before stopping may not have been shown live. The page was reloaded from the controller${times}.`;
+    } else {
+      const events = missed ? missed.to - missed.from + 1 : null;
+      gapText.textContent = `Live updates fell behind: ${events !== null && events > 0 ? `${events} event${events === 1 ? '' : 's'}` : 'some events'} missed${missed ? ` (#${missed.from}–#${missed.to})` : ''}; the page was reloaded from the controller${times}.`;
+    }
+    gapNotice.dataset['reason'] = reason;
     gapNotice.dataset['from'] = missed ? String(missed.from) : '';
     gapNotice.dataset['to'] = missed ? String(missed.to) : '';
     gapNotice.hidden = false;
@@ -50,13 +56,18 @@ function start(): void {
   let current: { view: View; controller: AbortController } | null = null;
   let returnTo = DEFAULT_HASH;
 
-  const live = new LiveConnection('/api/events', {
+  const live = new LiveConnection('/api/events/ws', {
     onEvent: (event) => current?.view.onEvent?.(event),
     onResync: (reason, missed) => {
-      if (reason === 'gap') showGap(missed);
+      if (reason !== 'open') showGap(reason, missed);
       void current?.view.refresh();
     },
     onStatus: showStatus,
+    onCursor: (epoch, seq) => {
+      // For diagnostics and tests: where the feed would resume from.
+      document.body.dataset['liveEpoch'] = epoch;
+      document.body.dataset['liveSeq'] = String(seq);
+    },
   });
 
   function showStatus(status: LiveStatus): void {

@@ -8,6 +8,7 @@ export type { Operation, OperationState } from '../../ops/types.js';
 export type { SeedState, SeedView as Seed, StageState, StageView as Stage } from '../../seed/types.js';
 export type { AuditEntry } from '../../types.js';
 export type { EventType } from '../../events/types.js';
+export type { ThroughputMark, ThroughputSample, ThroughputView } from '../../seed/throughput.js';
 import type { Facts } from '../../../shared/frames.js';
 import type { AgentView } from '../../api/views.js';
 import type { EventType } from '../../events/types.js';

@@ -18,6 +18,27 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
   const peersEl = h('div', { class: 'peers', testid: 'agent-peers' });
   const actionStatus = h('p', { class: 'action-status', testid: 'action-status', 'aria-live': 'polite' });
 
+  // Identity: who may connect as this id (revoke disconnects it for good, readmit allows one enrollment)
+  const identityEl = h('p', { testid: 'agent-identity' });
+  const revokeButton = h('button', { type: 'button', class: 'danger', testid: 'agent-revoke' }, 'Revoke');
+  const readmitButton = h('button', { type: 'button', class: 'secondary', testid: 'agent-readmit' }, 'Readmit');
+  const identityNote = h('p', { class: 'muted small', testid: 'identity-note' });
+  revokeButton.addEventListener('click', () => {
+    void ctx
+      .confirm({
+        title: 'Revoke agent?',
+        message: `Revoke ${agentId}? It is disconnected now and cannot reconnect, with its credential or the enrollment token, until it is readmitted.`,
+        confirmLabel: 'Revoke',
+        danger: true,
+      })
+      .then((ok) => (ok ? changeIdentity('revoke') : undefined));
+  });
+  readmitButton.addEventListener('click', () => {
+    void ctx
+      .confirm({ title: 'Readmit agent?', message: `Let ${agentId} enroll once more with the enrollment token? The first host to do so becomes ${agentId}.`, confirmLabel: 'Readmit', danger: false })
+      .then((ok) => (ok ? changeIdentity('readmit') : undefined));
+  });
+
   // MySQL
   const startButton = h('button', { type: 'button', testid: 'mysql-start' }, 'Start MySQL');
   const stopButton = h('button', { type: 'button', class: 'danger', testid: 'mysql-stop' }, 'Stop MySQL');
@@ -68,6 +89,7 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
     error,
     actionStatus,
     h('div', { class: 'columns' }, h('section', { class: 'card' }, h('h2', {}, 'Facts'), factsEl), h('section', { class: 'card' }, h('h2', {}, 'Peers'), peersEl)),
+    h('section', { class: 'card' }, h('h2', {}, 'Identity'), identityEl, h('div', { class: 'actions' }, revokeButton, readmitButton), identityNote),
     h('section', { class: 'card' }, h('h2', {}, 'MySQL'), h('div', { class: 'actions' }, startButton, stopButton), mysqlNote),
     h(
       'section',
@@ -97,6 +119,35 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
     }
   }
 
+  async function changeIdentity(action: 'revoke' | 'readmit'): Promise<void> {
+    actionStatus.className = 'action-status';
+    try {
+      const { identity } = action === 'revoke' ? await api.revokeAgent(agentId) : await api.readmitAgent(agentId);
+      if (agent) agent = { ...agent, identity };
+      render();
+      actionStatus.textContent = action === 'revoke' ? `${agentId} revoked` : `${agentId} readmitted: it may enroll once`;
+    } catch (err) {
+      actionStatus.className = 'action-status error';
+      actionStatus.textContent = `${action} refused: ${describeError(err)}`;
+    }
+  }
+
+  function renderIdentity(a: Agent): void {
+    const identity = a.identity;
+    const state = identity?.state ?? 'unenrolled';
+    const how = identity?.method === 'token' ? 'per-agent token' : identity?.method === 'certificate' ? 'client certificate' : identity?.method === 'credential' ? 'enrolled credential' : null;
+    const since = state === 'revoked' ? identity?.revokedAt : state === 'readmitted' ? identity?.readmittedAt : identity?.enrolledAt;
+    fill(identityEl, stateBadge(state, 'agent-identity-state'), how ? ` ${how}` : '', since ? ` · since ${formatTime(since)}` : '');
+    revokeButton.disabled = state === 'revoked';
+    readmitButton.disabled = state !== 'revoked';
+    identityNote.textContent =
+      state === 'revoked'
+        ? 'Revoked: the agent cannot connect. Readmit lets it enroll again once.'
+        : state === 'readmitted'
+          ? 'Readmitted: the next connection with the enrollment token enrolls this id.'
+          : '';
+  }
+
   let lastActionOpId: string | null = null;
   function describeOperation(op: Operation): void {
     lastActionOpId = op.id;
@@ -123,6 +174,7 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
       h('h1', {}, a.id, ' ', a.connected ? badge('connected', 'ok', 'agent-connected') : badge('offline', 'off', 'agent-connected')),
       h('p', { class: 'muted' }, `${a.hostname} · datacenter ${a.datacenter ?? '—'} · agent ${a.version} · ${a.connected ? `connected ${formatTime(a.connectedAt)}` : `last seen ${formatTime(a.lastSeenAt)}`}`),
     );
+    renderIdentity(a);
     const rows: [string, string, string][] = facts
       ? [
           ['MySQL', facts.mysqlConfigured === false ? 'not configured (no mysql section)' : formatBool(facts.mysqlRunning, 'running', 'stopped'), 'fact-mysql'],

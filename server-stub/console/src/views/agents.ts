@@ -1,4 +1,7 @@
-/** Agents: every known agent with its connection, MySQL state, datadir usage and snapshots. */
+/**
+ * Agents: every known agent with its connection, MySQL state, datadir usage and snapshots,
+ * grouped by datacenter (a header per datacenter with how many of its agents are connected).
+ */
 import { api } from '../api.js';
 import { fill, h, link } from '../dom.js';
 import { formatBool, formatBytes, formatTime } from '../format.js';
@@ -9,19 +12,22 @@ const DETAIL_CONCURRENCY = 6;
 
 export function createAgentsView(ctx: ViewContext): View {
   const agents = new Map<string, Agent>();
-  const body = h('tbody', { testid: 'agents-body' });
+  const head = h('thead', {}, h('tr', {}, ...COLUMNS.map((t) => h('th', {}, t))));
+  const table = h('table', { testid: 'agents-table' }, head);
   const error = errorLine();
-  const table = h(
-    'table',
-    { testid: 'agents-table' },
-    h('thead', {}, h('tr', {}, ...['Agent', 'Datacenter', 'Connected', 'MySQL', 'Datadir used', 'Free', 'Snapshots', 'Since / last seen'].map((t) => h('th', {}, t)))),
-    body,
-  );
-  const root = h('section', { class: 'view', testid: 'view-agents' }, h('h1', {}, 'Agents'), error, table);
+  const summary = h('p', { class: 'muted', testid: 'agents-summary' });
+  const root = h('section', { class: 'view', testid: 'view-agents' }, h('h1', {}, 'Agents'), summary, error, table);
 
   function render(): void {
-    const rows = [...agents.values()].sort((a, b) => a.id.localeCompare(b.id)).map(renderRow);
-    fill(body, rows.length > 0 ? rows : emptyRow(8, 'No agent has connected yet.'));
+    const groups = groupByDatacenter([...agents.values()]);
+    if (groups.length === 0) {
+      fill(table, head, h('tbody', { testid: 'agents-body' }, emptyRow(COLUMNS.length, 'No agent has connected yet.')));
+      summary.textContent = '';
+      return;
+    }
+    fill(table, head, ...groups.map(renderGroup));
+    const connected = [...agents.values()].filter((a) => a.connected).length;
+    summary.textContent = `${connected} of ${agents.size} agent${agents.size === 1 ? '' : 's'} connected, in ${groups.length} datacenter${groups.length === 1 ? '' : 's'}.`;
   }
 
   const refresh = makeRefresher(
@@ -55,6 +61,46 @@ export function createAgentsView(ctx: ViewContext): View {
       render();
     },
   };
+}
+
+const COLUMNS = ['Agent', 'Datacenter', 'Connected', 'MySQL', 'Datadir used', 'Free', 'Snapshots', 'Since / last seen'];
+/** Where agents without a datacenter are listed (last). */
+const NO_DATACENTER = '';
+
+interface Group {
+  datacenter: string;
+  agents: Agent[];
+}
+
+/** Datacenters in name order (agents without one last), agents by id within each. */
+export function groupByDatacenter(list: readonly Agent[]): Group[] {
+  const byDc = new Map<string, Agent[]>();
+  for (const agent of list) {
+    const dc = agent.datacenter ?? NO_DATACENTER;
+    byDc.set(dc, [...(byDc.get(dc) ?? []), agent]);
+  }
+  return [...byDc.entries()]
+    .sort(([a], [b]) => (a === NO_DATACENTER ? 1 : b === NO_DATACENTER ? -1 : a.localeCompare(b)))
+    .map(([datacenter, agents]) => ({ datacenter, agents: agents.sort((a, b) => a.id.localeCompare(b.id)) }));
+}
+
+function renderGroup(group: Group): HTMLTableSectionElement {
+  const connected = group.agents.filter((a) => a.connected).length;
+  const total = group.agents.length;
+  const name = group.datacenter === NO_DATACENTER ? 'No datacenter' : group.datacenter;
+  const key = group.datacenter === NO_DATACENTER ? '-' : group.datacenter;
+  const header = h(
+    'tr',
+    { class: 'group', testid: `dc-group-${key}`, 'data-connected': connected, 'data-total': total },
+    h(
+      'th',
+      { colspan: COLUMNS.length, scope: 'rowgroup' },
+      h('span', { class: 'group-name' }, name),
+      ' ',
+      h('span', { testid: `dc-count-${key}`, class: connected === total ? 'badge badge-ok' : connected === 0 ? 'badge badge-off' : 'badge badge-warn' }, `${connected}/${total} connected`),
+    ),
+  );
+  return h('tbody', { testid: `dc-body-${key}` }, header, group.agents.map(renderRow));
 }
 
 function renderRow(agent: Agent): HTMLTableRowElement {

@@ -1,14 +1,21 @@
 /** One seed: progress bar (bytes, percent, rate, ETA), stages, error, abort. */
 import { api, describeError } from '../api.js';
+import { describeThroughput, renderThroughputChart } from '../chart.js';
 import { fill, h, link } from '../dom.js';
 import { elapsedSeconds, formatBytes, formatDuration, formatPercent, formatRate, formatTime } from '../format.js';
-import type { Seed } from '../types.js';
+import type { Seed, ThroughputView } from '../types.js';
 import { errorLine, makeRefresher, stateBadge, type View, type ViewContext } from '../view.js';
 
 const ACTIVE = new Set(['pending', 'running']);
+/** The chart is re-fetched at most this often on seed events, and at least this often while the seed runs. */
+const CHART_MIN_MS = 1_000;
+const CHART_POLL_MS = 3_000;
 
 export function createSeedView(ctx: ViewContext, seedId: string): View {
   let seed: Seed | null = null;
+  let throughput: ThroughputView | null = null;
+  const chartHolder = h('div', { class: 'chart-holder', testid: 'throughput' });
+  const chartCaption = h('p', { class: 'muted small', testid: 'throughput-caption' });
   const error = errorLine();
   const title = h('h1', {}, 'Seed ', seedId);
   const summary = h('p', { class: 'muted', testid: 'seed-summary' });
@@ -41,6 +48,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
     summary,
     error,
     h('section', { class: 'card' }, h('div', { class: 'progress-row' }, progress), progressText, seedError, h('div', { class: 'actions' }, abort), abortError),
+    h('section', { class: 'card' }, h('h2', {}, 'Throughput'), chartHolder, chartCaption),
     h('section', { class: 'card' }, h('h2', {}, 'Stages'), h('table', { testid: 'seed-stages' }, h('thead', {}, h('tr', {}, ...['Stage', 'State', 'Started', 'Ended', 'Took', 'Message'].map((t) => h('th', {}, t)))), stagesBody)),
   );
 
@@ -95,14 +103,51 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
     );
   }
 
+  function renderChart(): void {
+    if (!throughput) return;
+    fill(chartHolder, renderThroughputChart(throughput, Date.now()));
+    chartCaption.textContent = describeThroughput(throughput);
+  }
+
   const refresh = makeRefresher(
     async () => {
-      seed = await api.seed(seedId, ctx.signal);
+      const [s, t] = await Promise.all([api.seed(seedId, ctx.signal), api.throughput(seedId, ctx.signal)]);
+      seed = s;
+      throughput = t;
       render();
+      renderChart();
     },
     error,
     ctx.signal,
   );
+
+  // The chart follows the seed: re-fetched on its events (at most once a second), and every few
+  // seconds while it runs, since stages without transfer send few events.
+  let chartFetchedAt = 0;
+  let chartTimer: ReturnType<typeof setTimeout> | null = null;
+  const refreshChart = makeRefresher(
+    async () => {
+      chartFetchedAt = Date.now();
+      throughput = await api.throughput(seedId, ctx.signal);
+      renderChart();
+    },
+    error,
+    ctx.signal,
+  );
+  function scheduleChart(delayMs: number): void {
+    if (chartTimer !== null || ctx.signal.aborted) return;
+    chartTimer = setTimeout(() => {
+      chartTimer = null;
+      void refreshChart().finally(() => {
+        if (seed && ACTIVE.has(seed.state)) scheduleChart(CHART_POLL_MS);
+      });
+    }, delayMs);
+  }
+  scheduleChart(CHART_POLL_MS);
+  ctx.signal.addEventListener('abort', () => {
+    if (chartTimer !== null) clearTimeout(chartTimer);
+    chartTimer = null;
+  });
 
   return {
     title: `Seed ${seedId}`,
@@ -114,6 +159,9 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
       if (data?.id !== seedId) return;
       seed = { ...seed, ...data, stages: data.stages ?? seed?.stages ?? [] };
       render();
+      if (chartTimer !== null) clearTimeout(chartTimer);
+      chartTimer = null;
+      scheduleChart(Math.max(0, CHART_MIN_MS - (Date.now() - chartFetchedAt)));
     },
   };
 }

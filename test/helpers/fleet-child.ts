@@ -1,0 +1,18 @@
+/** Child process of startFleet (fleet-client.ts): runs its share of load clients until killed. */
+import { runFleetClients, type FleetMessage } from './fleet-client.js';
+
+const url = process.env['FLEET_URL'];
+const token = process.env['FLEET_TOKEN'];
+const ids = (process.env['FLEET_IDS'] ?? '').split(',').filter(Boolean);
+if (!url || !token || ids.length === 0 || !process.send) {
+  process.stderr.write('fleet-child: FLEET_URL, FLEET_TOKEN, FLEET_IDS and an IPC channel are required\n');
+  process.exit(2);
+}
+runFleetClients({
+  url,
+  token,
+  agentIds: ids,
+  report: (message: FleetMessage) => process.send?.(message),
+});
+// The parent going away (its IPC channel closing) ends the children too.
+process.on('disconnect', () => process.exit(0));

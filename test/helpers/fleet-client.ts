@@ -1,0 +1,161 @@
+/**
+ * Load clients: many protocol clients per process, each driven by the agent's own reconnect loop
+ * (agent/connection/link.ts: backoff, Retry-After, heartbeats), speaking the real frames and
+ * answering `hostname` calls. `startFleet` spawns child processes running `fleet-child.ts`; each
+ * child reports welcomes and calls to the parent over IPC. This is the one module to adapt when
+ * the agent's credentials change (enrollment).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { AgentIdentity } from '../../agent/connection/identity.js';
+import { Link } from '../../agent/connection/link.js';
+import type { Timing } from '../../agent/connection/timing.js';
+import type { Frame, ResultFrame } from '../../shared/frames.js';
+import { LIMITS } from '../../shared/limits.js';
+import { PROJECT_ROOT } from './agent.js';
+
+/** What a child tells its parent. */
+export type FleetMessage =
+  | { type: 'welcome'; agentId: string; at: number }
+  | { type: 'call'; agentId: string; callId: string; op: string; duplicate: boolean }
+  | { type: 'started'; count: number };
+
+export interface FleetClientOptions {
+  url: string;
+  token: string;
+  agentIds: string[];
+  report(message: FleetMessage): void;
+}
+
+const TIMING: Timing = {
+  heartbeatMs: undefined,
+  deadAfterMs: undefined,
+  handshakeTimeoutMs: LIMITS.handshakeTimeoutMs,
+  reconnectBaseMs: LIMITS.reconnectBaseMs,
+  reconnectCapMs: LIMITS.reconnectCapMs,
+  reconnectHealthyMs: LIMITS.reconnectHealthyMs,
+  startupJitterMs: LIMITS.startupJitterMs,
+  killGraceMs: LIMITS.killGraceMs,
+};
+
+/** Runs the clients in this process (a child of startFleet); resolves with a stop function. */
+export function runFleetClients(options: FleetClientOptions): () => Promise<void> {
+  const log = pino({ level: 'silent' });
+  // Each client enrolls with the shared token and keeps its credential, as a real agent does.
+  const stateBase = mkdtempSync(join(tmpdir(), 'sw-fleet-'));
+  const links = options.agentIds.map((agentId) => {
+    const stateDir = join(stateBase, agentId);
+    mkdirSync(stateDir);
+    const bootId = randomUUID();
+    const seen = new Set<string>();
+    // Results not yet acknowledged are re-sent on the next session, as the agent's ledger does.
+    const unacked = new Map<string, ResultFrame>();
+    return new Link({
+      socket: { url: options.url },
+      ca: undefined,
+      identity: new AgentIdentity({ stateDir, agentId, enrollmentToken: options.token, log }),
+      timing: TIMING,
+      log,
+      handlers: {
+        makeHello: () => ({
+          t: 'hello',
+          v: LIMITS.protocolVersion,
+          agentId,
+          hostname: agentId,
+          version: '0.0.0-load',
+          capabilities: ['hostname'],
+          datacenter: 'load',
+          bootId,
+          clock: Date.now(),
+          pending: [...unacked.keys()],
+          running: [],
+        }),
+        onSession(session) {
+          options.report({ type: 'welcome', agentId, at: Date.now() });
+          for (const result of unacked.values()) session.send(result);
+        },
+        onFrame(frame: Frame, session) {
+          if (frame.t === 'ack') {
+            for (const id of frame.ids) unacked.delete(id);
+            return;
+          }
+          if (frame.t !== 'call') return;
+          const duplicate = seen.has(frame.id);
+          seen.add(frame.id);
+          options.report({ type: 'call', agentId, callId: frame.id, op: frame.op, duplicate });
+          if (duplicate) return;
+          const result: ResultFrame =
+            frame.op === 'hostname'
+              ? { t: 'result', id: frame.id, result: { hostname: agentId }, exitCode: null, durationMs: 0 }
+              : { t: 'result', id: frame.id, result: null, exitCode: null, durationMs: 0 };
+          unacked.set(frame.id, result);
+          session.send(result);
+        },
+        onBinary: () => undefined,
+        onSessionEnd: () => undefined,
+      },
+    });
+  });
+  for (const link of links) link.start();
+  options.report({ type: 'started', count: links.length });
+  return async () => {
+    await Promise.all(links.map((link) => link.stop()));
+    rmSync(stateBase, { recursive: true, force: true });
+  };
+}
+
+export interface Fleet {
+  readonly messages: FleetMessage[];
+  /** Every welcome, by agent id (the latest last). */
+  welcomes: Map<string, number[]>;
+  calls: Array<Extract<FleetMessage, { type: 'call' }>>;
+  /** Kills every child (idempotent). */
+  stop(): Promise<void>;
+}
+
+/** Spawns `processes` children, each running its share of `count` clients named `${prefix}-${n}`. */
+export function startFleet(options: { url: string; token: string; count: number; processes: number; prefix: string }): Fleet {
+  const children: ChildProcess[] = [];
+  const messages: FleetMessage[] = [];
+  const welcomes = new Map<string, number[]>();
+  const calls: Array<Extract<FleetMessage, { type: 'call' }>> = [];
+  const ids = Array.from({ length: options.count }, (_, i) => `${options.prefix}-${String(i).padStart(4, '0')}`);
+  const share = Math.ceil(options.count / options.processes);
+  for (let p = 0; p < options.processes; p++) {
+    const mine = ids.slice(p * share, (p + 1) * share);
+    if (mine.length === 0) continue;
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/fleet-child.ts'], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, FLEET_URL: options.url, FLEET_TOKEN: options.token, FLEET_IDS: mine.join(',') },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    child.on('message', (raw) => {
+      const message = raw as FleetMessage;
+      messages.push(message);
+      if (message.type === 'welcome') welcomes.set(message.agentId, [...(welcomes.get(message.agentId) ?? []), message.at]);
+      else if (message.type === 'call') calls.push(message);
+    });
+    children.push(child);
+  }
+  return {
+    messages,
+    welcomes,
+    calls,
+    async stop() {
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null || child.signalCode !== null) return resolve();
+              child.once('exit', () => resolve());
+              child.kill('SIGKILL');
+            }),
+        ),
+      );
+    },
+  };
+}
