@@ -229,13 +229,14 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
   new Gauge({
     name: 'seedwire_event_loop_delay_seconds',
     help: 'Event-loop delay of the controller since the previous scrape (p50, p99, max)',
-    labelNames: ['quantile'],
+    // Not `quantile`: Prometheus reserves that label for summaries (promtool refuses it on a gauge).
+    labelNames: ['stat'],
     registers: [registry],
     collect() {
       const seconds = (ns: number): number => (Number.isFinite(ns) ? ns / 1e9 : 0);
-      this.set({ quantile: '0.5' }, seconds(loopDelay.percentile(50)));
-      this.set({ quantile: '0.99' }, seconds(loopDelay.percentile(99)));
-      this.set({ quantile: '1' }, seconds(loopDelay.max));
+      this.set({ stat: 'p50' }, seconds(loopDelay.percentile(50)));
+      this.set({ stat: 'p99' }, seconds(loopDelay.percentile(99)));
+      this.set({ stat: 'max' }, seconds(loopDelay.max));
       loopDelay.reset();
     },
   });
