@@ -151,9 +151,10 @@ describe.skipIf(missing !== null)('snapshots from the web console (Chromium, rea
     // but its live event stream is refused, so it still offers Remove after the mount below.
     const stale = await browser!.context.newPage();
     let staleCut = true;
-    await stale.route('**/api/events', async (route) => {
-      if (staleCut) await route.abort('connectionrefused');
-      else await route.continue();
+    // The console's feed is a WebSocket (/api/events/ws): refused while cut, through once restored.
+    await stale.routeWebSocket('**/api/events/ws', (ws) => {
+      if (staleCut) ws.close({ code: 1011, reason: 'cut by the test' });
+      else ws.connectToServer();
     });
     await openAgentPage(stale);
     await stale.getByTestId(`snapshot-row-${SNAPSHOT}`).waitFor();

@@ -54,8 +54,9 @@ describe.skipIf(missing !== null)('web console (Chromium, real controller and ag
       adminToken,
       agentToken: AGENT_TOKEN,
       port,
-      heartbeatMs: 500,
-      deadAfterMs: 2_000,
+      // Generous on purpose: the browser, the controller and three agents share two cores here.
+      heartbeatMs: 1_000,
+      deadAfterMs: 10_000,
       drainMs: 3_000,
       plugins: [(app) => registerConsoleRoutes(app, { dir: consoleDir })],
     });
