@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import WebSocket from 'ws';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { ALL_OP_PARAMS } from '../../shared/ops.js';
 import type { Frame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
@@ -139,6 +139,11 @@ describe('fuzzing a live controller', () => {
         peak = Math.max(peak, rssMiB(pid));
       }
     })();
+    // If the run fails midway, the loop still stops and settles before the controller does.
+    onTestFinished(async () => {
+      fuzzing = false;
+      await Promise.allSettled([steady]);
+    });
 
     // 1. An authenticated agent connection sends 2,000 hostile payloads (redialing when closed).
     //    Every 100 payloads the API calls it, and it answers with a hostile result.
@@ -147,14 +152,17 @@ describe('fuzzing a live controller', () => {
       '['.repeat(5_000) + ']'.repeat(5_000),
       ...fc.sample(hostileValueArb, { seed: SEED + 3, numRuns: 19 }).map((value) => JSON.stringify(value) ?? 'null'),
     ];
-    let fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1' });
+    // Like a real agent, the fuzzer keeps the credential its first connection enrolled with and
+    // presents it on every redial: the shared token alone cannot claim an enrolled id.
+    const credentials = new Map<string, string>();
+    let fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1', credentials });
     await fuzzer.connect();
     let redials = 0;
     const hostileResultOps: string[] = [];
     for (let i = 0; i < payloads.length; i++) {
       if (fuzzer.ws.readyState !== WebSocket.OPEN) {
         redials++;
-        fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1' });
+        fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1', credentials });
         await fuzzer.connect();
       }
       fuzzer.ws.send(payloads[i]!);
@@ -173,7 +181,7 @@ describe('fuzzing a live controller', () => {
     expect(await roundTrip(fuzzer.ws, 2e12)).toBe(true);
     await fuzzer.close();
     for (const payload of OVERSIZED) {
-      const big = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1' });
+      const big = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1', credentials });
       await big.connect();
       big.sendRaw(payload);
       expect((await big.closed).code).toBe(1009);
