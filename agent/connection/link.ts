@@ -227,7 +227,6 @@ export class Link {
       if (frame.t === 'pong') return;
       if (!session) {
         if (frame.t === 'welcome') onWelcome(frame);
-        if (frame.t === 'welcome') onWelcome(frame);
         else if (frame.t === 'enroll') onEnroll(frame);
         else if (frame.t === 'error') {
           this.status.failed(`${frame.code}: ${frame.message}`);
