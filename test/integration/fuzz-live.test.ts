@@ -147,14 +147,16 @@ describe('fuzzing a live controller', () => {
       '['.repeat(5_000) + ']'.repeat(5_000),
       ...fc.sample(hostileValueArb, { seed: SEED + 3, numRuns: 19 }).map((value) => JSON.stringify(value) ?? 'null'),
     ];
-    let fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1' });
+    // The fuzzer enrolls on its first connection; its redials present that credential, as an agent would.
+    const credentials = new Map<string, string>();
+    let fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1', credentials });
     await fuzzer.connect();
     let redials = 0;
     const hostileResultOps: string[] = [];
     for (let i = 0; i < payloads.length; i++) {
       if (fuzzer.ws.readyState !== WebSocket.OPEN) {
         redials++;
-        fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1' });
+        fuzzer = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1', credentials });
         await fuzzer.connect();
       }
       fuzzer.ws.send(payloads[i]!);
@@ -173,7 +175,7 @@ describe('fuzzing a live controller', () => {
     expect(await roundTrip(fuzzer.ws, 2e12)).toBe(true);
     await fuzzer.close();
     for (const payload of OVERSIZED) {
-      const big = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1' });
+      const big = new TestPeer({ url: c.wsUrl, token: TOKEN, agentId: 'fuzzer-1', credentials });
       await big.connect();
       big.sendRaw(payload);
       expect((await big.closed).code).toBe(1009);
