@@ -154,7 +154,12 @@ export class ApiClient {
     const response = await this.send('GET', '/api/events', undefined, options.signal, headers);
     const parser = new SseParser();
     for await (const chunk of readText(response, options.signal)) {
-      for (const message of parser.push(chunk)) yield parseBusEvent(message.data);
+      for (const message of parser.push(chunk)) {
+        // One chunk often holds several events (an agent's event and its audit entry); a caller that
+        // aborted on one of them must not be handed the rest.
+        options.signal?.throwIfAborted();
+        yield parseBusEvent(message.data);
+      }
     }
   }
 

@@ -109,9 +109,10 @@ describe('/metrics', () => {
     });
     const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
 
-    // A reconnect: the source agent restarts with the same id.
+    // A reconnect: the source agent restarts with the same id and its state directory (it enrolled
+    // on its first connection, and an enrolled id is not claimed again with the enrollment token).
     await source.stop();
-    const again = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'm-src', config: { mysql: { datadir: join(dir, 'src'), ...serviceCommands(join(dir, 'src.running')) } } });
+    const again = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'm-src', stateDir: source.stateDir, config: { mysql: { datadir: join(dir, 'src'), ...serviceCommands(join(dir, 'src.running')) } } });
     await again.waitForLog((l) => l.msg === 'connected', { timeoutMs: 20_000 });
     await closed;
 
