@@ -153,7 +153,7 @@ describe.skipIf(missing !== null)('snapshots from the web console (Chromium, rea
     let staleCut = true;
     // The console's feed is a WebSocket (/api/events/ws): refused while cut, through once restored.
     await stale.routeWebSocket('**/api/events/ws', (ws) => {
-      if (staleCut) ws.close({ code: 1011, reason: 'cut by the test' });
+      if (staleCut) void ws.close({ code: 1011, reason: 'cut by the test' });
       else ws.connectToServer();
     });
     await openAgentPage(stale);
