@@ -145,6 +145,8 @@ const results = {
     controllerRssBeforeMiB: null as number | null,
     controllerRssAfterMiB: null as number | null,
     listSeconds: null as number | null,
+    /** Connection attempts the controller's admission pacing answered 503 (each dialled again). */
+    paced: null as number | null,
     note: null as string | null,
   },
   errors: [] as string[],
@@ -519,9 +521,20 @@ async function idlePhase(): Promise<void> {
         const i = next;
         next += 1;
         const agentId = `idle-${String(i).padStart(5, '0')}`;
-        const peer = new TestPeer({ url: ctl.wsUrl, token: agentToken, agentId, hello: { hostname: `${agentId}.bench`, bootId: randomBytes(8).toString('hex'), capabilities: ['exec', 'mysql', 'snapshot', 'seed'] } });
-        peers.push(peer);
-        await peer.connect();
+        // The controller paces new sessions (503 + Retry-After): wait and dial again, as an agent does.
+        for (;;) {
+          const peer = new TestPeer({ url: ctl.wsUrl, token: agentToken, agentId, hello: { hostname: `${agentId}.bench`, bootId: randomBytes(8).toString('hex'), capabilities: ['exec', 'mysql', 'snapshot', 'seed'] } });
+          try {
+            await peer.connect();
+            peers.push(peer);
+            break;
+          } catch (error) {
+            await peer.close();
+            if ((error as { status?: number }).status !== 503) throw error;
+            results.idle.paced = (results.idle.paced ?? 0) + 1;
+            await delay(250 + Math.random() * 1_000);
+          }
+        }
       }
     };
     await Promise.all(Array.from({ length: concurrency }, connectOne));
