@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   SEEDWIRE_PATH_ESCAPE: { status: 400, description: 'a received record was refused: its path would land outside the data directory or names an excluded or unsafe name, a symlink leads outside, or the stream declares more bytes than the precheck allowed; the message names the record' },
   SEEDWIRE_BAD_FRAME: { status: 400, description: 'a protocol frame failed to parse or validate' },
   SEEDWIRE_FRAME_TOO_LARGE: { status: 413, description: 'a protocol frame is larger than the limit' },
+  SEEDWIRE_PROTOCOL: { status: 502, description: "an agent answered an operation with a result that does not match the operation's contract; the message names the op and the field" },
   SEEDWIRE_PROTOCOL_VERSION: { status: 400, description: 'the peer speaks a protocol version this side does not' },
   SEEDWIRE_CONFIG: { status: 400, description: 'bad flags or configuration; the message names the key' },
   SEEDWIRE_SHUTTING_DOWN: { status: 503, description: 'the process is draining and takes no new work' },

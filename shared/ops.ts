@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { CODECS } from './codec.js';
+import { FactsSchema, MountSchema, SnapshotSchema } from './frames.js';
 
 const NoParams = z.object({}).strict();
 const SnapshotName = z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits and . _ - only').refine((s) => s !== '.' && s !== '..', 'not . or ..');
@@ -93,6 +94,74 @@ export const INTERNAL_OP_PARAMS = {
   'seed-source-size': z.object({ source: SeedSourceSchema }).strict(),
 } as const;
 
+// ---- results ---------------------------------------------------------------------------------
+// What each operation answers. The agent's handlers are typed by these (agent/ops/types.ts), and
+// the controller validates every answer against them (server-stub/hub/typed-call.ts): a result
+// that does not match is SEEDWIRE_PROTOCOL naming the op and the field, never a cast that breaks
+// later. Unknown keys are dropped, so a newer agent may add fields an older controller ignores.
+
+/** A command-like op: the command's exit code (a non-zero exit is a result, not an error). */
+const ExitResult = z.object({ exitCode: z.number().int().nullable() });
+const Running = z.object({ running: z.boolean() });
+const Bytes = z.object({ bytes: z.number().nonnegative() });
+
+export const BinlogCoordinatesSchema = z.object({ file: z.string().min(1), position: z.number().int().nonnegative(), gtid: z.string().optional() });
+/** What a whole seed stream described; returned by both the sender and the receiver. */
+export const TransferSummarySchema = z.object({
+  files: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  digest: z.string().min(1),
+});
+export type TransferSummary = z.infer<typeof TransferSummarySchema>;
+/** The sender's summary: plus the binlog coordinates of the copy and, for a backup seed, the tool that made it. */
+export const SendSummarySchema = TransferSummarySchema.extend({
+  binlog: BinlogCoordinatesSchema.optional(),
+  tool: BackupToolSchema.optional(),
+});
+export type SendSummary = z.infer<typeof SendSummarySchema>;
+
+export const PUBLIC_OP_RESULTS = {
+  hostname: z.object({ hostname: z.string() }),
+  facts: FactsSchema,
+  'mysql-status': Running,
+  'mysql-start': Running,
+  'mysql-stop': Running,
+  'mysql-port': z.object({ port: z.number().int() }),
+  'mysql-du': Bytes,
+  'mysql-datadir-available-space': Bytes,
+  'mysql-error-log-tail': z.object({ lines: z.array(z.string()) }),
+  'delete-mysql-datadir': z.object({ deleted: z.literal(true) }),
+  snapshots: z.array(SnapshotSchema),
+  'create-snapshot': SnapshotSchema,
+  'mount-snapshot': MountSchema.pick({ mountPoint: true, dataPath: true }),
+  'unmount-snapshot': z.object({ mounted: z.literal(false) }),
+  'remove-snapshot': z.object({ removed: z.literal(true) }),
+  'custom-command': ExitResult,
+  exec: ExitResult,
+} as const satisfies Record<PublicOpName, z.ZodType>;
+
+export const INTERNAL_OP_RESULTS = {
+  'seed-prepare-target': z.object({ freeBytes: z.number().nonnegative() }),
+  'seed-receive': TransferSummarySchema,
+  'seed-send': SendSummarySchema,
+  'seed-finalize-target': z.object({ started: z.boolean(), running: z.boolean() }),
+  'seed-cleanup-target': z.object({ cleaned: z.boolean(), reason: z.string() }),
+  'seed-source-size': z.object({ bytes: z.number().int().nonnegative(), files: z.number().int().nonnegative() }),
+} as const satisfies Record<InternalOpName, z.ZodType>;
+
+/**
+ * Progress an op reports while it runs (ctx.progress on the agent, onProgress on the controller).
+ * Ops not listed report none. A progress frame that does not match is dropped (and logged).
+ */
+export const OP_PROGRESS = {
+  /** First `{ready, offset}` (where the sender must start), then `{committed, received, bytesPerSec?}`. */
+  'seed-receive': z.union([
+    z.object({ ready: z.literal(true), offset: z.number().int().nonnegative() }),
+    z.object({ committed: z.number().int().nonnegative(), received: z.number().int().nonnegative(), bytesPerSec: z.number().nonnegative().optional() }),
+  ]),
+  'seed-send': z.object({ sent: z.number().int().nonnegative() }),
+} as const satisfies Partial<Record<OpName, z.ZodType>>;
+
 export type PublicOpName = keyof typeof PUBLIC_OP_PARAMS;
 export type InternalOpName = keyof typeof INTERNAL_OP_PARAMS;
 export type OpName = PublicOpName | InternalOpName;
@@ -100,7 +169,21 @@ export const PUBLIC_OPS = Object.keys(PUBLIC_OP_PARAMS) as PublicOpName[];
 export const INTERNAL_OPS = Object.keys(INTERNAL_OP_PARAMS) as InternalOpName[];
 export const ALL_OP_PARAMS = { ...PUBLIC_OP_PARAMS, ...INTERNAL_OP_PARAMS } as const;
 
-export type OpParams<N extends OpName> = z.infer<(typeof ALL_OP_PARAMS)[N]>;
+export const ALL_OP_RESULTS = { ...PUBLIC_OP_RESULTS, ...INTERNAL_OP_RESULTS } as const;
+
+/** An op's params as its handler sees them (defaults applied). */
+export type OpParams<N extends OpName> = z.output<(typeof ALL_OP_PARAMS)[N]>;
+/** An op's params as a caller writes them (defaults may be left out). */
+export type OpParamsInput<N extends OpName> = z.input<(typeof ALL_OP_PARAMS)[N]>;
+/** What an op answers. */
+export type OpResultOf<N extends OpName> = z.output<(typeof ALL_OP_RESULTS)[N]>;
+type ProgressOps = keyof typeof OP_PROGRESS;
+/** What an op reports as progress (an empty record type for ops that report none). */
+export type OpProgressOf<N extends OpName> = N extends ProgressOps ? z.output<(typeof OP_PROGRESS)[N]> : Record<string, never>;
+
+export function progressSchemaOf(op: OpName): z.ZodType | null {
+  return Object.hasOwn(OP_PROGRESS, op) ? OP_PROGRESS[op as ProgressOps] : null;
+}
 
 export function isPublicOp(name: string): name is PublicOpName {
   return Object.hasOwn(PUBLIC_OP_PARAMS, name);

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { SeedwireError } from '../../shared/errors.js';
 import type { CallFrame, Frame } from '../../shared/frames.js';
+import type { OpName, OpParams } from '../../shared/ops.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { OpDefinition } from '../ops/types.js';
 import type { StreamPort } from '../streams/types.js';
@@ -135,7 +136,7 @@ export class Dispatcher {
       return;
     }
     let op: OpDefinition;
-    let params: unknown;
+    let params: OpParams<OpName>;
     try {
       op = findOp(this.options.registry, frame.op);
       checkRequirements(op, this.options.config);
@@ -148,7 +149,7 @@ export class Dispatcher {
     this.start(frame, op, params);
   }
 
-  private start(frame: CallFrame, op: OpDefinition, params: unknown): void {
+  private start(frame: CallFrame, op: OpDefinition, params: OpParams<OpName>): void {
     const { ledger } = this.options;
     const log = this.options.log.child({ callId: frame.id, op: op.name, sessionId: this.options.sessionId?.() });
     const abort = new AbortController();
@@ -174,8 +175,8 @@ export class Dispatcher {
       this.finish(frame.id, outcome, output);
       if (op.mutates) this.options.refreshFacts();
     })();
-    const seedId = (params as { seedId?: unknown } | null)?.seedId;
-    this.running.set(frame.id, { id: frame.id, op: op.name, startedAt: new Date().toISOString(), seedId: typeof seedId === 'string' ? seedId : undefined, abort, output, done });
+    const seedId = 'seedId' in params ? params.seedId : undefined;
+    this.running.set(frame.id, { id: frame.id, op: op.name, startedAt: new Date().toISOString(), seedId, abort, output, done });
   }
 
   /** Stores the outcome, then sends the call's remaining output and the outcome if the link is up. */

@@ -1,5 +1,6 @@
 /** Checks done before a call runs: the op exists, its config sections are set, its params parse. */
 import { SeedwireError } from '../../shared/errors.js';
+import type { OpName, OpParams } from '../../shared/ops.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { OpDefinition, OpRequirement } from '../ops/types.js';
 
@@ -23,7 +24,7 @@ export function checkRequirements(op: OpDefinition, config: AgentConfig): void {
   }
 }
 
-export function parseParams(op: OpDefinition, params: unknown): unknown {
+export function parseParams(op: OpDefinition, params: unknown): OpParams<OpName> {
   const parsed = op.params.safeParse(params);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];

@@ -1,6 +1,6 @@
 /** Calls the controller waits for, keyed by call id. Each settles exactly once. */
 import { SeedwireError, type ErrorCode } from '../../shared/errors.js';
-import type { CallOptions, CallOutcome } from './types.js';
+import type { CallOutcome, RawCallOptions } from './types.js';
 
 /** An agent's `error` frame for a call, keeping the command's exit code. */
 export class CallFailedError extends SeedwireError {
@@ -18,7 +18,7 @@ export interface PendingCall {
   id: string;
   agentId: string;
   op: string;
-  options: CallOptions;
+  options: RawCallOptions;
   lastOutputSeq: number;
   resolve(outcome: CallOutcome): void;
   reject(error: Error): void;

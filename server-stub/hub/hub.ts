@@ -12,6 +12,7 @@ import { WebSocketServer } from 'ws';
 import { ERROR_CODES, SeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
+import type { OpName, OpParamsInput, OpResultOf } from '../../shared/ops.js';
 import type { AgentStore } from '../store/agents.js';
 import { hashCredential, type IdentityStore } from '../store/identities.js';
 import type { Audit } from '../types.js';
@@ -24,7 +25,8 @@ import { EXPOSURE_DEFAULTS, ExposureGuard, type ExposureOptions } from './exposu
 import { decideHello, makeCredential } from './identity.js';
 import { Relay } from './relay.js';
 import { AgentSession, SessionClose, type SessionHandlers, type SessionTiming } from './session.js';
-import type { AgentHub, AgentInfo, CallOptions, CallOutcome, HubEvent, IdentityView } from './types.js';
+import type { AgentHub, AgentInfo, CallOptions, CallOutcome, HubEvent, IdentityView, RawCallOptions } from './types.js';
+import { checkedProgress, checkResult } from './contract.js';
 
 export interface HubOptions {
   credentials: AgentCredentials;
@@ -349,7 +351,25 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     },
   };
 
-  function call(agentId: string, op: string, params: Record<string, unknown>, callOptions: CallOptions = {}): Promise<CallOutcome> {
+  /** A call checked against the op's contract: its progress and its result (shared/ops.ts). */
+  async function call<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, callOptions: CallOptions<N> = {}): Promise<CallOutcome<OpResultOf<N>>> {
+    const { onProgress, ...rest } = callOptions;
+    let badProgressLogged = false;
+    const raw: RawCallOptions = onProgress
+      ? {
+          ...rest,
+          onProgress: checkedProgress(op, onProgress, (field, message) => {
+            if (badProgressLogged) return;
+            badProgressLogged = true;
+            log.warn({ agentId, op, field, message }, 'progress of the wrong shape dropped');
+          }),
+        }
+      : rest;
+    const outcome = await rawCall(agentId, op, params, raw);
+    return { ...outcome, result: checkResult(agentId, op, outcome.result) };
+  }
+
+  function rawCall(agentId: string, op: OpName, params: Record<string, unknown>, callOptions: RawCallOptions): Promise<CallOutcome> {
     return new Promise<CallOutcome>((resolve, reject) => {
       const { signal } = callOptions;
       if (closing) return reject(new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down'));

@@ -3,6 +3,7 @@
  * machine and the HTTP API. Implemented in server-stub/hub/hub.ts.
  */
 import type { Facts, OutputFrame } from '../../shared/frames.js';
+import type { OpName, OpParamsInput, OpProgressOf, OpResultOf } from '../../shared/ops.js';
 
 export interface AgentInfo {
   id: string;
@@ -32,14 +33,15 @@ export interface IdentityView {
   readmittedAt: string | null;
 }
 
-export interface CallOptions {
+export interface CallOptions<N extends OpName = OpName> {
   /** Reuse an id (resuming after a restart); default: a fresh uuid. */
   callId?: string;
   signal?: AbortSignal;
   /** Passed to the agent as the op's timeout. */
   timeoutMs?: number;
   onOutput?: (frame: OutputFrame) => void;
-  onProgress?: (data: Record<string, unknown>) => void;
+  /** Progress of the op's shape (shared/ops.ts OP_PROGRESS); frames of another shape are dropped and logged. */
+  onProgress?: (data: OpProgressOf<N>) => void;
   /**
    * What to do when the agent's link drops while the call runs:
    * 'wait' (default): keep waiting; the agent delivers the result after reconnecting.
@@ -48,8 +50,12 @@ export interface CallOptions {
   onDisconnect?: 'wait' | 'fail';
 }
 
-export interface CallOutcome {
-  result: unknown;
+/** Call options as the wire sees them: progress not yet checked against the op's schema. */
+export type RawCallOptions = Omit<CallOptions, 'onProgress'> & { onProgress?: (data: Record<string, unknown>) => void };
+
+export interface CallOutcome<R = unknown> {
+  /** The op's result, validated against its schema in shared/ops.ts. */
+  result: R;
   exitCode: number | null;
   durationMs: number;
 }
@@ -64,9 +70,10 @@ export interface AgentHub {
   /**
    * Sends a call and resolves with its result. Rejects with a SeedwireError: the agent's error
    * code, SEEDWIRE_AGENT_OFFLINE when not connected at the start, SEEDWIRE_CANCELED when the
-   * signal aborts (a cancel frame is sent), SEEDWIRE_DISCONNECTED per `onDisconnect`.
+   * signal aborts (a cancel frame is sent), SEEDWIRE_DISCONNECTED per `onDisconnect`,
+   * SEEDWIRE_PROTOCOL when the agent's result does not match the op's result schema.
    */
-  call(agentId: string, op: string, params: Record<string, unknown>, options?: CallOptions): Promise<CallOutcome>;
+  call<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options?: CallOptions<N>): Promise<CallOutcome<OpResultOf<N>>>;
   isConnected(agentId: string): boolean;
   agent(agentId: string): AgentInfo | null;
   facts(agentId: string): Facts | null;

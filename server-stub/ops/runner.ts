@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { HelloFrame, OutputFrame } from '../../shared/frames.js';
 import type { EventBus } from '../events/types.js';
+import { checkResult } from '../hub/contract.js';
 import type { AgentHub, CallOutcome } from '../hub/types.js';
 import type { OperationStore } from '../store/operations.js';
 import type { OutputStore } from '../store/output.js';
@@ -103,7 +104,9 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     const onExternalAbort = (): void => controller.abort(external?.reason);
     if (external?.aborted) controller.abort(external.reason);
     else external?.addEventListener('abort', onExternalAbort, { once: true });
-    const call = hub.call(operation.agentId, operation.op, operation.params, {
+    // Checked again here, not only at start: a row resumed after a restart comes from the store.
+    const valid = validateOp(operation.op, operation.params, false);
+    const call = hub.call(operation.agentId, valid.op, valid.params, {
       callId: operation.id,
       signal: controller.signal,
       ...(options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
@@ -147,7 +150,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     async run(agentId, op, params, options) {
       const { done } = runner.start(agentId, op, params, options);
       const final = await done;
-      if (final.state === 'succeeded') return { result: final.result, exitCode: final.exitCode, durationMs: Date.parse(final.endedAt ?? final.createdAt) - Date.parse(final.createdAt), operation: final };
+      if (final.state === 'succeeded') return { result: checkResult(agentId, op, final.result), exitCode: final.exitCode, durationMs: Date.parse(final.endedAt ?? final.createdAt) - Date.parse(final.createdAt), operation: final };
       const code = final.error?.code;
       throw new SeedwireError(code && code.startsWith('SEEDWIRE_') ? (code as SeedwireError['code']) : 'SEEDWIRE_INTERNAL', final.error?.message ?? `operation ${final.state}`, {
         details: { operation: final },

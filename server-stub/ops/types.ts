@@ -1,4 +1,5 @@
 /** The operation runner's surface: used by the HTTP API and by the seed state machine. */
+import type { OpName, OpParamsInput, OpProgressOf, OpResultOf } from '../../shared/ops.js';
 import type { CallOutcome } from '../hub/types.js';
 
 export type OperationState = 'running' | 'succeeded' | 'failed' | 'canceled';
@@ -25,14 +26,15 @@ export interface Operation {
   actor: string;
 }
 
-export interface RunOptions {
+export interface RunOptions<N extends OpName = OpName> {
   /** "admin" for API calls, "seed:<id>" for the seed machine. */
   actor: string;
   /** Aborting cancels the operation (a cancel frame goes to the agent). */
   signal?: AbortSignal;
   timeoutMs?: number;
   onOutput?: (chunk: { seq: number; stream: 'stdout' | 'stderr'; data: string }) => void;
-  onProgress?: (data: Record<string, unknown>) => void;
+  /** Progress of the op's shape (shared/ops.ts OP_PROGRESS). */
+  onProgress?(data: OpProgressOf<N>): void;
   onDisconnect?: 'wait' | 'fail';
 }
 
@@ -50,7 +52,7 @@ export interface OperationRunner {
    */
   start(agentId: string, op: string, params: Record<string, unknown>, options: RunOptions): StartedOperation;
   /** start() and wait for the end: resolves with the agent's outcome, rejects with a SeedwireError. */
-  run(agentId: string, op: string, params: Record<string, unknown>, options: RunOptions): Promise<CallOutcome & { operation: Operation }>;
+  run<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: RunOptions<N>): Promise<CallOutcome<OpResultOf<N>> & { operation: Operation }>;
   get(id: string): Operation | null;
   list(filter: { agentId?: string; limit?: number }): Operation[];
   /** The operation once it ended or after `ms`, whichever comes first; null if unknown. */

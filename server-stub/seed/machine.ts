@@ -13,7 +13,8 @@ import type { Facts } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { CallOutcome } from '../hub/types.js';
 import { estimateEta, RateMeter } from './progress.js';
-import { SeedStore, type TransferSummary } from './store.js';
+import type { OpName, OpParamsInput, OpResultOf, SendSummary, TransferSummary } from '../../shared/ops.js';
+import { SeedStore } from './store.js';
 import type { ThroughputData } from './throughput.js';
 import { ThroughputRecorder } from './throughput-recorder.js';
 import { SEED_STAGES, type Compression, type SeedDeps, type SeedMethod, type SeedView, type StageName } from './types.js';
@@ -203,7 +204,7 @@ export class SeedMachine {
         return this.prepareSource(seed, signal);
       case 'prepare-target': {
         const requiredBytes = seed.bytesTotal === null ? 0 : seed.bytesTotal;
-        const out = (await this.callAgent(seed.target, 'seed-prepare-target', { seedId: id, requiredBytes }, `${id}.prepare-target`, signal)) as { freeBytes?: number };
+        const out = await this.callAgent(seed.target, 'seed-prepare-target', { seedId: id, requiredBytes }, `${id}.prepare-target`, signal);
         return `datadir emptied, marker written${out.freeBytes !== undefined ? `; ${formatBytes(out.freeBytes)} free` : ''}`;
       }
       case 'transfer':
@@ -214,12 +215,9 @@ export class SeedMachine {
         const transfer = this.store.internals(id).transfer;
         if (!transfer) throw new SeedwireError('SEEDWIRE_INTERNAL', 'no transfer result recorded');
         // A hot backup is applied (--prepare) on the target with the tool that made it.
-        const prepare = seed.method === 'backup' ? backupToolOf(transfer.sent['tool']) : null;
+        const prepare = seed.method === 'backup' ? (transfer.sent.tool ?? 'mariabackup') : null;
         const params = { seedId: id, digest: transfer.sent.digest, startMysql: seed.startTarget, ...(prepare ? { prepare } : {}) };
-        const out = (await this.callAgent(seed.target, 'seed-finalize-target', params, `${id}.finalize-target`, signal)) as {
-          started?: boolean;
-          running?: boolean;
-        };
+        const out = await this.callAgent(seed.target, 'seed-finalize-target', params, `${id}.finalize-target`, signal);
         const prepared = prepare ? `backup prepared (${prepare} --prepare); ` : '';
         return seed.startTarget ? `${prepared}marker removed; MySQL ${out.running ? 'running' : 'not running'}` : `${prepared}marker removed; MySQL left stopped (startTarget false)`;
       }
@@ -232,7 +230,7 @@ export class SeedMachine {
     if (seed.method === 'cold') {
       // Only a server the seed stopped is started again afterwards; one already down stays down.
       if (!this.store.internals(seed.id).sourceStopped) {
-        const status = (await this.callAgent(seed.source, 'mysql-status', {}, `${seed.id}.prepare-source.status`, signal)) as { running?: boolean };
+        const status = await this.callAgent(seed.source, 'mysql-status', {}, `${seed.id}.prepare-source.status`, signal);
         if (!status.running) return 'MySQL was already stopped on the source; it stays stopped after the seed';
         this.store.setSourceStopped(seed.id, true); // recorded first: a crash after the stop still restarts it
       }
@@ -249,7 +247,7 @@ export class SeedMachine {
       if (!facts?.snapshots.some((s) => s.name.endsWith(name!))) {
         await this.callAgent(seed.source, 'create-snapshot', { name }, `${seed.id}.prepare-source.create`, signal);
       }
-      const mount = (await this.callAgent(seed.source, 'mount-snapshot', { name }, `${seed.id}.prepare-source.mount`, signal)) as { dataPath?: string };
+      const mount = await this.callAgent(seed.source, 'mount-snapshot', { name }, `${seed.id}.prepare-source.mount`, signal);
       return `snapshot ${name} created and mounted${mount.dataPath ? ` (${mount.dataPath})` : ''}`;
     }
     if (seed.method === 'backup') return 'hot backup: source keeps running';
@@ -283,8 +281,8 @@ export class SeedMachine {
         this.store.setProgress(id, received.bytes, received.bytes);
         live.bytesDone = received.bytes;
         const result: Record<string, unknown> = { files: received.files, bytes: received.bytes, digest: received.digest, attempts: attempt };
-        if (sent['binlog']) result['binlog'] = sent['binlog'];
-        if (streamed && sent['tool']) result['backupTool'] = sent['tool'];
+        if (sent.binlog) result['binlog'] = sent.binlog;
+        if (streamed && sent.tool) result['backupTool'] = sent.tool;
         this.store.setResult(id, result);
         return `${received.files} files, ${formatBytes(received.bytes)} in ${attempt} attempt${attempt > 1 ? 's' : ''}`;
       } catch (error) {
@@ -310,7 +308,7 @@ export class SeedMachine {
     attempt: number,
     resume: boolean,
     signal: AbortSignal,
-  ): Promise<{ sent: TransferSummary; received: TransferSummary }> {
+  ): Promise<{ sent: SendSummary; received: TransferSummary }> {
     const { hub } = this.deps;
     const stream = hub.relay.allocate();
     hub.relay.open(stream, { from: seed.source, to: seed.target });
@@ -324,27 +322,29 @@ export class SeedMachine {
     const ready = new Promise<number>((resolve) => {
       resolveReady = resolve;
     });
-    const receiveParams: Record<string, unknown> = { seedId: seed.id, stream, resume };
-    if (source.kind === 'backup') {
-      receiveParams['format'] = 'stream';
-      receiveParams['backupTool'] = this.deps.hub.facts(seed.source)?.backupTool ?? 'mariabackup';
-    }
-    // The target refuses a stream that declares more than the room its precheck asked for.
-    if (seed.bytesTotal !== null) receiveParams['maxBytes'] = Math.ceil(seed.bytesTotal * (1 + SPACE_MARGIN_RATIO)) + SPACE_MARGIN_BYTES;
+    const receiveParams: OpParamsInput<'seed-receive'> = {
+      seedId: seed.id,
+      stream,
+      resume,
+      ...(source.kind === 'backup' ? { format: 'stream', backupTool: this.deps.hub.facts(seed.source)?.backupTool ?? 'mariabackup' } : {}),
+      // The target refuses a stream that declares more than the room its precheck asked for.
+      ...(seed.bytesTotal === null ? {} : { maxBytes: Math.ceil(seed.bytesTotal * (1 + SPACE_MARGIN_RATIO)) + SPACE_MARGIN_BYTES }),
+    };
     const receive = hub.call(seed.target, 'seed-receive', receiveParams, {
       callId: `${seed.id}.receive.${attempt}`,
       signal: attemptAbort.signal,
       onDisconnect: 'fail',
       onProgress: (data) => {
-        if (data['ready'] === true && typeof data['offset'] === 'number') {
-          resolveReady(data['offset']);
-          this.onCommitted(seed.id, data['offset']);
+        if ('ready' in data) {
+          resolveReady(data.offset);
+          this.onCommitted(seed.id, data.offset);
+        } else {
+          this.liveOf(seed.id).received = data.received;
+          this.onCommitted(seed.id, data.committed);
         }
-        if (typeof data['received'] === 'number') this.liveOf(seed.id).received = data['received'];
-        if (typeof data['committed'] === 'number') this.onCommitted(seed.id, data['committed']);
       },
     });
-    let send: Promise<CallOutcome> | null = null;
+    let send: Promise<CallOutcome<SendSummary>> | null = null;
     try {
       const offset = await Promise.race([ready, receive.then(() => Promise.reject(new SeedwireError('SEEDWIRE_INTERNAL', 'receiver ended before it was ready')))]);
       const limit = await hub.relay.waitForCredit(stream, offset, attemptAbort.signal);
@@ -366,7 +366,7 @@ export class SeedMachine {
           throw e;
         }),
       ]);
-      return { sent: sent.result as TransferSummary, received: received.result as TransferSummary };
+      return { sent: sent.result, received: received.result };
     } finally {
       attemptAbort.abort('attempt over');
       signal.removeEventListener('abort', onStop);
@@ -428,7 +428,7 @@ export class SeedMachine {
             this.deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: `target left as it is: prepare-target refused (${prepareTargetError}) before deleting anything` });
             return;
           }
-          const out = (await this.callAgent(seed.target, 'seed-cleanup-target', { seedId: id }, `${id}.cleanup-target`, signal, LIMITS.drainMs * 2)) as { cleaned?: boolean; reason?: string };
+          const out = await this.callAgent(seed.target, 'seed-cleanup-target', { seedId: id }, `${id}.cleanup-target`, signal, LIMITS.drainMs * 2);
           this.deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: out.reason ?? (out.cleaned ? 'partial data removed' : 'target left as it is') });
         },
       ],
@@ -467,7 +467,7 @@ export class SeedMachine {
     if (method === 'backup') {
       if (!sourceFacts.backupTool) refuse(`source ${request.source} has no backup section in its agent config (set backup.tool)`);
       // A hot backup copies a running server (that is its point); asked live, not from facts.
-      const sourceStatus = (await hub.call(request.source, 'mysql-status', {}, { timeoutMs: 30_000 })).result as { running?: boolean };
+      const sourceStatus = (await hub.call(request.source, 'mysql-status', {}, { timeoutMs: 30_000 })).result;
       if (!sourceStatus.running) refuse(`MySQL is not running on the source ${request.source}; a hot backup needs it running (use method cold for a stopped server)`);
     }
     if (method === 'snapshot') {
@@ -475,11 +475,11 @@ export class SeedMachine {
       if (sourceFacts.mounted) refuse(`source ${request.source} has snapshot ${sourceFacts.mounted.name} mounted; unmount it first`);
     }
 
-    const status = (await hub.call(request.target, 'mysql-status', {}, { timeoutMs: 30_000 })).result as { running?: boolean };
+    const status = (await hub.call(request.target, 'mysql-status', {}, { timeoutMs: 30_000 })).result;
     if (status.running) refuse(`MySQL is running on the target ${request.target}; stop it first`);
 
-    const size = (await hub.call(request.source, 'seed-source-size', { source: { kind: 'datadir' } }, { timeoutMs: 300_000 })).result as { bytes: number; files: number };
-    const free = (await hub.call(request.target, 'mysql-datadir-available-space', {}, { timeoutMs: 30_000 })).result as { bytes: number };
+    const size = (await hub.call(request.source, 'seed-source-size', { source: { kind: 'datadir' } }, { timeoutMs: 300_000 })).result;
+    const free = (await hub.call(request.target, 'mysql-datadir-available-space', {}, { timeoutMs: 30_000 })).result;
     const reclaimable = targetFacts.datadirBytes ?? 0;
     const required = Math.ceil(size.bytes * (1 + SPACE_MARGIN_RATIO)) + SPACE_MARGIN_BYTES;
     if (free.bytes + reclaimable < required) {
@@ -508,7 +508,7 @@ export class SeedMachine {
    * A call that survives reconnects: waits for the agent, and re-sends the same call id after
    * a drop (the agent's ledger runs an id once and re-delivers its result).
    */
-  private async callAgent(agentId: string, op: string, params: Record<string, unknown>, callId: string, signal: AbortSignal, waitMs?: number): Promise<unknown> {
+  private async callAgent<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, callId: string, signal: AbortSignal, waitMs?: number): Promise<OpResultOf<N>> {
     for (;;) {
       this.throwIfStopped(signal);
       await this.waitForAgent(agentId, signal, waitMs);
@@ -592,10 +592,6 @@ export class SeedMachine {
     this.deps.bus.publish('seed', seed);
     return seed;
   }
-}
-
-function backupToolOf(value: unknown): 'mariabackup' | 'xtrabackup' {
-  return value === 'xtrabackup' ? 'xtrabackup' : 'mariabackup';
 }
 
 export function formatBytes(n: number): string {

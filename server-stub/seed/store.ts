@@ -2,6 +2,8 @@
  * SQLite persistence of seeds and their stages: everything the state machine needs to resume
  * after a controller restart lives here, written before the step it describes runs.
  */
+import { z } from 'zod';
+import { SendSummarySchema, TransferSummarySchema } from '../../shared/ops.js';
 import type Database from 'better-sqlite3';
 import { SEED_STAGES, type SeedView, type StageName, type StageState, type StageView } from './types.js';
 
@@ -79,16 +81,13 @@ export interface SeedInternals {
   snapshotName: string | null;
   sourceStopped: boolean;
   /** Results of the transfer's two sides once it finished. */
-  transfer: { sent: TransferSummary; received: TransferSummary } | null;
+  transfer: StoredTransfer | null;
   abortRequested: boolean;
 }
 
-export interface TransferSummary {
-  files: number;
-  bytes: number;
-  digest: string;
-  [key: string]: unknown;
-}
+/** Both sides' summaries, kept between the transfer and the verify/finalize stages (a restart may fall between). */
+const StoredTransferSchema = z.object({ sent: SendSummarySchema, received: TransferSummarySchema });
+export type StoredTransfer = z.infer<typeof StoredTransferSchema>;
 
 export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'maxBytesPerSec' | 'bytesTotal'>;
 
@@ -146,7 +145,7 @@ export class SeedStore {
     return {
       snapshotName: row?.snapshot_name ?? null,
       sourceStopped: row?.source_stopped === 1,
-      transfer: row?.transfer ? (JSON.parse(row.transfer) as SeedInternals['transfer']) : null,
+      transfer: row?.transfer ? StoredTransferSchema.parse(JSON.parse(row.transfer)) : null,
       abortRequested: row?.abort_requested === 1,
     };
   }

@@ -141,6 +141,18 @@ describe('operations through the API', () => {
     expect(listed.map((o) => o.id)).toEqual([call.id]);
   });
 
+  it("fails an op whose result does not match the op's contract with SEEDWIRE_PROTOCOL naming the field", async () => {
+    const p = peer({ agentId: 'db-1' });
+    await p.connect();
+    const response = api('POST', '/api/agents/db-1/ops/mysql-status');
+    const call = await p.next<CallFrame>((f) => f.t === 'call');
+    p.send({ t: 'result', id: call.id, result: { running: 'maybe' }, durationMs: 1 });
+    const res = await response;
+    const body = (await res.json()) as { operation: { state: string; error: { code: string; message: string } } };
+    expect(body.operation.state).toBe('failed');
+    expect(body.operation.error).toMatchObject({ code: 'SEEDWIRE_PROTOCOL', message: expect.stringContaining("answered 'mysql-status' with a bad result at running") });
+  });
+
   it('maps an agent error frame to a failed operation with its code and exit code', async () => {
     const p = peer({ agentId: 'db-1' });
     await p.connect();
