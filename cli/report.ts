@@ -1,17 +1,20 @@
 /** What a person reads about a seed: a one-line status, the stage table, the replication coordinates. */
 import type { Facts, SeedView } from '../client/api.js';
+import { SeedResultSchema, type SeedResult } from '../shared/ops.js';
 import { formatBytes, formatDuration, formatRate, formatTime, percent, renderTable, secondsBetween } from './format.js';
 
-export interface BinlogCoordinates {
-  file: string;
-  position: number;
-  gtid?: string;
+export type BinlogCoordinates = NonNullable<SeedResult['binlog']>;
+
+/** The seed's result if it has the documented shape (a controller of another version may differ). */
+function resultOf(seed: SeedView): SeedResult | null {
+  const parsed = SeedResultSchema.safeParse(seed.result);
+  return parsed.success ? parsed.data : null;
 }
 
 export function binlogOf(seed: SeedView): BinlogCoordinates | null {
-  const binlog = seed.result?.['binlog'] as Partial<BinlogCoordinates> | undefined;
-  if (!binlog || typeof binlog.file !== 'string' || typeof binlog.position !== 'number') return null;
-  return { file: binlog.file, position: binlog.position, ...(typeof binlog.gtid === 'string' && binlog.gtid !== '' ? { gtid: binlog.gtid } : {}) };
+  const binlog = resultOf(seed)?.binlog;
+  if (!binlog) return null;
+  return { file: binlog.file, position: binlog.position, ...(binlog.gtid ? { gtid: binlog.gtid } : {}) };
 }
 
 /** A SQL string literal. */
@@ -59,10 +62,10 @@ export function renderSeedReport(seed: SeedView, sourceFacts: Facts | null, now:
   if (seed.state === 'running' || seed.state === 'pending') lines.push(progressLine(seed));
   if (seed.error) lines.push(`error: ${seed.error.message} (${seed.error.code})`);
   lines.push('', renderStages(seed, now).trimEnd());
-  const result = seed.result as { files?: unknown; bytes?: unknown; digest?: unknown } | null;
-  if (result && typeof result.bytes === 'number') {
-    lines.push('', `copied ${formatBytes(result.bytes)} in ${String(result.files)} files, ${seed.attempts} attempt${seed.attempts === 1 ? '' : 's'}, compression ${seed.effectiveCompression}`);
-    if (typeof result.digest === 'string') lines.push(`digest ${result.digest}`);
+  const result = resultOf(seed);
+  if (result) {
+    lines.push('', `copied ${formatBytes(result.bytes)} in ${result.files} files, ${seed.attempts} attempt${seed.attempts === 1 ? '' : 's'}, compression ${seed.effectiveCompression}`);
+    lines.push(`digest ${result.digest}`);
   }
   if (seed.state === 'succeeded') {
     const binlog = binlogOf(seed);

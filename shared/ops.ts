@@ -196,3 +196,17 @@ export function isKnownOp(name: string): name is OpName {
 export const SEED_EXCLUDED_NAMES = ['auto.cnf', '.seedwire-incomplete'] as const;
 export const SEED_EXCLUDED_SUFFIXES = ['.pid', '.sock', '.sock.lock'] as const;
 export const INCOMPLETE_MARKER = '.seedwire-incomplete';
+
+/** A succeeded seed's result as the API shows it (`GET /api/seeds/:id` → result). */
+export const SeedResultSchema = z.object({
+  files: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+  digest: z.string(),
+  /** Transfer attempts it took (1 + resumes). */
+  attempts: z.number().int().positive().optional(),
+  /** Where a replica of the source starts replicating from (absent when the source has no binary log). */
+  binlog: BinlogCoordinatesSchema.optional(),
+  /** A backup seed: the tool that made the copy. */
+  backupTool: BackupToolSchema.optional(),
+});
+export type SeedResult = z.infer<typeof SeedResultSchema>;
