@@ -6,6 +6,9 @@
  *
  *   npx tsx scripts/make-db-fixture.ts [--dist DIR] --out test/fixtures/controller-RELEASE.sqlite
  *
+ * Next to it goes FILE.src-credential.json: agent `src`'s credential, so a test can start `src`
+ * again and show the stored credential still admits it.
+ *
  * To capture an older release, build that release in a worktree of its own and point --dist at
  * its dist/ (this script only talks to the processes, so it works with any release's build):
  *
@@ -20,7 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -240,6 +243,7 @@ async function main(): Promise<void> {
   const db = new Database(join(dataDir, 'seedwire.db'));
   db.exec(`VACUUM INTO '${out.replaceAll("'", "''")}'`);
   db.close();
+  copyFileSync(join(work, 'src-state', 'credential.json'), out.replace(/\.sqlite$/, '.src-credential.json'));
   process.stdout.write(`${out}: seeds ${[s1, s2, s3, s4].join(' ')}\n`);
 }
 
