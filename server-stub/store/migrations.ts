@@ -188,10 +188,10 @@ function addMissingColumns(db: Database.Database, createSql: string): void {
 
 /**
  * Runs the migrations the database has not had yet, each in its own transaction, and returns the
- * resulting version. A database written by a newer release is refused: this build would not know
- * what its later migrations changed.
+ * versions before and after. A database written by a newer release is refused: this build would
+ * not know what its later migrations changed.
  */
-export function applyMigrations(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): number {
+export function applyMigrations(db: Database.Database, migrations: readonly Migration[] = MIGRATIONS): { from: number; to: number } {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > migrations.length) {
     throw new SeedwireError(
@@ -207,5 +207,5 @@ export function applyMigrations(db: Database.Database, migrations: readonly Migr
       db.pragma(`user_version = ${version + 1}`);
     })();
   }
-  return migrations.length;
+  return { from: current, to: migrations.length };
 }
