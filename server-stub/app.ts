@@ -112,7 +112,7 @@ function formatUrl(scheme: string, host: string, port: number): string {
 export async function createController(options: CreateControllerOptions): Promise<Controller> {
   const config = resolveConfig(options);
   const log = options.log ?? pino({ level: 'silent' });
-  const db = openDatabase(config.dataDir);
+  const db = openDatabase(config.dataDir, log);
   const agents = createAgentStore(db);
   const output = createOutputStore(db);
   const operationStore = createOperationStore(db);

@@ -24,6 +24,8 @@ export interface Operation {
   exitCode: number | null;
   outputTail: string;
   actor: string;
+  /** The seed this operation was a step of; null for an operation started on its own. */
+  seedId: string | null;
 }
 
 export interface RunOptions<N extends OpName = OpName> {

@@ -1,48 +1,12 @@
 /**
  * SQLite persistence of seeds and their stages: everything the state machine needs to resume
- * after a controller restart lives here, written before the step it describes runs.
+ * after a controller restart lives here, written before the step it describes runs. The tables
+ * are created by the store's migrations (server-stub/store/migrations.ts).
  */
 import { z } from 'zod';
 import { SendSummarySchema, TransferSummarySchema } from '../../shared/ops.js';
 import type Database from 'better-sqlite3';
 import { SEED_STAGES, type SeedView, type StageName, type StageState, type StageView } from './types.js';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS seeds (
-  id TEXT PRIMARY KEY,
-  source TEXT NOT NULL,
-  target TEXT NOT NULL,
-  method TEXT NOT NULL,
-  compression TEXT NOT NULL,
-  effective_compression TEXT NOT NULL,
-  start_target INTEGER NOT NULL,
-  max_bytes_per_sec INTEGER,
-  state TEXT NOT NULL,
-  stage TEXT,
-  bytes_total INTEGER,
-  bytes_done INTEGER NOT NULL DEFAULT 0,
-  created_at TEXT NOT NULL,
-  ended_at TEXT,
-  error TEXT,
-  result TEXT,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  snapshot_name TEXT,
-  source_stopped INTEGER NOT NULL DEFAULT 0,
-  transfer TEXT,
-  abort_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS seeds_state ON seeds(state);
-CREATE TABLE IF NOT EXISTS seed_stages (
-  seed_id TEXT NOT NULL REFERENCES seeds(id),
-  name TEXT NOT NULL,
-  ord INTEGER NOT NULL,
-  state TEXT NOT NULL,
-  started_at TEXT,
-  ended_at TEXT,
-  message TEXT,
-  PRIMARY KEY (seed_id, name)
-);
-`;
 
 interface SeedRow {
   id: string;
@@ -96,9 +60,7 @@ function now(): string {
 }
 
 export class SeedStore {
-  constructor(private readonly db: Database.Database) {
-    db.exec(SCHEMA);
-  }
+  constructor(private readonly db: Database.Database) {}
 
   create(seed: NewSeed): void {
     const at = now();

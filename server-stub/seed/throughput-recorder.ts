@@ -1,19 +1,13 @@
 /**
  * Samples every running seed's progress once a second into its ThroughputSeries and persists the
  * series in SQLite (table `seed_throughput`, one JSON row per seed, written every few seconds and
- * at every mark), so the history survives a controller restart and outlives the run.
+ * at every mark), so the history survives a controller restart and outlives the run. The table
+ * comes from the store's migrations (server-stub/store/migrations.ts).
  */
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ThroughputSeries, type ThroughputData, type ThroughputMark } from './throughput.js';
 import type { StageName } from './types.js';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS seed_throughput (
-  seed_id TEXT PRIMARY KEY,
-  series TEXT NOT NULL
-);
-`;
 
 export interface RecorderOptions {
   /** @default 1000 ms between samples */
@@ -41,7 +35,6 @@ export class ThroughputRecorder {
     private readonly log: Logger,
     options: RecorderOptions = {},
   ) {
-    db.exec(SCHEMA);
     this.sampleMs = options.sampleMs ?? 1000;
     this.persistMs = options.persistMs ?? 5000;
   }

@@ -16,6 +16,7 @@ interface RawOperation {
   exit_code: number | null;
   actor: string;
   output_tail: string;
+  seed_id: string | null;
 }
 
 function toOperation(raw: RawOperation): Operation {
@@ -32,6 +33,7 @@ function toOperation(raw: RawOperation): Operation {
     exitCode: raw.exit_code,
     outputTail: raw.output_tail,
     actor: raw.actor,
+    seedId: raw.seed_id,
   };
 }
 
@@ -43,28 +45,52 @@ export interface OperationEnd {
   exitCode: number | null;
 }
 
+export type NewOperation = Pick<Operation, 'id' | 'agentId' | 'op' | 'params' | 'createdAt' | 'actor'> & {
+  /** The seed this operation is a step of. */
+  seedId?: string | null;
+};
+
+export interface OperationFilter {
+  agentId?: string;
+  /** Only the steps of this seed. */
+  seedId?: string;
+  limit: number;
+}
+
 export interface OperationStore {
-  insert(op: Pick<Operation, 'id' | 'agentId' | 'op' | 'params' | 'createdAt' | 'actor'>): Operation;
+  insert(op: NewOperation): Operation;
   /** Sets the final state once; returns false if the operation had already ended. */
   finish(id: string, end: OperationEnd): boolean;
   get(id: string): Operation | null;
-  list(filter: { agentId?: string; limit: number }): Operation[];
+  /** Newest first. */
+  list(filter: OperationFilter): Operation[];
   listRunning(agentId?: string): Operation[];
 }
 
 export function createOperationStore(db: Database.Database): OperationStore {
-  const insert = db.prepare(`INSERT INTO operations (id, agent_id, op, params, state, created_at, actor)
-    VALUES (@id, @agentId, @op, @params, 'running', @createdAt, @actor)`);
+  const insert = db.prepare(`INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id)
+    VALUES (@id, @agentId, @op, @params, 'running', @createdAt, @actor, @seedId)`);
   const finish = db.prepare(`UPDATE operations SET state = @state, ended_at = @endedAt, result = @result, error = @error,
     exit_code = @exitCode WHERE id = @id AND state = 'running'`);
   const selectOne = db.prepare('SELECT * FROM operations WHERE id = ?');
-  const selectRecent = db.prepare('SELECT * FROM operations ORDER BY rowid DESC LIMIT ?');
-  const selectRecentByAgent = db.prepare('SELECT * FROM operations WHERE agent_id = ? ORDER BY rowid DESC LIMIT ?');
+  // One statement per combination of filters, each plain enough for SQLite to use the agent's or
+  // the seed's index (a `@x IS NULL OR col = @x` condition would scan the table).
+  const selectRecent = new Map<string, Database.Statement>();
+  function selectRecentFor(filter: { agentId: boolean; seedId: boolean }): Database.Statement {
+    const key = `${filter.agentId}/${filter.seedId}`;
+    let statement = selectRecent.get(key);
+    if (!statement) {
+      const where = [filter.agentId ? 'agent_id = @agentId' : null, filter.seedId ? 'seed_id = @seedId' : null].filter((c) => c !== null);
+      statement = db.prepare(`SELECT * FROM operations ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC LIMIT @limit`);
+      selectRecent.set(key, statement);
+    }
+    return statement;
+  }
   const selectRunning = db.prepare("SELECT * FROM operations WHERE state = 'running' ORDER BY rowid");
   const selectRunningByAgent = db.prepare("SELECT * FROM operations WHERE state = 'running' AND agent_id = ? ORDER BY rowid");
   const store: OperationStore = {
     insert(op) {
-      insert.run({ ...op, params: JSON.stringify(op.params) });
+      insert.run({ id: op.id, agentId: op.agentId, op: op.op, params: JSON.stringify(op.params), createdAt: op.createdAt, actor: op.actor, seedId: op.seedId ?? null });
       return store.get(op.id)!;
     },
     finish(id, end) {
@@ -75,8 +101,9 @@ export function createOperationStore(db: Database.Database): OperationStore {
       const raw = selectOne.get(id) as RawOperation | undefined;
       return raw ? toOperation(raw) : null;
     },
-    list({ agentId, limit }) {
-      const rows = agentId === undefined ? selectRecent.all(limit) : selectRecentByAgent.all(agentId, limit);
+    list({ agentId, seedId, limit }) {
+      const statement = selectRecentFor({ agentId: agentId !== undefined, seedId: seedId !== undefined });
+      const rows = statement.all({ limit, ...(agentId === undefined ? {} : { agentId }), ...(seedId === undefined ? {} : { seedId }) });
       return (rows as RawOperation[]).map(toOperation);
     },
     listRunning(agentId) {

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createAgentStore } from '../../server-stub/store/agents.js';
 import { createAuditStore } from '../../server-stub/store/audit.js';
 import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
+import { SCHEMA_VERSION } from '../../server-stub/store/migrations.js';
 import { createOperationStore } from '../../server-stub/store/operations.js';
 import { createOutputStore, formatTruncation, takeTailBytes } from '../../server-stub/store/output.js';
 
@@ -73,7 +74,7 @@ describe('controller store: persistence', () => {
     closeDatabase(db); // idempotent
 
     const again = openDatabase(dir);
-    expect(again.pragma('user_version', { simple: true })).toBe(2);
+    expect(again.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(again.pragma('journal_mode', { simple: true })).toBe('wal');
     const op = createOperationStore(again).get('op-1')!;
     expect(op).toMatchObject({ state: 'succeeded', result: { exitCode: 0 }, exitCode: 0, outputTail: 'hello\n', params: { command: 'x' } });
