@@ -211,7 +211,7 @@ describe.skipIf(noOpenssl)('mutual TLS', () => {
       config: { token: undefined, tls: { ca: file('ca.pem'), cert: file('db-cert.pem'), key: file('db-cert.key') } },
     });
     await agent.waitForLog((l) => l.msg === 'connected', { timeoutMs: 20_000 });
-    await vi.waitFor(() => expect(c.deps.hub.isConnected('db-cert')).toBe(true));
+    await vi.waitFor(() => expect(c.deps.hub.isConnected('db-cert')).toBe(true), { timeout: 15_000 });
     expect(agent.logs.items.some((l) => /^enrolled/.test(l.msg))).toBe(false);
   });
 });

@@ -174,7 +174,7 @@ describe('revoke and readmit', () => {
 
     const revoked = await api<{ identity: { state: string } }>('POST', '/api/agents/db-5/revoke');
     expect(revoked).toMatchObject({ status: 200, body: { identity: { state: 'revoked' } } });
-    await vi.waitFor(() => expect(controller.deps.hub.isConnected('db-5')).toBe(false));
+    await vi.waitFor(() => expect(controller.deps.hub.isConnected('db-5')).toBe(false), { timeout: 15_000 });
     // It keeps trying: its credential is refused, and so is enrolling again.
     const refused = await host.waitForLog((l) => /refused this agent's credential/.test(l.msg), { timeoutMs: 15_000 });
     expect(refused).toMatchObject({ status: 401, code: 'SEEDWIRE_AUTH', refusal: expect.stringMatching(/revoked/) });

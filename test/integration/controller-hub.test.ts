@@ -83,7 +83,7 @@ describe('handshake and sessions', () => {
     await vi.waitFor(async () => {
       const after = (await (await api('GET', '/api/agents')).json()) as Array<Record<string, unknown>>;
       expect(after[0]).toMatchObject({ id: 'db-1', connected: false });
-    });
+    }, { timeout: 15_000 });
   });
 
   it('closes with 4002 when no hello arrives in time, 4003 on a protocol version mismatch', async () => {
@@ -115,7 +115,7 @@ describe('handshake and sessions', () => {
     await p.connect();
     const { code } = await p.closed;
     expect(code).toBe(1006);
-    await vi.waitFor(() => expect(controller.deps.hub.isConnected('db-1')).toBe(false));
+    await vi.waitFor(() => expect(controller.deps.hub.isConnected('db-1')).toBe(false), { timeout: 15_000 });
   });
 });
 
@@ -175,7 +175,7 @@ describe('operations through the API', () => {
     expect(((await (await api('GET', `/api/operations/${operation.id}`)).json()) as { state: string }).state).toBe('running');
 
     p.send({ t: 'output', id: call.id, seq: 0, stream: 'stdout', data: 'first\n' });
-    await vi.waitFor(() => expect(controller.deps.operations.get(call.id)!.outputTail).toBe('first\n'));
+    await vi.waitFor(() => expect(controller.deps.operations.get(call.id)!.outputTail).toBe('first\n'), { timeout: 15_000 });
     const live = await api('GET', `/api/operations/${operation.id}/output`);
     expect(live.headers.get('content-type')).toMatch(/^text\/plain/);
     const reader = live.body!.getReader();
@@ -214,7 +214,7 @@ describe('operations through the API', () => {
     await check('/api/agents/db-1/ops/hostname', { params: { extra: 1 } }, 400, 'SEEDWIRE_BAD_PARAMS', /extra/);
     await check('/api/agents/ghost/ops/hostname', {}, 404, 'SEEDWIRE_AGENT_UNKNOWN');
     await p.close();
-    await vi.waitFor(() => expect(controller.deps.hub.isConnected('db-1')).toBe(false));
+    await vi.waitFor(() => expect(controller.deps.hub.isConnected('db-1')).toBe(false), { timeout: 15_000 });
     await check('/api/agents/db-1/ops/hostname', {}, 409, 'SEEDWIRE_AGENT_OFFLINE');
     expect(p.frames.filter((f) => f.t === 'call')).toEqual([]);
     const big = await fetch(`${controller.url}/api/agents/db-1/ops/exec`, {
@@ -292,7 +292,7 @@ describe('operations through the API', () => {
       customCommands: [], collectedAt: new Date().toISOString(),
     };
     b.send({ t: 'facts', facts });
-    await vi.waitFor(() => expect(controller.deps.hub.facts('db-2')).not.toBeNull());
+    await vi.waitFor(() => expect(controller.deps.hub.facts('db-2')).not.toBeNull(), { timeout: 15_000 });
     const detail = (await (await api('GET', '/api/agents/db-1')).json()) as Record<string, unknown>;
     expect(detail).toMatchObject({ id: 'db-1', connected: true, facts: null, peers: { local: [{ id: 'db-2', hasSnapshots: true, snapshotBackend: 'btrfs' }], remote: [{ id: 'db-3', hasSnapshots: false }] } });
     const two = (await (await api('GET', '/api/agents/db-2')).json()) as Record<string, unknown>;

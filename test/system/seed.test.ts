@@ -117,7 +117,7 @@ describe.skipIf(skip)('seeding a MariaDB server through the controller', () => {
       const view = (await api<{ facts: { mounted: { name: string } | null; snapshots: Array<{ name: string; mounted: boolean }> } }>('GET', '/api/agents/source')).body;
       expect(view.facts.mounted?.name).toContain('by-hand');
       expect(view.facts.snapshots).toEqual([expect.objectContaining({ mounted: true })]);
-    });
+    }, { timeout: 15_000 });
     const busy = await op<unknown>('source', 'remove-snapshot', { name: 'by-hand' });
     expect(busy.error?.code).toBe('SEEDWIRE_OP_REFUSED');
     expect((await op<{ mounted: boolean }>('source', 'unmount-snapshot')).result.mounted).toBe(false);
