@@ -15,6 +15,7 @@ import type WebSocket from 'ws';
 import { decodeFrame } from '../../shared/codec.js';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type EnrollFrame, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
+import { LIMITS } from '../../shared/limits.js';
 import { createBackoff, type Backoff } from './backoff.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { LinkStatus } from './link-status.js';
@@ -45,7 +46,7 @@ export interface LinkOptions {
   random?: () => number;
 }
 
-const CLOSE_WAIT_MS = 2_000;
+const CLOSE_WAIT_MS = LIMITS.closeWaitMs;
 /** Bytes of a refused upgrade's body read for its error message. */
 const REFUSAL_BODY_BYTES = 4096;
 
