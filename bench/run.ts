@@ -1,5 +1,5 @@
 /**
- * `make bench` (CONTRACT section 6): one run on one dataset, a table on stdout and
+ * `make bench` (docs/performance.md): one run on one dataset, a table on stdout and
  * bench/results/latest.json.
  *
  *  1. seed throughput through the controller (real controller + two real agents, cold seed,
