@@ -29,6 +29,11 @@ export const AGENT_LIMITS = {
    * writes anything a seed would clobber.
    */
   datadirRecheckMs: 2_000,
+  /**
+   * @default 2_000 ms that output still in the pipes is read after bash exits: draining a pipe
+   * takes milliseconds, and a background grandchild holding the pipes open must not hang the call.
+   */
+  execPipeGraceMs: 2_000,
   /** @default 1_000 ms for a connect attempt on a MySQL socket before it counts as "something is there". */
   socketProbeMs: 1_000,
   /** @default 2 directory levels of the datadir matched against /proc/locks: the datadir and its schemas. */

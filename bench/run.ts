@@ -663,7 +663,9 @@ process.on('exit', cleanupAllSync);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log(`${signal}: cleaning up`);
-    void cleanupAll().finally(() => process.exit(130));
+    void cleanupAll()
+      .catch((error: unknown) => log(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`))
+      .finally(() => process.exit(130));
   });
 }
 

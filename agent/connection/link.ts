@@ -273,6 +273,7 @@ export class Link {
       refusedStatus = res.statusCode ?? 0;
       // Queued (503 while the controller paces a fleet) or limited (429): wait as asked.
       if (refusedStatus === 503 || refusedStatus === 429) retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+      // readRefusal never rejects (it resolves on 'end' and on 'error'), and this callback only logs.
       void readRefusal(res).then((refusal) => {
         this.status.failed(`controller refused the connection (${refusal.status}${refusal.code ? ` ${refusal.code}` : ''})`);
         if (refusal.status === 401) identity.refused(bearer.kind, refusal);
