@@ -49,6 +49,12 @@ export const AGENT_LIMITS = {
   /** @default 4 MiB of `lvs` JSON kept: room for the whole report (a few hundred bytes per LV). */
   lvsOutputBytes: 4 * 1024 * 1024,
   /**
+   * @default 100 finished calls whose output is kept until the link is back (it is sent before
+   * their results): each keeps at most LIMITS.outputBufferBytes, so a long disconnect holds at
+   * most about 100 MiB; past it the oldest call's output is dropped (its result stays in the ledger).
+   */
+  undeliveredOutputCalls: 100,
+  /**
    * @default 4 lines per kept entry before the idempotency ledger's journal is compacted: rewriting
    * costs one pass over the entries, so it runs once the journal has grown well past them.
    */

@@ -24,6 +24,23 @@ export const CONTROLLER_LIMITS = {
    * within a third of that period after it crosses the line.
    */
   livenessChecksPerDeadPeriod: 3,
+  /**
+   * @default 10_000 source addresses tracked for the auth-failure limit at most (beyond it expired
+   * windows are pruned, then the oldest dropped): a scan from many addresses cannot grow the
+   * table without bound, and 10,000 small entries cost a few MB.
+   */
+  exposureTrackedAddresses: 10_000,
+  /**
+   * @default 1 MiB left unread in a live output follower's socket before it gets a "bytes skipped"
+   * marker instead of more output: one slow reader must not hold the controller's memory; the
+   * stored output stays complete.
+   */
+  followHighWaterBytes: 1024 * 1024,
+  /**
+   * @default 10_000 ended operations remembered by the metrics so an end published again (after
+   * a reconnect) is not counted twice; repeats come within seconds, far fewer than this.
+   */
+  metricsEndedMemory: 10_000,
   /** @default 4096 characters of an error frame's message: enough for a reason, bounded for the agent's log. */
   errorFrameMessageChars: 4096,
 } as const;
