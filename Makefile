@@ -14,20 +14,21 @@ build: deps
 dist: deps
 	node scripts/build-dist.mjs
 
-## The whole suite: unit, integration (real sockets, real processes) and system (real MariaDB,
-## btrfs on a loop device, Chromium). System tests need root; in CI (CI=true) a missing tool fails.
+## `npm test` is the one test entry (typecheck, lint with type information, then vitest: unit,
+## integration with real sockets and processes, system with real MariaDB, btrfs on a loop device
+## and Chromium). make adds what it needs first: Debian packages and node_modules (deps), dist/
+## and the console bundle (build), which the system tests start. System tests need root; in CI
+## (CI=true) a missing tool fails.
 test: build
-	npm run typecheck
-	npx eslint .
-	npx vitest run
+	npm test
 
 ## Load tests (test/load/): 1,000 protocol clients against a real controller, 100 operations in
 ## flight, then a SIGKILL restart with paced readmission. Minutes, so not part of `make test`.
 test-long: build
-	SEEDWIRE_TEST_LONG=1 npx vitest run test/load
+	SEEDWIRE_TEST_LONG=1 npm run vitest -- test/load
 
 test-unit: deps
-	npx vitest run test/unit
+	npm run vitest -- test/unit
 
 ## A controller, two agents and two real MariaDB instances; seeds one from the other and leaves
 ## the console running. SEEDWIRE_DEMO_EXIT=1 exits once the seed succeeded and tables match.
@@ -38,7 +39,7 @@ bench: build
 	node --import tsx bench/run.ts
 
 lint: deps
-	npx eslint .
+	npm run lint
 
 clean:
 	rm -rf dist .seedwire test-artifacts bench/results/latest.json

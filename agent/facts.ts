@@ -6,11 +6,9 @@
 import type { Logger } from 'pino';
 import type { Facts } from '../shared/frames.js';
 import type { AgentConfig } from './config/schema.js';
+import { AGENT_LIMITS } from './limits.js';
 import { checkMysqlRunning, measureDiskUsage, measureFreeSpace, readIncompleteMarker, runnerFor } from './mysql/index.js';
 import { snapshotBackendFor } from './snapshot/index.js';
-
-/** Facts are collected often: a status command slower than this counts as unknown. */
-const FACTS_STATUS_TIMEOUT_MS = 5_000;
 
 async function trySoft<T>(what: string, fallback: T, work: () => Promise<T>, log?: Logger): Promise<T> {
   try {
@@ -28,7 +26,7 @@ export async function collectFacts(config: AgentConfig, signal?: AbortSignal, lo
   const snapshots = snapshotBackendFor(config);
 
   const [mysqlRunning, datadirBytes, datadirFreeBytes, incompleteSeed, snapshotList, mounted] = await Promise.all([
-    mysql ? trySoft('mysqlRunning', null, () => checkMysqlRunning({ mysql, run, signal }, FACTS_STATUS_TIMEOUT_MS), log) : null,
+    mysql ? trySoft('mysqlRunning', null, () => checkMysqlRunning({ mysql, run, signal }, AGENT_LIMITS.factsStatusTimeoutMs), log) : null,
     mysql ? trySoft('datadirBytes', null, () => measureDiskUsage(mysql.datadir, signal), log) : null,
     mysql ? trySoft('datadirFreeBytes', null, () => measureFreeSpace(mysql.datadir), log) : null,
     mysql ? trySoft('incompleteSeed', null, () => readIncompleteMarker(mysql.datadir), log) : null,

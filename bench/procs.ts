@@ -95,6 +95,7 @@ export function spawnTracked(name: string, command: string, args: string[], opti
           reject(new Error(`${name}: timed out after ${timeoutMs} ms waiting for a log line; last output:\n${tail.slice(-20).join('\n')}`));
         }, timeoutMs);
         waiters.add(waiter);
+        // `exited` only ever resolves (on the child's 'exit').
         void exited.then(({ code, signal }) => {
           if (!waiters.has(waiter)) return;
           waiters.delete(waiter);
@@ -105,7 +106,7 @@ export function spawnTracked(name: string, command: string, args: string[], opti
     },
   };
   live.add(tracked);
-  void exited.then(() => live.delete(tracked));
+  void exited.then(() => live.delete(tracked)); // only ever resolves
   return tracked;
 }
 

@@ -1,5 +1,5 @@
 /**
- * `make bench` (CONTRACT section 6): one run on one dataset, a table on stdout and
+ * `make bench` (docs/performance.md): one run on one dataset, a table on stdout and
  * bench/results/latest.json.
  *
  *  1. seed throughput through the controller (real controller + two real agents, cold seed,
@@ -663,7 +663,9 @@ process.on('exit', cleanupAllSync);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
     log(`${signal}: cleaning up`);
-    void cleanupAll().finally(() => process.exit(130));
+    void cleanupAll()
+      .catch((error: unknown) => log(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`))
+      .finally(() => process.exit(130));
   });
 }
 

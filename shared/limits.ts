@@ -39,6 +39,19 @@ export const LIMITS = {
   ledgerEntries: 1_000,
   /** Graceful drain on SIGTERM/SIGINT. */
   drainMs: 30_000,
+  /**
+   * @default 2_000 ms either end waits for the peer's close frame after sending its own, then
+   * terminates: a healthy peer answers within a round trip, a dead one never does.
+   */
+  closeWaitMs: 2_000,
+  /** @default 120 characters of a close reason: WebSocket allows 123 bytes; ours are ASCII. */
+  closeReasonChars: 120,
+  /**
+   * @default 250 ms between two progress frames of one call at most: four updates a second keep
+   * the console and the CLI's rate smooth, while a 1 MiB-chunk transfer would otherwise send
+   * hundreds a second.
+   */
+  progressIntervalMs: 250,
 } as const;
 
 export type Limits = typeof LIMITS;

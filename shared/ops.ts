@@ -1,7 +1,7 @@
 /**
  * Operation names and their parameter schemas, shared by the controller (validates before
  * sending, 400 on bad params) and the agent (validates again at its boundary).
- * Public operations are the ones of CONTRACT section 3; `seed-*` operations are internal: only
+ * Public operations are the ones in the README ("Operations"); `seed-*` operations are internal: only
  * the controller's seed state machine calls them, the HTTP API refuses them.
  */
 import { z } from 'zod';

@@ -1,5 +1,5 @@
 /**
- * The agent's configuration (CONTRACT section 1), the only definition of its keys. Unknown keys
+ * The agent's configuration (README, "Agent configuration"): the only definition of its keys. Unknown keys
  * are refused (`.strict()`), so a typo never starts a half-configured daemon.
  */
 import { z } from 'zod';

@@ -15,6 +15,7 @@ import type WebSocket from 'ws';
 import { decodeFrame } from '../../shared/codec.js';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type EnrollFrame, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
+import { LIMITS } from '../../shared/limits.js';
 import { createBackoff, type Backoff } from './backoff.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { LinkStatus } from './link-status.js';
@@ -45,7 +46,7 @@ export interface LinkOptions {
   random?: () => number;
 }
 
-const CLOSE_WAIT_MS = 2_000;
+const CLOSE_WAIT_MS = LIMITS.closeWaitMs;
 /** Bytes of a refused upgrade's body read for its error message. */
 const REFUSAL_BODY_BYTES = 4096;
 
@@ -272,6 +273,7 @@ export class Link {
       refusedStatus = res.statusCode ?? 0;
       // Queued (503 while the controller paces a fleet) or limited (429): wait as asked.
       if (refusedStatus === 503 || refusedStatus === 429) retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+      // readRefusal never rejects (it resolves on 'end' and on 'error'), and this callback only logs.
       void readRefusal(res).then((refusal) => {
         this.status.failed(`controller refused the connection (${refusal.status}${refusal.code ? ` ${refusal.code}` : ''})`);
         if (refusal.status === 401) identity.refused(bearer.kind, refusal);

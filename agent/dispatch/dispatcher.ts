@@ -8,6 +8,7 @@ import { SeedwireError } from '../../shared/errors.js';
 import type { CallFrame, Frame } from '../../shared/frames.js';
 import type { OpName, OpParams } from '../../shared/ops.js';
 import type { AgentConfig } from '../config/schema.js';
+import { AGENT_LIMITS } from '../limits.js';
 import type { OpDefinition } from '../ops/types.js';
 import type { StreamPort } from '../streams/types.js';
 import { buildOpContext } from './context.js';
@@ -41,8 +42,6 @@ interface RunningCall {
   done: Promise<void>;
 }
 
-/** Finished calls whose output could not all be sent yet (flushed before their result). */
-const MAX_UNDELIVERED_OUTPUTS = 100;
 
 export class Dispatcher {
   private readonly running = new Map<string, RunningCall>();
@@ -185,7 +184,7 @@ export class Dispatcher {
     ledger.complete(id, outcome);
     if (output && !output.flush(send)) {
       this.undelivered.set(id, output);
-      if (this.undelivered.size > MAX_UNDELIVERED_OUTPUTS) {
+      if (this.undelivered.size > AGENT_LIMITS.undeliveredOutputCalls) {
         const oldest = this.undelivered.keys().next().value;
         if (oldest !== undefined) this.undelivered.delete(oldest);
       }

@@ -5,10 +5,9 @@
 import type { Logger } from 'pino';
 import { toSeedwireError } from '../../shared/errors.js';
 import type { Facts } from '../../shared/frames.js';
+import { AGENT_LIMITS } from '../limits.js';
 import type { CollectFacts } from '../ops/types.js';
 import type { SendFrame } from './output.js';
-
-export const FACTS_REFRESH_MS = 30_000;
 
 function factsKey(facts: Facts): string {
   const { collectedAt: _ignored, ...rest } = facts;
@@ -27,7 +26,7 @@ export class FactsPublisher {
 
   start(): void {
     if (this.timer || this.abort.signal.aborted) return;
-    this.timer = setInterval(() => this.refresh(), this.options.intervalMs ?? FACTS_REFRESH_MS);
+    this.timer = setInterval(() => this.refresh(), this.options.intervalMs ?? AGENT_LIMITS.factsRefreshMs);
     this.timer.unref();
   }
 

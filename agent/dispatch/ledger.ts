@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ErrorFrame, ResultFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
+import { AGENT_LIMITS } from '../limits.js';
 
 const EntrySchema = z.object({
   id: z.string(),
@@ -31,8 +32,6 @@ export type Outcome = z.infer<typeof ResultFrame> | z.infer<typeof ErrorFrame>;
 export type LedgerEntry = z.infer<typeof EntrySchema>;
 
 export const LEDGER_FILE = 'ledger.jsonl';
-/** The journal is compacted once it holds this many lines per entry kept. */
-const COMPACT_RATIO = 4;
 
 export class Ledger {
   private readonly entries = new Map<string, LedgerEntry>();
@@ -140,7 +139,7 @@ export class Ledger {
   private append(line: z.infer<typeof LineSchema>): void {
     appendFileSync(this.file, `${JSON.stringify(line)}\n`, { mode: 0o600 });
     this.lines += 1;
-    if (this.lines > Math.max(64, this.maxEntries * COMPACT_RATIO)) this.compact();
+    if (this.lines > Math.max(64, this.maxEntries * AGENT_LIMITS.ledgerCompactRatio)) this.compact();
   }
 
   /** Atomic replace with one line per entry kept: a crash mid-write leaves the previous journal. */

@@ -9,6 +9,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import { execa } from 'execa';
 import { LIMITS } from '../../shared/limits.js';
+import { AGENT_LIMITS } from '../limits.js';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -135,7 +136,7 @@ export async function runCommand(command: string, options: RunOptions = {}): Pro
   const drained = await Promise.race([
     allPipes.then(() => true),
     new Promise<boolean>((resolve) => {
-      graceTimer = setTimeout(() => resolve(false), options.pipeGraceMs ?? 2_000);
+      graceTimer = setTimeout(() => resolve(false), options.pipeGraceMs ?? AGENT_LIMITS.execPipeGraceMs);
     }),
   ]);
   clearTimeout(graceTimer);

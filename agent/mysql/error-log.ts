@@ -1,9 +1,6 @@
 /** The last lines of the MySQL error log, read backwards from the end in bounded chunks. */
 import { open } from 'node:fs/promises';
-
-const CHUNK_BYTES = 64 * 1024;
-/** Never read more than this from the end of the log, however long its lines. */
-export const TAIL_MAX_BYTES = 4 * 1024 * 1024;
+import { AGENT_LIMITS } from '../limits.js';
 
 /** The last `count` lines of `text` (a trailing newline does not make an empty last line). */
 export function takeLastLines(text: string, count: number): string[] {
@@ -18,7 +15,7 @@ function countNewlines(buffer: Buffer): number {
   return n;
 }
 
-export async function readLogTail(path: string, count: number, maxBytes = TAIL_MAX_BYTES): Promise<string[]> {
+export async function readLogTail(path: string, count: number, maxBytes: number = AGENT_LIMITS.errorLogTailMaxBytes): Promise<string[]> {
   const handle = await open(path, 'r');
   try {
     const { size } = await handle.stat();
@@ -27,7 +24,7 @@ export async function readLogTail(path: string, count: number, maxBytes = TAIL_M
     let newlines = 0;
     // count+1 newlines guarantee `count` whole lines (the last line may end with one)
     while (position > 0 && newlines <= count && size - position < maxBytes) {
-      const length = Math.min(CHUNK_BYTES, position, maxBytes - (size - position));
+      const length = Math.min(AGENT_LIMITS.errorLogChunkBytes, position, maxBytes - (size - position));
       position -= length;
       const buffer = Buffer.alloc(length);
       const { bytesRead } = await handle.read(buffer, 0, length, position);

@@ -21,19 +21,14 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { AgentConfig, MysqlConfig } from '../config/schema.js';
+import { AGENT_LIMITS } from '../limits.js';
 import { matchLocks, mountDevicesFor, parseMountInfo, parseProcLocks, splitDevice, type LockableFile } from './proc-locks.js';
 import { findOpenFilesUnder, isProcessAlive, listDescendants, PROC_ROOT, readComm } from './proc-scan.js';
 import { describeFailure, runnerFor, type Runner } from './runner.js';
 import { STATUS_TIMEOUT_MS } from './service.js';
 
-/** How often a running seed-receive checks again that nothing started on its datadir. */
-export const GUARD_RECHECK_MS = 2_000;
-/** How long a connect attempt on a socket may take before it counts as "something is there". */
-const SOCKET_PROBE_MS = 1_000;
-/** Directory levels of the datadir whose files are matched against /proc/locks (the datadir, its schemas). */
-const LOCK_SCAN_DEPTH = 2;
-/** Files stat'ed for the lock check at most (a datadir with more tables is matched on these). */
-const LOCK_SCAN_MAX_FILES = 200_000;
+/** How often a running seed-receive checks again that nothing started on its datadir (agent/limits.ts). */
+export const GUARD_RECHECK_MS = AGENT_LIMITS.datadirRecheckMs;
 
 export interface GuardDeps {
   mysql: MysqlConfig;
@@ -100,18 +95,18 @@ async function checkOpenFiles(root: string, ignoreOwnChildren: boolean, procRoot
   return uses.map((use) => `${use.comm} (pid ${use.pid}) has ${use.file === '.' ? 'the datadir' : use.file} open`);
 }
 
-/** The datadir's files down to LOCK_SCAN_DEPTH, with their inode and device. */
+/** The datadir's files down to AGENT_LIMITS.lockScanDepth, with their inode and device. */
 async function listLockableFiles(root: string): Promise<LockableFile[]> {
   const files: LockableFile[] = [];
   const pending: Array<{ dir: string; prefix: string; depth: number }> = [{ dir: root, prefix: '', depth: 1 }];
-  while (pending.length > 0 && files.length < LOCK_SCAN_MAX_FILES) {
+  while (pending.length > 0 && files.length < AGENT_LIMITS.lockScanMaxFiles) {
     const { dir, prefix, depth } = pending.pop() as { dir: string; prefix: string; depth: number };
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const name of names) {
       const stat = await lstat(join(dir, name), { bigint: true }).catch(() => null);
       if (!stat) continue;
       if (stat.isDirectory()) {
-        if (depth < LOCK_SCAN_DEPTH) pending.push({ dir: join(dir, name), prefix: `${prefix}${name}/`, depth: depth + 1 });
+        if (depth < AGENT_LIMITS.lockScanDepth) pending.push({ dir: join(dir, name), prefix: `${prefix}${name}/`, depth: depth + 1 });
         continue;
       }
       if (stat.isFile()) files.push({ name: `${prefix}${name}`, inode: stat.ino, device: splitDevice(stat.dev) });
@@ -176,7 +171,7 @@ function probeSocket(path: string): Promise<boolean> {
       socket.destroy();
       resolve(listening);
     };
-    const timer = setTimeout(() => done(true), SOCKET_PROBE_MS);
+    const timer = setTimeout(() => done(true), AGENT_LIMITS.socketProbeMs);
     socket.once('connect', () => done(true));
     socket.once('error', () => done(false));
   });

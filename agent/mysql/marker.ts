@@ -13,8 +13,8 @@ import { open, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
+import { AGENT_LIMITS } from '../limits.js';
 
-const MARKER_READ_BYTES = 256;
 /** What a seed id looks like (the controller makes `seed-<uuid>`); anything else is not echoed. */
 const SEED_ID_SHAPE = /^[A-Za-z0-9._:@-]{1,128}$/;
 
@@ -70,8 +70,8 @@ export async function inspectMarker(datadir: string): Promise<MarkerContent | nu
     throw error;
   }
   try {
-    const buffer = Buffer.alloc(MARKER_READ_BYTES);
-    const { bytesRead } = await handle.read(buffer, 0, MARKER_READ_BYTES, 0);
+    const buffer = Buffer.alloc(AGENT_LIMITS.markerReadBytes);
+    const { bytesRead } = await handle.read(buffer, 0, AGENT_LIMITS.markerReadBytes, 0);
     const text = buffer.subarray(0, bytesRead).toString('utf8').split('\n')[0]?.trim() ?? '';
     return { seedId: SEED_ID_SHAPE.test(text) ? text : null };
   } finally {

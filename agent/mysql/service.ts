@@ -6,13 +6,12 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { SeedwireError } from '../../shared/errors.js';
 import type { MysqlConfig } from '../config/schema.js';
+import { AGENT_LIMITS } from '../limits.js';
 import { describeFailure, type Runner } from './runner.js';
 import { readIncompleteMarker } from './marker.js';
 
-/** Pause between status polls while waiting for a start or stop to take effect. */
-const POLL_MS = 250;
-/** Upper bound for one status command (a hung status command must not hang the agent). */
-export const STATUS_TIMEOUT_MS = 30_000;
+/** Upper bound for one status command; the value and why: agent/limits.ts. */
+export const STATUS_TIMEOUT_MS = AGENT_LIMITS.mysqlStatusTimeoutMs;
 
 export interface ServiceDeps {
   mysql: MysqlConfig;
@@ -21,7 +20,7 @@ export interface ServiceDeps {
 }
 
 /** Runs mysql.statusCommand: exit 0 = running, any other exit = not running. */
-export async function checkMysqlRunning(deps: ServiceDeps, timeoutMs = STATUS_TIMEOUT_MS): Promise<boolean> {
+export async function checkMysqlRunning(deps: ServiceDeps, timeoutMs: number = STATUS_TIMEOUT_MS): Promise<boolean> {
   const result = await deps.run(deps.mysql.statusCommand, { quiet: true, timeoutMs });
   if (result.isCanceled) throw new SeedwireError('SEEDWIRE_CANCELED', 'mysql.statusCommand was canceled');
   if (result.timedOut) throw new SeedwireError('SEEDWIRE_TIMEOUT', `mysql.statusCommand did not finish within ${timeoutMs} ms`);
@@ -69,7 +68,7 @@ export async function waitForMysqlState(deps: ServiceDeps, running: boolean, dea
         `mysql.statusCommand still reports MySQL ${running ? 'stopped' : 'running'} after mysql.commandTimeoutSeconds (${deps.mysql.commandTimeoutSeconds} s)`,
       );
     }
-    await delay(POLL_MS, undefined, { signal: deps.signal }).catch(() => {
+    await delay(AGENT_LIMITS.mysqlPollMs, undefined, { signal: deps.signal }).catch(() => {
       throw new SeedwireError('SEEDWIRE_CANCELED', `waiting for MySQL to ${running ? 'start' : 'stop'} was canceled`);
     });
   }

@@ -1,4 +1,4 @@
-/** The mysql-* operations of CONTRACT section 3 and delete-mysql-datadir. */
+/** The mysql-* operations (README, "Operations") and delete-mysql-datadir. */
 import { PUBLIC_OP_PARAMS } from '../../shared/ops.js';
 import { SeedwireError } from '../../shared/errors.js';
 import {

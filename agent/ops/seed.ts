@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import { readdir, readFile, rm, stat, mkdir } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
 import { INCOMPLETE_MARKER, INTERNAL_OP_PARAMS } from '../../shared/ops.js';
 import type { MysqlConfig } from '../config/schema.js';
 import { isExcludedName } from '../transfer/format.js';
@@ -35,7 +36,7 @@ import { acquireSource } from '../transfer/source.js';
 import { measureTree } from '../transfer/walk.js';
 import { defineOp, type OpContext, type OpDefinition, type OpResult } from './types.js';
 
-const PROGRESS_INTERVAL_MS = 250;
+const PROGRESS_INTERVAL_MS = LIMITS.progressIntervalMs;
 
 function mysqlOf(ctx: OpContext): MysqlConfig {
   const mysql = ctx.config.mysql;

@@ -1,4 +1,4 @@
-/** The snapshot operations of CONTRACT section 3, over the configured backend. */
+/** The snapshot operations (README, "Operations"), over the configured backend. */
 import { PUBLIC_OP_PARAMS } from '../../shared/ops.js';
 import { snapshotBackendFor, type CallOptions } from '../snapshot/index.js';
 import { defineOp, type OpContext, type OpDefinition } from './types.js';

@@ -6,6 +6,7 @@
 import { stat } from 'node:fs/promises';
 import { SeedwireError } from '../../shared/errors.js';
 import type { AgentConfig, SnapshotConfig } from '../config/schema.js';
+import { AGENT_LIMITS } from '../limits.js';
 import { BusySnapshots } from './busy.js';
 import { deriveDataPath, ensureMountPoint, pickRunner, refuseUnknown, resolveMountPoint, runChecked } from './common.js';
 import {
@@ -20,9 +21,6 @@ import { parseLvsReport, selectSnapshotLvs, type LvInfo } from './lvm-report.js'
 import { findMountAt, readMounts, type MountEntry } from './mounts.js';
 import { makeSnapshotName, validateSnapshotName } from './names.js';
 import type { CallOptions, Mount, Snapshot, SnapshotBackend } from './types.js';
-
-/** Room for the whole lvs JSON report (a few hundred bytes per LV). */
-const LVS_OUTPUT_BYTES = 4 * 1024 * 1024;
 
 export type LvmConfig = NonNullable<SnapshotConfig['lvm']>;
 
@@ -54,7 +52,7 @@ export function createLvmBackend(config: AgentConfig, busy = new BusySnapshots()
   const lvName = (name: string): string => lvm.namePrefix + name;
 
   async function listLvs(options?: CallOptions): Promise<LvInfo[]> {
-    const result = await runChecked(pickRunner(options), buildLvsCommand(lvm.volumeGroup), `listing LVs of snapshot.lvm.volumeGroup ${lvm.volumeGroup}`, { quiet: true, tailBytes: LVS_OUTPUT_BYTES });
+    const result = await runChecked(pickRunner(options), buildLvsCommand(lvm.volumeGroup), `listing LVs of snapshot.lvm.volumeGroup ${lvm.volumeGroup}`, { quiet: true, tailBytes: AGENT_LIMITS.lvsOutputBytes });
     return parseLvsReport(result.stdoutTail);
   }
 

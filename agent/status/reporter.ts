@@ -44,6 +44,7 @@ export function startStatusReporter(options: StatusReporterOptions): StatusRepor
   let phase: AgentStatus['agent'] = 'running';
   let writing: Promise<void> = Promise.resolve();
 
+  /** Never rejects (a failed write is logged and the next interval writes again), so callers may `void` it. */
   const write = (): Promise<void> => {
     const text = `${JSON.stringify(buildStatus(sources, phase), null, 2)}\n`;
     // Chained so two writes never race on the temporary file.

@@ -12,6 +12,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { SseViewers } from '../events/sse.js';
 import type { EventBus } from '../events/types.js';
 import type { HubCounters } from '../hub/counters.js';
+import { CONTROLLER_LIMITS } from '../limits.js';
 
 export interface MetricsSources {
   db: Database.Database;
@@ -29,8 +30,6 @@ export interface ControllerMetrics {
 
 const OPERATION_STATES = ['running', 'succeeded', 'failed', 'canceled'] as const;
 const SEED_STATES = ['pending', 'running', 'succeeded', 'failed', 'aborted'] as const;
-/** Ended operations remembered so a re-published end is not counted twice. */
-const ENDED_MEMORY = 10_000;
 
 function setCounter(counter: Counter<string>, value: number, labels?: Record<string, string>): void {
   if (labels) {
@@ -257,7 +256,7 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
     },
   });
 
-  const firstEnd = rememberer(ENDED_MEMORY);
+  const firstEnd = rememberer(CONTROLLER_LIMITS.metricsEndedMemory);
   const unsubscribe = sources.bus.subscribe((event) => {
     if (event.type === 'operation') {
       const op = event.data as { id?: string; op?: string; state?: string };

@@ -3,12 +3,11 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { SeedwireError } from '../../shared/errors.js';
 import type { SeedwireEventBus } from '../events/bus.js';
+import { CONTROLLER_LIMITS } from '../limits.js';
 import type { OutputStore } from '../store/output.js';
 import type { ControllerDeps } from '../types.js';
 import type { Operation } from '../ops/types.js';
 
-/** Live output followers are dropped into a marker when they do not drain this much. */
-const FOLLOW_HIGH_WATER = 1024 * 1024;
 
 export interface OutputFollowers {
   closeAll(): void;
@@ -25,7 +24,7 @@ function followOutput(res: ServerResponse, bus: SeedwireEventBus, output: Output
     onEnd();
   };
   const write = (text: string): void => {
-    if (res.writableLength > FOLLOW_HIGH_WATER) {
+    if (res.writableLength > CONTROLLER_LIMITS.followHighWaterBytes) {
       skipped += Buffer.byteLength(text);
       return;
     }

@@ -3,7 +3,7 @@ import type { Facts } from '../../shared/frames.js';
 import type { AgentHub, AgentInfo } from '../hub/types.js';
 import type { AgentStore } from '../store/agents.js';
 
-/** An agent as GET /api/agents shows it (CONTRACT section 2): the hub's record without internals. */
+/** An agent as GET /api/agents shows it (README, "HTTP API"): the hub's record without internals. */
 export type AgentView = Omit<AgentInfo, 'clockSkewMs'>;
 
 export interface PeerView {

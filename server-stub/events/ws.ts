@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { ERROR_CODES } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
 import { ADMIN_COOKIE, readCookie } from '../api/auth.js';
 import { compareSecret, readBearer } from '../hub/secret.js';
 import type { SeedwireEventBus } from './bus.js';
@@ -170,7 +171,7 @@ export function createEventsSocket(options: EventsSocketOptions): EventsSocket {
         const parsed = Hello.safeParse(isBinary ? null : JSON.parse(String(data)));
         if (!parsed.success) {
           const issue = parsed.error.issues[0];
-          return ws.close(CLOSE.policy, `bad hello: ${issue?.path.join('.') || 'message'}: ${issue?.message ?? 'invalid'}`.slice(0, 120));
+          return ws.close(CLOSE.policy, `bad hello: ${issue?.path.join('.') || 'message'}: ${issue?.message ?? 'invalid'}`.slice(0, LIMITS.closeReasonChars));
         }
         hello = parsed.data;
       } catch {

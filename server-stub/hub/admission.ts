@@ -6,6 +6,7 @@
  * The rest are answered 503 with a Retry-After that hands each refused agent its own future
  * second (a virtual queue), so they return spread out instead of all at once.
  */
+import { CONTROLLER_LIMITS } from '../limits.js';
 
 export interface AdmissionOptions {
   /** New sessions per second never go below this. @default 50 */
@@ -33,9 +34,8 @@ export interface Admission {
   takeRefusedCount(): number;
 }
 
+/** The rates are per second: this is the unit, not a tunable. */
 const WINDOW_MS = 1_000;
-/** The fleet size is read from the store at most this often. */
-const FLEET_SIZE_TTL_MS = 1_000;
 
 export function createAdmission(knownAgents: () => number, options: Partial<AdmissionOptions> = {}, now: () => number = Date.now): Admission {
   const settings: AdmissionOptions = { ...ADMISSION_DEFAULTS, ...options };
@@ -49,7 +49,7 @@ export function createAdmission(knownAgents: () => number, options: Partial<Admi
   let refused = 0;
 
   function rate(at: number): number {
-    if (at - fleetReadAt >= FLEET_SIZE_TTL_MS) {
+    if (at - fleetReadAt >= CONTROLLER_LIMITS.fleetSizeTtlMs) {
       fleetSize = knownAgents();
       fleetReadAt = at;
     }

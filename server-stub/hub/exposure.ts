@@ -9,6 +9,7 @@
  * The cap on connections still waiting for their hello lives in the hub (it owns the sessions).
  */
 import type { Logger } from 'pino';
+import { CONTROLLER_LIMITS } from '../limits.js';
 
 export interface ExposureOptions {
   /** @default 10 failed authentications per address per window before 429. */
@@ -28,8 +29,6 @@ export const EXPOSURE_DEFAULTS: Readonly<ExposureOptions> = {
   maxPendingHandshakes: 256,
 };
 
-/** Addresses tracked at most; beyond it expired windows are pruned, then the oldest dropped. */
-const MAX_TRACKED_ADDRESSES = 10_000;
 /** Addresses named in one summary line. */
 const SUMMARY_TOP = 5;
 
@@ -73,7 +72,7 @@ export class ExposureGuard {
     let window = this.windows.get(address);
     if (!window || now >= window.startedAt + this.options.authFailureWindowMs) {
       this.windows.delete(address);
-      if (this.windows.size >= MAX_TRACKED_ADDRESSES) this.prune(now);
+      if (this.windows.size >= CONTROLLER_LIMITS.exposureTrackedAddresses) this.prune(now);
       window = { startedAt: now, failures: 0 };
       this.windows.set(address, window);
     }
@@ -85,7 +84,7 @@ export class ExposureGuard {
   noteRefusal(address: string, kind: RefusalKind): void {
     if (this.disposed) return;
     this.counts.set(kind, (this.counts.get(kind) ?? 0) + 1);
-    if (this.byAddress.size < MAX_TRACKED_ADDRESSES || this.byAddress.has(address)) this.byAddress.set(address, (this.byAddress.get(address) ?? 0) + 1);
+    if (this.byAddress.size < CONTROLLER_LIMITS.exposureTrackedAddresses || this.byAddress.has(address)) this.byAddress.set(address, (this.byAddress.get(address) ?? 0) + 1);
     const sinceLast = this.now() - this.lastLoggedAt;
     // The first refusal after a quiet interval is logged at once (an operator fixing one agent sees
     // it without waiting); the rest of the interval is summed into one line at its end.
@@ -128,7 +127,7 @@ export class ExposureGuard {
     for (const [address, window] of this.windows) {
       if (now >= window.startedAt + this.options.authFailureWindowMs) this.windows.delete(address);
     }
-    while (this.windows.size >= MAX_TRACKED_ADDRESSES) {
+    while (this.windows.size >= CONTROLLER_LIMITS.exposureTrackedAddresses) {
       const oldest = this.windows.keys().next().value;
       if (oldest === undefined) break;
       this.windows.delete(oldest);

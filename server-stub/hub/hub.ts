@@ -13,6 +13,7 @@ import { ERROR_CODES, SeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { OpName, OpParamsInput, OpResultOf } from '../../shared/ops.js';
+import { CONTROLLER_LIMITS } from '../limits.js';
 import type { AgentStore } from '../store/agents.js';
 import { hashCredential, type IdentityStore } from '../store/identities.js';
 import type { Audit } from '../types.js';
@@ -60,9 +61,6 @@ export interface ControllerHub extends AgentHub {
   close(): Promise<void>;
 }
 
-const LAST_SEEN_WRITE_MS = 10_000;
-/** Paced-out upgrades are logged as one summary line at most this often. */
-const ADMISSION_LOG_MS = 10_000;
 
 const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
@@ -104,7 +102,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     const decision = admission.admit();
     if (decision.admitted) return false;
     const now = Date.now();
-    if (now - admissionLoggedAt >= ADMISSION_LOG_MS) {
+    if (now - admissionLoggedAt >= CONTROLLER_LIMITS.admissionLogMs) {
       admissionLoggedAt = now;
       log.info({ refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds }, 'agent upgrades paced: answered 503 with Retry-After');
     }
@@ -167,7 +165,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
   function touch(session: AgentSession, force: boolean): void {
     if (!session.agentId) return;
     const now = Date.now();
-    if (!force && now - (lastSeenWritten.get(session.agentId) ?? 0) < LAST_SEEN_WRITE_MS) return;
+    if (!force && now - (lastSeenWritten.get(session.agentId) ?? 0) < CONTROLLER_LIMITS.lastSeenWriteMs) return;
     lastSeenWritten.set(session.agentId, now);
     agents.touch(session.agentId, new Date(session.lastInboundAt).toISOString());
   }

@@ -8,6 +8,8 @@ import type { RawData, WebSocket } from 'ws';
 import { decodeFrame } from '../../shared/codec.js';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
+import { LIMITS } from '../../shared/limits.js';
+import { CONTROLLER_LIMITS } from '../limits.js';
 import type { AgentPrincipal } from './auth.js';
 import type { HubCounters } from './counters.js';
 import { Sender } from './sender.js';
@@ -83,7 +85,7 @@ export class AgentSession {
     this.log = log.child({ sessionId: this.sessionId });
     this.sender = new Sender(ws, counters);
     this.handshakeTimer = setTimeout(() => this.close(CLOSE_CODES.handshakeTimeout, 'no hello in time'), timing.handshakeTimeoutMs);
-    const every = Math.max(20, Math.min(timing.heartbeatMs, Math.floor(timing.deadAfterMs / 3)));
+    const every = Math.max(CONTROLLER_LIMITS.livenessTickMinMs, Math.min(timing.heartbeatMs, Math.floor(timing.deadAfterMs / CONTROLLER_LIMITS.livenessChecksPerDeadPeriod)));
     this.tick = setInterval(() => this.checkLiveness(), every);
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('error', (error) => this.log.warn({ err: error }, 'agent socket error'));
@@ -104,16 +106,16 @@ export class AgentSession {
     if (this.state === 'closed' || this.closeTimer) return;
     this.log.info({ code, reason }, 'closing agent session');
     try {
-      this.ws.close(code, reason.slice(0, 120));
+      this.ws.close(code, reason.slice(0, LIMITS.closeReasonChars));
     } catch {
       this.ws.terminate();
     }
-    this.closeTimer = setTimeout(() => this.ws.terminate(), 2_000);
+    this.closeTimer = setTimeout(() => this.ws.terminate(), LIMITS.closeWaitMs);
     this.closeTimer.unref();
   }
 
   sendError(id: string | null, error: SeedwireError): void {
-    this.sender.sendFrame({ t: 'error', id, code: error.code, message: error.message.slice(0, 4096) });
+    this.sender.sendFrame({ t: 'error', id, code: error.code, message: error.message.slice(0, CONTROLLER_LIMITS.errorFrameMessageChars) });
   }
 
   private checkLiveness(): void {

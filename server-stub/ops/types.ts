@@ -10,7 +10,7 @@ export interface OperationError {
   details?: unknown;
 }
 
-/** As CONTRACT section 2 (`GET /api/operations/:id`), plus the actor who started it. */
+/** As `GET /api/operations/:id` shows it (README, "HTTP API"), plus the actor who started it. */
 export interface Operation {
   id: string;
   agentId: string;

@@ -1,4 +1,4 @@
-/** HTTP routes of seeds (CONTRACT section 2): create, list, show, abort. */
+/** HTTP routes of seeds (README, "HTTP API"): create, list, show, abort. */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';

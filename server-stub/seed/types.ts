@@ -1,4 +1,4 @@
-/** Seed records as stored and as the API shows them (CONTRACT section 2). */
+/** Seed records as stored and as the API shows them (README, "HTTP API"). */
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { EventBus } from '../events/types.js';

@@ -1,6 +1,6 @@
 /**
- * The built commands as `npx seedwire-controller` / `npx seedwire-agent` run them (CONTRACT
- * section 1): package.json's bin entries exist in dist/ with a shebang, answer --help, and refuse
+ * The built commands as `npx seedwire-controller` / `npx seedwire-agent` run them (README,
+ * "Running it"): package.json's bin entries exist in dist/ with a shebang, answer --help, and refuse
  * bad flags with one line and a non-zero exit. `make test` builds dist/ first.
  */
 import { spawn, spawnSync } from 'node:child_process';

@@ -100,6 +100,7 @@ function startTransfer(target: string, state: string, codec: Codec, opts: { resu
     () => pair.cut('sender failed'),
   );
   const run: TransferRun = { pair, startOffset, send, receive };
+  // `started` only ever resolves (nothing rejects it).
   void started.then((o) => {
     run.startOffset = o;
   });

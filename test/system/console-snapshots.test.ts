@@ -153,6 +153,7 @@ describe.skipIf(missing !== null)('snapshots from the web console (Chromium, rea
     let staleCut = true;
     // The console's feed is a WebSocket (/api/events/ws): refused while cut, through once restored.
     await stale.routeWebSocket('**/api/events/ws', (ws) => {
+      // Closing a routed socket fails only once the page is gone; the test has ended by then.
       if (staleCut) void ws.close({ code: 1011, reason: 'cut by the test' });
       else ws.connectToServer();
     });

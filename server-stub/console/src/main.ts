@@ -90,6 +90,7 @@ function start(): void {
   const logout = h('button', { type: 'button', class: 'link', testid: 'nav-logout' }, 'Log out');
   logout.addEventListener('click', () => {
     live.stop();
+    // Failing or not, the user asked to leave: the login page is shown either way.
     void api
       .logout()
       .catch(() => undefined)

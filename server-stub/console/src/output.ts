@@ -47,6 +47,7 @@ export class OutputTail {
     this.phase = 'idle';
   }
 
+  /** Never rejects: a failure is shown in the status line (and retried by resync), so callers `void` it. */
   private async read(): Promise<void> {
     const id = this.operationId;
     if (id === null) return;

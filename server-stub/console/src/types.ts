@@ -1,5 +1,5 @@
 /**
- * The API shapes the console reads (CONTRACT section 2). They are the controller's own types,
+ * The API shapes the console reads (README, "HTTP API"). They are the controller's own types,
  * imported type-only (esbuild erases these imports: no server code reaches the bundle), so the
  * console cannot drift from what the controller sends.
  */

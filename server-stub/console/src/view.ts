@@ -6,7 +6,10 @@ import type { LiveEvent } from './types.js';
 export interface View {
   readonly title: string;
   readonly root: HTMLElement;
-  /** Fetches the view's data and redraws it; called on mount and on every resync. */
+  /**
+   * Fetches the view's data and redraws it; called on mount and on every resync. Never rejects
+   * (a failure is shown in the view), so the shell calls it with `void`.
+   */
   refresh(): Promise<void>;
   onEvent?(event: LiveEvent): void;
   dispose?(): void;
@@ -14,6 +17,7 @@ export interface View {
 
 export interface ViewContext {
   navigate(hash: string): void;
+  /** Resolves true when confirmed, false when dismissed; never rejects. */
   confirm(options: ConfirmOptions): Promise<boolean>;
   /** Aborted when the view is left: pass to every fetch. */
   signal: AbortSignal;
@@ -28,7 +32,8 @@ export interface ConfirmOptions {
 
 /**
  * Wraps a view's loader so overlapping calls coalesce: while one load runs, further calls
- * queue exactly one more run. Errors are shown in `errorEl` (the last good data stays).
+ * queue exactly one more run. Errors are shown in `errorEl` (the last good data stays), so the
+ * returned function never rejects.
  */
 export function makeRefresher(load: () => Promise<void>, errorEl: HTMLElement, signal: AbortSignal): () => Promise<void> {
   let running: Promise<void> | null = null;

@@ -10,6 +10,8 @@ import { peerId, type Agent, type Operation, type PeerRef, type Snapshot } from 
 import { badge, emptyRow, errorLine, makeRefresher, stateBadge, type View, type ViewContext } from '../view.js';
 import { OperationsTable } from './opsTable.js';
 
+// The click handlers below `void` their promises: ctx.confirm, runAction and changeIdentity never
+// reject (a refusal is shown in the action status), and their follow-ups only touch the page.
 export function createAgentView(ctx: ViewContext, agentId: string): View {
   let agent: Agent | null = null;
   const error = errorLine();
@@ -104,6 +106,7 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
   );
 
   /** Starts an operation without waiting; its progress arrives as `operation` events. */
+  /** Never rejects: a refusal is shown in the action status and resolves null. */
   async function runAction(op: string, params: Record<string, unknown>): Promise<Operation | null> {
     actionStatus.className = 'action-status';
     actionStatus.textContent = `${op}: starting…`;
@@ -119,6 +122,7 @@ export function createAgentView(ctx: ViewContext, agentId: string): View {
     }
   }
 
+  /** Never rejects: a refusal is shown in the action status. */
   async function changeIdentity(action: 'revoke' | 'readmit'): Promise<void> {
     actionStatus.className = 'action-status';
     try {

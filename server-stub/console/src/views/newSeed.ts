@@ -140,6 +140,7 @@ export function createNewSeedView(ctx: ViewContext, preset: { source?: string; t
       ...(maxBytesPerSec !== null ? { maxBytesPerSec } : {}),
     };
     const details = `Method ${body.method ?? 'default'}, compression ${body.compression ?? 'auto'}${maxBytesPerSec !== null ? `, at most ${rateText} MiB/s` : ''}; MySQL on the target ${body.startTarget ? 'is started' : 'stays stopped'} afterwards.`;
+    // Safe to void: confirm never rejects and the follow-up catches its own failure.
     void ctx
       .confirm({ title: 'Start seed?', message: `${summary}. Everything in ${body.target}'s datadir is replaced. ${details}`, confirmLabel: 'Start seed', danger: true })
       .then(async (ok) => {

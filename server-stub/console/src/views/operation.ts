@@ -17,6 +17,7 @@ export function createOperationView(ctx: ViewContext, operationId: string): View
   const output = new OutputTail('op-output');
 
   cancel.addEventListener('click', () => {
+    // Safe to void: confirm never rejects and the follow-up catches its own failure.
     void ctx
       .confirm({ title: 'Cancel operation?', message: `Cancel ${operation?.op ?? 'the operation'} on ${operation?.agentId ?? 'the agent'}? Its whole process group is killed.`, confirmLabel: 'Cancel operation', danger: true })
       .then(async (ok) => {

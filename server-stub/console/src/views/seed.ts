@@ -27,6 +27,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
   const abortError = h('p', { class: 'error', testid: 'seed-abort-error', hidden: true });
 
   abort.addEventListener('click', () => {
+    // Safe to void: confirm never rejects and the follow-up catches its own failure.
     void ctx
       .confirm({ title: 'Abort seed?', message: `Abort seed ${seedId}? Both sides stop and the target's partial data is removed; the target keeps its incomplete marker.`, confirmLabel: 'Abort seed', danger: true })
       .then(async (ok) => {
@@ -138,6 +139,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
     if (chartTimer !== null || ctx.signal.aborted) return;
     chartTimer = setTimeout(() => {
       chartTimer = null;
+      // A refresher never rejects (its failure is shown on the page).
       void refreshChart().finally(() => {
         if (seed && ACTIVE.has(seed.state)) scheduleChart(CHART_POLL_MS);
       });
