@@ -85,6 +85,8 @@ export class TreeWriter {
     if (point.position > point.size) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `the resume point of ${point.path} is past its size`);
     const fh = await this.tree.openFile(point.path, false);
     try {
+      // Checked before the cut: truncate would pad a short file with zeros.
+      if ((await fh.stat()).size < point.position) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${point.path} is shorter than its resume point`);
       await fh.truncate(point.position);
       const hash = createHash('sha256');
       const buf = Buffer.allocUnsafe(Math.min(REHASH_CHUNK_BYTES, Math.max(1, point.position)));
