@@ -45,9 +45,9 @@ export function receiveStopError(error: unknown, signal: AbortSignal, canceledMe
 
 export interface CreditWindowOptions {
   /** @default LIMITS.windowInitialBytes */
-  initialBytes?: number;
+  initialBytes?: number | undefined;
   /** @default LIMITS.windowMaxBytes (never below initialBytes) */
-  maxBytes?: number;
+  maxBytes?: number | undefined;
 }
 
 export class CreditWindow {

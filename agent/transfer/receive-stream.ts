@@ -22,6 +22,7 @@ import { execa } from 'execa';
 import { SeedwireError } from '../../shared/errors.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import type { ReceivePort } from '../streams/types.js';
+import { commandFailed } from '../exec/failure.js';
 import { startToolChild, toolFailed, type ToolChild } from './child.js';
 import { ChunkInflater } from './compress.js';
 import { CreditWindow, receiveStopError } from './credit.js';
@@ -63,10 +64,7 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
   /** Bytes of a chunk header not yet wholly checked, held back from the extractor. */
   let held = Buffer.alloc(0);
   const hash = createHash('sha256');
-  const credit = new CreditWindow(port, {
-    ...(options.windowInitialBytes === undefined ? {} : { initialBytes: options.windowInitialBytes }),
-    ...(options.windowMaxBytes === undefined ? {} : { maxBytes: options.windowMaxBytes }),
-  });
+  const credit = new CreditWindow(port, { initialBytes: options.windowInitialBytes, maxBytes: options.windowMaxBytes });
   const inflater = new ChunkInflater();
   let offset = 0;
   let child: ToolChild | null = null;
@@ -172,5 +170,5 @@ export async function checkExtractedTree(root: string, expected: ReadonlySet<str
 /** syncfs(2) of the datadir's filesystem: the extractor wrote through the page cache. */
 async function syncFilesystem(root: string): Promise<void> {
   const result = await execa('sync', ['-f', root], { reject: false, stdin: 'ignore' });
-  if (result.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `sync -f ${root} failed: ${String(result.stderr).trim()}`);
+  if (result.exitCode !== 0) throw commandFailed(`sync -f ${root}`, { exitCode: result.exitCode ?? null, signal: result.signal ?? null, stderrTail: String(result.stderr) });
 }

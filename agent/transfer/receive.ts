@@ -69,10 +69,7 @@ class TreeReceiver {
   constructor(private readonly options: ReceiveTreeOptions) {
     this.checkpoint = options.checkpoint;
     this.writer = new TreeWriter(options.root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false });
-    this.credit = new CreditWindow(options.port, {
-      ...(options.windowInitialBytes === undefined ? {} : { initialBytes: options.windowInitialBytes }),
-      ...(options.windowMaxBytes === undefined ? {} : { maxBytes: options.windowMaxBytes }),
-    });
+    this.credit = new CreditWindow(options.port, { initialBytes: options.windowInitialBytes, maxBytes: options.windowMaxBytes });
   }
 
   async run(): Promise<TreeSummary> {

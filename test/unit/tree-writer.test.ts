@@ -5,7 +5,7 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { FileHeader } from '../../agent/transfer/format.js';
+import type { DirHeader, FileHeader, SymlinkHeader } from '../../agent/transfer/format.js';
 import { TreeWriter } from '../../agent/transfer/tree-writer.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
@@ -33,6 +33,8 @@ function writer(options: { allowExternalSymlinks?: boolean } = {}): TreeWriter {
 
 const sha = (data: string | Buffer): Buffer => createHash('sha256').update(data).digest();
 const file = (path: string, size: number, mode = 0o640): FileHeader => ({ type: 'file', path, mode, mtimeMs: 1_600_000_000_000, size });
+const dir = (path: string, mode = 0o755): DirHeader => ({ type: 'dir', path, mode, mtimeMs: 0 });
+const link = (path: string, target: string): SymlinkHeader => ({ type: 'symlink', path, target, mode: 0o777, mtimeMs: 0 });
 
 async function refusal(promise: Promise<unknown>): Promise<SeedwireError> {
   const error = await promise.then(
@@ -52,7 +54,7 @@ async function writeWhole(w: TreeWriter, path: string, content: string, mode?: n
 describe('tree writer', () => {
   it('writes files with their permission bits and mtime, checking each against its trailer', async () => {
     const w = writer();
-    await w.writeEntry({ type: 'dir', path: 'db1', mode: 0o4750 }, 0);
+    await w.writeEntry(dir('db1', 0o4750), 0);
     await w.writeEntry(file('db1/t.ibd', 11, 0o6755), 100);
     expect(w.filePoint).toEqual({ path: 'db1/t.ibd', mode: 0o6755, mtimeMs: 1_600_000_000_000, size: 11, dataStart: 100, position: 0 });
     await w.writeData(Buffer.from('hello '));
@@ -91,7 +93,7 @@ describe('tree writer', () => {
   ] as const) {
     it(`refuses the path ${JSON.stringify(path)} (${why}) before touching anything`, async () => {
       const w = writer();
-      for (const header of [file(path, 1), { type: 'dir' as const, path, mode: 0o755 }, { type: 'symlink' as const, path, target: 'x' }]) {
+      for (const header of [file(path, 1), dir(path), link(path, 'x')]) {
         const error = await refusal(w.writeEntry(header, 0));
         expect(error.code).toBe('SEEDWIRE_PATH_ESCAPE');
         expect(error.message).toContain(why);
@@ -109,24 +111,24 @@ describe('tree writer', () => {
     const w = writer({ allowExternalSymlinks: true });
     expect((await refusal(w.writeEntry(file('linked-dir/x', 1), 0))).message).toMatch(/its parent linked-dir is a symlink/);
     expect((await refusal(w.writeEntry(file('linked-file', 1), 0))).message).toMatch(/it is a symlink; refusing to write through it/);
-    expect((await refusal(w.writeEntry({ type: 'dir', path: 'linked-dir', mode: 0o755 }, 0))).message).toMatch(/a symlink where a directory is expected/);
+    expect((await refusal(w.writeEntry(dir('linked-dir', 0o755), 0))).message).toMatch(/a symlink where a directory is expected/);
     expect(await readFile(join(outside, 'target'), 'utf8')).toBe('keep');
     expect(existsSync(join(outside, 'x'))).toBe(false);
   });
 
   it('creates symlinks inside the datadir, refuses ones leading out unless allowed, and replays one on resume', async () => {
     const w = writer();
-    await w.writeEntry({ type: 'symlink', path: 'db/link', target: '../ibdata1' }, 0);
+    await w.writeEntry(link('db/link', '../ibdata1'), 0);
     expect(await readlink(join(root, 'db/link'))).toBe('../ibdata1');
-    await w.writeEntry({ type: 'symlink', path: 'db/link', target: '../ibdata1' }, 0); // a resume replaying it
-    const out = await refusal(w.writeEntry({ type: 'symlink', path: 'db/out', target: '../../etc' }, 0));
+    await w.writeEntry(link('db/link', '../ibdata1'), 0); // a resume replaying it
+    const out = await refusal(w.writeEntry(link('db/out', '../../etc'), 0));
     expect(out.code).toBe('SEEDWIRE_PATH_ESCAPE');
     expect(out.message).toMatch(/target resolves outside the datadir/);
-    expect((await refusal(w.writeEntry({ type: 'symlink', path: 'abs', target: '/var/lib/other' }, 0))).code).toBe('SEEDWIRE_PATH_ESCAPE');
-    await writer({ allowExternalSymlinks: true }).writeEntry({ type: 'symlink', path: 'tablespace', target: '/srv/ts1' }, 0);
+    expect((await refusal(w.writeEntry(link('abs', '/var/lib/other'), 0))).code).toBe('SEEDWIRE_PATH_ESCAPE');
+    await writer({ allowExternalSymlinks: true }).writeEntry(link('tablespace', '/srv/ts1'), 0);
     expect(await readlink(join(root, 'tablespace'))).toBe('/srv/ts1');
-    await w.writeEntry({ type: 'dir', path: 'd', mode: 0o755 }, 0);
-    expect((await refusal(w.writeEntry({ type: 'symlink', path: 'd', target: 'x' }, 0))).code).toBe('SEEDWIRE_BAD_FRAME');
+    await w.writeEntry(dir('d', 0o755), 0);
+    expect((await refusal(w.writeEntry(link('d', 'x'), 0))).code).toBe('SEEDWIRE_BAD_FRAME');
   });
 
   it('resumes inside a file: cut to the stored length, the prefix re-hashed so the trailer covers all of it', async () => {
