@@ -183,7 +183,8 @@ export async function requireReceived(stateDir: string, seedId: string, digest: 
   try {
     point = await readResumePoint(stateDir, seedId);
   } catch (error) {
-    throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${(error as Error).message}; the target keeps its ${INCOMPLETE_MARKER}`, { cause: error });
+    if (!(error instanceof SeedwireError)) throw error;
+    throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${error.message}; the target keeps its ${INCOMPLETE_MARKER}`, { cause: error });
   }
   const done = point?.done;
   if (!done) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `seed ${seedId} has not been received completely; the target keeps its ${INCOMPLETE_MARKER}`);

@@ -17,6 +17,7 @@ import {
 } from '../../agent/transfer/checkpoint.js';
 import { TreeDigest, type DigestEntry } from '../../agent/transfer/format.js';
 import { SeedwireError } from '../../shared/errors.js';
+import { rejectionOf } from '../helpers/checks.js';
 
 let dir: string;
 const open: ReceiveCheckpoint[] = [];
@@ -46,14 +47,6 @@ function summaryOf(entries: DigestEntry[]): { files: number; bytes: number; dige
   return digest.summary();
 }
 
-async function rejection(promise: Promise<unknown>): Promise<SeedwireError> {
-  const error = await promise.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(SeedwireError);
-  return error as SeedwireError;
-}
 
 describe('receive checkpoint', () => {
   it('commits a resume point and its ledger, and a resume reads them back', async () => {
@@ -131,13 +124,13 @@ describe('receive checkpoint', () => {
     const summary = checkpoint.verifyEnd(want);
     expect(summary).toEqual(want);
 
-    expect((await rejection(requireReceived(dir, 'seed-1', want.digest))).message).toMatch(/has not been received completely/);
+    expect((await rejectionOf(requireReceived(dir, 'seed-1', want.digest))).message).toMatch(/has not been received completely/);
     await checkpoint.commit({ committed: 500, current: null }, Promise.resolve(), summary);
     expect(await requireReceived(dir, 'seed-1', want.digest)).toEqual(want);
-    const mismatch = await rejection(requireReceived(dir, 'seed-1', wrong.digest));
+    const mismatch = await rejectionOf(requireReceived(dir, 'seed-1', wrong.digest));
     expect(mismatch.code).toBe('SEEDWIRE_VERIFY_FAILED');
     expect(mismatch.message).toMatch(/differs from the source's 0{64}; the target keeps its \.seedwire-incomplete/);
-    expect((await rejection(requireReceived(dir, 'other-seed', want.digest))).message).toMatch(/seed other-seed has not been received completely/);
+    expect((await rejectionOf(requireReceived(dir, 'other-seed', want.digest))).message).toMatch(/seed other-seed has not been received completely/);
   });
 
   it('records a stream that cannot resume as received, and drops every trace', async () => {
@@ -179,11 +172,11 @@ describe('receive checkpoint', () => {
     for (const [name, text, message] of cases) {
       it(name, async () => {
         await writeFile(join(dir, RECEIVE_STATE_FILE), text);
-        const error = await rejection(readResumePoint(dir, 'seed-1'));
+        const error = await rejectionOf(readResumePoint(dir, 'seed-1'));
         expect(error.code).toBe('SEEDWIRE_VERIFY_FAILED');
         expect(error.message).toMatch(message);
         // finalize refuses, keeping the marker
-        expect((await rejection(requireReceived(dir, 'seed-1', 'abc'))).message).toMatch(/unreadable.*; the target keeps its \.seedwire-incomplete/s);
+        expect((await rejectionOf(requireReceived(dir, 'seed-1', 'abc'))).message).toMatch(/unreadable.*; the target keeps its \.seedwire-incomplete/s);
         // a resume starts over, saying why, and the bad state is gone
         const checkpoint = await start('seed-1', true);
         expect(checkpoint.resumed).toBeNull();
@@ -195,7 +188,7 @@ describe('receive checkpoint', () => {
     it('a garbage ledger line', async () => {
       await writeFile(join(dir, RECEIVE_STATE_FILE), JSON.stringify({ version: 1, seedId: 'seed-1', committed: 9, current: null, ledgerEntries: 1, done: null, updatedAt: 'x' }));
       await writeFile(join(dir, RECEIVE_LEDGER_FILE), '{"path":"a","size":"big"}\n');
-      expect((await rejection(readResumePoint(dir, 'seed-1'))).message).toMatch(/seed-receive\.ledger is unreadable: line 1 is not a \{path, size, sha256\} entry/);
+      expect((await rejectionOf(readResumePoint(dir, 'seed-1'))).message).toMatch(/seed-receive\.ledger is unreadable: line 1 is not a \{path, size, sha256\} entry/);
     });
   });
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DirHeader, FileHeader, SymlinkHeader } from '../../agent/transfer/format.js';
 import { TreeWriter } from '../../agent/transfer/tree-writer.js';
-import { SeedwireError } from '../../shared/errors.js';
+import { rejectionOf } from '../helpers/checks.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 
 let work: string;
@@ -36,14 +36,6 @@ const file = (path: string, size: number, mode = 0o640): FileHeader => ({ type: 
 const dir = (path: string, mode = 0o755): DirHeader => ({ type: 'dir', path, mode, mtimeMs: 0 });
 const link = (path: string, target: string): SymlinkHeader => ({ type: 'symlink', path, target, mode: 0o777, mtimeMs: 0 });
 
-async function refusal(promise: Promise<unknown>): Promise<SeedwireError> {
-  const error = await promise.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(SeedwireError);
-  return error as SeedwireError;
-}
 
 async function writeWhole(w: TreeWriter, path: string, content: string, mode?: number): Promise<void> {
   await w.writeEntry(file(path, content.length, mode), 0);
@@ -77,7 +69,7 @@ describe('tree writer', () => {
     const w = writer();
     await w.writeEntry(file('x.ibd', 4), 0);
     await w.writeData(Buffer.from('evil'));
-    const error = await refusal(w.completeFile(sha('good')));
+    const error = await rejectionOf(w.completeFile(sha('good')));
     expect(error.code).toBe('SEEDWIRE_VERIFY_FAILED');
     expect(error.message).toMatch(/^checksum mismatch for x\.ibd/);
   });
@@ -94,7 +86,7 @@ describe('tree writer', () => {
     it(`refuses the path ${JSON.stringify(path)} (${why}) before touching anything`, async () => {
       const w = writer();
       for (const header of [file(path, 1), dir(path), link(path, 'x')]) {
-        const error = await refusal(w.writeEntry(header, 0));
+        const error = await rejectionOf(w.writeEntry(header, 0));
         expect(error.code).toBe('SEEDWIRE_PATH_ESCAPE');
         expect(error.message).toContain(why);
       }
@@ -109,9 +101,9 @@ describe('tree writer', () => {
     await writeFile(join(outside, 'target'), 'keep');
     await symlink(join(outside, 'target'), join(root, 'linked-file'));
     const w = writer({ allowExternalSymlinks: true });
-    expect((await refusal(w.writeEntry(file('linked-dir/x', 1), 0))).message).toMatch(/its parent linked-dir is a symlink/);
-    expect((await refusal(w.writeEntry(file('linked-file', 1), 0))).message).toMatch(/it is a symlink; refusing to write through it/);
-    expect((await refusal(w.writeEntry(dir('linked-dir', 0o755), 0))).message).toMatch(/a symlink where a directory is expected/);
+    expect((await rejectionOf(w.writeEntry(file('linked-dir/x', 1), 0))).message).toMatch(/its parent linked-dir is a symlink/);
+    expect((await rejectionOf(w.writeEntry(file('linked-file', 1), 0))).message).toMatch(/it is a symlink; refusing to write through it/);
+    expect((await rejectionOf(w.writeEntry(dir('linked-dir', 0o755), 0))).message).toMatch(/a symlink where a directory is expected/);
     expect(await readFile(join(outside, 'target'), 'utf8')).toBe('keep');
     expect(existsSync(join(outside, 'x'))).toBe(false);
   });
@@ -121,14 +113,14 @@ describe('tree writer', () => {
     await w.writeEntry(link('db/link', '../ibdata1'), 0);
     expect(await readlink(join(root, 'db/link'))).toBe('../ibdata1');
     await w.writeEntry(link('db/link', '../ibdata1'), 0); // a resume replaying it
-    const out = await refusal(w.writeEntry(link('db/out', '../../etc'), 0));
+    const out = await rejectionOf(w.writeEntry(link('db/out', '../../etc'), 0));
     expect(out.code).toBe('SEEDWIRE_PATH_ESCAPE');
     expect(out.message).toMatch(/target resolves outside the datadir/);
-    expect((await refusal(w.writeEntry(link('abs', '/var/lib/other'), 0))).code).toBe('SEEDWIRE_PATH_ESCAPE');
+    expect((await rejectionOf(w.writeEntry(link('abs', '/var/lib/other'), 0))).code).toBe('SEEDWIRE_PATH_ESCAPE');
     await writer({ allowExternalSymlinks: true }).writeEntry(link('tablespace', '/srv/ts1'), 0);
     expect(await readlink(join(root, 'tablespace'))).toBe('/srv/ts1');
     await w.writeEntry(dir('d', 0o755), 0);
-    expect((await refusal(w.writeEntry(link('d', 'x'), 0))).code).toBe('SEEDWIRE_BAD_FRAME');
+    expect((await rejectionOf(w.writeEntry(link('d', 'x'), 0))).code).toBe('SEEDWIRE_BAD_FRAME');
   });
 
   it('resumes inside a file: cut to the stored length, the prefix re-hashed so the trailer covers all of it', async () => {
@@ -153,7 +145,7 @@ describe('tree writer', () => {
   it('refuses a resume point past the file or past what the file holds', async () => {
     await writeWhole(writer(), 'short', 'abc');
     const w = writer();
-    expect((await refusal(w.resumeFile({ path: 'short', mode: 0o640, mtimeMs: 0, size: 10, dataStart: 0, position: 11 }))).message).toMatch(/past its size/);
-    expect((await refusal(w.resumeFile({ path: 'short', mode: 0o640, mtimeMs: 0, size: 10, dataStart: 0, position: 8 }))).message).toMatch(/shorter than its resume point/);
+    expect((await rejectionOf(w.resumeFile({ path: 'short', mode: 0o640, mtimeMs: 0, size: 10, dataStart: 0, position: 11 }))).message).toMatch(/past its size/);
+    expect((await rejectionOf(w.resumeFile({ path: 'short', mode: 0o640, mtimeMs: 0, size: 10, dataStart: 0, position: 8 }))).message).toMatch(/shorter than its resume point/);
   });
 });
