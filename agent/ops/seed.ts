@@ -40,7 +40,7 @@ import { sendTree } from '../transfer/send.js';
 import { acquireSource } from '../transfer/source.js';
 import { tidyReceivedDatadir } from '../transfer/tidy.js';
 import { measureTree } from '../transfer/walk.js';
-import type { ReceivePort, SendPort } from '../streams/types.js';
+import type { SendPort } from '../streams/types.js';
 import { defineOp, type OpContext, type OpDefinition, type OpResult } from './types.js';
 
 type ReceiveParams = z.output<(typeof INTERNAL_OP_PARAMS)['seed-receive']>;
@@ -193,7 +193,7 @@ async function receiveSeedTree(ctx: OpContext, mysql: MysqlConfig, params: Recei
   const deps = guardDeps(ctx, mysql);
   const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume });
   if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
-  let port: ReceivePort | null = null;
+  const port = ctx.streams.openReceive(params.stream);
   try {
     if (checkpoint.resumed) {
       await assertDatadirUnused(deps, { action: 'resume receiving the seed into' });
@@ -202,11 +202,10 @@ async function receiveSeedTree(ctx: OpContext, mysql: MysqlConfig, params: Recei
       await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
     }
     const progress = reportReceived((data) => ctx.progress(data));
-    const receivePort = (port = ctx.streams.openReceive(params.stream));
     const summary = await runWhileGuarded(deps, { action: 'keep receiving the seed into', ignoreOwnChildren: false }, (signal) =>
       receiveTree({
         root: mysql.datadir,
-        port: receivePort,
+        port,
         checkpoint,
         signal,
         ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
@@ -218,7 +217,7 @@ async function receiveSeedTree(ctx: OpContext, mysql: MysqlConfig, params: Recei
     progress.flush();
     return { result: summary };
   } finally {
-    port?.close();
+    port.close();
     await checkpoint.close();
   }
 }

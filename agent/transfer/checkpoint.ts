@@ -232,8 +232,8 @@ export async function openCheckpoint(options: CheckpointOptions): Promise<Receiv
 }
 
 export class ReceiveCheckpoint {
+  /** The digest over the files verified so far; its count is the ledger's line count. */
   private readonly digest = new TreeDigest();
-  private fileCount = 0;
   private pendingLedger = '';
   private committedOffset: number;
   /** The commit whose state write is last in line (state writes happen in call order). */
@@ -273,7 +273,6 @@ export class ReceiveCheckpoint {
   /** A file whose trailer matched, in stream order: it joins the digest and the next commit's ledger lines. */
   addVerified(entry: DigestEntry): void {
     this.digest.add(entry);
-    this.fileCount += 1;
     this.pendingLedger += `${JSON.stringify({ path: entry.path, size: entry.size, sha256: entry.sha256 })}\n`;
   }
 
@@ -302,7 +301,7 @@ export class ReceiveCheckpoint {
     }
     const ledgerText = this.pendingLedger;
     this.pendingLedger = '';
-    const ledgerEntries = this.fileCount;
+    const ledgerEntries = this.digest.files;
     const ledger = this.ledger;
     const previous = this.lastCommit;
     // Ledger lines are appended in call order: after the previous commit is done with the file.
