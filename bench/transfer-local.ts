@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { openCheckpoint } from '../agent/transfer/checkpoint.js';
 import { receiveTree } from '../agent/transfer/receive.js';
 import { sendTree } from '../agent/transfer/send.js';
 import type { Codec } from '../shared/codec.js';
@@ -38,7 +39,8 @@ try {
     const start = new Promise<number>((resolve) => {
       onStart = resolve;
     });
-    const receive = receiveTree({ root: target, port: pair.receive, resumeState: { dir: state, seedId: 'bench', resume: false }, signal, onStart });
+    const checkpoint = await openCheckpoint({ stateDir: state, seedId: 'bench', resume: false });
+    const receive = receiveTree({ root: target, port: pair.receive, checkpoint, signal, onStart });
     receive.catch(() => pair.cut('receiver failed'));
     const sent = await sendTree({ root: source, port: pair.send, offset: await start, compression: codec, signal });
     pair.send.close();

@@ -1,7 +1,6 @@
 /** Turning what a handler returned or threw into the frame that reports it. */
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { ErrorFrame, ResultFrame } from '../../shared/frames.js';
-import type { CommandResult } from '../exec/run.js';
 import type { OpResult } from '../ops/types.js';
 
 export function makeResultFrame(id: string, value: OpResult, durationMs: number): ResultFrame {
@@ -28,15 +27,4 @@ export function makeErrorFrame(id: string | null, error: unknown): ErrorFrame {
   const frame: ErrorFrame = { t: 'error', id, code: err.code, message: err.message.slice(0, 60 * 1024) };
   if (typeof details?.exitCode === 'number') frame.exitCode = details.exitCode;
   return frame;
-}
-
-/** The error for a command that exited non-zero: the stderr tail in the message, exitCode kept. */
-export function makeCommandError(what: string, result: CommandResult): SeedwireError {
-  if (result.timedOut) return new SeedwireError('SEEDWIRE_TIMEOUT', `${what} timed out after ${result.durationMs} ms`);
-  if (result.isCanceled) return new SeedwireError('SEEDWIRE_CANCELED', `${what} was canceled`);
-  const tail = result.stderrTail.trim().split('\n').slice(-20).join('\n');
-  const how = result.exitCode !== null ? `exited with ${result.exitCode}` : `was killed by ${result.signal ?? 'a signal'}`;
-  return new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${what} ${how}${tail ? `: ${tail}` : ''}`, {
-    details: { exitCode: result.exitCode, signal: result.signal },
-  });
 }

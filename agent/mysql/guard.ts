@@ -228,3 +228,19 @@ export function watchDatadir(deps: GuardDeps, options: GuardOptions & { interval
     },
   };
 }
+
+/**
+ * Runs `work` (writing into the datadir) under watchDatadir: a server started meanwhile aborts
+ * the signal `work` gets, and the guard's refusal is what is thrown, not the abort it caused.
+ */
+export async function runWhileGuarded<T>(deps: GuardDeps, options: GuardOptions & { intervalMs?: number }, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const watch = watchDatadir(deps, options);
+  const signal = deps.signal ? AbortSignal.any([deps.signal, watch.signal]) : watch.signal;
+  try {
+    return await work(signal);
+  } catch (error) {
+    throw watch.refusal() ?? error;
+  } finally {
+    await watch.stop();
+  }
+}

@@ -80,6 +80,19 @@ export async function inspectMarker(datadir: string): Promise<MarkerContent | nu
 }
 
 /**
+ * Refuses (SEEDWIRE_OP_REFUSED) unless the datadir carries the marker of `seedId`: the seed's
+ * later steps only touch a datadir its own prepare emptied.
+ */
+export async function requireSeedMarker(datadir: string, seedId: string): Promise<void> {
+  const marker = await inspectMarker(datadir);
+  if (marker?.seedId === seedId) return;
+  throw new SeedwireError(
+    'SEEDWIRE_OP_REFUSED',
+    marker === null ? `${datadir} has no ${INCOMPLETE_MARKER}: run seed-prepare-target first` : `${datadir} is being seeded by ${marker.seedId ?? 'an unknown seed'}, not ${seedId}`,
+  );
+}
+
+/**
  * The seed id the marker names, `'unknown seed'` for a marker without one, null when there is
  * none. A marker that is not a regular file is refused (SEEDWIRE_OP_REFUSED).
  */

@@ -4,6 +4,8 @@
  */
 import { runCommand, type CommandResult } from '../exec/run.js';
 
+export { describeFailure } from '../exec/failure.js';
+
 export interface RunnerOptions {
   timeoutMs?: number;
   /** Do not stream the command's output to the caller. */
@@ -17,13 +19,6 @@ export type Runner = (command: string, options?: RunnerOptions) => Promise<Comma
 /** A Runner over runCommand that only collects output tails. */
 export function runnerFor(signal?: AbortSignal): Runner {
   return (command, options = {}) => runCommand(command, { signal, timeoutMs: options.timeoutMs, tailBytes: options.tailBytes });
-}
-
-/** The last non-empty lines of a command's stderr (or stdout), for an error message. */
-export function describeFailure(result: CommandResult): string {
-  const text = (result.stderrTail.trim() || result.stdoutTail.trim()).split('\n').slice(-20).join('\n');
-  const how = result.timedOut ? 'timed out' : result.isCanceled ? 'was canceled' : result.signal ? `was killed by ${result.signal}` : `exited ${result.exitCode}`;
-  return text ? `${how}: ${text}` : how;
 }
 
 /** A single-quoted bash word: what the datadir path and user become in the commands the agent builds. */

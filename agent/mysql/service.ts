@@ -6,8 +6,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { SeedwireError } from '../../shared/errors.js';
 import type { MysqlConfig } from '../config/schema.js';
+import { commandFailed } from '../exec/failure.js';
 import { AGENT_LIMITS } from '../limits.js';
-import { describeFailure, type Runner } from './runner.js';
+import type { Runner } from './runner.js';
 import { readIncompleteMarker } from './marker.js';
 
 /** Upper bound for one status command; the value and why: agent/limits.ts. */
@@ -24,7 +25,7 @@ export async function checkMysqlRunning(deps: ServiceDeps, timeoutMs: number = S
   const result = await deps.run(deps.mysql.statusCommand, { quiet: true, timeoutMs });
   if (result.isCanceled) throw new SeedwireError('SEEDWIRE_CANCELED', 'mysql.statusCommand was canceled');
   if (result.timedOut) throw new SeedwireError('SEEDWIRE_TIMEOUT', `mysql.statusCommand did not finish within ${timeoutMs} ms`);
-  if (result.exitCode === null) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `mysql.statusCommand ${describeFailure(result)}`);
+  if (result.exitCode === null) throw commandFailed('mysql.statusCommand', result);
   return result.exitCode === 0;
 }
 
@@ -51,7 +52,7 @@ async function switchMysql(deps: ServiceDeps, running: boolean): Promise<boolean
   const result = await deps.run(running ? deps.mysql.startCommand : deps.mysql.stopCommand, { timeoutMs: deps.mysql.commandTimeoutSeconds * 1000 });
   if (result.isCanceled) throw new SeedwireError('SEEDWIRE_CANCELED', `${key} was canceled`);
   if (result.timedOut) throw new SeedwireError('SEEDWIRE_TIMEOUT', `${key} did not finish within mysql.commandTimeoutSeconds (${deps.mysql.commandTimeoutSeconds} s)`);
-  if (result.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${key} ${describeFailure(result)}`, { details: { exitCode: result.exitCode } });
+  if (result.exitCode !== 0) throw commandFailed(key, result);
 
   await waitForMysqlState(deps, running, deadline);
   return running;

@@ -2,23 +2,17 @@
  * Internal seed operations (shared/ops.ts INTERNAL_OP_PARAMS), called only by the controller's
  * seed state machine. The target keeps `.seedwire-incomplete` (content: the seed id) from
  * prepare until a verified finalize, so a failed or partial seed never looks like a datadir.
+ *
+ * Only the operations live here: host checks come from agent/mysql/ (status, marker, free space,
+ * the datadir guard and deletion), the transfer from agent/transfer/ (receive pipeline,
+ * checkpoint, senders, progress).
  */
-import { createHash } from 'node:crypto';
-import type { z } from 'zod';
-import { readdir, readFile, rm, stat, mkdir } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
-import { LIMITS } from '../../shared/limits.js';
-import { INCOMPLETE_MARKER, INTERNAL_OP_PARAMS } from '../../shared/ops.js';
+import { INCOMPLETE_MARKER, INTERNAL_OP_PARAMS, type OpParams, type SendSummary } from '../../shared/ops.js';
 import type { MysqlConfig } from '../config/schema.js';
-import { isExcludedName } from '../transfer/format.js';
-import { dropReceiveState, readReceiveState } from '../transfer/receive-state.js';
-import { receiveTree } from '../transfer/receive.js';
-import { sendTree } from '../transfer/send.js';
-import { sendBackup } from '../transfer/backup.js';
-import { extractorFor, receiveStream } from '../transfer/receive-stream.js';
-import { writeReceiveState } from '../transfer/receive-state.js';
 import { resolveTiming } from '../connection/timing.js';
+import { commandFailed } from '../exec/failure.js';
 import {
   assertDatadirUnused,
   checkMysqlRunning,
@@ -26,90 +20,33 @@ import {
   inspectMarker,
   measureDiskUsage,
   measureFreeSpace,
+  readBinlogCoordinates,
   removeIncompleteMarker,
+  requireMysql,
+  requireSeedMarker,
+  runWhileGuarded,
   shellQuote,
-  watchDatadir,
   writeIncompleteMarker,
   type GuardDeps,
 } from '../mysql/index.js';
+import { sendBackup } from '../transfer/backup.js';
+import { dropReceiveState, openCheckpoint, recordReceived, requireReceived } from '../transfer/checkpoint.js';
+import { hashCachePath } from '../transfer/hash-cache.js';
+import { reportReceived, reportSent } from '../transfer/progress.js';
+import { extractorFor, receiveStream } from '../transfer/receive-stream.js';
+import { receiveTree } from '../transfer/receive.js';
+import { sendTree } from '../transfer/send.js';
 import { acquireSource } from '../transfer/source.js';
+import { tidyReceivedDatadir } from '../transfer/tidy.js';
 import { measureTree } from '../transfer/walk.js';
+import type { SendPort } from '../streams/types.js';
 import { defineOp, type OpContext, type OpDefinition, type OpResult } from './types.js';
 
-const PROGRESS_INTERVAL_MS = LIMITS.progressIntervalMs;
-
-function mysqlOf(ctx: OpContext): MysqlConfig {
-  const mysql = ctx.config.mysql;
-  if (!mysql) throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'this agent has no mysql section; set mysql.datadir');
-  return mysql;
-}
+type ReceiveParams = OpParams<'seed-receive'>;
+type SendParams = OpParams<'seed-send'>;
 
 function guardDeps(ctx: OpContext, mysql: MysqlConfig): GuardDeps {
   return { mysql, backup: ctx.config.backup, run: ctx.run, signal: ctx.signal };
-}
-
-async function requireMarker(datadir: string, seedId: string): Promise<void> {
-  const marker = await inspectMarker(datadir);
-  if (marker?.seedId !== seedId) {
-    throw new SeedwireError(
-      'SEEDWIRE_OP_REFUSED',
-      marker === null
-        ? `${datadir} has no ${INCOMPLETE_MARKER}: run seed-prepare-target first`
-        : `${datadir} is being seeded by ${marker.seedId ?? 'an unknown seed'}, not ${seedId}`,
-    );
-  }
-}
-
-/**
- * Runs `work` (writing into the datadir) while re-checking the datadir guard: a server started
- * meanwhile stops the work, and the guard's refusal is what the op reports.
- */
-async function whileGuarded<T>(deps: GuardDeps, options: { ignoreOwnChildren: boolean }, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const watch = watchDatadir(deps, { action: 'keep receiving the seed into', ignoreOwnChildren: options.ignoreOwnChildren });
-  const signal = deps.signal ? AbortSignal.any([deps.signal, watch.signal]) : watch.signal;
-  try {
-    return await work(signal);
-  } catch (error) {
-    throw watch.refusal() ?? error;
-  } finally {
-    await watch.stop();
-  }
-}
-
-function throttle(fn: (now: number) => void): (force?: boolean) => void {
-  let last = 0;
-  return (force = false) => {
-    const now = performance.now();
-    if (!force && now - last < PROGRESS_INTERVAL_MS) return;
-    last = now;
-    fn(now);
-  };
-}
-
-/** A file name for per-seed state: seed ids are free text. */
-function seedFileName(prefix: string, seedId: string): string {
-  return `${prefix}-${createHash('sha256').update(seedId).digest('hex').slice(0, 24)}`;
-}
-
-/**
- * Binlog coordinates of a cleanly stopped server: the last file its binlog index lists, and that
- * file's size. Null when the datadir has no binlog index.
- */
-export async function readBinlogCoordinates(datadir: string): Promise<{ file: string; position: number } | null> {
-  const indexes = (await readdir(datadir)).filter((name) => name.endsWith('.index') && !name.includes('relay')).sort();
-  for (const index of indexes) {
-    const lines = (await readFile(join(datadir, index), 'utf8')).split('\n').map((l) => l.trim()).filter(Boolean);
-    const last = lines.at(-1);
-    if (!last) continue;
-    const path = isAbsolute(last) ? last : join(datadir, last);
-    try {
-      const st = await stat(path);
-      return { file: last.split('/').at(-1) as string, position: st.size };
-    } catch {
-      continue;
-    }
-  }
-  return null;
 }
 
 export const seedOps: OpDefinition[] = [
@@ -119,7 +56,7 @@ export const seedOps: OpDefinition[] = [
     requires: ['mysql'],
     mutates: true,
     async run(ctx, params) {
-      const mysql = mysqlOf(ctx);
+      const mysql = requireMysql(ctx.config);
       // The datadir's current contents are deleted below, so they count as available.
       const free = await measureFreeSpace(mysql.datadir, { nearestExisting: true });
       const reclaimable = await measureDiskUsage(mysql.datadir, ctx.signal).catch(() => 0);
@@ -148,52 +85,9 @@ export const seedOps: OpDefinition[] = [
     requires: ['mysql'],
     mutates: true,
     async run(ctx, params) {
-      const mysql = mysqlOf(ctx);
-      await requireMarker(mysql.datadir, params.seedId);
-      if (params.format === 'stream') return receiveBackupStream(ctx, mysql, params);
-      const stateDir = ctx.config.stateDir;
-      const resumable = params.resume ? await readReceiveState(stateDir, params.seedId) : null;
-      const deps = guardDeps(ctx, mysql);
-      if (!resumable) {
-        // A fresh start: nothing half-received may stay behind.
-        await dropReceiveState(stateDir);
-        await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
-      } else {
-        await assertDatadirUnused(deps, { action: 'resume receiving the seed into' });
-      }
-      const started = performance.now();
-      let startOffset = 0;
-      let latest = { received: 0, committed: 0 };
-      const report = throttle((now) => {
-        const seconds = (now - started) / 1000;
-        const bytesPerSec = seconds > 0 ? Math.round((latest.received - startOffset) / seconds) : undefined;
-        ctx.progress({ committed: latest.committed, received: latest.received, ...(bytesPerSec === undefined ? {} : { bytesPerSec }) });
-      });
-      const port = ctx.streams.openReceive(params.stream);
-      try {
-        const summary = await whileGuarded(deps, { ignoreOwnChildren: false }, (signal) =>
-          receiveTree({
-            root: mysql.datadir,
-            port,
-            resumeState: { dir: stateDir, seedId: params.seedId, resume: resumable !== null },
-            signal,
-            ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
-            allowExternalSymlinks: ctx.config.receive?.allowExternalSymlinks ?? false,
-            onStart: (offset) => {
-              startOffset = offset;
-              ctx.progress({ ready: true, offset });
-            },
-            onProgress: (progress) => {
-              latest = progress;
-              report();
-            },
-          }),
-        );
-        report(true);
-        return { result: summary };
-      } finally {
-        port.close();
-      }
+      const mysql = requireMysql(ctx.config);
+      await requireSeedMarker(mysql.datadir, params.seedId);
+      return params.format === 'stream' ? receiveBackupStream(ctx, mysql, params) : receiveSeedTree(ctx, mysql, params);
     },
   }),
 
@@ -201,37 +95,7 @@ export const seedOps: OpDefinition[] = [
     name: 'seed-send',
     params: INTERNAL_OP_PARAMS['seed-send'],
     async run(ctx, params) {
-      if (params.source.kind === 'backup') return sendBackupStream(ctx, params);
-      const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
-      const root = source.root;
-      const port = ctx.streams.openSend(params.stream, params.limit);
-      let sent = params.offset;
-      const report = throttle(() => ctx.progress({ sent }));
-      const hashCachePath = join(ctx.config.stateDir, seedFileName('seed-send', params.seedId));
-      await mkdir(ctx.config.stateDir, { recursive: true });
-      try {
-        const summary = await sendTree({
-          root,
-          port,
-          offset: params.offset,
-          compression: params.compression,
-          ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
-          signal: ctx.signal,
-          hashCachePath,
-          onProgress: (offset) => {
-            sent = offset;
-            report();
-          },
-        });
-        report(true);
-        await rm(hashCachePath, { force: true });
-        const binlog = params.source.kind === 'datadir' ? await readBinlogCoordinates(root) : null;
-        return { result: binlog ? { ...summary, binlog } : summary };
-      } finally {
-        port.close();
-        source.release();
-        ctx.log.info({ seedId: params.seedId, stream: params.stream, from: params.offset, to: sent, aborted: ctx.signal.aborted }, 'seed-send ended');
-      }
+      return params.source.kind === 'backup' ? sendBackupStream(ctx, params) : sendSeedTree(ctx, params);
     },
   }),
 
@@ -241,33 +105,21 @@ export const seedOps: OpDefinition[] = [
     requires: ['mysql'],
     mutates: true,
     async run(ctx, params) {
-      const mysql = mysqlOf(ctx);
-      await requireMarker(mysql.datadir, params.seedId);
-      const state = await readReceiveState(ctx.config.stateDir, params.seedId);
-      if (!state?.done) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `seed ${params.seedId} has not been received completely; the target keeps its ${INCOMPLETE_MARKER}`);
-      if (state.done.digest !== params.digest) {
-        throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `received digest ${state.done.digest} differs from the source's ${params.digest}; the target keeps its ${INCOMPLETE_MARKER}`);
-      }
+      const mysql = requireMysql(ctx.config);
+      await requireSeedMarker(mysql.datadir, params.seedId);
+      await requireReceived(ctx.config.stateDir, params.seedId, params.digest);
       const deps = guardDeps(ctx, mysql);
       await assertDatadirUnused(deps, { action: 'finalize the seed in' });
       if (params.prepare) {
         // A hot backup is only consistent once its copied redo log is applied.
         const prepare = await ctx.run(`${params.prepare} --prepare --target-dir=${shellQuote(mysql.datadir)}`);
-        if (prepare.exitCode !== 0) {
-          throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${params.prepare} --prepare exited ${prepare.exitCode ?? prepare.signal}: ${prepare.stderrTail.trim().split('\n').slice(-15).join('\n')}`);
-        }
-        // Bookkeeping of the backup that must not outlive it; xtrabackup_info and
-        // xtrabackup_binlog_info stay (harmless, and they say where the copy came from).
-        for (const name of BACKUP_ONLY_FILES) await rm(join(mysql.datadir, name), { force: true });
+        if (prepare.exitCode !== 0) throw commandFailed(`${params.prepare} --prepare`, prepare);
       }
-      // Identity, pid and socket files never travel, but make sure none is left from before.
-      for (const name of await readdir(mysql.datadir)) {
-        if (name !== INCOMPLETE_MARKER && isExcludedName(name)) await rm(join(mysql.datadir, name), { force: true });
-      }
+      await tidyReceivedDatadir(mysql.datadir, { preparedBackup: params.prepare !== undefined });
       if (mysql.user) {
         // -h: change symlinks themselves; a received symlink's target is never touched.
         const chown = await ctx.run(`chown -hR -- ${shellQuote(`${mysql.user}:`)} ${shellQuote(mysql.datadir)}`, { quiet: true });
-        if (chown.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `chown to ${mysql.user} failed: ${chown.stderrTail.trim()}`);
+        if (chown.exitCode !== 0) throw commandFailed(`chown to ${mysql.user}`, chown);
       }
       // Checked again right before the datadir becomes startable (--prepare may have taken long).
       if (params.startMysql) await assertDatadirUnused(deps, { action: 'start MySQL on' });
@@ -276,12 +128,11 @@ export const seedOps: OpDefinition[] = [
       let started = false;
       if (params.startMysql) {
         const start = await ctx.run(mysql.startCommand, { timeoutMs: mysql.commandTimeoutSeconds * 1000 });
-        if (start.exitCode !== 0) {
-          throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `start command exited ${start.exitCode ?? start.signal}: ${start.stderrTail.trim()}`);
-        }
+        if (start.exitCode !== 0) throw commandFailed('mysql.startCommand', start);
         started = true;
       }
-      // Only a report: a status that does not answer reads as "not running" here.
+      // Only a report, after the seed is complete: a status that does not answer reads as "not
+      // running" rather than failing a finalize that already happened.
       const running = await checkMysqlRunning({ mysql, run: ctx.run, signal: ctx.signal }).catch(() => false);
       return { result: { started, running } };
     },
@@ -293,7 +144,7 @@ export const seedOps: OpDefinition[] = [
     requires: ['mysql'],
     mutates: true,
     async run(ctx, params) {
-      const mysql = mysqlOf(ctx);
+      const mysql = requireMysql(ctx.config);
       // Only what this seed did is undone: its prepare wrote the marker (with its id) before it
       // emptied anything. Without that marker the target is left exactly as it is.
       let marker;
@@ -331,32 +182,57 @@ export const seedOps: OpDefinition[] = [
   }),
 ];
 
-/** Files a prepared backup leaves that must not stay in a live datadir. */
-const BACKUP_ONLY_FILES = ['xtrabackup_logfile', 'xtrabackup_checkpoints', 'xtrabackup_binlog_pos_innodb'] as const;
-
-function leaveAsItIs(ctx: OpContext, seedId: string, reason: string): OpResult {
+function leaveAsItIs(ctx: OpContext, seedId: string, reason: string): OpResult<'seed-cleanup-target'> {
   ctx.log.warn({ seedId, reason }, 'seed-cleanup-target left the target as it is');
   return { result: { cleaned: false, reason: `target left as it is: ${reason}` } };
 }
 
+/** seed-receive of a tree seed: resumes from the checkpoint, or starts over into an emptied datadir. */
+async function receiveSeedTree(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
+  const deps = guardDeps(ctx, mysql);
+  const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume });
+  if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
+  const port = ctx.streams.openReceive(params.stream);
+  try {
+    if (checkpoint.resumed) {
+      await assertDatadirUnused(deps, { action: 'resume receiving the seed into' });
+    } else {
+      // A fresh start: nothing half-received may stay behind.
+      await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
+    }
+    const progress = reportReceived((data) => ctx.progress(data));
+    const summary = await runWhileGuarded(deps, { action: 'keep receiving the seed into', ignoreOwnChildren: false }, (signal) =>
+      receiveTree({
+        root: mysql.datadir,
+        port,
+        checkpoint,
+        signal,
+        ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
+        allowExternalSymlinks: ctx.config.receive?.allowExternalSymlinks ?? false,
+        onStart: (offset) => progress.start(offset),
+        onProgress: (latest) => progress.update(latest),
+      }),
+    );
+    progress.flush();
+    return { result: summary };
+  } finally {
+    port.close();
+    await checkpoint.close();
+  }
+}
+
 /** seed-receive of a backup seed: the xbstream goes through the extractor into an emptied datadir. */
-async function receiveBackupStream(ctx: OpContext, mysql: MysqlConfig, params: z.output<(typeof INTERNAL_OP_PARAMS)['seed-receive']>): Promise<OpResult> {
+async function receiveBackupStream(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
   const stateDir = ctx.config.stateDir;
   // No resume for a pipe: every attempt starts over into an emptied datadir (the marker stays).
   await dropReceiveState(stateDir);
   const deps = guardDeps(ctx, mysql);
   await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
-  const started = performance.now();
-  let latest = { received: 0, committed: 0 };
-  const report = throttle((now) => {
-    const seconds = (now - started) / 1000;
-    const bytesPerSec = seconds > 0 ? Math.round(latest.received / seconds) : undefined;
-    ctx.progress({ committed: latest.committed, received: latest.received, ...(bytesPerSec === undefined ? {} : { bytesPerSec }) });
-  });
+  const progress = reportReceived((data) => ctx.progress(data));
   const port = ctx.streams.openReceive(params.stream);
   try {
     // The extractor is the agent's own child writing into the datadir; it is not a server.
-    const summary = await whileGuarded(deps, { ignoreOwnChildren: true }, (signal) =>
+    const summary = await runWhileGuarded(deps, { action: 'keep receiving the seed into', ignoreOwnChildren: true }, (signal) =>
       receiveStream({
         root: mysql.datadir,
         port,
@@ -364,35 +240,52 @@ async function receiveBackupStream(ctx: OpContext, mysql: MysqlConfig, params: z
         signal,
         killGraceMs: resolveTiming(ctx.config).killGraceMs,
         ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
-        onStart: (offset) => ctx.progress({ ready: true, offset }),
-        onProgress: (progress) => {
-          latest = progress;
-          report();
-        },
+        onStart: (offset) => progress.start(offset),
+        onProgress: (latest) => progress.update(latest),
         onOutput: (stream, text) => ctx.output(stream, text),
       }),
     );
-    report(true);
-    // What seed-finalize-target checks: the stream arrived whole, with this digest.
-    await writeReceiveState(stateDir, { version: 1, seedId: params.seedId, committed: summary.bytes, current: null, ledgerEntries: 0, done: summary, updatedAt: new Date().toISOString() });
+    progress.flush();
+    // What seed-finalize-target requires: the stream arrived whole, with this digest.
+    await recordReceived(stateDir, params.seedId, summary);
     return { result: summary };
   } finally {
     port.close();
   }
 }
 
+/** seed-send of a tree seed (datadir or mounted snapshot), from the receiver's offset. */
+async function sendSeedTree(ctx: OpContext<'seed-send'>, params: SendParams): Promise<OpResult<'seed-send'>> {
+  if (params.source.kind === 'backup') throw new SeedwireError('SEEDWIRE_INTERNAL', 'a backup source is sent as a stream');
+  const cache = hashCachePath(ctx.config.stateDir, params.seedId);
+  await mkdir(ctx.config.stateDir, { recursive: true });
+  const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
+  return withSendPort(ctx, params, source.release, async (port, onProgress) => {
+    const summary = await sendTree({
+      root: source.root,
+      port,
+      offset: params.offset,
+      compression: params.compression,
+      ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
+      signal: ctx.signal,
+      hashCachePath: cache,
+      onProgress,
+    });
+    await rm(cache, { force: true });
+    const binlog = params.source.kind === 'datadir' ? await readBinlogCoordinates(source.root) : null;
+    return binlog ? { ...summary, binlog } : summary;
+  });
+}
+
 /** seed-send of a backup seed: the backup tool's stream, from offset 0 only. */
-async function sendBackupStream(ctx: OpContext, params: z.output<(typeof INTERNAL_OP_PARAMS)['seed-send']>): Promise<OpResult> {
+async function sendBackupStream(ctx: OpContext<'seed-send'>, params: SendParams): Promise<OpResult<'seed-send'>> {
   if (!ctx.config.backup) {
     throw new SeedwireError('SEEDWIRE_OP_REFUSED', 'a backup seed needs the backup section: set backup.tool (mariabackup or xtrabackup) in the agent config');
   }
   if (params.offset !== 0) throw new SeedwireError('SEEDWIRE_BAD_PARAMS', `a backup stream cannot resume: offset must be 0, not ${params.offset}`);
   await mkdir(ctx.config.stateDir, { recursive: true });
-  const port = ctx.streams.openSend(params.stream, params.limit);
-  let sent = 0;
-  const report = throttle(() => ctx.progress({ sent }));
-  try {
-    const result = await sendBackup({
+  return withSendPort(ctx, params, () => undefined, (port, onProgress) =>
+    sendBackup({
       config: ctx.config,
       seedId: params.seedId,
       port,
@@ -400,16 +293,35 @@ async function sendBackupStream(ctx: OpContext, params: z.output<(typeof INTERNA
       ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
       signal: ctx.signal,
       killGraceMs: resolveTiming(ctx.config).killGraceMs,
-      onProgress: (offset) => {
-        sent = offset;
-        report();
-      },
+      onProgress,
       onOutput: (stream, text) => ctx.output(stream, text),
-    });
-    report(true);
-    return { result };
+    }),
+  );
+}
+
+/**
+ * The send port of a seed-send around `send`: progress reported, the port closed and `release`
+ * called however it ends. Credit reaches the port as credit frames only (agent/transfer/credit.ts),
+ * so the call's `limit` is not used.
+ */
+async function withSendPort(
+  ctx: OpContext<'seed-send'>,
+  params: SendParams,
+  release: () => void,
+  send: (port: SendPort, onProgress: (offset: number) => void) => Promise<SendSummary>,
+): Promise<OpResult<'seed-send'>> {
+  const progress = reportSent((data) => ctx.progress(data), params.offset);
+  try {
+    const port = ctx.streams.openSend(params.stream);
+    try {
+      const result = await send(port, (offset) => progress.update(offset));
+      progress.flush();
+      return { result };
+    } finally {
+      port.close();
+    }
   } finally {
-    port.close();
-    ctx.log.info({ seedId: params.seedId, stream: params.stream, from: 0, to: sent, aborted: ctx.signal.aborted, source: 'backup' }, 'seed-send ended');
+    release();
+    ctx.log.info({ seedId: params.seedId, stream: params.stream, from: params.offset, to: progress.sent, aborted: ctx.signal.aborted, source: params.source.kind }, 'seed-send ended');
   }
 }

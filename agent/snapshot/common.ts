@@ -3,7 +3,8 @@ import { mkdir, realpath } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { SeedwireError } from '../../shared/errors.js';
 import type { CommandResult } from '../exec/run.js';
-import { describeFailure, runnerFor, type Runner } from '../mysql/runner.js';
+import { commandFailed } from '../exec/failure.js';
+import { runnerFor, type Runner } from '../mysql/runner.js';
 import type { CallOptions } from './types.js';
 
 export function pickRunner(options: CallOptions = {}): Runner {
@@ -15,7 +16,7 @@ export async function runChecked(run: Runner, command: string, what: string, opt
   const result = await run(command, options);
   if (result.isCanceled) throw new SeedwireError('SEEDWIRE_CANCELED', `${what} was canceled`);
   if (result.timedOut) throw new SeedwireError('SEEDWIRE_TIMEOUT', `${what} timed out`);
-  if (result.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${what} failed: \`${command}\` ${describeFailure(result)}`, { details: { exitCode: result.exitCode } });
+  if (result.exitCode !== 0) throw commandFailed(`${what} failed: \`${command}\``, result);
   return result;
 }
 

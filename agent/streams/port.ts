@@ -5,6 +5,11 @@
  *
  * Sending waits for credit AND for the socket's send buffer: above the high watermark, bulk data
  * pauses until ws has written it down below the low watermark (woken by send callbacks, no polling).
+ *
+ * Credit reaches a sender only as credit frames, the first grant included. A grant may arrive
+ * before the sender's port exists (the receiver grants as soon as it is ready; seed-send opens
+ * its port after a snapshot is mounted, say): the latest such grant is kept, for this session
+ * only, and a port opened later starts from it (see agent/transfer/credit.ts).
  */
 import type { Logger } from 'pino';
 import { decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
@@ -22,6 +27,8 @@ export interface Watermarks {
 const DEFAULT_WATERMARKS: Watermarks = { high: LIMITS.sendHighWaterBytes, low: LIMITS.sendLowWaterBytes };
 /** A receiver queue never holds more than a full window plus one message: the sender obeys credit. */
 const RECEIVE_QUEUE_BYTES = LIMITS.windowMaxBytes + LIMITS.maxMessageBytes;
+/** Streams whose early grant is kept at once; the oldest is forgotten beyond (one agent sends one seed at a time). */
+const EARLY_GRANTS_KEPT = 64;
 
 function disconnected(): SeedwireError {
   return new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped');
@@ -170,6 +177,8 @@ class ConnectionReceivePort implements ReceivePort {
 export class ConnectionStreamPort implements StreamPort {
   private readonly senders = new Map<number, ConnectionSendPort>();
   private readonly receivers = new Map<number, ConnectionReceivePort>();
+  /** The latest grant of each stream that had no sender when it arrived (this session's only). */
+  private readonly earlyGrants = new Map<number, number>();
 
   constructor(
     private readonly currentSession: () => Session | undefined,
@@ -177,8 +186,10 @@ export class ConnectionStreamPort implements StreamPort {
     private readonly watermarks: Watermarks = DEFAULT_WATERMARKS,
   ) {}
 
-  openSend(stream: number, initialLimit: number): SendPort {
+  openSend(stream: number): SendPort {
     this.senders.get(stream)?.fail(new SeedwireError('SEEDWIRE_CONFLICT', `stream ${stream} was opened again`));
+    const initialLimit = this.earlyGrants.get(stream) ?? 0;
+    this.earlyGrants.delete(stream);
     const port: ConnectionSendPort = new ConnectionSendPort(stream, initialLimit, this.currentSession(), this.watermarks, () => {
       if (this.senders.get(stream) === port) this.senders.delete(stream);
     });
@@ -198,8 +209,16 @@ export class ConnectionStreamPort implements StreamPort {
   /** A credit frame from the controller (the receiver's grant, relayed). */
   handleCredit(frame: CreditFrame): void {
     const port = this.senders.get(frame.stream);
-    if (port) port.grantCredit(frame.limit);
-    else this.log.debug({ stream: frame.stream }, 'credit for a stream with no sender');
+    if (port) {
+      port.grantCredit(frame.limit);
+      return;
+    }
+    // Kept for a sender that opens later; grants only grow, so the highest is the one to keep.
+    const kept = this.earlyGrants.get(frame.stream) ?? 0;
+    this.earlyGrants.delete(frame.stream);
+    this.earlyGrants.set(frame.stream, Math.max(kept, frame.limit));
+    if (this.earlyGrants.size > EARLY_GRANTS_KEPT) this.earlyGrants.delete(this.earlyGrants.keys().next().value as number);
+    this.log.debug({ stream: frame.stream, limit: frame.limit }, 'credit for a stream with no sender yet; kept');
   }
 
   /** A binary frame: decode (throws SEEDWIRE_BAD_FRAME / VERIFY_FAILED) and route it. */
@@ -219,5 +238,7 @@ export class ConnectionStreamPort implements StreamPort {
     for (const port of this.receivers.values()) port.fail(disconnected());
     this.senders.clear();
     this.receivers.clear();
+    // Stream ids are the controller's: a grant kept for this session means nothing on the next.
+    this.earlyGrants.clear();
   }
 }

@@ -13,8 +13,7 @@ export interface SendPort {
    * socket's send buffer is below its high watermark. Rejects when the signal aborts or the link drops.
    */
   ready(offset: number, rawLength: number, signal: AbortSignal): Promise<void>;
-  /** Sends one data frame (payload is the raw bytes, or their compressed form per `codec`). */
-  /** Sends one data frame. The payload is copied into the frame: the caller may reuse it at once. */
+  /** Sends one data frame (payload: the raw bytes, or their compressed form per `codec`). The payload is copied into the frame: the caller may reuse it at once. */
   send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void;
   /** The highest credit limit seen so far. */
   readonly limit: number;
@@ -38,7 +37,7 @@ export interface ReceivePort {
 }
 
 export interface StreamPort {
-  /** `initialLimit` comes from the seed-send call's params (the receiver's first grant). */
-  openSend(stream: number, initialLimit: number): SendPort;
+  /** A sender starts from the latest grant that arrived before it opened (0 if none). */
+  openSend(stream: number): SendPort;
   openReceive(stream: number): ReceivePort;
 }

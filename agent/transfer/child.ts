@@ -7,6 +7,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable, Writable } from 'node:stream';
 import { execa } from 'execa';
 import { SeedwireError } from '../../shared/errors.js';
+import { commandFailed } from '../exec/failure.js';
 
 export interface ToolChildOptions {
   file: string;
@@ -151,7 +152,5 @@ export function toolFailed(what: string, exit: ToolExit, stderrTail: string): Se
     const missing = (exit.spawnError as NodeJS.ErrnoException).code === 'ENOENT';
     return new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${what} could not start${missing ? ' (not installed or not on PATH)' : ''}: ${exit.spawnError.message}`);
   }
-  const how = exit.signal ? `was killed by ${exit.signal}` : `exited ${exit.code}`;
-  const lines = stderrTail.trim().split('\n').slice(-15).join('\n');
-  return new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${what} ${how}${lines ? `: ${lines}` : ''}`);
+  return commandFailed(what, { exitCode: exit.code, signal: exit.signal, stderrTail });
 }

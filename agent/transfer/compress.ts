@@ -8,6 +8,7 @@ import { gunzip, gzip } from 'node:zlib';
 import type { Compressor, Decompressor } from 'zstd-napi';
 import type { Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
 import { loadZstd } from './zstd.js';
 
 const gzipAsync = promisify(gzip);
@@ -73,6 +74,25 @@ export function createChunkCodec(codec: Codec, options: ChunkCodecOptions = {}):
         },
       };
     }
+  }
+}
+
+/** The largest raw length a received frame may claim: a sender's chunk compressed at most 4:1 into one message. */
+const MAX_RAW_CHUNK_BYTES = LIMITS.maxMessageBytes * 4;
+
+/** A receiver's decompression of data frames: one codec instance per codec seen. */
+export class ChunkInflater {
+  private readonly codecs = new Map<Codec, ChunkCodec>();
+
+  /** The frame's raw bytes; refuses a frame claiming more raw bytes than a sender ever puts in one. */
+  async inflate(chunk: { rawLength: number; codec: Codec; payload: Buffer }): Promise<Buffer> {
+    if (chunk.rawLength > MAX_RAW_CHUNK_BYTES) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame of ${chunk.rawLength} raw bytes`);
+    let codec = this.codecs.get(chunk.codec);
+    if (!codec) {
+      codec = createChunkCodec(chunk.codec);
+      this.codecs.set(chunk.codec, codec);
+    }
+    return codec.decompress(chunk.payload, chunk.rawLength);
   }
 }
 

@@ -186,7 +186,8 @@ export class TreeDigest {
   }
 
   summary(): TreeSummary {
-    return { files: this.files, bytes: this.bytes, digest: this.hash.digest('hex') };
+    // A copy: the digest so far, and more entries may still be added.
+    return { files: this.files, bytes: this.bytes, digest: this.hash.copy().digest('hex') };
   }
 }
 

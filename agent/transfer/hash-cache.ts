@@ -4,8 +4,15 @@
  * end digest. It is only a cache: an entry is used when path, size and mtime still match, and
  * a wrong entry can only make the receiver's digest check fail, never pass.
  */
+import { createHash } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
+
+/** Where a seed's hash cache lives in the agent's stateDir (seed ids are free text, so hashed). */
+export function hashCachePath(stateDir: string, seedId: string): string {
+  return join(stateDir, `seed-send-${createHash('sha256').update(seedId).digest('hex').slice(0, 24)}`);
+}
 
 export interface HashCacheEntry {
   path: string;

@@ -7,6 +7,8 @@
  * been checked, so the extractor never sees any part of a refused chunk. The digest is the
  * SHA-256 of all stream bytes, as the sender computes.
  *
+ * Credit and the failures that are not cancellations come from credit.ts, as for the tree receiver.
+ *
  * The end of the stream is an empty data frame at the final offset, which the sender sends only
  * after the backup tool exited 0. No resume: a new attempt starts from offset 0 into an emptied
  * datadir. After extraction the tree is checked: every file is one the stream named, every one it
@@ -18,11 +20,12 @@ import { lstat, readdir, readlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { execa } from 'execa';
 import { SeedwireError } from '../../shared/errors.js';
-import { LIMITS } from '../../shared/limits.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import type { ReceivePort } from '../streams/types.js';
+import { commandFailed } from '../exec/failure.js';
 import { startToolChild, toolFailed, type ToolChild } from './child.js';
-import { createChunkCodec, type ChunkCodec } from './compress.js';
+import { ChunkInflater } from './compress.js';
+import { CreditWindow, receiveStopError } from './credit.js';
 import type { TreeSummary } from './format.js';
 import type { ReceiveProgress } from './receive.js';
 import { refuseRecord } from './record-rules.js';
@@ -61,9 +64,8 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
   /** Bytes of a chunk header not yet wholly checked, held back from the extractor. */
   let held = Buffer.alloc(0);
   const hash = createHash('sha256');
-  let window = options.windowInitialBytes ?? LIMITS.windowInitialBytes;
-  const windowMax = Math.max(window, options.windowMaxBytes ?? LIMITS.windowMaxBytes);
-  let windowGrownAt = 0;
+  const credit = new CreditWindow(port, { initialBytes: options.windowInitialBytes, maxBytes: options.windowMaxBytes });
+  const inflater = new ChunkInflater();
   let offset = 0;
   let child: ToolChild | null = null;
   const onAbort = (): void => port.close();
@@ -82,12 +84,10 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
     const exitedEarly = child.exited.then((exit) => exit);
 
     options.onStart?.(0);
-    port.grant(window);
-    const codecs = new Map<string, ChunkCodec>();
+    credit.open(0);
     let ended = false;
     for await (const chunk of port.chunks()) {
       signal.throwIfAborted();
-      if (chunk.rawLength > LIMITS.maxMessageBytes * 4) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame of ${chunk.rawLength} raw bytes`);
       if (chunk.offset !== offset) {
         throw new SeedwireError('SEEDWIRE_BAD_FRAME', `backup stream frame at offset ${chunk.offset}, expected ${offset} (a backup stream cannot resume or skip)`);
       }
@@ -95,12 +95,7 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
         ended = true; // the sender's end of stream: the tool exited 0 after its last byte
         break;
       }
-      let codec = codecs.get(chunk.codec);
-      if (!codec) {
-        codec = createChunkCodec(chunk.codec);
-        codecs.set(chunk.codec, codec);
-      }
-      const raw = await codec.decompress(chunk.payload, chunk.rawLength);
+      const raw = await inflater.inflate(chunk);
       inspector.push(raw); // refuses unsafe paths and sizes before the extractor sees them
       hash.update(raw);
       const ready = held.length > 0 ? Buffer.concat([held, raw]) : raw;
@@ -111,11 +106,7 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
         if (exit) throw toolFailed(`${options.extractor.file} (extracting the backup)`, exit, child.stderrTail());
       }
       offset += raw.length;
-      if (offset - windowGrownAt >= window && window < windowMax) {
-        window = Math.min(windowMax, window * 2);
-        windowGrownAt = offset;
-      }
-      port.grant(offset + window);
+      credit.advance(offset);
       options.onProgress?.({ received: offset, committed: offset });
     }
     if (!ended) {
@@ -133,10 +124,7 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
     return { files: inspector.files, bytes: offset, digest: hash.digest('hex') };
   } catch (error) {
     if (child) await child.stop();
-    if (signal.aborted && !(error instanceof SeedwireError && ['SEEDWIRE_VERIFY_FAILED', 'SEEDWIRE_PATH_ESCAPE', 'SEEDWIRE_BAD_FRAME'].includes(error.code))) {
-      throw new SeedwireError('SEEDWIRE_CANCELED', `backup stream receive canceled at offset ${offset}`, { cause: error });
-    }
-    throw error;
+    throw receiveStopError(error, signal, `backup stream receive canceled at offset ${offset}`);
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
@@ -182,5 +170,5 @@ export async function checkExtractedTree(root: string, expected: ReadonlySet<str
 /** syncfs(2) of the datadir's filesystem: the extractor wrote through the page cache. */
 async function syncFilesystem(root: string): Promise<void> {
   const result = await execa('sync', ['-f', root], { reject: false, stdin: 'ignore' });
-  if (result.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `sync -f ${root} failed: ${String(result.stderr).trim()}`);
+  if (result.exitCode !== 0) throw commandFailed(`sync -f ${root}`, { exitCode: result.exitCode ?? null, signal: result.signal ?? null, stderrTail: String(result.stderr) });
 }

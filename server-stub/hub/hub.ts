@@ -253,6 +253,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       heartbeatMs: timing.heartbeatMs,
       deadAfterMs: timing.deadAfterMs,
     });
+    relay.replayCredit(hello.agentId);
     session.log.info(
       { hostname: hello.hostname, version: hello.version, clockSkewMs: session.clockSkewMs, running: hello.running.length, pending: hello.pending.length, superseded: Boolean(previous), proof: proofOf(session) },
       'agent connected',

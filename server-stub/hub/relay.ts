@@ -147,6 +147,20 @@ export class Relay implements StreamRelay {
     this.endpoint.senderOf(route.from)?.sendFrame(frame);
   }
 
+  /**
+   * `agentId` (re)connected: it hears again the latest grant of every stream it sends on. A grant
+   * forwarded while it was offline, or to a session that then dropped, is otherwise lost, and
+   * its sender would wait forever (the agent keeps a grant that precedes its port; see
+   * agent/transfer/credit.ts for how credit travels).
+   */
+  replayCredit(agentId: string): void {
+    const sender = this.endpoint.senderOf(agentId);
+    if (!sender) return;
+    for (const [stream, route] of this.routes) {
+      if (route.from === agentId && route.limit > 0) sender.sendFrame({ t: 'credit', stream, limit: route.limit });
+    }
+  }
+
   /** Closes every stream (idempotent). */
   dispose(): void {
     for (const stream of [...this.routes.keys()]) this.close(stream);

@@ -1,5 +1,5 @@
 /** Small checks several tests share. */
-import type { SeedwireError } from '../../shared/errors.js';
+import { SeedwireError } from '../../shared/errors.js';
 
 /** The error code a synchronous call throws, or 'no error'. */
 export function errorCodeOf(fn: () => unknown): string {
@@ -19,4 +19,14 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The SeedwireError a promise rejects with; fails the test if it resolves or rejects with anything else. */
+export async function rejectionOf(promise: Promise<unknown>): Promise<SeedwireError> {
+  const outcome = await promise.then(
+    (value: unknown) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  if ('error' in outcome && outcome.error instanceof SeedwireError) return outcome.error;
+  throw new Error(`expected a SeedwireError, got ${'error' in outcome ? String(outcome.error) : `a result: ${JSON.stringify(outcome.value)}`}`);
 }

@@ -9,7 +9,7 @@ import { SeedwireError } from '../../shared/errors.js';
 import type { ReceivedChunk, ReceivePort, SendPort } from '../../agent/streams/types.js';
 
 export interface StreamPairOptions {
-  /** The sender's first limit (seed-send's `limit`); default 0 (wait for the first grant). */
+  /** Credit the sender starts with (as if a grant had arrived before it); default 0 (wait for the first grant). */
   initialLimit?: number;
   /** Sees every encoded frame (index from 0) and may return a replacement. */
   tamper?: (frame: Buffer, index: number) => Buffer;

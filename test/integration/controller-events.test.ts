@@ -136,4 +136,17 @@ describe('stream relay', () => {
     await expect(relay.waitForCredit(stream, 0)).rejects.toMatchObject({ code: 'SEEDWIRE_NOT_FOUND' });
     expect(relay.bytesRelayed(stream)).toBe(frame.length);
   });
+
+  it('a grant made while the sender was offline reaches it when it connects', async () => {
+    const target = await connectPeer('dst2');
+    const relay = controller.deps.hub.relay;
+    const stream = relay.allocate();
+    relay.open(stream, { from: 'src2', to: 'dst2' });
+    const credit = relay.waitForCredit(stream, 0);
+    target.send({ t: 'credit', stream, limit: 8192 });
+    expect(await credit).toBe(8192); // the relay holds it; there was no session to forward it to
+    const source = await connectPeer('src2');
+    expect(await source.next<CreditFrame>((f) => f.t === 'credit')).toEqual({ t: 'credit', stream, limit: 8192 });
+    relay.close(stream);
+  });
 });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentConfig } from '../../agent/config/schema.js';
 import type { OpContext } from '../../agent/ops/types.js';
 import { seedOps } from '../../agent/ops/seed.js';
+import { openCheckpoint } from '../../agent/transfer/checkpoint.js';
 import { encodeRecordHeader, type RecordHeader } from '../../agent/transfer/format.js';
 import { receiveTree } from '../../agent/transfer/receive.js';
 import { sendTree } from '../../agent/transfer/send.js';
@@ -80,16 +81,18 @@ function startTransfer(target: string, state: string, codec: Codec, opts: { resu
   const started = new Promise<number>((resolve) => {
     resolveStart = resolve;
   });
-  const receive = receiveTree({
-    root: target,
-    port: pair.receive,
-    resumeState: { dir: state, seedId: opts.seedId ?? 'seed-1', resume: opts.resume ?? false },
-    signal: controller.signal,
-    onStart: (offset) => {
-      startOffset = offset;
-      resolveStart(offset);
-    },
-  });
+  const receive = openCheckpoint({ stateDir: state, seedId: opts.seedId ?? 'seed-1', resume: opts.resume ?? false }).then((checkpoint) =>
+    receiveTree({
+      root: target,
+      port: pair.receive,
+      checkpoint,
+      signal: controller.signal,
+      onStart: (offset) => {
+        startOffset = offset;
+        resolveStart(offset);
+      },
+    }),
+  );
   const send = started.then((offset) =>
     sendTree({ root: source, port: pair.send, offset, compression: codec, signal: controller.signal, hashCachePath: join(state, 'send-cache') }),
   );
@@ -179,7 +182,8 @@ function craftStream(records: Array<{ header: RecordHeader; data?: Buffer }>): B
 
 async function receiveCrafted(target: string, state: string, stream: Buffer, options: { allowExternalSymlinks?: boolean; maxBytes?: number } = {}): Promise<unknown> {
   const pair = createStreamPair({ initialLimit: stream.length });
-  const receive = receiveTree({ root: target, port: pair.receive, resumeState: { dir: state, seedId: 'evil', resume: false }, signal: new AbortController().signal, ...options });
+  const checkpoint = await openCheckpoint({ stateDir: state, seedId: 'evil', resume: false });
+  const receive = receiveTree({ root: target, port: pair.receive, checkpoint, signal: new AbortController().signal, ...options });
   pair.send.send(0, stream.length, 'none', stream);
   pair.send.close();
   return receive;

@@ -52,7 +52,8 @@ describe('stream port', () => {
   it('send: ready() waits for credit', async () => {
     const s = makeSession();
     const port = new ConnectionStreamPort(() => s.session, log);
-    const sender = port.openSend(1, 10);
+    port.handleCredit({ t: 'credit', stream: 1, limit: 10 });
+    const sender = port.openSend(1);
     await sender.ready(0, 10, new AbortController().signal);
     const waiting = track(sender.ready(10, 5, new AbortController().signal));
     await tick();
@@ -68,7 +69,8 @@ describe('stream port', () => {
   it('send: pauses above the high watermark until writes bring it under the low one', async () => {
     const s = makeSession();
     const port = new ConnectionStreamPort(() => s.session, log, { high: 100, low: 50 });
-    const sender = port.openSend(1, 1_000_000);
+    port.handleCredit({ t: 'credit', stream: 1, limit: 1_000_000 });
+    const sender = port.openSend(1);
     for (let i = 0; i < 4; i++) sender.send(i * 40, 16, 'none', Buffer.alloc(16)); // 4 frames of 40 bytes
     expect(s.buffered).toBe(160);
     const waiting = track(sender.ready(64, 16, new AbortController().signal));
@@ -85,7 +87,7 @@ describe('stream port', () => {
   it('send: a link drop rejects pending ready() with SEEDWIRE_DISCONNECTED, an abort with its reason', async () => {
     const s = makeSession();
     const port = new ConnectionStreamPort(() => s.session, log);
-    const sender = port.openSend(1, 0);
+    const sender = port.openSend(1);
     const abort = new AbortController();
     const aborted = track(sender.ready(0, 1, abort.signal));
     abort.abort(new SeedwireError('SEEDWIRE_CANCELED', 'stop'));
@@ -94,8 +96,24 @@ describe('stream port', () => {
     s.drop();
     expect(((await waiting.result) as SeedwireError).code).toBe('SEEDWIRE_DISCONNECTED');
     expect(() => sender.send(0, 1, 'none', Buffer.alloc(1))).toThrow(/dropped/);
-    const orphan = new ConnectionStreamPort(() => undefined, log).openSend(2, 100);
+    const orphan = new ConnectionStreamPort(() => undefined, log).openSend(2);
     await expect(orphan.ready(0, 1, new AbortController().signal)).rejects.toMatchObject({ code: 'SEEDWIRE_DISCONNECTED' });
+  });
+
+  it('send: a grant that arrives before the sender opens is kept (the highest), for its stream and session only', async () => {
+    const s = makeSession();
+    const port = new ConnectionStreamPort(() => s.session, log);
+    port.handleCredit({ t: 'credit', stream: 3, limit: 4096 });
+    port.handleCredit({ t: 'credit', stream: 3, limit: 1024 }); // out of order: the higher one stays
+    port.handleCredit({ t: 'credit', stream: 4, limit: 99 });
+    const sender = port.openSend(3);
+    expect(sender.limit).toBe(4096);
+    await sender.ready(0, 4096, new AbortController().signal);
+    expect(port.openSend(5).limit).toBe(0); // another stream's grant is not this one's
+    sender.close();
+    expect(port.openSend(3).limit).toBe(0); // the kept grant was handed to the first sender only
+    port.dispose(); // the session ended: stream ids mean nothing on the next one
+    expect(port.openSend(4).limit).toBe(0);
   });
 
   it('receive: yields decoded chunks in order, grants credit, fails after the queue on link drop', async () => {

@@ -1,0 +1,176 @@
+/**
+ * The tree writer: the receiving side's only file system work. It creates what the seed stream's
+ * records describe under the datadir through SafeTree (safe-tree.ts), which owns path safety at
+ * the file system's edge: paths checked again whatever decoded them, no write through a symlink,
+ * symlink targets judged, modes stripped to permission bits.
+ *
+ * Files: positioned writes with a few in flight (the next chunk is hashed while earlier ones land),
+ * each file's SHA-256 computed as it is written and compared with the sender's trailer; mode and
+ * mtime applied once it matched. Durability is batched: verified files stay open until flush()
+ * fdatasyncs them together, which the checkpoint awaits before it stores a resume point.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { SeedwireError } from '../../shared/errors.js';
+import type { FilePoint } from './checkpoint.js';
+import type { DigestEntry, DirHeader, FileHeader, SymlinkHeader } from './format.js';
+import { SafeTree } from './safe-tree.js';
+
+/** Writes of one file in flight at once. */
+const MAX_PENDING_WRITES = 4;
+/** Read size when re-hashing a resumed file's stored prefix. */
+const REHASH_CHUNK_BYTES = 4 * 1024 * 1024;
+
+export interface TreeWriterOptions {
+  /** Accept symlinks pointing outside the root (agent config receive.allowExternalSymlinks). */
+  allowExternalSymlinks?: boolean;
+}
+
+interface OpenFile {
+  header: FileHeader;
+  fh: FileHandle;
+  hash: Hash;
+  /** Stream offset of the file's first data byte. */
+  dataStart: number;
+  /** Bytes handed to write so far. */
+  written: number;
+  /** Positioned writes issued and not yet known done, oldest first. */
+  pending: Array<Promise<void>>;
+}
+
+export class TreeWriter {
+  private readonly tree: SafeTree;
+  private current: OpenFile | null = null;
+  /** Verified files not yet fdatasync'd, kept open for the next flush(). */
+  private unsynced: FileHandle[] = [];
+
+  constructor(root: string, options: TreeWriterOptions = {}) {
+    this.tree = new SafeTree(root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false });
+  }
+
+  /** The file being written as a resume point; null between records. */
+  get filePoint(): FilePoint | null {
+    const cur = this.current;
+    if (!cur) return null;
+    const { path, mode, mtimeMs, size } = cur.header;
+    return { path, mode, mtimeMs, size, dataStart: cur.dataStart, position: cur.written };
+  }
+
+  get unsyncedFiles(): number {
+    return this.unsynced.length;
+  }
+
+  /** Creates a directory or symlink, or opens (truncating) a file whose data starts at `dataStart`. */
+  async writeEntry(header: DirHeader | FileHeader | SymlinkHeader, dataStart: number): Promise<void> {
+    if (this.current) throw new SeedwireError('SEEDWIRE_INTERNAL', `tree writer: ${header.path} begins inside ${this.current.header.path}`);
+    switch (header.type) {
+      case 'dir':
+        return this.tree.makeDir(header.path, header.mode);
+      case 'symlink':
+        return this.tree.makeSymlink(header.path, header.target);
+      case 'file': {
+        const fh = await this.tree.openFile(header.path, true);
+        this.current = { header, fh, hash: createHash('sha256'), dataStart, written: 0, pending: [] };
+        return;
+      }
+    }
+  }
+
+  /**
+   * Reopens the file a resume point is inside of: cut to the stored length and re-hashed, so its
+   * trailer check still covers all of its bytes. Returns its header for the decoder.
+   */
+  async resumeFile(point: FilePoint): Promise<FileHeader> {
+    const header: FileHeader = { type: 'file', path: point.path, mode: point.mode, mtimeMs: point.mtimeMs, size: point.size };
+    if (point.position > point.size) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `the resume point of ${point.path} is past its size`);
+    const fh = await this.tree.openFile(point.path, false);
+    try {
+      // Checked before the cut: truncate would pad a short file with zeros.
+      if ((await fh.stat()).size < point.position) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${point.path} is shorter than its resume point`);
+      await fh.truncate(point.position);
+      const hash = createHash('sha256');
+      const buf = Buffer.allocUnsafe(Math.min(REHASH_CHUNK_BYTES, Math.max(1, point.position)));
+      let done = 0;
+      while (done < point.position) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, point.position - done), done);
+        if (bytesRead === 0) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${point.path} is shorter than its resume point`);
+        hash.update(buf.subarray(0, bytesRead));
+        done += bytesRead;
+      }
+      this.current = { header, fh, hash, dataStart: point.dataStart, written: point.position, pending: [] };
+      return header;
+    } catch (error) {
+      await fh.close();
+      throw error;
+    }
+  }
+
+  /** Appends data to the current file (the bytes are hashed now and written in the background). */
+  async writeData(bytes: Buffer): Promise<void> {
+    const cur = this.requireFile();
+    const write = writeFully(cur.fh, bytes, cur.written);
+    write.catch(() => undefined); // awaited in completeFile or flush
+    cur.pending.push(write);
+    cur.hash.update(bytes);
+    cur.written += bytes.length;
+    while (cur.pending.length >= MAX_PENDING_WRITES) await cur.pending.shift();
+  }
+
+  /** The current file ended: its hash must be the sender's trailer; then mode and mtime are applied. */
+  async completeFile(trailer: Buffer): Promise<DigestEntry> {
+    const cur = this.requireFile();
+    await Promise.all(cur.pending.splice(0));
+    const sha = cur.hash.digest();
+    if (!sha.equals(trailer)) {
+      throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `checksum mismatch for ${cur.header.path}: received data hashes to ${sha.toString('hex')}, the sender's is ${trailer.toString('hex')}`, {
+        details: { path: cur.header.path },
+      });
+    }
+    await this.tree.setFileMode(cur.fh, cur.header.mode);
+    const mtime = cur.header.mtimeMs / 1000;
+    await cur.fh.utimes(mtime, mtime);
+    this.unsynced.push(cur.fh);
+    this.current = null;
+    return { path: cur.header.path, size: cur.header.size, sha256: sha.toString('hex') };
+  }
+
+  /**
+   * Makes durable everything written so far: what is written when this is called is captured at
+   * once, so writes after it may go on (an fdatasync of the current file covers them too, which
+   * is harmless). Verified files are closed once synced.
+   */
+  flush(): Promise<void> {
+    const syncs = this.unsynced.splice(0).map((fh) => fh.datasync().finally(() => fh.close()));
+    const cur = this.current;
+    if (cur) {
+      const issued = [...cur.pending];
+      syncs.push(Promise.all(issued).then(() => cur.fh.datasync()));
+    }
+    return Promise.allSettled(syncs).then((results) => {
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    });
+  }
+
+  /** Closes every handle without syncing (after a failure; a flush first keeps what it covers). */
+  async close(): Promise<void> {
+    const handles = [...this.unsynced.splice(0), ...(this.current ? [this.current.fh] : [])];
+    const pending = this.current?.pending ?? [];
+    this.current = null;
+    await Promise.allSettled(pending);
+    await Promise.allSettled(handles.map((fh) => fh.close()));
+  }
+
+  private requireFile(): OpenFile {
+    if (!this.current) throw new SeedwireError('SEEDWIRE_INTERNAL', 'tree writer: file data outside a file');
+    return this.current;
+  }
+}
+
+async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
