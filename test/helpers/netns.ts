@@ -222,7 +222,8 @@ table inet seedwire_host {
 }
 
 /**
- * A NAT router: forwards new connections only from the LANs out of `wan`, replies back, and
+ * A NAT router: forwards new connections only from the LANs out of `wan` (the
+ * `wan_inbound_dropped` counter shows what came in from outside and was dropped), replies back, and
  * masquerades them behind its WAN address. Strict conntrack (tcp_loose=0): a packet of a flow the
  * router no longer tracks (its mapping expired or was flushed) is invalid and dropped, as on a
  * real NAT gateway, instead of being adopted as a new mapping.
@@ -230,10 +231,12 @@ table inet seedwire_host {
 export function routerRuleset(wan: string, lans: string[]): string {
   return `
 table inet seedwire_router {
+  counter wan_inbound_dropped {}
   chain forward {
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
     iifname { ${lans.map((l) => `"${l}"`).join(', ')} } oifname "${wan}" ct state new accept
+    iifname "${wan}" counter name wan_inbound_dropped drop
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -274,8 +277,9 @@ async function pickPrivateBlock(): Promise<number> {
 /**
  * The controller's side (root namespace, on a veth the lab made) — router (masquerading) — one
  * private /24 per host, each host behind `hostFirewall()`. The root namespace gets a route to the
- * private networks through the router, so a connection attempt from the controller's side reaches
- * the hosts' firewalls: what keeps them unreachable is the firewall, not a missing route.
+ * private networks through the router (removed with the link), so a connection attempt from the
+ * controller's side meets the router's filter instead of leaving through the machine's default
+ * route; from inside the router (on the hosts' own networks) an attempt meets the host firewall.
  */
 export async function buildNatTopology(lab: NetLab, options: { hosts: number }): Promise<NatTopology> {
   const x = await pickPrivateBlock();
