@@ -159,7 +159,7 @@ export class Link {
   }
 
   /** One socket's life; resolves when it is closed. */
-  private connectOnce(): Promise<SocketOutcome> {
+  private async connectOnce(): Promise<SocketOutcome> {
     const { timing, log, handlers, identity } = this.options;
     const bearer = identity.bearer();
     const target = this.options.socket.url;
@@ -167,7 +167,15 @@ export class Link {
     let tunnel: TunnelState | undefined;
     let agent;
     if (route) {
-      ({ agent, tunnel } = openTunnel(route));
+      try {
+        ({ agent, tunnel } = await openTunnel(route));
+      } catch (error) {
+        const err = new SeedwireError('SEEDWIRE_PROXY', `cannot use proxy ${describeProxy(route.url)}: ${toSeedwireError(error).message}`, { cause: error });
+        this.status.failed(err.message);
+        log.error({ err: err.toJSON() }, 'dial through the proxy failed');
+        return { healthyForMs: 0, retryAfterMs: null };
+      }
+      if (this.stopper.signal.aborted) return { healthyForMs: 0, retryAfterMs: null };
       log.debug({ proxy: describeProxy(route.url), source: route.source }, 'dialing the controller through a proxy');
     }
     const ws = openSocket(

@@ -13,7 +13,7 @@
  * Credentials never reach a log: only `describeProxy()` (scheme, host, port) is logged.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { HttpsProxyAgent } from 'https-proxy-agent';
+import type { HttpsProxyAgent } from 'https-proxy-agent';
 import type { Logger } from 'pino';
 import { SeedwireError } from '../../shared/errors.js';
 
@@ -164,8 +164,12 @@ export interface TunnelState {
   statusText: string;
 }
 
-/** A CONNECT agent for one dial, recording the proxy's answer so a refusal is told apart from the controller's. */
-export function openTunnel(route: ProxyRoute): { agent: HttpsProxyAgent<string>; tunnel: TunnelState } {
+/**
+ * A CONNECT agent for one dial, recording the proxy's answer so a refusal is told apart from the
+ * controller's. https-proxy-agent is loaded on first use: an agent without a proxy never pays for it.
+ */
+export async function openTunnel(route: ProxyRoute): Promise<{ agent: HttpsProxyAgent<string>; tunnel: TunnelState }> {
+  const { HttpsProxyAgent } = await import('https-proxy-agent');
   const tunnel: TunnelState = { route, status: null, statusText: '' };
   const headers: Record<string, string> = {};
   if (route.credentials) {

@@ -54,7 +54,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe.skipIf(skip)('agent through an HTTP CONNECT proxy (tinyproxy)', () => {
+// Each test starts agents under tsx: on a loaded machine that alone can take half a minute.
+describe.skipIf(skip)('agent through an HTTP CONNECT proxy (tinyproxy)', { timeout: 120_000 }, () => {
   it('proxy config key with a credentials file: connects through the tunnel, the password never in a log', async () => {
     const peer = await startPeer();
     const proxy = await startTinyproxy({ basicAuth: { user: 'agent', password: PASSWORD } });
