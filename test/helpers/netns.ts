@@ -98,6 +98,14 @@ export class Netns {
     await this.exec('sysctl', ['-q', '-w', `${key}=${value}`]);
   }
 
+  /**
+   * A token bucket on `dev`'s egress (tc tbf): at most `rate` (tc syntax, e.g. 1gbit), a burst a
+   * little above one 64 KiB segment offload, and a queue that holds at most `latencyMs` of data.
+   */
+  async tbf(dev: string, rate: string, options: { burst?: string; latencyMs?: number } = {}): Promise<void> {
+    await this.exec('tc', ['qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', options.burst ?? '256kb', 'latency', `${options.latencyMs ?? 50}ms`]);
+  }
+
   /** The packet count of a named nft counter in this namespace. */
   async counter(table: string, name: string): Promise<number> {
     const out = await this.exec('nft', ['list', 'counter', 'inet', table, name]);
