@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   SEEDWIRE_RATE_LIMITED: { status: 429, description: 'too many failed agent authentications from this address; retry after the Retry-After seconds' },
   SEEDWIRE_TOO_MANY_CONNECTIONS: { status: 503, description: 'too many agent connections are waiting for their hello; retry later' },
   SEEDWIRE_BUSY: { status: 503, description: 'the controller paces new agent connections (after a restart the fleet is readmitted gradually); retry after the Retry-After header' },
+  SEEDWIRE_PROXY: { status: 502, description: "the agent's outbound proxy refused (407, 403, 5xx) or dropped the tunnel to the controller; the message names the proxy and its status" },
   SEEDWIRE_INTERNAL: { status: 500, description: 'an unexpected failure; the message and logs say more' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

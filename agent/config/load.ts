@@ -9,6 +9,7 @@ import { extname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { SeedwireError } from '../../shared/errors.js';
+import { captureProxyEnv } from '../connection/proxy.js';
 import { AgentConfigSchema, type AgentConfig, type AgentConfigParsed } from './schema.js';
 
 /** Values given on the command line; they override the file. */
@@ -128,7 +129,7 @@ function ensureStateDir(dir: string): void {
 }
 
 /** Decides token, id, datacenter and stateDir; reads the token file and creates the state dir. */
-export function resolveConfig(parsed: AgentConfigParsed, options: { hostname: string; cwd: string }): AgentConfig {
+export function resolveConfig(parsed: AgentConfigParsed, options: { hostname: string; cwd: string; env?: Record<string, string | undefined> }): AgentConfig {
   const { token, tokenFile, id, datacenter, datacenterPattern, stateDir, ...rest } = parsed;
   const resolvedToken = token ?? (tokenFile ? readTokenFile(tokenFile) : null);
   if (!resolvedToken && !rest.tls?.cert) throw configError('token', 'required (or tokenFile, or SEEDWIRE_AGENT_TOKEN)');
@@ -142,6 +143,7 @@ export function resolveConfig(parsed: AgentConfigParsed, options: { hostname: st
     hostname: options.hostname,
     datacenter: datacenter ?? deriveDatacenter(datacenterPattern, options.hostname),
     stateDir: absoluteStateDir,
+    proxyEnv: captureProxyEnv(options.env ?? {}),
   };
 }
 
@@ -149,5 +151,5 @@ export function loadConfig(options: LoadConfigOptions = {}): AgentConfig {
   const fileValue = options.file === undefined ? undefined : readConfigFile(options.file);
   const merged = mergeConfigSources(fileValue, options.flags ?? {}, options.env ?? {});
   const parsed = validateConfig(merged);
-  return resolveConfig(parsed, { hostname: options.hostname ?? osHostname(), cwd: options.cwd ?? process.cwd() });
+  return resolveConfig(parsed, { hostname: options.hostname ?? osHostname(), cwd: options.cwd ?? process.cwd(), env: options.env ?? {} });
 }

@@ -3,6 +3,7 @@
  * are refused (`.strict()`), so a typo never starts a half-configured daemon.
  */
 import { z } from 'zod';
+import type { ProxyEnv } from '../connection/proxy.js';
 
 const AbsPath = z.string().min(1).refine((p) => p.startsWith('/'), 'must be an absolute path');
 const Command = z.string().min(1).max(4096);
@@ -80,6 +81,19 @@ export const AgentConfigSchema = z
     stateDir: z.string().min(1).default('./.seedwire/agent'),
     /** `cert`/`key`: a client certificate for mutual TLS (the controller's --tls-client-ca); its CN is the agent id. */
     tls: z.object({ ca: AbsPath.optional(), insecureSkipVerify: z.boolean().default(false), cert: AbsPath.optional(), key: AbsPath.optional() }).strict().optional(),
+    /** An HTTP CONNECT proxy for the dial-out link; wins over HTTPS_PROXY / HTTP_PROXY / NO_PROXY (agent/connection/proxy.ts). */
+    proxy: z
+      .object({
+        url: z
+          .string()
+          .url()
+          .refine((u) => /^https?:\/\//i.test(u), 'must be an http:// or https:// URL (the proxy the agent asks to CONNECT)')
+          .refine((u) => !/^https?:\/\/[^/]*@/i.test(u), 'must not carry credentials; put user:password in proxy.credentialsFile'),
+        /** One line `user:password`, read at start-up; never logged. */
+        credentialsFile: AbsPath.optional(),
+      })
+      .strict()
+      .optional(),
     mysql: MysqlConfigSchema.optional(),
     snapshot: SnapshotConfigSchema.optional(),
     backup: z
@@ -147,4 +161,6 @@ export interface AgentConfig extends Omit<AgentConfigParsed, 'token' | 'tokenFil
   hostname: string;
   datacenter: string | null;
   stateDir: string;
+  /** HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY (either case) as the agent started; the `proxy` key wins over them. */
+  proxyEnv?: ProxyEnv | undefined;
 }

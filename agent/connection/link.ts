@@ -20,6 +20,7 @@ import { createBackoff, type Backoff } from './backoff.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { LinkStatus } from './link-status.js';
 import type { AgentIdentity } from './identity.js';
+import { chooseProxy, describeProxy, describeTunnelFailure, openTunnel, type ProxySettings, type TunnelState } from './proxy.js';
 import { parseRetryAfter, retryAfterDelay } from './retry-after.js';
 import { createSession, type Session } from './session.js';
 import { openSocket, type ClientCertificate, type SocketOptions } from './socket.js';
@@ -40,6 +41,8 @@ export interface LinkOptions {
   identity: AgentIdentity;
   ca: Buffer | undefined;
   clientCertificate?: ClientCertificate | undefined;
+  /** The outbound proxy settings (config key or environment); absent: always dial directly. */
+  proxy?: ProxySettings | undefined;
   timing: Timing;
   log: Logger;
   handlers: LinkHandlers;
@@ -157,11 +160,27 @@ export class Link {
   }
 
   /** One socket's life; resolves when it is closed. */
-  private connectOnce(): Promise<SocketOutcome> {
+  private async connectOnce(): Promise<SocketOutcome> {
     const { timing, log, handlers, identity } = this.options;
     const bearer = identity.bearer();
+    const target = this.options.socket.url;
+    const route = this.options.proxy ? chooseProxy(target, this.options.proxy) : null;
+    let tunnel: TunnelState | undefined;
+    let agent;
+    if (route) {
+      try {
+        ({ agent, tunnel } = await openTunnel(route));
+      } catch (error) {
+        const err = new SeedwireError('SEEDWIRE_PROXY', `cannot use proxy ${describeProxy(route.url)}: ${toSeedwireError(error).message}`, { cause: error });
+        this.status.failed(err.message);
+        log.error({ err: err.toJSON() }, 'dial through the proxy failed');
+        return { healthyForMs: 0, retryAfterMs: null };
+      }
+      if (this.stopper.signal.aborted) return { healthyForMs: 0, retryAfterMs: null };
+      log.debug({ proxy: describeProxy(route.url), source: route.source }, 'dialing the controller through a proxy');
+    }
     const ws = openSocket(
-      { ...this.options.socket, token: bearer.token, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000 },
+      { ...this.options.socket, token: bearer.token, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000, agent },
       this.options.ca,
       this.options.clientCertificate,
     );
@@ -271,6 +290,16 @@ export class Link {
     ws.on('pong', heard);
     ws.on('unexpected-response', (_req, res) => {
       refusedStatus = res.statusCode ?? 0;
+      if (tunnel && tunnel.status !== 200) {
+        // The proxy's answer to CONNECT, replayed as the response: not the controller's word, so
+        // no identity or Retry-After handling; the usual backoff.
+        const message = describeTunnelFailure(tunnel, target);
+        this.status.failed(message);
+        log.warn({ err: new SeedwireError('SEEDWIRE_PROXY', message).toJSON(), proxy: describeProxy(tunnel.route.url), status: refusedStatus }, 'proxy refused the tunnel to the controller');
+        res.resume();
+        ws.terminate();
+        return;
+      }
       // Queued (503 while the controller paces a fleet) or limited (429): wait as asked.
       if (refusedStatus === 503 || refusedStatus === 429) retryAfterMs = parseRetryAfter(res.headers['retry-after']);
       // readRefusal never rejects (it resolves on 'end' and on 'error'), and this callback only logs.
@@ -284,7 +313,13 @@ export class Link {
     });
     ws.on('error', (error) => {
       if (refusedStatus !== null) return; // already logged with the controller's reason
-      const message = error.message.includes('401') ? 'controller refused the agent token (401)' : error.message;
+      if (tunnel && tunnel.status !== 200) {
+        const message = describeTunnelFailure(tunnel, target, error);
+        this.status.failed(message);
+        log.warn({ err: new SeedwireError('SEEDWIRE_PROXY', message).toJSON(), cause: (error as NodeJS.ErrnoException).code, proxy: describeProxy(tunnel.route.url) }, 'dial through the proxy failed');
+        return;
+      }
+      const message = (error.message.includes('401') ? 'controller refused the agent token (401)' : error.message) + (tunnel ? ` (through proxy ${describeProxy(tunnel.route.url)})` : '');
       this.status.failed(message);
       log.warn({ err: { message, code: (error as NodeJS.ErrnoException).code } }, 'socket error');
     });

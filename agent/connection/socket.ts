@@ -4,6 +4,8 @@
  * configured CA, and TCP keepalive as a backstop to the heartbeats.
  */
 import { readFileSync } from 'node:fs';
+import type { Agent } from 'node:http';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import WebSocket from 'ws';
 import { LIMITS } from '../../shared/limits.js';
 import { SeedwireError } from '../../shared/errors.js';
@@ -15,6 +17,8 @@ export interface SocketOptions {
   tls?: { ca?: string | undefined; insecureSkipVerify: boolean } | undefined;
   handshakeTimeoutMs: number;
   keepAliveMs: number;
+  /** An HTTP CONNECT agent when the dial goes through a proxy (proxy.ts). */
+  agent?: Agent | undefined;
 }
 
 /** A client certificate and its key (mutual TLS), read at start-up. */
@@ -41,6 +45,17 @@ export function readClientCertificate(tls: { cert?: string | undefined; key?: st
   return { cert: readTlsFile('tls.cert', tls.cert), key: readTlsFile('tls.key', tls.key) };
 }
 
+/**
+ * Through a CONNECT tunnel, https-proxy-agent starts TLS without the target's host, so Node would
+ * check the certificate against "localhost" for an IP address: check it against the URL's host.
+ */
+function tunnelIdentityCheck(url: string): { checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined } {
+  const target = new URL(url);
+  if (target.protocol !== 'wss:') return {};
+  const host = target.hostname.replace(/^\[|\]$/g, '');
+  return { checkServerIdentity: (_host, cert) => checkServerIdentity(host, cert) };
+}
+
 export function openSocket(options: SocketOptions, ca: Buffer | undefined, clientCertificate?: ClientCertificate): WebSocket {
   const ws = new WebSocket(options.url, {
     headers: options.token === null ? {} : { Authorization: `Bearer ${options.token}` },
@@ -48,6 +63,7 @@ export function openSocket(options: SocketOptions, ca: Buffer | undefined, clien
     maxPayload: LIMITS.maxMessageBytes,
     handshakeTimeout: options.handshakeTimeoutMs,
     followRedirects: false,
+    ...(options.agent ? { agent: options.agent, ...tunnelIdentityCheck(options.url) } : {}),
     ...(ca ? { ca } : {}),
     ...(clientCertificate ? { cert: clientCertificate.cert, key: clientCertificate.key } : {}),
     rejectUnauthorized: !(options.tls?.insecureSkipVerify ?? false),

@@ -10,6 +10,7 @@ import type { AgentConfig } from '../config/schema.js';
 import { AgentIdentity } from '../connection/identity.js';
 import { Link, makeBootId } from '../connection/link.js';
 import type { Session } from '../connection/session.js';
+import { describeProxySettings, resolveProxySettings } from '../connection/proxy.js';
 import { readCa, readClientCertificate } from '../connection/socket.js';
 import { resolveTiming } from '../connection/timing.js';
 import { collectFacts } from '../facts.js';
@@ -46,6 +47,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
   const ledger = Ledger.open(config.stateDir, { onCorrupt: (error) => log.warn({ err: error }, 'ledger unreadable; starting a new one') });
   const ca = readCa(config.tls?.ca);
   const clientCertificate = readClientCertificate(config.tls);
+  const proxy = resolveProxySettings(config.proxy, config.proxyEnv ?? {}, log);
   const identity = new AgentIdentity({ stateDir: config.stateDir, agentId: config.id, enrollmentToken: config.token, log });
 
   // Assigned once below; the closures before it need the binding first (the link calls them).
@@ -86,6 +88,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
     identity,
     ca,
     clientCertificate,
+    proxy,
     timing,
     log,
     handlers: {
@@ -102,7 +105,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
       onSessionEnd: () => streams.dispose(),
     },
   });
-  log.info({ controller: config.controller, stateDir: config.stateDir, bootId, ops: registry.size, enrolled: identity.enrolled, clientCertificate: clientCertificate !== undefined }, 'agent starting');
+  log.info({ controller: config.controller, stateDir: config.stateDir, bootId, ops: registry.size, enrolled: identity.enrolled, clientCertificate: clientCertificate !== undefined, proxy: describeProxySettings(proxy, config.controller) }, 'agent starting');
   link.start();
   facts.start();
   const status = startStatusReporter({

@@ -28,6 +28,8 @@ export interface StartAgentOptions {
   extraArgs?: string[];
   /** Run this bundled agent (dist/seedwire-agent.mjs or a copy) with plain node from its own directory instead of the source tree. */
   bundle?: string;
+  /** A command prefix that execs the agent in place, e.g. `ip netns exec NS` (test/helpers/netns.ts). */
+  prefix?: string[];
 }
 
 export interface AgentProcess {
@@ -54,8 +56,9 @@ export function makeTempDir(prefix = 'seedwire-test-'): string {
 }
 
 /** Spawns the agent CLI with the given argv (for flag and config error tests). */
-export function spawnAgentCli(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'agent/main.ts', ...args], {
+export function spawnAgentCli(args: string[], env: Record<string, string> = {}, prefix: string[] = []): ChildProcess {
+  const argv = [...prefix, process.execPath, '--import', 'tsx', 'agent/main.ts', ...args];
+  return spawn(argv[0]!, argv.slice(1), {
     cwd: PROJECT_ROOT,
     env: { ...process.env, SEEDWIRE_AGENT_TOKEN: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -84,7 +87,7 @@ export function startAgent(options: StartAgentOptions): AgentProcess {
   const configFile = join(dir, 'agent.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const args = ['--config', configFile, ...(options.extraArgs ?? [])];
-  const child = options.bundle === undefined ? spawnAgentCli(args, options.env) : spawnBundledAgent(options.bundle, args, options.env);
+  const child = options.bundle === undefined ? spawnAgentCli(args, options.env, options.prefix) : spawnBundledAgent(options.bundle, args, options.env);
   const logs = new Waitable<LogLine>();
   const stdoutText: string[] = [];
   let stderr = '';
