@@ -101,7 +101,10 @@ export async function createMariaDB(options: MariaDBOptions): Promise<MariaDB> {
   await mkdir(runDir, { recursive: true });
   await mkdir(join(baseDir, 'log'), { recursive: true });
   if (options.install !== false) {
-    await execa('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--user=root']);
+    // Its own tmpdir: bootstraps running at the same time collide on temporary tables in /tmp.
+    const tmp = join(baseDir, 'tmp');
+    await mkdir(tmp, { recursive: true });
+    await execa('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--user=root', `--tmpdir=${tmp}`]);
   }
 
   const serverArgs = [
