@@ -7,7 +7,7 @@
  * pauses until ws has written it down below the low watermark (woken by send callbacks, no polling).
  */
 import type { Logger } from 'pino';
-import { decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
+import { DATA_HEADER_BYTES, decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import type { CreditFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
@@ -22,6 +22,36 @@ export interface Watermarks {
 const DEFAULT_WATERMARKS: Watermarks = { high: LIMITS.sendHighWaterBytes, low: LIMITS.sendLowWaterBytes };
 /** A receiver queue never holds more than a full window plus one message: the sender obeys credit. */
 const RECEIVE_QUEUE_BYTES = LIMITS.windowMaxBytes + LIMITS.maxMessageBytes;
+
+/**
+ * Frame buffers kept for reuse by one send port: enough for what the watermarks let be in flight,
+ * plus two. A fresh 1 MiB buffer per frame costs page faults on first touch that take longer than
+ * the copy itself (docs/performance.md, "What each change bought").
+ */
+const FRAME_POOL_KEEP = Math.ceil(LIMITS.sendHighWaterBytes / LIMITS.chunkBytes) + 2;
+/** A pooled frame holds a full chunk plus slack for a compressed chunk that grew; larger ones are allocated. */
+const FRAME_POOL_BYTES = DATA_HEADER_BYTES + LIMITS.chunkBytes + 64 * 1024;
+
+/** Reused frame buffers: taken for a send, given back once ws has written the frame. */
+class FramePool {
+  private readonly free: Buffer[] = [];
+  take(length: number): Buffer | undefined {
+    if (length > FRAME_POOL_BYTES) return undefined;
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(FRAME_POOL_BYTES);
+  }
+  give(buf: Buffer): void {
+    if (this.free.length < FRAME_POOL_KEEP) this.free.push(buf);
+  }
+}
+
+/**
+ * A received payload is a view into the ws message, which nothing else writes to, so the queue
+ * may keep it. It is copied only when it is a small part of its backing store (a small frame in
+ * a socket read buffer), so what the queue retains stays within twice the bytes it counts.
+ */
+function ownPayload(payload: Buffer): Buffer {
+  return payload.length * 2 >= payload.buffer.byteLength ? payload : Buffer.from(payload);
+}
 
 function disconnected(): SeedwireError {
   return new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped');
@@ -51,6 +81,7 @@ class ConnectionSendPort implements SendPort {
   private paused = false;
   private failure: SeedwireError | undefined;
   private readonly wakeups = new Wakeups();
+  private readonly frames = new FramePool();
 
   constructor(
     readonly stream: number,
@@ -89,8 +120,17 @@ class ConnectionSendPort implements SendPort {
 
   send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void {
     if (this.failure) throw this.failure;
-    const frame = encodeDataFrame({ stream: this.stream, offset, rawLength, codec, payload });
-    if (!this.session?.sendBinary(frame, () => this.wakeups.wakeAll())) throw disconnected();
+    const pooled = this.frames.take(DATA_HEADER_BYTES + payload.length);
+    const frame = encodeDataFrame({ stream: this.stream, offset, rawLength, codec, payload }, pooled);
+    const written = (): void => {
+      // ws no longer holds the frame once its write callback ran (written or failed).
+      if (pooled) this.frames.give(pooled);
+      this.wakeups.wakeAll();
+    };
+    if (!this.session?.sendBinary(frame, written)) {
+      if (pooled) this.frames.give(pooled);
+      throw disconnected();
+    }
   }
 
   fail(error: SeedwireError): void {
@@ -128,8 +168,7 @@ class ConnectionReceivePort implements ReceivePort {
       this.fail(new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${this.stream}: sender exceeded its credit`));
       return;
     }
-    // the payload is a view into the ws message; copy so the queue owns its bytes
-    this.queue.push({ ...chunk, payload: Buffer.from(chunk.payload) });
+    this.queue.push({ ...chunk, payload: ownPayload(chunk.payload) });
     this.queuedBytes += chunk.payload.length;
     this.wakeups.wakeAll();
   }
