@@ -28,6 +28,14 @@ import { STATUS_TIMEOUT_MS } from './service.js';
 
 /** How often a running seed-receive checks again that nothing started on its datadir. */
 export const GUARD_RECHECK_MS = 2_000;
+/**
+ * Every how many re-checks of a watch also run mysql.statusCommand. Spawning it costs the busy
+ * receiving agent more than all the /proc reads together (docs/performance.md), and the checks
+ * in between still see a server that starts: it opens and locks its files (ibdata1,
+ * aria_log_control), writes its pid file and listens on its socket. The first re-check and
+ * every GUARD_STATUS_EVERY-th after it are complete.
+ */
+export const GUARD_STATUS_EVERY = 5;
 /** How long a connect attempt on a socket may take before it counts as "something is there". */
 const SOCKET_PROBE_MS = 1_000;
 /** Directory levels of the datadir whose files are matched against /proc/locks (the datadir, its schemas). */
@@ -51,6 +59,8 @@ export interface GuardOptions {
    * datadir while a seed is received). Locks, pid files and sockets still count.
    */
   ignoreOwnChildren?: boolean;
+  /** Run mysql.statusCommand (default true); a watch's re-checks in between leave it out. */
+  statusCommand?: boolean;
   procRoot?: string;
 }
 
@@ -67,7 +77,7 @@ export async function inspectDatadirUse(deps: GuardDeps, options: GuardOptions):
   const procRoot = options.procRoot ?? PROC_ROOT;
   const root = await realpath(deps.mysql.datadir).catch(() => deps.mysql.datadir);
   const [status, files, locks, pidFiles, sockets] = await Promise.all([
-    checkStatusCommand(deps),
+    options.statusCommand === false ? [] : checkStatusCommand(deps),
     checkOpenFiles(root, options.ignoreOwnChildren === true, procRoot),
     checkLocks(root, procRoot),
     checkPidFiles(root, deps.mysql.pidFile, procRoot),
@@ -196,6 +206,8 @@ async function checkSockets(root: string, configured: ReadonlyArray<string | und
 export interface DatadirWatch {
   /** Aborted when a re-check refuses. */
   signal: AbortSignal;
+  /** Re-checks completed so far, and how many of them ran mysql.statusCommand. */
+  checks(): { total: number; withStatusCommand: number };
   /** The refusal that stopped the watch, if one did. */
   refusal(): SeedwireError | null;
   /** Stops re-checking (a running check is canceled) and waits for it to end. */
@@ -204,18 +216,24 @@ export interface DatadirWatch {
 
 /**
  * Re-runs the guard every `intervalMs` while a long destructive step (a seed's receive) runs, so
- * a server started meanwhile stops the step instead of having its files overwritten.
+ * a server started meanwhile stops the step instead of having its files overwritten. Every
+ * re-check reads /proc (open files, locks, pid files, sockets); mysql.statusCommand runs on the
+ * first and every GUARD_STATUS_EVERY-th (see there why).
  */
 export function watchDatadir(deps: GuardDeps, options: GuardOptions & { intervalMs?: number }): DatadirWatch {
   const refused = new AbortController();
   const stopped = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, stopped.signal]) : stopped.signal;
   let refusal: SeedwireError | null = null;
+  const checks = { total: 0, withStatusCommand: 0 };
   const loop = (async () => {
     for (;;) {
       try {
         await delay(options.intervalMs ?? GUARD_RECHECK_MS, undefined, { signal });
-        await assertDatadirUnused({ ...deps, run: runnerFor(signal), signal }, options);
+        const statusCommand = checks.total % GUARD_STATUS_EVERY === 0;
+        await assertDatadirUnused({ ...deps, run: runnerFor(signal), signal }, { ...options, statusCommand });
+        checks.total++;
+        if (statusCommand) checks.withStatusCommand++;
       } catch (error) {
         if (signal.aborted) return;
         refusal = toSeedwireError(error);
@@ -226,6 +244,7 @@ export function watchDatadir(deps: GuardDeps, options: GuardOptions & { interval
   })();
   return {
     signal: refused.signal,
+    checks: () => ({ ...checks }),
     refusal: () => refusal,
     async stop() {
       stopped.abort();
