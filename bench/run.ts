@@ -11,7 +11,8 @@
  * Env: SEEDWIRE_BENCH_BYTES (dataset size, default 1 GiB; accepts 512M, 2G...),
  * SEEDWIRE_BENCH_IDLE (idle agents, default 500), SEEDWIRE_BENCH_OPS (latency samples, default 500),
  * SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 150), SEEDWIRE_BENCH_PROFILE=DIR (run the
- * seed phase's controller and agents with --cpu-prof into DIR).
+ * seed phase's controller and agents with --cpu-prof into DIR; summarise with
+ * bench/profile-summary.ts), SEEDWIRE_BENCH_SEEDS (which seeds: default none,zstd).
  * The source and target "MySQL" are flag files outside the datadirs (status `test -e FLAG`,
  * start `touch`, stop `rm -f`), so the cold seed's stop, restart and status polls all succeed.
  * Needs a built dist/ (the Makefile target builds it first).
@@ -55,6 +56,8 @@ const BYTES = parseSize(process.env['SEEDWIRE_BENCH_BYTES'] || String(2 ** 30));
 const IDLE_REQUESTED = Number(process.env['SEEDWIRE_BENCH_IDLE'] || 500);
 const OPS = Number(process.env['SEEDWIRE_BENCH_OPS'] || 500);
 const SEED_TIMEOUT_MS = Number(process.env['SEEDWIRE_BENCH_SEED_TIMEOUT'] || 150) * 1000;
+/** Which seeds to run (comma list of none, zstd); profiling one alone keeps its profile clean. */
+const SEEDS = new Set((process.env['SEEDWIRE_BENCH_SEEDS'] || 'none,zstd').split(',').map((s) => s.trim()));
 /** When set, the seed phase's controller and agents run with --cpu-prof into this directory. */
 const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env['SEEDWIRE_BENCH_PROFILE']) : null;
 
@@ -400,41 +403,45 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
     results.rss.beforeSeed = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, kibToMiB(procStatusKiB(p.pid, 'VmRSS'))]));
 
     // -- compression none
-    try {
-      const run = await runSeed(ctl.client, procs, 'bench-source', 'bench-target', 'none');
-      results.seed.runs.push(run);
-      results.rss.controllerMiB = kibToMiB(procStatusKiB(ctl.proc.pid, 'VmHWM'));
-      results.rss.sourceAgentMiB = kibToMiB(procStatusKiB(source.pid, 'VmHWM'));
-      results.rss.targetAgentMiB = kibToMiB(procStatusKiB(target.pid, 'VmHWM'));
-      if (run.state !== 'succeeded') throw new Error(`seed ${run.id} ${run.state}: ${run.error?.code}: ${run.error?.message}`);
-      const check = await compareTrees(dataset.dir, targetDir, new Set(['.seedwire-incomplete']));
-      run.verified = check.problem ?? `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal`;
-      if (check.problem) throw new Error(`target differs from source: ${check.problem}`);
-      results.seed.seedSeconds = round(run.seedSeconds, 2);
-      results.seed.transferSeconds = round(run.transferSeconds, 2);
-      results.seed.seedwireMBps = run.transferSeconds ? round(dataset.bytes / MB / run.transferSeconds) : null;
-      results.seed.seedwireWholeMBps = run.seedSeconds ? round(dataset.bytes / MB / run.seedSeconds) : null;
-    } catch (error) {
-      fail('seed (none)', error);
+    if (SEEDS.has('none')) {
+      try {
+        const run = await runSeed(ctl.client, procs, 'bench-source', 'bench-target', 'none');
+        results.seed.runs.push(run);
+        results.rss.controllerMiB = kibToMiB(procStatusKiB(ctl.proc.pid, 'VmHWM'));
+        results.rss.sourceAgentMiB = kibToMiB(procStatusKiB(source.pid, 'VmHWM'));
+        results.rss.targetAgentMiB = kibToMiB(procStatusKiB(target.pid, 'VmHWM'));
+        if (run.state !== 'succeeded') throw new Error(`seed ${run.id} ${run.state}: ${run.error?.code}: ${run.error?.message}`);
+        const check = await compareTrees(dataset.dir, targetDir, new Set(['.seedwire-incomplete']));
+        run.verified = check.problem ?? `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal`;
+        if (check.problem) throw new Error(`target differs from source: ${check.problem}`);
+        results.seed.seedSeconds = round(run.seedSeconds, 2);
+        results.seed.transferSeconds = round(run.transferSeconds, 2);
+        results.seed.seedwireMBps = run.transferSeconds ? round(dataset.bytes / MB / run.transferSeconds) : null;
+        results.seed.seedwireWholeMBps = run.seedSeconds ? round(dataset.bytes / MB / run.seedSeconds) : null;
+      } catch (error) {
+        fail('seed (none)', error);
+      }
     }
 
     // -- compression zstd (peak RSS of this seed alone, when the kernel lets us reset VmHWM)
-    try {
-      const reset = Object.values(procs).every((p) => resetPeakRss(p.pid));
-      const run = await runSeed(ctl.client, procs, 'bench-source', 'bench-target', 'zstd');
-      results.seed.runs.push(run);
-      if (reset) {
-        results.rss.zstdSeed = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, kibToMiB(procStatusKiB(p.pid, 'VmHWM'))]));
+    if (SEEDS.has('zstd')) {
+      try {
+        const reset = Object.values(procs).every((p) => resetPeakRss(p.pid));
+        const run = await runSeed(ctl.client, procs, 'bench-source', 'bench-target', 'zstd');
+        results.seed.runs.push(run);
+        if (reset) {
+          results.rss.zstdSeed = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, kibToMiB(procStatusKiB(p.pid, 'VmHWM'))]));
+        }
+        if (run.state !== 'succeeded') throw new Error(`seed ${run.id} ${run.state}: ${run.error?.code}: ${run.error?.message}`);
+        const check = await compareTrees(dataset.dir, targetDir, new Set(['.seedwire-incomplete']));
+        run.verified = check.problem ?? `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal`;
+        if (check.problem) throw new Error(`target differs from source: ${check.problem}`);
+        results.seed.zstdMBps = run.transferSeconds ? round(dataset.bytes / MB / run.transferSeconds) : null;
+        results.seed.zstdSeedSeconds = round(run.seedSeconds, 2);
+        results.seed.zstdTransferSeconds = round(run.transferSeconds, 2);
+      } catch (error) {
+        fail('seed (zstd)', error);
       }
-      if (run.state !== 'succeeded') throw new Error(`seed ${run.id} ${run.state}: ${run.error?.code}: ${run.error?.message}`);
-      const check = await compareTrees(dataset.dir, targetDir, new Set(['.seedwire-incomplete']));
-      run.verified = check.problem ?? `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal`;
-      if (check.problem) throw new Error(`target differs from source: ${check.problem}`);
-      results.seed.zstdMBps = run.transferSeconds ? round(dataset.bytes / MB / run.transferSeconds) : null;
-      results.seed.zstdSeedSeconds = round(run.seedSeconds, 2);
-      results.seed.zstdTransferSeconds = round(run.transferSeconds, 2);
-    } catch (error) {
-      fail('seed (zstd)', error);
     }
 
     // -- 3. op round trips over HTTP

@@ -15,7 +15,7 @@
  * must not let a running server's files go.
  */
 import { lstat, open, readdir, readFile, realpath } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { constants, type Dirent } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -29,6 +29,17 @@ import { STATUS_TIMEOUT_MS } from './service.js';
 
 /** How often a running seed-receive checks again that nothing started on its datadir (agent/limits.ts). */
 export const GUARD_RECHECK_MS = AGENT_LIMITS.datadirRecheckMs;
+/**
+ * Every how many re-checks of a watch one is complete. A complete re-check is the whole guard;
+ * the ones in between leave out mysql.statusCommand (spawning it cost the busy receiving agent
+ * more than all the /proc reads together, docs/performance.md) and read the open files only of
+ * processes not seen since the last complete one, and stat only datadir files not seen since.
+ * They still see a server that starts: it is a new process, it locks its files (ibdata1,
+ * aria_log_control; /proc/locks is read in full every time), writes its pid file and listens on
+ * its socket. The first re-check and every GUARD_COMPLETE_EVERY-th after it are complete, so
+ * anything else (an old process opening a datadir file) is seen within that many intervals.
+ */
+export const GUARD_COMPLETE_EVERY = 5;
 
 export interface GuardDeps {
   mysql: MysqlConfig;
@@ -46,7 +57,23 @@ export interface GuardOptions {
    * datadir while a seed is received). Locks, pid files and sockets still count.
    */
   ignoreOwnChildren?: boolean;
+  /** Run mysql.statusCommand (default true); a watch's re-checks in between leave it out. */
+  statusCommand?: boolean;
+  /** Look only at what earlier checks sharing this memo did not (a watch's re-checks in between). */
+  memo?: GuardMemo;
   procRoot?: string;
+}
+
+/** What a watch's re-checks carry from one to the next; a complete re-check starts a new one. */
+export interface GuardMemo {
+  /** Processes whose open files were already read. */
+  scannedPids: Set<number>;
+  /** Datadir files (relative name) already stat'ed for the lock check, as of the last listing. */
+  lockableFiles: Map<string, LockableFile>;
+}
+
+function newMemo(): GuardMemo {
+  return { scannedPids: new Set(), lockableFiles: new Map() };
 }
 
 /** Refuses (SEEDWIRE_OP_REFUSED, naming everything found) unless the datadir is unused. */
@@ -62,9 +89,9 @@ export async function inspectDatadirUse(deps: GuardDeps, options: GuardOptions):
   const procRoot = options.procRoot ?? PROC_ROOT;
   const root = await realpath(deps.mysql.datadir).catch(() => deps.mysql.datadir);
   const [status, files, locks, pidFiles, sockets] = await Promise.all([
-    checkStatusCommand(deps),
-    checkOpenFiles(root, options.ignoreOwnChildren === true, procRoot),
-    checkLocks(root, procRoot),
+    options.statusCommand === false ? [] : checkStatusCommand(deps),
+    checkOpenFiles(root, options.ignoreOwnChildren === true, procRoot, options.memo),
+    checkLocks(root, procRoot, options.memo),
     checkPidFiles(root, deps.mysql.pidFile, procRoot),
     checkSockets(root, [deps.mysql.socket, deps.backup?.socket]),
   ]);
@@ -88,40 +115,52 @@ async function checkStatusCommand(deps: GuardDeps): Promise<string[]> {
   return [];
 }
 
-async function checkOpenFiles(root: string, ignoreOwnChildren: boolean, procRoot: string): Promise<string[]> {
+async function checkOpenFiles(root: string, ignoreOwnChildren: boolean, procRoot: string, memo: GuardMemo | undefined): Promise<string[]> {
   const exclude = ignoreOwnChildren ? await listDescendants(process.pid, procRoot) : new Set<number>();
   exclude.add(process.pid);
-  const uses = await findOpenFilesUnder(root, { exclude, procRoot });
+  const uses = await findOpenFilesUnder(root, { exclude, procRoot, ...(memo ? { seen: memo.scannedPids } : {}) });
   return uses.map((use) => `${use.comm} (pid ${use.pid}) has ${use.file === '.' ? 'the datadir' : use.file} open`);
 }
 
-/** The datadir's files down to AGENT_LIMITS.lockScanDepth, with their inode and device. */
-async function listLockableFiles(root: string): Promise<LockableFile[]> {
-  const files: LockableFile[] = [];
+/**
+ * The datadir's files down to AGENT_LIMITS.lockScanDepth, with their inode and device. With a memo, a file
+ * listed under the same name before is not stat'ed again, and names no longer listed are dropped
+ * (so a recycled inode of a deleted file cannot match someone else's lock).
+ */
+async function listLockableFiles(root: string, memo: GuardMemo | undefined): Promise<LockableFile[]> {
+  const listed = new Map<string, LockableFile>();
   const pending: Array<{ dir: string; prefix: string; depth: number }> = [{ dir: root, prefix: '', depth: 1 }];
-  while (pending.length > 0 && files.length < AGENT_LIMITS.lockScanMaxFiles) {
+  while (pending.length > 0 && listed.size < AGENT_LIMITS.lockScanMaxFiles) {
     const { dir, prefix, depth } = pending.pop() as { dir: string; prefix: string; depth: number };
-    const names = await readdir(dir).catch(() => [] as string[]);
-    for (const name of names) {
-      const stat = await lstat(join(dir, name), { bigint: true }).catch(() => null);
-      if (!stat) continue;
-      if (stat.isDirectory()) {
-        if (depth < AGENT_LIMITS.lockScanDepth) pending.push({ dir: join(dir, name), prefix: `${prefix}${name}/`, depth: depth + 1 });
+    // The entry types come with the listing (lstat semantics: a link is neither file nor directory).
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => [] as Dirent[]);
+    for (const entry of entries) {
+      const name = `${prefix}${entry.name}`;
+      if (entry.isDirectory()) {
+        if (depth < AGENT_LIMITS.lockScanDepth) pending.push({ dir: join(dir, entry.name), prefix: `${name}/`, depth: depth + 1 });
         continue;
       }
-      if (stat.isFile()) files.push({ name: `${prefix}${name}`, inode: stat.ino, device: splitDevice(stat.dev) });
+      if (!entry.isFile()) continue;
+      const known = memo?.lockableFiles.get(name);
+      if (known) {
+        listed.set(name, known);
+        continue;
+      }
+      const stat = await lstat(join(dir, entry.name), { bigint: true }).catch(() => null);
+      if (stat?.isFile()) listed.set(name, { name, inode: stat.ino, device: splitDevice(stat.dev) });
     }
   }
-  return files;
+  if (memo) memo.lockableFiles = listed;
+  return [...listed.values()];
 }
 
-async function checkLocks(root: string, procRoot: string): Promise<string[]> {
+async function checkLocks(root: string, procRoot: string, memo: GuardMemo | undefined): Promise<string[]> {
   const locks = parseProcLocks(await readFile(`${procRoot}/locks`, 'utf8'));
   // Others' locks on our own process are not ours to worry about; everything else counts.
   const candidates = locks.filter((lock) => lock.pid !== process.pid);
   if (candidates.length === 0) return [];
   const mounts = await readFile(`${procRoot}/self/mountinfo`, 'utf8').then(parseMountInfo, () => []);
-  const matches = matchLocks(candidates, await listLockableFiles(root), mountDevicesFor(root, mounts));
+  const matches = matchLocks(candidates, await listLockableFiles(root, memo), mountDevicesFor(root, mounts));
   const found: string[] = [];
   for (const { lock, file } of matches.slice(0, 3)) {
     const who = lock.pid === null ? 'a process (open file description lock)' : `${await readComm(lock.pid, procRoot)} (pid ${lock.pid})`;
@@ -191,6 +230,8 @@ async function checkSockets(root: string, configured: ReadonlyArray<string | und
 export interface DatadirWatch {
   /** Aborted when a re-check refuses. */
   signal: AbortSignal;
+  /** Re-checks completed so far, and how many of them were complete (GUARD_COMPLETE_EVERY). */
+  checks(): { total: number; complete: number };
   /** The refusal that stopped the watch, if one did. */
   refusal(): SeedwireError | null;
   /** Stops re-checking (a running check is canceled) and waits for it to end. */
@@ -199,18 +240,26 @@ export interface DatadirWatch {
 
 /**
  * Re-runs the guard every `intervalMs` while a long destructive step (a seed's receive) runs, so
- * a server started meanwhile stops the step instead of having its files overwritten.
+ * a server started meanwhile stops the step instead of having its files overwritten. Every
+ * re-check reads /proc/locks, pid files and sockets; the first and every GUARD_COMPLETE_EVERY-th
+ * are the whole guard, those between skip the status command and what was seen (see there why).
  */
 export function watchDatadir(deps: GuardDeps, options: GuardOptions & { intervalMs?: number }): DatadirWatch {
   const refused = new AbortController();
   const stopped = new AbortController();
   const signal = deps.signal ? AbortSignal.any([deps.signal, stopped.signal]) : stopped.signal;
   let refusal: SeedwireError | null = null;
+  const checks = { total: 0, complete: 0 };
+  let memo = newMemo();
   const loop = (async () => {
     for (;;) {
       try {
         await delay(options.intervalMs ?? GUARD_RECHECK_MS, undefined, { signal });
-        await assertDatadirUnused({ ...deps, run: runnerFor(signal), signal }, options);
+        const complete = checks.total % GUARD_COMPLETE_EVERY === 0;
+        if (complete) memo = newMemo();
+        await assertDatadirUnused({ ...deps, run: runnerFor(signal), signal }, { ...options, statusCommand: complete, memo });
+        checks.total++;
+        if (complete) checks.complete++;
       } catch (error) {
         if (signal.aborted) return;
         refusal = toSeedwireError(error);
@@ -221,6 +270,7 @@ export function watchDatadir(deps: GuardDeps, options: GuardOptions & { interval
   })();
   return {
     signal: refused.signal,
+    checks: () => ({ ...checks }),
     refusal: () => refusal,
     async stop() {
       stopped.abort();

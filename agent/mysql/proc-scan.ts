@@ -86,12 +86,14 @@ async function openFileUnder(pid: number, root: string, procRoot: string): Promi
 
 /**
  * Processes (other than `exclude`) with a file open under `root`, a real path. At most `limit`
- * are reported, one file each.
+ * are reported, one file each. Pids in `seen` are skipped, and every pid looked at is added to it
+ * (a watch's re-checks look only at processes that are new since the last complete one).
  */
-export async function findOpenFilesUnder(root: string, options: { exclude: ReadonlySet<number>; limit?: number; procRoot?: string }): Promise<OpenFileUse[]> {
+export async function findOpenFilesUnder(root: string, options: { exclude: ReadonlySet<number>; limit?: number; procRoot?: string; seen?: Set<number> }): Promise<OpenFileUse[]> {
   const procRoot = options.procRoot ?? PROC_ROOT;
   const limit = options.limit ?? 3;
-  const pids = (await listPids(procRoot)).filter((pid) => !options.exclude.has(pid));
+  const seen = options.seen;
+  const pids = (await listPids(procRoot)).filter((pid) => !options.exclude.has(pid) && !seen?.has(pid));
   const found: OpenFileUse[] = [];
   for (let i = 0; i < pids.length && found.length < limit; i += SCAN_BATCH) {
     const batch = pids.slice(i, i + SCAN_BATCH);
@@ -99,6 +101,8 @@ export async function findOpenFilesUnder(root: string, options: { exclude: Reado
     for (const [index, file] of files.entries()) {
       const pid = batch[index] as number;
       if (file !== null && found.length < limit) found.push({ pid, comm: await readComm(pid, procRoot), file });
+      // A process found using the datadir is looked at again next time: it must keep refusing.
+      if (file === null) seen?.add(pid);
     }
   }
   return found;

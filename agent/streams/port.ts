@@ -12,7 +12,7 @@
  * only, and a port opened later starts from it (see agent/transfer/credit.ts).
  */
 import type { Logger } from 'pino';
-import { decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
+import { DATA_HEADER_BYTES, decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import type { CreditFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
@@ -29,6 +29,36 @@ const DEFAULT_WATERMARKS: Watermarks = { high: LIMITS.sendHighWaterBytes, low: L
 const RECEIVE_QUEUE_BYTES = LIMITS.windowMaxBytes + LIMITS.maxMessageBytes;
 /** Streams whose early grant is kept at once; the oldest is forgotten beyond (one agent sends one seed at a time). */
 const EARLY_GRANTS_KEPT = 64;
+
+/**
+ * Frame buffers kept for reuse by one send port: enough for what the watermarks let be in flight,
+ * plus two. A fresh 1 MiB buffer per frame costs page faults on first touch that take longer than
+ * the copy itself (docs/performance.md, "What each change bought").
+ */
+const FRAME_POOL_KEEP = Math.ceil(LIMITS.sendHighWaterBytes / LIMITS.chunkBytes) + 2;
+/** A pooled frame holds a full chunk plus slack for a compressed chunk that grew; larger ones are allocated. */
+const FRAME_POOL_BYTES = DATA_HEADER_BYTES + LIMITS.chunkBytes + 64 * 1024;
+
+/** Reused frame buffers: taken for a send, given back once ws has written the frame. */
+class FramePool {
+  private readonly free: Buffer[] = [];
+  take(length: number): Buffer | undefined {
+    if (length > FRAME_POOL_BYTES) return undefined;
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(FRAME_POOL_BYTES);
+  }
+  give(buf: Buffer): void {
+    if (this.free.length < FRAME_POOL_KEEP) this.free.push(buf);
+  }
+}
+
+/**
+ * A received payload is a view into the ws message, which nothing else writes to, so the queue
+ * may keep it. It is copied only when it is a small part of its backing store (a small frame in
+ * a socket read buffer), so what the queue retains stays within twice the bytes it counts.
+ */
+function ownPayload(payload: Buffer): Buffer {
+  return payload.length * 2 >= payload.buffer.byteLength ? payload : Buffer.from(payload);
+}
 
 function disconnected(): SeedwireError {
   return new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped');
@@ -58,6 +88,7 @@ class ConnectionSendPort implements SendPort {
   private paused = false;
   private failure: SeedwireError | undefined;
   private readonly wakeups = new Wakeups();
+  private readonly frames = new FramePool();
 
   constructor(
     readonly stream: number,
@@ -96,8 +127,17 @@ class ConnectionSendPort implements SendPort {
 
   send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void {
     if (this.failure) throw this.failure;
-    const frame = encodeDataFrame({ stream: this.stream, offset, rawLength, codec, payload });
-    if (!this.session?.sendBinary(frame, () => this.wakeups.wakeAll())) throw disconnected();
+    const pooled = this.frames.take(DATA_HEADER_BYTES + payload.length);
+    const frame = encodeDataFrame({ stream: this.stream, offset, rawLength, codec, payload }, pooled);
+    const written = (): void => {
+      // ws no longer holds the frame once its write callback ran (written or failed).
+      if (pooled) this.frames.give(pooled);
+      this.wakeups.wakeAll();
+    };
+    if (!this.session?.sendBinary(frame, written)) {
+      if (pooled) this.frames.give(pooled);
+      throw disconnected();
+    }
   }
 
   fail(error: SeedwireError): void {
@@ -135,8 +175,7 @@ class ConnectionReceivePort implements ReceivePort {
       this.fail(new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${this.stream}: sender exceeded its credit`));
       return;
     }
-    // the payload is a view into the ws message; copy so the queue owns its bytes
-    this.queue.push({ ...chunk, payload: Buffer.from(chunk.payload) });
+    this.queue.push({ ...chunk, payload: ownPayload(chunk.payload) });
     this.queuedBytes += chunk.payload.length;
     this.wakeups.wakeAll();
   }

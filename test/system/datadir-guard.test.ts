@@ -8,9 +8,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { link, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { MysqlConfig } from '../../agent/config/schema.js';
-import { assertDatadirUnused, inspectDatadirUse, watchDatadir, type GuardDeps } from '../../agent/mysql/guard.js';
+import { assertDatadirUnused, GUARD_COMPLETE_EVERY, inspectDatadirUse, watchDatadir, type GuardDeps } from '../../agent/mysql/guard.js';
 import { inspectMarker, readIncompleteMarker, writeIncompleteMarker } from '../../agent/mysql/marker.js';
 import { runnerFor } from '../../agent/mysql/runner.js';
 import { mysqlOps } from '../../agent/ops/mysql.js';
@@ -135,6 +135,46 @@ describe.skipIf(missingTools(['mariadbd', 'mariadb-install-db', 'mariadb-admin']
       } finally {
         // flock waits for its child: the whole group goes
         process.kill(-holder.pid!, 'SIGKILL');
+      }
+    });
+
+    it('a watch is complete (status command, every process) on its first and every fifth re-check; an old process that opens a datadir file later is stopped by the next complete one', async () => {
+      const runs = join(base, 'status-runs');
+      const watch = watchDatadir(deps({ statusCommand: `echo run >> '${runs}'; exit 3` }), { action: 'keep receiving the seed into', intervalMs: 20 });
+      const holder = spawn('bash', ['-c', `read -r _; exec 3<'${join(db.datadir, 'ibdata1')}'; echo ready; exec sleep 600`], { stdio: ['pipe', 'pipe', 'ignore'] });
+      try {
+        await vi.waitFor(() => expect(watch.checks().total).toBeGreaterThanOrEqual(2 * GUARD_COMPLETE_EVERY + 1), { timeout: 60_000, interval: 20 });
+        const { total, complete } = watch.checks();
+        expect(complete).toBe(Math.ceil(total / GUARD_COMPLETE_EVERY));
+        const lines = (await readFile(runs, 'utf8')).split('\n').filter(Boolean).length;
+        expect(lines - complete).toBeGreaterThanOrEqual(0); // one more when a check is under way
+        expect(lines - complete).toBeLessThanOrEqual(1);
+        expect(watch.refusal()).toBeNull();
+        holder.stdin.write('go\n');
+        await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
+        await new Promise<void>((resolve) => watch.signal.addEventListener('abort', () => resolve(), { once: true }));
+        expect(watch.refusal()?.message).toContain(`sleep (pid ${holder.pid}) has ibdata1 open`);
+      } finally {
+        holder.kill('SIGKILL');
+        await watch.stop();
+      }
+    });
+
+    it('a re-check between complete ones stops at a new process with a datadir file open', async () => {
+      // A second between checks: the holder has its file open before the first re-check after the complete one.
+      const watch = watchDatadir(deps({ statusCommand: 'exit 3' }), { action: 'keep receiving the seed into', intervalMs: 1_000 });
+      let holder: ReturnType<typeof spawn> | undefined;
+      try {
+        await vi.waitFor(() => expect(watch.checks().total).toBe(1), { timeout: 60_000, interval: 10 }); // the complete one is done
+        const started = spawn('bash', ['-c', `exec 3<'${join(db.datadir, 'ibdata1')}'; echo ready; exec sleep 600`], { stdio: ['ignore', 'pipe', 'ignore'] });
+        holder = started;
+        await new Promise<void>((resolve) => started.stdout.once('data', () => resolve()));
+        await new Promise<void>((resolve) => watch.signal.addEventListener('abort', () => resolve(), { once: true }));
+        expect(watch.checks().complete).toBe(1);
+        expect(watch.refusal()?.message).toContain(`(pid ${holder.pid}) has ibdata1 open`);
+      } finally {
+        holder?.kill('SIGKILL');
+        await watch.stop();
       }
     });
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { Session } from '../../agent/connection/session.js';
 import { ConnectionStreamPort } from '../../agent/streams/port.js';
 import type { ReceivedChunk } from '../../agent/streams/types.js';
-import { encodeDataFrame } from '../../shared/codec.js';
+import { decodeDataFrame, encodeDataFrame } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import type { Frame } from '../../shared/frames.js';
 
@@ -12,6 +12,7 @@ function makeSession() {
   const ended = new AbortController();
   const frames: Frame[] = [];
   const writes: Array<{ bytes: number; done?: (error?: Error) => void }> = [];
+  const sent: Buffer[] = [];
   let buffered = 0;
   const session: Session = {
     id: 's1',
@@ -19,6 +20,7 @@ function makeSession() {
     send: (frame) => (frames.push(frame), true),
     sendBinary: (data, done) => {
       buffered += data.length;
+      sent.push(data);
       writes.push({ bytes: data.length, ...(done ? { done } : {}) });
       return true;
     },
@@ -33,7 +35,7 @@ function makeSession() {
     w.done?.();
   };
   const drop = (): void => ended.abort();
-  return { session, frames, writeOne, drop, get buffered() { return buffered; } };
+  return { session, frames, sent, writeOne, drop, get buffered() { return buffered; } };
 }
 
 const log = pino({ level: 'silent' });
@@ -82,6 +84,40 @@ describe('stream port', () => {
     expect(waiting.settled()).toBe(false);
     s.writeOne(); // 40
     expect(await waiting.result).toBe('ok');
+  });
+
+  it('send: a frame buffer is reused once written, never while ws may still hold it; the payload is copied at once', async () => {
+    const s = makeSession();
+    const sender = new ConnectionStreamPort(() => s.session, log).openSend(1, 1_000_000);
+    const payload = Buffer.from('first');
+    sender.send(0, 5, 'none', payload);
+    payload.write('XXXXX'); // the caller reuses its buffer at once
+    sender.send(5, 5, 'none', Buffer.from('other'));
+    const [a, b] = s.sent as [Buffer, Buffer];
+    expect(a.buffer).not.toBe(b.buffer); // the first is not written yet: a second buffer
+    expect(decodeDataFrame(a).payload.toString()).toBe('first');
+    s.writeOne(); // the first frame's write callback: its buffer may be reused
+    sender.send(10, 5, 'none', Buffer.from('third'));
+    expect(s.sent[2]!.buffer).toBe(a.buffer);
+    expect(decodeDataFrame(s.sent[2]!)).toMatchObject({ offset: 10, payload: Buffer.from('third') });
+    expect(decodeDataFrame(b).payload.toString()).toBe('other');
+  });
+
+  it('receive: keeps a payload that fills its message as a view, copies a small one out of a large buffer', async () => {
+    const s = makeSession();
+    const port = new ConnectionStreamPort(() => s.session, log);
+    const receiver = port.openReceive(7);
+    const whole = encodeDataFrame({ stream: 7, offset: 0, rawLength: 4096, codec: 'none', payload: Buffer.alloc(4096, 1) }, Buffer.allocUnsafeSlow(4096 + 24));
+    port.handleBinary(whole);
+    const readBuffer = Buffer.allocUnsafeSlow(64 * 1024); // a socket read holding one small frame
+    const small = encodeDataFrame({ stream: 7, offset: 4096, rawLength: 3, codec: 'none', payload: Buffer.from('abc') }, readBuffer);
+    port.handleBinary(small);
+    readBuffer.fill(0); // the read buffer is not the queue's: the small payload was copied
+    receiver.close();
+    const got: ReceivedChunk[] = [];
+    for await (const chunk of receiver.chunks()) got.push(chunk);
+    expect(got[0]!.payload.buffer).toBe(whole.buffer);
+    expect(got[1]!.payload.toString()).toBe('abc');
   });
 
   it('send: a link drop rejects pending ready() with SEEDWIRE_DISCONNECTED, an abort with its reason', async () => {
