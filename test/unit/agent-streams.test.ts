@@ -88,7 +88,9 @@ describe('stream port', () => {
 
   it('send: a frame buffer is reused once written, never while ws may still hold it; the payload is copied at once', async () => {
     const s = makeSession();
-    const sender = new ConnectionStreamPort(() => s.session, log).openSend(1, 1_000_000);
+    const streams = new ConnectionStreamPort(() => s.session, log);
+    streams.handleCredit({ t: 'credit', stream: 1, limit: 1_000_000 });
+    const sender = streams.openSend(1);
     const payload = Buffer.from('first');
     sender.send(0, 5, 'none', payload);
     payload.write('XXXXX'); // the caller reuses its buffer at once
