@@ -18,8 +18,9 @@
  * One target receives one seed at a time, so the names are fixed; the seed id inside says whose
  * state it is.
  */
-import { mkdir, open, readFile, rename, rm, truncate, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, truncate, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
@@ -150,13 +151,19 @@ export async function readResumePoint(stateDir: string, seedId: string): Promise
 export async function dropReceiveState(stateDir: string): Promise<void> {
   const paths = pathsOf(stateDir);
   await rm(paths.state, { force: true });
-  await rm(`${paths.state}.tmp`, { force: true });
+  // Temporary files of writes that never got renamed (a crash, an attempt that overlapped).
+  const prefix = `${basename(paths.state)}.`;
+  for (const name of await readdir(stateDir).catch(() => [] as string[])) {
+    if (name.startsWith(prefix) && name.endsWith('.tmp')) await rm(join(stateDir, name), { force: true });
+  }
   await rm(paths.ledger, { force: true });
 }
 
 async function writeState(stateDir: string, state: z.infer<typeof StateSchema>): Promise<void> {
   const { state: path } = pathsOf(stateDir);
-  const tmp = `${path}.tmp`;
+  // A name of its own: an older attempt still finishing its last commit, or a drop running at the
+  // same time, must not take this write's file away before its rename (seen as ENOENT under load).
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   const fh = await open(tmp, 'w', 0o600);
   try {
     await fh.writeFile(JSON.stringify(state));

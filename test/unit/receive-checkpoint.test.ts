@@ -140,10 +140,20 @@ describe('receive checkpoint', () => {
     const resumed = await start('seed-2', true);
     expect(resumed.resumed?.done).toEqual(summary);
     await resumed.close();
+    // A write that never got renamed (a crash mid-commit) leaves a temporary file of its own name.
+    const stale = join(dir, `${RECEIVE_STATE_FILE}.0a1b2c.tmp`);
+    await writeFile(stale, '{');
     await dropReceiveState(dir);
+    expect(existsSync(stale)).toBe(false);
     expect(existsSync(join(dir, RECEIVE_STATE_FILE))).toBe(false);
     expect(existsSync(join(dir, RECEIVE_LEDGER_FILE))).toBe(false);
     expect(await readResumePoint(dir, 'seed-2')).toBeNull();
+  });
+
+  it('concurrent state writes each use their own temporary file, so none loses its rename', async () => {
+    const summaries = Array.from({ length: 8 }, (_, i) => ({ files: i, bytes: i, digest: String(i).repeat(64) }));
+    await Promise.all(summaries.map((summary) => recordReceived(dir, 'seed-3', summary)));
+    expect(summaries).toContainEqual((await readResumePoint(dir, 'seed-3'))?.done);
   });
 
   it("another seed's state is not this one's: a resume starts over and drops it", async () => {
