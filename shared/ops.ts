@@ -96,7 +96,7 @@ export const INTERNAL_OP_PARAMS = {
 
 // ---- results ---------------------------------------------------------------------------------
 // What each operation answers. The agent's handlers are typed by these (agent/ops/types.ts), and
-// the controller validates every answer against them (server-stub/hub/typed-call.ts): a result
+// the controller validates every answer against them (server-stub/hub/contract.ts): a result
 // that does not match is SEEDWIRE_PROTOCOL naming the op and the field, never a cast that breaks
 // later. Unknown keys are dropped, so a newer agent may add fields an older controller ignores.
 
