@@ -35,6 +35,29 @@ export interface AgentSteps {
   waitForAgent(agentId: string, signal: AbortSignal, waitMs?: number): Promise<void>;
 }
 
+/** Why a seed's run stops early: its own abort, or the controller shutting down (it resumes on the next start). */
+export type StopReason = 'abort' | 'shutdown';
+
+/**
+ * A step that waits is not cancelled on the agent when the controller shuts down: a cancel would
+ * land in the agent's ledger, and the same call id re-sent after the restart would get that
+ * cancellation instead of the step's outcome. It is only given up here (SEEDWIRE_SHUTTING_DOWN);
+ * the agent finishes it and its ledger answers the resumed seed. Any other stop cancels it.
+ */
+function detachOnShutdown(signal: AbortSignal): { signal: AbortSignal; detached: Promise<never> } {
+  const cancel = new AbortController();
+  const detached = new Promise<never>((_resolve, reject) => {
+    const onStop = (): void => {
+      if (signal.reason === ('shutdown' satisfies StopReason)) reject(new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down; the step continues on the agent'));
+      else cancel.abort(signal.reason);
+    };
+    if (signal.aborted) onStop();
+    else signal.addEventListener('abort', onStop, { once: true });
+  });
+  detached.catch(() => undefined);
+  return { signal: cancel.signal, detached };
+}
+
 export function throwIfStopped(signal: AbortSignal): void {
   if (signal.aborted) throw new SeedwireError('SEEDWIRE_CANCELED', String(signal.reason));
 }
@@ -56,8 +79,12 @@ export function createAgentSteps(hub: AgentHub, reconnectWaitMs: number): AgentS
   /** The one place a seed step reaches an agent. */
   async function callOnce<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: StepOptions<N>): Promise<OpResultOf<N>> {
     const { callId, signal, onProgress } = options;
-    const outcome = await hub.call(agentId, op, params, { callId, signal, onDisconnect: options.onDisconnect ?? 'wait', ...(onProgress ? { onProgress } : {}) });
-    return outcome.result;
+    const onDisconnect = options.onDisconnect ?? 'wait';
+    const cancel = onDisconnect === 'wait' ? detachOnShutdown(signal) : { signal, detached: null };
+    const call = hub.call(agentId, op, params, { callId, signal: cancel.signal, onDisconnect, ...(onProgress ? { onProgress } : {}) });
+    if (!cancel.detached) return (await call).result;
+    call.catch(() => undefined); // after a detach, the hub's close settles it
+    return (await Promise.race([call, cancel.detached])).result;
   }
 
   async function step<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: StepOptions<N>): Promise<OpResultOf<N>> {

@@ -31,7 +31,7 @@ export async function cleanupAfterFailure(deps: StageDeps, seed: SeedView, prepa
     deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: out.reason ?? (out.cleaned ? 'partial data removed' : 'target left as it is') });
   };
   const steps: Array<['source' | 'target', () => Promise<unknown>]> = [
-    ['source', () => cleanupSource(deps, seed, signal)],
+    ['source', () => cleanupSource(deps, seed, signal, 'cleanup')],
     ['target', cleanupTarget],
   ];
   for (const [side, step] of steps) {

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
-import { createAgentSteps, throwIfStopped } from './agent-steps.js';
+import { createAgentSteps, throwIfStopped, type StopReason } from './agent-steps.js';
 import { cleanupAfterFailure } from './cleanup.js';
 import { SEED_LIMITS } from './limits.js';
 import { LiveProgress } from './live-progress.js';
@@ -24,9 +24,6 @@ import { SEED_STAGES, type SeedDeps, type SeedView, type StageName } from './typ
 
 export type { SeedRequest } from './prechecks.js';
 export { formatBytes } from './format.js';
-
-/** Why a run stopped early: the seed's own abort, or the controller shutting down (resume later). */
-type StopReason = 'abort' | 'shutdown';
 
 export class SeedMachine {
   readonly store: SeedStore;

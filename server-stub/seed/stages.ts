@@ -13,8 +13,12 @@ import type { SeedView, StageName } from './types.js';
 
 export type StageDeps = TransferDeps;
 
-/** A method's handle on a running seed's source in `stage`; call ids `<seed>.<stage>.<name>`. */
-export function methodSteps(deps: StageDeps, seed: SeedView, stage: StageName, signal: AbortSignal): MethodSteps {
+/**
+ * A method's handle on a running seed's source in `stage`; call ids `<seed>.<stage>.<name>`.
+ * 'cleanup' (after a failure or abort) has ids of its own: a step of the failed stage that was
+ * cancelled is in the agent's ledger as cancelled, and its id would only get that answer again.
+ */
+export function methodSteps(deps: StageDeps, seed: SeedView, stage: StageName | 'cleanup', signal: AbortSignal): MethodSteps {
   const { store } = deps;
   return {
     seed,
@@ -30,8 +34,8 @@ export function methodSteps(deps: StageDeps, seed: SeedView, stage: StageName, s
 }
 
 /** Undoes what prepare-source did; the cleanup-source stage's message. */
-export async function cleanupSource(deps: StageDeps, seed: SeedView, signal: AbortSignal): Promise<string> {
-  const done = await methodOf(seed.method).cleanupSource(methodSteps(deps, seed, 'cleanup-source', signal));
+export async function cleanupSource(deps: StageDeps, seed: SeedView, signal: AbortSignal, stage: 'cleanup-source' | 'cleanup' = 'cleanup-source'): Promise<string> {
+  const done = await methodOf(seed.method).cleanupSource(methodSteps(deps, seed, stage, signal));
   return done.length > 0 ? done.join('; ') : 'nothing to clean up';
 }
 
