@@ -131,6 +131,7 @@ export class ScriptedAgent {
     this.runs.push({ op, callId, params });
     const ctx: HandlerContext = { agent: this, callId, signal: controller.signal, hub, progress: (data) => progress.forEach((listener) => listener(data)) };
     const outcome = (async (): Promise<Outcome> => {
+      await Promise.resolve(); // like a real agent: the call is registered before its handler runs
       try {
         if (!behaviour) throw new SeedwireError('SEEDWIRE_OP_UNKNOWN', `scripted agent ${this.id} has no behaviour for ${op}`);
         return { ok: true, result: await behaviour(params, ctx) };
