@@ -5,6 +5,9 @@
  */
 import type { Facts } from '../../../shared/frames.js';
 import type { OpName, OpParamsInput, OpResultOf, SendSummary } from '../../../shared/ops.js';
+
+/** What `seed-send` reads on the source (shared/ops.ts SeedSourceSchema: a new kind there needs its reader on the agent). */
+type SourceKind = OpParamsInput<'seed-send'>['source']['kind'];
 import type { SeedView } from '../types.js';
 
 /** The read-only view a method's precheck gets of the source. */
@@ -43,7 +46,7 @@ export interface SeedMethod {
   /** How the transfer reads the source and how the target takes the bytes. */
   readonly transfer: {
     /** `seed-send`'s source. */
-    source: 'datadir' | 'snapshot' | 'backup';
+    source: SourceKind;
     /** `seed-receive`'s format: the seed stream of files ('tree') or a backup tool's stream ('stream'). */
     format: 'tree' | 'stream';
     /** Whether an interrupted attempt resumes from the target's committed offset or starts over from 0. */
