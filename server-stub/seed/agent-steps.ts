@@ -44,10 +44,11 @@ export type StopReason = 'abort' | 'shutdown';
  * cancellation instead of the step's outcome. It is only given up here (SEEDWIRE_SHUTTING_DOWN);
  * the agent finishes it and its ledger answers the resumed seed. Any other stop cancels it.
  */
-function detachOnShutdown(signal: AbortSignal): { signal: AbortSignal; detached: Promise<never> } {
+function detachOnShutdown(signal: AbortSignal): { signal: AbortSignal; detached: Promise<never>; dispose: () => void } {
   const cancel = new AbortController();
+  let onStop: () => void = () => undefined;
   const detached = new Promise<never>((_resolve, reject) => {
-    const onStop = (): void => {
+    onStop = (): void => {
       if (signal.reason === ('shutdown' satisfies StopReason)) reject(new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down; the step continues on the agent'));
       else cancel.abort(signal.reason);
     };
@@ -55,7 +56,7 @@ function detachOnShutdown(signal: AbortSignal): { signal: AbortSignal; detached:
     else signal.addEventListener('abort', onStop, { once: true });
   });
   detached.catch(() => undefined);
-  return { signal: cancel.signal, detached };
+  return { signal: cancel.signal, detached, dispose: () => signal.removeEventListener('abort', onStop) };
 }
 
 export function throwIfStopped(signal: AbortSignal): void {
@@ -80,11 +81,16 @@ export function createAgentSteps(hub: AgentHub, reconnectWaitMs: number): AgentS
   async function callOnce<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: StepOptions<N>): Promise<OpResultOf<N>> {
     const { callId, signal, onProgress } = options;
     const onDisconnect = options.onDisconnect ?? 'wait';
-    const cancel = onDisconnect === 'wait' ? detachOnShutdown(signal) : { signal, detached: null };
-    const call = hub.call(agentId, op, params, { callId, signal: cancel.signal, onDisconnect, ...(onProgress ? { onProgress } : {}) });
-    if (!cancel.detached) return (await call).result;
-    call.catch(() => undefined); // after a detach, the hub's close settles it
-    return (await Promise.race([call, cancel.detached])).result;
+    // A bulk call ('fail') is cancelled by any stop; a waiting one is only given up on shutdown.
+    const stop = onDisconnect === 'wait' ? detachOnShutdown(signal) : null;
+    try {
+      const call = hub.call(agentId, op, params, { callId, signal: stop?.signal ?? signal, onDisconnect, ...(onProgress ? { onProgress } : {}) });
+      if (!stop) return (await call).result;
+      call.catch(() => undefined); // after a detach, the hub's close settles it
+      return (await Promise.race([call, stop.detached])).result;
+    } finally {
+      stop?.dispose();
+    }
   }
 
   async function step<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: StepOptions<N>): Promise<OpResultOf<N>> {
