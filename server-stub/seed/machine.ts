@@ -23,7 +23,6 @@ import { ThroughputRecorder } from './throughput-recorder.js';
 import { SEED_STAGES, type SeedDeps, type SeedView, type StageName } from './types.js';
 
 export type { SeedRequest } from './prechecks.js';
-export { formatBytes } from './format.js';
 
 export class SeedMachine {
   readonly store: SeedStore;
