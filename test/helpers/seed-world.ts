@@ -44,7 +44,18 @@ export function sourceFactsFor(method: SeedMethodName): Partial<Facts> {
   return {};
 }
 
-export function createSeedWorld(options: { method?: SeedMethodName; source?: Partial<Facts>; target?: Partial<Facts>; transfer?: Partial<TransferScript>; sourceRunning?: boolean } = {}): SeedWorld {
+export interface SeedWorldOptions {
+  /** Only the source's facts follow it (snapshot backend, backup tool); create() still picks the method. */
+  method?: SeedMethodName;
+  source?: Partial<Facts>;
+  target?: Partial<Facts>;
+  transfer?: Partial<TransferScript>;
+  sourceRunning?: boolean;
+  /** @default 5_000 ms */
+  reconnectWaitMs?: number;
+}
+
+export function createSeedWorld(options: SeedWorldOptions = {}): SeedWorld {
   const source = new ScriptedAgent('src', makeFacts({ hostname: 'src', mysqlRunning: true, ...sourceFactsFor(options.method ?? 'cold'), ...options.source }));
   const target = new ScriptedAgent('dst', makeFacts({ hostname: 'dst', ...options.target }));
   const transfer = scriptedTransfer({ ...SIZE, ...(options.method === 'backup' ? { sent: { tool: 'mariabackup' } } : {}), ...options.transfer });
@@ -57,7 +68,7 @@ export function createSeedWorld(options: { method?: SeedMethodName; source?: Par
     if (event.type === 'seed' && typeof event.data === 'object' && event.data !== null && 'id' in event.data && typeof event.data.id === 'string') published.push(event.data.id);
   });
   const log = pino({ level: 'silent' });
-  const newMachine = (hub: MemoryHub): SeedMachine => new SeedMachine({ db, hub, bus, audit: (record) => audits.push(record), log, reconnectWaitMs: 5_000 });
+  const newMachine = (hub: MemoryHub): SeedMachine => new SeedMachine({ db, hub, bus, audit: (record) => audits.push(record), log, reconnectWaitMs: options.reconnectWaitMs ?? 5_000 });
 
   const firstHub = new MemoryHub([source, target]);
   const world: SeedWorld = {

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Facts } from '../../shared/frames.js';
 import type { SeedMethodName } from '../../server-stub/seed/methods/index.js';
 import type { SeedRequest } from '../../server-stub/seed/prechecks.js';
-import { answer, fail, hang, type TransferScript } from '../helpers/memory-hub.js';
+import { answer, dropLinkAfter, fail, hang, type TransferScript } from '../helpers/memory-hub.js';
 import { createSeedWorld, settled, SIZE, type SeedWorld } from '../helpers/seed-world.js';
 
 const worlds: SeedWorld[] = [];
@@ -197,6 +197,34 @@ describe('seed machine: method and compression', () => {
     expect(seed.effectiveCompression).toBe(effective);
     expect(seed.stages[0]?.message).toBe(`cold seed of 1.0 MiB in 3 files; ${where} datacenter; compression ${effective}`);
     expect(w.hub.calls.items.find((c) => c.op === 'seed-send')?.params['compression']).toBe(effective);
+  });
+});
+
+describe('seed machine: link drops outside the transfer', () => {
+  it('a step whose answer is cut off by a link drop gets it after the agent redials; it runs once', async () => {
+    const w = world({ method: 'cold' });
+    w.source.on('mysql-stop', dropLinkAfter(w.source.behaviours.get('mysql-stop')!));
+    w.target.on('seed-finalize-target', dropLinkAfter(w.target.behaviours.get('seed-finalize-target')!));
+    const seed = await runSeed(w);
+    expect(seed.state).toBe('succeeded');
+    expect(w.source.ops().filter((op) => op === 'mysql-stop')).toHaveLength(1);
+    expect(w.target.ops().filter((op) => op === 'seed-finalize-target')).toHaveLength(1);
+  });
+
+  it('an agent that is away longer than the reconnect wait when its step comes fails the seed with SEEDWIRE_AGENT_OFFLINE', async () => {
+    const w = world({ method: 'cold', reconnectWaitMs: 1_000 });
+    const stop = w.source.behaviours.get('mysql-stop')!;
+    w.source.on('mysql-stop', (params, ctx) => {
+      ctx.hub.disconnect('dst');
+      return stop(params, ctx);
+    });
+    const created = await w.machine.create({ source: 'src', target: 'dst' });
+    await w.published.waitFor(() => w.machine.get(created.id)?.stages.find((s) => s.name === 'prepare-target')?.state === 'failed', { what: 'prepare-target to fail' });
+    w.hub.connect('dst'); // back for the cleanup, which waits longer for the target
+    const seed = await settled(w, created.id);
+    expect(seed.error).toEqual({ code: 'SEEDWIRE_AGENT_OFFLINE', message: 'agent dst did not reconnect within 1 s' });
+    expect(w.sourceRunning).toBe(true);
+    expect(w.target.ops().at(-1)).toBe('seed-cleanup-target');
   });
 });
 
