@@ -9,7 +9,7 @@ import type { Facts } from '../shared/frames.js';
 import type { AgentDetailView, AgentView, PeerView } from '../server-stub/api/views.js';
 import type { BusEvent, EventType } from '../server-stub/events/types.js';
 import type { Operation, OperationState } from '../server-stub/ops/types.js';
-import type { Compression, SeedMethod, SeedState, SeedView, StageView } from '../server-stub/seed/types.js';
+import type { Compression, SeedMethodName as SeedMethod, SeedState, SeedView, StageView } from '../server-stub/seed/types.js';
 import type { AuditEntry } from '../server-stub/types.js';
 import { ApiError, readApiError } from './error.js';
 import { SseParser } from './sse.js';

@@ -3,13 +3,14 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { SeedMachine } from './machine.js';
+import { SEED_METHOD_NAMES } from './methods/index.js';
 import { THROUGHPUT_DEFAULTS, type ThroughputView } from './throughput.js';
 
 const CreateSeedBody = z
   .object({
     source: z.string().min(1).max(128),
     target: z.string().min(1).max(128),
-    method: z.enum(['snapshot', 'cold', 'backup']).optional(),
+    method: z.enum(SEED_METHOD_NAMES).optional(),
     compression: z.enum(['none', 'gzip', 'zstd', 'auto']).optional(),
     startTarget: z.boolean().optional(),
     /** Bandwidth cap for the transfer (bytes per second), to spare a production link. */

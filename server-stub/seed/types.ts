@@ -1,14 +1,16 @@
-/** Seed records as stored and as the API shows them (README, "HTTP API"). */
+/** Seed records as stored and as the API shows them (README "HTTP API", docs/seed-flow.md). */
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { EventBus } from '../events/types.js';
 import type { AgentHub } from '../hub/types.js';
+import type { SeedMethodName } from './methods/index.js';
+
+export type { SeedMethodName };
 
 export const SEED_STAGES = ['precheck', 'prepare-source', 'prepare-target', 'transfer', 'verify', 'finalize-target', 'cleanup-source'] as const;
 export type StageName = (typeof SEED_STAGES)[number];
 export type StageState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
 export type SeedState = 'pending' | 'running' | 'succeeded' | 'failed' | 'aborted';
-export type SeedMethod = 'snapshot' | 'cold' | 'backup';
 export type Compression = 'none' | 'gzip' | 'zstd';
 
 export interface StageView {
@@ -23,7 +25,7 @@ export interface SeedView {
   id: string;
   source: string;
   target: string;
-  method: SeedMethod;
+  method: SeedMethodName;
   /** As requested (`auto` allowed). */
   compression: Compression | 'auto';
   /** What the transfer actually uses. */
