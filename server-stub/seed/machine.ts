@@ -330,7 +330,9 @@ export class SeedMachine {
       // The target refuses a stream that declares more than the room its precheck asked for.
       ...(seed.bytesTotal === null ? {} : { maxBytes: Math.ceil(seed.bytesTotal * (1 + SPACE_MARGIN_RATIO)) + SPACE_MARGIN_BYTES }),
     };
-    const receive = hub.call(seed.target, 'seed-receive', receiveParams, {
+    const step = { actor: `seed:${seed.id}`, seedId: seed.id, stage: 'transfer' } as const;
+    const receive = this.deps.operations.run(seed.target, 'seed-receive', receiveParams, {
+      ...step,
       callId: `${seed.id}.receive.${attempt}`,
       signal: attemptAbort.signal,
       onDisconnect: 'fail',
@@ -350,7 +352,8 @@ export class SeedMachine {
       const limit = await hub.relay.waitForCredit(stream, offset, attemptAbort.signal);
       this.store.setStageMessage(seed.id, 'transfer', `attempt ${attempt}: sending from offset ${offset} (${seed.effectiveCompression})`);
       this.publish(seed.id);
-      send = hub.call(seed.source, 'seed-send', { seedId: seed.id, stream, source, offset, limit, compression: seed.effectiveCompression, ...(seed.maxBytesPerSec ? { maxBytesPerSec: seed.maxBytesPerSec } : {}) }, {
+      send = this.deps.operations.run(seed.source, 'seed-send', { seedId: seed.id, stream, source, offset, limit, compression: seed.effectiveCompression, ...(seed.maxBytesPerSec ? { maxBytesPerSec: seed.maxBytesPerSec } : {}) }, {
+        ...step,
         callId: `${seed.id}.send.${attempt}`,
         signal: attemptAbort.signal,
         onDisconnect: 'fail',
@@ -505,18 +508,30 @@ export class SeedMachine {
   // ---- helpers -----------------------------------------------------------------------------
 
   /**
-   * A call that survives reconnects: waits for the agent, and re-sends the same call id after
-   * a drop (the agent's ledger runs an id once and re-delivers its result).
+   * A seed step as an operation linked to the seed (its output, exit code and audit on record),
+   * surviving reconnects: waits for the agent, and re-sends the same call id after a drop (the
+   * runner re-attaches to the row, the agent's ledger runs an id once and re-delivers its
+   * result). Call ids are `${seedId}.${stage}[.detail]`. A seed abort cancels the step on the
+   * agent; a controller shutdown only stops waiting, so the next process resumes the same call.
    */
   private async callAgent<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, callId: string, signal: AbortSignal, waitMs?: number): Promise<OpResultOf<N>> {
+    const [seedId = callId, stage = op] = callId.split('.');
     for (;;) {
       this.throwIfStopped(signal);
       await this.waitForAgent(agentId, signal, waitMs);
+      const cancel = new AbortController();
+      const onStop = (): void => {
+        if (signal.reason !== ('shutdown' satisfies StopReason)) cancel.abort(signal.reason);
+      };
+      signal.addEventListener('abort', onStop, { once: true });
       try {
-        return (await this.deps.hub.call(agentId, op, params, { callId, signal, onDisconnect: 'wait' })).result;
+        const step = this.deps.operations.run(agentId, op, params, { actor: `seed:${seedId}`, seedId, stage, callId, signal: cancel.signal, onDisconnect: 'wait' });
+        return (await untilStopped(step, signal)).result;
       } catch (error) {
         const err = toSeedwireError(error);
         if (signal.aborted || !LINK_ERRORS.has(err.code)) throw err;
+      } finally {
+        signal.removeEventListener('abort', onStop);
       }
     }
   }
@@ -591,6 +606,25 @@ export class SeedMachine {
     if (!seed) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${id}`);
     this.deps.bus.publish('seed', seed);
     return seed;
+  }
+}
+
+/** The step's outcome, or a rejection as soon as `signal` aborts (the step itself is left to its own signal). */
+async function untilStopped<T>(step: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    step.catch(() => undefined);
+    throw new SeedwireError('SEEDWIRE_CANCELED', String(signal.reason));
+  }
+  let onAbort: (() => void) | undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new SeedwireError('SEEDWIRE_CANCELED', String(signal.reason)));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([step, stopped]);
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+    step.catch(() => undefined);
   }
 }
 

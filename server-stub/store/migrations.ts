@@ -68,6 +68,11 @@ const MIGRATIONS: readonly string[] = [
     updated_at TEXT NOT NULL
   );
   `,
+  // 3: a seed's agent-side steps are operations linked to it (null for operations not run by a seed)
+  `
+  ALTER TABLE operations ADD COLUMN seed_id TEXT;
+  CREATE INDEX IF NOT EXISTS operations_by_seed ON operations (seed_id);
+  `,
 ];
 
 export function applyMigrations(db: Database.Database): number {

@@ -16,6 +16,7 @@ interface RawOperation {
   exit_code: number | null;
   actor: string;
   output_tail: string;
+  seed_id: string | null;
 }
 
 function toOperation(raw: RawOperation): Operation {
@@ -32,6 +33,7 @@ function toOperation(raw: RawOperation): Operation {
     exitCode: raw.exit_code,
     outputTail: raw.output_tail,
     actor: raw.actor,
+    seedId: raw.seed_id,
   };
 }
 
@@ -44,39 +46,56 @@ export interface OperationEnd {
 }
 
 export interface OperationStore {
-  insert(op: Pick<Operation, 'id' | 'agentId' | 'op' | 'params' | 'createdAt' | 'actor'>): Operation;
+  insert(op: Pick<Operation, 'id' | 'agentId' | 'op' | 'params' | 'createdAt' | 'actor'> & { seedId?: string | null }): Operation;
   /** Sets the final state once; returns false if the operation had already ended. */
   finish(id: string, end: OperationEnd): boolean;
+  /** Sets an ended operation running again (its call is re-sent under the same id); false if it was running. */
+  reopen(id: string): boolean;
   get(id: string): Operation | null;
-  list(filter: { agentId?: string; limit: number }): Operation[];
+  /** Newest first; with `seedId`, that seed's steps in the order they started. */
+  list(filter: { agentId?: string; seedId?: string; limit: number }): Operation[];
   listRunning(agentId?: string): Operation[];
 }
 
 export function createOperationStore(db: Database.Database): OperationStore {
-  const insert = db.prepare(`INSERT INTO operations (id, agent_id, op, params, state, created_at, actor)
-    VALUES (@id, @agentId, @op, @params, 'running', @createdAt, @actor)`);
+  const insert = db.prepare(`INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id)
+    VALUES (@id, @agentId, @op, @params, 'running', @createdAt, @actor, @seedId)`);
+  const reopen = db.prepare(`UPDATE operations SET state = 'running', ended_at = NULL, result = NULL, error = NULL, exit_code = NULL
+    WHERE id = ? AND state != 'running'`);
   const finish = db.prepare(`UPDATE operations SET state = @state, ended_at = @endedAt, result = @result, error = @error,
     exit_code = @exitCode WHERE id = @id AND state = 'running'`);
   const selectOne = db.prepare('SELECT * FROM operations WHERE id = ?');
   const selectRecent = db.prepare('SELECT * FROM operations ORDER BY rowid DESC LIMIT ?');
   const selectRecentByAgent = db.prepare('SELECT * FROM operations WHERE agent_id = ? ORDER BY rowid DESC LIMIT ?');
+  const selectBySeed = db.prepare('SELECT * FROM operations WHERE seed_id = ? ORDER BY rowid LIMIT ?');
+  const selectBySeedAndAgent = db.prepare('SELECT * FROM operations WHERE seed_id = ? AND agent_id = ? ORDER BY rowid LIMIT ?');
   const selectRunning = db.prepare("SELECT * FROM operations WHERE state = 'running' ORDER BY rowid");
   const selectRunningByAgent = db.prepare("SELECT * FROM operations WHERE state = 'running' AND agent_id = ? ORDER BY rowid");
   const store: OperationStore = {
     insert(op) {
-      insert.run({ ...op, params: JSON.stringify(op.params) });
+      insert.run({ ...op, params: JSON.stringify(op.params), seedId: op.seedId ?? null });
       return store.get(op.id)!;
     },
     finish(id, end) {
       const info = finish.run({ id, ...end, result: toJsonColumn(end.result), error: toJsonColumn(end.error) });
       return info.changes === 1;
     },
+    reopen(id) {
+      return reopen.run(id).changes === 1;
+    },
     get(id) {
       const raw = selectOne.get(id) as RawOperation | undefined;
       return raw ? toOperation(raw) : null;
     },
-    list({ agentId, limit }) {
-      const rows = agentId === undefined ? selectRecent.all(limit) : selectRecentByAgent.all(agentId, limit);
+    list({ agentId, seedId, limit }) {
+      const rows =
+        seedId !== undefined
+          ? agentId === undefined
+            ? selectBySeed.all(seedId, limit)
+            : selectBySeedAndAgent.all(seedId, agentId, limit)
+          : agentId === undefined
+            ? selectRecent.all(limit)
+            : selectRecentByAgent.all(agentId, limit);
       return (rows as RawOperation[]).map(toOperation);
     },
     listRunning(agentId) {

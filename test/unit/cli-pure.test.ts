@@ -98,7 +98,7 @@ describe('exit codes', () => {
   });
 
   it("an operation exits with its command's code, 4 when refused, 5 otherwise when it failed", () => {
-    const base = { id: 'o', agentId: 'a', op: 'exec', params: {}, createdAt: '', endedAt: '', result: null, outputTail: '', actor: 'admin' };
+    const base = { id: 'o', agentId: 'a', op: 'exec', params: {}, createdAt: '', endedAt: '', result: null, outputTail: '', actor: 'admin', seedId: null };
     const opOf = (o: Partial<Operation>): Operation => ({ ...base, state: 'succeeded', error: null, exitCode: null, ...o });
     expect(exitCodeOfOperation(opOf({}))).toBe(0);
     expect(exitCodeOfOperation(opOf({ exitCode: 7 }))).toBe(7);
