@@ -251,7 +251,10 @@ export const seedOps: OpDefinition[] = [
       await assertDatadirUnused(deps, { action: 'finalize the seed in' });
       if (params.prepare) {
         // A hot backup is only consistent once its copied redo log is applied.
-        const prepare = await ctx.run(`${params.prepare} --prepare --target-dir=${shellQuote(mysql.datadir)}`);
+        const command = `${params.prepare} --prepare --target-dir=${shellQuote(mysql.datadir)}`;
+        // Echoed so the step's operation output says what ran before the tool's own words.
+        ctx.output('stderr', `$ ${command}\n`);
+        const prepare = await ctx.run(command);
         if (prepare.exitCode !== 0) {
           throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${params.prepare} --prepare exited ${prepare.exitCode ?? prepare.signal}: ${prepare.stderrTail.trim().split('\n').slice(-15).join('\n')}`);
         }
@@ -265,7 +268,9 @@ export const seedOps: OpDefinition[] = [
       }
       if (mysql.user) {
         // -h: change symlinks themselves; a received symlink's target is never touched.
-        const chown = await ctx.run(`chown -hR -- ${shellQuote(`${mysql.user}:`)} ${shellQuote(mysql.datadir)}`, { quiet: true });
+        const command = `chown -hR -- ${shellQuote(`${mysql.user}:`)} ${shellQuote(mysql.datadir)}`;
+        ctx.output('stderr', `$ ${command}\n`);
+        const chown = await ctx.run(command);
         if (chown.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `chown to ${mysql.user} failed: ${chown.stderrTail.trim()}`);
       }
       // Checked again right before the datadir becomes startable (--prepare may have taken long).
@@ -274,6 +279,7 @@ export const seedOps: OpDefinition[] = [
       await dropReceiveState(ctx.config.stateDir);
       let started = false;
       if (params.startMysql) {
+        ctx.output('stderr', `$ ${mysql.startCommand}\n`);
         const start = await ctx.run(mysql.startCommand, { timeoutMs: mysql.commandTimeoutSeconds * 1000 });
         if (start.exitCode !== 0) {
           throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `start command exited ${start.exitCode ?? start.signal}: ${start.stderrTail.trim()}`);

@@ -73,7 +73,7 @@ describe('controller store: persistence', () => {
     closeDatabase(db); // idempotent
 
     const again = openDatabase(dir);
-    expect(again.pragma('user_version', { simple: true })).toBe(2);
+    expect(again.pragma('user_version', { simple: true })).toBe(3);
     expect(again.pragma('journal_mode', { simple: true })).toBe('wal');
     const op = createOperationStore(again).get('op-1')!;
     expect(op).toMatchObject({ state: 'succeeded', result: { exitCode: 0 }, exitCode: 0, outputTail: 'hello\n', params: { command: 'x' } });
