@@ -256,7 +256,9 @@ export const seedOps: OpDefinition[] = [
         ctx.output('stderr', `$ ${command}\n`);
         const prepare = await ctx.run(command);
         if (prepare.exitCode !== 0) {
-          throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${params.prepare} --prepare exited ${prepare.exitCode ?? prepare.signal}: ${prepare.stderrTail.trim().split('\n').slice(-15).join('\n')}`);
+          throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `${params.prepare} --prepare exited ${prepare.exitCode ?? prepare.signal}: ${prepare.stderrTail.trim().split('\n').slice(-15).join('\n')}`, {
+            details: { exitCode: prepare.exitCode },
+          });
         }
         // Bookkeeping of the backup that must not outlive it; xtrabackup_info and
         // xtrabackup_binlog_info stay (harmless, and they say where the copy came from).
@@ -271,7 +273,7 @@ export const seedOps: OpDefinition[] = [
         const command = `chown -hR -- ${shellQuote(`${mysql.user}:`)} ${shellQuote(mysql.datadir)}`;
         ctx.output('stderr', `$ ${command}\n`);
         const chown = await ctx.run(command);
-        if (chown.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `chown to ${mysql.user} failed: ${chown.stderrTail.trim()}`);
+        if (chown.exitCode !== 0) throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `chown to ${mysql.user} failed: ${chown.stderrTail.trim()}`, { details: { exitCode: chown.exitCode } });
       }
       // Checked again right before the datadir becomes startable (--prepare may have taken long).
       if (params.startMysql) await assertDatadirUnused(deps, { action: 'start MySQL on' });
@@ -282,7 +284,7 @@ export const seedOps: OpDefinition[] = [
         ctx.output('stderr', `$ ${mysql.startCommand}\n`);
         const start = await ctx.run(mysql.startCommand, { timeoutMs: mysql.commandTimeoutSeconds * 1000 });
         if (start.exitCode !== 0) {
-          throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `start command exited ${start.exitCode ?? start.signal}: ${start.stderrTail.trim()}`);
+          throw new SeedwireError('SEEDWIRE_COMMAND_FAILED', `start command exited ${start.exitCode ?? start.signal}: ${start.stderrTail.trim()}`, { details: { exitCode: start.exitCode } });
         }
         started = true;
       }

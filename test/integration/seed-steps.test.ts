@@ -112,7 +112,7 @@ describe('seed steps as operations', () => {
 
     const steps = await client().operations({ seed: id });
     const finalize = steps.find((s) => s.id === `${id}.finalize-target`);
-    expect(finalize).toMatchObject({ agentId: 'bad', op: 'seed-finalize-target', state: 'failed', error: { code: 'SEEDWIRE_COMMAND_FAILED' } });
+    expect(finalize).toMatchObject({ agentId: 'bad', op: 'seed-finalize-target', state: 'failed', exitCode: 3, error: { code: 'SEEDWIRE_COMMAND_FAILED' } });
     expect(finalize?.error?.message).toContain('bad: port 3306 is taken by another server');
     expect(await client().outputText(`${id}.finalize-target`)).toContain('bad: port 3306 is taken by another server');
     // The failure's cleanup ran as steps of the same seed, after it.
