@@ -169,7 +169,8 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
           expect(agent.facts).toBeTruthy();
         }
       },
-      { timeout: 30_000, interval: 100 },
+      // Four agents start under tsx: on a loaded machine that alone can take most of a minute.
+      { timeout: 60_000, interval: 100 },
     );
     browser = await launchBrowser();
   });
