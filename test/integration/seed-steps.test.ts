@@ -5,10 +5,10 @@
  * Real controller and agent processes; the "MySQL" service is a state file whose commands talk.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiClient } from '../../client/api.js';
 import type { Operation } from '../../server-stub/ops/types.js';
 import { startAgent, stopAllAgents } from '../helpers/agent.js';
@@ -19,8 +19,10 @@ const TOKEN = 'steps-token';
 
 /** Service commands that say what they do on stderr, so their words can be found in a step's output. */
 function serviceCommands(name: string, stateFile: string, startFails: boolean): Record<string, string> {
+  // While `<stateFile>.slow` exists, a start takes a while and counts its runs in `<stateFile>.starts`.
+  const slow = `if [ -f ${stateFile}.slow ]; then echo run >> ${stateFile}.starts; sleep 8; fi`;
   return {
-    startCommand: startFails ? `echo "${name}: port 3306 is taken by another server" >&2; exit 3` : `echo "${name}: starting" >&2; touch ${stateFile}`,
+    startCommand: startFails ? `echo "${name}: port 3306 is taken by another server" >&2; exit 3` : `echo "${name}: starting" >&2; ${slow}; touch ${stateFile}`,
     stopCommand: `echo "${name}: stopping" >&2; rm -f ${stateFile}`,
     statusCommand: `test -f ${stateFile}`,
   };
@@ -119,6 +121,35 @@ describe('seed steps as operations', () => {
     const ops = steps.map((s) => s.op);
     expect(ops.indexOf('mysql-start')).toBeGreaterThan(ops.indexOf('seed-finalize-target'));
     expect(ops).toContain('seed-cleanup-target');
+  });
+
+  it('a controller SIGKILL mid-step: the restarted controller re-attaches to the same operation; the step runs once', async () => {
+    const starts = join(dir, 'dst.running.starts');
+    writeFileSync(join(dir, 'dst.running.slow'), '');
+    rmSync(join(dir, 'dst.running'), { force: true }); // stopped, as a seed's target must be
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold' });
+    expect(created.status).toBe(202);
+    const id = created.body.seed.id;
+    const finalizeId = `${id}.finalize-target`;
+    await vi.waitFor(
+      async () => {
+        const op = await api<Operation>('GET', `/api/operations/${finalizeId}`);
+        expect(op.body.state).toBe('running');
+        expect(readFileSync(starts, 'utf8')).toBe('run\n');
+      },
+      { timeout: 60_000, interval: 100 },
+    );
+    await controller.kill();
+    controller = await controller.restart();
+
+    const seed = await seedUntilDone(id);
+    expect(seed.state).toBe('succeeded');
+    const steps = await client().operations({ seed: id });
+    expect(steps.filter((s) => s.op === 'seed-finalize-target').map((s) => [s.id, s.state])).toEqual([[finalizeId, 'succeeded']]);
+    expect(new Set(steps.map((s) => s.id)).size).toBe(steps.length);
+    // The start command ran once: the new controller's call joined the one the agent kept running.
+    expect(readFileSync(starts, 'utf8')).toBe('run\n');
+    expect(await client().outputText(finalizeId)).toContain('dst: starting');
   });
 
   it('still refuses the internal seed-* operations from the API', async () => {
