@@ -152,6 +152,32 @@ describe('seed steps as operations', () => {
     expect(await client().outputText(finalizeId)).toContain('dst: starting');
   });
 
+  it('a graceful controller restart mid-step leaves the step running on the agent; the next controller finishes the same operation', async () => {
+    const starts = join(dir, 'dst.running.starts');
+    rmSync(starts, { force: true });
+    writeFileSync(join(dir, 'dst.running.slow'), '');
+    rmSync(join(dir, 'dst.running'), { force: true });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold' });
+    expect(created.status).toBe(202);
+    const id = created.body.seed.id;
+    const finalizeId = `${id}.finalize-target`;
+    await vi.waitFor(
+      async () => {
+        expect((await api<Operation>('GET', `/api/operations/${finalizeId}`)).body.state).toBe('running');
+        expect(readFileSync(starts, 'utf8')).toBe('run\n');
+      },
+      { timeout: 60_000, interval: 100 },
+    );
+    await controller.stop(); // SIGTERM: the controller drains; the step is not canceled on the agent
+    controller = await controller.restart();
+
+    const seed = await seedUntilDone(id);
+    expect(seed.state).toBe('succeeded');
+    const finalize = (await client().operations({ seed: id })).filter((s) => s.op === 'seed-finalize-target');
+    expect(finalize.map((s) => [s.id, s.state])).toEqual([[finalizeId, 'succeeded']]);
+    expect(readFileSync(starts, 'utf8')).toBe('run\n');
+  });
+
   it('still refuses the internal seed-* operations from the API', async () => {
     const refused = await api<{ error: { code: string } }>('POST', '/api/agents/dst/ops/seed-cleanup-target', { params: { seedId: 'x' } });
     expect(refused.body.error.code).toBe('SEEDWIRE_OP_UNKNOWN');
