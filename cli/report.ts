@@ -1,5 +1,5 @@
 /** What a person reads about a seed: a one-line status, the stage table, the replication coordinates. */
-import type { Facts, SeedView } from '../client/api.js';
+import type { Facts, Operation, SeedView } from '../client/api.js';
 import { SeedResultSchema, type SeedResult } from '../shared/ops.js';
 import { formatBytes, formatDuration, formatRate, formatTime, percent, renderTable, secondsBetween } from './format.js';
 
@@ -52,6 +52,22 @@ export function progressLine(seed: SeedView): string {
 export function renderStages(seed: SeedView, now: number): string {
   const rows = seed.stages.map((s) => [s.name, s.state, formatTime(s.startedAt), formatDuration(secondsBetween(s.startedAt, s.endedAt, now)), s.message ?? '']);
   return renderTable(['stage', 'state', 'started', 'took', 'message'], rows);
+}
+
+/**
+ * A seed's agent-side steps (its operations, in the order they ran), then the last lines of
+ * each failed step's output: the step's own words (a `--prepare` or a start command that failed).
+ */
+export function renderSteps(steps: Operation[], now: number): string {
+  if (steps.length === 0) return 'steps: none recorded\n';
+  const rows = steps.map((s) => [s.id, s.op, s.agentId, s.state, s.exitCode ?? '-', formatDuration(secondsBetween(s.createdAt, s.endedAt, now))]);
+  const lines = [renderTable(['step (operation id)', 'op', 'agent', 'state', 'exit', 'took'], rows).trimEnd()];
+  for (const step of steps) {
+    if (step.state !== 'failed' || step.outputTail.trim() === '') continue;
+    const tail = step.outputTail.trimEnd().split('\n').slice(-10);
+    lines.push('', `output of ${step.id} (last lines; all of it: GET /api/operations/${step.id}/output):`, ...tail.map((line) => `  ${line}`));
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** The whole report: status, stages, and for a finished seed its result and coordinates. */

@@ -90,9 +90,11 @@ export class ApiClient {
     return unwrap<Operation>(await this.json('POST', path, { params }, options.signal), 'operation', `POST ${path}`);
   }
 
-  async operations(filter: { agent?: string; limit?: number } = {}, options: FollowOptions = {}): Promise<Operation[]> {
+  /** Newest first; with `seed`, that seed's agent-side steps in the order they ran. */
+  async operations(filter: { agent?: string; seed?: string; limit?: number } = {}, options: FollowOptions = {}): Promise<Operation[]> {
     const query = new URLSearchParams();
     if (filter.agent !== undefined) query.set('agent', filter.agent);
+    if (filter.seed !== undefined) query.set('seed', filter.seed);
     if (filter.limit !== undefined) query.set('limit', String(filter.limit));
     const path = `/api/operations${query.size > 0 ? `?${query.toString()}` : ''}`;
     return expectArray<Operation>(await this.json('GET', path, undefined, options.signal), `GET ${path}`);

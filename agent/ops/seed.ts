@@ -112,13 +112,18 @@ export const seedOps: OpDefinition[] = [
       await assertDatadirUnused(deps, { action: 'finalize the seed in' });
       if (params.prepare) {
         // A hot backup is only consistent once its copied redo log is applied.
-        const prepare = await ctx.run(`${params.prepare} --prepare --target-dir=${shellQuote(mysql.datadir)}`);
+        const command = `${params.prepare} --prepare --target-dir=${shellQuote(mysql.datadir)}`;
+        // Echoed so the step's operation output says what ran before the tool's own words.
+        ctx.output('stderr', `$ ${command}\n`);
+        const prepare = await ctx.run(command);
         if (prepare.exitCode !== 0) throw commandFailed(`${params.prepare} --prepare`, prepare);
       }
       await tidyReceivedDatadir(mysql.datadir, { preparedBackup: params.prepare !== undefined });
       if (mysql.user) {
         // -h: change symlinks themselves; a received symlink's target is never touched.
-        const chown = await ctx.run(`chown -hR -- ${shellQuote(`${mysql.user}:`)} ${shellQuote(mysql.datadir)}`, { quiet: true });
+        const command = `chown -hR -- ${shellQuote(`${mysql.user}:`)} ${shellQuote(mysql.datadir)}`;
+        ctx.output('stderr', `$ ${command}\n`);
+        const chown = await ctx.run(command);
         if (chown.exitCode !== 0) throw commandFailed(`chown to ${mysql.user}`, chown);
       }
       // Checked again right before the datadir becomes startable (--prepare may have taken long).
@@ -127,6 +132,7 @@ export const seedOps: OpDefinition[] = [
       await dropReceiveState(ctx.config.stateDir);
       let started = false;
       if (params.startMysql) {
+        ctx.output('stderr', `$ ${mysql.startCommand}\n`);
         const start = await ctx.run(mysql.startCommand, { timeoutMs: mysql.commandTimeoutSeconds * 1000 });
         if (start.exitCode !== 0) throw commandFailed('mysql.startCommand', start);
         started = true;

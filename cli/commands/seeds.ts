@@ -4,7 +4,7 @@ import { EXIT } from '../exit.js';
 import { followSeed } from '../follow.js';
 import { formatBytes, formatTime, percent, renderTable } from '../format.js';
 import { printJson, type Io } from '../io.js';
-import { renderSeedReport } from '../report.js';
+import { renderSeedReport, renderSteps } from '../report.js';
 
 export function exitCodeOfSeed(seed: SeedView): number {
   if (seed.state === 'succeeded' || seed.state === 'running' || seed.state === 'pending') return EXIT.ok;
@@ -59,8 +59,12 @@ export async function listSeeds(client: ApiClient, io: Io, limit: number | undef
 
 export async function showSeed(client: ApiClient, io: Io, id: string, json: boolean): Promise<number> {
   const seed = await client.seed(id);
-  if (json) printJson(io, seed);
-  else io.stdout.write(renderSeedReport(seed, await sourceFactsOf(client, seed), io.now()));
+  if (json) {
+    printJson(io, seed);
+    return EXIT.ok;
+  }
+  const steps = await client.operations({ seed: id, limit: 1000 });
+  io.stdout.write(`${renderSeedReport(seed, await sourceFactsOf(client, seed), io.now())}\n${renderSteps(steps, io.now())}`);
   return EXIT.ok;
 }
 

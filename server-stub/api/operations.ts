@@ -55,10 +55,12 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
     return operation;
   }
 
-  app.get<{ Querystring: { agent?: string; limit?: string } }>('/api/operations', async (request) => {
+  // ?seed=ID lists that seed's steps in the order they ran; otherwise newest first.
+  app.get<{ Querystring: { agent?: string; seed?: string; limit?: string } }>('/api/operations', async (request) => {
     const limit = request.query.limit === undefined ? 100 : Number.parseInt(request.query.limit, 10);
     if (!Number.isFinite(limit) || limit < 1) throw new SeedwireError('SEEDWIRE_BAD_REQUEST', 'limit: a positive integer');
-    return operations.list({ ...(request.query.agent ? { agentId: request.query.agent } : {}), limit });
+    const { agent, seed } = request.query;
+    return operations.list({ ...(agent ? { agentId: agent } : {}), ...(seed ? { seedId: seed } : {}), limit });
   });
 
   app.get<{ Params: { id: string } }>('/api/operations/:id', async (request) => mustGet(request.params.id));

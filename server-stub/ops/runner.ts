@@ -29,6 +29,16 @@ export interface RunnerDeps {
 interface Active {
   controller: AbortController;
   done: Promise<Operation>;
+  /** Who hears the operation's output and progress: the starter, and any caller re-attached by call id. */
+  listeners: Set<RunOptions>;
+}
+
+/** An operation that ended this way may be sent again under its id: its outcome never reached the controller. */
+const RESENDABLE: ReadonlySet<string> = new Set(['SEEDWIRE_LOST', 'SEEDWIRE_DISCONNECTED', 'SEEDWIRE_AGENT_OFFLINE']);
+
+/** The seed machine's actor; only it may run the internal seed-* operations. */
+function isSeedActor(actor: string): boolean {
+  return actor.startsWith('seed:');
 }
 
 export interface ControllerOperationRunner extends OperationRunner {
@@ -52,7 +62,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     bus.publish('operation', extra ? { ...operation, ...extra } : operation);
   }
 
-  function recordOutput(operationId: string, frame: OutputFrame, options: RunOptions | null): void {
+  function recordOutput(operationId: string, frame: OutputFrame, listeners: ReadonlySet<RunOptions>): void {
     if (frame.gap) {
       const note = `\n[seedwire: ${frame.gap} bytes of output lost]\n`;
       output.append(operationId, frame.stream, note);
@@ -60,7 +70,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     }
     output.append(operationId, frame.stream, frame.data);
     bus.publish('output', { operationId, seq: frame.seq, stream: frame.stream, data: frame.data });
-    options?.onOutput?.({ seq: frame.seq, stream: frame.stream, data: frame.data });
+    for (const options of listeners) options.onOutput?.({ seq: frame.seq, stream: frame.stream, data: frame.data });
   }
 
   function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Operation {
@@ -90,7 +100,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       actor: final.actor,
       agentId: final.agentId,
       action: `op:${final.op}`,
-      params: { operationId: final.id },
+      params: final.seedId === null ? { operationId: final.id } : { operationId: final.id, seedId: final.seedId },
       outcome: final.state,
       message: final.error?.message ?? null,
     });
@@ -98,22 +108,33 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     return final;
   }
 
+  /** Lets one more caller hear an operation this process tracks, and cancel it through its signal. */
+  function attach(entry: Active, options: RunOptions): void {
+    entry.listeners.add(options);
+    const external = options.signal;
+    if (!external) return;
+    const onAbort = (): void => entry.controller.abort(external.reason);
+    if (external.aborted) onAbort();
+    else external.addEventListener('abort', onAbort, { once: true });
+    void entry.done.finally(() => {
+      external.removeEventListener('abort', onAbort);
+      entry.listeners.delete(options);
+    });
+  }
+
   function track(operation: Operation, options: RunOptions | null, resumed: boolean): StartedOperation {
     const controller = new AbortController();
-    const external = options?.signal;
-    const onExternalAbort = (): void => controller.abort(external?.reason);
-    if (external?.aborted) controller.abort(external.reason);
-    else external?.addEventListener('abort', onExternalAbort, { once: true });
+    const listeners = new Set<RunOptions>();
     // Checked again here, not only at start: a row resumed after a restart comes from the store.
     const valid = validateOp(operation.op, operation.params, false);
     const call = hub.call(operation.agentId, valid.op, valid.params, {
       callId: operation.id,
       signal: controller.signal,
       ...(options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-      onOutput: (frame) => recordOutput(operation.id, frame, options),
+      onOutput: (frame) => recordOutput(operation.id, frame, listeners),
       onProgress: (data) => {
         publish(operations.get(operation.id) ?? operation, { progress: data });
-        options?.onProgress?.(data);
+        for (const listener of listeners) listener.onProgress?.(data);
       },
       onDisconnect: options?.onDisconnect ?? 'wait',
     });
@@ -127,23 +148,65 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
         return operation;
       })
       .finally(() => {
-        external?.removeEventListener('abort', onExternalAbort);
         active.delete(operation.id);
       });
-    active.set(operation.id, { controller, done });
+    const entry: Active = { controller, done, listeners };
+    active.set(operation.id, entry);
+    if (options) attach(entry, options);
     if (resumed) deps.log.info({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation resumed after reconnect');
     return { operation, done };
+  }
+
+  /** start() for an id that already has a row: re-attach, resume, re-send or answer from the record. */
+  function restart(row: Operation, agentId: string, op: string, options: RunOptions): StartedOperation {
+    if (row.agentId !== agentId || row.op !== op) {
+      throw new SeedwireError('SEEDWIRE_CONFLICT', `operation ${row.id} is ${row.op} on ${row.agentId}, not ${op} on ${agentId}`);
+    }
+    const entry = active.get(row.id);
+    if (entry) {
+      attach(entry, options);
+      return { operation: row, done: entry.done };
+    }
+    if (row.state !== 'running' && !(row.state === 'failed' && row.error !== null && RESENDABLE.has(row.error.code))) {
+      return { operation: row, done: Promise.resolve(row) };
+    }
+    if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
+    const reopened = row.state !== 'running' && operations.reopen(row.id);
+    const operation = operations.get(row.id) ?? row;
+    deps.log.info({ opId: row.id, agentId, op, actor: options.actor, reopened }, 'operation re-attached by id');
+    audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(row.id, options), outcome: reopened ? 'resent' : 'resumed' });
+    publish(operation);
+    return track(operation, options, !reopened);
+  }
+
+  function auditParams(operationId: string, options: RunOptions, params?: unknown): Record<string, unknown> {
+    return {
+      operationId,
+      ...(params === undefined ? {} : { params }),
+      ...(options.seedId === undefined ? {} : { seedId: options.seedId }),
+      ...(options.stage === undefined ? {} : { stage: options.stage }),
+    };
   }
 
   const runner: ControllerOperationRunner = {
     start(agentId, op, params, options) {
       if (closed) throw new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
-      const valid = validateOp(op, params, false);
+      const valid = validateOp(op, params, !isSeedActor(options.actor));
       if (!hub.agent(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+      const existing = options.callId === undefined ? null : operations.get(options.callId);
+      if (existing) return restart(existing, agentId, valid.op, options);
       if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
-      const operation = operations.insert({ id: randomUUID(), agentId, op: valid.op, params: valid.params, createdAt: new Date().toISOString(), actor: options.actor });
-      deps.log.info({ opId: operation.id, agentId, op, actor: options.actor }, 'operation started');
-      audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: { operationId: operation.id, params: valid.params }, outcome: 'started' });
+      const operation = operations.insert({
+        id: options.callId ?? randomUUID(),
+        agentId,
+        op: valid.op,
+        params: valid.params,
+        createdAt: new Date().toISOString(),
+        actor: options.actor,
+        seedId: options.seedId ?? null,
+      });
+      deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
+      audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(operation.id, options, valid.params), outcome: 'started' });
       publish(operation);
       return track(operation, options, false);
     },
@@ -151,13 +214,16 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       const { done } = runner.start(agentId, op, params, options);
       const final = await done;
       if (final.state === 'succeeded') return { result: checkResult(agentId, op, final.result), exitCode: final.exitCode, durationMs: Date.parse(final.endedAt ?? final.createdAt) - Date.parse(final.createdAt), operation: final };
+      // Left running by a shutdown: the agent keeps it, and the next controller process resumes it.
+      if (final.state === 'running') throw new SeedwireError('SEEDWIRE_SHUTTING_DOWN', `operation ${final.id} outlives this controller process`, { details: { operation: final } });
       const code = final.error?.code;
       throw new SeedwireError(code && code.startsWith('SEEDWIRE_') ? (code as SeedwireError['code']) : 'SEEDWIRE_INTERNAL', final.error?.message ?? `operation ${final.state}`, {
         details: { operation: final },
       });
     },
     get: (id) => operations.get(id),
-    list: ({ agentId, limit }) => operations.list({ ...(agentId === undefined ? {} : { agentId }), limit: Math.min(Math.max(limit ?? 100, 1), 1000) }),
+    list: ({ agentId, seedId, limit }) =>
+      operations.list({ ...(agentId === undefined ? {} : { agentId }), ...(seedId === undefined ? {} : { seedId }), limit: Math.min(Math.max(limit ?? 100, 1), 1000) }),
     async wait(id, ms, signal) {
       const entry = active.get(id);
       if (!entry || ms <= 0) return operations.get(id);

@@ -29,8 +29,19 @@ export interface Operation {
 }
 
 export interface RunOptions<N extends OpName = OpName> {
-  /** "admin" for API calls, "seed:<id>" for the seed machine. */
+  /** "admin" for API calls, "seed:<id>" for the seed machine (the only actor allowed the internal seed-* ops). */
   actor: string;
+  /** Links the operation to a seed: stored, shown as `seedId`, in its audit rows. */
+  seedId?: string;
+  /** The seed stage this step belongs to (audit rows only). */
+  stage?: string;
+  /**
+   * The operation's id, which is also the agent call id. A row with this id that already exists
+   * is re-attached, not duplicated: still tracked → the same run; running but untracked (after a
+   * controller restart) → resumed; ended by a lost link → reopened and sent again (the agent's
+   * ledger runs an id once); ended otherwise → its recorded outcome.
+   */
+  callId?: string;
   /** Aborting cancels the operation (a cancel frame goes to the agent). */
   signal?: AbortSignal;
   timeoutMs?: number;
@@ -56,7 +67,8 @@ export interface OperationRunner {
   /** start() and wait for the end: resolves with the agent's outcome, rejects with a SeedwireError. */
   run<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: RunOptions<N>): Promise<CallOutcome<OpResultOf<N>> & { operation: Operation }>;
   get(id: string): Operation | null;
-  list(filter: { agentId?: string; limit?: number }): Operation[];
+  /** Newest first; with `seedId`, that seed's steps in the order they started. */
+  list(filter: { agentId?: string; seedId?: string; limit?: number }): Operation[];
   /** The operation once it ended or after `ms`, whichever comes first; null if unknown. */
   wait(id: string, ms: number, signal?: AbortSignal): Promise<Operation | null>;
   /** Cancels a running operation of this process; returns the row (unchanged if already ended). */

@@ -1,12 +1,14 @@
 /**
  * Every agent call a seed makes once it runs (the prechecks' read-only questions aside) goes
- * through `step()`, typed by the operation contract (shared/ops.ts). This is the one seam where
- * seed steps meet the hub: recording each step as an operation linked to its seed changes
- * `callOnce` and nothing else.
+ * through `step()`, typed by the operation contract (shared/ops.ts). Each step runs as an
+ * operation linked to its seed (the operation runner: stored with its output, exit code and audit
+ * rows, listed by `GET /api/operations?seed=ID`), under the step's own deterministic call id, so a
+ * re-sent step re-attaches to its operation instead of starting another.
  */
 import { SeedwireError, toSeedwireError, type ErrorCode } from '../../shared/errors.js';
 import type { OpName, OpParamsInput, OpProgressOf, OpResultOf } from '../../shared/ops.js';
 import type { AgentHub } from '../hub/types.js';
+import type { OperationRunner } from '../ops/types.js';
 import type { StageName } from './types.js';
 
 /** Errors that say the link failed, not the step: a step that waits re-sends the same call id. */
@@ -63,7 +65,7 @@ export function throwIfStopped(signal: AbortSignal): void {
   if (signal.aborted) throw new SeedwireError('SEEDWIRE_CANCELED', String(signal.reason));
 }
 
-export function createAgentSteps(hub: AgentHub, reconnectWaitMs: number): AgentSteps {
+export function createAgentSteps(hub: AgentHub, operations: OperationRunner, reconnectWaitMs: number): AgentSteps {
   async function waitForAgent(agentId: string, signal: AbortSignal, waitMs = reconnectWaitMs): Promise<void> {
     if (hub.isConnected(agentId)) return;
     const timeout = AbortSignal.timeout(waitMs);
@@ -79,14 +81,22 @@ export function createAgentSteps(hub: AgentHub, reconnectWaitMs: number): AgentS
 
   /** The one place a seed step reaches an agent. */
   async function callOnce<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: StepOptions<N>): Promise<OpResultOf<N>> {
-    const { callId, signal, onProgress } = options;
+    const { callId, signal, onProgress, seedId, stage } = options;
     const onDisconnect = options.onDisconnect ?? 'wait';
     // A bulk call ('fail') is cancelled by any stop; a waiting one is only given up on shutdown.
     const stop = onDisconnect === 'wait' ? detachOnShutdown(signal) : null;
     try {
-      const call = hub.call(agentId, op, params, { callId, signal: stop?.signal ?? signal, onDisconnect, ...(onProgress ? { onProgress } : {}) });
+      const call = operations.run(agentId, op, params, {
+        actor: `seed:${seedId}`,
+        seedId,
+        stage,
+        callId,
+        signal: stop?.signal ?? signal,
+        onDisconnect,
+        ...(onProgress ? { onProgress } : {}),
+      });
       if (!stop) return (await call).result;
-      call.catch(() => undefined); // after a detach, the hub's close settles it
+      call.catch(() => undefined); // after a detach, the runner's and the hub's close settle it
       return (await Promise.race([call, stop.detached])).result;
     } finally {
       stop?.dispose();

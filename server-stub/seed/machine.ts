@@ -38,7 +38,7 @@ export class SeedMachine {
     this.live = new LiveProgress(this.store, (id) => void this.publish(id));
     this.stageDeps = {
       hub: deps.hub,
-      steps: createAgentSteps(deps.hub, deps.reconnectWaitMs ?? SEED_LIMITS.reconnectWaitMs),
+      steps: createAgentSteps(deps.hub, deps.operations, deps.reconnectWaitMs ?? SEED_LIMITS.reconnectWaitMs),
       store: this.store,
       live: this.live,
       recorder: this.throughputRecorder,

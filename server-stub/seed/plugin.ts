@@ -13,6 +13,7 @@ export function createSeedPlugin(options: SeedPluginOptions = {}): ControllerPlu
     const machine = new SeedMachine({
       db: deps.db,
       hub: deps.hub,
+      operations: deps.operations,
       bus: deps.bus,
       audit: (record) => {
         deps.audit.record({ ...record, params: record.params ?? null, message: record.message ?? null });

@@ -6,6 +6,7 @@ import type { AgentHub } from '../hub/types.js';
 import type { SeedMethodName } from './methods/index.js';
 
 export type { SeedMethodName };
+import type { OperationRunner } from '../ops/types.js';
 
 export const SEED_STAGES = ['precheck', 'prepare-source', 'prepare-target', 'transfer', 'verify', 'finalize-target', 'cleanup-source'] as const;
 export type StageName = (typeof SEED_STAGES)[number];
@@ -60,6 +61,8 @@ export interface AuditRecord {
 export interface SeedDeps {
   db: Database.Database;
   hub: AgentHub;
+  /** Runs every agent-side step of a seed as an operation linked to it. */
+  operations: OperationRunner;
   bus: EventBus;
   audit: (record: AuditRecord) => void;
   log: Logger;

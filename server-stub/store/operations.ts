@@ -61,8 +61,10 @@ export interface OperationStore {
   insert(op: NewOperation): Operation;
   /** Sets the final state once; returns false if the operation had already ended. */
   finish(id: string, end: OperationEnd): boolean;
+  /** Sets an ended operation running again (its call is re-sent under the same id); false if it was running. */
+  reopen(id: string): boolean;
   get(id: string): Operation | null;
-  /** Newest first. */
+  /** Newest first; with `seedId`, that seed's steps in the order they started. */
   list(filter: OperationFilter): Operation[];
   listRunning(agentId?: string): Operation[];
 }
@@ -70,6 +72,8 @@ export interface OperationStore {
 export function createOperationStore(db: Database.Database): OperationStore {
   const insert = db.prepare(`INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id)
     VALUES (@id, @agentId, @op, @params, 'running', @createdAt, @actor, @seedId)`);
+  const reopen = db.prepare(`UPDATE operations SET state = 'running', ended_at = NULL, result = NULL, error = NULL, exit_code = NULL
+    WHERE id = ? AND state != 'running'`);
   const finish = db.prepare(`UPDATE operations SET state = @state, ended_at = @endedAt, result = @result, error = @error,
     exit_code = @exitCode WHERE id = @id AND state = 'running'`);
   const selectOne = db.prepare('SELECT * FROM operations WHERE id = ?');
@@ -81,7 +85,7 @@ export function createOperationStore(db: Database.Database): OperationStore {
     let statement = selectRecent.get(key);
     if (!statement) {
       const where = [filter.agentId ? 'agent_id = @agentId' : null, filter.seedId ? 'seed_id = @seedId' : null].filter((c) => c !== null);
-      statement = db.prepare(`SELECT * FROM operations ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid DESC LIMIT @limit`);
+      statement = db.prepare(`SELECT * FROM operations ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid ${filter.seedId ? 'ASC' : 'DESC'} LIMIT @limit`);
       selectRecent.set(key, statement);
     }
     return statement;
@@ -96,6 +100,9 @@ export function createOperationStore(db: Database.Database): OperationStore {
     finish(id, end) {
       const info = finish.run({ id, ...end, result: toJsonColumn(end.result), error: toJsonColumn(end.error) });
       return info.changes === 1;
+    },
+    reopen(id) {
+      return reopen.run(id).changes === 1;
     },
     get(id) {
       const raw = selectOne.get(id) as RawOperation | undefined;

@@ -11,7 +11,12 @@ import { createEventBus, type SeedwireEventBus } from '../../server-stub/events/
 import { SeedMachine } from '../../server-stub/seed/machine.js';
 import type { SeedMethodName } from '../../server-stub/seed/methods/index.js';
 import type { AuditRecord, SeedView } from '../../server-stub/seed/types.js';
+import { createAudit } from '../../server-stub/ops/audit.js';
+import { createOperationRunner } from '../../server-stub/ops/runner.js';
+import { createAuditStore } from '../../server-stub/store/audit.js';
 import { applyMigrations } from '../../server-stub/store/migrations.js';
+import { createOperationStore } from '../../server-stub/store/operations.js';
+import { createOutputStore } from '../../server-stub/store/output.js';
 import { answer, makeFacts, MemoryHub, ScriptedAgent, scriptedTransfer, type Behaviour, type ScriptedTransfer, type TransferScript } from './memory-hub.js';
 import { Waitable } from './wait.js';
 
@@ -68,7 +73,14 @@ export function createSeedWorld(options: SeedWorldOptions = {}): SeedWorld {
     if (event.type === 'seed' && typeof event.data === 'object' && event.data !== null && 'id' in event.data && typeof event.data.id === 'string') published.push(event.data.id);
   });
   const log = pino({ level: 'silent' });
-  const newMachine = (hub: MemoryHub): SeedMachine => new SeedMachine({ db, hub, bus, audit: (record) => audits.push(record), log, reconnectWaitMs: options.reconnectWaitMs ?? 5_000 });
+  const operationStore = createOperationStore(db);
+  const outputStore = createOutputStore(db);
+  const runnerAudit = createAudit(createAuditStore(db), bus);
+  // A controller process: its own operation runner over the hub (seed steps are operations).
+  const newMachine = (hub: MemoryHub): SeedMachine => {
+    const operations = createOperationRunner({ hub, operations: operationStore, output: outputStore, bus, audit: runnerAudit, log });
+    return new SeedMachine({ db, hub, operations, bus, audit: (record) => audits.push(record), log, reconnectWaitMs: options.reconnectWaitMs ?? 5_000 });
+  };
 
   const firstHub = new MemoryHub([source, target]);
   const world: SeedWorld = {

@@ -234,6 +234,9 @@ describe('seedwire (the command line)', { timeout: 240_000 }, () => {
     const id = /^seed (\S+) started/m.exec(run.stdout)![1]!;
     const shown = JSON.parse((await cli(['--json', 'seed', 'show', id])).stdout) as SeedView;
     expect(shown).toMatchObject({ id, state: 'succeeded', result: { binlog: { file: 'mysql-bin.000002', position: 4321 } } });
+    const report = (await cli(['seed', 'show', id])).stdout;
+    expect(report).toMatch(/^STEP \(OPERATION ID\)\s+OP\s+AGENT\s+STATE\s+EXIT\s+TOOK$/m);
+    expect(report).toMatch(new RegExp(`^${id}\\.finalize-target\\s+seed-finalize-target\\s+dst\\s+succeeded\\s`, 'm'));
     const listed = JSON.parse((await cli(['seeds', '--json'])).stdout) as SeedView[];
     expect(listed.map((s) => s.id)).toContain(id);
     expect((await cli(['seeds'])).stdout).toMatch(new RegExp(`^${id}\\s+src\\s+dst\\s+cold\\s+succeeded`, 'm'));

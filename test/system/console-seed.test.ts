@@ -101,6 +101,7 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
   let browser: BrowserSession | null = null;
   let src: FakeMysql;
   let dst: FakeMysql;
+  let bad: FakeMysql;
   let sourceDigests: Map<string, string>;
 
   async function api<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
@@ -155,17 +156,21 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     const common = { controllerUrl: controller.wsUrl, token: AGENT_TOKEN };
     startAgent({ ...common, id: 'src', config: { datacenter: 'dc1', mysql: src.config } });
     startAgent({ ...common, id: 'dst', config: { datacenter: 'dc1', mysql: dst.config } });
+    // A target whose start command fails, in its own words: the seed's finalize step shows them.
+    bad = fakeMysql(join(work, 'bad'), false);
+    startAgent({ ...common, id: 'bad', config: { datacenter: 'dc1', mysql: { ...bad.config, startCommand: `echo 'bad: port 3306 is taken by another server' >&2; exit 3` } } });
     // ~20 MB of command output: far more live events than a stalled viewer's queue holds.
     startAgent({ ...common, id: 'far', config: { datacenter: 'dc2', customCommands: { flood: `head -c 20000000 /dev/zero | tr '\\0' x | fold -w 200` } } });
     await vi.waitFor(
       async () => {
-        for (const id of ['src', 'dst', 'far']) {
+        for (const id of ['src', 'dst', 'far', 'bad']) {
           const agent = (await api<{ connected?: boolean; facts?: unknown }>('GET', `/api/agents/${id}`)).body;
           expect(agent.connected).toBe(true);
           expect(agent.facts).toBeTruthy();
         }
       },
-      { timeout: 30_000, interval: 100 },
+      // Four agents start under tsx: on a loaded machine that alone can take most of a minute.
+      { timeout: 60_000, interval: 100 },
     );
     browser = await launchBrowser();
   });
@@ -237,6 +242,36 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     const done = (await api<{ state: string; bytesDone: number; bytesTotal: number }>('GET', `/api/seeds/${seedId}`)).body;
     expect(done.state).toBe('succeeded');
     expect(done.bytesDone).toBe(done.bytesTotal);
+
+    // Each agent-side step is listed with its operation, agent, state and exit code; its output opens below.
+    const steps = [`${seedId}.prepare-source.status`, `${seedId}.prepare-target`, `${seedId}.receive.1`, `${seedId}.send.1`, `${seedId}.finalize-target`];
+    await expect.poll(() => page.getByTestId('seed-steps').locator('tbody tr').count(), { timeout: 10_000 }).toBe(steps.length);
+    for (const step of steps) {
+      expect(await page.getByTestId(`step-state-${step}`).textContent()).toBe('succeeded');
+    }
+    expect(await page.getByTestId(`step-row-${seedId}.send.1`).textContent()).toContain('seed-send');
+    expect(await page.getByTestId(`step-row-${seedId}.send.1`).textContent()).toContain('src');
+    await page.getByTestId(`step-show-${seedId}.finalize-target`).click();
+    await expect.poll(() => page.getByTestId('step-output').textContent(), { timeout: 10_000 }).toContain(`$ touch '${dst.state}'`);
+    await expect.poll(() => page.getByTestId('step-output-status').textContent(), { timeout: 10_000 }).toBe('end of output (succeeded)');
+    expect(browser!.pageErrors.filter((e) => e.startsWith('pageerror') || /Content Security Policy/i.test(e))).toEqual([]);
+  });
+
+  it("shows a failed seed's failing step with its own output", async () => {
+    const { page } = browser!;
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'bad', method: 'cold' });
+    expect(created.status).toBe(202);
+    const seedId = created.body.seed.id;
+    await page.goto(`${controller!.url}/#/seeds/${encodeURIComponent(seedId)}`);
+    await expect.poll(() => page.getByTestId('seed-state').textContent(), { timeout: 120_000 }).toBe('failed');
+    expect(await page.getByTestId('seed-error').textContent()).toContain('bad: port 3306 is taken by another server');
+    const finalize = `${seedId}.finalize-target`;
+    await expect.poll(() => page.getByTestId(`step-state-${finalize}`).textContent(), { timeout: 10_000 }).toBe('failed');
+    // The failed step's output is shown without asking: the command line, then its own words.
+    await expect.poll(() => page.getByTestId('step-output-title').textContent(), { timeout: 10_000 }).toBe(`Output of ${finalize}`);
+    await expect.poll(() => page.getByTestId('step-output').textContent(), { timeout: 10_000 }).toContain('bad: port 3306 is taken by another server');
+    expect(await page.getByTestId('step-output').textContent()).toContain("$ echo 'bad: port 3306 is taken by another server' >&2; exit 3");
+    await browser!.screenshot('seed-failed-step');
     expect(browser!.pageErrors.filter((e) => e.startsWith('pageerror') || /Content Security Policy/i.test(e))).toEqual([]);
   });
 

@@ -4,7 +4,7 @@
  * the xbstream path guard and the stream receiver on their own (real mbstream, no server).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -215,7 +215,18 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
     startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'badsock', config: { mysql: mysqlOf(source), backup: { tool: 'mariabackup', socket: join(base, 'no-such.sock') } } });
     // A backup source whose server is stopped (the target's, never started here).
     startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'stopped', config: { mysql: mysqlOf(target), backup: { tool: 'mariabackup', socket: target.socket } } });
-    await agentsReady(['source', 'target', 'plain', 'badsock', 'stopped']);
+    // The target's server through an agent whose mariabackup fails on --prepare, in its own words
+    // (a wrapper first on its PATH; the backup itself and mbstream stay the real tools).
+    const bin = join(base, 'badprep-bin');
+    mkdirSync(bin);
+    const real = execFileSync('bash', ['-c', 'command -v mariabackup'], { encoding: 'utf8' }).trim();
+    writeFileSync(
+      join(bin, 'mariabackup'),
+      `#!/bin/bash\nfor a in "$@"; do\n  if [ "$a" = --prepare ]; then\n    echo '[00] FATAL ERROR: simulated: the redo log of this backup is unreadable' >&2\n    exit 1\n  fi\ndone\nexec ${real} "$@"\n`,
+    );
+    chmodSync(join(bin, 'mariabackup'), 0o755);
+    startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'badprep', config: { mysql: mysqlOf(target) }, env: { PATH: `${bin}:${process.env['PATH'] ?? ''}` } });
+    await agentsReady(['source', 'target', 'plain', 'badsock', 'stopped', 'badprep']);
   }, 300_000);
 
   afterAll(async () => {
@@ -346,5 +357,43 @@ describe.skipIf(missingTools(['mariabackup', 'mbstream', 'mariadbd', 'mariadb-in
     expect(existsSync(join(target.datadir, INCOMPLETE_MARKER))).toBe(true);
     const start = await op<unknown>('target', 'mysql-start');
     expect(start.error?.code).toBe('SEEDWIRE_OP_REFUSED');
+  }, 300_000);
+
+  it("a failed --prepare is its step's failure: its own words in that operation's output and in the seed's error", async () => {
+    const created = await api<{ seed: SeedJson }>('POST', '/api/seeds', { source: 'source', target: 'badprep', method: 'backup' });
+    expect(created.status).toBe(202);
+    const id = created.body.seed.id;
+    const seed = await seedUntilDone(id);
+    expect(seed.state).toBe('failed');
+    expect(seed.stages.find((s) => s.name === 'finalize-target')?.state).toBe('failed');
+    expect(seed.error?.code).toBe('SEEDWIRE_COMMAND_FAILED');
+    expect(seed.error?.message).toContain('mariabackup --prepare exited 1: [00] FATAL ERROR: simulated: the redo log of this backup is unreadable');
+
+    type Step = { id: string; agentId: string; op: string; state: string; exitCode: number | null; seedId: string; error: { code: string; message: string } | null };
+    const steps = (await api<Step[]>('GET', `/api/operations?seed=${id}`)).body;
+    expect(steps.map((s) => [s.agentId, s.op, s.state])).toEqual([
+      ['badprep', 'seed-prepare-target', 'succeeded'],
+      ['badprep', 'seed-receive', 'succeeded'],
+      ['source', 'seed-send', 'succeeded'],
+      ['badprep', 'seed-finalize-target', 'failed'],
+      ['badprep', 'seed-cleanup-target', 'succeeded'],
+    ]);
+    const finalize = steps.find((s) => s.op === 'seed-finalize-target')!;
+    expect(finalize).toMatchObject({ id: `${id}.finalize-target`, seedId: id, exitCode: 1, error: { code: 'SEEDWIRE_COMMAND_FAILED' } });
+    const output = (await api<string>('GET', `/api/operations/${encodeURIComponent(finalize.id)}/output?follow=0`)).body;
+    expect(output).toContain(`$ mariabackup --prepare --target-dir='${target.datadir}'`);
+    expect(output).toContain('[00] FATAL ERROR: simulated: the redo log of this backup is unreadable');
+    // mariabackup's own stderr during the backup is the send step's output.
+    const send = steps.find((s) => s.op === 'seed-send')!;
+    const sendOutput = (await api<string>('GET', `/api/operations/${encodeURIComponent(send.id)}/output?follow=0`)).body;
+    expect(sendOutput).toMatch(/^\$ \S*mariabackup .*--backup/m);
+    expect(sendOutput).toMatch(/^\[\d\d\] /m);
+
+    const audit = (await api<Array<{ actor: string; action: string; outcome: string; message: string | null; params: { operationId?: string } | null }>>('GET', '/api/audit?limit=500')).body;
+    const ended = audit.find((a) => a.params?.operationId === finalize.id && a.outcome === 'failed');
+    expect(ended).toMatchObject({ actor: `seed:${id}`, action: 'op:seed-finalize-target' });
+    expect(ended?.message).toContain('simulated: the redo log of this backup is unreadable');
+    // The target never looks valid: its marker stays.
+    expect(existsSync(join(target.datadir, INCOMPLETE_MARKER))).toBe(true);
   }, 300_000);
 });

@@ -6,7 +6,7 @@ import { exitCodeOfOperation } from '../../cli/commands/ops.js';
 import { exitCodeOf, CliError } from '../../cli/exit.js';
 import { formatBytes, formatDuration, renderTable } from '../../cli/format.js';
 import { parseParams, parseRate } from '../../cli/params.js';
-import { changeMasterStatement, renderSeedReport } from '../../cli/report.js';
+import { changeMasterStatement, renderSeedReport, renderSteps } from '../../cli/report.js';
 import { resolveControllerUrl, resolveToken } from '../../cli/config.js';
 
 describe('SseParser', () => {
@@ -130,6 +130,22 @@ describe('the seed report', () => {
     expect(text).toContain('replication coordinates: file bin.000001, position 99, GTID 0-1-5');
     expect(text).toContain("MASTER_HOST='a', MASTER_PORT=3306");
     expect(text).toContain("SET GLOBAL gtid_slave_pos = '0-1-5'");
+  });
+
+  it("lists a seed's steps and the last lines of a failed step's output", () => {
+    const step = (o: Partial<Operation>): Operation => ({
+      id: 's1.x', agentId: 'b', op: 'mysql-status', params: {}, state: 'succeeded', createdAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:02.000Z',
+      result: null, error: null, exitCode: null, outputTail: '', actor: 'seed:s1', seedId: 's1', ...o,
+    });
+    const text = renderSteps([
+      step({ id: 's1.prepare-target', op: 'seed-prepare-target' }),
+      step({ id: 's1.finalize-target', op: 'seed-finalize-target', state: 'failed', exitCode: 1, outputTail: '$ mariabackup --prepare\n[00] FATAL ERROR: no redo log\n' }),
+    ], Date.parse('2026-01-01T00:02:00Z'));
+    expect(text).toMatch(/^STEP \(OPERATION ID\)\s+OP\s+AGENT\s+STATE\s+EXIT\s+TOOK$/m);
+    expect(text).toMatch(/^s1\.prepare-target\s+seed-prepare-target\s+b\s+succeeded\s+-\s+2s$/m);
+    expect(text).toMatch(/^s1\.finalize-target\s+seed-finalize-target\s+b\s+failed\s+1\s+2s$/m);
+    expect(text).toContain('output of s1.finalize-target (last lines; all of it: GET /api/operations/s1.finalize-target/output):\n  $ mariabackup --prepare\n  [00] FATAL ERROR: no redo log\n');
+    expect(renderSteps([], 0)).toBe('steps: none recorded\n');
   });
 
   it('formats sizes, durations and borderless tables', () => {

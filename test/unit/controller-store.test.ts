@@ -94,3 +94,26 @@ describe('controller store: persistence', () => {
     closeDatabase(db);
   });
 });
+
+describe('controller store: a seed\'s steps', () => {
+  it('links operations to a seed, lists them in the order they started, and reopens an ended one', () => {
+    const dir = tempDir();
+    const { db, operations } = newOperation(dir);
+    const at = new Date().toISOString();
+    for (const [id, agentId] of [['s1.prepare-target', 'b'], ['s1.receive.1', 'b'], ['s2.prepare-target', 'b'], ['s1.send.1', 'a']] as const) {
+      operations.insert({ id, agentId, op: 'mysql-status', params: {}, createdAt: at, actor: `seed:${id.split('.')[0]}`, seedId: id.split('.')[0]! });
+    }
+    expect(operations.get('op-1')!.seedId).toBeNull();
+    expect(operations.list({ seedId: 's1', limit: 100 }).map((o) => o.id)).toEqual(['s1.prepare-target', 's1.receive.1', 's1.send.1']);
+    expect(operations.list({ seedId: 's1', agentId: 'b', limit: 100 }).map((o) => o.id)).toEqual(['s1.prepare-target', 's1.receive.1']);
+    expect(operations.list({ seedId: 'nope', limit: 100 })).toEqual([]);
+    // Without a seed: newest first, as before.
+    expect(operations.list({ limit: 2 }).map((o) => o.id)).toEqual(['s1.send.1', 's2.prepare-target']);
+
+    expect(operations.reopen('s1.send.1')).toBe(false); // still running
+    operations.finish('s1.send.1', { state: 'failed', endedAt: at, result: null, error: { code: 'SEEDWIRE_LOST', message: 'lost' }, exitCode: null });
+    expect(operations.reopen('s1.send.1')).toBe(true);
+    expect(operations.get('s1.send.1')).toMatchObject({ state: 'running', endedAt: null, error: null, seedId: 's1' });
+    closeDatabase(db);
+  });
+});

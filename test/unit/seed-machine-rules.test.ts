@@ -92,7 +92,9 @@ describe('seed machine: transfer attempts', () => {
     expect((await runSeed(w)).method).toBe('snapshot');
     const receive = w.hub.calls.items.find((c) => c.op === 'seed-receive');
     expect(receive?.params).toMatchObject({ resume: false, maxBytes: Math.ceil(SIZE.bytes * 1.05) + 64 * 1024 * 1024 });
-    expect(receive?.params).not.toHaveProperty('format');
+    // A snapshot seed is a tree stream (the default the params schema fills in), not a backup stream.
+    expect(receive?.params).toMatchObject({ format: 'tree' });
+    expect(receive?.params).not.toHaveProperty('backupTool');
     expect(w.hub.calls.items.find((c) => c.op === 'seed-send')?.params).toMatchObject({ source: { kind: 'snapshot' }, offset: 0, compression: 'none' });
   });
 });

@@ -108,9 +108,10 @@ export const api = {
   startOperation: async (agentId: string, op: string, params: Record<string, unknown> = {}) =>
     asItem<Operation>(await request('POST', `/api/agents/${enc(agentId)}/ops/${enc(op)}?wait=0`, { body: { params } }), 'operation'),
 
-  operations: async (filter: { agent?: string; limit?: number }, signal?: AbortSignal) => {
+  operations: async (filter: { agent?: string; seed?: string; limit?: number }, signal?: AbortSignal) => {
     const query = new URLSearchParams();
     if (filter.agent !== undefined) query.set('agent', filter.agent);
+    if (filter.seed !== undefined) query.set('seed', filter.seed);
     if (filter.limit !== undefined) query.set('limit', String(filter.limit));
     const suffix = query.size > 0 ? `?${query.toString()}` : '';
     return asList<Operation>(await request('GET', `/api/operations${suffix}`, { signal }), 'operations');

@@ -3,8 +3,9 @@ import { api, describeError } from '../api.js';
 import { describeThroughput, renderThroughputChart } from '../chart.js';
 import { fill, h, link } from '../dom.js';
 import { elapsedSeconds, formatBytes, formatDuration, formatPercent, formatRate, formatTime } from '../format.js';
-import type { Seed, ThroughputView } from '../types.js';
+import type { Operation, Seed, ThroughputView } from '../types.js';
 import { errorLine, makeRefresher, stateBadge, type View, type ViewContext } from '../view.js';
+import { SeedSteps } from './seedSteps.js';
 
 const ACTIVE = new Set(['pending', 'running']);
 /** The chart is re-fetched at most this often on seed events, and at least this often while the seed runs. */
@@ -25,6 +26,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
   const stagesBody = h('tbody');
   const abort = h('button', { type: 'button', class: 'danger', testid: 'seed-abort', hidden: true }, 'Abort seed');
   const abortError = h('p', { class: 'error', testid: 'seed-abort-error', hidden: true });
+  const steps = new SeedSteps(seedId);
 
   abort.addEventListener('click', () => {
     // Safe to void: confirm never rejects and the follow-up catches its own failure.
@@ -51,6 +53,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
     h('section', { class: 'card' }, h('div', { class: 'progress-row' }, progress), progressText, seedError, h('div', { class: 'actions' }, abort), abortError),
     h('section', { class: 'card' }, h('h2', {}, 'Throughput'), chartHolder, chartCaption),
     h('section', { class: 'card' }, h('h2', {}, 'Stages'), h('table', { testid: 'seed-stages' }, h('thead', {}, h('tr', {}, ...['Stage', 'State', 'Started', 'Ended', 'Took', 'Message'].map((t) => h('th', {}, t)))), stagesBody)),
+    steps.root,
   );
 
   function render(): void {
@@ -112,7 +115,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
 
   const refresh = makeRefresher(
     async () => {
-      const [s, t] = await Promise.all([api.seed(seedId, ctx.signal), api.throughput(seedId, ctx.signal)]);
+      const [s, t] = await Promise.all([api.seed(seedId, ctx.signal), api.throughput(seedId, ctx.signal), steps.load(ctx.signal)]);
       seed = s;
       throughput = t;
       render();
@@ -156,6 +159,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
     root,
     refresh,
     onEvent(event) {
+      if (event.type === 'operation') steps.upsert(event.data as Operation);
       if (event.type !== 'seed') return;
       const data = event.data as Seed;
       if (data?.id !== seedId) return;
@@ -164,6 +168,9 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
       if (chartTimer !== null) clearTimeout(chartTimer);
       chartTimer = null;
       scheduleChart(Math.max(0, CHART_MIN_MS - (Date.now() - chartFetchedAt)));
+    },
+    dispose() {
+      steps.dispose();
     },
   };
 }
