@@ -150,7 +150,7 @@ describe('store migrations', () => {
 });
 
 describe('operation store: the seed an operation belongs to', () => {
-  it('stores seedId and lists by seed, alone or with the agent, newest first, through the seed index', () => {
+  it('stores seedId and lists a seed's steps in the order they ran (alone or with the agent), others newest first, through the seed index', () => {
     const db = openDatabase(tempDir());
     const operations = createOperationStore(db);
     const insert = (id: string, agentId: string, seedId?: string): void => {
@@ -165,14 +165,14 @@ describe('operation store: the seed an operation belongs to', () => {
     expect(operations.get('o1')?.seedId).toBe('seed-1');
     expect(operations.get('o3')?.seedId).toBeNull();
     const ids = (filter: Parameters<typeof operations.list>[0]): string[] => operations.list(filter).map((o) => o.id);
-    expect(ids({ seedId: 'seed-1', limit: 10 })).toEqual(['o5', 'o2', 'o1']);
-    expect(ids({ seedId: 'seed-1', limit: 2 })).toEqual(['o5', 'o2']);
-    expect(ids({ seedId: 'seed-1', agentId: 'dst', limit: 10 })).toEqual(['o5', 'o2']);
+    expect(ids({ seedId: 'seed-1', limit: 10 })).toEqual(['o1', 'o2', 'o5']);
+    expect(ids({ seedId: 'seed-1', limit: 2 })).toEqual(['o1', 'o2']);
+    expect(ids({ seedId: 'seed-1', agentId: 'dst', limit: 10 })).toEqual(['o2', 'o5']);
     expect(ids({ agentId: 'src', limit: 10 })).toEqual(['o4', 'o3', 'o1']);
     expect(ids({ limit: 10 })).toEqual(['o5', 'o4', 'o3', 'o2', 'o1']);
     expect(ids({ seedId: 'seed-none', limit: 10 })).toEqual([]);
 
-    const plan = db.prepare(`EXPLAIN QUERY PLAN SELECT * FROM operations WHERE seed_id = ? ORDER BY rowid DESC LIMIT 10`).all('seed-1') as Array<{ detail: string }>;
+    const plan = db.prepare(`EXPLAIN QUERY PLAN SELECT * FROM operations WHERE seed_id = ? ORDER BY rowid ASC LIMIT 10`).all('seed-1') as Array<{ detail: string }>;
     expect(plan.map((step) => step.detail).join('\n')).toContain('operations_by_seed');
     closeDatabase(db);
   });
