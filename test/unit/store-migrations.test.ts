@@ -150,7 +150,7 @@ describe('store migrations', () => {
 });
 
 describe('operation store: the seed an operation belongs to', () => {
-  it('stores seedId and lists a seed's steps in the order they ran (alone or with the agent), others newest first, through the seed index', () => {
+  it("stores seedId and lists a seed's steps in the order they ran (alone or with the agent), others newest first, through the seed index", () => {
     const db = openDatabase(tempDir());
     const operations = createOperationStore(db);
     const insert = (id: string, agentId: string, seedId?: string): void => {
