@@ -4,7 +4,7 @@
  * are created by the store's migrations (server-stub/store/migrations.ts).
  */
 import { z } from 'zod';
-import { SendSummarySchema, TransferSummarySchema } from '../../shared/ops.js';
+import { SeedResultSchema, SendSummarySchema, TransferSummarySchema, type SeedResult } from '../../shared/ops.js';
 import type Database from 'better-sqlite3';
 import { SEED_STAGES, type SeedView, type StageName, type StageState, type StageView } from './types.js';
 
@@ -152,13 +152,13 @@ export class SeedStore {
       .run(state, now(), now(), message, id, stage);
   }
 
-  finish(id: string, state: 'succeeded' | 'failed' | 'aborted', error: { code: string; message: string } | null, result: Record<string, unknown> | null): void {
+  finish(id: string, state: 'succeeded' | 'failed' | 'aborted', error: { code: string; message: string } | null, result: SeedResult | null): void {
     this.db
       .prepare(`UPDATE seeds SET state = ?, ended_at = ?, error = ?, result = COALESCE(?, result) WHERE id = ?`)
       .run(state, now(), error ? JSON.stringify(error) : null, result ? JSON.stringify(result) : null, id);
   }
 
-  setResult(id: string, result: Record<string, unknown>): void {
+  setResult(id: string, result: SeedResult): void {
     this.db.prepare(`UPDATE seeds SET result = ? WHERE id = ?`).run(JSON.stringify(result), id);
   }
 
@@ -184,7 +184,7 @@ export class SeedStore {
       createdAt: row.created_at,
       endedAt: row.ended_at,
       error: row.error ? (JSON.parse(row.error) as SeedView['error']) : null,
-      result: row.result ? (JSON.parse(row.result) as Record<string, unknown>) : null,
+      result: row.result ? SeedResultSchema.parse(JSON.parse(row.result)) : null,
       attempts: row.attempts,
       stages,
     };

@@ -1,4 +1,5 @@
 /** Seed records as stored and as the API shows them (README "HTTP API", docs/seed-flow.md). */
+import type { SeedResult } from '../../shared/ops.js';
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { EventBus } from '../events/types.js';
@@ -43,7 +44,8 @@ export interface SeedView {
   createdAt: string;
   endedAt: string | null;
   error: { code: string; message: string } | null;
-  result: Record<string, unknown> | null;
+  /** A succeeded seed's copy: files, bytes, digest, attempts, binlog coordinates (shared/ops.ts SeedResultSchema). */
+  result: SeedResult | null;
   /** Transfer attempts (1 + resumes). */
   attempts: number;
   stages: StageView[];

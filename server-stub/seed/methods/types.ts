@@ -4,7 +4,7 @@
  * the cleanup call these hooks and know no method by name.
  */
 import type { Facts } from '../../../shared/frames.js';
-import type { OpName, OpParamsInput, OpResultOf, SendSummary } from '../../../shared/ops.js';
+import type { OpName, OpParamsInput, OpResultOf, SeedResult, SendSummary } from '../../../shared/ops.js';
 
 /** What `seed-send` reads on the source (shared/ops.ts SeedSourceSchema: a new kind there needs its reader on the agent). */
 type SourceKind = OpParamsInput<'seed-send'>['source']['kind'];
@@ -61,7 +61,7 @@ export interface SeedMethod {
   /** Extra `seed-finalize-target` params (a backup is prepared with the tool that made it). */
   finalizeParams?(sent: SendSummary): Pick<OpParamsInput<'seed-finalize-target'>, 'prepare'>;
   /** Extra fields of the seed's result. */
-  resultExtras?(sent: SendSummary): Record<string, unknown>;
+  resultExtras?(sent: SendSummary): Partial<SeedResult>;
   /** Undoes prepare-source (in the cleanup-source stage and after a failure or abort); returns what it did. */
   cleanupSource(steps: MethodSteps): Promise<string[]>;
 }
