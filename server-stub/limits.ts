@@ -6,6 +6,12 @@
  */
 export const CONTROLLER_LIMITS = {
   /**
+   * @default 600_000 ms a stream token stays valid unused: the source dials only once its source
+   * is ready (a snapshot mounted, a backup tool started), which can take minutes; the token dies
+   * earlier anyway when its stream closes.
+   */
+  streamTokenTtlMs: 600_000,
+  /**
    * @default 10_000 ms between two writes of one agent's last-seen time: every inbound frame
    * counts as seen, and a fleet writing SQLite on each would cost more than the field is worth.
    */

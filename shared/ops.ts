@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { CODECS } from './codec.js';
+import { DataTicketSchema } from './data-link.js';
 import { FactsSchema, MountSchema, SnapshotSchema } from './frames.js';
 
 const NoParams = z.object({}).strict();
@@ -63,6 +64,8 @@ export const INTERNAL_OP_PARAMS = {
       backupTool: BackupToolSchema.optional(),
       /** Most file bytes the stream may declare (the precheck's size plus its margin); a stream declaring more is refused. */
       maxBytes: z.number().int().nonnegative().optional(),
+      /** Receive on a data connection of its own, opened with this stream token (absent: on the control link). */
+      data: DataTicketSchema.optional(),
     })
     .strict(),
   /** Source: send the seed stream from `offset`, never past the credit `limit`. */
@@ -76,6 +79,8 @@ export const INTERNAL_OP_PARAMS = {
       compression: CodecSchema,
       /** Bandwidth cap for this seed, raw bytes per second. */
       maxBytesPerSec: z.number().int().positive().optional(),
+      /** Send on a data connection of its own, opened with this stream token (absent: on the control link). */
+      data: DataTicketSchema.optional(),
     })
     .strict(),
   /** Target: compare digests, fix ownership, drop identity/pid/socket files, remove the marker, maybe start MySQL. */

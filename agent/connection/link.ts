@@ -53,7 +53,7 @@ const CLOSE_WAIT_MS = LIMITS.closeWaitMs;
 /** Bytes of a refused upgrade's body read for its error message. */
 const REFUSAL_BODY_BYTES = 4096;
 
-interface Refusal {
+export interface Refusal {
   status: number;
   code: string | null;
   message: string;
@@ -61,7 +61,7 @@ interface Refusal {
 }
 
 /** Reads a non-101 answer to the upgrade: status, the JSON error's code and message, Retry-After. */
-function readRefusal(res: IncomingMessage): Promise<Refusal> {
+export function readRefusal(res: IncomingMessage): Promise<Refusal> {
   return new Promise((resolve) => {
     let body = '';
     const retryAfter = Number(res.headers['retry-after']);

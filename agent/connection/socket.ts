@@ -1,5 +1,5 @@
 /**
- * Opens one dial-out WebSocket with the options every agent socket needs: the token in the
+ * Opens one dial-out WebSocket (the control link or a data connection) with the options every agent socket needs: the token in the
  * Authorization header (never in the URL), no permessage-deflate, a small maxPayload, the
  * configured CA, and TCP keepalive as a backstop to the heartbeats.
  */
@@ -19,6 +19,19 @@ export interface SocketOptions {
   keepAliveMs: number;
   /** An HTTP CONNECT agent when the dial goes through a proxy (proxy.ts). */
   agent?: Agent | undefined;
+  /** More handshake headers (a data connection's claim: agent, stream, role). */
+  headers?: Record<string, string> | undefined;
+  /**
+   * Send every frame with an all-zero mask, so ws skips masking (and the copy it takes): for data
+   * connections, whose bulk bytes would otherwise cost a third of the sender's CPU. RFC 6455
+   * masking protects intermediary caches from a hostile browser script; this client is no browser
+   * (docs/security.md).
+   */
+  zeroMask?: boolean | undefined;
+}
+
+function zeroMask(mask: Buffer): void {
+  mask.fill(0);
 }
 
 /** A client certificate and its key (mutual TLS), read at start-up. */
@@ -58,7 +71,8 @@ function tunnelIdentityCheck(url: string): { checkServerIdentity?: (host: string
 
 export function openSocket(options: SocketOptions, ca: Buffer | undefined, clientCertificate?: ClientCertificate): WebSocket {
   const ws = new WebSocket(options.url, {
-    headers: options.token === null ? {} : { Authorization: `Bearer ${options.token}` },
+    headers: { ...options.headers, ...(options.token === null ? {} : { Authorization: `Bearer ${options.token}` }) },
+    ...(options.zeroMask ? { generateMask: zeroMask } : {}),
     perMessageDeflate: false,
     maxPayload: LIMITS.maxMessageBytes,
     handshakeTimeout: options.handshakeTimeoutMs,

@@ -7,6 +7,8 @@ import { LIMITS } from '../../shared/limits.js';
 import { VERSION } from '../../shared/version.js';
 import type { Frame, HelloFrame } from '../../shared/frames.js';
 import type { AgentConfig } from '../config/schema.js';
+import { DATA_CONNECTIONS_CAPABILITY } from '../../shared/data-link.js';
+import { createDataDialer } from '../connection/data-dial.js';
 import { AgentIdentity } from '../connection/identity.js';
 import { Link, makeBootId } from '../connection/link.js';
 import type { Session } from '../connection/session.js';
@@ -54,7 +56,18 @@ export function startDaemon(options: DaemonOptions): Daemon {
   // eslint-disable-next-line prefer-const
   let link: Link | undefined;
   const send = (frame: Frame): boolean => link?.session?.send(frame) ?? false;
-  const streams = new ConnectionStreamPort(() => link?.session, log);
+  const dialData = createDataDialer({
+    controllerUrl: config.controller,
+    agentId: config.id,
+    tls: config.tls,
+    ca,
+    clientCertificate,
+    proxy,
+    handshakeTimeoutMs: timing.handshakeTimeoutMs,
+    keepAliveMs: timing.heartbeatMs ?? LIMITS.heartbeatMs,
+    log,
+  });
+  const streams = new ConnectionStreamPort(() => link?.session, log, undefined, dialData);
   const collect: CollectFacts = options.collectFacts ?? ((signal) => collectFacts(config, signal));
   const facts = new FactsPublisher({ collect, send, log });
   const dispatcher = new Dispatcher({
@@ -75,7 +88,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
     agentId: config.id,
     hostname: config.hostname,
     version: VERSION,
-    capabilities: [...registry.keys()],
+    capabilities: [...registry.keys(), DATA_CONNECTIONS_CAPABILITY],
     datacenter: config.datacenter,
     bootId,
     clock: Date.now(),

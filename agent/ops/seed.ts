@@ -198,7 +198,7 @@ async function receiveSeedTree(ctx: OpContext<'seed-receive'>, mysql: MysqlConfi
   const deps = guardDeps(ctx, mysql);
   const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume });
   if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
-  const port = ctx.streams.openReceive(params.stream);
+  const port = ctx.streams.openReceive(params.stream, params.data);
   try {
     if (checkpoint.resumed) {
       await assertDatadirUnused(deps, { action: 'resume receiving the seed into' });
@@ -235,7 +235,7 @@ async function receiveBackupStream(ctx: OpContext<'seed-receive'>, mysql: MysqlC
   const deps = guardDeps(ctx, mysql);
   await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
   const progress = reportReceived((data) => ctx.progress(data));
-  const port = ctx.streams.openReceive(params.stream);
+  const port = ctx.streams.openReceive(params.stream, params.data);
   try {
     // The extractor is the agent's own child writing into the datadir; it is not a server.
     const summary = await runWhileGuarded(deps, { action: 'keep receiving the seed into', ignoreOwnChildren: true }, (signal) =>
@@ -318,7 +318,7 @@ async function withSendPort(
 ): Promise<OpResult<'seed-send'>> {
   const progress = reportSent((data) => ctx.progress(data), params.offset);
   try {
-    const port = ctx.streams.openSend(params.stream);
+    const port = ctx.streams.openSend(params.stream, params.data);
     try {
       const result = await send(port, (offset) => progress.update(offset));
       progress.flush();

@@ -14,9 +14,12 @@
 import type { Logger } from 'pino';
 import { DATA_HEADER_BYTES, decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
+import type { DataTicket } from '../../shared/data-link.js';
 import type { CreditFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
+import type { DataDialer } from '../connection/data-dial.js';
 import type { Session } from '../connection/session.js';
+import { DataChannel } from './data-channel.js';
 import type { ReceivePort, ReceivedChunk, SendPort, StreamPort } from './types.js';
 
 export interface Watermarks {
@@ -64,6 +67,12 @@ function disconnected(): SeedwireError {
   return new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped');
 }
 
+/** Why a session ended: its signal's reason when that says (a data connection refused, a bad frame), else a dropped link. */
+function endOf(session: Session | undefined): SeedwireError {
+  const reason: unknown = session?.signal.reason;
+  return reason instanceof SeedwireError ? reason : disconnected();
+}
+
 /** A set of parked waiters woken all at once; each re-checks its condition. */
 class Wakeups {
   private waiters = new Set<() => void>();
@@ -98,8 +107,8 @@ class ConnectionSendPort implements SendPort {
     private readonly onClose: () => void,
   ) {
     this.credit = initialLimit;
-    if (!session || session.signal.aborted) this.failure = disconnected();
-    else session.signal.addEventListener('abort', () => this.fail(disconnected()), { once: true });
+    if (!session || session.signal.aborted) this.failure = endOf(session);
+    else session.signal.addEventListener('abort', () => this.fail(endOf(session)), { once: true });
   }
 
   get limit(): number {
@@ -165,8 +174,8 @@ class ConnectionReceivePort implements ReceivePort {
     private readonly session: Session | undefined,
     private readonly onClose: () => void,
   ) {
-    if (!session || session.signal.aborted) this.failure = disconnected();
-    else session.signal.addEventListener('abort', () => this.fail(disconnected()), { once: true });
+    if (!session || session.signal.aborted) this.failure = endOf(session);
+    else session.signal.addEventListener('abort', () => this.fail(endOf(session)), { once: true });
   }
 
   push(chunk: ReceivedChunk): void {
@@ -223,9 +232,12 @@ export class ConnectionStreamPort implements StreamPort {
     private readonly currentSession: () => Session | undefined,
     private readonly log: Logger,
     private readonly watermarks: Watermarks = DEFAULT_WATERMARKS,
+    /** Dials data connections; without it every stream takes the control link. */
+    private readonly dialData?: DataDialer,
   ) {}
 
-  openSend(stream: number): SendPort {
+  openSend(stream: number, data?: DataTicket): SendPort {
+    if (data && this.dialData) return this.openDataSend(stream, data, this.dialData);
     this.senders.get(stream)?.fail(new SeedwireError('SEEDWIRE_CONFLICT', `stream ${stream} was opened again`));
     const initialLimit = this.earlyGrants.get(stream) ?? 0;
     this.earlyGrants.delete(stream);
@@ -236,12 +248,60 @@ export class ConnectionStreamPort implements StreamPort {
     return port;
   }
 
-  openReceive(stream: number): ReceivePort {
+  openReceive(stream: number, data?: DataTicket): ReceivePort {
+    if (data && this.dialData) return this.openDataReceive(stream, data, this.dialData);
     this.receivers.get(stream)?.fail(new SeedwireError('SEEDWIRE_CONFLICT', `stream ${stream} was opened again`));
     const port: ConnectionReceivePort = new ConnectionReceivePort(stream, this.currentSession(), () => {
       if (this.receivers.get(stream) === port) this.receivers.delete(stream);
     });
     this.receivers.set(stream, port);
+    return port;
+  }
+
+  /**
+   * A sender on its own data connection: credit arrives on it (the controller replays the latest
+   * grant when it connects), so nothing is kept per session here; closing the port closes it.
+   */
+  private openDataSend(stream: number, data: DataTicket, dial: DataDialer): SendPort {
+    let port: ConnectionSendPort | undefined;
+    const channel = new DataChannel(
+      dial,
+      { stream, role: 'send', token: data.token },
+      this.currentSession(),
+      {
+        binary: () => {
+          throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: data frame sent to the sending side`);
+        },
+        credit: (frame) => {
+          if (frame.stream === stream) port?.grantCredit(frame.limit);
+        },
+      },
+      this.log,
+    );
+    port = new ConnectionSendPort(stream, 0, channel, this.watermarks, () => channel.close());
+    return port;
+  }
+
+  /** A receiver on its own data connection; a frame that fails to decode ends the stream with that failure (fatal for the receiver). */
+  private openDataReceive(stream: number, data: DataTicket, dial: DataDialer): ReceivePort {
+    let port: ConnectionReceivePort | undefined;
+    const channel = new DataChannel(
+      dial,
+      { stream, role: 'receive', token: data.token },
+      this.currentSession(),
+      {
+        binary: (buf) => {
+          const frame = decodeDataFrame(buf);
+          if (frame.stream !== stream) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: a frame of stream ${frame.stream} on its data connection`);
+          port?.push({ offset: frame.offset, rawLength: frame.rawLength, codec: frame.codec, payload: frame.payload });
+        },
+        credit: () => {
+          throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: credit sent to the receiving side`);
+        },
+      },
+      this.log,
+    );
+    port = new ConnectionReceivePort(stream, channel, () => channel.close());
     return port;
   }
 

@@ -6,6 +6,7 @@
  * offset); the controller forwards it to the sender; the sender never sends a byte at or past it.
  */
 import type { Codec } from '../../shared/codec.js';
+import type { DataTicket } from '../../shared/data-link.js';
 
 export interface SendPort {
   /**
@@ -37,7 +38,11 @@ export interface ReceivePort {
 }
 
 export interface StreamPort {
-  /** A sender starts from the latest grant that arrived before it opened (0 if none). */
-  openSend(stream: number): SendPort;
-  openReceive(stream: number): ReceivePort;
+  /**
+   * A sender starts from the latest grant that arrived before it opened (0 if none). With `data`
+   * (a stream token from the controller) the stream travels on a data connection of its own,
+   * dialed now; without it, on the control link.
+   */
+  openSend(stream: number, data?: DataTicket): SendPort;
+  openReceive(stream: number, data?: DataTicket): ReceivePort;
 }

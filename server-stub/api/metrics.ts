@@ -180,6 +180,30 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
     },
   });
   new Counter({
+    name: 'seedwire_relay_control_data_frames_total',
+    help: "Data frames that arrived on agents' control sockets (streams of agents without data connections)",
+    registers: [registry],
+    collect() {
+      setCounter(this, counters.controlDataFrames);
+    },
+  });
+  new Counter({
+    name: 'seedwire_data_connections_total',
+    help: 'Data connections accepted (two per stream that uses them)',
+    registers: [registry],
+    collect() {
+      setCounter(this, counters.dataConnections);
+    },
+  });
+  new Counter({
+    name: 'seedwire_data_connections_refused_total',
+    help: 'Data connection upgrades refused (unknown, used, expired or misdirected stream tokens)',
+    registers: [registry],
+    collect() {
+      setCounter(this, counters.dataRefused);
+    },
+  });
+  new Counter({
     name: 'seedwire_ws_frames_total',
     help: 'WebSocket frames exchanged with agents',
     labelNames: ['direction'],

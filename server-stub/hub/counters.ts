@@ -5,6 +5,12 @@ export interface HubCounters {
   badFrames: number;
   bytesRelayed: number;
   relayDropped: number;
+  /** Data frames that arrived on agents' control sockets (streams of agents without data connections). */
+  controlDataFrames: number;
+  /** Data connections accepted (two per stream that uses them). */
+  dataConnections: number;
+  /** Data connection upgrades refused (bad, used, expired or misdirected stream tokens). */
+  dataRefused: number;
   /** Agent sessions accepted, those of agents already known (a redial), and sessions ended. */
   sessions: number;
   reconnects: number;
@@ -16,5 +22,5 @@ export interface HubCounters {
 }
 
 export function createHubCounters(): HubCounters {
-  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0, sessions: 0, reconnects: 0, disconnects: 0, upgradesPaced: 0, observeHeartbeatRtt: () => {} };
+  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0, controlDataFrames: 0, dataConnections: 0, dataRefused: 0, sessions: 0, reconnects: 0, disconnects: 0, upgradesPaced: 0, observeHeartbeatRtt: () => {} };
 }

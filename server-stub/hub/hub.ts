@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
+import { DATA_CONNECTIONS_CAPABILITY, DATA_PATH } from '../../shared/data-link.js';
 import { ERROR_CODES, SeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
@@ -23,7 +24,9 @@ import { CallFailedError, CallRegistry } from './calls.js';
 import { readCertificateIdentity } from './client-cert.js';
 import { createHubCounters, type HubCounters } from './counters.js';
 import { EXPOSURE_DEFAULTS, ExposureGuard, type ExposureOptions } from './exposure.js';
+import { readDataClaim } from './data-upgrade.js';
 import { decideHello, makeCredential } from './identity.js';
+import { DATA_PIPE_DEFAULTS } from './data-pipe.js';
 import { Relay } from './relay.js';
 import { AgentSession, SessionClose, type SessionHandlers, type SessionTiming } from './session.js';
 import type { AgentHub, AgentInfo, CallOptions, CallOutcome, HubEvent, IdentityView, RawCallOptions } from './types.js';
@@ -62,7 +65,7 @@ export interface ControllerHub extends AgentHub {
 }
 
 
-const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
 function refuseUpgrade(socket: Duplex, status: number, code: keyof typeof ERROR_CODES, message: string, retryAfterSeconds?: number): void {
   const body = JSON.stringify({ error: { code, message } });
@@ -111,7 +114,53 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     return true;
   }
 
-  const relay = new Relay({ senderOf: (id) => sessions.get(id)?.sender ?? null }, counters, log.child({ component: 'relay' }));
+  const relay = new Relay(
+    {
+      senderOf: (id) => sessions.get(id)?.sender ?? null,
+      dialsDataConnections: (id) => sessions.get(id)?.hello?.capabilities.includes(DATA_CONNECTIONS_CAPABILITY) ?? false,
+    },
+    counters,
+    log.child({ component: 'relay' }),
+    { pipe: { ...DATA_PIPE_DEFAULTS, heartbeatMs: timing.heartbeatMs } },
+  );
+
+  /**
+   * A data connection (`/data`): its stream token and claim are checked before the upgrade; it
+   * never presents the agent's token, and nothing here logs the stream token.
+   */
+  function handleDataUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, remote: string): void {
+    const retryAfter = exposure.retryAfterSeconds(remote);
+    if (retryAfter !== null) {
+      exposure.noteRefusal(remote, 'rate-limited');
+      return refuseUpgrade(socket, 429, 'SEEDWIRE_RATE_LIMITED', `too many failed authentications from ${remote}; retry in ${retryAfter} s`, retryAfter);
+    }
+    const refuse = (status: number, code: keyof typeof ERROR_CODES, message: string): void => {
+      counters.dataRefused++;
+      log.info({ remote, status, code, refusal: message }, 'data connection refused');
+      refuseUpgrade(socket, status, code, message);
+    };
+    const parsed = readDataClaim(req.headers);
+    if (!parsed.ok) {
+      if (parsed.status === 401) exposure.recordFailure(remote, 'missing-token');
+      return refuse(parsed.status, parsed.code, parsed.message);
+    }
+    const { token, claim } = parsed;
+    // With mutual TLS the certificate names the agent: a data connection may not claim another.
+    const certificate = readCertificateIdentity(req.socket as TLSSocket);
+    if (certificate.error !== null) return refuse(401, 'SEEDWIRE_AUTH', certificate.error);
+    if (certificate.agentId !== null && certificate.agentId !== claim.agentId) {
+      return refuse(403, 'SEEDWIRE_FORBIDDEN', `the client certificate is ${certificate.agentId}'s, not ${claim.agentId}'s`);
+    }
+    const verdict = relay.admitData(token, claim);
+    if (!verdict.ok) {
+      if (verdict.unknown) exposure.recordFailure(remote, 'wrong-token');
+      return refuse(verdict.status, verdict.code, verdict.message);
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      log.debug({ stream: claim.stream, agentId: claim.agentId, role: claim.role, remote }, 'data connection open');
+      relay.attachData(claim.stream, claim.role, ws);
+    });
+  }
 
   function emit(event: HubEvent): void {
     for (const listener of [...listeners]) {
@@ -332,6 +381,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     frame: handleFrame,
     data(session, buf) {
       touch(session, false);
+      counters.controlDataFrames++;
       relay.forwardData(session.agentId!, buf);
     },
     closed(session, code, reason) {
@@ -450,9 +500,10 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     handleUpgrade(req, socket, head) {
       socket.on('error', (error) => log.debug({ err: error }, 'upgrade socket error'));
       const url = new URL(req.url ?? '/', 'http://controller');
-      if (url.pathname !== '/agent') return refuseUpgrade(socket, 404, 'SEEDWIRE_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
+      if (url.pathname !== '/agent' && url.pathname !== DATA_PATH) return refuseUpgrade(socket, 404, 'SEEDWIRE_NOT_FOUND', `no WebSocket endpoint at ${url.pathname}`);
       if (closing) return refuseUpgrade(socket, 503, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
       const remote = req.socket.remoteAddress ?? 'unknown';
+      if (url.pathname === DATA_PATH) return handleDataUpgrade(req, socket, head, remote);
       if (handshaking.size >= exposure.options.maxPendingHandshakes) {
         exposure.noteRefusal(remote, 'too-many-pending');
         return refuseUpgrade(socket, 503, 'SEEDWIRE_TOO_MANY_CONNECTIONS', 'too many agent connections are waiting for their hello; retry later', 1);

@@ -2,14 +2,24 @@
  * StreamRelay: binary data frames go from the route's `from` agent to its `to` agent untouched
  * (only the 24-byte header is read), credit frames go back. Credit bounds what the source may send,
  * and the relay refuses to hold more than one window (plus a frame) per stream.
+ *
+ * Two paths, chosen per stream when it opens: when both agents announced the data-connections
+ * capability, the stream gets two one-time stream tokens and its bytes travel on the agents' data
+ * connections (data-pipe.ts), so the control sockets carry none; otherwise (an older agent in a
+ * mixed fleet) the bytes travel on the control sockets as before.
  */
 import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
 import { decodeDataHeader } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
+import type { DataRole } from '../../shared/data-link.js';
 import type { CreditFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
+import { CONTROLLER_LIMITS } from '../limits.js';
 import type { HubCounters } from './counters.js';
+import { DATA_PIPE_DEFAULTS, DataPipe, type DataPipeOptions } from './data-pipe.js';
 import type { Sender } from './sender.js';
+import { StreamTokenRegistry, type DataClaim, type StreamTokens, type TokenVerdict } from './stream-tokens.js';
 import type { StreamRelay } from './types.js';
 
 interface CreditWaiter {
@@ -25,11 +35,23 @@ interface Route {
   relayed: number;
   held: number;
   waiters: Set<CreditWaiter>;
+  /** The stream's data connections; null when it travels on the control sockets. */
+  pipe: DataPipe | null;
 }
 
 export interface RelayEndpoint {
   /** The sender of the agent's current session, or null while it is offline. */
   senderOf(agentId: string): Sender | null;
+  /** Whether the agent's current session announced the data-connections capability. */
+  dialsDataConnections(agentId: string): boolean;
+}
+
+export interface RelayOptions {
+  /** @default a full window plus one message */
+  maxHeldBytes: number;
+  /** @default CONTROLLER_LIMITS.streamTokenTtlMs */
+  tokenTtlMs: number;
+  pipe: DataPipeOptions;
 }
 
 export class Relay implements StreamRelay {
@@ -37,13 +59,20 @@ export class Relay implements StreamRelay {
   private readonly routes = new Map<number, Route>();
   /** Bytes relayed on streams already closed, so totals survive close(). */
   private closedBytes = new Map<number, number>();
+  private readonly tokens: StreamTokenRegistry;
+  private readonly maxHeldBytes: number;
+  private readonly pipeOptions: DataPipeOptions;
 
   constructor(
     private readonly endpoint: RelayEndpoint,
     private readonly counters: HubCounters,
     private readonly log: Logger,
-    private readonly maxHeldBytes: number = LIMITS.windowMaxBytes + LIMITS.maxMessageBytes,
-  ) {}
+    options: Partial<RelayOptions> = {},
+  ) {
+    this.maxHeldBytes = options.maxHeldBytes ?? LIMITS.windowMaxBytes + LIMITS.maxMessageBytes;
+    this.tokens = new StreamTokenRegistry(options.tokenTtlMs ?? CONTROLLER_LIMITS.streamTokenTtlMs);
+    this.pipeOptions = { ...DATA_PIPE_DEFAULTS, maxHeldBytes: this.maxHeldBytes, ...options.pipe };
+  }
 
   allocate(): number {
     const stream = this.nextStream;
@@ -51,16 +80,60 @@ export class Relay implements StreamRelay {
     return stream;
   }
 
-  open(stream: number, route: { from: string; to: string }): void {
+  open(stream: number, route: { from: string; to: string }): StreamTokens | null {
     if (this.routes.has(stream)) throw new SeedwireError('SEEDWIRE_CONFLICT', `stream ${stream} is already open`);
-    this.routes.set(stream, { ...route, limit: 0, relayed: 0, held: 0, waiters: new Set() });
-    this.log.debug({ stream, ...route }, 'stream opened');
+    const dataConnections = this.endpoint.dialsDataConnections(route.from) && this.endpoint.dialsDataConnections(route.to);
+    const entry: Route = { ...route, limit: 0, relayed: 0, held: 0, waiters: new Set(), pipe: null };
+    this.routes.set(stream, entry);
+    this.log.debug({ stream, ...route, dataConnections }, 'stream opened');
+    if (!dataConnections) return null;
+    entry.pipe = new DataPipe(
+      stream,
+      {
+        credit: (frame) => this.applyCredit(entry, frame),
+        relayed: (bytes) => {
+          entry.relayed += bytes;
+          this.counters.bytesRelayed += bytes;
+        },
+        closed: (reason) => this.log.debug({ stream, reason }, 'data connections closed'),
+      },
+      this.log,
+      this.pipeOptions,
+    );
+    return this.tokens.mint(stream, route);
+  }
+
+  /**
+   * Checks a data connection's stream token against what it claims (before the upgrade); a match
+   * uses the token up. Refusals say what was wrong, never the token.
+   */
+  admitData(token: string, claim: DataClaim): TokenVerdict {
+    const verdict = this.tokens.claim(token, claim);
+    if (verdict.ok && !this.routes.get(claim.stream)?.pipe) {
+      return { ok: false, status: 401, code: 'SEEDWIRE_AUTH', message: `stream ${claim.stream} is not open for data connections`, unknown: false };
+    }
+    return verdict;
+  }
+
+  /** An upgraded data connection whose token admitData accepted. */
+  attachData(stream: number, role: DataRole, ws: WebSocket): void {
+    const route = this.routes.get(stream);
+    if (!route?.pipe) {
+      ws.close(1000, `stream ${stream} ended`);
+      return;
+    }
+    this.counters.dataConnections++;
+    route.pipe.attach(role, ws);
+    // A grant that came before the sender connected is what it starts from.
+    if (role === 'send' && route.limit > 0) route.pipe.sendCredit({ t: 'credit', stream, limit: route.limit });
   }
 
   close(stream: number): void {
     const route = this.routes.get(stream);
     if (!route) return;
     this.routes.delete(stream);
+    this.tokens.revoke(stream);
+    route.pipe?.close(`stream ${stream} ended`);
     this.closedBytes.set(stream, route.relayed);
     if (this.closedBytes.size > 1000) this.closedBytes.delete(this.closedBytes.keys().next().value!);
     for (const waiter of route.waiters) waiter.reject(new SeedwireError('SEEDWIRE_CANCELED', `stream ${stream} closed`));
@@ -109,6 +182,10 @@ export class Relay implements StreamRelay {
       this.drop(header.stream, fromAgent, 'no route from this agent');
       return;
     }
+    if (route.pipe) {
+      this.drop(header.stream, fromAgent, 'the stream travels on data connections');
+      return;
+    }
     const sender = this.endpoint.senderOf(route.to);
     if (!sender) {
       this.drop(header.stream, fromAgent, 'target offline');
@@ -137,6 +214,11 @@ export class Relay implements StreamRelay {
       this.log.debug({ stream: frame.stream, agentId: fromAgent }, 'credit for a stream not routed to this agent');
       return;
     }
+    this.applyCredit(route, frame);
+  }
+
+  /** The receiver granted `frame.limit`: wake who waits for it and tell the sender, on the stream's path. */
+  private applyCredit(route: Route, frame: CreditFrame): void {
     route.limit = frame.limit;
     for (const waiter of [...route.waiters]) {
       if (route.limit > waiter.atLeast) {
@@ -144,7 +226,8 @@ export class Relay implements StreamRelay {
         waiter.resolve(route.limit);
       }
     }
-    this.endpoint.senderOf(route.from)?.sendFrame(frame);
+    if (route.pipe) route.pipe.sendCredit(frame);
+    else this.endpoint.senderOf(route.from)?.sendFrame(frame);
   }
 
   /**
@@ -157,7 +240,7 @@ export class Relay implements StreamRelay {
     const sender = this.endpoint.senderOf(agentId);
     if (!sender) return;
     for (const [stream, route] of this.routes) {
-      if (route.from === agentId && route.limit > 0) sender.sendFrame({ t: 'credit', stream, limit: route.limit });
+      if (route.from === agentId && route.limit > 0 && !route.pipe) sender.sendFrame({ t: 'credit', stream, limit: route.limit });
     }
   }
 

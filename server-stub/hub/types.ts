@@ -4,6 +4,7 @@
  */
 import type { Facts, OutputFrame } from '../../shared/frames.js';
 import type { OpName, OpParamsInput, OpProgressOf, OpResultOf } from '../../shared/ops.js';
+import type { StreamTokens } from './stream-tokens.js';
 
 export interface AgentInfo {
   id: string;
@@ -87,8 +88,13 @@ export interface AgentHub {
 export interface StreamRelay {
   /** A fresh stream id, unique for this controller process's lifetime. */
   allocate(): number;
-  /** Route stream `stream`: binary data from agent `from` to agent `to`, credit back. */
-  open(stream: number, route: { from: string; to: string }): void;
+  /**
+   * Route stream `stream`: binary data from agent `from` to agent `to`, credit back. Returns the
+   * stream's two one-time tokens when both agents dial data connections (pass `send` to the
+   * source's seed-send, `receive` to the target's seed-receive), or null: the bytes then travel on
+   * the control sockets. The tokens die with the stream (close).
+   */
+  open(stream: number, route: { from: string; to: string }): StreamTokens | null;
   close(stream: number): void;
   /** The latest credit limit the receiver granted on this stream (0 if none yet). */
   creditLimit(stream: number): number;

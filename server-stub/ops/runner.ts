@@ -15,6 +15,7 @@ import type { OperationStore } from '../store/operations.js';
 import type { OutputStore } from '../store/output.js';
 import type { Audit } from '../types.js';
 import type { Operation, OperationError, OperationRunner, RunOptions, StartedOperation } from './types.js';
+import { withoutSecrets } from './secrets.js';
 import { validateOp } from './validate.js';
 
 export interface RunnerDeps {
@@ -122,11 +123,12 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     });
   }
 
-  function track(operation: Operation, options: RunOptions | null, resumed: boolean): StartedOperation {
+  /** `params`: what the agent gets when it differs from the stored row (a secret the store keeps out). */
+  function track(operation: Operation, options: RunOptions | null, resumed: boolean, params: Record<string, unknown> = operation.params): StartedOperation {
     const controller = new AbortController();
     const listeners = new Set<RunOptions>();
     // Checked again here, not only at start: a row resumed after a restart comes from the store.
-    const valid = validateOp(operation.op, operation.params, false);
+    const valid = validateOp(operation.op, params, false);
     const call = hub.call(operation.agentId, valid.op, valid.params, {
       callId: operation.id,
       signal: controller.signal,
@@ -200,15 +202,15 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
         id: options.callId ?? randomUUID(),
         agentId,
         op: valid.op,
-        params: valid.params,
+        params: withoutSecrets(valid.params),
         createdAt: new Date().toISOString(),
         actor: options.actor,
         seedId: options.seedId ?? null,
       });
       deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
-      audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(operation.id, options, valid.params), outcome: 'started' });
+      audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(operation.id, options, withoutSecrets(valid.params)), outcome: 'started' });
       publish(operation);
-      return track(operation, options, false);
+      return track(operation, options, false, valid.params);
     },
     async run(agentId, op, params, options) {
       const { done } = runner.start(agentId, op, params, options);

@@ -90,7 +90,8 @@ async function transferOnce(
   const { relay } = deps.hub;
   const { live, steps } = deps;
   const stream = relay.allocate();
-  relay.open(stream, { from: seed.source, to: seed.target });
+  // Non-null when both agents dial data connections: each side gets its own one-time token.
+  const tokens = relay.open(stream, { from: seed.source, to: seed.target });
   const attemptAbort = new AbortController();
   const onStop = (): void => attemptAbort.abort(signal.reason);
   signal.addEventListener('abort', onStop, { once: true });
@@ -109,6 +110,7 @@ async function transferOnce(
     ...method.receiveParams?.(deps.hub.facts(seed.source)),
     // The target refuses a stream that declares more than the room its precheck asked for.
     ...(seed.bytesTotal === null ? {} : { maxBytes: requiredBytes(seed.bytesTotal) }),
+    ...(tokens ? { data: { token: tokens.receive } } : {}),
   };
   const receive = steps.step(seed.target, 'seed-receive', receiveParams, {
     seedId: seed.id,
@@ -140,6 +142,7 @@ async function transferOnce(
       limit,
       compression: seed.effectiveCompression,
       ...(seed.maxBytesPerSec ? { maxBytesPerSec: seed.maxBytesPerSec } : {}),
+      ...(tokens ? { data: { token: tokens.send } } : {}),
     };
     send = steps.step(seed.source, 'seed-send', sendParams, { seedId: seed.id, stage: 'transfer', callId: `${seed.id}.send.${attempt}`, signal: attemptAbort.signal, onDisconnect: 'fail' });
     // Whichever side fails first stops the other.

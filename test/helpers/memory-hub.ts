@@ -174,10 +174,12 @@ export class MemoryRelay implements StreamRelay {
     return this.next++;
   }
 
-  open(stream: number, route: { from: string; to: string }): void {
+  /** In memory there are no data connections: the stand-in's streams take the control path (no tokens). */
+  open(stream: number, route: { from: string; to: string }): null {
     if (this.routes.has(stream)) throw new SeedwireError('SEEDWIRE_CONFLICT', `stream ${stream} is already open`);
     this.routes.set(stream, { ...route, limit: 0, relayed: 0, waiters: new Set(), onData: null });
     this.opened.push({ stream, ...route });
+    return null;
   }
 
   close(stream: number): void {

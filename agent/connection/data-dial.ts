@@ -1,0 +1,104 @@
+/**
+ * Dials one data connection: a second WebSocket to the controller's same port at `/data`, through
+ * the same TLS settings and proxy as the control link (socket.ts, proxy.ts), presenting the
+ * stream's one-time token, never the agent's own. Frames are sent with a zero mask (socket.ts).
+ * The token is never logged: only the stream and role are.
+ */
+import type { Logger } from 'pino';
+import type WebSocket from 'ws';
+import { DATA_HEADERS, DATA_PATH, type DataRole } from '../../shared/data-link.js';
+import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import { readRefusal } from './link.js';
+import { chooseProxy, describeProxy, describeTunnelFailure, openTunnel, type ProxySettings, type TunnelState } from './proxy.js';
+import { openSocket, type ClientCertificate } from './socket.js';
+
+export interface DataDialOptions {
+  /** The control link's URL (config `controller`); the data path replaces its last segment. */
+  controllerUrl: string;
+  agentId: string;
+  tls?: { ca?: string | undefined; insecureSkipVerify: boolean } | undefined;
+  ca: Buffer | undefined;
+  clientCertificate?: ClientCertificate | undefined;
+  proxy?: ProxySettings | undefined;
+  handshakeTimeoutMs: number;
+  keepAliveMs: number;
+  log: Logger;
+}
+
+export interface DataTicketFor {
+  stream: number;
+  role: DataRole;
+  token: string;
+}
+
+/** `ws://host:port/agent` → `ws://host:port/data` (a path prefix before `agent` is kept). */
+export function dataUrlOf(controllerUrl: string): string {
+  return new URL(DATA_PATH.slice(1), controllerUrl).href;
+}
+
+export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal) => Promise<WebSocket>;
+
+export function createDataDialer(options: DataDialOptions): DataDialer {
+  const url = dataUrlOf(options.controllerUrl);
+  return async (ticket, signal) => {
+    const route = options.proxy ? chooseProxy(url, options.proxy) : null;
+    let tunnel: TunnelState | undefined;
+    let agent;
+    if (route) {
+      try {
+        ({ agent, tunnel } = await openTunnel(route));
+      } catch (error) {
+        throw new SeedwireError('SEEDWIRE_PROXY', `cannot use proxy ${describeProxy(route.url)}: ${toSeedwireError(error).message}`, { cause: error });
+      }
+    }
+    signal.throwIfAborted();
+    const ws = openSocket(
+      {
+        url,
+        token: ticket.token,
+        tls: options.tls,
+        handshakeTimeoutMs: options.handshakeTimeoutMs,
+        keepAliveMs: options.keepAliveMs,
+        agent,
+        headers: { [DATA_HEADERS.agent]: options.agentId, [DATA_HEADERS.stream]: String(ticket.stream), [DATA_HEADERS.role]: ticket.role },
+        zeroMask: true,
+      },
+      options.ca,
+      options.clientCertificate,
+    );
+    const what = `the ${ticket.role} data connection of stream ${ticket.stream}`;
+    return new Promise<WebSocket>((resolve, reject) => {
+      const fail = (error: SeedwireError): void => {
+        signal.removeEventListener('abort', onAbort);
+        ws.terminate();
+        reject(error);
+      };
+      const onAbort = (): void => fail(new SeedwireError('SEEDWIRE_CANCELED', `${what} was abandoned while dialing`));
+      signal.addEventListener('abort', onAbort, { once: true });
+      let refused = false;
+      ws.once('open', () => {
+        signal.removeEventListener('abort', onAbort);
+        options.log.debug({ stream: ticket.stream, role: ticket.role }, 'data connection open');
+        resolve(ws);
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        refused = true;
+        if (tunnel && tunnel.status !== 200) {
+          res.resume();
+          fail(new SeedwireError('SEEDWIRE_PROXY', describeTunnelFailure(tunnel, url)));
+          return;
+        }
+        // readRefusal never rejects. A refusal fails this attempt like a dropped link: the seed
+        // machine retries on a new stream with new tokens, and gives up after its fruitless attempts.
+        void readRefusal(res).then((refusal) =>
+          fail(new SeedwireError('SEEDWIRE_DISCONNECTED', `controller refused ${what} (${refusal.status}${refusal.code ? ` ${refusal.code}` : ''}): ${refusal.message}`)),
+        );
+      });
+      ws.on('error', (error) => {
+        if (refused) return;
+        if (tunnel && tunnel.status !== 200) fail(new SeedwireError('SEEDWIRE_PROXY', describeTunnelFailure(tunnel, url, error)));
+        else fail(new SeedwireError('SEEDWIRE_DISCONNECTED', `cannot open ${what}: ${error.message}`, { cause: error }));
+      });
+    });
+  };
+}
