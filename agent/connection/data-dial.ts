@@ -36,11 +36,16 @@ export function dataUrlOf(controllerUrl: string): string {
   return new URL(DATA_PATH.slice(1), controllerUrl).href;
 }
 
-export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal) => Promise<WebSocket>;
+/**
+ * Dials; `onOpen` runs synchronously in ws's 'open' event, so its listeners are in place before
+ * the first message (the controller sends the latest grant at once, and ws may emit it before a
+ * promise callback would run). The promise settles when the dial succeeded or failed.
+ */
+export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal, onOpen: (ws: WebSocket) => void) => Promise<void>;
 
 export function createDataDialer(options: DataDialOptions): DataDialer {
   const url = dataUrlOf(options.controllerUrl);
-  return async (ticket, signal) => {
+  return async (ticket, signal, onOpen) => {
     const route = options.proxy ? chooseProxy(url, options.proxy) : null;
     let tunnel: TunnelState | undefined;
     let agent;
@@ -67,7 +72,7 @@ export function createDataDialer(options: DataDialOptions): DataDialer {
       options.clientCertificate,
     );
     const what = `the ${ticket.role} data connection of stream ${ticket.stream}`;
-    return new Promise<WebSocket>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const fail = (error: SeedwireError): void => {
         signal.removeEventListener('abort', onAbort);
         ws.terminate();
@@ -79,7 +84,8 @@ export function createDataDialer(options: DataDialOptions): DataDialer {
       ws.once('open', () => {
         signal.removeEventListener('abort', onAbort);
         options.log.debug({ stream: ticket.stream, role: ticket.role }, 'data connection open');
-        resolve(ws);
+        onOpen(ws);
+        resolve();
       });
       ws.once('unexpected-response', (_req, res) => {
         refused = true;

@@ -47,10 +47,7 @@ export class DataChannel implements Session {
     const onControlEnd = (): void => this.end(new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped'));
     control.signal.addEventListener('abort', onControlEnd, { once: true });
     this.ended.signal.addEventListener('abort', () => control.signal.removeEventListener('abort', onControlEnd), { once: true });
-    dial(ticket, this.ended.signal).then(
-      (ws) => this.adopt(ws),
-      (error: unknown) => this.end(toSeedwireError(error, 'SEEDWIRE_DISCONNECTED')),
-    );
+    dial(ticket, this.ended.signal, (ws) => this.adopt(ws)).catch((error: unknown) => this.end(toSeedwireError(error, 'SEEDWIRE_DISCONNECTED')));
   }
 
   get signal(): AbortSignal {
