@@ -133,6 +133,8 @@ export const AgentConfigSchema = z
         reconnectCapMs: z.number().int().min(10).optional(),
         startupJitterMs: z.number().int().min(0).optional(),
         killGraceMs: z.number().int().min(10).optional(),
+        /** false: seed bytes stay on the control link (for a front proxy that forwards only /agent); default true. */
+        dataConnections: z.boolean().optional(),
       })
       .strict()
       .default({}),

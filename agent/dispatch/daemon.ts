@@ -67,7 +67,8 @@ export function startDaemon(options: DaemonOptions): Daemon {
     keepAliveMs: timing.heartbeatMs ?? LIMITS.heartbeatMs,
     log,
   });
-  const streams = new ConnectionStreamPort(() => link?.session, log, undefined, dialData);
+  const dataConnections = config.advanced.dataConnections ?? true;
+  const streams = new ConnectionStreamPort(() => link?.session, log, undefined, dataConnections ? dialData : undefined);
   const collect: CollectFacts = options.collectFacts ?? ((signal) => collectFacts(config, signal));
   const facts = new FactsPublisher({ collect, send, log });
   const dispatcher = new Dispatcher({
@@ -88,7 +89,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
     agentId: config.id,
     hostname: config.hostname,
     version: VERSION,
-    capabilities: [...registry.keys(), DATA_CONNECTIONS_CAPABILITY],
+    capabilities: dataConnections ? [...registry.keys(), DATA_CONNECTIONS_CAPABILITY] : [...registry.keys()],
     datacenter: config.datacenter,
     bootId,
     clock: Date.now(),
