@@ -263,7 +263,7 @@ export class ConnectionStreamPort implements StreamPort {
    * grant when it connects), so nothing is kept per session here; closing the port closes it.
    */
   private openDataSend(stream: number, data: DataTicket, dial: DataDialer): SendPort {
-    let port: ConnectionSendPort | undefined;
+    // The handlers run on messages, after `port` is assigned below.
     const channel = new DataChannel(
       dial,
       { stream, role: 'send', token: data.token },
@@ -273,18 +273,18 @@ export class ConnectionStreamPort implements StreamPort {
           throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: data frame sent to the sending side`);
         },
         credit: (frame) => {
-          if (frame.stream === stream) port?.grantCredit(frame.limit);
+          if (frame.stream === stream) port.grantCredit(frame.limit);
         },
       },
       this.log,
     );
-    port = new ConnectionSendPort(stream, 0, channel, this.watermarks, () => channel.close());
+    const port = new ConnectionSendPort(stream, 0, channel, this.watermarks, () => channel.close());
     return port;
   }
 
   /** A receiver on its own data connection; a frame that fails to decode ends the stream with that failure (fatal for the receiver). */
   private openDataReceive(stream: number, data: DataTicket, dial: DataDialer): ReceivePort {
-    let port: ConnectionReceivePort | undefined;
+    // The handlers run on messages, after `port` is assigned below.
     const channel = new DataChannel(
       dial,
       { stream, role: 'receive', token: data.token },
@@ -293,7 +293,7 @@ export class ConnectionStreamPort implements StreamPort {
         binary: (buf) => {
           const frame = decodeDataFrame(buf);
           if (frame.stream !== stream) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: a frame of stream ${frame.stream} on its data connection`);
-          port?.push({ offset: frame.offset, rawLength: frame.rawLength, codec: frame.codec, payload: frame.payload });
+          port.push({ offset: frame.offset, rawLength: frame.rawLength, codec: frame.codec, payload: frame.payload });
         },
         credit: () => {
           throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: credit sent to the receiving side`);
@@ -301,7 +301,7 @@ export class ConnectionStreamPort implements StreamPort {
       },
       this.log,
     );
-    port = new ConnectionReceivePort(stream, channel, () => channel.close());
+    const port = new ConnectionReceivePort(stream, channel, () => channel.close());
     return port;
   }
 

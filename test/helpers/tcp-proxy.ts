@@ -13,6 +13,8 @@ export interface TcpProxy {
   setMode(mode: ProxyMode): void;
   /** Destroys every open connection (both legs). */
   cut(): void;
+  /** Destroys every open connection but the `keep` oldest (an agent's control link is its first; its data connections come later). */
+  cutAllBut(keep: number): void;
   readonly connections: number;
   readonly bytesForwarded: number;
   close(): Promise<void>;
@@ -61,6 +63,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     }
     pairs.clear();
   };
+  const cutAllBut = (keep: number): void => {
+    for (const pair of [...pairs].slice(keep)) {
+      pair.client.destroy();
+      pair.upstream.destroy();
+      pairs.delete(pair);
+    }
+  };
   return {
     port,
     url: (path = '/agent', scheme = 'ws') => `${scheme}://127.0.0.1:${port}${path}`,
@@ -68,6 +77,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       mode = next;
     },
     cut,
+    cutAllBut,
     get connections() {
       return pairs.size;
     },

@@ -81,6 +81,11 @@ function dialData(claim: { token?: string; agentId: string; stream: number; role
 type Message = { data: Buffer; isBinary: boolean };
 const inboxes = new WeakMap<WebSocket, { items: Message[]; waiters: Array<(m: Message) => void> }>();
 
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${controller.url}/metrics`, { headers: { authorization: 'Bearer admin-token-datacon' } })).text();
+  return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+}
+
 function nextMessage(ws: WebSocket): Promise<Message> {
   const box = inboxes.get(ws)!;
   const queued = box.items.shift();
@@ -131,7 +136,7 @@ describe('data connections', () => {
     expect(received.data.equals(frame)).toBe(true);
     expect(decodeDataFrame(received.data).payload.toString()).toBe('seed bytes on a data connection');
     expect(relay.bytesRelayed(stream)).toBe(frame.length);
-    expect(controller.deps.hub.counters.controlDataFrames).toBe(0);
+    expect(await metric('seedwire_relay_control_data_frames_total')).toBe(0);
 
     const later = nextMessage(senderWs);
     receiver.send(JSON.stringify({ t: 'credit', stream, limit: 131072 }));
@@ -173,6 +178,6 @@ describe('data connections', () => {
     expect(await dialData({ token: tokens.receive, agentId: 'dst', stream, role: 'receive' })).toMatchObject({ status: 401, code: 'SEEDWIRE_AUTH', message: expect.stringContaining('its stream ended') });
     relay.close(other);
     expect(await dialData({ token: otherTokens.send, agentId: 'src', stream: other, role: 'send' })).toMatchObject({ status: 401, code: 'SEEDWIRE_AUTH' });
-    expect(controller.deps.hub.counters.dataRefused).toBe(9);
+    expect(await metric('seedwire_data_connections_refused_total')).toBe(9);
   });
 });
