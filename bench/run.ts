@@ -12,7 +12,9 @@
  * SEEDWIRE_BENCH_IDLE (idle agents, default 500), SEEDWIRE_BENCH_OPS (latency samples, default 500),
  * SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 150), SEEDWIRE_BENCH_PROFILE=DIR (run the
  * seed phase's controller and agents with --cpu-prof into DIR; summarise with
- * bench/profile-summary.ts), SEEDWIRE_BENCH_SEEDS (which seeds: default none,zstd).
+ * bench/profile-summary.ts), SEEDWIRE_BENCH_SEEDS (which seeds: default none,zstd),
+ * SEEDWIRE_BENCH_DATA_CONNECTIONS=0 (agents keep seed bytes on their control links, as before
+ * data connections: for before/after comparisons in one build).
  * The source and target "MySQL" are flag files outside the datadirs (status `test -e FLAG`,
  * start `touch`, stop `rm -f`), so the cold seed's stop, restart and status polls all succeed.
  * Needs a built dist/ (the Makefile target builds it first).
@@ -59,6 +61,7 @@ const SEED_TIMEOUT_MS = Number(process.env['SEEDWIRE_BENCH_SEED_TIMEOUT'] || 150
 /** Which seeds to run (comma list of none, zstd); profiling one alone keeps its profile clean. */
 const SEEDS = new Set((process.env['SEEDWIRE_BENCH_SEEDS'] || 'none,zstd').split(',').map((s) => s.trim()));
 /** When set, the seed phase's controller and agents run with --cpu-prof into this directory. */
+const DATA_CONNECTIONS = process.env['SEEDWIRE_BENCH_DATA_CONNECTIONS'] !== '0';
 const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env['SEEDWIRE_BENCH_PROFILE']) : null;
 
 function nodeArgs(profile: boolean): string[] {
@@ -276,7 +279,7 @@ async function startController(name: string, agentToken: string, adminToken: str
 function startAgent(name: string, config: Record<string, unknown>, profile = false): Tracked {
   const dir = makeTemp(`seedwire-benchrun-${name}-`);
   const file = join(dir, 'agent.json');
-  writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000 } }, null, 2));
+  writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000, dataConnections: DATA_CONNECTIONS } }, null, 2));
   return spawnTracked(name, process.execPath, [...nodeArgs(profile), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
 }
 

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { createController, type Controller } from '../../server-stub/app.js';
 import { decodeDataFrame, encodeDataFrame } from '../../shared/codec.js';
@@ -146,6 +146,38 @@ describe('data connections', () => {
     const senderClosed = closed(senderWs);
     receiver.terminate();
     await senderClosed;
+    relay.close(stream);
+  });
+
+  it('a slow receiver stops the sender: the controller pauses reading it instead of queueing', async () => {
+    await connectPeer('src');
+    await connectPeer('dst');
+    const relay = controller.deps.hub.relay;
+    const stream = relay.allocate();
+    const tokens = relay.open(stream, { from: 'src', to: 'dst' })!;
+    const receiver = (await dialData({ token: tokens.receive, agentId: 'dst', stream, role: 'receive' })) as WebSocket;
+    const sender = (await dialData({ token: tokens.send, agentId: 'src', stream, role: 'send' })) as WebSocket;
+    receiver.send(JSON.stringify({ t: 'credit', stream, limit: 64 * 1024 * 1024 }));
+    expect(JSON.parse((await nextMessage(sender)).data.toString())).toMatchObject({ t: 'credit' });
+
+    receiver.pause(); // the target stops reading
+    const chunk = Buffer.alloc(1024 * 1024, 7);
+    const frames = 40;
+    for (let i = 0; i < frames; i += 1) sender.send(encodeDataFrame({ stream, offset: i * chunk.length, rawLength: chunk.length, codec: 'none', payload: chunk }), { binary: true });
+    // The controller holds about a watermark and stops reading the sender: most of the 40 MiB
+    // stays in the sender's own buffer (loopback socket buffers hold a few MiB at most).
+    await vi.waitFor(() => expect(relay.bytesRelayed(stream)).toBeGreaterThan(0), { timeout: 10_000 });
+    await vi.waitFor(() => expect(sender.bufferedAmount).toBeGreaterThan(16 * 1024 * 1024), { timeout: 10_000 });
+    expect(relay.bytesRelayed(stream)).toBeLessThan(24 * 1024 * 1024);
+
+    receiver.resume();
+    let expected = 0;
+    while (expected < frames) {
+      const { data } = await nextMessage(receiver);
+      expect(decodeDataFrame(data).offset).toBe(expected * chunk.length);
+      expected += 1;
+    }
+    expect(relay.bytesRelayed(stream)).toBe(frames * (chunk.length + 24));
     relay.close(stream);
   });
 
