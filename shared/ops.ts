@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { CODECS } from './codec.js';
 import { FactsSchema, MountSchema, SnapshotSchema } from './frames.js';
+import { LaneSchema, MAX_LANES } from './lanes.js';
 
 const NoParams = z.object({}).strict();
 const SnapshotName = z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits and . _ - only').refine((s) => s !== '.' && s !== '..', 'not . or ..');
@@ -63,6 +64,8 @@ export const INTERNAL_OP_PARAMS = {
       backupTool: BackupToolSchema.optional(),
       /** Most file bytes the stream may declare (the precheck's size plus its margin); a stream declaring more is refused. */
       maxBytes: z.number().int().nonnegative().optional(),
+      /** This stream is one lane of a seed over several (its own checkpoint); absent: the one lane. */
+      lane: LaneSchema.optional(),
     })
     .strict(),
   /** Source: send the seed stream from `offset`, never past the credit `limit`. */
@@ -76,6 +79,8 @@ export const INTERNAL_OP_PARAMS = {
       compression: CodecSchema,
       /** Bandwidth cap for this seed, raw bytes per second. */
       maxBytesPerSec: z.number().int().positive().optional(),
+      /** Send only this lane's part of the tree; absent: the whole tree. */
+      lane: LaneSchema.optional(),
     })
     .strict(),
   /** Target: compare digests, fix ownership, drop identity/pid/socket files, remove the marker, maybe start MySQL. */
@@ -86,6 +91,8 @@ export const INTERNAL_OP_PARAMS = {
       startMysql: z.boolean(),
       /** A backup seed: run `<tool> --prepare` on the datadir first (apply the copied redo log). */
       prepare: BackupToolSchema.optional(),
+      /** The seed ran over this many lanes: every lane must be complete; `digest` is their combination. */
+      lanes: z.number().int().min(2).max(MAX_LANES).optional(),
     })
     .strict(),
   /** Target: after a failed or aborted seed, remove partial data (keeping the marker) only if this seed's marker is there and the guard passes. */

@@ -107,7 +107,7 @@ export const seedOps: OpDefinition[] = [
     async run(ctx, params) {
       const mysql = requireMysql(ctx.config);
       await requireSeedMarker(mysql.datadir, params.seedId);
-      await requireReceived(ctx.config.stateDir, params.seedId, params.digest);
+      await requireReceived(ctx.config.stateDir, params.seedId, params.digest, params.lanes ?? 1);
       const deps = guardDeps(ctx, mysql);
       await assertDatadirUnused(deps, { action: 'finalize the seed in' });
       if (params.prepare) {
@@ -196,12 +196,17 @@ function leaveAsItIs(ctx: OpContext, seedId: string, reason: string): OpResult<'
 /** seed-receive of a tree seed: resumes from the checkpoint, or starts over into an emptied datadir. */
 async function receiveSeedTree(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
   const deps = guardDeps(ctx, mysql);
-  const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume });
-  if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
+  const { lane } = params;
+  const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume, ...(lane ? { lane } : {}) });
+  if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, lane: lane?.index, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
   const port = ctx.streams.openReceive(params.stream);
   try {
     if (checkpoint.resumed) {
       await assertDatadirUnused(deps, { action: 'resume receiving the seed into' });
+    } else if (lane) {
+      // One lane of several starting over must not empty what the other lanes wrote; the
+      // datadir was emptied by seed-prepare-target, and this lane rewrites everything it carries.
+      await assertDatadirUnused(deps, { action: 'start receiving the seed into' });
     } else {
       // A fresh start: nothing half-received may stay behind.
       await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
@@ -263,7 +268,7 @@ async function receiveBackupStream(ctx: OpContext<'seed-receive'>, mysql: MysqlC
 /** seed-send of a tree seed (datadir or mounted snapshot), from the receiver's offset. */
 async function sendSeedTree(ctx: OpContext<'seed-send'>, params: SendParams): Promise<OpResult<'seed-send'>> {
   if (params.source.kind === 'backup') throw new SeedwireError('SEEDWIRE_INTERNAL', 'a backup source is sent as a stream');
-  const cache = hashCachePath(ctx.config.stateDir, params.seedId);
+  const cache = hashCachePath(ctx.config.stateDir, params.seedId, params.lane?.index);
   await mkdir(ctx.config.stateDir, { recursive: true });
   const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
   return withSendPort(ctx, params, source.release, async (port, onProgress) => {
@@ -275,6 +280,7 @@ async function sendSeedTree(ctx: OpContext<'seed-send'>, params: SendParams): Pr
       ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
       signal: ctx.signal,
       hashCachePath: cache,
+      ...(params.lane ? { lane: params.lane } : {}),
       onProgress,
     });
     await rm(cache, { force: true });
