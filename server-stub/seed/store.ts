@@ -17,6 +17,7 @@ interface SeedRow {
   effective_compression: string;
   start_target: number;
   max_bytes_per_sec: number | null;
+  lanes: number;
   state: string;
   stage: string | null;
   bytes_total: number | null;
@@ -53,7 +54,7 @@ export interface SeedInternals {
 const StoredTransferSchema = z.object({ sent: SendSummarySchema, received: TransferSummarySchema });
 export type StoredTransfer = z.infer<typeof StoredTransferSchema>;
 
-export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'maxBytesPerSec' | 'bytesTotal'>;
+export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'maxBytesPerSec' | 'lanes' | 'bytesTotal'>;
 
 function now(): string {
   return new Date().toISOString();
@@ -67,8 +68,8 @@ export class SeedStore {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, state, stage, bytes_total, created_at)
-           VALUES (@id, @source, @target, @method, @compression, @effectiveCompression, @startTarget, @maxBytesPerSec, 'running', 'precheck', @bytesTotal, @at)`,
+          `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, lanes, state, stage, bytes_total, created_at)
+           VALUES (@id, @source, @target, @method, @compression, @effectiveCompression, @startTarget, @maxBytesPerSec, @lanes, 'running', 'precheck', @bytesTotal, @at)`,
         )
         .run({ ...seed, startTarget: seed.startTarget ? 1 : 0, at });
       const insert = this.db.prepare(`INSERT INTO seed_stages (seed_id, name, ord, state) VALUES (?, ?, ?, 'pending')`);
@@ -175,6 +176,7 @@ export class SeedStore {
       effectiveCompression: row.effective_compression as SeedView['effectiveCompression'],
       startTarget: row.start_target === 1,
       maxBytesPerSec: row.max_bytes_per_sec,
+      lanes: row.lanes,
       state: row.state as SeedView['state'],
       stage: row.stage as StageName | null,
       bytesTotal: row.bytes_total,

@@ -35,6 +35,8 @@ export interface SeedView {
   startTarget: boolean;
   /** Bandwidth cap for the transfer, bytes per second (null: none). */
   maxBytesPerSec: number | null;
+  /** Transfer lanes the seed uses (as requested, else the controller's default; 1 for a backup seed). */
+  lanes: number;
   state: SeedState;
   stage: StageName | null;
   bytesTotal: number | null;
