@@ -173,15 +173,34 @@ async function runLane(deps: TransferDeps, seed: SeedView, method: SeedMethod, l
   }
 }
 
+interface TransferStream {
+  stream: number;
+  /**
+   * Rejects with SEEDWIRE_DISCONNECTED if the route is closed under the attempt (its data path
+   * lost): only this lane's attempt fails, as a link error. Never settles otherwise.
+   */
+  lost: Promise<never>;
+  close: () => void;
+}
+
 /**
  * The relay stream of one attempt of one lane, source → target; `close` ends it. The one place
  * a transfer opens its data path.
  */
-function openTransferStream(deps: TransferDeps, seed: SeedView): { stream: number; close: () => void } {
+function openTransferStream(deps: TransferDeps, seed: SeedView, signal: AbortSignal): TransferStream {
   const { relay } = deps.hub;
   const stream = relay.allocate();
   relay.open(stream, { from: seed.source, to: seed.target });
-  return { stream, close: () => relay.close(stream) };
+  // No credit ever reaches this bound: the wait ends only when the route closes, or with the attempt.
+  const lost = relay.waitForCredit(stream, Number.MAX_SAFE_INTEGER, signal).then(
+    () => new Promise<never>(() => undefined),
+    (error: unknown) => {
+      if (signal.aborted) return new Promise<never>(() => undefined);
+      throw new SeedwireError('SEEDWIRE_DISCONNECTED', `the relay closed stream ${stream}`, { cause: error });
+    },
+  );
+  lost.catch(() => undefined); // raced below; never unhandled
+  return { stream, lost, close: () => relay.close(stream) };
 }
 
 /** One attempt of one lane: receiver first (it says where to start), then the sender from that offset. */
@@ -198,8 +217,8 @@ async function transferOnce(
   const { relay } = deps.hub;
   const { live, steps } = deps;
   const index = lane?.index ?? 0;
-  const { stream, close } = openTransferStream(deps, seed);
   const attemptAbort = new AbortController();
+  const { stream, lost, close } = openTransferStream(deps, seed, attemptAbort.signal);
   const onStop = (): void => attemptAbort.abort(signal.reason);
   signal.addEventListener('abort', onStop, { once: true });
   const ticker = setInterval(() => live.tick(seed.id), SEED_LIMITS.persistMs);
@@ -239,7 +258,7 @@ async function transferOnce(
   });
   let send: Promise<SendSummary> | null = null;
   try {
-    const offset = await Promise.race([ready, receive.then(() => Promise.reject(new SeedwireError('SEEDWIRE_INTERNAL', 'receiver ended before it was ready')))]);
+    const offset = await Promise.race([lost, ready, receive.then(() => Promise.reject(new SeedwireError('SEEDWIRE_INTERNAL', 'receiver ended before it was ready')))]);
     const limit = await relay.waitForCredit(stream, offset, attemptAbort.signal);
     const name = lane ? `lane ${index}, ` : '';
     deps.store.setStageMessage(seed.id, 'transfer', `${name}attempt ${attempt}: sending from offset ${offset} (${seed.effectiveCompression})`);
@@ -256,16 +275,19 @@ async function transferOnce(
       ...(lane ? { lane } : {}),
     };
     send = steps.step(seed.source, 'seed-send', sendParams, { seedId: seed.id, stage: 'transfer', callId: callId('send'), signal: attemptAbort.signal, onDisconnect: 'fail' });
-    // Whichever side fails first stops the other.
-    const [sent, received] = await Promise.all([
-      send.catch((e: unknown) => {
-        attemptAbort.abort('peer failed');
-        throw e;
-      }),
-      receive.catch((e: unknown) => {
-        attemptAbort.abort('peer failed');
-        throw e;
-      }),
+    // Whichever side fails first stops the other; a lost stream stops both.
+    const [sent, received] = await Promise.race([
+      lost,
+      Promise.all([
+        send.catch((e: unknown) => {
+          attemptAbort.abort('peer failed');
+          throw e;
+        }),
+        receive.catch((e: unknown) => {
+          attemptAbort.abort('peer failed');
+          throw e;
+        }),
+      ]),
     ]);
     return { sent, received };
   } finally {

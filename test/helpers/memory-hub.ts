@@ -161,7 +161,7 @@ interface Route {
   to: string;
   limit: number;
   relayed: number;
-  waiters: Set<{ atLeast: number; resolve: (limit: number) => void }>;
+  waiters: Set<{ atLeast: number; resolve: (limit: number) => void; reject: (error: SeedwireError) => void }>;
   onData: ((bytes: number, end: boolean) => void) | null;
 }
 
@@ -180,8 +180,12 @@ export class MemoryRelay implements StreamRelay {
     this.opened.push({ stream, ...route });
   }
 
+  /** As the real relay: waiters for credit on a closed stream are rejected. */
   close(stream: number): void {
+    const route = this.routes.get(stream);
     this.routes.delete(stream);
+    for (const waiter of route?.waiters ?? []) waiter.reject(new SeedwireError('SEEDWIRE_CANCELED', `stream ${stream} closed`));
+    route?.waiters.clear();
   }
 
   creditLimit(stream: number): number {
@@ -198,6 +202,10 @@ export class MemoryRelay implements StreamRelay {
         resolve: (limit: number) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(limit);
+        },
+        reject: (error: SeedwireError) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
         },
       };
       const onAbort = (): void => {

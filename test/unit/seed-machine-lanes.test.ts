@@ -93,6 +93,19 @@ describe('seed machine: a transfer over lanes', () => {
     expect(w.audits.filter((a) => a.action === 'seed.transfer.interrupted').map((a) => a.message)).toEqual([expect.stringMatching(/^lane 1: SEEDWIRE_DISCONNECTED/)]);
   });
 
+  it('a lane whose relay stream is closed under it (its data path lost) resumes alone', async () => {
+    const w = world({ transfer: { chunk, interruptLane: (lane, attempt) => (lane === 1 && attempt === 1 ? { at: 3 * chunk, then: 'hang' } : null) } });
+    const created = await w.machine.create({ source: 'src', target: 'dst', lanes: 2 });
+    await waitFor(() => w.transfer.lanes.get(1)?.committed === 3 * chunk, { what: 'lane 1 to reach its hang' });
+    const lane1 = w.hub.calls.items.find((c) => c.op === 'seed-send' && (c.params['lane'] as { index: number }).index === 1);
+    w.hub.relay.close(Number(lane1?.params['stream']));
+    const seed = await settled(w, created.id);
+    expect(seed.state).toBe('succeeded');
+    expect(w.transfer.lanes.get(1)?.sendOffsets).toEqual([0, 3 * chunk]);
+    expect(w.transfer.lanes.get(0)?.sendOffsets).toEqual([0]);
+    expect(w.audits.find((a) => a.action === 'seed.transfer.interrupted')?.message).toMatch(/^lane 1: SEEDWIRE_DISCONNECTED: the relay closed stream \d+; resuming$/);
+  });
+
   it('five fruitless attempts of one lane fail the seed, naming the lane', async () => {
     const w = world({ transfer: { chunk, interruptLane: (lane) => (lane === 2 ? { at: 0, then: 'drop' } : null) } });
     const seed = await runSeed(w, { lanes: 3 });
