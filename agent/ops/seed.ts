@@ -35,6 +35,7 @@ import { hashCachePath } from '../transfer/hash-cache.js';
 import { reportReceived, reportSent } from '../transfer/progress.js';
 import { extractorFor, receiveStream } from '../transfer/receive-stream.js';
 import { receiveTree } from '../transfer/receive.js';
+import { receiveTurnsOf } from '../transfer/receive-turns.js';
 import { sendTree } from '../transfer/send.js';
 import { acquireSource } from '../transfer/source.js';
 import { tidyReceivedDatadir } from '../transfer/tidy.js';
@@ -195,6 +196,16 @@ function leaveAsItIs(ctx: OpContext, seedId: string, reason: string): OpResult<'
 
 /** seed-receive of a tree seed: resumes from the checkpoint, or starts over into an emptied datadir. */
 async function receiveSeedTree(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
+  // After the previous receive of this lane has stored its resume point (receive-turns.ts).
+  const endTurn = await receiveTurnsOf(ctx.config).take(`${params.seedId}/${params.lane?.index ?? 0}`, ctx.signal);
+  try {
+    return await receiveLane(ctx, mysql, params);
+  } finally {
+    endTurn();
+  }
+}
+
+async function receiveLane(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
   const deps = guardDeps(ctx, mysql);
   const { lane } = params;
   const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume, ...(lane ? { lane } : {}) });
