@@ -10,14 +10,16 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openCheckpoint, readResumePoint, requireReceived } from '../../agent/transfer/checkpoint.js';
-import type { EntryHeader, RangeHeader, TreeSummary } from '../../agent/transfer/format.js';
+import { SeedStreamDecoder } from '../../agent/transfer/decoder.js';
+import { encodeRecordHeader, type EntryHeader, type RangeHeader, type TreeSummary } from '../../agent/transfer/format.js';
 import { LaneAssigner, type LaneUnit } from '../../agent/transfer/lanes.js';
 import { receiveTree } from '../../agent/transfer/receive.js';
 import { sendTree } from '../../agent/transfer/send.js';
 import { walkTree } from '../../agent/transfer/walk.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { combineLaneSummaries, type Lane } from '../../shared/lanes.js';
-import { createStreamPair, type StreamPairOptions } from '../helpers/stream-pair.js';
+import { rejectionOf } from '../helpers/checks.js';
+import { corruptFrame, createStreamPair, type StreamPairOptions } from '../helpers/stream-pair.js';
 
 function file(path: string, size: number): EntryHeader {
   return { type: 'file', path, mode: 0o640, mtimeMs: 1000, size };
@@ -229,3 +231,53 @@ async function laneLength(root: string, lane: Lane | undefined, rangeBytes: numb
   await drain;
   return ports.stats.endOffset;
 }
+
+describe('range records on the wire', () => {
+  const range = (over: Partial<RangeHeader> = {}): RangeHeader => ({ type: 'range', path: 'ibdata1', mode: 0o640, mtimeMs: 1, size: 100, offset: 40, length: 20, ...over });
+
+  it('decode to an entry, data and a trailer, and count their length against maxBytes', () => {
+    const decoder = new SeedStreamDecoder({ maxBytes: 30 });
+    const head = encodeRecordHeader(range());
+    decoder.push(Buffer.concat([head, Buffer.alloc(20, 7), Buffer.alloc(32, 1)]));
+    expect(decoder.next()).toMatchObject({ kind: 'entry', header: range() });
+    expect(decoder.next()).toMatchObject({ kind: 'data', end: head.length + 20 });
+    expect(decoder.next()).toMatchObject({ kind: 'trailer' });
+    const over = new SeedStreamDecoder({ maxBytes: 19 });
+    over.push(head);
+    expect(() => over.next()).toThrow(expect.objectContaining({ code: 'SEEDWIRE_PATH_ESCAPE' }) as Error);
+  });
+
+  it.each([
+    ['past the file size', range({ offset: 90, length: 20 })],
+    ['of no bytes', range({ length: 0 })],
+    ['onto the marker', range({ path: '.seedwire-incomplete' })],
+    ['out of the root', range({ path: '../x' })],
+  ])('are refused %s', (_why, header) => {
+    const decoder = new SeedStreamDecoder();
+    decoder.push(encodeRecordHeader(header));
+    expect(() => decoder.next()).toThrow(SeedwireError);
+  });
+
+  it('a byte flipped in flight inside a range fails that lane with SEEDWIRE_VERIFY_FAILED naming the range', async () => {
+    const base = join(work, 'flip');
+    const root = join(base, 'source');
+    const target = join(base, 'target');
+    await mkdir(target, { recursive: true });
+    await makeTree(root, [{ dir: '', name: 'big', size: 30_000, seed: 9 }]);
+    const lane: Lane = { index: 1, count: 2 };
+    const ports = createStreamPair({ tamper: (frame, index) => (index === 2 ? corruptFrame(frame, 100) : frame) });
+    const controller = new AbortController();
+    const checkpoint = await openCheckpoint({ stateDir: join(base, 'state'), seedId: 'seed-flip', resume: false, lane });
+    const receive = receiveTree({ root: target, port: ports.receive, checkpoint, signal: controller.signal, onStart: () => undefined });
+    const send = sendTree({ root, port: ports.send, offset: 0, compression: 'none', signal: controller.signal, chunkBytes: 1024, rangeBytes: 4096, lane });
+    receive.catch(() => ports.cut('receiver failed'));
+    send.then(
+      () => ports.send.close(),
+      () => ports.cut('sender failed'),
+    );
+    const error = await rejectionOf(receive);
+    await send.catch(() => undefined);
+    expect(error.code).toBe('SEEDWIRE_VERIFY_FAILED');
+    expect(error.message).toMatch(/checksum mismatch for f_big \(bytes \d+\+4096\)/);
+  });
+});
