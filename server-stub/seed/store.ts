@@ -60,6 +60,14 @@ function now(): string {
   return new Date().toISOString();
 }
 
+/**
+ * Attempts as "1 + resumes": the stored counter numbers every lane's attempts (call ids stay
+ * unique), so over several lanes each lane's first attempt counts once.
+ */
+function attemptsShown(counter: number, lanes: number): number {
+  return lanes > 1 && counter > 0 ? Math.max(1, counter - (lanes - 1)) : counter;
+}
+
 export class SeedStore {
   constructor(private readonly db: Database.Database) {}
 
@@ -187,7 +195,7 @@ export class SeedStore {
       endedAt: row.ended_at,
       error: row.error ? (JSON.parse(row.error) as SeedView['error']) : null,
       result: row.result ? SeedResultSchema.parse(JSON.parse(row.result)) : null,
-      attempts: row.attempts,
+      attempts: attemptsShown(row.attempts, row.lanes),
       stages,
     };
   }

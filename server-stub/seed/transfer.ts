@@ -111,8 +111,7 @@ export async function runTransfer(deps: TransferDeps, seed: SeedView, method: Se
   const lane0 = sentLanes[0] as SendSummary;
   const sent: SendSummary = { ...combineLaneSummaries(sentLanes), ...(lane0.binlog ? { binlog: lane0.binlog } : {}), ...(lane0.tool ? { tool: lane0.tool } : {}) };
   const received: TransferSummary = combineLaneSummaries(results.map((r) => r.received));
-  // Attempts as "1 + resumes": every lane's first attempt counts once.
-  const attempts = Math.max(1, (store.get(id)?.attempts ?? count) - (count - 1));
+  const attempts = Math.max(1, store.get(id)?.attempts ?? 1);
   store.setTransfer(id, { sent, received });
   store.setProgress(id, received.bytes, received.bytes);
   live.finished(id, received.bytes);

@@ -48,7 +48,7 @@ export interface SeedView {
   error: { code: string; message: string } | null;
   /** A succeeded seed's copy: files, bytes, digest, attempts, binlog coordinates (shared/ops.ts SeedResultSchema). */
   result: SeedResult | null;
-  /** Transfer attempts (1 + resumes). */
+  /** Transfer attempts (1 + resumes; over several lanes, 1 + every lane's resumes). */
   attempts: number;
   stages: StageView[];
 }
