@@ -345,6 +345,6 @@ async function withSendPort(
     }
   } finally {
     release();
-    ctx.log.info({ seedId: params.seedId, stream: params.stream, from: params.offset, to: progress.sent, aborted: ctx.signal.aborted, source: params.source.kind }, 'seed-send ended');
+    ctx.log.info({ seedId: params.seedId, lane: params.lane?.index, stream: params.stream, from: params.offset, to: progress.sent, aborted: ctx.signal.aborted, source: params.source.kind }, 'seed-send ended');
   }
 }
