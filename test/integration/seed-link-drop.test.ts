@@ -77,7 +77,7 @@ describe('a seed survives its target agent losing the link', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('resumes from the committed offset after the cut, re-sends under two windows, and verifies', async () => {
+  it('resumes from the committed offset after the cut, re-sends under two windows, and verifies', { timeout: 180_000 }, async () => {
     const created = await api<{ seed: { id: string; effectiveCompression: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', maxBytesPerSec: 8 * 1024 * 1024 });
     expect(created.status).toBe(202);
     expect(created.body.seed.effectiveCompression).toBe('zstd'); // auto, across datacenters
