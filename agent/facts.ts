@@ -3,6 +3,7 @@
  * (null, or [] for snapshots): a broken status command must not hide the disk facts. Failures
  * are logged by code and message only (never command output, which may carry anything).
  */
+import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { Facts } from '../shared/frames.js';
 import type { AgentConfig } from './config/schema.js';
@@ -49,6 +50,7 @@ export async function collectFacts(config: AgentConfig, signal?: AbortSignal, lo
     mounted,
     backupTool: config.backup?.tool ?? null,
     customCommands: Object.keys(config.customCommands),
+    cpus: availableParallelism(),
     collectedAt: new Date().toISOString(),
   };
 }

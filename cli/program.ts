@@ -136,7 +136,7 @@ export async function runCli(argv: readonly string[], io: Io, env: CliEnv, cwd: 
     .addOption(new Option('--method <method>', 'how the source is read (default: snapshot when the source has a backend, else cold)').choices(SEED_METHODS))
     .addOption(new Option('--compression <codec>', 'on the wire (default auto: zstd across datacenters)').choices(COMPRESSIONS))
     .option('--max-rate <rate>', 'bandwidth cap, e.g. 50M (bytes per second; K, M, G are powers of 1024)')
-    .option('--lanes <n>', 'parallel transfer lanes (default: chosen by the controller)')
+    .option('--lanes <n>', 'parallel transfer lanes (default: min(4, CPUs), chosen by the controller)')
     .option('--no-start-target', 'leave MySQL stopped on the target afterwards')
     .option('--follow', 'follow it to the end: live progress, then the stages and the replication coordinates')
     .action(

@@ -70,6 +70,11 @@ export function renderSteps(steps: Operation[], now: number): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** ", N lanes" for a seed over several lanes (older controllers do not report lanes). */
+function lanesNote(seed: SeedView): string {
+  return seed.lanes > 1 ? `, ${seed.lanes} lanes` : '';
+}
+
 /** The whole report: status, stages, and for a finished seed its result and coordinates. */
 export function renderSeedReport(seed: SeedView, sourceFacts: Facts | null, now: number): string {
   const lines: string[] = [];
@@ -80,7 +85,7 @@ export function renderSeedReport(seed: SeedView, sourceFacts: Facts | null, now:
   lines.push('', renderStages(seed, now).trimEnd());
   const result = resultOf(seed);
   if (result) {
-    lines.push('', `copied ${formatBytes(result.bytes)} in ${result.files} files, ${seed.attempts} attempt${seed.attempts === 1 ? '' : 's'}, compression ${seed.effectiveCompression}`);
+    lines.push('', `copied ${formatBytes(result.bytes)} in ${result.files} files, ${seed.attempts} attempt${seed.attempts === 1 ? '' : 's'}, compression ${seed.effectiveCompression}${lanesNote(seed)}`);
     lines.push(`digest ${result.digest}`);
   }
   if (seed.state === 'succeeded') {

@@ -38,6 +38,8 @@ export const FactsSchema = z.object({
   mounted: MountSchema.nullable(),
   backupTool: z.enum(['mariabackup', 'xtrabackup']).nullable(),
   customCommands: z.array(z.string()),
+  /** CPUs the agent may use (the seed's default lane count); absent from agents older than lanes. */
+  cpus: z.number().int().positive().optional(),
   collectedAt: z.string(),
 });
 export type Facts = z.infer<typeof FactsSchema>;

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { CODECS } from './codec.js';
 import { DataTicketSchema } from './data-link.js';
 import { FactsSchema, MountSchema, SnapshotSchema } from './frames.js';
+import { LaneSchema, MAX_LANES } from './lanes.js';
 
 const NoParams = z.object({}).strict();
 const SnapshotName = z.string().min(1).max(100).regex(/^[A-Za-z0-9._-]+$/, 'letters, digits and . _ - only').refine((s) => s !== '.' && s !== '..', 'not . or ..');
@@ -66,6 +67,8 @@ export const INTERNAL_OP_PARAMS = {
       maxBytes: z.number().int().nonnegative().optional(),
       /** Receive on a data connection of its own, opened with this stream token (absent: on the control link). */
       data: DataTicketSchema.optional(),
+      /** This stream is one lane of a seed over several (its own checkpoint); absent: the one lane. */
+      lane: LaneSchema.optional(),
     })
     .strict(),
   /** Source: send the seed stream from `offset`, never past the credit `limit`. */
@@ -81,6 +84,8 @@ export const INTERNAL_OP_PARAMS = {
       maxBytesPerSec: z.number().int().positive().optional(),
       /** Send on a data connection of its own, opened with this stream token (absent: on the control link). */
       data: DataTicketSchema.optional(),
+      /** Send only this lane's part of the tree; absent: the whole tree. */
+      lane: LaneSchema.optional(),
     })
     .strict(),
   /** Target: compare digests, fix ownership, drop identity/pid/socket files, remove the marker, maybe start MySQL. */
@@ -91,6 +96,8 @@ export const INTERNAL_OP_PARAMS = {
       startMysql: z.boolean(),
       /** A backup seed: run `<tool> --prepare` on the datadir first (apply the copied redo log). */
       prepare: BackupToolSchema.optional(),
+      /** The seed ran over this many lanes: every lane must be complete; `digest` is their combination. */
+      lanes: z.number().int().min(2).max(MAX_LANES).optional(),
     })
     .strict(),
   /** Target: after a failed or aborted seed, remove partial data (keeping the marker) only if this seed's marker is there and the guard passes. */

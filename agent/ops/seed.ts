@@ -35,6 +35,7 @@ import { hashCachePath } from '../transfer/hash-cache.js';
 import { reportReceived, reportSent } from '../transfer/progress.js';
 import { extractorFor, receiveStream } from '../transfer/receive-stream.js';
 import { receiveTree } from '../transfer/receive.js';
+import { receiveTurnsOf } from '../transfer/receive-turns.js';
 import { sendTree } from '../transfer/send.js';
 import { acquireSource } from '../transfer/source.js';
 import { tidyReceivedDatadir } from '../transfer/tidy.js';
@@ -107,7 +108,7 @@ export const seedOps: OpDefinition[] = [
     async run(ctx, params) {
       const mysql = requireMysql(ctx.config);
       await requireSeedMarker(mysql.datadir, params.seedId);
-      await requireReceived(ctx.config.stateDir, params.seedId, params.digest);
+      await requireReceived(ctx.config.stateDir, params.seedId, params.digest, params.lanes ?? 1);
       const deps = guardDeps(ctx, mysql);
       await assertDatadirUnused(deps, { action: 'finalize the seed in' });
       if (params.prepare) {
@@ -195,13 +196,28 @@ function leaveAsItIs(ctx: OpContext, seedId: string, reason: string): OpResult<'
 
 /** seed-receive of a tree seed: resumes from the checkpoint, or starts over into an emptied datadir. */
 async function receiveSeedTree(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
+  // After the previous receive of this lane has stored its resume point (receive-turns.ts).
+  const endTurn = await receiveTurnsOf(ctx.config).take(`${params.seedId}/${params.lane?.index ?? 0}`, ctx.signal);
+  try {
+    return await receiveLane(ctx, mysql, params);
+  } finally {
+    endTurn();
+  }
+}
+
+async function receiveLane(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
   const deps = guardDeps(ctx, mysql);
-  const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume });
-  if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
+  const { lane } = params;
+  const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume, ...(lane ? { lane } : {}) });
+  if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, lane: lane?.index, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
   const port = ctx.streams.openReceive(params.stream, params.data);
   try {
     if (checkpoint.resumed) {
       await assertDatadirUnused(deps, { action: 'resume receiving the seed into' });
+    } else if (lane) {
+      // One lane of several starting over must not empty what the other lanes wrote; the
+      // datadir was emptied by seed-prepare-target, and this lane rewrites everything it carries.
+      await assertDatadirUnused(deps, { action: 'start receiving the seed into' });
     } else {
       // A fresh start: nothing half-received may stay behind.
       await deleteDatadirContents(deps, { keep: [INCOMPLETE_MARKER], action: 'start receiving the seed into' });
@@ -263,7 +279,7 @@ async function receiveBackupStream(ctx: OpContext<'seed-receive'>, mysql: MysqlC
 /** seed-send of a tree seed (datadir or mounted snapshot), from the receiver's offset. */
 async function sendSeedTree(ctx: OpContext<'seed-send'>, params: SendParams): Promise<OpResult<'seed-send'>> {
   if (params.source.kind === 'backup') throw new SeedwireError('SEEDWIRE_INTERNAL', 'a backup source is sent as a stream');
-  const cache = hashCachePath(ctx.config.stateDir, params.seedId);
+  const cache = hashCachePath(ctx.config.stateDir, params.seedId, params.lane?.index);
   await mkdir(ctx.config.stateDir, { recursive: true });
   const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
   return withSendPort(ctx, params, source.release, async (port, onProgress) => {
@@ -275,6 +291,7 @@ async function sendSeedTree(ctx: OpContext<'seed-send'>, params: SendParams): Pr
       ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
       signal: ctx.signal,
       hashCachePath: cache,
+      ...(params.lane ? { lane: params.lane } : {}),
       onProgress,
     });
     await rm(cache, { force: true });
@@ -328,6 +345,6 @@ async function withSendPort(
     }
   } finally {
     release();
-    ctx.log.info({ seedId: params.seedId, stream: params.stream, from: params.offset, to: progress.sent, aborted: ctx.signal.aborted, source: params.source.kind }, 'seed-send ended');
+    ctx.log.info({ seedId: params.seedId, lane: params.lane?.index, stream: params.stream, from: params.offset, to: progress.sent, aborted: ctx.signal.aborted, source: params.source.kind }, 'seed-send ended');
   }
 }

@@ -16,13 +16,16 @@
  * naming the file; a resume then starts over, a finalize refuses.
  *
  * One target receives one seed at a time, so the names are fixed; the seed id inside says whose
- * state it is.
+ * state it is. A seed over several lanes keeps one such pair per lane
+ * (`seed-receive.lane<i>.json`, `seed-receive.lane<i>.ledger`, the lane count inside), each lane
+ * committing on its own; a one-lane seed uses the names above, as before lanes existed.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, truncate, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { SeedwireError } from '../../shared/errors.js';
+import { combineLaneSummaries, type Lane } from '../../shared/lanes.js';
 import { LIMITS } from '../../shared/limits.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import { syncDirectory } from '../mysql/marker.js';
@@ -33,7 +36,17 @@ export const RECEIVE_LEDGER_FILE = 'seed-receive.ledger';
 
 const Count = z.number().int().nonnegative();
 const SummarySchema = z.object({ files: Count, bytes: Count, digest: z.string() });
-const FilePointSchema = z.object({ path: z.string(), mode: z.number().int(), mtimeMs: z.number().int(), size: Count, dataStart: Count, position: Count });
+const RangeSchema = z.object({ offset: Count, length: Count });
+const FilePointSchema = z.object({
+  path: z.string(),
+  mode: z.number().int(),
+  mtimeMs: z.number().int(),
+  size: Count,
+  dataStart: Count,
+  position: Count,
+  /** Inside a range record (a lane's part of a large file): which part. */
+  range: RangeSchema.optional(),
+});
 const StateSchema = z.object({
   version: z.literal(1),
   seedId: z.string(),
@@ -42,8 +55,10 @@ const StateSchema = z.object({
   ledgerEntries: Count,
   done: SummarySchema.nullable(),
   updatedAt: z.string(),
+  /** The seed's lane count, on a lane's state (absent: a one-lane seed). */
+  lanes: z.number().int().min(2).optional(),
 });
-const LedgerEntrySchema = z.object({ path: z.string(), size: Count, sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+const LedgerEntrySchema = z.object({ path: z.string(), size: Count, sha256: z.string().regex(/^[0-9a-f]{64}$/), range: RangeSchema.optional() });
 
 /** A resume point inside a file's data: its header and how many of its bytes are stored. */
 export type FilePoint = z.infer<typeof FilePointSchema>;
@@ -65,8 +80,10 @@ export interface CheckpointOptions {
   /** The agent's stateDir. */
   stateDir: string;
   seedId: string;
-  /** Continue from the stored resume point; false drops any stored state. */
+  /** Continue from the stored resume point; false drops any stored state (of this lane only, with lanes). */
   resume: boolean;
+  /** Which lane of a seed over several lanes; absent for a one-lane seed. */
+  lane?: Lane;
   /** Stream bytes between background commits. @default LIMITS.windowInitialBytes */
   commitEveryBytes?: number;
   /** Files written but not yet durable that force a commit. @default 64 */
@@ -75,9 +92,20 @@ export interface CheckpointOptions {
 
 const DEFAULT_MAX_UNSYNCED_FILES = 64;
 
-function pathsOf(stateDir: string): { state: string; ledger: string } {
-  return { state: join(stateDir, RECEIVE_STATE_FILE), ledger: join(stateDir, RECEIVE_LEDGER_FILE) };
+interface StatePaths {
+  state: string;
+  ledger: string;
+  /** The lane count the state must carry (null: one lane). */
+  lanes: number | null;
 }
+
+function pathsOf(stateDir: string, lane?: Lane): StatePaths {
+  if (!lane) return { state: join(stateDir, RECEIVE_STATE_FILE), ledger: join(stateDir, RECEIVE_LEDGER_FILE), lanes: null };
+  return { state: join(stateDir, `${RECEIVE_PREFIX}lane${lane.index}.json`), ledger: join(stateDir, `${RECEIVE_PREFIX}lane${lane.index}.ledger`), lanes: lane.count };
+}
+
+/** Every receive state file starts so (state, ledger, temporaries, lanes'). */
+const RECEIVE_PREFIX = 'seed-receive.';
 
 function unreadable(path: string, why: string, cause?: unknown): SeedwireError {
   return new SeedwireError('SEEDWIRE_VERIFY_FAILED', `the receive state ${path} is unreadable: ${why}`, cause === undefined ? {} : { cause });
@@ -98,8 +126,8 @@ async function readTextOrNull(path: string): Promise<string | null> {
   }
 }
 
-async function readStored(stateDir: string, seedId: string): Promise<Stored | null> {
-  const paths = pathsOf(stateDir);
+async function readStored(stateDir: string, seedId: string, lane?: Lane): Promise<Stored | null> {
+  const paths = pathsOf(stateDir, lane);
   const text = await readTextOrNull(paths.state);
   if (text === null) return null;
   let raw: unknown;
@@ -114,7 +142,7 @@ async function readStored(stateDir: string, seedId: string): Promise<Stored | nu
     throw unreadable(paths.state, `${issue?.path.join('.') || 'the document'}: ${issue?.message ?? 'does not match'}`);
   }
   const state = parsed.data;
-  if (state.seedId !== seedId) return null;
+  if (state.seedId !== seedId || (state.lanes ?? null) !== paths.lanes) return null;
   if (state.current && state.current.position > state.current.size) throw unreadable(paths.state, `the resume point of ${state.current.path} is past its size`);
   const ledger = (await readTextOrNull(paths.ledger)) ?? '';
   const entries: DigestEntry[] = [];
@@ -143,15 +171,24 @@ async function readStored(stateDir: string, seedId: string): Promise<Stored | nu
  * The stored resume point of `seedId`: null when there is none or it is another seed's;
  * SEEDWIRE_VERIFY_FAILED naming the file when the state or its ledger is torn or garbage.
  */
-export async function readResumePoint(stateDir: string, seedId: string): Promise<ResumePoint | null> {
-  return (await readStored(stateDir, seedId))?.point ?? null;
+export async function readResumePoint(stateDir: string, seedId: string, lane?: Lane): Promise<ResumePoint | null> {
+  return (await readStored(stateDir, seedId, lane))?.point ?? null;
 }
 
-/** Removes any receive state: a fresh start, a finalized seed, or a cleaned-up one. */
+/** Removes every receive state, every lane's: a fresh start, a finalized seed, or a cleaned-up one. */
 export async function dropReceiveState(stateDir: string): Promise<void> {
   const paths = pathsOf(stateDir);
   await rm(paths.state, { force: true });
-  // Temporary files of writes that never got renamed (a crash, an attempt that overlapped).
+  // Lanes' states and temporary files of writes that never got renamed (a crash, an attempt that overlapped).
+  for (const name of await readdir(stateDir).catch(() => [] as string[])) {
+    if (name.startsWith(RECEIVE_PREFIX)) await rm(join(stateDir, name), { force: true });
+  }
+}
+
+/** Removes one lane's state only: that lane starts over while the others keep theirs. */
+async function dropLaneState(stateDir: string, lane: Lane): Promise<void> {
+  const paths = pathsOf(stateDir, lane);
+  await rm(paths.state, { force: true });
   const prefix = `${basename(paths.state)}.`;
   for (const name of await readdir(stateDir).catch(() => [] as string[])) {
     if (name.startsWith(prefix) && name.endsWith('.tmp')) await rm(join(stateDir, name), { force: true });
@@ -159,8 +196,8 @@ export async function dropReceiveState(stateDir: string): Promise<void> {
   await rm(paths.ledger, { force: true });
 }
 
-async function writeState(stateDir: string, state: z.infer<typeof StateSchema>): Promise<void> {
-  const { state: path } = pathsOf(stateDir);
+async function writeState(stateDir: string, state: z.infer<typeof StateSchema>, lane?: Lane): Promise<void> {
+  const { state: path } = pathsOf(stateDir, lane);
   // A name of its own: an older attempt still finishing its last commit, or a drop running at the
   // same time, must not take this write's file away before its rename (seen as ENOENT under load).
   const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
@@ -185,16 +222,24 @@ function verifyDigest(mine: TreeSummary, theirs: { digest: string; files?: numbe
  * Before finalize: the seed was received whole and its digest is the source's. Returns the
  * stored summary; refuses (SEEDWIRE_VERIFY_FAILED) otherwise, the marker staying in place.
  */
-export async function requireReceived(stateDir: string, seedId: string, digest: string): Promise<TreeSummary> {
-  let point: ResumePoint | null;
-  try {
-    point = await readResumePoint(stateDir, seedId);
-  } catch (error) {
-    if (!(error instanceof SeedwireError)) throw error;
-    throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${error.message}; the target keeps its ${INCOMPLETE_MARKER}`, { cause: error });
+export async function requireReceived(stateDir: string, seedId: string, digest: string, lanes = 1): Promise<TreeSummary> {
+  const summaries: TreeSummary[] = [];
+  for (let index = 0; index < lanes; index += 1) {
+    let point: ResumePoint | null;
+    try {
+      point = await readResumePoint(stateDir, seedId, lanes > 1 ? { index, count: lanes } : undefined);
+    } catch (error) {
+      if (!(error instanceof SeedwireError)) throw error;
+      throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${error.message}; the target keeps its ${INCOMPLETE_MARKER}`, { cause: error });
+    }
+    const laneDone = point?.done;
+    if (!laneDone) {
+      const which = lanes > 1 ? ` (lane ${index} of ${lanes})` : '';
+      throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `seed ${seedId} has not been received completely${which}; the target keeps its ${INCOMPLETE_MARKER}`);
+    }
+    summaries.push(laneDone);
   }
-  const done = point?.done;
-  if (!done) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `seed ${seedId} has not been received completely; the target keeps its ${INCOMPLETE_MARKER}`);
+  const done = combineLaneSummaries(summaries);
   verifyDigest(done, { digest }, () => `received digest ${done.digest} differs from the source's ${digest}; the target keeps its ${INCOMPLETE_MARKER}`);
   return done;
 }
@@ -221,9 +266,9 @@ export async function openCheckpoint(options: CheckpointOptions): Promise<Receiv
   let discarded: string | null = null;
   if (options.resume) {
     try {
-      const stored = await readStored(stateDir, options.seedId);
+      const stored = await readStored(stateDir, options.seedId, options.lane);
       if (stored) {
-        await truncate(pathsOf(stateDir).ledger, stored.ledgerBytes).catch((error: unknown) => {
+        await truncate(pathsOf(stateDir, options.lane).ledger, stored.ledgerBytes).catch((error: unknown) => {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
         });
         resumed = stored.point;
@@ -233,13 +278,13 @@ export async function openCheckpoint(options: CheckpointOptions): Promise<Receiv
       discarded = error.message;
     }
   }
-  if (!resumed) await dropReceiveState(stateDir);
-  const ledger = await open(pathsOf(stateDir).ledger, 'a', 0o600);
+  if (!resumed) await (options.lane ? dropLaneState(stateDir, options.lane) : dropReceiveState(stateDir));
+  const ledger = await open(pathsOf(stateDir, options.lane).ledger, 'a', 0o600);
   return new ReceiveCheckpoint(options, resumed, discarded, ledger);
 }
 
 export class ReceiveCheckpoint {
-  /** The digest over the files verified so far; its count is the ledger's line count. */
+  /** The digest over the files verified so far; its entry count is the ledger's line count. */
   private readonly digest = new TreeDigest();
   private pendingLedger = '';
   private committedOffset: number;
@@ -280,7 +325,8 @@ export class ReceiveCheckpoint {
   /** A file whose trailer matched, in stream order: it joins the digest and the next commit's ledger lines. */
   addVerified(entry: DigestEntry): void {
     this.digest.add(entry);
-    this.pendingLedger += `${JSON.stringify({ path: entry.path, size: entry.size, sha256: entry.sha256 })}\n`;
+    const line = entry.range ? { path: entry.path, size: entry.size, sha256: entry.sha256, range: entry.range } : { path: entry.path, size: entry.size, sha256: entry.sha256 };
+    this.pendingLedger += `${JSON.stringify(line)}\n`;
   }
 
   /** The end record arrived: the stream's own digest must be the sender's. Returns the summary. */
@@ -308,7 +354,7 @@ export class ReceiveCheckpoint {
     }
     const ledgerText = this.pendingLedger;
     this.pendingLedger = '';
-    const ledgerEntries = this.digest.files;
+    const ledgerEntries = this.digest.entries;
     const ledger = this.ledger;
     const previous = this.lastCommit;
     // Ledger lines are appended in call order: after the previous commit is done with the file.
@@ -322,8 +368,9 @@ export class ReceiveCheckpoint {
       const results = await Promise.allSettled([durable, syncLedger]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
-      const { seedId, stateDir } = this.options;
-      await writeState(stateDir, { version: 1, seedId, committed: point.committed, current: point.current, ledgerEntries, done, updatedAt: new Date().toISOString() });
+      const { seedId, stateDir, lane } = this.options;
+      const state = { version: 1 as const, seedId, committed: point.committed, current: point.current, ledgerEntries, done, updatedAt: new Date().toISOString() };
+      await writeState(stateDir, lane ? { ...state, lanes: lane.count } : state, lane);
       this.committedOffset = Math.max(this.committedOffset, point.committed);
     })();
     commit.catch((error: unknown) => {

@@ -16,20 +16,23 @@ import {
   parseRecordPrefix,
   RECORD_PREFIX_BYTES,
   TRAILER_BYTES,
+  dataLength,
+  type DataHeader,
   type DirHeader,
   type EndHeader,
   type FileHeader,
+  type RangeHeader,
   type RecordType,
   type SymlinkHeader,
 } from './format.js';
 import { DeclaredBytesBudget } from './record-rules.js';
 
 export type SeedEvent =
-  /** A record's header; for a file, its data starts at `end`. */
-  | { kind: 'entry'; header: DirHeader | FileHeader | SymlinkHeader; start: number; end: number }
+  /** A record's header; for a file or range, its data starts at `end`. */
+  | { kind: 'entry'; header: DirHeader | FileHeader | SymlinkHeader | RangeHeader; start: number; end: number }
   /** File data (a view into the pushed chunk, not a copy). */
   | { kind: 'data'; bytes: Buffer; end: number }
-  /** The current file's 32-byte SHA-256 as the sender computed it. */
+  /** The current file's (or range's) 32-byte SHA-256 as the sender computed it. */
   | { kind: 'trailer'; sha256: Buffer; end: number }
   /** The end record; nothing may follow. */
   | { kind: 'end'; header: EndHeader; end: number };
@@ -37,8 +40,8 @@ export type SeedEvent =
 export interface DecoderOptions {
   /** Stream offset of the first byte pushed (a resume point); default 0. */
   offset?: number;
-  /** Resuming inside a file's data: its header and how many of its bytes came before `offset`. */
-  inFile?: { header: FileHeader; written: number };
+  /** Resuming inside a file's (or range's) data: its header and how many of its bytes came before `offset`. */
+  inFile?: { header: DataHeader; written: number };
   /** Most file bytes the stream may declare in all; null or absent: no limit. */
   maxBytes?: number | null;
   /** File bytes declared before `offset` (counted against maxBytes). */
@@ -66,7 +69,7 @@ export class SeedStreamDecoder {
     this.budget = new DeclaredBytesBudget(options.maxBytes ?? null, options.declaredBefore ?? 0);
     if (options.inFile) {
       const { header, written } = options.inFile;
-      this.dataLeft = header.size - written;
+      this.dataLeft = dataLength(header) - written;
       this.recordStart = this.pos - written;
       if (this.dataLeft > 0) this.expect('data', 0);
       else this.expect('trailer', TRAILER_BYTES);
@@ -154,10 +157,10 @@ export class SeedStreamDecoder {
           this.phase = 'done';
           return { kind: 'end', header, end: this.pos };
         }
-        if (header.type === 'file') {
-          this.budget.add(header.path, header.size);
-          this.dataLeft = header.size;
-          if (header.size > 0) this.expect('data', 0);
+        if (header.type === 'file' || header.type === 'range') {
+          this.budget.add(header.path, dataLength(header));
+          this.dataLeft = dataLength(header);
+          if (this.dataLeft > 0) this.expect('data', 0);
           else this.expect('trailer', TRAILER_BYTES);
         } else {
           this.expect('prefix', RECORD_PREFIX_BYTES);

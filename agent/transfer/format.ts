@@ -5,7 +5,7 @@
  *
  *   0  u8[2]  magic 'S' 'R'
  *   2  u8     format version (1)
- *   3  u8     record type: 1 dir, 2 file, 3 symlink, 4 end
+ *   3  u8     record type: 1 dir, 2 file, 3 symlink, 4 end, 5 range
  *   4  u32be  length of the JSON header that follows (at most MAX_HEADER_JSON_BYTES)
  *
  * then the JSON header (UTF-8, keys always in the order below):
@@ -15,11 +15,17 @@
  *                                              32-byte SHA-256 of those bytes (the trailer)
  *   symlink  {"path","mode","mtimeMs","target"}
  *   end      {"files","bytes","digest"}          the last record; nothing follows it
+ *   range    {"path","mode","mtimeMs","size","offset","length"}   `length` bytes of the file at
+ *                                              `offset` (of `size` in all), then their SHA-256
  *
  * `path` is relative to the tree's root, '/'-separated, never absolute, never with '.', '..' or
  * empty components. `mode` is the permission bits (mode & 0o7777), `mtimeMs` whole milliseconds.
  * `digest` is the hex SHA-256 over, for every file record in stream order, the UTF-8 line
- * `${path}\0${size}\0${sha256hex}\n`; `files` counts file records and `bytes` sums their sizes.
+ * `${path}\0${size}\0${sha256hex}\n` (a range record: `${path}\0${offset}+${length}/${size}\0${sha256hex}\n`);
+ * `files` counts file records and range records at offset 0, `bytes` sums sizes (and range lengths).
+ *
+ * Range records only appear in a lane's stream (lanes.ts) when a seed runs over several lanes;
+ * a one-lane stream is exactly the records above without them.
  *
  * Order: depth-first pre-order, siblings sorted bytewise by name (a directory's record comes
  * right before its contents). Because the order and every header byte depend only on the tree,
@@ -44,9 +50,9 @@ const MAGIC0 = 0x53; // 'S'
 const MAGIC1 = 0x52; // 'R'
 export const FORMAT_VERSION = 1;
 
-export const RECORD_TYPES = { dir: 1, file: 2, symlink: 3, end: 4 } as const;
+export const RECORD_TYPES = { dir: 1, file: 2, symlink: 3, end: 4, range: 5 } as const;
 export type RecordType = keyof typeof RECORD_TYPES;
-const TYPE_BY_CODE: Record<number, RecordType> = { 1: 'dir', 2: 'file', 3: 'symlink', 4: 'end' };
+const TYPE_BY_CODE: Record<number, RecordType> = { 1: 'dir', 2: 'file', 3: 'symlink', 4: 'end', 5: 'range' };
 
 export interface DirHeader {
   type: 'dir';
@@ -60,6 +66,16 @@ export interface FileHeader {
   mode: number;
   mtimeMs: number;
   size: number;
+}
+/** `length` bytes of a file of `size` bytes, at `offset`: a part of a large file on one lane. */
+export interface RangeHeader {
+  type: 'range';
+  path: string;
+  mode: number;
+  mtimeMs: number;
+  size: number;
+  offset: number;
+  length: number;
 }
 export interface SymlinkHeader {
   type: 'symlink';
@@ -75,7 +91,19 @@ export interface EndHeader {
   digest: string;
 }
 export type EntryHeader = DirHeader | FileHeader | SymlinkHeader;
-export type RecordHeader = EntryHeader | EndHeader;
+/** A record that carries file data: a whole file, or a range of one. */
+export type DataHeader = FileHeader | RangeHeader;
+export type RecordHeader = EntryHeader | RangeHeader | EndHeader;
+
+/** The data bytes a file or range record carries. */
+export function dataLength(h: DataHeader): number {
+  return h.type === 'file' ? h.size : h.length;
+}
+
+/** Where a record's data lies in its file. */
+export function dataOffset(h: DataHeader): number {
+  return h.type === 'file' ? 0 : h.offset;
+}
 
 /** What a whole stream describes; returned by both sender and receiver. */
 export interface TreeSummary {
@@ -87,10 +115,15 @@ export interface TreeSummary {
 const Mode = z.number().int().min(0).max(0o7777);
 const Mtime = z.number().int().min(0);
 const PathField = z.string().min(1).max(4096);
+const Size = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const JSON_SCHEMAS = {
   dir: z.object({ path: PathField, mode: Mode, mtimeMs: Mtime }).strict(),
   file: z.object({ path: PathField, mode: Mode, mtimeMs: Mtime, size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER) }).strict(),
   symlink: z.object({ path: PathField, mode: Mode, mtimeMs: Mtime, target: z.string().min(1).max(4096) }).strict(),
+  range: z
+    .object({ path: PathField, mode: Mode, mtimeMs: Mtime, size: Size, offset: Size, length: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) })
+    .strict()
+    .refine((h) => h.offset + h.length <= h.size, { message: 'offset + length is past the file size' }),
   end: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative(), digest: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
 } as const;
 
@@ -103,6 +136,8 @@ function headerJson(h: RecordHeader): string {
       return JSON.stringify({ path: h.path, mode: h.mode, mtimeMs: h.mtimeMs, size: h.size });
     case 'symlink':
       return JSON.stringify({ path: h.path, mode: h.mode, mtimeMs: h.mtimeMs, target: h.target });
+    case 'range':
+      return JSON.stringify({ path: h.path, mode: h.mode, mtimeMs: h.mtimeMs, size: h.size, offset: h.offset, length: h.length });
     case 'end':
       return JSON.stringify({ files: h.files, bytes: h.bytes, digest: h.digest });
   }
@@ -126,7 +161,7 @@ export function encodeRecordHeader(h: RecordHeader): Buffer {
 
 /** Bytes a record occupies in the stream, given its encoded header length. */
 export function recordLength(h: RecordHeader, headerBytes: number): number {
-  return h.type === 'file' ? headerBytes + h.size + TRAILER_BYTES : headerBytes;
+  return h.type === 'file' || h.type === 'range' ? headerBytes + dataLength(h) + TRAILER_BYTES : headerBytes;
 }
 
 export function parseRecordPrefix(buf: Buffer): { type: RecordType; jsonLength: number } {
@@ -171,6 +206,13 @@ export interface DigestEntry {
   path: string;
   size: number;
   sha256: string;
+  /** A range record's part of the file (absent for a whole file). */
+  range?: { offset: number; length: number };
+}
+
+/** The digest entry of a data record with its hash. */
+export function digestEntryOf(h: DataHeader, sha256: string): DigestEntry {
+  return h.type === 'file' ? { path: h.path, size: h.size, sha256 } : { path: h.path, size: h.size, sha256, range: { offset: h.offset, length: h.length } };
 }
 
 /** Accumulates the end record's digest over file entries in stream order. */
@@ -178,8 +220,19 @@ export class TreeDigest {
   private readonly hash: Hash = createHash('sha256');
   files = 0;
   bytes = 0;
+  /** Entries added (a file's ranges each count here, once in `files`). */
+  entries = 0;
 
   add(entry: DigestEntry): void {
+    this.entries += 1;
+    const { range } = entry;
+    if (range) {
+      // Distinct from a file's line: its second field is not a plain number.
+      this.hash.update(`${entry.path}\0${range.offset}+${range.length}/${entry.size}\0${entry.sha256}\n`, 'utf8');
+      if (range.offset === 0) this.files += 1;
+      this.bytes += range.length;
+      return;
+    }
     this.hash.update(`${entry.path}\0${entry.size}\0${entry.sha256}\n`, 'utf8');
     this.files += 1;
     this.bytes += entry.size;

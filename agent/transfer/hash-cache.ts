@@ -9,9 +9,10 @@ import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
 
-/** Where a seed's hash cache lives in the agent's stateDir (seed ids are free text, so hashed). */
-export function hashCachePath(stateDir: string, seedId: string): string {
-  return join(stateDir, `seed-send-${createHash('sha256').update(seedId).digest('hex').slice(0, 24)}`);
+/** Where a seed's hash cache lives in the agent's stateDir (seed ids are free text, so hashed); one per lane. */
+export function hashCachePath(stateDir: string, seedId: string, lane?: number): string {
+  const name = `seed-send-${createHash('sha256').update(seedId).digest('hex').slice(0, 24)}`;
+  return join(stateDir, lane === undefined ? name : `${name}-lane${lane}`);
 }
 
 export interface HashCacheEntry {

@@ -16,7 +16,7 @@ import type { ReceiveCheckpoint } from './checkpoint.js';
 import { ChunkInflater } from './compress.js';
 import { CreditWindow, isFatalReceiveError, receiveStopError } from './credit.js';
 import { SeedStreamDecoder, type SeedEvent } from './decoder.js';
-import type { FileHeader, TreeSummary } from './format.js';
+import { dataLength, type DataHeader, type TreeSummary } from './format.js';
 import { TreeWriter } from './tree-writer.js';
 
 export interface ReceiveProgress {
@@ -92,12 +92,12 @@ class TreeReceiver {
   private async start(): Promise<void> {
     const point = this.checkpoint.resumed;
     const offset = point?.committed ?? 0;
-    let inFile: { header: FileHeader; written: number } | undefined;
+    let inFile: { header: DataHeader; written: number } | undefined;
     if (point?.current) inFile = { header: await this.writer.resumeFile(point.current), written: point.current.position };
     this.decoder = new SeedStreamDecoder({
       offset,
       maxBytes: this.options.maxBytes ?? null,
-      declaredBefore: this.checkpoint.verifiedBytes + (point?.current?.size ?? 0),
+      declaredBefore: this.checkpoint.verifiedBytes + (inFile ? dataLength(inFile.header) : 0),
       ...(inFile ? { inFile } : {}),
     });
     this.handledUpTo = offset;

@@ -37,12 +37,12 @@ export class SafeTree {
     const abs = await this.resolveParent(rel);
     const st = await lstatOrNull(abs);
     if (st === null) {
-      await mkdir(abs, { mode: 0o700 });
+      await makeDirOrFindOne(abs, rel);
     } else if (st.isSymbolicLink()) {
       throw refuseRecord(rel, 'it is a symlink where a directory is expected');
     } else if (!st.isDirectory()) {
       await rm(abs, { force: true });
-      await mkdir(abs, { mode: 0o700 });
+      await makeDirOrFindOne(abs, rel);
     }
     await chmod(abs, permissionBits(mode));
     this.verifiedDirs.add(rel);
@@ -99,7 +99,7 @@ export class SafeTree {
       const abs = join(this.root, dir);
       const st = await lstatOrNull(abs);
       if (st === null) {
-        await mkdir(abs, { mode: 0o700 });
+        await makeDirOrFindOne(abs, rel);
       } else if (st.isSymbolicLink()) {
         throw refuseRecord(rel, `its parent ${dir} is a symlink; refusing to write through it`);
       } else if (!st.isDirectory()) {
@@ -108,6 +108,20 @@ export class SafeTree {
       this.verifiedDirs.add(dir);
     }
     return join(this.root, rel);
+  }
+}
+
+/**
+ * mkdir, where another lane of the same seed may have made the same directory a moment before
+ * (every lane carries every directory record): that one is accepted only if it is a real directory.
+ */
+async function makeDirOrFindOne(abs: string, rel: string): Promise<void> {
+  try {
+    await mkdir(abs, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    const st = await lstat(abs);
+    if (st.isSymbolicLink() || !st.isDirectory()) throw refuseRecord(rel, 'a directory on its path was replaced while it was being made');
   }
 }
 

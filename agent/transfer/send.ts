@@ -14,9 +14,11 @@ import type { Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { SendPort } from '../streams/types.js';
+import type { Lane } from '../../shared/lanes.js';
 import { createChunkCodec, type ChunkCodec } from './compress.js';
-import { encodeRecordHeader, recordLength, TreeDigest, type TreeSummary } from './format.js';
+import { dataLength, dataOffset, digestEntryOf, encodeRecordHeader, recordLength, TreeDigest, type DataHeader, type TreeSummary } from './format.js';
 import { loadHashCache, openHashCacheWriter, type HashCacheWriter } from './hash-cache.js';
+import { isDataHeader, LaneAssigner } from './lanes.js';
 import { RateLimiter } from './throttle.js';
 import { walkTree } from './walk.js';
 
@@ -44,6 +46,15 @@ export interface SendTreeOptions extends SendCommonOptions {
    * those files are re-hashed from disk.
    */
   hashCachePath?: string;
+  /** Send only this lane's part of the tree (lanes.ts); absent: the whole tree as one stream. */
+  lane?: Lane;
+  /** Range size of a lane's split files; tests only. @default DEFAULT_RANGE_BYTES */
+  rangeBytes?: number;
+}
+
+/** Where the hash cache remembers a record's hash: a file by its path, a range by path and place. */
+function cacheKey(h: DataHeader): string {
+  return h.type === 'file' ? h.path : `${h.path}\0${h.offset}+${h.length}`;
 }
 
 export async function sendTree(options: SendTreeOptions): Promise<TreeSummary> {
@@ -53,46 +64,52 @@ export async function sendTree(options: SendTreeOptions): Promise<TreeSummary> {
   const sink = new ChunkSink(options, offset);
   const digest = new TreeDigest();
   const scratch = { buf: null as Buffer | null };
+  const assigner = options.lane ? new LaneAssigner({ count: options.lane.count, ...(options.rangeBytes === undefined ? {} : { rangeBytes: options.rangeBytes }) }) : null;
   let pos = 0; // stream offset where the current record starts
   try {
     for await (const entry of walkTree(root, signal)) {
-      const head = encodeRecordHeader(entry.header);
-      const end = pos + recordLength(entry.header, head.length);
-      if (end <= offset) {
-        // A record the receiver already has: only its file hash is needed, for the end digest.
-        if (entry.header.type === 'file') {
-          const { path, size, mtimeMs } = entry.header;
-          const cached = cache.get(path);
-          const sha256 = cached && cached.size === size && cached.mtimeMs === mtimeMs ? cached.sha256 : await hashFile(entry.abs, size, scratch, signal);
-          digest.add({ path, size, sha256 });
+      const records = assigner && options.lane ? assigner.unitsFor(entry.header, options.lane.index) : [entry.header];
+      for (const header of records) {
+        const head = encodeRecordHeader(header);
+        const end = pos + recordLength(header, head.length);
+        if (end <= offset) {
+          // A record the receiver already has: only its hash is needed, for the end digest.
+          if (isDataHeader(header)) {
+            const cached = cache.get(cacheKey(header));
+            const sha256 =
+              cached && cached.size === header.size && cached.mtimeMs === header.mtimeMs ? cached.sha256 : await hashFile(entry.abs, dataOffset(header), dataLength(header), scratch, signal);
+            digest.add(digestEntryOf(header, sha256));
+          }
+          pos = end;
+          continue;
+        }
+        let from = Math.max(0, offset - pos); // bytes of this record already received
+        if (from < head.length) {
+          await sink.append(head.subarray(from));
+          from = head.length;
+        }
+        if (isDataHeader(header)) {
+          const { path, size, mtimeMs } = header;
+          const base = dataOffset(header);
+          const length = dataLength(header);
+          const dataFrom = from - head.length;
+          const hash = createHash('sha256');
+          const fh = await open(entry.abs, 'r');
+          try {
+            // Resuming inside this record: its trailer covers all of it, so hash the part already sent.
+            if (dataFrom > 0) await hashRange(fh, base, Math.min(dataFrom, length), hash, scratch, path, signal);
+            if (dataFrom < length) await sink.appendFile(fh, base + dataFrom, length - dataFrom, hash, path);
+          } finally {
+            await fh.close();
+          }
+          const sha = hash.digest();
+          await sink.append(sha.subarray(Math.max(0, dataFrom - length)));
+          const sha256 = sha.toString('hex');
+          digest.add(digestEntryOf(header, sha256));
+          cacheWriter?.add({ path: cacheKey(header), size, mtimeMs, sha256 });
         }
         pos = end;
-        continue;
       }
-      let from = Math.max(0, offset - pos); // bytes of this record already received
-      if (from < head.length) {
-        await sink.append(head.subarray(from));
-        from = head.length;
-      }
-      if (entry.header.type === 'file') {
-        const { path, size, mtimeMs } = entry.header;
-        const dataFrom = from - head.length;
-        const hash = createHash('sha256');
-        const fh = await open(entry.abs, 'r');
-        try {
-          // Resuming inside this file: its trailer covers all of it, so hash the part already sent.
-          if (dataFrom > 0) await hashRange(fh, Math.min(dataFrom, size), hash, scratch, path, signal);
-          if (dataFrom < size) await sink.appendFile(fh, dataFrom, size - dataFrom, hash, path);
-        } finally {
-          await fh.close();
-        }
-        const sha = hash.digest();
-        await sink.append(sha.subarray(Math.max(0, dataFrom - size)));
-        const sha256 = sha.toString('hex');
-        digest.add({ path, size, sha256 });
-        cacheWriter?.add({ path, size, mtimeMs, sha256 });
-      }
-      pos = end;
     }
     const summary = digest.summary();
     const endHead = encodeRecordHeader({ type: 'end', ...summary });
@@ -154,25 +171,25 @@ export async function sendStream(options: SendStreamOptions): Promise<TreeSummar
 
 const HASH_READ_BYTES = 4 * 1024 * 1024;
 
-async function hashRange(fh: FileHandle, length: number, hash: Hash, scratch: { buf: Buffer | null }, path: string, signal: AbortSignal): Promise<void> {
+async function hashRange(fh: FileHandle, start: number, length: number, hash: Hash, scratch: { buf: Buffer | null }, path: string, signal: AbortSignal): Promise<void> {
   scratch.buf ??= Buffer.allocUnsafeSlow(HASH_READ_BYTES);
   const buf = scratch.buf;
   let done = 0;
   while (done < length) {
     signal.throwIfAborted();
     const want = Math.min(buf.length, length - done);
-    const { bytesRead } = await fh.read(buf, 0, want, done);
+    const { bytesRead } = await fh.read(buf, 0, want, start + done);
     if (bytesRead === 0) throw changedWhileSending(path);
     hash.update(buf.subarray(0, bytesRead));
     done += bytesRead;
   }
 }
 
-async function hashFile(abs: string, size: number, scratch: { buf: Buffer | null }, signal: AbortSignal): Promise<string> {
+async function hashFile(abs: string, start: number, length: number, scratch: { buf: Buffer | null }, signal: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
   const fh = await open(abs, 'r');
   try {
-    await hashRange(fh, size, hash, scratch, abs, signal);
+    await hashRange(fh, start, length, hash, scratch, abs, signal);
   } finally {
     await fh.close();
   }

@@ -4,6 +4,10 @@
  * the file system's edge: paths checked again whatever decoded them, no write through a symlink,
  * symlink targets judged, modes stripped to permission bits.
  *
+ * Ranges (a part of a large file, on one of several lanes): the file is opened without truncating
+ * what other lanes wrote, the range written at its offset and checked against its own trailer;
+ * mode and mtime are applied after every range, so the last write to a file is followed by them.
+ *
  * Files: positioned writes with a few in flight (the next chunk is hashed while earlier ones land),
  * each file's SHA-256 computed as it is written and compared with the sender's trailer; mode and
  * mtime applied once it matched. Durability is batched: verified files stay open until flush()
@@ -13,7 +17,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { SeedwireError } from '../../shared/errors.js';
 import type { FilePoint } from './checkpoint.js';
-import type { DigestEntry, DirHeader, FileHeader, SymlinkHeader } from './format.js';
+import { dataLength, dataOffset, digestEntryOf, type DataHeader, type DigestEntry, type DirHeader, type FileHeader, type RangeHeader, type SymlinkHeader } from './format.js';
 import { SafeTree } from './safe-tree.js';
 
 /** Writes of one file in flight at once. */
@@ -27,8 +31,10 @@ export interface TreeWriterOptions {
 }
 
 interface OpenFile {
-  header: FileHeader;
+  header: DataHeader;
   fh: FileHandle;
+  /** File position of the record's first data byte (a range's offset; 0 for a whole file). */
+  base: number;
   hash: Hash;
   /** Stream offset of the file's first data byte. */
   dataStart: number;
@@ -53,15 +59,20 @@ export class TreeWriter {
     const cur = this.current;
     if (!cur) return null;
     const { path, mode, mtimeMs, size } = cur.header;
-    return { path, mode, mtimeMs, size, dataStart: cur.dataStart, position: cur.written };
+    const point: FilePoint = { path, mode, mtimeMs, size, dataStart: cur.dataStart, position: cur.written };
+    return cur.header.type === 'range' ? { ...point, range: { offset: cur.header.offset, length: cur.header.length } } : point;
   }
 
   get unsyncedFiles(): number {
     return this.unsynced.length;
   }
 
-  /** Creates a directory or symlink, or opens (truncating) a file whose data starts at `dataStart`. */
-  async writeEntry(header: DirHeader | FileHeader | SymlinkHeader, dataStart: number): Promise<void> {
+  /**
+   * Creates a directory or symlink, or opens a file whose data starts at `dataStart`: truncated
+   * for a whole file; for a range, kept as other lanes wrote it (only cut back if it is longer
+   * than the file's size, which no lane writes past).
+   */
+  async writeEntry(header: DirHeader | FileHeader | SymlinkHeader | RangeHeader, dataStart: number): Promise<void> {
     if (this.current) throw new SeedwireError('SEEDWIRE_INTERNAL', `tree writer: ${header.path} begins inside ${this.current.header.path}`);
     switch (header.type) {
       case 'dir':
@@ -70,34 +81,50 @@ export class TreeWriter {
         return this.tree.makeSymlink(header.path, header.target);
       case 'file': {
         const fh = await this.tree.openFile(header.path, true);
-        this.current = { header, fh, hash: createHash('sha256'), dataStart, written: 0, pending: [] };
+        this.current = { header, fh, base: 0, hash: createHash('sha256'), dataStart, written: 0, pending: [] };
+        return;
+      }
+      case 'range': {
+        const fh = await this.tree.openFile(header.path, false);
+        try {
+          if ((await fh.stat()).size > header.size) await fh.truncate(header.size);
+        } catch (error) {
+          await fh.close();
+          throw error;
+        }
+        this.current = { header, fh, base: header.offset, hash: createHash('sha256'), dataStart, written: 0, pending: [] };
         return;
       }
     }
   }
 
   /**
-   * Reopens the file a resume point is inside of: cut to the stored length and re-hashed, so its
-   * trailer check still covers all of its bytes. Returns its header for the decoder.
+   * Reopens the file a resume point is inside of: a whole file cut to the stored length (a range
+   * is never cut: other lanes' bytes may follow it) and re-hashed, so its trailer check still
+   * covers all of its bytes. Returns its header for the decoder.
    */
-  async resumeFile(point: FilePoint): Promise<FileHeader> {
-    const header: FileHeader = { type: 'file', path: point.path, mode: point.mode, mtimeMs: point.mtimeMs, size: point.size };
-    if (point.position > point.size) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `the resume point of ${point.path} is past its size`);
+  async resumeFile(point: FilePoint): Promise<DataHeader> {
+    const common = { path: point.path, mode: point.mode, mtimeMs: point.mtimeMs, size: point.size };
+    const header: DataHeader = point.range ? { type: 'range', ...common, offset: point.range.offset, length: point.range.length } : { type: 'file', ...common };
+    const base = dataOffset(header);
+    if (point.position > dataLength(header) || base + dataLength(header) > point.size) {
+      throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `the resume point of ${point.path} is past its size`);
+    }
     const fh = await this.tree.openFile(point.path, false);
     try {
       // Checked before the cut: truncate would pad a short file with zeros.
-      if ((await fh.stat()).size < point.position) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${point.path} is shorter than its resume point`);
-      await fh.truncate(point.position);
+      if ((await fh.stat()).size < base + point.position) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${point.path} is shorter than its resume point`);
+      if (header.type === 'file') await fh.truncate(point.position);
       const hash = createHash('sha256');
       const buf = Buffer.allocUnsafe(Math.min(REHASH_CHUNK_BYTES, Math.max(1, point.position)));
       let done = 0;
       while (done < point.position) {
-        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, point.position - done), done);
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, point.position - done), base + done);
         if (bytesRead === 0) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${point.path} is shorter than its resume point`);
         hash.update(buf.subarray(0, bytesRead));
         done += bytesRead;
       }
-      this.current = { header, fh, hash, dataStart: point.dataStart, written: point.position, pending: [] };
+      this.current = { header, fh, base, hash, dataStart: point.dataStart, written: point.position, pending: [] };
       return header;
     } catch (error) {
       await fh.close();
@@ -108,7 +135,7 @@ export class TreeWriter {
   /** Appends data to the current file (the bytes are hashed now and written in the background). */
   async writeData(bytes: Buffer): Promise<void> {
     const cur = this.requireFile();
-    const write = writeFully(cur.fh, bytes, cur.written);
+    const write = writeFully(cur.fh, bytes, cur.base + cur.written);
     write.catch(() => undefined); // awaited in completeFile or flush
     cur.pending.push(write);
     cur.hash.update(bytes);
@@ -116,13 +143,14 @@ export class TreeWriter {
     while (cur.pending.length >= MAX_PENDING_WRITES) await cur.pending.shift();
   }
 
-  /** The current file ended: its hash must be the sender's trailer; then mode and mtime are applied. */
+  /** The current file (or range) ended: its hash must be the sender's trailer; then mode and mtime are applied. */
   async completeFile(trailer: Buffer): Promise<DigestEntry> {
     const cur = this.requireFile();
     await Promise.all(cur.pending.splice(0));
     const sha = cur.hash.digest();
     if (!sha.equals(trailer)) {
-      throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `checksum mismatch for ${cur.header.path}: received data hashes to ${sha.toString('hex')}, the sender's is ${trailer.toString('hex')}`, {
+      const what = cur.header.type === 'range' ? `${cur.header.path} (bytes ${cur.header.offset}+${cur.header.length})` : cur.header.path;
+      throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `checksum mismatch for ${what}: received data hashes to ${sha.toString('hex')}, the sender's is ${trailer.toString('hex')}`, {
         details: { path: cur.header.path },
       });
     }
@@ -131,7 +159,7 @@ export class TreeWriter {
     await cur.fh.utimes(mtime, mtime);
     this.unsynced.push(cur.fh);
     this.current = null;
-    return { path: cur.header.path, size: cur.header.size, sha256: sha.toString('hex') };
+    return digestEntryOf(cur.header, sha.toString('hex'));
   }
 
   /**

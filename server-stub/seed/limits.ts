@@ -10,6 +10,11 @@ export const SEED_LIMITS = {
   spaceMarginRatio: 0.05,
   /** @default 64 MiB — extra room the target needs beyond the source's size, on top of the ratio. */
   spaceMarginBytes: 64 * 1024 * 1024,
+  /**
+   * @default 4 — most lanes a seed gets when it does not ask (fewer when source or target has
+   * fewer CPUs): beyond the cores, lanes only add seeks and memory (each lane has its own window).
+   */
+  defaultMaxLanes: 4,
   /** @default 5 — transfer attempts in a row that make no progress before the seed gives up. */
   maxFruitlessAttempts: 5,
   /** @default 30_000 ms — a precheck's quick question to an agent (MySQL status, free space). */

@@ -76,9 +76,9 @@ export class SeedMachine {
       throw err;
     }
     const id = `seed-${randomUUID()}`;
-    this.store.create({ id, source: request.source, target: request.target, method: plan.method, compression: request.compression ?? 'auto', effectiveCompression: plan.compression, startTarget: request.startTarget ?? true, maxBytesPerSec: request.maxBytesPerSec ?? null, bytesTotal: plan.bytesTotal });
+    this.store.create({ id, source: request.source, target: request.target, method: plan.method, compression: request.compression ?? 'auto', effectiveCompression: plan.compression, startTarget: request.startTarget ?? true, maxBytesPerSec: request.maxBytesPerSec ?? null, lanes: plan.lanes, bytesTotal: plan.bytesTotal });
     this.store.endStage(id, 'precheck', 'succeeded', plan.summary);
-    this.deps.audit({ actor, agentId: request.target, action: 'seed.create', params: { id, ...request, method: plan.method, compression: plan.compression }, outcome: 'started', message: plan.summary });
+    this.deps.audit({ actor, agentId: request.target, action: 'seed.create', params: { id, ...request, method: plan.method, compression: plan.compression, lanes: plan.lanes }, outcome: 'started', message: plan.summary });
     this.start(id);
     return this.publish(id);
   }

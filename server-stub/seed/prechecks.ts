@@ -19,11 +19,14 @@ export interface SeedRequest {
   compression?: Compression | 'auto' | undefined;
   startTarget?: boolean | undefined;
   maxBytesPerSec?: number | undefined;
+  lanes?: number | undefined;
 }
 
 export interface SeedPlan {
   method: SeedMethodName;
   compression: Compression;
+  /** Transfer lanes (chooseLanes). */
+  lanes: number;
   bytesTotal: number;
   /** The precheck stage's message. */
   summary: string;
@@ -48,6 +51,29 @@ export function chooseMethod(requested: SeedMethodName | undefined, sourceFacts:
 export function chooseCompression(requested: Compression | 'auto', sourceFacts: Facts, targetFacts: Facts): { compression: Compression; remote: boolean } {
   const remote = sourceFacts.datacenter !== null && targetFacts.datacenter !== null && sourceFacts.datacenter !== targetFacts.datacenter;
   return { compression: requested === 'auto' ? (remote ? 'zstd' : 'none') : requested, remote };
+}
+
+/**
+ * Transfer lanes: as requested, else min(SEED_LIMITS.defaultMaxLanes, the CPUs of source and
+ * target) — both agents hash every byte, and a lane per core keeps both busy — or 1 when an
+ * agent does not report its CPUs (an agent older than lanes, which would refuse a lane). A backup
+ * seed is one xbstream pipe: always 1 lane. `note` says why the count differs from the request.
+ */
+export function chooseLanes(requested: number | undefined, method: SeedMethodName, source: { id: string; facts: Facts }, target: { id: string; facts: Facts }): { lanes: number; note: string | null } {
+  if (!SEED_METHODS[method].transfer.resumable) {
+    return { lanes: 1, note: requested !== undefined && requested > 1 ? `lanes forced to 1 (a ${method} seed is one stream)` : null };
+  }
+  const cpus = [source.facts.cpus, target.facts.cpus];
+  if (requested !== undefined) {
+    if (requested > 1) {
+      for (const [role, agent] of [['source', source], ['target', target]] as const) {
+        if (agent.facts.cpus === undefined) refuse(`lanes: the ${role} agent ${agent.id} is older than parallel lanes; ask for lanes 1 or upgrade it`, 'SEEDWIRE_BAD_PARAMS');
+      }
+    }
+    return { lanes: requested, note: null };
+  }
+  if (cpus.some((n) => n === undefined)) return { lanes: 1, note: null };
+  return { lanes: Math.max(1, Math.min(SEED_LIMITS.defaultMaxLanes, ...(cpus as number[]))), note: null };
 }
 
 export async function runPrechecks(request: SeedRequest, deps: PrecheckDeps): Promise<SeedPlan> {
@@ -86,6 +112,7 @@ export async function runPrechecks(request: SeedRequest, deps: PrecheckDeps): Pr
   }
 
   const { compression, remote } = chooseCompression(request.compression ?? 'auto', sourceFacts, targetFacts);
-  const summary = `${method} seed of ${formatBytes(size.bytes)} in ${size.files} files; ${remote ? 'remote' : 'local'} datacenter; compression ${compression}`;
-  return { method, compression, bytesTotal: size.bytes, summary };
+  const { lanes, note } = chooseLanes(request.lanes, method, { id: request.source, facts: sourceFacts }, { id: request.target, facts: targetFacts });
+  const summary = `${method} seed of ${formatBytes(size.bytes)} in ${size.files} files; ${remote ? 'remote' : 'local'} datacenter; compression ${compression}; ${lanes} lane${lanes > 1 ? 's' : ''}${note ? ` (${note})` : ''}`;
+  return { method, compression, lanes, bytesTotal: size.bytes, summary };
 }

@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import { MAX_LANES } from '../../shared/lanes.js';
 import type { SeedMachine } from './machine.js';
 import { SEED_METHOD_NAMES } from './methods/index.js';
 import { THROUGHPUT_DEFAULTS, type ThroughputView } from './throughput.js';
@@ -15,8 +16,8 @@ const CreateSeedBody = z
     startTarget: z.boolean().optional(),
     /** Bandwidth cap for the transfer (bytes per second), to spare a production link. */
     maxBytesPerSec: z.number().int().min(65_536).optional(),
-    /** Parallel transfer lanes (accepted now; the transfer uses one lane until lanes exist). */
-    lanes: z.number().int().min(1).max(64).optional(),
+    /** Parallel transfer lanes; the controller chooses when absent (prechecks.ts chooseLanes). */
+    lanes: z.number().int().min(1).max(MAX_LANES).optional(),
   })
   .strict();
 

@@ -59,7 +59,8 @@ export async function runStage(deps: StageDeps, seed: SeedView, stage: StageName
     case 'finalize-target': {
       const { sent } = storedTransfer(deps, seed);
       const extra = method.finalizeParams?.(sent) ?? {};
-      const params = { seedId: seed.id, digest: sent.digest, startMysql: seed.startTarget, ...extra };
+      // Over several lanes, the target checks every lane and combines their digests.
+      const params = { seedId: seed.id, digest: sent.digest, startMysql: seed.startTarget, ...extra, ...(seed.lanes > 1 ? { lanes: seed.lanes } : {}) };
       const out = await deps.steps.step(seed.target, 'seed-finalize-target', params, { seedId: seed.id, stage, callId: `${seed.id}.finalize-target`, signal });
       const prepared = extra.prepare ? `backup prepared (${extra.prepare} --prepare); ` : '';
       return seed.startTarget ? `${prepared}marker removed; MySQL ${out.running ? 'running' : 'not running'}` : `${prepared}marker removed; MySQL left stopped (startTarget false)`;

@@ -17,6 +17,7 @@ interface SeedRow {
   effective_compression: string;
   start_target: number;
   max_bytes_per_sec: number | null;
+  lanes: number;
   state: string;
   stage: string | null;
   bytes_total: number | null;
@@ -53,10 +54,18 @@ export interface SeedInternals {
 const StoredTransferSchema = z.object({ sent: SendSummarySchema, received: TransferSummarySchema });
 export type StoredTransfer = z.infer<typeof StoredTransferSchema>;
 
-export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'maxBytesPerSec' | 'bytesTotal'>;
+export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'maxBytesPerSec' | 'lanes' | 'bytesTotal'>;
 
 function now(): string {
   return new Date().toISOString();
+}
+
+/**
+ * Attempts as "1 + resumes": the stored counter numbers every lane's attempts (call ids stay
+ * unique), so over several lanes each lane's first attempt counts once.
+ */
+function attemptsShown(counter: number, lanes: number): number {
+  return lanes > 1 && counter > 0 ? Math.max(1, counter - (lanes - 1)) : counter;
 }
 
 export class SeedStore {
@@ -67,8 +76,8 @@ export class SeedStore {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, state, stage, bytes_total, created_at)
-           VALUES (@id, @source, @target, @method, @compression, @effectiveCompression, @startTarget, @maxBytesPerSec, 'running', 'precheck', @bytesTotal, @at)`,
+          `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, lanes, state, stage, bytes_total, created_at)
+           VALUES (@id, @source, @target, @method, @compression, @effectiveCompression, @startTarget, @maxBytesPerSec, @lanes, 'running', 'precheck', @bytesTotal, @at)`,
         )
         .run({ ...seed, startTarget: seed.startTarget ? 1 : 0, at });
       const insert = this.db.prepare(`INSERT INTO seed_stages (seed_id, name, ord, state) VALUES (?, ?, ?, 'pending')`);
@@ -175,6 +184,7 @@ export class SeedStore {
       effectiveCompression: row.effective_compression as SeedView['effectiveCompression'],
       startTarget: row.start_target === 1,
       maxBytesPerSec: row.max_bytes_per_sec,
+      lanes: row.lanes,
       state: row.state as SeedView['state'],
       stage: row.stage as StageName | null,
       bytesTotal: row.bytes_total,
@@ -185,7 +195,7 @@ export class SeedStore {
       endedAt: row.ended_at,
       error: row.error ? (JSON.parse(row.error) as SeedView['error']) : null,
       result: row.result ? SeedResultSchema.parse(JSON.parse(row.result)) : null,
-      attempts: row.attempts,
+      attempts: attemptsShown(row.attempts, row.lanes),
       stages,
     };
   }

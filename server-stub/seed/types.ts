@@ -35,6 +35,8 @@ export interface SeedView {
   startTarget: boolean;
   /** Bandwidth cap for the transfer, bytes per second (null: none). */
   maxBytesPerSec: number | null;
+  /** Transfer lanes the seed uses (as requested, else the controller's default; 1 for a backup seed). */
+  lanes: number;
   state: SeedState;
   stage: StageName | null;
   bytesTotal: number | null;
@@ -46,7 +48,7 @@ export interface SeedView {
   error: { code: string; message: string } | null;
   /** A succeeded seed's copy: files, bytes, digest, attempts, binlog coordinates (shared/ops.ts SeedResultSchema). */
   result: SeedResult | null;
-  /** Transfer attempts (1 + resumes). */
+  /** Transfer attempts (1 + resumes; over several lanes, 1 + every lane's resumes). */
   attempts: number;
   stages: StageView[];
 }

@@ -143,6 +143,10 @@ export const MIGRATIONS: readonly Migration[] = [
   CREATE INDEX operations_by_seed ON operations (seed_id);
   `,
   },
+  {
+    name: 'seeds.lanes: the transfer lanes a seed uses',
+    up: `ALTER TABLE seeds ADD COLUMN lanes INTEGER NOT NULL DEFAULT 1;`,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -161,7 +161,7 @@ interface Route {
   to: string;
   limit: number;
   relayed: number;
-  waiters: Set<{ atLeast: number; resolve: (limit: number) => void }>;
+  waiters: Set<{ atLeast: number; resolve: (limit: number) => void; reject: (error: SeedwireError) => void }>;
   onData: ((bytes: number, end: boolean) => void) | null;
 }
 
@@ -182,8 +182,12 @@ export class MemoryRelay implements StreamRelay {
     return null;
   }
 
+  /** As the real relay: waiters for credit on a closed stream are rejected. */
   close(stream: number): void {
+    const route = this.routes.get(stream);
     this.routes.delete(stream);
+    for (const waiter of route?.waiters ?? []) waiter.reject(new SeedwireError('SEEDWIRE_CANCELED', `stream ${stream} closed`));
+    route?.waiters.clear();
   }
 
   creditLimit(stream: number): number {
@@ -200,6 +204,10 @@ export class MemoryRelay implements StreamRelay {
         resolve: (limit: number) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(limit);
+        },
+        reject: (error: SeedwireError) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
         },
       };
       const onAbort = (): void => {
@@ -252,6 +260,8 @@ export interface ScriptedTransfer {
   committed: number;
   /** Offsets the sender was asked to start from, one per attempt. */
   sendOffsets: number[];
+  /** A seed over several lanes: each lane's committed offset, and the offsets its sender started from. */
+  lanes: Map<number, { committed: number; sendOffsets: number[] }>;
   receive: Behaviour;
   send: Behaviour;
 }
@@ -267,26 +277,47 @@ export interface TransferScript {
    * SEEDWIRE_DISCONNECTED) or 'hang' (until cancelled). null: send everything.
    */
   interrupt?: (attempt: number) => { at: number; then: 'drop' | 'hang' } | null;
+  /** A seed over several lanes: per lane and that lane's attempt (1, 2, ...), as `interrupt`. */
+  interruptLane?: (lane: number, attempt: number) => { at: number; then: 'drop' | 'hang' } | null;
+}
+
+/** The lane a seed-receive or seed-send call is for (null: a one-lane seed). */
+function laneOf(params: Record<string, unknown>): { index: number; count: number } | null {
+  const lane = params['lane'] as { index: number; count: number } | undefined;
+  return lane ?? null;
 }
 
 export function scriptedTransfer(options: TransferScript): ScriptedTransfer {
   const chunk = options.chunk ?? 64 * 1024;
   const window = 4 * chunk;
   const summary = { files: options.files, bytes: options.bytes, digest: 'd'.repeat(64) };
+  // Each lane of n carries bytes/n (rounded up) and lane 0 names the files; both sides agree.
+  const laneSummary = (lane: { index: number; count: number }): SendSummary => ({ files: lane.index === 0 ? options.files : 0, bytes: Math.ceil(options.bytes / lane.count), digest: `${lane.index}`.padEnd(64, 'e') });
+  const laneState = (index: number): { committed: number; sendOffsets: number[] } => {
+    let state = transfer.lanes.get(index);
+    if (!state) {
+      state = { committed: 0, sendOffsets: [] };
+      transfer.lanes.set(index, state);
+    }
+    return state;
+  };
   const transfer: ScriptedTransfer = {
     committed: 0,
     sendOffsets: [],
+    lanes: new Map(),
     receive: (params, ctx) => {
       const stream = Number(params['stream']);
-      const offset = params['resume'] === true ? transfer.committed : 0;
-      transfer.committed = offset;
+      const lane = laneOf(params);
+      const state = lane ? laneState(lane.index) : transfer;
+      const offset = params['resume'] === true ? state.committed : 0;
+      state.committed = offset;
       return new Promise((resolve, reject) => {
         ctx.signal.addEventListener('abort', () => reject(toSeedwireError(ctx.signal.reason)), { once: true });
         ctx.hub.relay.receive(stream, (bytes, end) => {
-          transfer.committed += bytes;
-          ctx.progress({ committed: transfer.committed, received: transfer.committed });
-          ctx.hub.relay.grant(stream, transfer.committed + window);
-          if (end) resolve(summary);
+          state.committed += bytes;
+          ctx.progress({ committed: state.committed, received: state.committed });
+          ctx.hub.relay.grant(stream, state.committed + window);
+          if (end) resolve(lane ? laneSummary(lane) : summary);
         });
         ctx.progress({ ready: true, offset });
         ctx.hub.relay.grant(stream, offset + window);
@@ -295,9 +326,12 @@ export function scriptedTransfer(options: TransferScript): ScriptedTransfer {
     send: async (params, ctx) => {
       const stream = Number(params['stream']);
       let pos = Number(params['offset']);
-      transfer.sendOffsets.push(pos);
-      const interrupt = options.interrupt?.(transfer.sendOffsets.length) ?? null;
-      const end = interrupt ? Math.min(interrupt.at, options.bytes) : options.bytes;
+      const lane = laneOf(params);
+      const state = lane ? laneState(lane.index) : transfer;
+      state.sendOffsets.push(pos);
+      const interrupt = (lane ? options.interruptLane?.(lane.index, state.sendOffsets.length) : options.interrupt?.(transfer.sendOffsets.length)) ?? null;
+      const total = lane ? laneSummary(lane).bytes : options.bytes;
+      const end = interrupt ? Math.min(interrupt.at, total) : total;
       while (pos < end) {
         const limit = await ctx.hub.relay.waitForCredit(stream, pos, ctx.signal);
         const n = Math.min(chunk, end - pos, limit - pos);
@@ -307,7 +341,7 @@ export function scriptedTransfer(options: TransferScript): ScriptedTransfer {
       if (interrupt?.then === 'drop') throw new SeedwireError('SEEDWIRE_DISCONNECTED', `scripted link drop at byte ${pos}`);
       if (interrupt?.then === 'hang') return hang()(params, ctx);
       ctx.hub.relay.send(stream, 0, true);
-      return { ...summary, ...options.sent };
+      return { ...(lane ? laneSummary(lane) : summary), ...options.sent };
     },
   };
   return transfer;

@@ -19,6 +19,8 @@ export interface SeedJson {
   bytesPerSec: number | null;
   etaSeconds: number | null;
   attempts: number;
+  /** Transfer lanes the seed uses. */
+  lanes: number;
   error: { code: string; message: string } | null;
   result: { files: number; bytes: number; digest: string; binlog?: { file: string; position: number; gtid?: string } } | null;
   stages: Array<{ name: string; state: string; startedAt: string | null; endedAt: string | null; message: string | null }>;
@@ -84,9 +86,18 @@ export function mysqlSectionOf(db: MariaDB): Record<string, unknown> {
   };
 }
 
-/** Where each `seed-send` of this seed started and stopped, from the source agent's log. */
-export function sendsOf(agent: AgentProcess, seedId: string): Array<{ from: number; to: number }> {
-  return agent.logs.items.filter((l) => l.msg === 'seed-send ended' && (l as Record<string, unknown>)['seedId'] === seedId) as unknown as Array<{ from: number; to: number }>;
+/** Where each `seed-send` of this seed (of one lane, when given) started and stopped, from the source agent's log. */
+export function sendsOf(agent: AgentProcess, seedId: string, lane?: number): Array<{ from: number; to: number }> {
+  const sends = agent.logs.items.filter((l) => l.msg === 'seed-send ended' && (l as Record<string, unknown>)['seedId'] === seedId) as unknown as Array<{ from: number; to: number; lane?: number }>;
+  return lane === undefined ? sends : sends.filter((s) => (s.lane ?? 0) === lane);
+}
+
+/**
+ * The sends of each lane that was resumed (two sends or more), in order: a seed over several
+ * lanes resumes each lane from its own committed offset.
+ */
+export function resumedLanes(agent: AgentProcess, seedId: string, lanes: number): Array<Array<{ from: number; to: number }>> {
+  return Array.from({ length: lanes }, (_, lane) => sendsOf(agent, seedId, lane)).filter((sends) => sends.length >= 2);
 }
 
 /** Waits until the agent has no child process left (tsx's esbuild service is the test runner's, not the seed's). */

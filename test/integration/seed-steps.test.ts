@@ -61,7 +61,7 @@ describe('seed steps as operations', () => {
   });
 
   it('lists a cold seed\'s steps in order, each with its agent, state, exit code and output, and audits them', async () => {
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold' });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', lanes: 1 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
     const seed = await seedUntilDone(id);
@@ -127,7 +127,7 @@ describe('seed steps as operations', () => {
     const starts = join(dir, 'dst.running.starts');
     writeFileSync(join(dir, 'dst.running.slow'), '');
     rmSync(join(dir, 'dst.running'), { force: true }); // stopped, as a seed's target must be
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold' });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', lanes: 1 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
     const finalizeId = `${id}.finalize-target`;
@@ -157,7 +157,7 @@ describe('seed steps as operations', () => {
     rmSync(starts, { force: true });
     writeFileSync(join(dir, 'dst.running.slow'), '');
     rmSync(join(dir, 'dst.running'), { force: true });
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold' });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', lanes: 1 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
     const finalizeId = `${id}.finalize-target`;

@@ -239,18 +239,22 @@ describe.skipIf(missing !== null)('seeding from the web console (Chromium, real 
     expect(existsSync(dst.state)).toBe(true); // startTarget (default) started it
     expect(existsSync(src.state)).toBe(false); // the source was stopped before the seed: it stays stopped
     await expect.poll(async () => (await page.getByTestId('stage-prepare-source').textContent()) ?? '').toContain('already stopped');
-    const done = (await api<{ state: string; bytesDone: number; bytesTotal: number }>('GET', `/api/seeds/${seedId}`)).body;
+    const done = (await api<{ state: string; bytesDone: number; bytesTotal: number; lanes: number }>('GET', `/api/seeds/${seedId}`)).body;
     expect(done.state).toBe('succeeded');
     expect(done.bytesDone).toBe(done.bytesTotal);
 
     // Each agent-side step is listed with its operation, agent, state and exit code; its output opens below.
-    const steps = [`${seedId}.prepare-source.status`, `${seedId}.prepare-target`, `${seedId}.receive.1`, `${seedId}.send.1`, `${seedId}.finalize-target`];
+    // One seed-receive and one seed-send per lane (the controller's default lane count).
+    const transfer = (await api<Array<{ id: string; op: string }>>('GET', `/api/operations?seed=${seedId}`)).body.filter((s) => s.op === 'seed-receive' || s.op === 'seed-send').map((s) => s.id);
+    expect(transfer).toHaveLength(2 * done.lanes);
+    const send = transfer.find((id) => id.includes('.send.'))!;
+    const steps = [`${seedId}.prepare-source.status`, `${seedId}.prepare-target`, ...transfer, `${seedId}.finalize-target`];
     await expect.poll(() => page.getByTestId('seed-steps').locator('tbody tr').count(), { timeout: 10_000 }).toBe(steps.length);
     for (const step of steps) {
       expect(await page.getByTestId(`step-state-${step}`).textContent()).toBe('succeeded');
     }
-    expect(await page.getByTestId(`step-row-${seedId}.send.1`).textContent()).toContain('seed-send');
-    expect(await page.getByTestId(`step-row-${seedId}.send.1`).textContent()).toContain('src');
+    expect(await page.getByTestId(`step-row-${send}`).textContent()).toContain('seed-send');
+    expect(await page.getByTestId(`step-row-${send}`).textContent()).toContain('src');
     await page.getByTestId(`step-show-${seedId}.finalize-target`).click();
     await expect.poll(() => page.getByTestId('step-output').textContent(), { timeout: 10_000 }).toContain(`$ touch '${dst.state}'`);
     await expect.poll(() => page.getByTestId('step-output-status').textContent(), { timeout: 10_000 }).toBe('end of output (succeeded)');

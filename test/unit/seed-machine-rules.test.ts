@@ -197,7 +197,7 @@ describe('seed machine: method and compression', () => {
     const seed = await runSeed(w, { compression: requested });
     expect(seed.compression).toBe(requested);
     expect(seed.effectiveCompression).toBe(effective);
-    expect(seed.stages[0]?.message).toBe(`cold seed of 1.0 MiB in 3 files; ${where} datacenter; compression ${effective}`);
+    expect(seed.stages[0]?.message).toBe(`cold seed of 1.0 MiB in 3 files; ${where} datacenter; compression ${effective}; 1 lane`);
     expect(w.hub.calls.items.find((c) => c.op === 'seed-send')?.params['compression']).toBe(effective);
   });
 });

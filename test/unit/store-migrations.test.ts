@@ -97,7 +97,9 @@ describe('store migrations', () => {
     const db = openDatabase(dir);
     expect(describeSchema(db)).toEqual(freshSchema());
     for (const [table, order] of Object.entries(FIXTURE_TABLES)) {
-      const expected = table === 'operations' ? before[table]!.map((row) => ({ ...row, seed_id: null })) : before[table];
+      // Columns later migrations added, with their defaults.
+      const added: Record<string, Record<string, unknown>> = { operations: { seed_id: null }, seeds: { lanes: 1 } };
+      const expected = before[table]!.map((row) => ({ ...row, ...added[table] }));
       expect(rowsOf(db, table, order), table).toEqual(expected);
     }
     closeDatabase(db);

@@ -5,7 +5,7 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, symlink, writeFile } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DirHeader, FileHeader, SymlinkHeader } from '../../agent/transfer/format.js';
+import type { DirHeader, FileHeader, RangeHeader, SymlinkHeader } from '../../agent/transfer/format.js';
 import { TreeWriter } from '../../agent/transfer/tree-writer.js';
 import { rejectionOf } from '../helpers/checks.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
@@ -147,5 +147,62 @@ describe('tree writer', () => {
     const w = writer();
     expect((await rejectionOf(w.resumeFile({ path: 'short', mode: 0o640, mtimeMs: 0, size: 10, dataStart: 0, position: 11 }))).message).toMatch(/past its size/);
     expect((await rejectionOf(w.resumeFile({ path: 'short', mode: 0o640, mtimeMs: 0, size: 10, dataStart: 0, position: 8 }))).message).toMatch(/shorter than its resume point/);
+  });
+});
+
+describe('range records (a lane\'s part of a large file)', () => {
+  const range = (path: string, size: number, offset: number, length: number): RangeHeader => ({ type: 'range', path, mode: 0o640, mtimeMs: 1_600_000_000_000, size, offset, length });
+  const content = Buffer.from('0123456789abcdefghij');
+
+  async function writeRange(w: TreeWriter, header: RangeHeader): Promise<void> {
+    await w.writeEntry(header, 0);
+    const part = content.subarray(header.offset, header.offset + header.length);
+    await w.writeData(part);
+    await w.completeFile(sha(part));
+  }
+
+  it('writes ranges in any order without truncating what other lanes wrote', async () => {
+    const lanes = [writer(), writer()];
+    await writeRange(lanes[1]!, range('ibdata1', 20, 12, 8));
+    await writeRange(lanes[0]!, range('ibdata1', 20, 0, 6));
+    await writeRange(lanes[1]!, range('ibdata1', 20, 6, 6));
+    await Promise.all(lanes.map((w) => w.flush()));
+    expect(await readFile(join(root, 'ibdata1'))).toEqual(content);
+    expect(((await lstat(join(root, 'ibdata1'))).mode & 0o777).toString(8)).toBe('640');
+  });
+
+  it('checks each range against its own trailer, naming the range', async () => {
+    const w = writer();
+    await w.writeEntry(range('ibdata1', 20, 6, 6), 0);
+    await w.writeData(Buffer.from('XXXXXX'));
+    const error = await rejectionOf(w.completeFile(sha(content.subarray(6, 12))));
+    expect(error).toMatchObject({ code: 'SEEDWIRE_VERIFY_FAILED' });
+    expect(error.message).toContain('checksum mismatch for ibdata1 (bytes 6+6)');
+  });
+
+  it('never writes a range through a symlink, nor onto the marker', async () => {
+    await writeFile(join(work, 'outside'), 'keep');
+    await symlink(join(work, 'outside'), join(root, 'ibdata1'));
+    const w = writer({ allowExternalSymlinks: true });
+    expect(await rejectionOf(w.writeEntry(range('ibdata1', 20, 0, 6), 0))).toMatchObject({ code: 'SEEDWIRE_PATH_ESCAPE' });
+    expect(await rejectionOf(w.writeEntry(range(INCOMPLETE_MARKER, 20, 0, 6), 0))).toMatchObject({ code: 'SEEDWIRE_PATH_ESCAPE' });
+    expect(await readFile(join(work, 'outside'), 'utf8')).toBe('keep');
+  });
+
+  it('resumes inside a range: the stored part re-hashed, nothing after it cut', async () => {
+    const first = writer();
+    await writeRange(first, range('ibdata1', 20, 12, 8));
+    await first.writeEntry(range('ibdata1', 20, 0, 12), 0);
+    await first.writeData(content.subarray(0, 5));
+    const point = first.filePoint!;
+    await first.flush();
+    await first.close();
+    const again = writer();
+    const header = await again.resumeFile(point);
+    expect(header).toMatchObject({ type: 'range', offset: 0, length: 12 });
+    await again.writeData(content.subarray(5, 12));
+    await again.completeFile(sha(content.subarray(0, 12)));
+    await again.flush();
+    expect(await readFile(join(root, 'ibdata1'))).toEqual(content);
   });
 });

@@ -65,7 +65,7 @@ export function createSeedView(ctx: ViewContext, seedId: string): View {
       link(`#/agents/${encodeURIComponent(s.source)}`, s.source),
       ' → ',
       link(`#/agents/${encodeURIComponent(s.target)}`, s.target),
-      ` · method ${s.method} · compression ${s.effectiveCompression ?? s.compression}${s.attempts && s.attempts > 1 ? ` · ${s.attempts} attempts` : ''} · started ${formatTime(s.createdAt)}${s.endedAt ? ` · ended ${formatTime(s.endedAt)}` : ''}`,
+      ` · method ${s.method} · compression ${s.effectiveCompression ?? s.compression}${s.lanes > 1 ? ` · ${s.lanes} lanes` : ''}${s.attempts && s.attempts > 1 ? ` · ${s.attempts} attempts` : ''} · started ${formatTime(s.createdAt)}${s.endedAt ? ` · ended ${formatTime(s.endedAt)}` : ''}`,
     );
     const total = s.bytesTotal;
     if (total !== null && total > 0) {

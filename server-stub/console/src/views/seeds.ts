@@ -28,7 +28,7 @@ export function createSeedsView(ctx: ViewContext): View {
               { testid: `seed-row-${s.id}` },
               h('td', {}, link(`#/seeds/${encodeURIComponent(s.id)}`, s.id)),
               h('td', {}, `${s.source} → ${s.target}`),
-              h('td', {}, `${s.method} / ${s.effectiveCompression ?? s.compression}`),
+              h('td', {}, `${s.method} / ${s.effectiveCompression ?? s.compression}${s.lanes > 1 ? ` / ${s.lanes} lanes` : ''}`),
               h('td', {}, stateBadge(s.state)),
               h('td', {}, s.stage ?? '—'),
               h('td', { class: 'num' }, formatPercent(s.bytesDone, s.bytesTotal)),
