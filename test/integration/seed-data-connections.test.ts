@@ -84,7 +84,7 @@ describe('seeds on data connections', () => {
 
   it('moves a seed over data connections: the control sockets carry no data frames, the token is stored and logged nowhere', async () => {
     const before = await metrics();
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', compression: 'none' });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', compression: 'none', lanes: 1 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
     const seed = await seedUntilDone(id);
@@ -110,7 +110,7 @@ describe('seeds on data connections', () => {
   }, 240_000);
 
   it('a cut data connection fails only the attempt: the seed resumes from the committed offset, the control link stays up, ops stay prompt', async () => {
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'far', compression: 'none', maxBytesPerSec: 6 * 1024 * 1024 });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'far', compression: 'none', lanes: 1, maxBytesPerSec: 6 * 1024 * 1024 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
     await vi.waitFor(
