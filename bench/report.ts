@@ -13,7 +13,7 @@ function columns(rows: string[][]): string {
 
 export function targetsTable(figures: readonly Figure[]): string {
   const mark = { pass: 'PASS', fail: 'FAIL', 'n/a': 'n/a' } as const;
-  const rows = [['what', 'measured', 'target', '', 'key'], ...figures.map((f) => [f.what, f.value === null ? 'n/a' : `${f.value}${f.unit}`, formatTarget(f.target, f.unit), mark[f.verdict], f.key + (f.note ? `  (${f.note})` : '')])];
+  const rows = [['what', 'measured', 'target', 'verdict', 'key (note)'], ...figures.map((f) => [f.what, f.value === null ? 'n/a' : `${f.value}${f.unit}`, formatTarget(f.target, f.unit), mark[f.verdict], f.key + (f.note ? `  (${f.note})` : '')])];
   const passed = figures.filter((f) => f.verdict === 'pass').length;
   const failed = figures.filter((f) => f.verdict === 'fail').length;
   return `${columns(rows)}\n${passed} pass, ${failed} fail, ${figures.length - passed - failed} not measured`;
@@ -72,6 +72,6 @@ export function detailsTable(r: BenchResults): string {
     section('errors');
     for (const e of r.errors) rows.push(['', e]);
   }
-  const width = Math.max(...rows.map(([k]) => k.length));
+  const width = Math.max(...rows.filter(([, v]) => v !== '').map(([k]) => k.length));
   return rows.map(([k, v]) => (v === '' ? k : `${k.padEnd(width)}  ${v}`)).join('\n');
 }
