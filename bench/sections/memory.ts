@@ -1,7 +1,8 @@
 /**
  * Is peak RSS bounded by credit, not by the dataset? The seed section's seed (compression none)
- * again, in fresh processes, on a dataset of twice the size (same recipe: the large tables
- * double), and each process's peak against the seed section's.
+ * again, in fresh processes, on a dataset of twice the size (the recipe at twice the size: the
+ * large tables and the datadir's rows double, the 2,000 small tables stay), and each process's
+ * peak against the seed section's.
  */
 import { runSeed, startSeedWorld } from '../harness.js';
 import type { RssTriple } from '../results.js';

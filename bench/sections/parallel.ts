@@ -41,8 +41,8 @@ export const parallelSection: BenchSection = {
       const world = await startSeedWorld('par', Array.from({ length: n }, () => dataset.dir));
       try {
         const options = (i: number): SeedOptions => ({ label: `parallel-${i + 1}`, compression: 'none', lanes: env.lanes, timeoutMs: env.seedTimeoutMs });
-        const started = [];
-        for (const [i, pair] of world.pairs.entries()) started.push(await startSeed(world.ctl.client, world.procs, pair, options(i)));
+        // Posted together, as the pipelines start together: a seed's POST waits for its precheck.
+        const started = await Promise.all(world.pairs.map((pair, i) => startSeed(world.ctl.client, world.procs, pair, options(i))));
         const runs: SeedRun[] = await Promise.all(started.map((s, i) => awaitSeed(world.ctl.client, world.procs, s, options(i))));
         r.seed.runs.push(...runs);
         const peaks: Record<string, number | null> = { controller: world.peakRss(0).controller };
