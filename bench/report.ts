@@ -2,7 +2,7 @@
  * The printed form of a bench run: every target figure with PASS/FAIL first, then the details
  * each section recorded (the keys of latest.json in words).
  */
-import { MiB } from './harness.js';
+const MiB = 2 ** 20;
 import type { BenchResults } from './results.js';
 import { formatTarget, type Figure } from './targets.js';
 

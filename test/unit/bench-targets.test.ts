@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { QUICK_BYTES, readBenchEnv } from '../../bench/env.js';
+import { targetsTable } from '../../bench/report.js';
 import { DEFAULT_BYTES, makeRecipe, PAGE, planFiles, recipeKey, SMALL_FILES } from '../../bench/recipe.js';
 import { aggregateRate, atLeast, atMost, formatTarget, judge, latencyStats, makeFigure, parseCount, parseSize, percentile, ratio } from '../../bench/targets.js';
 
@@ -21,6 +22,19 @@ describe('bench targets', () => {
     expect(formatTarget(figure.target, '×')).toBe('≥ 0.9× (stretch ≥ 1×)');
     expect(formatTarget(atMost(20), ' ms')).toBe('≤ 20 ms');
     expect(formatTarget(null)).toBe('—');
+  });
+
+  it('prints every figure with its verdict and counts them', () => {
+    const text = targetsTable([
+      makeFigure({ key: 'seed.ratio', section: 'seed', what: 'seed / tar|nc', value: 0.95, unit: '×', target: atLeast(0.9) }),
+      makeFigure({ key: 'rss.sourceAgentMiB', section: 'seed', what: 'source RSS', value: 138.8, unit: ' MiB', target: atMost(100), note: 'loaded machine' }),
+      makeFigure({ key: 'parallel.ratio', section: 'parallel', what: 'four at once', value: null, unit: '×', target: atLeast(0.9) }),
+    ]);
+    const lines = text.split('\n');
+    expect(lines[1]).toMatch(/^seed \/ tar\|nc\s+0\.95×\s+≥ 0\.9×\s+PASS\s+seed\.ratio$/);
+    expect(lines[2]).toMatch(/138\.8 MiB\s+≤ 100 MiB\s+FAIL\s+rss\.sourceAgentMiB  \(loaded machine\)$/);
+    expect(lines[3]).toMatch(/four at once\s+n\/a\s+≥ 0\.9×\s+n\/a\s+parallel\.ratio$/);
+    expect(lines.at(-1)).toBe('1 pass, 1 fail, 1 not measured');
   });
 
   it('computes ratios only from two measured numbers', () => {
