@@ -2,9 +2,10 @@
  * The printed form of a bench run: every target figure with PASS/FAIL first, then the details
  * each section recorded (the keys of latest.json in words).
  */
-const MiB = 2 ** 20;
 import type { BenchResults } from './results.js';
 import { formatTarget, type Figure } from './targets.js';
+
+const MiB = 2 ** 20;
 
 function columns(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
