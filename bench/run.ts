@@ -16,7 +16,7 @@
  * 4), SEEDWIRE_BENCH_DOUBLE=0 (skip the doubled-dataset RSS run), SEEDWIRE_BENCH_SECTIONS (comma
  * list of section keys), SEEDWIRE_BENCH_IDLE (idle agents, default 500), SEEDWIRE_BENCH_OPS
  * (latency samples, default 500), SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 300),
- * SEEDWIRE_BENCH_SEEDS (single seeds: default none,zstd), SEEDWIRE_BENCH_CACHE (dataset cache
+ * SEEDWIRE_BENCH_SEEDS (the seed section's seeds: default none,zstd,during), SEEDWIRE_BENCH_CACHE (dataset cache
  * dir), SEEDWIRE_BENCH_PROFILE=DIR (the seed section's processes with --cpu-prof into DIR;
  * summarise with bench/profile-summary.ts). Needs a built dist/ (the Makefile target builds it).
  */

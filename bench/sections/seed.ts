@@ -129,14 +129,16 @@ async function measure(ctx: BenchContext): Promise<string | null> {
       ctx.fail('latency (HTTP)', error);
     }
 
-    try {
-      const { run, stats, samples } = await latencyDuringSeed(ctx, world);
-      r.seed.runs.push(run);
-      await verifySeed(run, dataset, pair.targetDir);
-      r.latency.duringSeed = stats;
-      if (samples < 50) duringNote = `only ${samples} ops fell inside the transfer stage: a larger dataset gives a firmer p99`;
-    } catch (error) {
-      ctx.fail('latency (during a seed)', error);
+    if (ctx.env.seeds.has('during')) {
+      try {
+        const { run, stats, samples } = await latencyDuringSeed(ctx, world);
+        r.seed.runs.push(run);
+        await verifySeed(run, dataset, pair.targetDir);
+        r.latency.duringSeed = stats;
+        if (samples < 50) duringNote = `only ${samples} ops fell inside the transfer stage: a larger dataset gives a firmer p99`;
+      } catch (error) {
+        ctx.fail('latency (during a seed)', error);
+      }
     }
   } finally {
     await world.close();

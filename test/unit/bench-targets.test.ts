@@ -85,7 +85,7 @@ describe('bench env', () => {
     const env = readBenchEnv({}, '/r', 2);
     expect(env).toMatchObject({ bytes: DEFAULT_BYTES, quick: false, lanes: 2, parallel: 4, double: true, sections: null, cacheDir: '/r/bench/.data', profileDir: null });
     expect(readBenchEnv({}, '/r', 16).lanes).toBe(4);
-    expect([...readBenchEnv({}, '/r', 2).seeds]).toEqual(['none', 'zstd']);
+    expect([...readBenchEnv({}, '/r', 2).seeds]).toEqual(['none', 'zstd', 'during']);
   });
 
   it('scales down with SEEDWIRE_BENCH_QUICK, and explicit knobs win', () => {
@@ -98,7 +98,7 @@ describe('bench env', () => {
   });
 
   it('refuses a seed kind it does not know', () => {
-    expect(() => readBenchEnv({ SEEDWIRE_BENCH_SEEDS: 'none,gzip' }, '/r', 2)).toThrow(/SEEDWIRE_BENCH_SEEDS.*gzip/);
+    expect(() => readBenchEnv({ SEEDWIRE_BENCH_SEEDS: 'none,gzip' }, '/r', 2)).toThrow(/SEEDWIRE_BENCH_SEEDS: expected some of none, zstd, during, got 'gzip'/);
   });
 });
 
