@@ -48,7 +48,7 @@ export const memorySection: BenchSection = {
       }
     }
     for (const [k, name] of WHO) {
-      ctx.figure({ key: `rss.doubled.growth.${k}`, what: `peak RSS, doubled dataset / base: ${name}`, value: growth[k], unit: '×', target: atMost(FLAT_RSS_RATIO), note: base[k] === null ? 'no base figure (seed section)' : null });
+      ctx.figure({ key: `rss.doubled.growth.${k}`, what: `peak RSS, doubled dataset / base: ${name}`, value: growth[k], unit: '×', target: atMost(FLAT_RSS_RATIO), note: !env.double ? 'skipped: SEEDWIRE_BENCH_DOUBLE=0' : base[k] === null ? 'no base figure (seed section)' : null });
     }
   },
 };
