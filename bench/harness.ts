@@ -99,7 +99,12 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
     const unpack = kind === 'zstd' ? `zstd -d -q -c | tar -x -C ${shq(target)}` : `tar -x -C ${shq(target)}`;
     receivers.push(spawnTracked(`nc-listen-${i}`, 'bash', ['-c', `nc -l 127.0.0.1 ${port} </dev/null | ${unpack}`], { env: childEnv() }));
   }
-  for (const port of ports) await waitUntil(`nc to listen on ${port}`, 10_000, () => listening(port), 20);
+  try {
+    for (const port of ports) await waitUntil(`nc to listen on ${port}`, 10_000, () => listening(port), 20);
+  } catch (error) {
+    await Promise.allSettled(receivers.map((r) => stopTracked(r, 1_000)));
+    throw error;
+  }
   const runs = copies.map(async ({ source }, i) => {
     const pack = kind === 'zstd' ? `tar -c -C ${shq(source)} . | zstd -1 -q -c` : `tar -c -C ${shq(source)} .`;
     const startMs = performance.now();
