@@ -35,6 +35,8 @@ test-unit: deps
 demo: build
 	node --import tsx scripts/demo.ts
 
+## Every wire-speed target measured in one run, printed with PASS/FAIL and written to
+## bench/results/latest.json (README, "Performance"). Not part of `make test`; SEEDWIRE_BENCH_QUICK=1 for a small run.
 bench: build
 	node --import tsx bench/run.ts
 

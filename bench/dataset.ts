@@ -1,84 +1,66 @@
 /**
- * The benchmark's dataset: a directory tree shaped like a MySQL datadir — a few large files
- * (system tablespace, redo log, two big tables) and many small ones (per-table .ibd and .frm in
- * a score of schemas) — filled with 16 KiB pages that are mostly random bytes (InnoDB pages
- * compress poorly) and partly sparse pages (some random bytes, the rest zeros).
+ * The benchmark's dataset (docs/performance.md): a real MariaDB datadir (mariadb-install-db, a
+ * started mariadbd filled with rows by test/helpers/mariadb.ts, then a clean shutdown) as the
+ * root of the tree, with 2,000 small tables (16 KiB pages, partly sparse, as InnoDB's are) and four
+ * large incompressible ones beside it, up to the requested size (bench/recipe.ts).
  *
- * Generated once into bench/.data/src and reused while its manifest matches the requested size.
+ * Built once into a cache directory keyed by its recipe (`<cache>/<key>/src`, manifest beside it)
+ * and reused while the manifest matches the tree, so a rerun does not rebuild it.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, lstatSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, lstatSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { createMariaDB } from '../test/helpers/mariadb.js';
+import { onCleanup } from './procs.js';
+import { PAGE, planFiles, recipeKey, type DatasetRecipe, type PlannedFile } from './recipe.js';
 
-const PAGE = 16 * 1024;
-/** Share of pages that are mostly zeros (2 KiB random, 14 KiB zeros). */
+/** Share of a small table's pages that are mostly zeros (2 KiB random, 14 KiB zeros). */
 const SPARSE_PAGE_SHARE = 0.15;
-const MANIFEST_VERSION = 1;
 
 export interface Dataset {
   dir: string;
+  key: string;
+  recipe: DatasetRecipe;
   bytes: number;
   files: number;
+  /** Bytes of the real MariaDB datadir within `bytes`. */
+  datadirBytes: number;
   generated: boolean;
   generateSeconds: number;
 }
 
-interface Plan {
-  path: string;
-  size: number;
+interface Manifest {
+  key: string;
+  recipe: DatasetRecipe;
+  bytes: number;
+  files: number;
+  datadirBytes: number;
+  generatedAt: string;
 }
 
-/** Deterministic layout for a total size: ~65 % in 4 large files, ~35 % in many small ones. */
-function plan(total: number): Plan[] {
-  const files: Plan[] = [];
-  const pages = (bytes: number): number => Math.max(1, Math.floor(bytes / PAGE)) * PAGE;
-  const large: Array<[string, number]> = [
-    ['ibdata1', 0.15],
-    ['ib_logfile0', 0.1],
-    ['shop/order_items.ibd', 0.25],
-    ['shop/events.ibd', 0.15],
-  ];
-  let used = 0;
-  for (const [path, share] of large) {
-    const size = pages(total * share);
-    files.push({ path, size });
-    used += size;
-  }
-  // Small tables: sizes cycle through a fixed list, each with a tiny .frm next to it.
-  const sizes = [64, 96, 128, 160, 256, 384, 512, 1024].map((k) => k * 1024);
-  const frm = 2 * 1024 + 512;
-  let i = 0;
-  while (used < total) {
-    const schema = `db${String(i % 20).padStart(2, '0')}`;
-    const table = `t${String(Math.floor(i / 20)).padStart(4, '0')}`;
-    const size = Math.min(sizes[i % sizes.length]!, Math.max(PAGE, total - used - frm));
-    files.push({ path: `${schema}/${table}.ibd`, size: pages(size) });
-    files.push({ path: `${schema}/${table}.frm`, size: frm });
-    used += pages(size) + frm;
-    i += 1;
-  }
-  files.push({ path: 'mysql/db.opt', size: 65 });
-  files.push({ path: 'aria_log_control', size: 52 });
-  return files;
+/** The installed server's version line, part of the recipe (another version, another datadir). */
+export function mariadbVersion(): string {
+  return execFileSync('mariadbd', ['--version'], { encoding: 'utf8' }).trim();
 }
 
-function fill(buf: Buffer, seedIndex: number): void {
+function fill(buf: Buffer, kind: PlannedFile['kind'], seedIndex: number): void {
   randomFillSync(buf);
-  // Make a deterministic share of pages sparse so zstd has something to find.
+  if (kind === 'large') return; // incompressible: zstd finds nothing
   for (let p = 0; p + PAGE <= buf.length; p += PAGE) {
     if (((p / PAGE + seedIndex) * 2654435761) % 1000 < SPARSE_PAGE_SHARE * 1000) buf.fill(0, p + 2048, p + PAGE);
   }
 }
 
-function writeFileOfSize(path: string, size: number, scratch: Buffer, index: number): void {
+function writeFileOfSize(path: string, file: PlannedFile, scratch: Buffer, index: number): void {
   const fd = openSync(path, 'w', 0o644);
   try {
     let done = 0;
-    while (done < size) {
-      const n = Math.min(scratch.length, size - done);
+    while (done < file.size) {
+      const n = Math.min(scratch.length, file.size - done);
       const slice = scratch.subarray(0, n);
-      fill(slice, index + done / PAGE);
+      fill(slice, file.kind, index + done / PAGE);
       let off = 0;
       while (off < n) off += writeSync(fd, slice, off, n - off);
       done += n;
@@ -88,38 +70,67 @@ function writeFileOfSize(path: string, size: number, scratch: Buffer, index: num
   }
 }
 
-export function ensureDataset(root: string, totalBytes: number, log: (line: string) => void): Dataset {
+function readManifest(path: string): Manifest | null {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+  } catch {
+    return null;
+  }
+}
+
+/** A real datadir: install, start, load rows, shut down cleanly; the server's files live outside it. */
+async function buildDatadir(datadir: string, serverDir: string, rows: number, log: (line: string) => void): Promise<void> {
+  log(`  MariaDB datadir: mariadb-install-db, then ${rows} rows in each of 3 tables`);
+  const db = await createMariaDB({ baseDir: serverDir, datadir });
+  const forget = onCleanup(() => db.destroy());
+  try {
+    await db.start();
+    await db.loadSampleData(rows);
+    await db.stop();
+  } finally {
+    forget();
+    await db.destroy(); // kills a server still running (a failed load) and removes serverDir only
+  }
+}
+
+/**
+ * The dataset for a recipe under `cacheRoot`, built when its cache entry is missing or does not
+ * match its manifest. The tree is built beside its final place and renamed into it, and the
+ * manifest written last, so an interrupted build is never taken for a finished one.
+ */
+export async function ensureDataset(cacheRoot: string, recipe: DatasetRecipe, log: (line: string) => void): Promise<Dataset> {
+  const key = recipeKey(recipe);
+  const root = join(cacheRoot, key);
   const dir = join(root, 'src');
   const manifestPath = join(root, 'manifest.json');
-  if (existsSync(manifestPath) && existsSync(dir)) {
-    try {
-      const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { version: number; requested: number; bytes: number; files: number };
-      if (manifest.version === MANIFEST_VERSION && manifest.requested === totalBytes) {
-        const stats = treeStats(dir);
-        if (stats.bytes === manifest.bytes && stats.files.size === manifest.files) {
-          return { dir, bytes: manifest.bytes, files: manifest.files, generated: false, generateSeconds: 0 };
-        }
-        log(`dataset in ${dir} does not match its manifest; regenerating`);
-      }
-    } catch {
-      // regenerate
+  const manifest = existsSync(dir) ? readManifest(manifestPath) : null;
+  if (manifest && manifest.key === key) {
+    const stats = treeStats(dir);
+    if (stats.bytes === manifest.bytes && stats.files.size === manifest.files) {
+      return { dir, key, recipe, bytes: manifest.bytes, files: manifest.files, datadirBytes: manifest.datadirBytes, generated: false, generateSeconds: 0 };
     }
+    log(`dataset in ${dir} does not match its manifest; rebuilding`);
   }
-  log(`generating a ${(totalBytes / 2 ** 20).toFixed(0)} MiB dataset into ${dir} (once; reused by later runs)`);
+  log(`building the ${(recipe.totalBytes / 2 ** 20).toFixed(0)} MiB dataset ${key} into ${dir} (once; reused by later runs)`);
   const started = performance.now();
   rmSync(root, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
+  const building = join(root, 'building');
+  mkdirSync(building, { recursive: true });
+  await buildDatadir(building, join(root, 'server'), recipe.mariadbRows, log);
+  const datadirBytes = treeStats(building).bytes;
+  const layout = planFiles(recipe, datadirBytes);
+  log(`  ${layout.length} generated files beside a ${(datadirBytes / 2 ** 20).toFixed(0)} MiB datadir`);
   const scratch = Buffer.allocUnsafe(4 * 1024 * 1024);
-  let bytes = 0;
-  const layout = plan(totalBytes);
   layout.forEach((file, index) => {
-    const abs = join(dir, file.path);
+    const abs = join(building, file.path);
     mkdirSync(join(abs, '..'), { recursive: true });
-    writeFileOfSize(abs, file.size, scratch, index * 7919);
-    bytes += file.size;
+    writeFileOfSize(abs, file, scratch, index * 7919);
   });
-  writeFileSync(manifestPath, JSON.stringify({ version: MANIFEST_VERSION, requested: totalBytes, bytes, files: layout.length, generatedAt: new Date().toISOString() }, null, 2));
-  return { dir, bytes, files: layout.length, generated: true, generateSeconds: (performance.now() - started) / 1000 };
+  renameSync(building, dir);
+  const stats = treeStats(dir);
+  const written: Manifest = { key, recipe, bytes: stats.bytes, files: stats.files.size, datadirBytes, generatedAt: new Date().toISOString() };
+  writeFileSync(manifestPath, `${JSON.stringify(written, null, 2)}\n`);
+  return { dir, key, recipe, bytes: stats.bytes, files: stats.files.size, datadirBytes, generated: true, generateSeconds: (performance.now() - started) / 1000 };
 }
 
 /** Regular files of a tree (relative path → size) and their total; ignores names in `skip`. */

@@ -24,6 +24,14 @@ export interface Tracked {
 const TAIL_LINES = 200;
 const live = new Set<Tracked>();
 const tempDirs = new Set<string>();
+/** Stops for what is not a tracked child (a MariaDB server started through its own commands). */
+const hooks = new Set<() => Promise<void>>();
+
+/** Runs `hook` in cleanupAll() unless the returned function removed it first. */
+export function onCleanup(hook: () => Promise<void>): () => void {
+  hooks.add(hook);
+  return () => void hooks.delete(hook);
+}
 
 export function makeTemp(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -130,6 +138,8 @@ export async function stopTracked(t: Tracked, graceMs = 10_000): Promise<{ code:
 }
 
 export async function cleanupAll(): Promise<void> {
+  await Promise.allSettled([...hooks].map((hook) => hook()));
+  hooks.clear();
   await Promise.allSettled([...live].map((t) => stopTracked(t, 5_000)));
   for (const dir of [...tempDirs]) removeTemp(dir);
 }

@@ -1,0 +1,365 @@
+/**
+ * What `make bench`'s sections start and drive: a real controller and real agents from dist/,
+ * seeds through the typed API client, `tar | nc` pipelines between local directories, latency
+ * samplers. Every process and temp dir goes through bench/procs.ts, so a failure or a signal
+ * still cleans up.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { ApiClient, type Compression, type SeedView } from '../client/api.js';
+import { cpuSeconds, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import type { RssTriple, SeedRun } from './results.js';
+
+/** SEEDWIRE_BENCH_DATA_CONNECTIONS=0: agents keep seed bytes on their control links, as before data connections (before/after runs in one build). */
+const DATA_CONNECTIONS = process.env['SEEDWIRE_BENCH_DATA_CONNECTIONS'] !== '0';
+import { latencyStats, round, type Interval, type LatencyStats } from './targets.js';
+
+export const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+export const MB = 1e6;
+export const MiB = 2 ** 20;
+
+export function log(line: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+/** The environment for children: no seedwire variables leaking in from the caller. */
+export function childEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const key of Object.keys(env)) if (key.startsWith('SEEDWIRE_')) delete env[key];
+  return env;
+}
+
+export const shq = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
+export const kibToMiB = (k: number | null): number | null => (k === null ? null : round(k / 1024, 1));
+
+export async function waitUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => null);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await delay(everyMs);
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise<number>((resolveFn, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolveFn(port));
+    });
+  });
+}
+
+export async function runShell(name: string, script: string, timeoutMs = 120_000): Promise<void> {
+  const t = spawnTracked(name, 'bash', ['-c', script], { env: childEnv() });
+  const timer = setTimeout(() => void stopTracked(t, 1_000), timeoutMs); // stopTracked only resolves
+  const { code, signal } = await t.exited;
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`${name}: exit ${code ?? signal}: ${t.tail.slice(-5).join(' | ')}`);
+}
+
+export async function measureLatency(n: number, warmup: number, once: () => Promise<void>): Promise<LatencyStats> {
+  for (let i = 0; i < warmup; i += 1) await once();
+  const samples: number[] = [];
+  for (let i = 0; i < n; i += 1) {
+    const t0 = performance.now();
+    await once();
+    samples.push(performance.now() - t0);
+  }
+  return latencyStats(samples);
+}
+
+// ---- tar | nc ---------------------------------------------------------------------------------
+
+/** `plain`: `tar | nc`; `zstd`: `tar | zstd -1 | nc | zstd -d | tar`. */
+export type PipeKind = 'plain' | 'zstd';
+
+async function listening(port: number): Promise<boolean> {
+  return execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' }).includes('LISTEN');
+}
+
+/**
+ * Copies each source directory into its target through its own `tar | nc` pipeline over
+ * loopback, all at once (receivers listen first, then every sender starts). Returns each copy's
+ * interval on performance.now()'s clock.
+ */
+export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: string; target: string }>, timeoutMs: number): Promise<Interval[]> {
+  const receivers: Tracked[] = [];
+  const ports: number[] = [];
+  for (const [i, { target }] of copies.entries()) {
+    mkdirSync(target, { recursive: true });
+    const port = await freePort();
+    ports.push(port);
+    const unpack = kind === 'zstd' ? `zstd -d -q -c | tar -x -C ${shq(target)}` : `tar -x -C ${shq(target)}`;
+    receivers.push(spawnTracked(`nc-listen-${i}`, 'bash', ['-c', `nc -l 127.0.0.1 ${port} </dev/null | ${unpack}`], { env: childEnv() }));
+  }
+  try {
+    for (const port of ports) await waitUntil(`nc to listen on ${port}`, 10_000, () => listening(port), 20);
+  } catch (error) {
+    await Promise.allSettled(receivers.map((r) => stopTracked(r, 1_000)));
+    throw error;
+  }
+  const runs = copies.map(async ({ source }, i) => {
+    const pack = kind === 'zstd' ? `tar -c -C ${shq(source)} . | zstd -1 -q -c` : `tar -c -C ${shq(source)} .`;
+    const startMs = performance.now();
+    const sender = spawnTracked(`nc-send-${i}`, 'bash', ['-c', `${pack} | nc -N 127.0.0.1 ${ports[i]}`], { env: childEnv() });
+    const receiver = receivers[i]!;
+    const timer = setTimeout(() => void Promise.all([stopTracked(sender, 1_000), stopTracked(receiver, 1_000)]), timeoutMs); // only resolves
+    const [s, r] = await Promise.all([sender.exited, receiver.exited]);
+    clearTimeout(timer);
+    const endMs = performance.now();
+    if (s.code !== 0 || r.code !== 0) {
+      throw new Error(`tar|${kind === 'zstd' ? 'zstd|' : ''}nc ${i} failed: sender ${s.code ?? s.signal}, receiver ${r.code ?? r.signal}: ${[...sender.tail, ...receiver.tail].slice(-5).join(' | ')}`);
+    }
+    return { startMs, endMs };
+  });
+  const settled = await Promise.allSettled(runs);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((s) => (s as PromiseFulfilledResult<Interval>).value);
+}
+
+// ---- controller and agents --------------------------------------------------------------------
+
+export interface ControllerProc {
+  proc: Tracked;
+  url: string;
+  wsUrl: string;
+  client: ApiClient;
+  agentToken: string;
+}
+
+function profileArgs(profileDir: string | null): string[] {
+  if (!profileDir) return [];
+  mkdirSync(profileDir, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+}
+
+export async function startController(name: string, profileDir: string | null = null): Promise<ControllerProc> {
+  const agentToken = randomBytes(16).toString('hex');
+  const adminToken = randomBytes(16).toString('hex');
+  const dataDir = makeTemp(`seedwire-benchrun-${name}-`);
+  // Tokens by file, as the README recommends (flags would show in ps and draw a warning).
+  writeFileSync(join(dataDir, 'agent-token'), agentToken, { mode: 0o600 });
+  writeFileSync(join(dataDir, 'admin-token'), adminToken, { mode: 0o600 });
+  const proc = spawnTracked(
+    name,
+    process.execPath,
+    [
+      ...profileArgs(profileDir),
+      join(ROOT, 'dist/server-stub/main.js'),
+      '--listen',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      '--agent-token-file',
+      join(dataDir, 'agent-token'),
+      '--admin-token-file',
+      join(dataDir, 'admin-token'),
+    ],
+    { cwd: ROOT, env: childEnv() },
+  );
+  const record = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
+  const url = String(record['url']);
+  const wsUrl = typeof record['wsUrl'] === 'string' ? record['wsUrl'] : `${url.replace(/^http/, 'ws')}/agent`;
+  return { proc, url, wsUrl, agentToken, client: new ApiClient({ baseUrl: url, token: adminToken }) };
+}
+
+export function startAgent(name: string, config: Record<string, unknown>, profileDir: string | null = null): Tracked {
+  const dir = makeTemp(`seedwire-benchrun-${name}-`);
+  const file = join(dir, 'agent.json');
+  writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000, dataConnections: DATA_CONNECTIONS } }, null, 2));
+  return spawnTracked(name, process.execPath, [...profileArgs(profileDir), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
+}
+
+/** A mysql section whose "service" is a flag file outside the datadir: running while it exists. */
+function fakeMysql(datadir: string, flag: string): Record<string, unknown> {
+  return {
+    datadir,
+    statusCommand: `test -e ${shq(flag)}`,
+    startCommand: `touch ${shq(flag)}`,
+    stopCommand: `rm -f ${shq(flag)}`,
+    commandTimeoutSeconds: 10,
+  };
+}
+
+export async function waitForAgents(client: ApiClient, ids: string[], needFacts: boolean): Promise<void> {
+  await waitUntil(`agents ${ids.join(', ')} to connect`, 30_000, async () => {
+    const agents = await client.agents().catch(() => null);
+    if (!agents) return null;
+    return ids.every((id) => agents.some((a) => a.id === id && a.connected));
+  });
+  if (!needFacts) return;
+  for (const id of ids) {
+    await waitUntil(`facts of ${id}`, 30_000, async () => {
+      const agent = await client.agent(id).catch(() => null);
+      return agent?.facts?.datadir ? true : null;
+    });
+  }
+}
+
+export interface Pair {
+  sourceId: string;
+  targetId: string;
+  source: Tracked;
+  target: Tracked;
+  targetDir: string;
+}
+
+/** One controller and `sources.length` source/target agent pairs; each target writes its own directory. */
+export interface SeedWorld {
+  ctl: ControllerProc;
+  pairs: Pair[];
+  /** controller, then source-N / target-N (or source / target for a single pair). */
+  procs: Record<string, Tracked>;
+  /** VmHWM (peak RSS) of the controller and of the agents of pair `i`. */
+  peakRss(i?: number): RssTriple;
+  currentRss(i?: number): RssTriple;
+  close(): Promise<void>;
+}
+
+/**
+ * The source "MySQL" of each pair is a flag file outside the datadirs (status `test -e FLAG`,
+ * start `touch`, stop `rm -f`), so a cold seed's stop, restart and status polls all succeed
+ * without a server, and several sources can read the same dataset.
+ */
+export async function startSeedWorld(name: string, sources: string[], profileDir: string | null = null): Promise<SeedWorld> {
+  const ctl = await startController(`${name}-controller`, profileDir);
+  const work = makeTemp(`seedwire-benchrun-${name}-`);
+  const pairs: Pair[] = [];
+  const procs: Record<string, Tracked> = { controller: ctl.proc };
+  try {
+    for (const [i, sourceDir] of sources.entries()) {
+      const suffix = sources.length === 1 ? '' : `-${i + 1}`;
+      const targetDir = join(work, `target${suffix}`);
+      mkdirSync(targetDir);
+      const sourceFlag = join(work, `source${suffix}-mysql-running`);
+      writeFileSync(sourceFlag, ''); // the source "runs" until the cold seed stops it
+      const sourceId = `${name}-source${suffix}`;
+      const targetId = `${name}-target${suffix}`;
+      const source = startAgent(sourceId, { controller: ctl.wsUrl, token: ctl.agentToken, id: sourceId, mysql: fakeMysql(sourceDir, sourceFlag) }, profileDir);
+      const target = startAgent(targetId, { controller: ctl.wsUrl, token: ctl.agentToken, id: targetId, mysql: fakeMysql(targetDir, join(work, `target${suffix}-mysql-running`)) }, profileDir);
+      procs[`source${suffix}`] = source;
+      procs[`target${suffix}`] = target;
+      pairs.push({ sourceId, targetId, source, target, targetDir });
+    }
+    await waitForAgents(ctl.client, pairs.flatMap((p) => [p.sourceId, p.targetId]), true);
+  } catch (error) {
+    await Promise.allSettled(Object.values(procs).map((p) => stopTracked(p)));
+    removeTemp(work);
+    throw error;
+  }
+  const triple = (field: 'VmHWM' | 'VmRSS', i: number): RssTriple => ({
+    controller: kibToMiB(procStatusKiB(ctl.proc.pid, field)),
+    source: kibToMiB(procStatusKiB(pairs[i]!.source.pid, field)),
+    target: kibToMiB(procStatusKiB(pairs[i]!.target.pid, field)),
+  });
+  return {
+    ctl,
+    pairs,
+    procs,
+    peakRss: (i = 0) => triple('VmHWM', i),
+    currentRss: (i = 0) => triple('VmRSS', i),
+    async close() {
+      await Promise.allSettled(pairs.flatMap((p) => [stopTracked(p.source), stopTracked(p.target)]));
+      await stopTracked(ctl.proc);
+      removeTemp(work);
+    },
+  };
+}
+
+// ---- seeds ------------------------------------------------------------------------------------
+
+export interface SeedOptions {
+  label: string;
+  compression: Compression;
+  lanes: number;
+  timeoutMs: number;
+  /** Called with each polled view (e.g. to know when the transfer stage runs). */
+  onPoll?: (seed: SeedView) => void;
+}
+
+export interface StartedSeed {
+  id: string;
+  postedAt: number;
+  cpuBefore: Record<string, number | null>;
+}
+
+export async function startSeed(client: ApiClient, procs: Record<string, Tracked>, pair: Pair, options: SeedOptions): Promise<StartedSeed> {
+  const cpuBefore = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuSeconds(p.pid)]));
+  const postedAt = Date.now();
+  const created = await client.createSeed({ source: pair.sourceId, target: pair.targetId, method: 'cold', compression: options.compression, startTarget: false, lanes: options.lanes });
+  log(`seed ${created.id} (${options.label}, ${options.compression}, lanes ${options.lanes}) started`);
+  return { id: created.id, postedAt, cpuBefore };
+}
+
+const TERMINAL = new Set(['succeeded', 'failed', 'aborted']);
+
+/** Polls a seed to its end (aborting it after the timeout) and describes the run. */
+export async function awaitSeed(client: ApiClient, procs: Record<string, Tracked>, started: StartedSeed, options: SeedOptions): Promise<SeedRun> {
+  const { id } = started;
+  let seed: SeedView;
+  let lastLog = 0;
+  const deadline = Date.now() + options.timeoutMs;
+  for (;;) {
+    seed = await client.seed(id);
+    options.onPoll?.(seed);
+    if (TERMINAL.has(seed.state)) break;
+    if (Date.now() - lastLog > 5_000) {
+      lastLog = Date.now();
+      const rate = typeof seed.bytesPerSec === 'number' ? `${(seed.bytesPerSec / MB).toFixed(0)} MB/s` : '-';
+      log(`  ${id} ${seed.stage ?? '?'}: ${((seed.bytesDone ?? 0) / MiB).toFixed(0)} / ${((seed.bytesTotal ?? 0) / MiB).toFixed(0)} MiB, ${rate}`);
+    }
+    if (Date.now() > deadline) {
+      log(`seed ${id} did not finish within ${options.timeoutMs / 1000} s; aborting it`);
+      await client.abortSeed(id).catch(() => undefined);
+      seed = await client.seed(id);
+      seed.error ??= { code: 'BENCH_TIMEOUT', message: `not finished after ${options.timeoutMs / 1000} s (stage ${seed.stage})` };
+      break;
+    }
+    await delay(200);
+  }
+  const cpu = Object.fromEntries(
+    Object.entries(procs).map(([k, p]) => {
+      const after = cpuSeconds(p.pid);
+      const before = started.cpuBefore[k];
+      return [k, after === null || before === null || before === undefined ? null : round(after - before, 2)];
+    }),
+  );
+  const seconds = (s: { startedAt: string | null; endedAt: string | null }): number | null =>
+    s.startedAt && s.endedAt ? (Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000 : null;
+  const stages = (seed.stages ?? []).map((s) => ({ name: s.name, state: s.state, seconds: seconds(s), message: s.message ?? null }));
+  const transfer = (seed.stages ?? []).find((s) => s.name === 'transfer');
+  const transferOk = transfer?.state === 'succeeded' && transfer.startedAt !== null && transfer.endedAt !== null;
+  // The lanes feature may report what the transfer used; until then only the request is known.
+  const effectiveLanes = 'lanes' in seed && typeof seed.lanes === 'number' ? seed.lanes : null;
+  return {
+    id,
+    label: options.label,
+    compression: options.compression,
+    lanes: options.lanes,
+    effectiveLanes,
+    state: seed.state,
+    error: seed.error ?? null,
+    seedSeconds: seed.endedAt ? (Date.parse(seed.endedAt) - started.postedAt) / 1000 : null,
+    transferSeconds: transferOk ? seconds(transfer) : null,
+    transferStartMs: transferOk ? Date.parse(transfer.startedAt!) : null,
+    transferEndMs: transferOk ? Date.parse(transfer.endedAt!) : null,
+    stages,
+    cpuSeconds: cpu,
+    verified: null,
+  };
+}
+
+export async function runSeed(client: ApiClient, procs: Record<string, Tracked>, pair: Pair, options: SeedOptions): Promise<SeedRun> {
+  return awaitSeed(client, procs, await startSeed(client, procs, pair, options), options);
+}

@@ -1,0 +1,74 @@
+/**
+ * Several seeds at once through one controller (one source/target agent pair each, every source
+ * reading the same dataset) against as many `tar | nc` pipelines at once: aggregate bytes per
+ * second over the span from the first start to the last end, and their ratio.
+ */
+import { join } from 'node:path';
+import { compareTrees } from '../dataset.js';
+import { awaitSeed, MB, startSeed, startSeedWorld, tarPipes, type SeedOptions } from '../harness.js';
+import { makeTemp, removeTemp } from '../procs.js';
+import type { SeedRun } from '../results.js';
+import type { BenchSection } from '../section.js';
+import { aggregateRate, atLeast, ratio, round } from '../targets.js';
+import { verifySeed } from './seed.js';
+
+export const parallelSection: BenchSection = {
+  key: 'parallel',
+  title: 'seeds at once through one controller vs as many tar | nc at once',
+  async run(ctx) {
+    const { results: r, dataset, env } = ctx;
+    const n = env.parallel;
+    ctx.log(`${n} × tar | nc at once`);
+    const work = makeTemp('seedwire-benchrun-par-tar-');
+    try {
+      const copies = Array.from({ length: n }, (_, i) => ({ source: dataset.dir, target: join(work, `dst-${i + 1}`) }));
+      const intervals = await tarPipes('plain', copies, env.seedTimeoutMs);
+      for (const { target } of copies) {
+        const check = await compareTrees(dataset.dir, target, new Set());
+        if (check.problem) throw new Error(`parallel tar|nc copy ${target} differs: ${check.problem}`);
+      }
+      const rate = aggregateRate(intervals.map((interval) => ({ bytes: dataset.bytes, interval })));
+      r.parallel.tarNcAggregateMBps = rate === null ? null : round(rate / MB);
+      r.parallel.tarNcSeconds = round((Math.max(...intervals.map((i) => i.endMs)) - Math.min(...intervals.map((i) => i.startMs))) / 1000, 2);
+    } catch (error) {
+      ctx.fail('parallel tar|nc', error);
+    } finally {
+      removeTemp(work);
+    }
+
+    ctx.log(`${n} seeds at once through one controller`);
+    try {
+      const world = await startSeedWorld('par', Array.from({ length: n }, () => dataset.dir));
+      try {
+        const options = (i: number): SeedOptions => ({ label: `parallel-${i + 1}`, compression: 'none', lanes: env.lanes, timeoutMs: env.seedTimeoutMs });
+        // Posted together, as the pipelines start together: a seed's POST waits for its precheck.
+        const started = await Promise.all(world.pairs.map((pair, i) => startSeed(world.ctl.client, world.procs, pair, options(i))));
+        const runs: SeedRun[] = await Promise.all(started.map((s, i) => awaitSeed(world.ctl.client, world.procs, s, options(i))));
+        r.seed.runs.push(...runs);
+        const peaks: Record<string, number | null> = { controller: world.peakRss(0).controller };
+        world.pairs.forEach((_, i) => {
+          const t = world.peakRss(i);
+          peaks[`source-${i + 1}`] = t.source;
+          peaks[`target-${i + 1}`] = t.target;
+        });
+        r.parallel.rss = peaks;
+        for (const [i, run] of runs.entries()) await verifySeed(run, dataset, world.pairs[i]!.targetDir);
+        const transfers = runs.map((run) => ({
+          bytes: dataset.bytes,
+          interval: run.transferStartMs !== null && run.transferEndMs !== null ? { startMs: run.transferStartMs, endMs: run.transferEndMs } : null,
+        }));
+        const rate = aggregateRate(transfers);
+        r.parallel.seedwireAggregateMBps = rate === null ? null : round(rate / MB);
+        if (transfers.every((t) => t.interval !== null)) {
+          r.parallel.seedwireSeconds = round((Math.max(...transfers.map((t) => t.interval!.endMs)) - Math.min(...transfers.map((t) => t.interval!.startMs))) / 1000, 2);
+        }
+      } finally {
+        await world.close();
+      }
+    } catch (error) {
+      ctx.fail('parallel seeds', error);
+    }
+    r.parallel.ratio = ratio(r.parallel.seedwireAggregateMBps, r.parallel.tarNcAggregateMBps);
+    ctx.figure({ key: 'parallel.ratio', what: `${n} seeds at once through one controller / ${n} tar | nc at once (aggregate)`, value: r.parallel.ratio, unit: '×', target: atLeast(0.9) });
+  },
+};
