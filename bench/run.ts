@@ -6,13 +6,16 @@
  *     compression none, then zstd) against `tar | nc` between two local directories;
  *  2. peak RSS (VmHWM) of the controller and both agents during the seed;
  *  3. operation round-trip latency: sequential `hostname` ops over HTTP, plus raw hub calls;
- *  4. idle agents per controller: N protocol-speaking WebSocket clients against a fresh controller.
+ *  4. idle agents per controller: N protocol-speaking WebSocket clients against a fresh controller;
+ *  5. links (bench/links.ts): a seed over 1 Gbit/s, 40 ms RTT links against `tar | nc` through a
+ *     dial-out relay on the same links (root, network namespaces, tc; skipped with the reason otherwise).
  *
  * Env: SEEDWIRE_BENCH_BYTES (dataset size, default 1 GiB; accepts 512M, 2G...),
  * SEEDWIRE_BENCH_IDLE (idle agents, default 500), SEEDWIRE_BENCH_OPS (latency samples, default 500),
  * SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 150), SEEDWIRE_BENCH_PROFILE=DIR (run the
  * seed phase's controller and agents with --cpu-prof into DIR; summarise with
- * bench/profile-summary.ts), SEEDWIRE_BENCH_SEEDS (which seeds: default none,zstd).
+ * bench/profile-summary.ts), SEEDWIRE_BENCH_SEEDS (which seeds: default none,zstd),
+ * SEEDWIRE_BENCH_LINKS=0 (skip the links section).
  * The source and target "MySQL" are flag files outside the datadirs (status `test -e FLAG`,
  * start `touch`, stop `rm -f`), so the cold seed's stop, restart and status polls all succeed.
  * Needs a built dist/ (the Makefile target builds it first).
@@ -27,6 +30,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { compareTrees, ensureDataset, type Dataset } from './dataset.js';
+import { linksTable, runLinksPhase, type LinksResult } from './links.js';
 import {
   cleanupAll,
   cleanupAllSync,
@@ -152,6 +156,8 @@ const results = {
     paced: null as number | null,
     note: null as string | null,
   },
+  /** Seeds over shaped and delayed links against tar | nc through a relay (bench/links.ts). */
+  links: null as LinksResult | null,
   errors: [] as string[],
 };
 
@@ -602,6 +608,7 @@ function table(): string {
   rows.push(['controller RSS', `${f(r.idle.controllerRssBeforeMiB)} → ${f(r.idle.controllerRssAfterMiB)} MiB (+${f(r.idle.controllerRssDeltaMiB)} MiB, ${f(r.idle.perAgentKiB)} KiB per agent)`]);
   rows.push(['GET /api/agents', f(r.idle.listSeconds, ' s')]);
   if (r.idle.note) rows.push(['  note', r.idle.note]);
+  if (r.links) rows.push(...linksTable(r.links));
   if (r.errors.length > 0) {
     section('errors');
     for (const e of r.errors) rows.push(['', e]);
@@ -656,6 +663,13 @@ async function main(): Promise<number> {
     await idlePhase();
   } catch (error) {
     fail('idle', error);
+  }
+
+  try {
+    log('links: seeds over 1 Gbit/s, 40 ms RTT links against tar | nc through a relay (network namespaces)');
+    results.links = await runLinksPhase({ dataset, root: ROOT, log, fail, seedTimeoutMs: SEED_TIMEOUT_MS });
+  } catch (error) {
+    fail('links', error);
   }
 
   results.machine.loadAvgEnd = loadavg().map((l) => Math.round(l * 100) / 100);
