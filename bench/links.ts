@@ -256,6 +256,15 @@ async function proxyCeiling(ctx: LinksContext, mode: ProxyMode | 'direct'): Prom
 
 // ---- the relay: tar | nc through socat on the controller's side -------------------------------
 
+/** A pipeline that reports its CPU seconds (user + system, children included) as its last stderr line. */
+const timed = (pipeline: string): string => `TIMEFORMAT='cpu %U %S'; time { ${pipeline}; }`;
+
+function timedCpu(t: Tracked): number | null {
+  const line = t.tail.findLast((l) => l.startsWith('cpu '));
+  const [user, system] = (line ?? '').split(' ').slice(1).map(Number);
+  return user === undefined || system === undefined || !Number.isFinite(user + system) ? null : round(user + system, 2);
+}
+
 async function relayRun(ctx: LinksContext, topo: NatTopology, delayed: boolean): Promise<{ seconds: number; cpu: Record<string, number | null>; stalls: number | null }> {
   const ctl = topo.controllerAddress;
   const dst = makeTemp('seedwire-benchlinks-relay-dst-');
@@ -275,14 +284,14 @@ async function relayRun(ctx: LinksContext, topo: NatTopology, delayed: boolean):
         ], 'delay+stalls')
       : null;
     const [dialRecv, dialSend] = proxy ? proxy.ports : [recvPort, sendPort];
-    const receiver = spawnTracked('relay-recv', 'ip', ['netns', 'exec', topo.hosts[1]!.ns.name, 'bash', '-c', `nc -d ${ctl} ${dialRecv} | tar -x -C ${shq(dst)}`], { env: childEnv() });
+    const receiver = spawnTracked('relay-recv', 'ip', ['netns', 'exec', topo.hosts[1]!.ns.name, 'bash', '-c', timed(`nc -d ${ctl} ${dialRecv} | tar -x -C ${shq(dst)}`)], { env: childEnv() });
     await waitUntil('the relay to take the target host and listen for the source', 10_000, () => listening(sendPort));
-    const meter = cpuMeter({ proxy: proxy?.proc ?? null, socat: relay });
+    const meter = cpuMeter({ proxy: proxy?.proc ?? null });
     const t0 = performance.now();
-    const sender = spawnTracked('relay-send', 'ip', ['netns', 'exec', topo.hosts[0]!.ns.name, 'bash', '-c', `tar -c -C ${shq(ctx.dataset.dir)} . | nc -N ${ctl} ${dialSend}`], { env: childEnv() });
+    const sender = spawnTracked('relay-send', 'ip', ['netns', 'exec', topo.hosts[0]!.ns.name, 'bash', '-c', timed(`tar -c -C ${shq(ctx.dataset.dir)} . | nc -N ${ctl} ${dialSend}`)], { env: childEnv() });
     await Promise.all([exitedOk(sender, ctx.seedTimeoutMs), exitedOk(receiver, ctx.seedTimeoutMs)]);
     const seconds = (performance.now() - t0) / 1000;
-    const cpu = meter();
+    const cpu = { source: timedCpu(sender), target: timedCpu(receiver), ...meter() };
     const check = await compareTrees(ctx.dataset.dir, dst, new Set());
     if (check.problem) throw new Error(`the relayed copy differs: ${check.problem}`);
     return { seconds, cpu, stalls: await stopProxy(proxy) };
@@ -536,7 +545,8 @@ export function linksTable(r: LinksResult): Array<[string, string]> {
   ]);
   for (const [name, run] of [['no delay', r.direct], ['40 ms RTT + stalls', r.delayed]] as const) {
     if (!run) continue;
-    rows.push([`tar | nc via socat relay, ${name}`, f(run.relayMBps, ' MB/s')]);
+    const relayCpu = Object.entries(run.relayCpuSeconds).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ');
+    rows.push([`tar | nc via socat relay, ${name}`, `${f(run.relayMBps, ' MB/s')}  (CPU s: ${relayCpu || 'n/a'})`]);
     rows.push([`seed (none), ${name}`, `${f(run.seedMBps, ' MB/s')}  = ${f(run.ratio)}× the relay`]);
     const cpu = Object.entries(run.seedCpuSeconds).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ');
     rows.push(['  CPU s during the seed', cpu || 'n/a']);
