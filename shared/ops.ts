@@ -156,7 +156,7 @@ export const INTERNAL_OP_RESULTS = {
 export const OP_PROGRESS = {
   /**
    * First `{ready, offset}` (where the sender must start), then `{committed, received, bytesPerSec?,
-   * window?}`; `window` is the receiver's credit window in bytes (docs/reliability.md, "Credit window").
+   * window?}`; `window` is the receiver's credit window in bytes (docs/reliability.md).
    */
   'seed-receive': z.union([
     z.object({ ready: z.literal(true), offset: z.number().int().nonnegative() }),
