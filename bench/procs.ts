@@ -137,10 +137,25 @@ export async function stopTracked(t: Tracked, graceMs = 10_000): Promise<{ code:
   return result;
 }
 
+/** Other resources a bench phase made (network namespaces): an async undo, and a synchronous last resort. */
+export interface CleanupHook {
+  run(): Promise<void>;
+  runSync(): void;
+}
+const hooks = new Set<CleanupHook>();
+
+/** Registers a hook that cleanupAll() and cleanupAllSync() run after stopping the processes; returns its removal. */
+export function registerCleanup(hook: CleanupHook): () => void {
+  hooks.add(hook);
+  return () => hooks.delete(hook);
+}
+
 export async function cleanupAll(): Promise<void> {
   await Promise.allSettled([...hooks].map((hook) => hook()));
   hooks.clear();
   await Promise.allSettled([...live].map((t) => stopTracked(t, 5_000)));
+  await Promise.allSettled([...hooks].map((h) => h.run()));
+  hooks.clear();
   for (const dir of [...tempDirs]) removeTemp(dir);
 }
 
@@ -148,6 +163,14 @@ export async function cleanupAll(): Promise<void> {
 export function cleanupAllSync(): void {
   for (const t of live) killGroup(t.pid, 'SIGKILL');
   live.clear();
+  for (const hook of hooks) {
+    try {
+      hook.runSync();
+    } catch {
+      // best effort
+    }
+  }
+  hooks.clear();
   for (const dir of [...tempDirs]) {
     try {
       removeTemp(dir);

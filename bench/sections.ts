@@ -6,6 +6,7 @@
 import type { BenchSection } from './section.js';
 import { baselineSection } from './sections/baseline.js';
 import { idleSection } from './sections/idle.js';
+import { linksSection } from './sections/links.js';
 import { memorySection } from './sections/memory.js';
 import { parallelSection } from './sections/parallel.js';
 import { rawLatencySection } from './sections/raw-latency.js';
@@ -18,4 +19,5 @@ export const SECTIONS: readonly BenchSection[] = [
   memorySection, // after seed: compares with its peak RSS
   rawLatencySection,
   idleSection,
+  linksSection,
 ];

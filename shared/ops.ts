@@ -166,10 +166,18 @@ export const INTERNAL_OP_RESULTS = {
  * Ops not listed report none. A progress frame that does not match is dropped (and logged).
  */
 export const OP_PROGRESS = {
-  /** First `{ready, offset}` (where the sender must start), then `{committed, received, bytesPerSec?}`. */
+  /**
+   * First `{ready, offset}` (where the sender must start), then `{committed, received, bytesPerSec?,
+   * window?}`; `window` is the receiver's credit window in bytes (docs/reliability.md).
+   */
   'seed-receive': z.union([
     z.object({ ready: z.literal(true), offset: z.number().int().nonnegative() }),
-    z.object({ committed: z.number().int().nonnegative(), received: z.number().int().nonnegative(), bytesPerSec: z.number().nonnegative().optional() }),
+    z.object({
+      committed: z.number().int().nonnegative(),
+      received: z.number().int().nonnegative(),
+      bytesPerSec: z.number().nonnegative().optional(),
+      window: z.number().int().positive().optional(),
+    }),
   ]),
   'seed-send': z.object({ sent: z.number().int().nonnegative() }),
 } as const satisfies Partial<Record<OpName, z.ZodType>>;

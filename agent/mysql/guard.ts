@@ -155,12 +155,16 @@ async function listLockableFiles(root: string, memo: GuardMemo | undefined): Pro
 }
 
 async function checkLocks(root: string, procRoot: string, memo: GuardMemo | undefined): Promise<string[]> {
+  // Files first, then the locks: a lock read before a file was stat'ed may sit on an inode that
+  // another process freed (closed and deleted its file) and our receiver reused for a new file in
+  // between, which would refuse the seed for a lock that no longer exists.
+  const files = await listLockableFiles(root, memo);
   const locks = parseProcLocks(await readFile(`${procRoot}/locks`, 'utf8'));
   // Others' locks on our own process are not ours to worry about; everything else counts.
   const candidates = locks.filter((lock) => lock.pid !== process.pid);
   if (candidates.length === 0) return [];
   const mounts = await readFile(`${procRoot}/self/mountinfo`, 'utf8').then(parseMountInfo, () => []);
-  const matches = matchLocks(candidates, await listLockableFiles(root, memo), mountDevicesFor(root, mounts));
+  const matches = matchLocks(candidates, files, mountDevicesFor(root, mounts));
   const found: string[] = [];
   for (const { lock, file } of matches.slice(0, 3)) {
     const who = lock.pid === null ? 'a process (open file description lock)' : `${await readComm(lock.pid, procRoot)} (pid ${lock.pid})`;

@@ -38,7 +38,8 @@ export function reportSent(report: (data: OpProgressOf<'seed-send'>) => void, fr
 
 /**
  * A receiver's progress: `{ ready, offset }` once it knows where the sender starts, then
- * `{ received, committed, bytesPerSec }` (the rate over this attempt's bytes).
+ * `{ received, committed, bytesPerSec, window }` (the rate over this attempt's bytes; the credit
+ * window, for measuring it against the bandwidth-delay product).
  */
 export function reportReceived(report: (data: OpProgressOf<'seed-receive'>) => void): { start(offset: number): void; update(progress: ReceiveProgress): void; flush(): void } {
   const started = performance.now();
@@ -47,7 +48,12 @@ export function reportReceived(report: (data: OpProgressOf<'seed-receive'>) => v
   const emit = throttled((now) => {
     const seconds = (now - started) / 1000;
     const bytesPerSec = seconds > 0 ? Math.round((latest.received - startOffset) / seconds) : undefined;
-    report({ committed: latest.committed, received: latest.received, ...(bytesPerSec === undefined ? {} : { bytesPerSec }) });
+    report({
+      committed: latest.committed,
+      received: latest.received,
+      ...(bytesPerSec === undefined ? {} : { bytesPerSec }),
+      ...(latest.window === undefined ? {} : { window: latest.window }),
+    });
   });
   return {
     start(offset) {

@@ -107,7 +107,7 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
       }
       offset += raw.length;
       credit.advance(offset);
-      options.onProgress?.({ received: offset, committed: offset });
+      options.onProgress?.({ received: offset, committed: offset, window: credit.size });
     }
     if (!ended) {
       signal.throwIfAborted();
@@ -120,7 +120,7 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
     child = null;
     await checkExtractedTree(root, inspector.paths);
     await syncFilesystem(root);
-    options.onProgress?.({ received: offset, committed: offset });
+    options.onProgress?.({ received: offset, committed: offset, window: credit.size });
     return { files: inspector.files, bytes: offset, digest: hash.digest('hex') };
   } catch (error) {
     if (child) await child.stop();

@@ -24,6 +24,8 @@ export interface ReceiveProgress {
   received: number;
   /** Stream bytes durably stored with a resume point. */
   committed: number;
+  /** The credit window granted past `received` (credit.ts). */
+  window?: number;
 }
 
 export interface ReceiveTreeOptions {
@@ -129,7 +131,7 @@ class TreeReceiver {
     const offset = this.decoder.offset;
     this.credit.advance(offset);
     this.checkpoint.commitWhenDue(offset, this.writer.unsyncedFiles, () => this.commit());
-    this.options.onProgress?.({ received: offset, committed: this.checkpoint.committed });
+    this.options.onProgress?.({ received: offset, committed: this.checkpoint.committed, window: this.credit.size });
   }
 
   /** Decodes raw stream bytes (they start at the decoder's offset) and handles each event in turn. */

@@ -2,7 +2,8 @@
  * Seeds over a long link: both hosts behind the NAT router of test/system/nat.test.ts, every link
  * of the router shaped to 1 Gbit/s (tc tbf), and between the router and the controller a
  * userspace proxy adding 20 ms each way (40 ms RTT) with a 150 ms stall every 3 s (this kernel has
- * no netem). A seed completes and verifies; a link that goes down for 30 s mid-seed (the router
+ * no netem). A seed completes and verifies, its credit window growing past the bandwidth-delay
+ * product of the credit loop; a link that goes down for 30 s mid-seed (the router
  * drops everything) resumes from the target's committed offset once it is back.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,6 +21,8 @@ import { mysqlSectionOf, seedApi, sendsOf, type SeedJson } from '../helpers/seed
 const skip = missingNetworkTools(['mariadbd', 'mariadb-install-db']);
 const TOKEN = 'long-link-agent-token';
 const ONE_WAY_DELAY_MS = 20;
+/** 1 Gbit/s, the tbf rate of every router link. */
+const LINK_BYTES_PER_SEC = 125e6;
 const OUTAGE_MS = 30_000;
 
 describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
@@ -68,10 +71,24 @@ describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
     if (base) rmSync(base, { recursive: true, force: true });
   }, 120_000);
 
-  it('a cold seed over 40 ms RTT with stalls and 1 Gbit/s completes and verifies', async () => {
+  it('a cold seed over 40 ms RTT with stalls and 1 Gbit/s completes and verifies; its credit window grows past the bandwidth-delay product', async () => {
     const expected = await source.checksumTables();
+    // The receiver reports its credit window with its progress (docs/reliability.md, "Credit window").
+    const feed = new AbortController();
+    let windowReached = 0;
+    const following = (async () => {
+      try {
+        for await (const event of client.events({ signal: feed.signal })) {
+          const data = event.data as { op?: string; progress?: { window?: unknown } };
+          if (event.type === 'operation' && data.op === 'seed-receive' && typeof data.progress?.window === 'number') windowReached = Math.max(windowReached, data.progress.window);
+        }
+      } catch (error) {
+        if (!feed.signal.aborted) throw error;
+      }
+    })();
     const created = await client.createSeed({ source: 'long-a', target: 'long-b', method: 'cold' });
-    const seed: SeedJson = await seedUntilDone(created.id);
+    const seed: SeedJson = await seedUntilDone(created.id).finally(() => feed.abort());
+    await following;
     expect(seed.error).toBeNull();
     expect(seed.state).toBe('succeeded');
     expect(await target.checksumTables()).toEqual(expected);
@@ -80,6 +97,9 @@ describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
     // Reported, not asserted: on a loaded 2-core machine the agents' CPU decides it.
     console.info(`long link: ${seed.result!.bytes} bytes in ${seconds.toFixed(1)} s = ${(seed.result!.bytes / seconds / 1e6).toFixed(1)} MB/s through ${link.stalls} stalls`);
     expect(link.stalls).toBeGreaterThan(0);
+    // A grant's loop crosses the 40 ms RTT twice (target → controller → source and back), so the
+    // window must cover 1 Gbit/s × 80 ms = 10 MB for the window not to be what limits the seed.
+    expect(windowReached).toBeGreaterThanOrEqual(LINK_BYTES_PER_SEC * ((4 * ONE_WAY_DELAY_MS) / 1000));
   }, 300_000);
 
   it('a 30 s outage mid-seed: the agent notices, redials once the link is back, and the seed resumes from the committed offset', async () => {
