@@ -37,7 +37,8 @@ import { fileURLToPath } from 'node:url';
 import { ApiClient, type SeedView } from '../client/api.js';
 import { LIMITS } from '../shared/limits.js';
 import { buildNatTopology, NetLab, type NatTopology, type Netns } from '../test/helpers/netns.js';
-import { compareTrees, ensureDataset, type Dataset } from './dataset.js';
+import { compareTrees, ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
+import { makeRecipe } from './recipe.js';
 import { cleanupAll, cleanupAllSync, cpuSeconds, makeTemp, registerCleanup, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
 
 const MB = 1e6;
@@ -584,8 +585,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
         .finally(() => process.exit(130));
     });
   }
-  const dataset = ensureDataset(join(root, 'bench/.data'), bytes, log);
-  runLinksPhase({ dataset, root, log, fail, seedTimeoutMs: 300_000 })
+  ensureDataset(join(root, 'bench/.data'), makeRecipe(bytes, mariadbVersion()), log)
+    .then((dataset) => runLinksPhase({ dataset, root, log, fail, seedTimeoutMs: 300_000 }))
     .then(async (result) => {
       process.stdout.write(`${JSON.stringify({ links: result, errors }, null, 2)}\n`);
       const rows = linksTable(result);

@@ -25,12 +25,12 @@ const TAIL_LINES = 200;
 const live = new Set<Tracked>();
 const tempDirs = new Set<string>();
 /** Stops for what is not a tracked child (a MariaDB server started through its own commands). */
-const hooks = new Set<() => Promise<void>>();
+const stops = new Set<() => Promise<void>>();
 
 /** Runs `hook` in cleanupAll() unless the returned function removed it first. */
 export function onCleanup(hook: () => Promise<void>): () => void {
-  hooks.add(hook);
-  return () => void hooks.delete(hook);
+  stops.add(hook);
+  return () => void stops.delete(hook);
 }
 
 export function makeTemp(prefix: string): string {
@@ -151,8 +151,8 @@ export function registerCleanup(hook: CleanupHook): () => void {
 }
 
 export async function cleanupAll(): Promise<void> {
-  await Promise.allSettled([...hooks].map((hook) => hook()));
-  hooks.clear();
+  await Promise.allSettled([...stops].map((stop) => stop()));
+  stops.clear();
   await Promise.allSettled([...live].map((t) => stopTracked(t, 5_000)));
   await Promise.allSettled([...hooks].map((h) => h.run()));
   hooks.clear();
