@@ -133,6 +133,8 @@ export const AgentConfigSchema = z
         reconnectCapMs: z.number().int().min(10).optional(),
         startupJitterMs: z.number().int().min(0).optional(),
         killGraceMs: z.number().int().min(10).optional(),
+        /** false: every command is forked from the agent itself instead of its small spawner process. */
+        spawner: z.boolean().optional(),
       })
       .strict()
       .default({}),
