@@ -25,10 +25,8 @@ export interface SpawnerSettings {
 }
 
 export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSettings): void {
-  /* eslint-disable @typescript-eslint/consistent-type-imports -- types of the built-ins `req` returns */
   const cp = req('node:child_process') as typeof import('node:child_process');
   const net = req('node:net') as typeof import('node:net');
-  /* eslint-enable @typescript-eslint/consistent-type-imports */
   type Child = import('node:child_process').ChildProcess;
 
   const T = { run: 1, started: 10, stdout: 11, stderr: 12, done: 13, ready: 20 } as const;
@@ -156,6 +154,7 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
       proc.once('exit', (code, signal) => resolve({ code, signal }));
       proc.once('error', () => resolve({ code: null, signal: null }));
     });
+    // Cannot reject: every step inside settles (timers, stream events, a synchronous write).
     void exited.then(async (end) => {
       // Output written just before exit is still in the pipes: drain it, but do not wait for a
       // background grandchild that inherited them.
