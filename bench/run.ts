@@ -26,6 +26,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
+import { rawSpawnEchoHi, startBenchSpawner } from './command-latency.js';
 import { compareTrees, ensureDataset, type Dataset } from './dataset.js';
 import {
   cleanupAll,
@@ -136,6 +137,8 @@ const results = {
     lastTenthP50Ms: null as number | null,
     // extras: raw hub.call to a real agent (in-process controller, no HTTP, no store)
     raw: null as null | LatencyStats,
+    /** custom command `echo hi` through API, controller and agent; beside Node's own spawn('bash') and the agent's spawner, same run */
+    command: null as null | { api: LatencyStats; rawSpawn: LatencyStats; spawner: LatencyStats },
   },
   idle: {
     agents: 0,
@@ -395,7 +398,7 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
   mkdirSync(targetDir);
   const sourceFlag = join(work, 'source-mysql-running');
   writeFileSync(sourceFlag, ''); // the source "runs" until the cold seed stops it
-  const source = startAgent('source-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-source', mysql: fakeMysql(dataset.dir, sourceFlag) }, true);
+  const source = startAgent('source-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-source', mysql: fakeMysql(dataset.dir, sourceFlag), customCommands: { hi: 'echo hi' } }, true);
   const target = startAgent('target-agent', { controller: ctl.wsUrl, token: agentToken, id: 'bench-target', mysql: fakeMysql(targetDir, join(work, 'target-mysql-running')) }, true);
   const procs = { controller: ctl.proc, source, target };
   try {
@@ -453,6 +456,23 @@ async function seedwirePhase(dataset: Dataset): Promise<void> {
       Object.assign(results.latency, lat);
     } catch (error) {
       fail('latency (HTTP)', error);
+    }
+
+    // -- 3a. a custom command (`echo hi`) through the API, beside raw spawn and the spawner alone
+    try {
+      const api = await measureLatency(OPS, 20, async () => {
+        const operation = await ctl.client.runOp('bench-source', 'custom-command', { name: 'hi' });
+        if (operation.state !== 'succeeded' || operation.exitCode !== 0) throw new Error(`custom command ended ${operation.state}: ${JSON.stringify(operation.error)}`);
+      });
+      const rawSpawn = await measureLatency(OPS, 20, rawSpawnEchoHi);
+      const direct = await startBenchSpawner();
+      try {
+        results.latency.command = { api, rawSpawn, spawner: await measureLatency(OPS, 20, direct.once) };
+      } finally {
+        await direct.stop();
+      }
+    } catch (error) {
+      fail('latency (command)', error);
     }
   } finally {
     await Promise.allSettled([stopTracked(source), stopTracked(target)]);
@@ -596,6 +616,8 @@ function table(): string {
   section(`op round trip (${r.latency.n} sequential hostname ops)`);
   rows.push(['HTTP → controller → agent', `p50 ${f(r.latency.p50Ms, ' ms')}, p99 ${f(r.latency.p99Ms, ' ms')}, max ${f(r.latency.maxMs, ' ms')}  (p50 first/last tenth ${f(r.latency.firstTenthP50Ms)}/${f(r.latency.lastTenthP50Ms)} ms)`]);
   const raw = r.latency.raw;
+  const cmd = r.latency.command;
+  rows.push(['custom command `echo hi` via HTTP', cmd ? `p50 ${cmd.api.p50Ms} ms, p99 ${cmd.api.p99Ms} ms  (raw spawn('bash') here p50 ${cmd.rawSpawn.p50Ms} / p99 ${cmd.rawSpawn.p99Ms} ms; the spawner alone p50 ${cmd.spawner.p50Ms} / p99 ${cmd.spawner.p99Ms} ms)` : 'n/a']);
   rows.push(['raw hub.call → agent', raw ? `p50 ${raw.p50Ms} ms, p99 ${raw.p99Ms} ms, max ${raw.maxMs} ms  (p50 first/last tenth ${raw.firstTenthP50Ms}/${raw.lastTenthP50Ms} ms)` : 'n/a']);
   section('idle agents on one controller');
   rows.push(['agents connected', `${r.idle.agents}${r.idle.agents !== r.idle.requested ? ` (requested ${r.idle.requested})` : ''} in ${f(r.idle.connectSeconds, ' s')}; all listed: ${f(r.idle.allListed as unknown as number)}`]);

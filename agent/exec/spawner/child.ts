@@ -22,6 +22,8 @@ export interface SpawnerSettings {
   warm: number;
   /** Commands longer than this start a fresh `bash -c` (a waiting bash reads its command a byte at a time). */
   warmMaxCommandBytes: number;
+  /** A waiting bash taken by a command that is still running is replaced after this long. */
+  refillIdleMs: number;
 }
 
 export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSettings): void {
@@ -89,15 +91,22 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
     warm.push(child);
   }
 
-  function refillWarm(): void {
-    // After the current frame's work: a spawn blocks this process for a few milliseconds.
-    setImmediate(() => {
-      while (!closing && warm.length < settings.warm) {
-        const before = warm.length;
-        startWarm();
-        if (warm.length === before) return;
-      }
-    });
+  // A spawn blocks this process until bash has exec'd (milliseconds on a busy host), so a new
+  // waiting bash is started when that delays nothing: right after a command's end went out (the
+  // next request is then still on its way through the controller), or after a pause with none.
+  let refillTimer: NodeJS.Timeout | undefined;
+  function refillWarm(delayMs: number): void {
+    if (closing || warm.length >= settings.warm) return;
+    if (refillTimer !== undefined) {
+      if (delayMs > 0) return;
+      clearTimeout(refillTimer);
+    }
+    refillTimer = setTimeout(() => {
+      refillTimer = undefined;
+      const before = warm.length;
+      startWarm();
+      if (warm.length > before) refillWarm(0);
+    }, delayMs);
   }
 
   interface RunRequest {
@@ -112,7 +121,7 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
     let child = plain ? warm.shift() : undefined;
     if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       child.stdin?.end(`${request.command}\0`);
-      refillWarm();
+      refillWarm(settings.refillIdleMs);
     } else {
       child = undefined;
       try {
@@ -126,7 +135,7 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
         sendJson(T.done, id, { code: null, signal: null, error: error instanceof Error ? error.message : String(error) });
         return;
       }
-      if (plain) refillWarm();
+      if (plain) refillWarm(settings.refillIdleMs);
     }
     const proc = child;
     running.set(id, proc);
@@ -172,6 +181,7 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
       }
       running.delete(id);
       sendJson(T.done, id, spawnError === undefined ? end : { ...end, error: spawnError });
+      refillWarm(0);
     });
   }
 
@@ -208,6 +218,7 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
         // the group is already gone
       }
     }
+    clearTimeout(refillTimer);
     for (const child of warm.splice(0)) child.stdin?.end();
     channel.destroy();
     setTimeout(() => process.exit(0), 50).unref();

@@ -76,7 +76,7 @@ export class Spawner {
   private readonly settings: SpawnerSettings;
 
   constructor(private readonly options: SpawnerOptions) {
-    this.settings = { warm: options.warm ?? 2, warmMaxCommandBytes: options.warmMaxCommandBytes ?? 4096 };
+    this.settings = { warm: options.warm ?? 2, warmMaxCommandBytes: options.warmMaxCommandBytes ?? 4096, refillIdleMs: 20 };
   }
 
   /** The spawner process's pid while one runs. */
