@@ -4,7 +4,7 @@
  * is checked through the spawner, and the spawner's own failure modes: killed mid-command,
  * restarted, direct spawning meanwhile.
  */
-import { readFileSync, readlinkSync, readdirSync } from 'node:fs';
+import { readFileSync, readlinkSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -66,6 +66,19 @@ describe('the command spawner', () => {
       expect(r.out.split('\n').slice(1)).toEqual(['/dev/null', '[bash]', '']);
       expect(r.exitCode).toBe(0);
     }
+  });
+
+  it('starts bash as bash -c would: no ~/.bashrc read, no descriptor beyond 0-2 left to the command', async () => {
+    const home = makeTempDir();
+    writeFileSync(join(home, '.bashrc'), 'echo BASHRC-WAS-READ\n');
+    const spawner = new Spawner({ log: pino({ level: 'silent' }), env: commandEnv({ PATH: process.env['PATH'], HOME: home }) });
+    spawners.add(spawner);
+    spawner.start();
+    await spawner.whenReady();
+    const command = 'ls /proc/$$/fd | sort -n | tr "\\n" " "; echo "$HOME"';
+    const direct = await runCommand(command, { env: { HOME: home } });
+    expect(direct.stdoutTail).toMatch(/^0 1 2 /);
+    for (let i = 0; i < 3; i += 1) expect((await run(spawner, command)).out).toBe(direct.stdoutTail);
   });
 
   it('streams stdout and stderr in order, whole, with exit codes and signals as bash -c gives them', async () => {

@@ -32,7 +32,10 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
   type Child = import('node:child_process').ChildProcess;
 
   const T = { run: 1, started: 10, stdout: 11, stderr: 12, done: 13, ready: 20 } as const;
-  const WRAPPER = `IFS= read -r -d '' __seedwire_command || exit 0; exec </dev/null; eval "unset __seedwire_command; $__seedwire_command"`;
+  // A waiting bash reads its command from fd 3, not stdin: stdin stays /dev/null as for any
+  // command, and bash never sees a socket there (on a socket it would read ~/.bashrc, taking
+  // itself for a remote shell).
+  const WRAPPER = `IFS= read -r -d '' -u 3 __seedwire_command || exit 0; exec 3<&-; eval "unset __seedwire_command; $__seedwire_command"`;
 
   const channel = new net.Socket({ fd: 3, readable: true, writable: true });
   const running = new Map<number, Child>();
@@ -68,17 +71,21 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
     send(type, id, Buffer.from(JSON.stringify(value), 'utf8'));
   }
 
+  function commandPipe(child: Child): import('node:stream').Writable | undefined {
+    return (child.stdio[3] as import('node:stream').Writable | null | undefined) ?? undefined;
+  }
+
   function startWarm(): void {
     if (closing || warm.length >= settings.warm) return;
     let child: Child;
     try {
-      child = cp.spawn('bash', ['-c', WRAPPER], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      child = cp.spawn('bash', ['-c', WRAPPER], { detached: true, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     } catch {
       warmFailures += 1;
       return;
     }
     child.on('error', () => undefined);
-    child.stdin?.on('error', () => undefined);
+    commandPipe(child)?.on('error', () => undefined);
     // A waiting bash that ends before it was given a command (killed from outside) is replaced,
     // but not in a tight loop if bash cannot start at all.
     child.once('exit', () => {
@@ -120,7 +127,7 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
     const plain = request.env === undefined && request.cwd === undefined && Buffer.byteLength(request.command) <= settings.warmMaxCommandBytes && !request.command.includes('\0');
     let child = plain ? warm.shift() : undefined;
     if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      child.stdin?.end(`${request.command}\0`);
+      commandPipe(child)?.end(`${request.command}\0`);
       refillWarm(settings.refillIdleMs);
     } else {
       child = undefined;
@@ -219,7 +226,7 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
       }
     }
     clearTimeout(refillTimer);
-    for (const child of warm.splice(0)) child.stdin?.end();
+    for (const child of warm.splice(0)) commandPipe(child)?.end();
     channel.destroy();
     setTimeout(() => process.exit(0), 50).unref();
   };
