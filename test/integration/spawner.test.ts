@@ -93,6 +93,7 @@ describe('the command spawner', () => {
     const syntax = await run(spawner, 'if then fi (');
     expect(syntax.exitCode).toBe(2);
     expect(syntax.err).toContain('syntax error');
+    expect(syntax.err).not.toContain('seedwire');
     expect((await run(spawner, 'exit 0')).exitCode).toBe(0);
     // multi-line scripts, quotes and a heredoc survive the trip intact
     const script = await run(spawner, `x='a "b" $c'\ncat <<EOF\n$x\nEOF\nprintf '%s\\n' "\\\\ back"`);

@@ -34,8 +34,9 @@ export function spawnerMain(req: (id: string) => unknown, settings: SpawnerSetti
   const T = { run: 1, started: 10, stdout: 11, stderr: 12, done: 13, ready: 20 } as const;
   // A waiting bash reads its command from fd 3, not stdin: stdin stays /dev/null as for any
   // command, and bash never sees a socket there (on a socket it would read ~/.bashrc, taking
-  // itself for a remote shell).
-  const WRAPPER = `IFS= read -r -d '' -u 3 __seedwire_command || exit 0; exec 3<&-; eval "unset __seedwire_command; $__seedwire_command"`;
+  // itself for a remote shell). The unset goes on a line of its own so that a syntax error's
+  // message quotes the command alone.
+  const WRAPPER = `IFS= read -r -d '' -u 3 __seedwire_command || exit 0; exec 3<&-; eval "unset __seedwire_command\n$__seedwire_command"`;
 
   const channel = new net.Socket({ fd: 3, readable: true, writable: true });
   const running = new Map<number, Child>();
