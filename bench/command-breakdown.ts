@@ -73,11 +73,12 @@ async function main(): Promise<void> {
   const withSpawner = agent('with-spawner', {});
   const without = agent('no-spawner', { spawner: false });
   try {
-    const ready = await withSpawner.waitForRecord((r) => r['msg'] === 'command spawner ready', 20_000);
     for (;;) {
       if ((await client.agents()).filter((a) => a.connected).length === 2) break;
       await delay(100);
     }
+    await client.runOp('with-spawner', 'custom-command', { name: 'hi' }); // starts its spawner
+    const ready = await withSpawner.waitForRecord((r) => r['msg'] === 'command spawner ready', 20_000);
     Object.assign(watched, { controller: ctl.pid, agent: withSpawner.pid, spawner: Number(ready['pid']), 'agent without spawner': without.pid });
     const op = async (id: string, name: string, params: Record<string, unknown>): Promise<void> => {
       const operation = await client.runOp(id, name, params);

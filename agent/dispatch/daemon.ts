@@ -59,9 +59,9 @@ export function startDaemon(options: DaemonOptions): Daemon {
   const streams = new ConnectionStreamPort(() => link?.session, log);
   const collect: CollectFacts = options.collectFacts ?? ((signal) => collectFacts(config, signal));
   const facts = new FactsPublisher({ collect, send, log });
-  // Commands fork from a small helper process, not from this large one (docs/architecture.md).
+  // Commands fork from a small helper process, not from this large one (docs/architecture.md);
+  // it starts with the first command.
   const spawner = config.advanced.spawner === false ? undefined : new Spawner({ log: log.child({ component: 'spawner' }), env: commandEnv(process.env) });
-  spawner?.start();
   const dispatcher = new Dispatcher({
     registry,
     config,

@@ -113,8 +113,11 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
       id: 'bundle-spawner',
       config: { token: undefined, customCommands: { who: `echo "parent $PPID"; env | grep -c ${TOKEN} || true` } },
     });
-    const ready = await agent.waitForLog((l) => l.msg === 'command spawner ready', { timeoutMs: 30_000 });
     await agentsReady(['bundle-spawner']);
+    // The first command starts the spawner (and is forked by the agent itself meanwhile).
+    const first = await api<{ operation: { state: string } }>('POST', '/api/agents/bundle-spawner/ops/custom-command?wait=30', { params: { name: 'who' } });
+    expect(first.body.operation.state).toBe('succeeded');
+    const ready = await agent.waitForLog((l) => l.msg === 'command spawner ready', { timeoutMs: 30_000 });
     const run = await api<{ operation: { id: string; state: string; exitCode: number | null } }>('POST', '/api/agents/bundle-spawner/ops/custom-command?wait=30', { params: { name: 'who' } });
     expect(run.body.operation).toMatchObject({ state: 'succeeded', exitCode: 0 });
     const output = await fetch(`${controller.url}/api/operations/${run.body.operation.id}/output?follow=0`, { headers: { authorization: `Bearer ${controller.adminToken}` } });

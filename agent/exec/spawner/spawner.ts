@@ -2,7 +2,8 @@
  * The agent's handle on its spawner process (child.ts): starts it, sends it commands, routes
  * their output and ends back to the callers, and restarts it when it dies. While it is not
  * running (starting, or restarting after a crash) `launch` returns null and the caller spawns
- * directly, so commands never wait for it. A command in flight when the spawner dies fails with
+ * directly, so commands never wait for it; the first command starts it (`start()` starts it
+ * ahead). A command in flight when the spawner dies fails with
  * SEEDWIRE_COMMAND_FAILED and its process group is killed: its output can no longer be read.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -147,7 +148,11 @@ export class Spawner {
    * itself).
    */
   launch(request: LaunchRequest): Launched | null {
-    if (!this.isReady || !this.channel) return null;
+    if (!this.isReady || !this.channel) {
+      // Started on first use: an agent that runs no commands never pays for the process.
+      if (!this.child && this.restartTimer === undefined) this.start();
+      return null;
+    }
     const id = this.nextId;
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     let entry: InFlight | undefined;
@@ -246,7 +251,10 @@ export class Spawner {
     const base = this.options.restartBaseMs ?? 100;
     const delay = Math.min(this.options.restartCapMs ?? 10_000, base * 2 ** this.failures);
     this.failures += 1;
-    this.restartTimer = setTimeout(() => this.start(), delay);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      this.start();
+    }, delay);
     this.restartTimer.unref();
   }
 }
