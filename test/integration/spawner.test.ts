@@ -75,7 +75,8 @@ describe('the command spawner', () => {
     spawners.add(spawner);
     spawner.start();
     await spawner.whenReady();
-    const command = 'ls /proc/$$/fd | sort -n | tr "\\n" " "; echo "$HOME"';
+    // bash's own descriptors, listed without a pipeline (whose pipe bash would hold for a moment)
+    const command = 'for f in /proc/$$/fd/*; do printf "%s " "${f##*/}"; done; echo; echo "$HOME"';
     const direct = await runCommand(command, { env: { HOME: home } });
     expect(direct.stdoutTail).toMatch(/^0 1 2 /);
     for (let i = 0; i < 3; i += 1) expect((await run(spawner, command)).out).toBe(direct.stdoutTail);
