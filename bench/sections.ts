@@ -5,6 +5,7 @@
  */
 import type { BenchSection } from './section.js';
 import { baselineSection } from './sections/baseline.js';
+import { commandSection } from './sections/command.js';
 import { idleSection } from './sections/idle.js';
 import { linksSection } from './sections/links.js';
 import { memorySection } from './sections/memory.js';
@@ -18,6 +19,7 @@ export const SECTIONS: readonly BenchSection[] = [
   parallelSection,
   memorySection, // after seed: compares with its peak RSS
   rawLatencySection,
+  commandSection,
   idleSection,
   linksSection,
 ];

@@ -135,6 +135,8 @@ export const AgentConfigSchema = z
         killGraceMs: z.number().int().min(10).optional(),
         /** false: seed bytes stay on the control link (for a front proxy that forwards only /agent); default true. */
         dataConnections: z.boolean().optional(),
+        /** false: every command is forked from the agent itself instead of its small spawner process. */
+        spawner: z.boolean().optional(),
       })
       .strict()
       .default({}),

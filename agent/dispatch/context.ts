@@ -1,6 +1,7 @@
 /** Builds the OpContext a handler sees for one call. */
 import type { Logger } from 'pino';
 import { runCommand } from '../exec/run.js';
+import type { Spawner } from '../exec/spawner/spawner.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { OpContext } from '../ops/types.js';
 import type { StreamPort } from '../streams/types.js';
@@ -12,6 +13,8 @@ export interface ContextDeps {
   send: SendFrame;
   refreshFacts(): void;
   killGraceMs: number;
+  /** Starts the ops' commands when it is ready (agent/exec/spawner/). */
+  spawner?: Spawner | undefined;
 }
 
 export function buildOpContext(deps: ContextDeps, call: { id: string; signal: AbortSignal; log: Logger; output: OutputChannel }): OpContext {
@@ -30,6 +33,7 @@ export function buildOpContext(deps: ContextDeps, call: { id: string; signal: Ab
       const { quiet, ...rest } = options;
       return runCommand(command, {
         killGraceMs: deps.killGraceMs,
+        spawner: deps.spawner,
         ...rest,
         signal: call.signal,
         ...(quiet ? {} : { onOutput: output }),

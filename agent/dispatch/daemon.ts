@@ -15,6 +15,8 @@ import type { Session } from '../connection/session.js';
 import { describeProxySettings, resolveProxySettings } from '../connection/proxy.js';
 import { readCa, readClientCertificate } from '../connection/socket.js';
 import { resolveTiming } from '../connection/timing.js';
+import { commandEnv } from '../exec/env.js';
+import { Spawner } from '../exec/spawner/spawner.js';
 import { collectFacts } from '../facts.js';
 import type { CollectFacts, OpDefinition } from '../ops/types.js';
 import { startStatusReporter } from '../status/reporter.js';
@@ -71,6 +73,9 @@ export function startDaemon(options: DaemonOptions): Daemon {
   const streams = new ConnectionStreamPort(() => link?.session, log, undefined, dataConnections ? dialData : undefined);
   const collect: CollectFacts = options.collectFacts ?? ((signal) => collectFacts(config, signal));
   const facts = new FactsPublisher({ collect, send, log });
+  // Commands fork from a small helper process, not from this large one (docs/architecture.md);
+  // it starts with the first command.
+  const spawner = config.advanced.spawner === false ? undefined : new Spawner({ log: log.child({ component: 'spawner' }), env: commandEnv(process.env) });
   const dispatcher = new Dispatcher({
     registry,
     config,
@@ -80,6 +85,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
     send,
     refreshFacts: () => facts.refresh(),
     killGraceMs: timing.killGraceMs,
+    spawner,
     sessionId: () => link?.session?.id,
   });
 
@@ -154,6 +160,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
         log.info({ running: dispatcher.runningIds().length }, 'draining');
         status.draining();
         await dispatcher.drain(options.drainMs ?? LIMITS.drainMs);
+        await spawner?.stop();
         facts.dispose();
         await link?.stop();
         await status.stop();

@@ -10,6 +10,7 @@ import type { OpName, OpParams } from '../../shared/ops.js';
 import type { AgentConfig } from '../config/schema.js';
 import { AGENT_LIMITS } from '../limits.js';
 import type { OpDefinition } from '../ops/types.js';
+import type { Spawner } from '../exec/spawner/spawner.js';
 import type { StreamPort } from '../streams/types.js';
 import { buildOpContext } from './context.js';
 import type { Ledger, Outcome } from './ledger.js';
@@ -27,6 +28,8 @@ export interface DispatcherOptions {
   send: SendFrame;
   refreshFacts(): void;
   killGraceMs: number;
+  /** Starts the ops' commands when it is ready (agent/exec/spawner/). */
+  spawner?: Spawner | undefined;
   /** The current session's id, for call log lines. */
   sessionId?(): string | undefined;
 }

@@ -100,6 +100,30 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
     expect(existsSync(join(run, 'dst.running'))).toBe(true);
   }
 
+  it('runs its commands through its spawner, started from the bundle alone, without the token in their environment', async () => {
+    const bin = join(dir, 'spawner', 'bin');
+    mkdirSync(bin, { recursive: true });
+    copyFileSync(join(dir, 'build', 'seedwire-agent.mjs'), join(bin, 'seedwire-agent.mjs'));
+    noNodeModulesAbove(bin);
+    const agent = startAgent({
+      bundle: join(bin, 'seedwire-agent.mjs'),
+      controllerUrl: controller.wsUrl,
+      token: '',
+      env: { SEEDWIRE_AGENT_TOKEN: TOKEN },
+      id: 'bundle-spawner',
+      config: { token: undefined, customCommands: { who: `echo "parent $PPID"; env | grep -c ${TOKEN} || true` } },
+    });
+    await agentsReady(['bundle-spawner']);
+    // The first command starts the spawner (and is forked by the agent itself meanwhile).
+    const first = await api<{ operation: { state: string } }>('POST', '/api/agents/bundle-spawner/ops/custom-command?wait=30', { params: { name: 'who' } });
+    expect(first.body.operation.state).toBe('succeeded');
+    const ready = await agent.waitForLog((l) => l.msg === 'command spawner ready', { timeoutMs: 30_000 });
+    const run = await api<{ operation: { id: string; state: string; exitCode: number | null } }>('POST', '/api/agents/bundle-spawner/ops/custom-command?wait=30', { params: { name: 'who' } });
+    expect(run.body.operation).toMatchObject({ state: 'succeeded', exitCode: 0 });
+    const output = await fetch(`${controller.url}/api/operations/${run.body.operation.id}/output?follow=0`, { headers: { authorization: `Bearer ${controller.adminToken}` } });
+    expect(await output.text()).toBe(`parent ${String(ready['pid'])}\n0\n`);
+  }, 120_000);
+
   it('runs alone from an empty directory with plain node and completes a cold seed', async () => {
     await seedWithBundles('alone', false, 'gzip');
   }, 120_000);
