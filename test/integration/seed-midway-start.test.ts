@@ -47,7 +47,9 @@ describe('a target server started during the transfer', () => {
   });
 
   it('stops the seed with the guard\'s refusal; the cleanup leaves the target as it is and says why', async () => {
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', maxBytesPerSec: 1024 * 1024 });
+    // 512 KiB/s: the 16 MiB take 32 s, well past the guard's second complete re-check (10 s after
+    // its first), even on a loaded machine where spawning the status command takes seconds.
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', maxBytesPerSec: 512 * 1024 });
     expect(created.status).toBe(202);
     const id = created.body.seed.id;
     await vi.waitFor(
@@ -65,7 +67,7 @@ describe('a target server started during the transfer', () => {
     expect(seed.stages.find((s) => s.name === 'transfer')?.state).toBe('failed');
     expect(seed.error?.code).toBe('SEEDWIRE_OP_REFUSED');
     expect(seed.error?.message).toMatch(/^refusing to keep receiving the seed into .*dst: mysql\.statusCommand reports MySQL running \(exit 0\)/);
-    // Well before the whole 16 MiB at 1 MiB/s went across.
+    // Well before the whole 16 MiB at 512 KiB/s went across.
     expect(seed.bytesDone).toBeLessThan(16 * 1024 * 1024);
 
     // The seed had emptied the target (its marker says so), but a server is on it now: nothing more is deleted.
