@@ -197,7 +197,9 @@ function leaveAsItIs(ctx: OpContext, seedId: string, reason: string): OpResult<'
 /** seed-receive of a tree seed: resumes from the checkpoint, or starts over into an emptied datadir. */
 async function receiveSeedTree(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
   // After the previous receive of this lane has stored its resume point (receive-turns.ts).
-  const endTurn = await receiveTurnsOf(ctx.config).take(`${params.seedId}/${params.lane?.index ?? 0}`, ctx.signal);
+  const endTurn = await receiveTurnsOf(ctx.config).take(`${params.seedId}/${params.lane?.index ?? 0}`, ctx.signal, undefined, () =>
+    ctx.log.warn({ seedId: params.seedId, lane: params.lane?.index }, 'the previous seed-receive of this lane has not ended; receiving anyway'),
+  );
   try {
     return await receiveLane(ctx, mysql, params);
   } finally {

@@ -6,11 +6,18 @@
  */
 import type { AgentConfig } from '../config/schema.js';
 
+/** A receive stops within seconds of its cancel or link drop; longer means it is stuck elsewhere. */
+const DEFAULT_MAX_WAIT_MS = 20_000;
+
 export class ReceiveTurns {
   private readonly last = new Map<string, Promise<void>>();
 
-  /** Waits for the previous holder of `key`; the returned function ends this turn. */
-  async take(key: string, signal: AbortSignal): Promise<() => void> {
+  /**
+   * Waits for the previous holder of `key`, at most `maxWaitMs` (a previous receive that does
+   * not end by then is left to itself, as before turns existed: `onTimeout` says so); the
+   * returned function ends this turn.
+   */
+  async take(key: string, signal: AbortSignal, maxWaitMs = DEFAULT_MAX_WAIT_MS, onTimeout?: () => void): Promise<() => void> {
     const previous = this.last.get(key) ?? Promise.resolve();
     let end!: () => void;
     const mine = new Promise<void>((resolve) => {
@@ -26,7 +33,11 @@ export class ReceiveTurns {
       });
     };
     try {
-      await abortable(previous, signal);
+      const waited = AbortSignal.timeout(maxWaitMs);
+      await abortable(previous, AbortSignal.any([signal, waited])).catch((error: unknown) => {
+        if (!waited.aborted || signal.aborted) throw error;
+        onTimeout?.();
+      });
     } catch (error) {
       release();
       throw error;

@@ -13,6 +13,7 @@ import { openCheckpoint, readResumePoint, requireReceived } from '../../agent/tr
 import { SeedStreamDecoder } from '../../agent/transfer/decoder.js';
 import { encodeRecordHeader, type EntryHeader, type RangeHeader, type TreeSummary } from '../../agent/transfer/format.js';
 import { LaneAssigner, type LaneUnit } from '../../agent/transfer/lanes.js';
+import { ReceiveTurns } from '../../agent/transfer/receive-turns.js';
 import { receiveTree } from '../../agent/transfer/receive.js';
 import { sendTree } from '../../agent/transfer/send.js';
 import { walkTree } from '../../agent/transfer/walk.js';
@@ -279,5 +280,31 @@ describe('range records on the wire', () => {
     await send.catch(() => undefined);
     expect(error.code).toBe('SEEDWIRE_VERIFY_FAILED');
     expect(error.message).toMatch(/checksum mismatch for f_big \(bytes \d+\+4096\)/);
+  });
+});
+
+describe('receive turns', () => {
+  it('a lane\'s next receive waits for the previous one; other lanes do not wait; a cancel while waiting takes no turn', async () => {
+    const turns = new ReceiveTurns();
+    const order: string[] = [];
+    const endFirst = await turns.take('seed/0', new AbortController().signal);
+    const second = turns.take('seed/0', new AbortController().signal).then((end) => {
+      order.push('second');
+      return end;
+    });
+    const otherLane = await turns.take('seed/1', new AbortController().signal);
+    order.push('other lane');
+    const canceled = new AbortController();
+    const third = turns.take('seed/0', canceled.signal);
+    canceled.abort(new Error('canceled'));
+    await expect(third).rejects.toThrow('canceled');
+    order.push('first ends');
+    endFirst();
+    const endSecond = await second;
+    endSecond();
+    otherLane();
+    expect(order).toEqual(['other lane', 'first ends', 'second']);
+    // All turns ended: a new one starts at once.
+    (await turns.take('seed/0', new AbortController().signal))();
   });
 });
