@@ -12,8 +12,13 @@ export const CONTROLLER_LIMITS = {
   lastSeenWriteMs: 10_000,
   /** @default 10_000 ms between the summary log lines of paced-out upgrades (one line, not one per refusal). */
   admissionLogMs: 10_000,
-  /** @default 1_000 ms the known fleet size is cached for admission pacing: it is read from the store. */
+  /**
+   * @default 1_000 ms admission's measurements (known fleet size from the store, connected
+   * agents, event-loop delay) are kept before they are read again.
+   */
   fleetSizeTtlMs: 1_000,
+  /** @default 10 ms resolution of the event-loop delay admission measures: its thresholds are tens of ms. */
+  admissionDelayResolutionMs: 10,
   /**
    * @default 20 ms between liveness checks of a session at least: tests shorten heartbeats to
    * tens of ms, and a tighter timer would only burn CPU.

@@ -113,6 +113,8 @@ export interface Fleet {
   /** Every welcome, by agent id (the latest last). */
   welcomes: Map<string, number[]>;
   calls: Array<Extract<FleetMessage, { type: 'call' }>>;
+  /** The children's process ids (the bench reads their CPU time: the simulator must stay cheap). */
+  readonly pids: number[];
   /** Kills every child (idempotent). */
   stop(): Promise<void>;
 }
@@ -142,6 +144,7 @@ export function startFleet(options: { url: string; token: string; count: number;
     children.push(child);
   }
   return {
+    pids: children.flatMap((child) => (child.pid === undefined ? [] : [child.pid])),
     messages,
     welcomes,
     calls,
