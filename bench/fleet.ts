@@ -201,7 +201,6 @@ async function idlePart(results: FleetResults, log: Log): Promise<void> {
   const ctl = await startController('fleet-controller', token, true);
   const soft = ensureNofile(ctl.proc.pid, FLEET + 1_000);
   if (soft < FLEET + 100) results.note = `the controller's open-file limit is ${soft}, below ${FLEET} agents: raise it (README, limits)`;
-  const ids = idsOf('idle', FLEET);
   let peakKiB = 0;
   const sampler = setInterval(() => {
     peakKiB = Math.max(peakKiB, procStatusKiB(ctl.proc.pid, 'VmRSS') ?? 0);
