@@ -30,6 +30,17 @@ export const CONTROLLER_LIMITS = {
    */
   livenessChecksPerDeadPeriod: 3,
   /**
+   * @default 1_000 ms between two liveness sweeps at most (one timer for all sessions, not one
+   * each): a ping goes out at most this late, and a sweep over 10,000 sessions costs well under a
+   * millisecond.
+   */
+  livenessSweepMaxMs: 1_000,
+  /**
+   * @default 6 heartbeat periods between two pings to an agent that pings us itself (its pong
+   * from us does what our ping would): often enough to sample the round-trip metric.
+   */
+  livenessRttEveryPeriods: 6,
+  /**
    * @default 10_000 source addresses tracked for the auth-failure limit at most (beyond it expired
    * windows are pruned, then the oldest dropped): a scan from many addresses cannot grow the
    * table without bound, and 10,000 small entries cost a few MB.

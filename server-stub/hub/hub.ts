@@ -26,7 +26,7 @@ import { createHubCounters, type HubCounters } from './counters.js';
 import { EXPOSURE_DEFAULTS, ExposureGuard, type ExposureOptions } from './exposure.js';
 import { decideHello, makeCredential } from './identity.js';
 import { Relay } from './relay.js';
-import { AgentSession, SessionClose, type SessionHandlers, type SessionTiming } from './session.js';
+import { AgentSession, livenessSweepMs, SessionClose, type SessionHandlers, type SessionTiming } from './session.js';
 import type { AgentHub, AgentInfo, CallOptions, CallOutcome, HubEvent, IdentityView, RawCallOptions } from './types.js';
 import { checkedProgress, checkResult } from './contract.js';
 
@@ -111,6 +111,12 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     options.admission,
   );
   let admissionLoggedAt = 0;
+  // One sweep for every session's liveness and pings (a timer per session cost 10,000 timers).
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const session of allSessions) session.checkLiveness(now);
+  }, livenessSweepMs(timing));
+  sweep.unref();
 
   /** Paces new sessions; true when this upgrade was answered 503 with a Retry-After. */
   function pacedOut(socket: Duplex, principal: AgentPrincipal): boolean {
@@ -539,6 +545,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       );
       await Promise.all(closed);
       exposure.dispose();
+      clearInterval(sweep);
       loopDelay.disable();
       for (const set of agentWaiters.values()) set.clear();
       agentWaiters.clear();
