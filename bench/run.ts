@@ -27,6 +27,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { compareTrees, ensureDataset, type Dataset } from './dataset.js';
+import { fleetRows, runFleetBench, type FleetResults } from './fleet.js';
 import {
   cleanupAll,
   cleanupAllSync,
@@ -152,6 +153,8 @@ const results = {
     paced: null as number | null,
     note: null as string | null,
   },
+  /** bench/fleet.ts: the controller with 1,000 and 10,000 simulated agents. */
+  fleet: null as FleetResults | null,
   errors: [] as string[],
 };
 
@@ -602,6 +605,7 @@ function table(): string {
   rows.push(['controller RSS', `${f(r.idle.controllerRssBeforeMiB)} → ${f(r.idle.controllerRssAfterMiB)} MiB (+${f(r.idle.controllerRssDeltaMiB)} MiB, ${f(r.idle.perAgentKiB)} KiB per agent)`]);
   rows.push(['GET /api/agents', f(r.idle.listSeconds, ' s')]);
   if (r.idle.note) rows.push(['  note', r.idle.note]);
+  rows.push(...fleetRows(r.fleet));
   if (r.errors.length > 0) {
     section('errors');
     for (const e of r.errors) rows.push(['', e]);
@@ -658,6 +662,7 @@ async function main(): Promise<number> {
     fail('idle', error);
   }
 
+  results.fleet = await runFleetBench(log);
   results.machine.loadAvgEnd = loadavg().map((l) => Math.round(l * 100) / 100);
   const out = join(ROOT, 'bench/results/latest.json');
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
