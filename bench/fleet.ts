@@ -57,6 +57,8 @@ export interface FleetResults {
   /** `hostname` via HTTP with `opsAgents` connected. */
   opsAgents: number;
   latency: FleetLatency | null;
+  /** The controller's own CPU per `hostname` op (ms): steadier than latency on a busy machine. */
+  controllerCpuMsPerOp: number | null;
   agents: number;
   /** Seconds from the first dial until every agent was welcomed (null: not all within the limit). */
   connectSeconds: number | null;
@@ -183,13 +185,17 @@ async function waitForWelcomes(fleet: Fleet, count: number, limitMs: number, onS
 
 async function latencyPart(results: FleetResults, log: Log): Promise<void> {
   const token = randomBytes(16).toString('hex');
-  const ctl = await startController('fleet-ops-controller', token, false);
+  const ctl = await startController('fleet-ops-controller', token, true);
   ensureNofile(ctl.proc.pid, OPS_AGENTS + 1_000);
   const fleet = startFleet({ url: ctl.wsUrl, token, count: OPS_AGENTS, processes: Math.min(PROCESSES, Math.ceil(OPS_AGENTS / 250)), prefix: 'ops' });
   try {
     if (!(await waitForWelcomes(fleet, OPS_AGENTS, CONNECT_LIMIT_MS))) throw new Error(`only ${fleet.welcomes.size} of ${OPS_AGENTS} agents connected within ${CONNECT_LIMIT_MS / 1000} s`);
     log(`fleet: ${OPS_AGENTS} agents connected; ${OPS} sequential hostname ops`);
+    const c0 = cpuSeconds(ctl.proc.pid);
     results.latency = await measureHostname(ctl.client, idsOf('ops', OPS_AGENTS), OPS, 50);
+    const c1 = cpuSeconds(ctl.proc.pid);
+    // Over the warm-up too (the controller cannot tell them apart), so per op of both.
+    if (c0 !== null && c1 !== null) results.controllerCpuMsPerOp = Math.round(((c1 - c0) * 1_000 * 100) / (OPS + 50)) / 100;
   } finally {
     await fleet.stop();
     await stopController(ctl, log);
@@ -266,6 +272,7 @@ export async function runFleetBench(log: Log): Promise<FleetResults | null> {
   const results: FleetResults = {
     opsAgents: OPS_AGENTS,
     latency: null,
+    controllerCpuMsPerOp: null,
     agents: FLEET,
     connectSeconds: null,
     connected: 0,
@@ -303,6 +310,7 @@ export function fleetRows(r: FleetResults | null): Array<[string, string]> {
   const lat = (l: FleetLatency | null): string => (l ? `p50 ${l.p50Ms} ms, p99 ${l.p99Ms} ms, max ${l.maxMs} ms (n ${l.n})` : 'n/a');
   const rows: Array<[string, string]> = [[`— the controller at fleet size (${r.agents} agents)`, '']];
   rows.push([`hostname via HTTP, ${r.opsAgents} agents`, `${lat(r.latency)}   (target p50 ≤ 2, p99 ≤ 10 ms)`]);
+  rows.push(['  controller CPU per op', f(r.controllerCpuMsPerOp, ' ms')]);
   rows.push([`${r.agents} agents connect`, `${r.connectSeconds === null ? `not all: ${r.connected}` : `all in ${r.connectSeconds} s`} (target ≤ 60 s); paced ${f(r.paced)} upgrades`]);
   rows.push(['  ops while connecting', `${r.opsWhileConnecting.answered} of ${r.opsWhileConnecting.tried} answered, slowest ${f(r.opsWhileConnecting.maxMs, ' ms')}`]);
   rows.push(['controller RSS connecting / at rest', `${f(r.controllerPeakConnectingMiB)} / ${f(r.controllerRestMiB)} MiB (target ≤ 1 GB)`]);

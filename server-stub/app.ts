@@ -129,7 +129,7 @@ export async function createController(options: CreateControllerOptions): Promis
     log: log.child({ component: 'hub' }),
     ...(options.admission ? { admission: options.admission } : {}),
   });
-  const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }) });
+  const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }), atomically: (writes) => db.transaction(writes)() });
   hub.setResumeHandler((agentId, hello) => operations.resumeAgent(agentId, hello));
   hub.on((event) => {
     const agentId = event.type === 'facts' || event.type === 'identity' ? event.agentId : event.agent.id;
