@@ -65,6 +65,10 @@ export interface FleetResults {
   connected: number;
   /** Upgrades answered 503 + Retry-After by admission while they connected. */
   paced: number | null;
+  /** The controller's own CPU while the fleet connected, per agent (ms): steadier than the time on a busy machine. */
+  controllerCpuMsPerAgentConnect: number | null;
+  /** The controller's last admission log line while they connected (rate, fleet, waiting, load, event-loop delay). */
+  lastAdmission: Record<string, unknown> | null;
   controllerPeakConnectingMiB: number | null;
   controllerRestMiB: number | null;
   /** The controller's own CPU at rest, % of one core, over restSeconds. */
@@ -212,6 +216,7 @@ async function idlePart(results: FleetResults, log: Log): Promise<void> {
     peakKiB = Math.max(peakKiB, procStatusKiB(ctl.proc.pid, 'VmRSS') ?? 0);
   }, 250);
   const t0 = performance.now();
+  const cpuAtStart = cpuSeconds(ctl.proc.pid);
   const fleet = startFleet({ url: ctl.wsUrl, token, count: FLEET, processes: PROCESSES, prefix: 'idle' });
   try {
     const whileConnecting: number[] = [];
@@ -230,6 +235,11 @@ async function idlePart(results: FleetResults, log: Log): Promise<void> {
     const all = await waitForWelcomes(fleet, FLEET, CONNECT_LIMIT_MS, probe);
     results.connectSeconds = all ? Math.round((performance.now() - t0) / 100) / 10 : null;
     results.connected = fleet.welcomes.size;
+    const cpuConnected = cpuSeconds(ctl.proc.pid);
+    if (cpuAtStart !== null && cpuConnected !== null && results.connected > 0) results.controllerCpuMsPerAgentConnect = Math.round(((cpuConnected - cpuAtStart) * 1_000 * 100) / results.connected) / 100;
+    const paceLines = ctl.proc.records.filter((r) => typeof r['msg'] === 'string' && r['msg'].startsWith('agent upgrades paced'));
+    const lastPace = paceLines.at(-1);
+    if (lastPace) results.lastAdmission = Object.fromEntries(['ratePerSecond', 'fleet', 'waiting', 'load', 'eventLoopDelayMs', 'refused'].map((k) => [k, lastPace[k]]));
     results.opsWhileConnecting = { tried, answered: whileConnecting.length, maxMs: whileConnecting.length > 0 ? Math.round(Math.max(...whileConnecting)) : null };
     clearInterval(sampler);
     results.controllerPeakConnectingMiB = Math.round(peakKiB / 102.4) / 10;
@@ -277,6 +287,8 @@ export async function runFleetBench(log: Log): Promise<FleetResults | null> {
     connectSeconds: null,
     connected: 0,
     paced: null,
+    controllerCpuMsPerAgentConnect: null,
+    lastAdmission: null,
     controllerPeakConnectingMiB: null,
     controllerRestMiB: null,
     controllerRestCpuPercent: null,
@@ -312,6 +324,7 @@ export function fleetRows(r: FleetResults | null): Array<[string, string]> {
   rows.push([`hostname via HTTP, ${r.opsAgents} agents`, `${lat(r.latency)}   (target p50 ≤ 2, p99 ≤ 10 ms)`]);
   rows.push(['  controller CPU per op', f(r.controllerCpuMsPerOp, ' ms')]);
   rows.push([`${r.agents} agents connect`, `${r.connectSeconds === null ? `not all: ${r.connected}` : `all in ${r.connectSeconds} s`} (target ≤ 60 s); paced ${f(r.paced)} upgrades`]);
+  rows.push(['  controller CPU per agent connecting', `${f(r.controllerCpuMsPerAgentConnect, ' ms')}; last admission state ${r.lastAdmission ? JSON.stringify(r.lastAdmission) : 'n/a'}`]);
   rows.push(['  ops while connecting', `${r.opsWhileConnecting.answered} of ${r.opsWhileConnecting.tried} answered, slowest ${f(r.opsWhileConnecting.maxMs, ' ms')}`]);
   rows.push(['controller RSS connecting / at rest', `${f(r.controllerPeakConnectingMiB)} / ${f(r.controllerRestMiB)} MiB (target ≤ 1 GB)`]);
   rows.push([`controller CPU at rest (${r.restSeconds} s)`, `${f(r.controllerRestCpuPercent, '%')} of a core (target ≤ 5%); simulator ${f(r.simulatorRestCpuPercent, '%')}`]);
