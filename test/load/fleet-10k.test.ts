@@ -5,6 +5,8 @@
  * below 10% of the fleet, and the controller answers a `hostname` operation every second while
  * they connect. The targets (all in 60 s, RSS, CPU at rest) are measured by `make bench`
  * (bench/fleet.ts); this bound is twice that, for a shared CI machine.
+ * Not yet seen green: on the busy shared development machine it failed with almost no agent in
+ * after 180 s (docs/performance.md, "The controller at fleet size", says what was seen and why).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
