@@ -6,6 +6,7 @@
 import type { BenchSection } from './section.js';
 import { baselineSection } from './sections/baseline.js';
 import { commandSection } from './sections/command.js';
+import { fleetSection } from './sections/fleet.js';
 import { idleSection } from './sections/idle.js';
 import { linksSection } from './sections/links.js';
 import { memorySection } from './sections/memory.js';
@@ -21,5 +22,6 @@ export const SECTIONS: readonly BenchSection[] = [
   rawLatencySection,
   commandSection,
   idleSection,
+  fleetSection,
   linksSection,
 ];

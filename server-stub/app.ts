@@ -16,7 +16,7 @@ import { installErrorHandlers } from './api/errors.js';
 import { createMetricsRegistry, registerMetricsRoute } from './api/metrics.js';
 import { registerMiscRoutes } from './api/misc.js';
 import { registerOperationRoutes } from './api/operations.js';
-import { viewAgentDetail } from './api/views.js';
+import { viewAgentEvent } from './api/views.js';
 import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
 import type { ExposureOptions } from './hub/exposure.js';
@@ -129,11 +129,11 @@ export async function createController(options: CreateControllerOptions): Promis
     log: log.child({ component: 'hub' }),
     ...(options.admission ? { admission: options.admission } : {}),
   });
-  const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }) });
+  const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }), atomically: (writes) => db.transaction(writes)() });
   hub.setResumeHandler((agentId, hello) => operations.resumeAgent(agentId, hello));
   hub.on((event) => {
     const agentId = event.type === 'facts' || event.type === 'identity' ? event.agentId : event.agent.id;
-    const view = viewAgentDetail(hub, agents, agentId);
+    const view = viewAgentEvent(hub, agentId);
     if (view) bus.publish('agent', view);
   });
   const deps: ControllerDeps = { db, hub, bus, audit, operations, log, config };

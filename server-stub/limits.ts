@@ -18,8 +18,13 @@ export const CONTROLLER_LIMITS = {
   lastSeenWriteMs: 10_000,
   /** @default 10_000 ms between the summary log lines of paced-out upgrades (one line, not one per refusal). */
   admissionLogMs: 10_000,
-  /** @default 1_000 ms the known fleet size is cached for admission pacing: it is read from the store. */
+  /**
+   * @default 1_000 ms admission's measurements (known fleet size from the store, connected
+   * agents, event-loop delay) are kept before they are read again.
+   */
   fleetSizeTtlMs: 1_000,
+  /** @default 10 ms resolution of the event-loop delay admission measures: its thresholds are tens of ms. */
+  admissionDelayResolutionMs: 10,
   /**
    * @default 20 ms between liveness checks of a session at least: tests shorten heartbeats to
    * tens of ms, and a tighter timer would only burn CPU.
@@ -30,6 +35,17 @@ export const CONTROLLER_LIMITS = {
    * within a third of that period after it crosses the line.
    */
   livenessChecksPerDeadPeriod: 3,
+  /**
+   * @default 1_000 ms between two liveness sweeps at most (one timer for all sessions, not one
+   * each): a ping goes out at most this late, and a sweep over 10,000 sessions costs well under a
+   * millisecond.
+   */
+  livenessSweepMaxMs: 1_000,
+  /**
+   * @default 6 heartbeat periods between two pings to an agent that pings us itself (its pong
+   * from us does what our ping would): often enough to sample the round-trip metric.
+   */
+  livenessRttEveryPeriods: 6,
   /**
    * @default 10_000 source addresses tracked for the auth-failure limit at most (beyond it expired
    * windows are pruned, then the oldest dropped): a scan from many addresses cannot grow the

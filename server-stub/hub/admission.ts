@@ -1,59 +1,163 @@
 /**
- * Admission pacing for agent upgrades. After a controller restart the whole fleet redials within
- * a few seconds; accepting them all at once spikes CPU, SQLite writes and resumed calls. At most
- * `rate` new sessions are admitted in any one-second window, where the rate scales with the
- * number of known agents (so a fleet of any size comes back in about 1/fleetFraction seconds).
- * The rest are answered 503 with a Retry-After that hands each refused agent its own future
- * second (a virtual queue), so they return spread out instead of all at once.
+ * Admission pacing for agent upgrades (docs/reliability.md, "Admission"). After a controller
+ * restart the whole fleet redials within a few seconds; accepting them all at once spikes CPU,
+ * SQLite writes and resumed calls. At most `rate` new sessions are admitted in any one-second
+ * window. The rest are answered 503 with a Retry-After that hands each refused agent a future
+ * second with room left at the current rate (a virtual queue: no second holds more agents than
+ * the rate), so they return spread out instead of all at once.
+ *
+ * The rate is a share of the fleet, held back by load:
+ *
+ *   rate = max(minPerSecond, fleetFraction × fleet × load)
+ *
+ * - `fleet` is the larger of the agents the store knows and the agents that want a session now
+ *   (connected plus those holding a future slot of the virtual queue). The second term sizes a
+ *   fleet the controller has never seen (a first start, a new data dir) by its own herd, so
+ *   10,000 new agents are not paced as if they were 50.
+ * - `load` (0.1..1) is measured: the event loop's delay over the last second. Above
+ *   `busyDelayMs` it halves, below `calmDelayMs` it grows back by a tenth a second. A controller
+ *   that cannot keep up admits less, one that idles admits the full share. `minPerSecond` is
+ *   never held back, so a loaded controller still takes agents in.
  */
 import { CONTROLLER_LIMITS } from '../limits.js';
 
 export interface AdmissionOptions {
   /** New sessions per second never go below this. @default 50 */
   minPerSecond: number;
-  /** Share of the known fleet admitted per second. @default 0.05 (the fleet is back in about 20 s) */
+  /** Share of the fleet admitted per second. @default 0.05 (the fleet is back in about 20 s) */
   fleetFraction: number;
   /** Longest Retry-After handed out, in seconds. @default 30 */
   maxRetryAfterSeconds: number;
+  /** Event-loop delay (ms, p99 over the last second) above which the load share halves. @default 100 */
+  busyDelayMs: number;
+  /** Event-loop delay (ms) below which the load share grows back. @default 40 */
+  calmDelayMs: number;
 }
 
 export const ADMISSION_DEFAULTS: AdmissionOptions = {
   minPerSecond: 50,
   fleetFraction: 0.05,
   maxRetryAfterSeconds: 30,
+  busyDelayMs: 100,
+  calmDelayMs: 40,
 };
+
+/** What admission measures; each is read at most once a second. */
+export interface AdmissionProbes {
+  /** Agents the store knows (ever completed a handshake). */
+  knownAgents(): number;
+  /** Agents with an open session. @default none */
+  connectedAgents?(): number;
+  /** The event loop's delay since the previous read, ms (p99). @default not measured: load stays 1 */
+  eventLoopDelayMs?(): number;
+}
 
 export type AdmissionDecision = { admitted: true } | { admitted: false; retryAfterSeconds: number; ratePerSecond: number };
 
+export interface AdmissionState {
+  ratePerSecond: number;
+  /** The fleet size the rate is a share of. */
+  fleet: number;
+  /** Refused agents holding a future slot. */
+  waiting: number;
+  /** The load share, 0.1..1. */
+  load: number;
+  eventLoopDelayMs: number | null;
+}
+
 export interface Admission {
-  /** Decides on one authenticated upgrade; an admitted one counts against the current window. */
-  admit(): AdmissionDecision;
+  /**
+   * Decides on one authenticated upgrade; an admitted one counts against the current window.
+   * `agentId`, when the credential names one, counts a refused agent once however often it
+   * dials, so a herd that ignores Retry-After cannot inflate the fleet it is paced by.
+   */
+  admit(agentId?: string): AdmissionDecision;
   /** The current rate (new sessions per second). */
   ratePerSecond(): number;
+  /** The rate and what it was computed from (for logs and metrics). */
+  state(): AdmissionState;
   /** Refusals since the last call (for one summarised log line per interval). */
   takeRefusedCount(): number;
 }
 
 /** The rates are per second: this is the unit, not a tunable. */
 const WINDOW_MS = 1_000;
+/** The load share never drops below this: a tenth of the fleet share (minPerSecond still holds). */
+const MIN_LOAD = 0.1;
+/** What the load share grows back by in a calm second. */
+const LOAD_STEP = 0.1;
 
-export function createAdmission(knownAgents: () => number, options: Partial<AdmissionOptions> = {}, now: () => number = Date.now): Admission {
+export function createAdmission(probes: AdmissionProbes | (() => number), options: Partial<AdmissionOptions> = {}, now: () => number = Date.now): Admission {
   const settings: AdmissionOptions = { ...ADMISSION_DEFAULTS, ...options };
+  const probe: AdmissionProbes = typeof probes === 'function' ? { knownAgents: probes } : probes;
   // Admission times in the last window, oldest first; never longer than the rate.
   const recent: number[] = [];
   let head = 0;
-  // The next second the virtual queue can hand out, as a time in ms.
-  let nextFreeSlot = 0;
-  let fleetSize = 0;
-  let fleetReadAt = -Infinity;
+  // Slots handed out and not yet due, per second (at most maxRetryAfterSeconds + 1 keys), with
+  // the named agents holding them; `dueOf` is each named agent's current slot.
+  const slotsBySecond = new Map<number, { count: number; agentIds: string[] }>();
+  const dueOf = new Map<string, number>();
+  let waiting = 0;
+  let known = 0;
+  let connected = 0;
+  let measuredAt = -Infinity;
+  let load = 1;
+  let delayMs: number | null = null;
   let refused = 0;
 
-  function rate(at: number): number {
-    if (at - fleetReadAt >= CONTROLLER_LIMITS.fleetSizeTtlMs) {
-      fleetSize = knownAgents();
-      fleetReadAt = at;
+  /** Agents handed second S dial again within [S, S + 1) (Retry-After plus a jitter): by S + 2 they have. */
+  function dropDueSlots(at: number): void {
+    const second = Math.floor(at / 1_000);
+    for (const [s, slots] of slotsBySecond) {
+      if (s >= second - 1) continue;
+      waiting -= slots.count;
+      for (const id of slots.agentIds) if (dueOf.get(id) === s) dueOf.delete(id);
+      slotsBySecond.delete(s);
     }
-    return Math.max(settings.minPerSecond, Math.ceil(fleetSize * settings.fleetFraction));
+  }
+
+  /** The named agent no longer holds the slot it was given (it was admitted, or gets a new one). */
+  function releaseSlot(agentId: string | undefined): void {
+    if (agentId === undefined) return;
+    const due = dueOf.get(agentId);
+    if (due === undefined) return;
+    dueOf.delete(agentId);
+    const slots = slotsBySecond.get(due);
+    if (!slots) return;
+    slots.count--;
+    waiting--;
+  }
+
+  function holdSlot(due: number, agentId: string | undefined): void {
+    let slots = slotsBySecond.get(due);
+    if (!slots) slotsBySecond.set(due, (slots = { count: 0, agentIds: [] }));
+    slots.count++;
+    waiting++;
+    if (agentId === undefined) return;
+    slots.agentIds.push(agentId);
+    dueOf.set(agentId, due);
+  }
+
+  function measure(at: number): void {
+    if (at - measuredAt < CONTROLLER_LIMITS.fleetSizeTtlMs) return;
+    measuredAt = at;
+    known = probe.knownAgents();
+    connected = probe.connectedAgents?.() ?? 0;
+    if (probe.eventLoopDelayMs) {
+      delayMs = probe.eventLoopDelayMs();
+      if (delayMs > settings.busyDelayMs) load = Math.max(MIN_LOAD, load / 2);
+      else if (delayMs < settings.calmDelayMs) load = Math.min(1, load + LOAD_STEP);
+    }
+  }
+
+  function fleet(): number {
+    return Math.max(known, connected + waiting);
+  }
+
+  function rate(at: number): number {
+    measure(at);
+    dropDueSlots(at);
+    return Math.max(settings.minPerSecond, Math.ceil(fleet() * settings.fleetFraction * load));
   }
 
   function dropExpired(at: number): void {
@@ -65,22 +169,36 @@ export function createAdmission(knownAgents: () => number, options: Partial<Admi
   }
 
   return {
-    admit() {
+    admit(agentId) {
       const at = now();
       const perSecond = rate(at);
       dropExpired(at);
+      releaseSlot(agentId);
       if (recent.length - head < perSecond) {
         recent.push(at);
         return { admitted: true };
       }
       refused++;
-      const slot = Math.max(nextFreeSlot, at);
-      const horizon = at + settings.maxRetryAfterSeconds * 1_000;
-      nextFreeSlot = Math.min(slot + WINDOW_MS / perSecond, horizon);
-      const retryAfterSeconds = Math.min(settings.maxRetryAfterSeconds, Math.max(1, Math.ceil((slot - at) / 1_000)));
+      // The first second ahead that still has room at the current rate; when the rate has grown
+      // since earlier refusals, seconds they filled have room again, so a growing herd is handed
+      // nearer seconds instead of queueing behind slots sized for a smaller one.
+      const second = Math.floor(at / 1_000);
+      let retryAfterSeconds = settings.maxRetryAfterSeconds;
+      for (let ahead = 1; ahead < settings.maxRetryAfterSeconds; ahead++) {
+        if ((slotsBySecond.get(second + ahead)?.count ?? 0) < perSecond) {
+          retryAfterSeconds = ahead;
+          break;
+        }
+      }
+      // The agent waits for a session until the second it was handed.
+      holdSlot(second + retryAfterSeconds, agentId);
       return { admitted: false, retryAfterSeconds, ratePerSecond: perSecond };
     },
     ratePerSecond: () => rate(now()),
+    state() {
+      const perSecond = rate(now());
+      return { ratePerSecond: perSecond, fleet: fleet(), waiting, load, eventLoopDelayMs: delayMs };
+    },
     takeRefusedCount() {
       const count = refused;
       refused = 0;

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -18,7 +19,7 @@ import { CONTROLLER_LIMITS } from '../limits.js';
 import type { AgentStore } from '../store/agents.js';
 import { hashCredential, type IdentityStore } from '../store/identities.js';
 import type { Audit } from '../types.js';
-import { authenticateAgent, type AgentCredentials, type AuthOutcome } from './auth.js';
+import { authenticateAgent, type AgentCredentials, type AgentPrincipal, type AuthOutcome } from './auth.js';
 import { createAdmission, type AdmissionOptions } from './admission.js';
 import { CallFailedError, CallRegistry } from './calls.js';
 import { readCertificateIdentity } from './client-cert.js';
@@ -28,7 +29,7 @@ import { readDataClaim } from './data-upgrade.js';
 import { decideHello, makeCredential } from './identity.js';
 import { DATA_PIPE_DEFAULTS } from './data-pipe.js';
 import { Relay } from './relay.js';
-import { AgentSession, SessionClose, type SessionHandlers, type SessionTiming } from './session.js';
+import { AgentSession, livenessSweepMs, SessionClose, type SessionHandlers, type SessionTiming } from './session.js';
 import type { AgentHub, AgentInfo, CallOptions, CallOutcome, HubEvent, IdentityView, RawCallOptions } from './types.js';
 import { checkedProgress, checkResult } from './contract.js';
 
@@ -97,17 +98,41 @@ export function createAgentHub(options: HubOptions): ControllerHub {
   const lastSeenWritten = new Map<string, number>();
   let resumeHandler: ResumeHandler = () => {};
   let closing = false;
-  const admission = createAdmission(() => agents.count(), options.admission);
+  // Admission backs off when the event loop lags (server-stub/hub/admission.ts).
+  const loopDelay = monitorEventLoopDelay({ resolution: CONTROLLER_LIMITS.admissionDelayResolutionMs });
+  loopDelay.enable();
+  const admission = createAdmission(
+    {
+      knownAgents: () => agents.count(),
+      connectedAgents: () => sessions.size,
+      eventLoopDelayMs() {
+        const ms = loopDelay.percentile(99) / 1e6;
+        loopDelay.reset();
+        return ms;
+      },
+    },
+    options.admission,
+  );
   let admissionLoggedAt = 0;
+  // One sweep for every session's liveness and pings (a timer per session cost 10,000 timers).
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const session of allSessions) session.checkLiveness(now);
+  }, livenessSweepMs(timing));
+  sweep.unref();
 
   /** Paces new sessions; true when this upgrade was answered 503 with a Retry-After. */
-  function pacedOut(socket: Duplex): boolean {
-    const decision = admission.admit();
+  function pacedOut(socket: Duplex, principal: AgentPrincipal): boolean {
+    const decision = admission.admit(principal.kind === 'agent' ? principal.agentId : undefined);
     if (decision.admitted) return false;
     const now = Date.now();
     if (now - admissionLoggedAt >= CONTROLLER_LIMITS.admissionLogMs) {
       admissionLoggedAt = now;
-      log.info({ refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds }, 'agent upgrades paced: answered 503 with Retry-After');
+      const { fleet, waiting, load, eventLoopDelayMs } = admission.state();
+      log.info(
+        { refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds, fleet, waiting, load, eventLoopDelayMs },
+        'agent upgrades paced: answered 503 with Retry-After',
+      );
     }
     counters.upgradesPaced++;
     refuseUpgrade(socket, 503, 'SEEDWIRE_BUSY', `too many agents connecting; retry after ${decision.retryAfterSeconds} s`, decision.retryAfterSeconds);
@@ -181,7 +206,6 @@ export function createAgentHub(options: HubOptions): ControllerHub {
 
   function infoOf(agentId: string): AgentInfo | null {
     const session = sessions.get(agentId);
-    const row = agents.get(agentId);
     if (session?.hello) {
       return {
         id: agentId,
@@ -196,6 +220,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         identity: identityOf(agentId),
       };
     }
+    const row = agents.get(agentId);
     if (!row) return null;
     return {
       id: row.id,
@@ -525,7 +550,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
         return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
       }
-      if (pacedOut(socket)) return;
+      if (pacedOut(socket, outcome.principal)) return;
       wss.handleUpgrade(req, socket, head, (ws) => {
         const session = new AgentSession(ws, outcome.principal, remote, timing, handlers, counters, log.child({ component: 'hub' }));
         allSessions.add(session);
@@ -571,6 +596,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       );
       await Promise.all(closed);
       exposure.dispose();
+      clearInterval(sweep);
+      loopDelay.disable();
       for (const set of agentWaiters.values()) set.clear();
       agentWaiters.clear();
       listeners.clear();

@@ -1,6 +1,7 @@
 /**
  * One agent connection: handshake timer, heartbeats, frame parsing. Policy (what a hello means,
- * where results go) lives in the hub, which receives parsed frames through SessionHandlers.
+ * where results go) lives in the hub, which receives parsed frames through SessionHandlers. The
+ * hub drives liveness for all sessions from one sweep (checkLiveness), not a timer per session.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -46,6 +47,19 @@ export interface SessionHandlers {
 
 type State = 'handshake' | 'enrolling' | 'open' | 'closed';
 
+/**
+ * A heartbeat exactly as both ends encode it (JSON.stringify of {t, ts}). At rest a fleet sends
+ * little else, so these skip the JSON parse and the schema; anything else, a heartbeat written
+ * differently included, takes the full decoder.
+ */
+const HEARTBEAT = /^\{"t":"(ping|pong)","ts":(\d{1,15})\}$/;
+
+/** The sweep period for sessions with this timing (the hub runs one sweep for all). */
+export function livenessSweepMs(timing: SessionTiming): number {
+  const every = Math.max(CONTROLLER_LIMITS.livenessTickMinMs, Math.min(timing.heartbeatMs, Math.floor(timing.deadAfterMs / CONTROLLER_LIMITS.livenessChecksPerDeadPeriod)));
+  return Math.min(every, CONTROLLER_LIMITS.livenessSweepMaxMs);
+}
+
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
@@ -68,8 +82,9 @@ export class AgentSession {
   log: Logger;
   private state: State = 'handshake';
   private lastPingAt = 0;
+  /** When the agent last pinged us: our pong to it already tells it we are alive. */
+  private lastAgentPingAt = 0;
   private readonly handshakeTimer: NodeJS.Timeout;
-  private readonly tick: NodeJS.Timeout;
   private closeTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -85,8 +100,6 @@ export class AgentSession {
     this.log = log.child({ sessionId: this.sessionId });
     this.sender = new Sender(ws, counters);
     this.handshakeTimer = setTimeout(() => this.close(CLOSE_CODES.handshakeTimeout, 'no hello in time'), timing.handshakeTimeoutMs);
-    const every = Math.max(CONTROLLER_LIMITS.livenessTickMinMs, Math.min(timing.heartbeatMs, Math.floor(timing.deadAfterMs / CONTROLLER_LIMITS.livenessChecksPerDeadPeriod)));
-    this.tick = setInterval(() => this.checkLiveness(), every);
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('error', (error) => this.log.warn({ err: error }, 'agent socket error'));
     ws.on('close', (code, reason) => this.onClosed(code, reason.toString()));
@@ -118,17 +131,37 @@ export class AgentSession {
     this.sender.sendFrame({ t: 'error', id, code: error.code, message: error.message.slice(0, CONTROLLER_LIMITS.errorFrameMessageChars) });
   }
 
-  private checkLiveness(): void {
-    const now = Date.now();
+  /**
+   * Called by the hub's sweep: terminates a silent agent, and pings an open one. An agent that
+   * pinged us within the period heard our pong, which keeps its link and any NAT mapping alive
+   * just as our ping would; it is pinged only every livenessRttEveryPeriods periods, to sample
+   * the round trip. That halves the frames a fleet at rest costs.
+   */
+  checkLiveness(now: number): void {
+    if (this.state === 'closed') return;
     if (now - this.lastInboundAt > this.timing.deadAfterMs) {
       this.log.warn({ silentMs: now - this.lastInboundAt }, 'agent silent too long; terminating');
       this.ws.terminate();
       return;
     }
-    if (this.state === 'open' && now - this.lastPingAt >= this.timing.heartbeatMs) {
-      this.lastPingAt = now;
-      this.sender.sendFrame({ t: 'ping', ts: now });
+    if (this.state !== 'open') return;
+    const { heartbeatMs } = this.timing;
+    const sinceOurs = now - this.lastPingAt;
+    if (sinceOurs < heartbeatMs) return;
+    if (now - this.lastAgentPingAt < heartbeatMs && sinceOurs < heartbeatMs * CONTROLLER_LIMITS.livenessRttEveryPeriods) return;
+    this.lastPingAt = now;
+    this.sender.sendFrame({ t: 'ping', ts: now });
+  }
+
+  private receiveHeartbeat(kind: string, ts: number): void {
+    if (kind === 'ping') {
+      this.lastAgentPingAt = this.lastInboundAt;
+      this.sender.sendFrame({ t: 'pong', ts });
+      return;
     }
+    // The agent echoes our ping's ts; only our own clock is involved.
+    const rttMs = Date.now() - ts;
+    if (rttMs >= 0 && rttMs < this.timing.deadAfterMs) this.counters.observeHeartbeatRtt(rttMs / 1000);
   }
 
   private receive(data: RawData, isBinary: boolean): void {
@@ -144,9 +177,14 @@ export class AgentSession {
       }
       return;
     }
+    const text = toBuffer(data).toString('utf8');
+    if (this.state === 'open' && text.length <= 64) {
+      const beat = HEARTBEAT.exec(text);
+      if (beat) return this.receiveHeartbeat(beat[1]!, Number(beat[2]));
+    }
     let frame: Frame;
     try {
-      frame = decodeFrame(toBuffer(data).toString('utf8'));
+      frame = decodeFrame(text);
     } catch (error) {
       const failure = toSeedwireError(error, 'SEEDWIRE_BAD_FRAME');
       const details = failure.details as { id?: string | null } | undefined;
@@ -164,16 +202,7 @@ export class AgentSession {
       return;
     }
     if (frame.t === 'hello') return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', 'hello after the handshake'), false);
-    if (frame.t === 'ping') {
-      this.sender.sendFrame({ t: 'pong', ts: frame.ts });
-      return;
-    }
-    if (frame.t === 'pong') {
-      // The agent echoes our ping's ts; only our own clock is involved.
-      const rttMs = Date.now() - frame.ts;
-      if (rttMs >= 0 && rttMs < this.timing.deadAfterMs) this.counters.observeHeartbeatRtt(rttMs / 1000);
-      return;
-    }
+    if (frame.t === 'ping' || frame.t === 'pong') return this.receiveHeartbeat(frame.t, frame.ts);
     try {
       this.handlers.frame(this, frame);
     } catch (error) {
@@ -220,7 +249,6 @@ export class AgentSession {
     const wasOpen = this.state === 'open';
     this.state = 'closed';
     clearTimeout(this.handshakeTimer);
-    clearInterval(this.tick);
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.sender.close();
     this.log.info({ code, reason }, 'agent session closed');

@@ -25,6 +25,11 @@ export interface RunnerDeps {
   bus: EventBus;
   audit: Audit;
   log: Logger;
+  /**
+   * Runs a group of store writes as one SQLite transaction (one commit instead of one each: an
+   * operation's row and its audit row at start, and again at its end). @default runs them as they are
+   */
+  atomically?: <T>(writes: () => T) => T;
 }
 
 interface Active {
@@ -56,6 +61,7 @@ function toOperationError(error: SeedwireError): OperationError {
 
 export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunner {
   const { hub, operations, output, bus, audit } = deps;
+  const atomically = deps.atomically ?? (<T>(writes: () => T): T => writes());
   const active = new Map<string, Active>();
   let closed = false;
 
@@ -75,6 +81,10 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   }
 
   function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Operation {
+    return atomically(() => recordEnd(operation, outcome));
+  }
+
+  function recordEnd(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Operation {
     const log = deps.log.child({ opId: operation.id, agentId: operation.agentId });
     const endedAt = new Date().toISOString();
     if (outcome.ok) {
@@ -194,21 +204,25 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     start(agentId, op, params, options) {
       if (closed) throw new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
       const valid = validateOp(op, params, !isSeedActor(options.actor));
-      if (!hub.agent(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+      // A connected agent is known: no store read on the common path.
+      if (!hub.isConnected(agentId) && !hub.agent(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
       const existing = options.callId === undefined ? null : operations.get(options.callId);
       if (existing) return restart(existing, agentId, valid.op, options);
       if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
-      const operation = operations.insert({
-        id: options.callId ?? randomUUID(),
-        agentId,
-        op: valid.op,
-        params: withoutSecrets(valid.params),
-        createdAt: new Date().toISOString(),
-        actor: options.actor,
-        seedId: options.seedId ?? null,
+      const operation = atomically(() => {
+        const inserted = operations.insert({
+          id: options.callId ?? randomUUID(),
+          agentId,
+          op: valid.op,
+          params: withoutSecrets(valid.params),
+          createdAt: new Date().toISOString(),
+          actor: options.actor,
+          seedId: options.seedId ?? null,
+        });
+        audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(inserted.id, options, withoutSecrets(valid.params)), outcome: 'started' });
+        return inserted;
       });
       deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
-      audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(operation.id, options, withoutSecrets(valid.params)), outcome: 'started' });
       publish(operation);
       return track(operation, options, false, valid.params);
     },

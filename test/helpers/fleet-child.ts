@@ -4,14 +4,16 @@ import { runFleetClients, type FleetMessage } from './fleet-client.js';
 const url = process.env['FLEET_URL'];
 const token = process.env['FLEET_TOKEN'];
 const ids = (process.env['FLEET_IDS'] ?? '').split(',').filter(Boolean);
-if (!url || !token || ids.length === 0 || !process.send) {
-  process.stderr.write('fleet-child: FLEET_URL, FLEET_TOKEN, FLEET_IDS and an IPC channel are required\n');
+const stateDir = process.env['FLEET_STATE_DIR'];
+if (!url || !token || ids.length === 0 || !stateDir || !process.send) {
+  process.stderr.write('fleet-child: FLEET_URL, FLEET_TOKEN, FLEET_IDS, FLEET_STATE_DIR and an IPC channel are required\n');
   process.exit(2);
 }
 runFleetClients({
   url,
   token,
   agentIds: ids,
+  stateDir,
   report: (message: FleetMessage) => process.send?.(message),
 });
 // The parent going away (its IPC channel closing) ends the children too.

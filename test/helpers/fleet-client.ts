@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -28,6 +28,8 @@ export interface FleetClientOptions {
   url: string;
   token: string;
   agentIds: string[];
+  /** Where each client keeps its state (a directory per agent id); startFleet's parent owns and removes it. */
+  stateDir: string;
   report(message: FleetMessage): void;
 }
 
@@ -45,8 +47,7 @@ const TIMING: Timing = {
 /** Runs the clients in this process (a child of startFleet); resolves with a stop function. */
 export function runFleetClients(options: FleetClientOptions): () => Promise<void> {
   const log = pino({ level: 'silent' });
-  // Each client enrolls with the shared token and keeps its credential, as a real agent does.
-  const stateBase = mkdtempSync(join(tmpdir(), 'sw-fleet-'));
+  const stateBase = options.stateDir;
   const links = options.agentIds.map((agentId) => {
     const stateDir = join(stateBase, agentId);
     mkdirSync(stateDir);
@@ -104,7 +105,6 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
   options.report({ type: 'started', count: links.length });
   return async () => {
     await Promise.all(links.map((link) => link.stop()));
-    rmSync(stateBase, { recursive: true, force: true });
   };
 }
 
@@ -113,6 +113,8 @@ export interface Fleet {
   /** Every welcome, by agent id (the latest last). */
   welcomes: Map<string, number[]>;
   calls: Array<Extract<FleetMessage, { type: 'call' }>>;
+  /** The children's process ids (the bench reads their CPU time: the simulator must stay cheap). */
+  readonly pids: number[];
   /** Kills every child (idempotent). */
   stop(): Promise<void>;
 }
@@ -125,12 +127,17 @@ export function startFleet(options: { url: string; token: string; count: number;
   const calls: Array<Extract<FleetMessage, { type: 'call' }>> = [];
   const ids = Array.from({ length: options.count }, (_, i) => `${options.prefix}-${String(i).padStart(4, '0')}`);
   const share = Math.ceil(options.count / options.processes);
+  // Each client enrolls with the shared token and keeps its credential, as a real agent does:
+  // written and fsynced twice. Real agents each have their own disk; thousands of clients here
+  // share one, so their state lives in memory (/dev/shm) where there is one, or an enrollment
+  // herd measures this machine's disk instead of the controller. Removed by stop().
+  const stateDir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'sw-fleet-'));
   for (let p = 0; p < options.processes; p++) {
     const mine = ids.slice(p * share, (p + 1) * share);
     if (mine.length === 0) continue;
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/fleet-child.ts'], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, FLEET_URL: options.url, FLEET_TOKEN: options.token, FLEET_IDS: mine.join(',') },
+      env: { ...process.env, FLEET_URL: options.url, FLEET_TOKEN: options.token, FLEET_IDS: mine.join(','), FLEET_STATE_DIR: stateDir },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.on('message', (raw) => {
@@ -142,6 +149,7 @@ export function startFleet(options: { url: string; token: string; count: number;
     children.push(child);
   }
   return {
+    pids: children.flatMap((child) => (child.pid === undefined ? [] : [child.pid])),
     messages,
     welcomes,
     calls,
@@ -156,6 +164,7 @@ export function startFleet(options: { url: string; token: string; count: number;
             }),
         ),
       );
+      rmSync(stateDir, { recursive: true, force: true });
     },
   };
 }

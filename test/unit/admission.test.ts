@@ -16,7 +16,7 @@ describe('admission pacing', () => {
     expect(first.filter((d) => d.admitted)).toHaveLength(10);
     // The refused are handed successive seconds: 10 per second of Retry-After.
     const retryAfters = first.flatMap((d) => (d.admitted ? [] : [d.retryAfterSeconds]));
-    expect(retryAfters).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2]);
+    expect(retryAfters).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
     c.advance(999);
     expect(admission.admit().admitted).toBe(false);
     c.advance(1);
@@ -25,7 +25,8 @@ describe('admission pacing', () => {
 
   it('never admits more than the rate within any sliding second, whatever the arrival pattern', () => {
     const c = clock();
-    const admission = createAdmission(() => 0, { minPerSecond: 20 }, c.now);
+    // A fixed rate (no fleet share): the window alone is under test here.
+    const admission = createAdmission(() => 0, { minPerSecond: 20, fleetFraction: 0 }, c.now);
     const admittedAt: number[] = [];
     let seed = 7;
     for (let i = 0; i < 5_000; i++) {
@@ -47,6 +48,72 @@ describe('admission pacing', () => {
     known = 10;
     c.advance(1_000);
     expect(admission.ratePerSecond()).toBe(10);
+  });
+
+  it('sizes a fleet it has never seen by its herd: connected plus those holding a slot', () => {
+    const c = clock();
+    let connected = 0;
+    const admission = createAdmission({ knownAgents: () => connected, connectedAgents: () => connected }, { minPerSecond: 50, fleetFraction: 0.05 }, c.now);
+    // 10,000 new agents dial within a second: the rate grows with the herd as it arrives.
+    const first = Array.from({ length: 10_000 }, () => admission.admit());
+    const admitted = first.filter((d) => d.admitted).length;
+    expect(admitted).toBeGreaterThan(50);
+    expect(admitted).toBeLessThanOrEqual(500);
+    connected = admitted;
+    c.advance(1_000);
+    const state = admission.state();
+    expect(state.waiting).toBe(10_000 - admitted);
+    expect(state.fleet).toBe(10_000);
+    expect(state.ratePerSecond).toBe(500);
+    // Each was handed a second with room at the rate of its moment: the herd is back in about 20 s.
+    const retryAfters = first.flatMap((d) => (d.admitted ? [] : [d.retryAfterSeconds]));
+    expect(Math.max(...retryAfters)).toBeLessThanOrEqual(25);
+    const perSecond = new Map<number, number>();
+    for (const r of retryAfters) perSecond.set(r, (perSecond.get(r) ?? 0) + 1);
+    expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(500);
+    // The next second admits the fleet's share, not the floor of 50.
+    expect(Array.from({ length: 600 }, () => admission.admit()).filter((d) => d.admitted).length).toBeGreaterThanOrEqual(500);
+  });
+
+  it('counts a named agent once however often it dials, and not once admitted', () => {
+    const c = clock();
+    const admission = createAdmission({ knownAgents: () => 0 }, { minPerSecond: 1, fleetFraction: 0.5 }, c.now);
+    expect(admission.admit('db-0').admitted).toBe(true);
+    for (let i = 0; i < 100; i++) expect(admission.admit('db-1').admitted).toBe(false);
+    expect(admission.state().waiting).toBe(1);
+    admission.admit('db-2');
+    expect(admission.state().waiting).toBe(2);
+    // db-1 comes back when told and is admitted: it holds no slot any more.
+    c.advance(1_000);
+    expect(admission.admit('db-1').admitted).toBe(true);
+    expect(admission.state().waiting).toBe(1);
+    // Slots that fall due are dropped whether or not the agent came back.
+    c.advance(60_000);
+    expect(admission.state().waiting).toBe(0);
+  });
+
+  it('halves its share while the event loop lags and grows it back when calm, never below the floor', () => {
+    const c = clock();
+    let delayMs = 500;
+    const admission = createAdmission({ knownAgents: () => 10_000, eventLoopDelayMs: () => delayMs }, { minPerSecond: 50, fleetFraction: 0.05, busyDelayMs: 100, calmDelayMs: 40 }, c.now);
+    const rates: number[] = [];
+    for (let s = 0; s < 6; s++) {
+      rates.push(admission.ratePerSecond());
+      c.advance(1_000);
+    }
+    // 500 × 0.5, 0.25, ... down to a tenth of the share (50, also the floor).
+    expect(rates).toEqual([250, 125, 63, 50, 50, 50]);
+    delayMs = 5;
+    const back: number[] = [];
+    for (let s = 0; s < 10; s++) {
+      back.push(admission.ratePerSecond());
+      c.advance(1_000);
+    }
+    expect(back[0]).toBe(100);
+    expect(back.at(-1)).toBe(500);
+    // In between: the load share is neither halved nor grown.
+    delayMs = 70;
+    expect(admission.ratePerSecond()).toBe(500);
   });
 
   it('caps the Retry-After and counts refusals for one summary line', () => {
