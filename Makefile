@@ -1,7 +1,7 @@
 # seedwire — the two commands a user needs are `make demo` and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
-.PHONY: deps build dist test test-long test-unit demo bench lint clean
+.PHONY: deps build dist test test-long test-fleet-10k test-unit demo bench lint clean
 
 deps:
 	@scripts/install-deps.sh
@@ -27,6 +27,11 @@ test: build
 ## once (the controller needs a hard open-file limit above 11,000). Minutes, so not part of `make test`.
 test-long: build
 	SEEDWIRE_TEST_LONG=1 npm run vitest -- test/load
+
+## 10,000 idle agents on one controller (test/load/fleet-10k.test.ts): not yet seen green on the
+## shared 2-core machine, so outside test-long until it is (docs/performance.md).
+test-fleet-10k: build
+	SEEDWIRE_TEST_LONG=1 SEEDWIRE_TEST_10K=1 npm run vitest -- test/load/fleet-10k.test.ts
 
 test-unit: deps
 	npm run vitest -- test/unit
