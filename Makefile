@@ -23,8 +23,7 @@ test: build
 	npm test
 
 ## Load tests (test/load/): 1,000 protocol clients against a real controller, 100 operations in
-## flight, then a SIGKILL restart with paced readmission; and 10,000 idle clients connecting at
-## once (the controller needs a hard open-file limit above 11,000). Minutes, so not part of `make test`.
+## flight, then a SIGKILL restart with paced readmission. Minutes, so not part of `make test`.
 test-long: build
 	SEEDWIRE_TEST_LONG=1 npm run vitest -- test/load
 
