@@ -139,11 +139,15 @@ async function runLane(deps: TransferDeps, seed: SeedView, method: SeedMethod, l
   let fruitless = 0;
   /** Not resumable: the most bytes any attempt got across (an attempt that gets further is progress). */
   let best = 0;
+  let laneAttempts = 0;
   for (;;) {
     throwIfStopped(signal);
     await Promise.all([deps.steps.waitForAgent(seed.source, signal), deps.steps.waitForAgent(seed.target, signal)]);
     const attempt = store.nextAttempt(id);
-    deps.recorder.markAttempt(id, attempt, resume);
+    laneAttempts += 1;
+    // The chart counts attempts per lane (the lanes' first attempts are all the seed's first one, not
+    // attempts 1..N); with one lane this is the stored attempt number.
+    deps.recorder.markAttempt(id, seed.attempts + laneAttempts, resume);
     live.startAttempt(id, !resumable);
     const before = resumable ? offsets.of(index) : best;
     if (resume) store.setStageMessage(id, 'transfer', `${name}attempt ${attempt}: resuming from the target's committed offset`);

@@ -100,14 +100,35 @@ export function resumedLanes(agent: AgentProcess, seedId: string, lanes: number)
   return Array.from({ length: lanes }, (_, lane) => sendsOf(agent, seedId, lane)).filter((sends) => sends.length >= 2);
 }
 
-/** Waits until the agent has no child process left (tsx's esbuild service is the test runner's, not the seed's). */
+/**
+ * Waits until the agent has no command process left: tsx's esbuild service is the test runner's,
+ * and the agent's command spawner (agent/exec/spawner/) stays with its idle waiting bash processes
+ * (a wrapper bash with no child of its own); anything else below the agent is a leftover.
+ */
 export async function expectNoChildProcesses(agent: AgentProcess): Promise<void> {
+  const childrenOf = (pid: number | string): Array<{ pid: string; args: string }> =>
+    execFileSync('bash', ['-c', `ps -o pid=,args= --ppid ${pid} || true`], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => line.trim())
+      .map((line) => {
+        const [, id = '', args = ''] = /^\s*(\d+)\s+(.*)$/.exec(line) ?? [];
+        return { pid: id, args };
+      });
   await vi.waitFor(
     () => {
-      const children = execFileSync('bash', ['-c', `ps -o pid=,args= --ppid ${agent.child.pid} || true`], { encoding: 'utf8' })
-        .split('\n')
-        .filter((line) => line.trim() && !line.includes('esbuild'));
-      expect(children).toEqual([]);
+      const left: string[] = [];
+      for (const child of childrenOf(agent.child.pid!)) {
+        if (child.args.includes('esbuild')) continue;
+        if (!child.args.includes('seedwire-spawner')) {
+          left.push(`${child.pid} ${child.args}`);
+          continue;
+        }
+        for (const waiting of childrenOf(child.pid)) {
+          const idle = waiting.args.includes('__seedwire_command') && childrenOf(waiting.pid).length === 0;
+          if (!idle) left.push(`${waiting.pid} ${waiting.args} (under the spawner)`);
+        }
+      }
+      expect(left).toEqual([]);
     },
     { timeout: 15_000, interval: 50 },
   );

@@ -94,8 +94,10 @@ describe('local agent status', () => {
     const lastContact = Date.parse(down.connection.lastContactAt!);
     expect(lastContact).toBeGreaterThanOrEqual(heardBefore);
     expect(lastContact).toBeLessThanOrEqual(stoppedAt);
-    // It stays disconnected while it redials, and the last contact does not move.
-    await vi.waitFor(() => expect(readStatus(agent).connection.lastError).toMatch(/ECONNREFUSED/), { timeout: 15_000, interval: 100 });
+    // It stays disconnected while it redials, and the last contact does not move. (A redial that
+    // reaches the controller while it shuts down may be answered 401 instead of refused: seen once
+    // under load in CI; either says the redial failed.)
+    await vi.waitFor(() => expect(readStatus(agent).connection.lastError).toMatch(/ECONNREFUSED|refused the agent token/), { timeout: 15_000, interval: 100 });
     const later = readStatus(agent);
     expect(later.connection.state).toBe('disconnected');
     expect(later.connection.lastContactAt).toBe(down.connection.lastContactAt);

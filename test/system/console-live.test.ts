@@ -117,7 +117,7 @@ describe.skipIf(missing !== null)('the console live: datacenters, throughput cha
     const page = browser!.page;
     // 24 MiB at 4 MiB/s: about six seconds of transfer.
     // startTarget false: the target stays stopped, ready for the next seed.
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', maxBytesPerSec: 4 * MiB, startTarget: false });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', lanes: 1, maxBytesPerSec: 4 * MiB, startTarget: false });
     expect(created.status).toBe(202);
     const seedId = created.body.seed.id;
     await page.goto(`${controller!.url}/#/seeds/${encodeURIComponent(seedId)}`);
@@ -169,7 +169,7 @@ describe.skipIf(missing !== null)('the console live: datacenters, throughput cha
   it('marks a controller restart and the resumed attempt on the chart of a seed that outlives it', async () => {
     const page = browser!.page;
     // 24 MiB at 1 MiB/s: long enough to restart the controller mid-transfer.
-    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', maxBytesPerSec: 1 * MiB, startTarget: false });
+    const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst', method: 'cold', lanes: 1, maxBytesPerSec: 1 * MiB, startTarget: false });
     expect(created.status).toBe(202);
     const seedId = created.body.seed.id;
     await page.goto(`${controller!.url}/#/seeds/${encodeURIComponent(seedId)}`);
