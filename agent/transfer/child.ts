@@ -8,6 +8,7 @@ import type { Readable, Writable } from 'node:stream';
 import { execa } from 'execa';
 import { SeedwireError } from '../../shared/errors.js';
 import { commandFailed } from '../exec/failure.js';
+import { commandEnv } from '../exec/env.js';
 
 export interface ToolChildOptions {
   file: string;
@@ -64,6 +65,9 @@ export function startToolChild(options: ToolChildOptions): ToolChild {
     reject: false,
     cleanup: true,
     encoding: 'buffer',
+    // Backup tools and extractors get the agent's environment without its secrets, as commands do.
+    env: commandEnv(process.env),
+    extendEnv: false,
     ...(options.cwd ? { cwd: options.cwd } : {}),
   });
   let tail = '';
