@@ -25,18 +25,20 @@ import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
-import { createAgentStore } from './store/agents.js';
-import { createAuditStore } from './store/audit.js';
-import { closeDatabase, openDatabase } from './store/db.js';
-import { createIdentityStore } from './store/identities.js';
-import { createOperationStore } from './store/operations.js';
-import { createOutputStore } from './store/output.js';
+import { openStore } from './store/open.js';
+import type { Store } from './store/types.js';
 import type { ControllerConfig, ControllerDeps, ControllerPlugin } from './types.js';
 
 export type { ControllerConfig, ControllerDeps, ControllerPlugin } from './types.js';
 
 export interface CreateControllerOptions {
   dataDir: string;
+  /**
+   * Where the controller keeps its state: absent, SQLite in `dataDir`; a `postgres://` URL, that
+   * PostgreSQL database (cluster mode); or a store already open, which the controller then owns
+   * (closed with it).
+   */
+  store?: string | Store | null;
   adminToken: string;
   /** The enrollment token (new agent ids enroll with it); at least one of agentToken / agentTokens is required. */
   agentToken?: string | null;
@@ -112,13 +114,10 @@ function formatUrl(scheme: string, host: string, port: number): string {
 export async function createController(options: CreateControllerOptions): Promise<Controller> {
   const config = resolveConfig(options);
   const log = options.log ?? pino({ level: 'silent' });
-  const db = openDatabase(config.dataDir, log);
-  const agents = createAgentStore(db);
-  const output = createOutputStore(db);
-  const operationStore = createOperationStore(db);
+  const store = typeof options.store === 'object' && options.store !== null ? options.store : await openStore({ dataDir: config.dataDir, url: options.store ?? null, log });
+  const { agents, identities, output } = store;
   const bus = createEventBus({ log });
-  const audit = createAudit(createAuditStore(db), bus);
-  const identities = createIdentityStore(db);
+  const audit = createAudit(store.audit, bus);
   const hub = createAgentHub({
     credentials: { shared: config.agentToken, perAgent: config.agentTokens },
     timing: { heartbeatMs: config.heartbeatMs, deadAfterMs: config.deadAfterMs, handshakeTimeoutMs: config.handshakeTimeoutMs },
@@ -129,14 +128,20 @@ export async function createController(options: CreateControllerOptions): Promis
     log: log.child({ component: 'hub' }),
     ...(options.admission ? { admission: options.admission } : {}),
   });
-  const operations = createOperationRunner({ hub, operations: operationStore, output, bus, audit, log: log.child({ component: 'ops' }), atomically: (writes) => db.transaction(writes)() });
-  hub.setResumeHandler((agentId, hello) => operations.resumeAgent(agentId, hello));
+  const operations = createOperationRunner({ hub, store, bus, audit, log: log.child({ component: 'ops' }) });
+  hub.setResumeHandler((agentId, hello) => operations.prepareResume(agentId, hello));
+  // One view at a time, so an agent's events are published in the order the hub emitted them.
+  let agentEvents: Promise<void> = Promise.resolve();
   hub.on((event) => {
     const agentId = event.type === 'facts' || event.type === 'identity' ? event.agentId : event.agent.id;
-    const view = viewAgentEvent(hub, agentId);
-    if (view) bus.publish('agent', view);
+    agentEvents = agentEvents
+      .then(async () => {
+        const view = await viewAgentEvent(hub, agentId);
+        if (view) bus.publish('agent', view);
+      })
+      .catch((error: unknown) => log.warn({ err: error, agentId }, 'could not publish an agent event'));
   });
-  const deps: ControllerDeps = { db, hub, bus, audit, operations, log, config };
+  const deps: ControllerDeps = { store, hub, bus, audit, operations, log, config };
 
   const app = Fastify({
     loggerInstance: log.child({ component: 'http' }),
@@ -149,8 +154,8 @@ export async function createController(options: CreateControllerOptions): Promis
   acceptEmptyJsonBodies(app);
   installAdminAuth(app, config.adminToken);
   registerMiscRoutes(app, deps);
-  registerAgentRoutes(app, deps, agents);
-  registerIdentityRoutes(app, { hub, agents, audit });
+  registerAgentRoutes(app, deps);
+  registerIdentityRoutes(app, { hub, audit });
   const followers = registerOperationRoutes(app, deps, bus, output);
   const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
   const consoleFeed = createEventsSocket({ bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
@@ -159,7 +164,7 @@ export async function createController(options: CreateControllerOptions): Promis
     count: () => viewers.count() + consoleFeed.count(),
     drops: () => ({ gaps: viewers.drops().gaps + consoleFeed.stats.gaps, events: viewers.drops().events + consoleFeed.stats.droppedEvents }),
   };
-  const metrics = createMetricsRegistry({ db, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers: allViewers });
+  const metrics = createMetricsRegistry({ store: { operations: store.operations, seeds: store.seeds }, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers: allViewers });
   registerMetricsRoute(app, metrics.registry);
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {
@@ -174,7 +179,7 @@ export async function createController(options: CreateControllerOptions): Promis
   } catch (error) {
     metrics.dispose();
     await hub.close();
-    closeDatabase(db);
+    await store.close();
     throw new SeedwireError('SEEDWIRE_CONFIG', `listen: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`, { cause: error });
   }
   const address = app.server.address() as AddressInfo;
@@ -212,8 +217,9 @@ export async function createController(options: CreateControllerOptions): Promis
       } finally {
         clearTimeout(timer);
         metrics.dispose();
+        await agentEvents;
         bus.dispose();
-        closeDatabase(db);
+        await store.close().catch((error: unknown) => log.error({ err: error }, 'closing the store failed'));
       }
     })();
     return closing;

@@ -13,12 +13,16 @@ import { VERSION } from '../shared/version.js';
 import { createController, type CreateControllerOptions } from './app.js';
 import { consolePlugin } from './console-routes.js';
 import { createSeedPlugin } from './seed/plugin.js';
-import { ensureAdminTokenFile } from './store/admin-token.js';
+import { writeAdminTokenFile } from './store/admin-token.js';
+import { openStore, redactUrl } from './store/open.js';
+import type { Store } from './store/types.js';
 
 const HELP = `Usage: seedwire-controller [flags]
 
   --listen HOST:PORT        where to listen (default 127.0.0.1:7070; port 0 picks a free port)
   --data-dir DIR            SQLite store and admin token [SEEDWIRE_DATA_DIR] (default ./.seedwire/controller)
+  --store postgres://...    keep everything in this PostgreSQL database instead of SQLite
+                            (cluster mode) [SEEDWIRE_STORE]; a password in the URL is never logged
   --agent-token-file FILE   enrollment token new agents present [SEEDWIRE_AGENT_TOKEN]
                             (required unless --agent-tokens); each new agent id enrolls once and
                             then uses its own credential
@@ -39,6 +43,7 @@ const HELP = `Usage: seedwire-controller [flags]
 const OPTIONS = {
   listen: { type: 'string' },
   'data-dir': { type: 'string' },
+  store: { type: 'string' },
   'agent-token': { type: 'string' },
   'agent-token-file': { type: 'string' },
   'agent-tokens': { type: 'string' },
@@ -121,7 +126,16 @@ interface Parsed {
   pretty: boolean;
   /** Flags that carried a secret on the command line (warned about once at start). */
   inlineSecrets: string[];
-  options: Omit<CreateControllerOptions, 'adminToken'> & { adminToken: string | null };
+  options: Omit<CreateControllerOptions, 'adminToken' | 'store'> & { adminToken: string | null };
+  /** --store: a PostgreSQL URL, or null for SQLite in the data dir. */
+  store: string | null;
+}
+
+/** --store: only PostgreSQL URLs (SQLite is the default, in --data-dir). */
+export function parseStore(value: string | undefined): string | null {
+  if (value === undefined) return null;
+  if (!/^postgres(ql)?:\/\/[^/]/.test(value)) throw configError('--store', `expected postgres://USER@HOST:PORT/DATABASE, got '${redactUrl(value)}'`);
+  return value;
 }
 
 function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed {
@@ -133,9 +147,10 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
   } catch (error) {
     throw new SeedwireError('SEEDWIRE_CONFIG', (error as Error).message);
   }
-  if (values.help) return { help: true, pretty: false, inlineSecrets: [], options: { dataDir: '', adminToken: null } };
+  if (values.help) return { help: true, pretty: false, inlineSecrets: [], store: null, options: { dataDir: '', adminToken: null } };
   const listen = parseListen(values.listen ?? '127.0.0.1:7070');
   const dataDir = resolve(values['data-dir'] ?? env('SEEDWIRE_DATA_DIR') ?? './.seedwire/controller');
+  const store = parseStore(values.store ?? env('SEEDWIRE_STORE'));
   const agentTokens = values['agent-tokens'] ? readAgentTokens(values['agent-tokens']) : undefined;
   const agent = resolveToken({ file: values['agent-token-file'], flag: values['agent-token'] }, { file: '--agent-token-file', flag: '--agent-token' }, env('SEEDWIRE_AGENT_TOKEN'));
   const agentToken = agent.token;
@@ -159,6 +174,7 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
     help: false,
     pretty: values['log-pretty'] ?? false,
     inlineSecrets,
+    store,
     options: {
       host: listen.host,
       port: listen.port,
@@ -204,29 +220,44 @@ async function main(): Promise<void> {
       'a token was given on the command line, where every local user can read it; use a token file or the environment instead',
     );
   }
+  let store: Store;
+  try {
+    store = await openStore({ dataDir: parsed.options.dataDir, url: parsed.store, log });
+  } catch (error) {
+    const failure = toSeedwireError(error, 'SEEDWIRE_CONFIG');
+    log.fatal({ code: failure.code, err: failure.message }, 'controller failed to start');
+    process.stderr.write(`seedwire-controller: ${failure.code}: ${failure.message}\n`);
+    process.exitCode = 1;
+    return;
+  }
   let adminToken = parsed.options.adminToken;
   try {
     if (adminToken === null) {
-      const file = ensureAdminTokenFile(parsed.options.dataDir);
-      adminToken = file.token;
-      log.info({ path: file.path, generated: file.generated }, 'admin token file');
+      const kept = await store.adminToken.ensure();
+      adminToken = kept.token;
+      // With PostgreSQL the token lives in the database (every controller shares it); a copy in
+      // the data dir serves the command line and scripts on this host.
+      const path = kept.path ?? writeAdminTokenFile(parsed.options.dataDir, kept.token);
+      log.info({ path, generated: kept.generated, store: store.kind }, 'admin token file');
     }
   } catch (error) {
+    await store.close();
     process.stderr.write(`seedwire-controller: SEEDWIRE_CONFIG: --data-dir: cannot write the admin token: ${(error as Error).message}\n`);
     process.exitCode = 2;
     return;
   }
   let controller;
   try {
-    controller = await createController({ ...parsed.options, adminToken, log, plugins: [createSeedPlugin(), consolePlugin] });
+    controller = await createController({ ...parsed.options, store, adminToken, log, plugins: [createSeedPlugin(), consolePlugin] });
   } catch (error) {
     const failure = toSeedwireError(error, 'SEEDWIRE_CONFIG');
     log.fatal({ code: failure.code, err: error }, 'controller failed to start');
+    await store.close().catch(() => undefined); // idempotent; an open pool would keep the process alive
     process.stderr.write(`seedwire-controller: ${failure.code}: ${failure.message}\n`);
     process.exitCode = 1;
     return;
   }
-  log.info({ url: controller.url, wsUrl: controller.wsUrl, dataDir: parsed.options.dataDir, version: VERSION }, 'listening');
+  log.info({ url: controller.url, wsUrl: controller.wsUrl, dataDir: parsed.options.dataDir, store: store.location, version: VERSION }, 'listening');
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

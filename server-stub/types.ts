@@ -2,12 +2,13 @@
  * What the controller core hands to its plugins (seed machine, console) and to its own modules.
  * createController (app.ts) builds one ControllerDeps per controller instance.
  */
-import type Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AgentHub } from './hub/types.js';
 import type { EventBus } from './events/types.js';
 import type { OperationRunner } from './ops/types.js';
+import type { AuditStore } from './store/audit.js';
+import type { Store } from './store/types.js';
 
 export interface AuditEntry {
   at: string;
@@ -22,10 +23,13 @@ export interface AuditEntry {
 }
 
 export interface Audit {
-  /** Persists one row and publishes an `audit` event; returns the stored row. */
-  record(entry: Omit<AuditEntry, 'at' | 'message' | 'params' | 'agentId'> & Partial<Pick<AuditEntry, 'message' | 'params' | 'agentId'>>): AuditEntry;
+  /**
+   * Persists one row and publishes an `audit` event; resolves with the stored row. `through`: the
+   * audit store of a transaction the row belongs to (store.transaction).
+   */
+  record(entry: Omit<AuditEntry, 'at' | 'message' | 'params' | 'agentId'> & Partial<Pick<AuditEntry, 'message' | 'params' | 'agentId'>>, through?: AuditStore): Promise<AuditEntry>;
   /** Newest first. */
-  list(limit: number): AuditEntry[];
+  list(limit: number): Promise<AuditEntry[]>;
 }
 
 export interface ControllerConfig {
@@ -45,7 +49,8 @@ export interface ControllerConfig {
 }
 
 export interface ControllerDeps {
-  db: Database.Database;
+  /** Everything the controller persists (SQLite, or PostgreSQL with --store). */
+  store: Store;
   hub: AgentHub;
   bus: EventBus;
   audit: Audit;

@@ -1,7 +1,6 @@
 /** GET /api/agents, GET /api/agents/:id, POST /api/agents/:id/ops/:op. */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
-import type { AgentStore } from '../store/agents.js';
 import type { ControllerDeps } from '../types.js';
 import { validateOp } from '../ops/validate.js';
 import { listAgentViews, viewAgentDetail } from './views.js';
@@ -30,13 +29,13 @@ function signalOfClient(reply: FastifyReply): AbortSignal {
   return controller.signal;
 }
 
-export function registerAgentRoutes(app: FastifyInstance, deps: ControllerDeps, agents: AgentStore): void {
+export function registerAgentRoutes(app: FastifyInstance, deps: ControllerDeps): void {
   const { hub, operations, audit } = deps;
 
-  app.get('/api/agents', async () => listAgentViews(hub, agents));
+  app.get('/api/agents', async () => listAgentViews(hub));
 
   app.get<{ Params: { id: string } }>('/api/agents/:id', async (request) => {
-    const detail = viewAgentDetail(hub, agents, request.params.id);
+    const detail = await viewAgentDetail(hub, request.params.id);
     if (!detail) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${request.params.id} has ever connected`);
     return detail;
   });
@@ -48,13 +47,13 @@ export function registerAgentRoutes(app: FastifyInstance, deps: ControllerDeps, 
       const waitSeconds = parseWaitSeconds(request.query.wait);
       // Public operations only: the internal seed-* operations belong to the seed machine.
       const valid = validateOp(op, readParams(request.body), true);
-      started = operations.start(id, valid.op, valid.params, { actor: 'admin' });
+      started = await operations.start(id, valid.op, valid.params, { actor: 'admin' });
       if (waitSeconds === 0) return reply.code(202).send({ operation: started.operation });
       const operation = await operations.wait(started.operation.id, waitSeconds * 1000, signalOfClient(reply));
       return reply.code(200).send({ operation });
     } catch (error) {
       const failure = toSeedwireError(error);
-      if (!started) audit.record({ actor: 'admin', agentId: id, action: `op:${op}`, outcome: 'refused', message: `${failure.code}: ${failure.message}` });
+      if (!started) await audit.record({ actor: 'admin', agentId: id, action: `op:${op}`, outcome: 'refused', message: `${failure.code}: ${failure.message}` });
       throw failure;
     }
   });

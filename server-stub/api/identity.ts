@@ -2,12 +2,10 @@
 import type { FastifyInstance } from 'fastify';
 import { toSeedwireError } from '../../shared/errors.js';
 import type { ControllerHub } from '../hub/hub.js';
-import type { AgentStore } from '../store/agents.js';
 import type { Audit } from '../types.js';
 
 export interface IdentityRouteDeps {
   hub: Pick<ControllerHub, 'revoke' | 'readmit'>;
-  agents: AgentStore;
   audit: Audit;
 }
 
@@ -17,12 +15,12 @@ export function registerIdentityRoutes(app: FastifyInstance, deps: IdentityRoute
     app.post<{ Params: { id: string } }>(`/api/agents/:id/${action}`, async (request) => {
       const agentId = request.params.id;
       try {
-        const identity = hub[action](agentId);
-        audit.record({ actor: 'admin', agentId, action: `agent:${action}`, outcome: 'succeeded', params: { state: identity.state } });
+        const identity = await hub[action](agentId);
+        await audit.record({ actor: 'admin', agentId, action: `agent:${action}`, outcome: 'succeeded', params: { state: identity.state } });
         return { agentId, identity };
       } catch (error) {
         const failure = toSeedwireError(error);
-        audit.record({ actor: 'admin', agentId, action: `agent:${action}`, outcome: 'refused', message: `${failure.code}: ${failure.message}` });
+        await audit.record({ actor: 'admin', agentId, action: `agent:${action}`, outcome: 'refused', message: `${failure.code}: ${failure.message}` });
         throw failure;
       }
     });

@@ -6,16 +6,18 @@
  * at scrape time; operation and seed outcomes are counted from the event bus as they happen.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { SseViewers } from '../events/sse.js';
 import type { EventBus } from '../events/types.js';
+import type { SeedStore } from '../seed/store.js';
+import type { OperationStore } from '../store/operations.js';
 import type { HubCounters } from '../hub/counters.js';
 import { CONTROLLER_LIMITS } from '../limits.js';
 
 export interface MetricsSources {
-  db: Database.Database;
+  /** The store's counts by state. */
+  store: { operations: Pick<OperationStore, 'countByState'>; seeds: Pick<SeedStore, 'countByState'> };
   counters: HubCounters;
   connectedAgents(): number;
   bus: EventBus;
@@ -55,7 +57,6 @@ function rememberer(limit: number): (id: string) => boolean {
 export function createMetricsRegistry(sources: MetricsSources): ControllerMetrics {
   const registry = new Registry();
   const { counters } = sources;
-  const countOperationsByState = sources.db.prepare('SELECT state, COUNT(*) AS n FROM operations GROUP BY state');
 
   new Gauge({
     name: 'seedwire_agents_connected',
@@ -102,10 +103,11 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
     help: 'Operations in the store by state',
     labelNames: ['state'],
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await sources.store.operations.countByState();
       this.reset();
       for (const state of OPERATION_STATES) this.set({ state }, 0);
-      for (const row of countOperationsByState.all() as Array<{ state: string; n: number }>) this.set({ state: row.state }, row.n);
+      for (const row of rows) this.set({ state: row.state }, row.n);
     },
   });
   const operationsEnded = new Counter({
@@ -120,15 +122,11 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
     help: 'Seeds in the store by state',
     labelNames: ['state'],
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await sources.store.seeds.countByState();
       this.reset();
       for (const state of SEED_STATES) this.set({ state }, 0);
-      // The seeds table belongs to the seed plugin; a controller without it has no seeds.
-      const hasSeeds = sources.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'seeds'").get() !== undefined;
-      if (!hasSeeds) return;
-      for (const row of sources.db.prepare('SELECT state, COUNT(*) AS n FROM seeds GROUP BY state').all() as Array<{ state: string; n: number }>) {
-        this.set({ state: row.state }, row.n);
-      }
+      for (const row of rows) this.set({ state: row.state }, row.n);
     },
   });
   const seedsEnded = new Counter({

@@ -23,10 +23,10 @@ export function registerMiscRoutes(app: FastifyInstance, deps: ControllerDeps): 
   app.post('/api/login', async (request, reply) => {
     const token = (request.body as { token?: unknown } | undefined)?.token;
     if (typeof token !== 'string' || !compareSecret(token, deps.config.adminToken)) {
-      deps.audit.record({ actor: 'anonymous', action: 'login', outcome: 'refused' });
+      await deps.audit.record({ actor: 'anonymous', action: 'login', outcome: 'refused' });
       throw new SeedwireError('SEEDWIRE_AUTH', 'wrong admin token');
     }
-    deps.audit.record({ actor: 'admin', action: 'login', outcome: 'succeeded' });
+    await deps.audit.record({ actor: 'admin', action: 'login', outcome: 'succeeded' });
     return reply.header('set-cookie', `${ADMIN_COOKIE}=${encodeURIComponent(token)}; ${cookieAttributes(secure)}`).send({ ok: true });
   });
 

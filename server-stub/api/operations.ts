@@ -13,7 +13,7 @@ export interface OutputFollowers {
   closeAll(): void;
 }
 
-function followOutput(res: ServerResponse, bus: SeedwireEventBus, output: OutputStore, operationId: string, onEnd: () => void): () => void {
+function followOutput(res: ServerResponse, bus: SeedwireEventBus, output: OutputStore, operationId: string, onEnd: () => void): { stop: () => void; started: Promise<void> } {
   let skipped = 0;
   let ended = false;
   const finish = (): void => {
@@ -34,23 +34,43 @@ function followOutput(res: ServerResponse, bus: SeedwireEventBus, output: Output
     }
     res.write(text);
   };
-  // Subscribe and read what is stored in the same tick, so nothing falls between the two.
+  // Subscribed before the stored output is read, so nothing falls between the two: what arrives
+  // meanwhile waits, and a chunk the read already holds (its `end` within it) is dropped.
+  let pending: Array<{ end: number; text: string }> | null = [];
+  let storedBytes = 0;
+  let endedEarly = false;
   const unsubscribe = bus.subscribe((event) => {
-    const data = event.data as { operationId?: string; id?: string; state?: string; data?: string };
-    if (event.type === 'output' && data.operationId === operationId && typeof data.data === 'string') write(data.data);
-    else if (event.type === 'operation' && data.id === operationId && data.state !== 'running') finish();
+    const data = event.data as { operationId?: string; id?: string; state?: string; data?: string; end?: number };
+    if (event.type === 'output' && data.operationId === operationId && typeof data.data === 'string') {
+      const end = typeof data.end === 'number' ? data.end : Number.POSITIVE_INFINITY;
+      if (pending) pending.push({ end, text: data.data });
+      else if (end > storedBytes) write(data.data);
+    } else if (event.type === 'operation' && data.id === operationId && data.state !== 'running') {
+      if (pending) endedEarly = true;
+      else finish();
+    }
   });
-  res.write(output.readText(operationId));
   res.on('close', finish);
-  return finish;
+  const started = output.readStored(operationId).then(
+    ({ text, bytes }) => {
+      if (ended) return;
+      storedBytes = bytes;
+      res.write(text);
+      for (const chunk of pending ?? []) if (chunk.end > storedBytes) write(chunk.text);
+      pending = null;
+      if (endedEarly) finish();
+    },
+    () => finish(),
+  );
+  return { stop: finish, started };
 }
 
 export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDeps, bus: SeedwireEventBus, output: OutputStore): OutputFollowers {
   const { operations } = deps;
   const followers = new Set<() => void>();
 
-  function mustGet(id: string): Operation {
-    const operation = operations.get(id);
+  async function mustGet(id: string): Promise<Operation> {
+    const operation = await operations.get(id);
     if (!operation) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${id}`);
     return operation;
   }
@@ -66,25 +86,26 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
   app.get<{ Params: { id: string } }>('/api/operations/:id', async (request) => mustGet(request.params.id));
 
   app.get<{ Params: { id: string }; Querystring: { follow?: string } }>('/api/operations/:id/output', async (request, reply) => {
-    const operation = mustGet(request.params.id);
+    const operation = await mustGet(request.params.id);
     const follow = request.query.follow !== '0' && request.query.follow !== 'false';
     if (!follow || operation.state !== 'running') {
-      return reply.type('text/plain; charset=utf-8').send(output.readText(operation.id));
+      return reply.type('text/plain; charset=utf-8').send(await output.readText(operation.id));
     }
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
-    const stop = followOutput(reply.raw, bus, output, operation.id, () => followers.delete(stop));
+    const { stop, started } = followOutput(reply.raw, bus, output, operation.id, () => followers.delete(stop));
     followers.add(stop);
+    await started;
     // It may have ended between the first read and the subscription.
-    if (operations.get(operation.id)?.state !== 'running') stop();
+    if ((await operations.get(operation.id))?.state !== 'running') stop();
     return reply;
   });
 
   app.post<{ Params: { id: string } }>('/api/operations/:id/cancel', async (request) => {
-    const operation = mustGet(request.params.id);
+    const operation = await mustGet(request.params.id);
     if (operation.state !== 'running') return { operation };
-    deps.audit.record({ actor: 'admin', agentId: operation.agentId, action: 'cancel', params: { operationId: operation.id }, outcome: 'requested' });
-    operations.cancel(operation.id, 'canceled by admin');
+    await deps.audit.record({ actor: 'admin', agentId: operation.agentId, action: 'cancel', params: { operationId: operation.id }, outcome: 'requested' });
+    await operations.cancel(operation.id, 'canceled by admin');
     return { operation: await operations.wait(operation.id, 5_000) };
   });
 

@@ -1,7 +1,6 @@
 /** JSON views of agents for the API and the event bus. */
 import type { Facts } from '../../shared/frames.js';
 import type { AgentHub, AgentInfo } from '../hub/types.js';
-import type { AgentStore } from '../store/agents.js';
 
 /** An agent as GET /api/agents shows it (README, "HTTP API"): the hub's record without internals. */
 export type AgentView = Omit<AgentInfo, 'clockSkewMs'>;
@@ -34,12 +33,8 @@ export function viewAgent(info: AgentInfo): AgentView {
   };
 }
 
-export function listAgentViews(hub: AgentHub, agents: AgentStore): AgentView[] {
-  return agents
-    .list()
-    .map((row) => hub.agent(row.id))
-    .filter((info): info is AgentInfo => info !== null)
-    .map(viewAgent);
+export async function listAgentViews(hub: AgentHub): Promise<AgentView[]> {
+  return (await hub.agents()).map(viewAgent);
 }
 
 /** An agent as its `agent` events carry it: the detail without peers. */
@@ -51,19 +46,19 @@ export type AgentEventView = Omit<AgentDetailView, 'peers'>;
  * them a fleet coming up cost O(n²) (70% of a connecting controller's CPU at 1,000 agents). The
  * console merges an event into what it fetched and keeps the peers it has.
  */
-export function viewAgentEvent(hub: AgentHub, id: string): AgentEventView | null {
-  const info = hub.agent(id);
+export async function viewAgentEvent(hub: AgentHub, id: string): Promise<AgentEventView | null> {
+  const info = await hub.agent(id);
   if (!info) return null;
   return { ...viewAgent(info), clockSkewMs: info.clockSkewMs, facts: hub.facts(id) };
 }
 
 /** GET /api/agents/:id: the agent, its facts, and its peers split by datacenter. */
-export function viewAgentDetail(hub: AgentHub, agents: AgentStore, id: string): AgentDetailView | null {
-  const info = hub.agent(id);
+export async function viewAgentDetail(hub: AgentHub, id: string): Promise<AgentDetailView | null> {
+  const info = await hub.agent(id);
   if (!info) return null;
   const local: PeerView[] = [];
   const remote: PeerView[] = [];
-  for (const row of agents.list()) {
+  for (const row of await hub.agents()) {
     if (row.id === id) continue;
     const facts = hub.facts(row.id);
     const peer: PeerView = {

@@ -25,15 +25,15 @@ export interface AuthInput {
 }
 
 export interface CredentialLookup {
-  get(agentId: string): IdentityRow | null;
-  findByCredential(credential: string): IdentityRow | null;
+  get(agentId: string): Promise<IdentityRow | null>;
+  findByCredential(credential: string): Promise<IdentityRow | null>;
 }
 
 function revoked(agentId: string): AuthOutcome {
   return { ok: false, reason: 'revoked', message: `agent ${agentId} is revoked; an operator must readmit it (POST /api/agents/${agentId}/readmit)` };
 }
 
-export function authenticateAgent(input: AuthInput, credentials: AgentCredentials, identities: CredentialLookup): AuthOutcome {
+export async function authenticateAgent(input: AuthInput, credentials: AgentCredentials, identities: CredentialLookup): Promise<AuthOutcome> {
   let principal: AgentPrincipal | null = null;
   if (input.certificateId !== null) {
     principal = { kind: 'agent', agentId: input.certificateId, via: 'certificate' };
@@ -47,7 +47,7 @@ export function authenticateAgent(input: AuthInput, credentials: AgentCredential
     }
     if (principal === null) {
       // Credentials are random 256-bit values looked up by their hash: nothing to learn from timing.
-      const identity = identities.findByCredential(token);
+      const identity = await identities.findByCredential(token);
       if (identity === null) return { ok: false, reason: 'wrong', message: 'wrong bearer token' };
       if (identity.state === 'readmitted') {
         return { ok: false, reason: 'revoked', message: `the credential of agent ${identity.agentId} was revoked; the agent was readmitted and may enroll again with the enrollment token` };
@@ -56,6 +56,6 @@ export function authenticateAgent(input: AuthInput, credentials: AgentCredential
       principal = { kind: 'agent', agentId: identity.agentId, via: 'credential' };
     }
   }
-  if (principal.kind === 'agent' && identities.get(principal.agentId)?.state === 'revoked') return revoked(principal.agentId);
+  if (principal.kind === 'agent' && (await identities.get(principal.agentId))?.state === 'revoked') return revoked(principal.agentId);
   return { ok: true, principal };
 }

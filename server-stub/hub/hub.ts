@@ -16,8 +16,8 @@ import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFram
 import { LIMITS } from '../../shared/limits.js';
 import type { OpName, OpParamsInput, OpResultOf } from '../../shared/ops.js';
 import { CONTROLLER_LIMITS } from '../limits.js';
-import type { AgentStore } from '../store/agents.js';
-import { hashCredential, type IdentityStore } from '../store/identities.js';
+import type { AgentRow, AgentStore } from '../store/agents.js';
+import { hashCredential, type IdentityRow, type IdentityStore } from '../store/identities.js';
 import type { Audit } from '../types.js';
 import { authenticateAgent, type AgentCredentials, type AgentPrincipal, type AuthOutcome } from './auth.js';
 import { createAdmission, type AdmissionOptions } from './admission.js';
@@ -46,8 +46,11 @@ export interface HubOptions {
   admission?: Partial<AdmissionOptions>;
 }
 
-/** Called synchronously on every accepted hello, before any later frame of that session. */
-export type ResumeHandler = (agentId: string, hello: HelloFrame) => void;
+/**
+ * Prepares the resume of an accepted hello (store reads) before the agent is welcomed, and returns
+ * what runs synchronously once it is, before any later frame of that session.
+ */
+export type ResumeHandler = (agentId: string, hello: HelloFrame) => Promise<() => void>;
 
 export interface ControllerHub extends AgentHub {
   readonly relay: Relay;
@@ -56,11 +59,11 @@ export interface ControllerHub extends AgentHub {
   setResumeHandler(handler: ResumeHandler): void;
   connectedCount(): number;
   /** Whether the id is enrolled, revoked or re-admitted, and how it proves itself. */
-  identity(agentId: string): IdentityView;
+  identity(agentId: string): Promise<IdentityView>;
   /** Revokes the id's credential (or token, or certificate) and disconnects it; SEEDWIRE_AGENT_UNKNOWN for an unknown id. */
-  revoke(agentId: string): IdentityView;
+  revoke(agentId: string): Promise<IdentityView>;
   /** Lets a revoked id enroll once more; SEEDWIRE_CONFLICT when it is not revoked. */
-  readmit(agentId: string): IdentityView;
+  readmit(agentId: string): Promise<IdentityView>;
   /** Closes every session with 1001 and rejects waiting calls with SEEDWIRE_SHUTTING_DOWN (idempotent). */
   close(): Promise<void>;
 }
@@ -88,6 +91,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
   const exposure = new ExposureGuard({ ...EXPOSURE_DEFAULTS, ...options.exposure }, log.child({ component: 'exposure' }));
   /** Upgraded sessions not yet welcomed (no hello, or enrolling): capped by exposure.options.maxPendingHandshakes. */
   const handshaking = new Set<AgentSession>();
+  /** Upgrades whose credential is being looked up in the store (they count toward the same cap). */
+  let authenticating = 0;
   const counters = createHubCounters();
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: LIMITS.maxMessageBytes, clientTracking: false });
   const sessions = new Map<string, AgentSession>();
@@ -96,14 +101,28 @@ export function createAgentHub(options: HubOptions): ControllerHub {
   const listeners = new Set<(event: HubEvent) => void>();
   const agentWaiters = new Map<string, Set<() => void>>();
   const lastSeenWritten = new Map<string, number>();
-  let resumeHandler: ResumeHandler = () => {};
+  /** Facts of agents that disconnected from this process (a connected one's are on its session). */
+  const lastFacts = new Map<string, Facts>();
+  let resumeHandler: ResumeHandler = async () => () => {};
+  /** Agents the store knows, for admission pacing: read at start, counted up as new ids arrive. */
+  let knownAgents = 0;
+  agents.count().then(
+    (n) => {
+      knownAgents = Math.max(knownAgents, n);
+    },
+    (error: unknown) => log.warn({ err: error }, 'could not count the known agents'),
+  );
+  /** A store write nobody waits for (last seen, facts): a failure is logged, the next write catches up. */
+  function background(what: string, write: Promise<unknown>): void {
+    write.catch((error: unknown) => log.warn({ err: error }, `store write failed: ${what}`));
+  }
   let closing = false;
   // Admission backs off when the event loop lags (server-stub/hub/admission.ts).
   const loopDelay = monitorEventLoopDelay({ resolution: CONTROLLER_LIMITS.admissionDelayResolutionMs });
   loopDelay.enable();
   const admission = createAdmission(
     {
-      knownAgents: () => agents.count(),
+      knownAgents: () => knownAgents,
       connectedAgents: () => sessions.size,
       eventLoopDelayMs() {
         const ms = loopDelay.percentile(99) / 1e6;
@@ -197,14 +216,50 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     }
   }
 
-  function identityOf(agentId: string): IdentityView {
-    const row = identities.get(agentId);
+  function viewIdentity(agentId: string, row: IdentityRow | null): IdentityView {
     if (row) return { state: row.state, method: row.method, enrolledAt: row.enrolledAt, revokedAt: row.revokedAt, readmittedAt: row.readmittedAt };
     const method = Object.hasOwn(options.credentials.perAgent, agentId) ? 'token' : null;
     return { state: 'unenrolled', method, enrolledAt: null, revokedAt: null, readmittedAt: null };
   }
 
-  function infoOf(agentId: string): AgentInfo | null {
+  async function identityOf(agentId: string): Promise<IdentityView> {
+    return viewIdentity(agentId, await identities.get(agentId));
+  }
+
+  /** What a session says of its agent; `identity` left out (events carry the id, views re-read). */
+  function infoOfSession(session: AgentSession, connected: boolean): AgentInfo {
+    const hello = session.hello!;
+    return {
+      id: hello.agentId,
+      hostname: hello.hostname,
+      datacenter: hello.datacenter,
+      connected,
+      connectedAt: session.connectedAt,
+      lastSeenAt: new Date(session.lastInboundAt).toISOString(),
+      version: hello.version,
+      capabilities: hello.capabilities,
+      clockSkewMs: connected ? session.clockSkewMs : null,
+    };
+  }
+
+  function infoOfRow(row: AgentRow, identity: IdentityRow | null): AgentInfo {
+    const session = sessions.get(row.id);
+    if (session?.hello) return { ...infoOfSession(session, true), identity: viewIdentity(row.id, identity) };
+    return {
+      id: row.id,
+      hostname: row.hostname,
+      datacenter: row.datacenter,
+      connected: false,
+      connectedAt: row.connectedAt,
+      lastSeenAt: row.lastSeenAt,
+      version: row.version,
+      capabilities: row.capabilities,
+      clockSkewMs: null,
+      identity: viewIdentity(row.id, identity),
+    };
+  }
+
+  async function infoOf(agentId: string): Promise<AgentInfo | null> {
     const session = sessions.get(agentId);
     if (session?.hello) {
       return {
@@ -217,23 +272,11 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         version: session.hello.version,
         capabilities: session.hello.capabilities,
         clockSkewMs: session.clockSkewMs,
-        identity: identityOf(agentId),
+        identity: await identityOf(agentId),
       };
     }
-    const row = agents.get(agentId);
-    if (!row) return null;
-    return {
-      id: row.id,
-      hostname: row.hostname,
-      datacenter: row.datacenter,
-      connected: false,
-      connectedAt: row.connectedAt,
-      lastSeenAt: row.lastSeenAt,
-      version: row.version,
-      capabilities: row.capabilities,
-      clockSkewMs: null,
-      identity: identityOf(row.id),
-    };
+    const [row, identity] = await Promise.all([agents.get(agentId), identities.get(agentId)]);
+    return row ? infoOfRow(row, identity) : null;
   }
 
   function touch(session: AgentSession, force: boolean): void {
@@ -241,30 +284,30 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     const now = Date.now();
     if (!force && now - (lastSeenWritten.get(session.agentId) ?? 0) < CONTROLLER_LIMITS.lastSeenWriteMs) return;
     lastSeenWritten.set(session.agentId, now);
-    agents.touch(session.agentId, new Date(session.lastInboundAt).toISOString());
+    background('last seen', agents.touch(session.agentId, new Date(session.lastInboundAt).toISOString()));
   }
 
   /**
    * Refuses a hello or an enrollment: audited and in the summary log line. Not counted toward the
    * address's limit: the peer holds a valid token, so the limit would only lock out its neighbours.
    */
-  function refuseIdentity(session: AgentSession, agentId: string, closeCode: number, message: string): never {
+  async function refuseIdentity(session: AgentSession, agentId: string, closeCode: number, message: string): Promise<never> {
     exposure.noteRefusal(session.remoteAddress, 'identity');
-    audit.record({ actor: 'system', agentId, action: 'agent:connect', outcome: 'refused', message: `SEEDWIRE_AUTH: ${message}`, params: { remote: session.remoteAddress, proof: proofOf(session) } });
+    await audit.record({ actor: 'system', agentId, action: 'agent:connect', outcome: 'refused', message: `SEEDWIRE_AUTH: ${message}`, params: { remote: session.remoteAddress, proof: proofOf(session) } });
     throw new SessionClose(closeCode, 'SEEDWIRE_AUTH', message);
   }
 
-  function acceptHello(session: AgentSession, hello: HelloFrame): 'open' | 'enrolling' {
+  async function acceptHello(session: AgentSession, hello: HelloFrame): Promise<'open' | 'enrolling'> {
     if (hello.v !== LIMITS.protocolVersion) {
       throw new SessionClose(CLOSE_CODES.versionMismatch, 'SEEDWIRE_PROTOCOL_VERSION', `protocol version ${hello.v} is not ${LIMITS.protocolVersion}`);
     }
     if (closing) throw new SessionClose(CLOSE_CODES.goingAway, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
     const decision = decideHello(session.principal, hello.agentId, {
       hasOwnToken: (id) => Object.hasOwn(options.credentials.perAgent, id),
-      identity: identities.get(hello.agentId),
+      identity: await identities.get(hello.agentId),
       connected: sessions.has(hello.agentId),
     });
-    if (decision.action === 'refuse') refuseIdentity(session, hello.agentId, decision.closeCode, decision.message);
+    if (decision.action === 'refuse') return refuseIdentity(session, hello.agentId, decision.closeCode, decision.message);
     if (decision.action === 'enroll') {
       // Nothing is stored until the agent confirms it saved the credential: an agent that dies
       // mid-enrollment leaves the id free to enroll again.
@@ -275,49 +318,60 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       return 'enrolling';
     }
     if (session.principal.kind === 'agent' && session.principal.via !== 'credential') {
-      identities.noteAdmitted(hello.agentId, session.principal.via, new Date().toISOString());
+      await identities.noteAdmitted(hello.agentId, session.principal.via, new Date().toISOString());
     }
-    welcome(session, hello);
+    await welcome(session, hello);
     return 'open';
   }
 
-  function acceptEnrolled(session: AgentSession, frame: EnrolledFrame): void {
+  async function acceptEnrolled(session: AgentSession, frame: EnrolledFrame): Promise<void> {
     const pending = session.enrollment;
     if (!pending || frame.agentId !== pending.hello.agentId) {
       throw new SessionClose(CLOSE_CODES.protocolError, 'SEEDWIRE_BAD_FRAME', `'enrolled' for agent ${frame.agentId} does not answer this connection's enrollment`);
     }
     const agentId = pending.hello.agentId;
     // Another connection may have enrolled or connected the id meanwhile: the first to confirm wins.
-    if (sessions.has(agentId) || !identities.enroll(agentId, pending.credentialHash, new Date().toISOString())) {
-      refuseIdentity(session, agentId, CLOSE_CODES.identityRefused, `agent ${agentId} was enrolled by another connection first`);
+    if (sessions.has(agentId) || !(await identities.enroll(agentId, pending.credentialHash, new Date().toISOString()))) {
+      await refuseIdentity(session, agentId, CLOSE_CODES.identityRefused, `agent ${agentId} was enrolled by another connection first`);
     }
     session.enrollment = null;
-    welcome(session, pending.hello);
-    audit.record({ actor: 'system', agentId, action: 'agent:enroll', outcome: 'succeeded', params: { remote: session.remoteAddress } });
+    await welcome(session, pending.hello);
+    await audit.record({ actor: 'system', agentId, action: 'agent:enroll', outcome: 'succeeded', params: { remote: session.remoteAddress } });
   }
 
-  function welcome(session: AgentSession, hello: HelloFrame): void {
-    handshaking.delete(session);
-    const now = Date.now();
-    session.agentId = hello.agentId;
-    session.hello = hello;
-    session.connectedAt = new Date(now).toISOString();
-    session.clockSkewMs = hello.clock - now;
-    session.resumable = new Set([...hello.running, ...hello.pending]);
-    session.log = session.log.child({ agentId: hello.agentId });
-    const previous = sessions.get(hello.agentId);
-    counters.sessions++;
-    if (previous || agents.get(hello.agentId)) counters.reconnects++;
-    sessions.set(hello.agentId, session);
-    if (previous && previous !== session) previous.close(CLOSE_CODES.superseded, 'superseded by a newer connection');
-    agents.upsertOnHello({
+  /**
+   * The store reads and writes first; from the session's registration to its welcome frame and
+   * the resume of its calls, nothing awaits, so no frame of the agent's falls in between.
+   */
+  async function welcome(session: AgentSession, hello: HelloFrame): Promise<void> {
+    const connectedAt = new Date().toISOString();
+    const known = (await agents.get(hello.agentId)) !== null;
+    await agents.upsertOnHello({
       id: hello.agentId,
       hostname: hello.hostname,
       datacenter: hello.datacenter,
       version: hello.version,
       capabilities: hello.capabilities,
-      connectedAt: session.connectedAt,
+      connectedAt,
     });
+    if (!known) knownAgents++;
+    const resume = await resumeHandler(hello.agentId, hello);
+    if (session.isClosed) return;
+    if (closing) throw new SessionClose(CLOSE_CODES.goingAway, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
+    handshaking.delete(session);
+    const now = Date.now();
+    session.agentId = hello.agentId;
+    session.hello = hello;
+    session.connectedAt = connectedAt;
+    session.clockSkewMs = hello.clock - now;
+    session.resumable = new Set([...hello.running, ...hello.pending]);
+    session.log = session.log.child({ agentId: hello.agentId });
+    const previous = sessions.get(hello.agentId);
+    counters.sessions++;
+    if (previous || known) counters.reconnects++;
+    sessions.set(hello.agentId, session);
+    lastFacts.delete(hello.agentId);
+    if (previous && previous !== session) previous.close(CLOSE_CODES.superseded, 'superseded by a newer connection');
     lastSeenWritten.set(hello.agentId, now);
     session.sender.sendFrame({
       t: 'welcome',
@@ -339,14 +393,14 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       }
     }
     try {
-      resumeHandler(hello.agentId, hello);
+      resume();
     } catch (error) {
       session.log.error({ err: error }, 'resume handler failed');
     }
     const waiters = agentWaiters.get(hello.agentId);
     agentWaiters.delete(hello.agentId);
     for (const wake of waiters ?? []) wake();
-    emit({ type: 'agent-connected', agent: infoOf(hello.agentId)! });
+    emit({ type: 'agent-connected', agent: infoOfSession(session, true) });
   }
 
   function handleFrame(session: AgentSession, frame: Exclude<Frame, HelloFrame>): void {
@@ -385,7 +439,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       }
       case 'facts': {
         session.facts = frame.facts;
-        agents.updateFacts(agentId, frame.facts);
+        background('facts', agents.updateFacts(agentId, frame.facts));
         emit({ type: 'facts', agentId, facts: frame.facts });
         return;
       }
@@ -414,6 +468,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       const agentId = session.agentId;
       if (!agentId || sessions.get(agentId) !== session) return; // superseded: the newer session owns the agent
       sessions.delete(agentId);
+      if (session.facts) lastFacts.set(agentId, session.facts);
       counters.disconnects++;
       touch(session, true);
       for (const call of calls.ofAgent(agentId)) {
@@ -421,7 +476,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
           calls.reject(call.id, new SeedwireError('SEEDWIRE_DISCONNECTED', `agent ${agentId} disconnected during ${call.op}`));
         }
       }
-      emit({ type: 'agent-disconnected', agent: infoOf(agentId)!, reason: `${code} ${reason}`.trim() });
+      emit({ type: 'agent-disconnected', agent: infoOfSession(session, false), reason: `${code} ${reason}`.trim() });
     },
   };
 
@@ -443,18 +498,21 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     return { ...outcome, result: checkResult(agentId, op, outcome.result) };
   }
 
-  function rawCall(agentId: string, op: OpName, params: Record<string, unknown>, callOptions: RawCallOptions): Promise<CallOutcome> {
+  async function rawCall(agentId: string, op: OpName, params: Record<string, unknown>, callOptions: RawCallOptions): Promise<CallOutcome> {
+    // A connected agent's call is registered and sent before this returns (a resumed call must be
+    // waited for before the agent's next frame); only the refusal of an absent agent reads the store.
+    if (!closing && !callOptions.signal?.aborted && !sessions.has(agentId)) {
+      throw (await agents.get(agentId))
+        ? new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`)
+        : new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+    }
     return new Promise<CallOutcome>((resolve, reject) => {
       const { signal } = callOptions;
       if (closing) return reject(new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down'));
       if (signal?.aborted) return reject(new SeedwireError('SEEDWIRE_CANCELED', `${op} canceled before it started`));
       const session = sessions.get(agentId);
       if (!session) {
-        return reject(
-          agents.get(agentId)
-            ? new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`)
-            : new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`),
-        );
+        return reject(new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`));
       }
       const id = callOptions.callId ?? randomUUID();
       if (calls.has(id)) return reject(new SeedwireError('SEEDWIRE_CONFLICT', `call ${id} is already in flight`));
@@ -485,14 +543,47 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     });
   }
 
+  /** The upgrade of an agent whose credential was checked (or refused). */
+  function upgradeAuthenticated(req: IncomingMessage, socket: Duplex, head: Buffer, remote: string, outcome: AuthOutcome): void {
+    if (socket.destroyed) return;
+    if (closing) return refuseUpgrade(socket, 503, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
+    // A limited address may still present what cannot be guessed (an enrolled credential, a
+    // verified certificate), so one misconfigured host behind a NAT does not lock out its
+    // enrolled neighbours; tokens an operator chose wait until the window ends.
+    const retryAfter = exposure.retryAfterSeconds(remote);
+    if (retryAfter !== null && !(outcome.ok && outcome.principal.kind === 'agent' && outcome.principal.via !== 'token')) {
+      exposure.noteRefusal(remote, 'rate-limited');
+      return refuseUpgrade(socket, 429, 'SEEDWIRE_RATE_LIMITED', `too many failed authentications from ${remote}; retry in ${retryAfter} s`, retryAfter);
+    }
+    if (!outcome.ok) {
+      exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
+      return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
+    }
+    if (pacedOut(socket, outcome.principal)) return;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const session = new AgentSession(ws, outcome.principal, remote, timing, handlers, counters, log.child({ component: 'hub' }));
+      allSessions.add(session);
+      handshaking.add(session);
+      ws.on('close', () => {
+        allSessions.delete(session);
+        handshaking.delete(session);
+      });
+    });
+  }
+
   const hub: ControllerHub = {
     relay,
     counters,
     call,
     isConnected: (agentId) => sessions.has(agentId),
     agent: infoOf,
+    async agents() {
+      const [rows, identityRows] = await Promise.all([agents.list(), identities.list()]);
+      const identityOfId = new Map(identityRows.map((row) => [row.agentId, row]));
+      return rows.map((row) => infoOfRow(row, identityOfId.get(row.id) ?? null));
+    },
     facts(agentId): Facts | null {
-      return sessions.get(agentId)?.facts ?? agents.get(agentId)?.facts ?? null;
+      return sessions.get(agentId)?.facts ?? lastFacts.get(agentId) ?? null;
     },
     waitForAgent(agentId, signal) {
       if (sessions.has(agentId)) return Promise.resolve();
@@ -529,54 +620,44 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       if (closing) return refuseUpgrade(socket, 503, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
       const remote = req.socket.remoteAddress ?? 'unknown';
       if (url.pathname === DATA_PATH) return handleDataUpgrade(req, socket, head, remote);
-      if (handshaking.size >= exposure.options.maxPendingHandshakes) {
+      if (handshaking.size + authenticating >= exposure.options.maxPendingHandshakes) {
         exposure.noteRefusal(remote, 'too-many-pending');
         return refuseUpgrade(socket, 503, 'SEEDWIRE_TOO_MANY_CONNECTIONS', 'too many agent connections are waiting for their hello; retry later', 1);
       }
       const certificate = readCertificateIdentity(req.socket as TLSSocket);
-      const outcome: AuthOutcome =
+      authenticating++;
+      const authenticated: Promise<AuthOutcome> =
         certificate.error !== null
-          ? { ok: false, reason: 'wrong', message: certificate.error }
+          ? Promise.resolve({ ok: false, reason: 'wrong', message: certificate.error })
           : authenticateAgent({ authorization: req.headers.authorization, certificateId: certificate.agentId }, options.credentials, identities);
-      // A limited address may still present what cannot be guessed (an enrolled credential, a
-      // verified certificate), so one misconfigured host behind a NAT does not lock out its
-      // enrolled neighbours; tokens an operator chose wait until the window ends.
-      const retryAfter = exposure.retryAfterSeconds(remote);
-      if (retryAfter !== null && !(outcome.ok && outcome.principal.kind === 'agent' && outcome.principal.via !== 'token')) {
-        exposure.noteRefusal(remote, 'rate-limited');
-        return refuseUpgrade(socket, 429, 'SEEDWIRE_RATE_LIMITED', `too many failed authentications from ${remote}; retry in ${retryAfter} s`, retryAfter);
-      }
-      if (!outcome.ok) {
-        exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
-        return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
-      }
-      if (pacedOut(socket, outcome.principal)) return;
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        const session = new AgentSession(ws, outcome.principal, remote, timing, handlers, counters, log.child({ component: 'hub' }));
-        allSessions.add(session);
-        handshaking.add(session);
-        ws.on('close', () => {
-          allSessions.delete(session);
-          handshaking.delete(session);
+      authenticated
+        .then(
+          (outcome) => upgradeAuthenticated(req, socket, head, remote, outcome),
+          (error: unknown) => {
+            log.error({ err: error, remote }, 'agent authentication failed');
+            refuseUpgrade(socket, 503, 'SEEDWIRE_INTERNAL', 'the controller could not check the credential; retry later', 1);
+          },
+        )
+        .finally(() => {
+          authenticating--;
         });
-      });
     },
     identity: identityOf,
-    revoke(agentId) {
-      const known = identities.get(agentId);
-      if (!known && !agents.get(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+    async revoke(agentId) {
+      const known = await identities.get(agentId);
+      if (!known && !(await agents.get(agentId))) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
       const method = known?.method ?? (Object.hasOwn(options.credentials.perAgent, agentId) ? 'token' : 'credential');
-      identities.revoke(agentId, method, new Date().toISOString());
+      await identities.revoke(agentId, method, new Date().toISOString());
       for (const session of allSessions) {
         if (session.agentId === agentId || session.enrollment?.hello.agentId === agentId) session.close(CLOSE_CODES.identityRefused, 'revoked by an operator');
       }
       emit({ type: 'identity', agentId });
       return identityOf(agentId);
     },
-    readmit(agentId) {
-      if (!identities.readmit(agentId, new Date().toISOString())) {
-        if (!identities.get(agentId) && !agents.get(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
-        throw new SeedwireError('SEEDWIRE_CONFLICT', `agent ${agentId} is not revoked (state ${identityOf(agentId).state}); only a revoked agent can be readmitted`);
+    async readmit(agentId) {
+      if (!(await identities.readmit(agentId, new Date().toISOString()))) {
+        if (!(await identities.get(agentId)) && !(await agents.get(agentId))) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+        throw new SeedwireError('SEEDWIRE_CONFLICT', `agent ${agentId} is not revoked (state ${(await identityOf(agentId)).state}); only a revoked agent can be readmitted`);
       }
       emit({ type: 'identity', agentId });
       return identityOf(agentId);

@@ -37,15 +37,16 @@ export interface SessionHandlers {
    * Throws SessionClose to refuse the hello. 'open' once welcomed; 'enrolling' when the agent must
    * first confirm it stored the credential it was sent (then `enrolled` completes the handshake).
    */
-  hello(session: AgentSession, frame: HelloFrame): 'open' | 'enrolling';
-  /** Throws SessionClose to refuse; welcomes the agent otherwise. */
-  enrolled(session: AgentSession, frame: EnrolledFrame): void;
+  hello(session: AgentSession, frame: HelloFrame): Promise<'open' | 'enrolling'>;
+  /** Rejects with SessionClose to refuse; welcomes the agent otherwise. */
+  enrolled(session: AgentSession, frame: EnrolledFrame): Promise<void>;
   frame(session: AgentSession, frame: Exclude<Frame, HelloFrame>): void;
   data(session: AgentSession, buf: Buffer): void;
   closed(session: AgentSession, code: number, reason: string): void;
 }
 
-type State = 'handshake' | 'enrolling' | 'open' | 'closed';
+/** 'admitting': a hello or an enrollment is being decided (store reads); the socket is paused meanwhile. */
+type State = 'handshake' | 'admitting' | 'enrolling' | 'open' | 'closed';
 
 /**
  * A heartbeat exactly as both ends encode it (JSON.stringify of {t, ts}). At rest a fleet sends
@@ -111,7 +112,11 @@ export class AgentSession {
 
   /** Not yet welcomed (no hello, or an enrollment not yet confirmed). */
   get isHandshaking(): boolean {
-    return this.state === 'handshake' || this.state === 'enrolling';
+    return this.state === 'handshake' || this.state === 'admitting' || this.state === 'enrolling';
+  }
+
+  get isClosed(): boolean {
+    return this.state === 'closed';
   }
 
   /** Closes with a code; a socket that does not finish the closing handshake is terminated. */
@@ -195,6 +200,10 @@ export class AgentSession {
       this.acceptHello(frame);
       return;
     }
+    if (this.state === 'admitting') {
+      if (frame.t === 'ping' || frame.t === 'pong') return;
+      return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', `'${frame.t}' before the controller answered the hello`), true);
+    }
     if (this.state === 'enrolling') {
       if (frame.t === 'ping' || frame.t === 'pong') return;
       if (frame.t !== 'enrolled') return this.refuse(null, new SeedwireError('SEEDWIRE_BAD_FRAME', `expected 'enrolled', got '${frame.t}'`), true);
@@ -211,24 +220,37 @@ export class AgentSession {
     }
   }
 
+  /**
+   * Frames that follow are not read until the handshake step is decided: the socket is paused, so
+   * the agent's first frames after its welcome meet an open session.
+   */
+  private admit(step: () => Promise<'open' | 'enrolling'>): void {
+    this.state = 'admitting';
+    this.ws.pause();
+    step().then(
+      (next) => {
+        if (this.state === 'closed') return;
+        this.state = next;
+        // The hello timeout keeps running through an enrollment: a peer that never confirms is closed.
+        if (next === 'open') clearTimeout(this.handshakeTimer);
+        this.ws.resume();
+      },
+      (error: unknown) => {
+        if (this.state === 'closed') return;
+        this.refuseHandshake(error);
+      },
+    );
+  }
+
   private acceptHello(frame: HelloFrame): void {
-    try {
-      this.state = this.handlers.hello(this, frame);
-      // The hello timeout keeps running through an enrollment: a peer that never confirms is closed.
-      if (this.state === 'open') clearTimeout(this.handshakeTimer);
-    } catch (error) {
-      this.refuseHandshake(error);
-    }
+    this.admit(() => this.handlers.hello(this, frame));
   }
 
   private acceptEnrolled(frame: EnrolledFrame): void {
-    try {
-      this.handlers.enrolled(this, frame);
-      this.state = 'open';
-      clearTimeout(this.handshakeTimer);
-    } catch (error) {
-      this.refuseHandshake(error);
-    }
+    this.admit(async () => {
+      await this.handlers.enrolled(this, frame);
+      return 'open';
+    });
   }
 
   private refuseHandshake(error: unknown): void {

@@ -76,7 +76,11 @@ export interface AgentHub {
    */
   call<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options?: CallOptions<N>): Promise<CallOutcome<OpResultOf<N>>>;
   isConnected(agentId: string): boolean;
-  agent(agentId: string): AgentInfo | null;
+  /** A connected agent from its session, any other from the store; null when it never connected. */
+  agent(agentId: string): Promise<AgentInfo | null>;
+  /** Every agent the store knows, by id (one read for the fleet, not one per agent). */
+  agents(): Promise<AgentInfo[]>;
+  /** Facts as last reported to this process (null before the first report since it started). */
   facts(agentId: string): Facts | null;
   /** Resolves when the agent is connected (at once if it is); rejects when the signal aborts. */
   waitForAgent(agentId: string, signal?: AbortSignal): Promise<void>;

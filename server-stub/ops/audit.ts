@@ -5,7 +5,7 @@ import type { Audit, AuditEntry } from '../types.js';
 
 export function createAudit(store: AuditStore, bus: EventBus): Audit {
   return {
-    record(entry) {
+    async record(entry, through = store) {
       const row: AuditEntry = {
         at: new Date().toISOString(),
         actor: entry.actor,
@@ -15,7 +15,7 @@ export function createAudit(store: AuditStore, bus: EventBus): Audit {
         outcome: entry.outcome,
         message: entry.message ?? null,
       };
-      store.insert(row);
+      await through.insert(row);
       bus.publish('audit', row);
       return row;
     },

@@ -11,8 +11,7 @@ import type { HelloFrame, OutputFrame } from '../../shared/frames.js';
 import type { EventBus } from '../events/types.js';
 import { checkResult } from '../hub/contract.js';
 import type { AgentHub, CallOutcome } from '../hub/types.js';
-import type { OperationStore } from '../store/operations.js';
-import type { OutputStore } from '../store/output.js';
+import type { StoreParts } from '../store/types.js';
 import type { Audit } from '../types.js';
 import type { Operation, OperationError, OperationRunner, RunOptions, StartedOperation } from './types.js';
 import { withoutSecrets } from './secrets.js';
@@ -20,16 +19,14 @@ import { validateOp } from './validate.js';
 
 export interface RunnerDeps {
   hub: AgentHub;
-  operations: OperationStore;
-  output: OutputStore;
+  /**
+   * Operations, their output and audit rows; `transaction` groups an operation's row and its audit
+   * row (at start, and again at its end) into one commit.
+   */
+  store: Pick<StoreParts, 'operations' | 'output'> & { transaction<T>(fn: (tx: StoreParts) => Promise<T>): Promise<T> };
   bus: EventBus;
   audit: Audit;
   log: Logger;
-  /**
-   * Runs a group of store writes as one SQLite transaction (one commit instead of one each: an
-   * operation's row and its audit row at start, and again at its end). @default runs them as they are
-   */
-  atomically?: <T>(writes: () => T) => T;
 }
 
 interface Active {
@@ -37,6 +34,8 @@ interface Active {
   done: Promise<Operation>;
   /** Who hears the operation's output and progress: the starter, and any caller re-attached by call id. */
   listeners: Set<RunOptions>;
+  /** The operation's output and progress writes, in arrival order; its end is recorded after them. */
+  writes: Promise<void>;
 }
 
 /** An operation that ended this way may be sent again under its id: its outcome never reached the controller. */
@@ -48,8 +47,11 @@ function isSeedActor(actor: string): boolean {
 }
 
 export interface ControllerOperationRunner extends OperationRunner {
-  /** Hub resume handler: adopt or fail this agent's operations left running by an earlier process. */
-  resumeAgent(agentId: string, hello: HelloFrame): void;
+  /**
+   * Hub resume handler: reads this agent's operations left running by an earlier process, and
+   * returns what adopts them (those the hello reports) or fails them (the others) once it is welcomed.
+   */
+  prepareResume(agentId: string, hello: HelloFrame): Promise<() => void>;
   activeCount(): number;
   /** Resolves once every operation this process tracks has settled (after the hub closed). */
   drain(): Promise<void>;
@@ -60,8 +62,8 @@ function toOperationError(error: SeedwireError): OperationError {
 }
 
 export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunner {
-  const { hub, operations, output, bus, audit } = deps;
-  const atomically = deps.atomically ?? (<T>(writes: () => T): T => writes());
+  const { hub, bus, audit, store } = deps;
+  const { operations, output } = store;
   const active = new Map<string, Active>();
   let closed = false;
 
@@ -69,35 +71,49 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     bus.publish('operation', extra ? { ...operation, ...extra } : operation);
   }
 
+  /** Queues a write of an operation tracked here behind its earlier ones (output stays in order). */
+  function enqueue(entry: Active | undefined, operationId: string, write: () => Promise<void>): void {
+    const run = (): Promise<void> => write().catch((error: unknown) => deps.log.error({ err: error, opId: operationId }, 'storing the output of an operation failed'));
+    if (entry) entry.writes = entry.writes.then(run);
+    else void run(); // run() never rejects
+  }
+
+  /** Stores a chunk, then publishes it with `end`, the operation's output bytes once it is stored (followers dedupe by it). */
+  async function storeOutput(operationId: string, stream: OutputFrame['stream'], seq: number, data: string): Promise<void> {
+    const { bytes } = await output.append(operationId, stream, data);
+    bus.publish('output', { operationId, seq, stream, data, end: bytes });
+  }
+
   function recordOutput(operationId: string, frame: OutputFrame, listeners: ReadonlySet<RunOptions>): void {
-    if (frame.gap) {
-      const note = `\n[seedwire: ${frame.gap} bytes of output lost]\n`;
-      output.append(operationId, frame.stream, note);
-      bus.publish('output', { operationId, seq: frame.seq, stream: frame.stream, data: note });
-    }
-    output.append(operationId, frame.stream, frame.data);
-    bus.publish('output', { operationId, seq: frame.seq, stream: frame.stream, data: frame.data });
+    enqueue(active.get(operationId), operationId, async () => {
+      if (frame.gap) await storeOutput(operationId, frame.stream, frame.seq, `\n[seedwire: ${frame.gap} bytes of output lost]\n`);
+      await storeOutput(operationId, frame.stream, frame.seq, frame.data);
+    });
     for (const options of listeners) options.onOutput?.({ seq: frame.seq, stream: frame.stream, data: frame.data });
   }
 
-  function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Operation {
-    return atomically(() => recordEnd(operation, outcome));
+  async function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation> {
+    await active.get(operation.id)?.writes;
+    const ended = await store.transaction((tx) => recordEnd(tx, operation, outcome));
+    if (ended) publish(ended);
+    return ended ?? (await operations.get(operation.id)) ?? operation;
   }
 
-  function recordEnd(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Operation {
+  /** The end's rows, in the caller's transaction; null when the operation is left running. */
+  async function recordEnd(tx: StoreParts, operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation | null> {
     const log = deps.log.child({ opId: operation.id, agentId: operation.agentId });
     const endedAt = new Date().toISOString();
     if (outcome.ok) {
-      operations.finish(operation.id, { state: 'succeeded', endedAt, result: outcome.value.result ?? null, error: null, exitCode: outcome.value.exitCode });
+      await tx.operations.finish(operation.id, { state: 'succeeded', endedAt, result: outcome.value.result ?? null, error: null, exitCode: outcome.value.exitCode });
     } else {
       const failure = toSeedwireError(outcome.error);
       if (failure.code === 'SEEDWIRE_SHUTTING_DOWN') {
         // The operation outlives this process: the agent reports it after the next start.
         log.info({ op: operation.op }, 'operation left running across shutdown');
-        return operations.get(operation.id) ?? operation;
+        return null;
       }
       const exitCode = (outcome.error as { exitCode?: unknown }).exitCode;
-      operations.finish(operation.id, {
+      await tx.operations.finish(operation.id, {
         state: failure.code === 'SEEDWIRE_CANCELED' ? 'canceled' : 'failed',
         endedAt,
         result: null,
@@ -105,17 +121,19 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
         exitCode: typeof exitCode === 'number' ? exitCode : null,
       });
     }
-    const final = operations.get(operation.id) ?? operation;
+    const final = (await tx.operations.get(operation.id)) ?? operation;
     log.info({ op: final.op, state: final.state, code: final.error?.code }, 'operation ended');
-    audit.record({
-      actor: final.actor,
-      agentId: final.agentId,
-      action: `op:${final.op}`,
-      params: final.seedId === null ? { operationId: final.id } : { operationId: final.id, seedId: final.seedId },
-      outcome: final.state,
-      message: final.error?.message ?? null,
-    });
-    publish(final);
+    await audit.record(
+      {
+        actor: final.actor,
+        agentId: final.agentId,
+        action: `op:${final.op}`,
+        params: final.seedId === null ? { operationId: final.id } : { operationId: final.id, seedId: final.seedId },
+        outcome: final.state,
+        message: final.error?.message ?? null,
+      },
+      tx.audit,
+    );
     return final;
   }
 
@@ -145,7 +163,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       ...(options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
       onOutput: (frame) => recordOutput(operation.id, frame, listeners),
       onProgress: (data) => {
-        publish(operations.get(operation.id) ?? operation, { progress: data });
+        enqueue(active.get(operation.id), operation.id, async () => publish((await operations.get(operation.id)) ?? operation, { progress: data }));
         for (const listener of listeners) listener.onProgress?.(data);
       },
       onDisconnect: options?.onDisconnect ?? 'wait',
@@ -162,7 +180,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       .finally(() => {
         active.delete(operation.id);
       });
-    const entry: Active = { controller, done, listeners };
+    const entry: Active = { controller, done, listeners, writes: Promise.resolve() };
     active.set(operation.id, entry);
     if (options) attach(entry, options);
     if (resumed) deps.log.info({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation resumed after reconnect');
@@ -170,7 +188,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   }
 
   /** start() for an id that already has a row: re-attach, resume, re-send or answer from the record. */
-  function restart(row: Operation, agentId: string, op: string, options: RunOptions): StartedOperation {
+  async function restart(row: Operation, agentId: string, op: string, options: RunOptions): Promise<StartedOperation> {
     if (row.agentId !== agentId || row.op !== op) {
       throw new SeedwireError('SEEDWIRE_CONFLICT', `operation ${row.id} is ${row.op} on ${row.agentId}, not ${op} on ${agentId}`);
     }
@@ -183,10 +201,16 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       return { operation: row, done: Promise.resolve(row) };
     }
     if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
-    const reopened = row.state !== 'running' && operations.reopen(row.id);
-    const operation = operations.get(row.id) ?? row;
+    const reopened = row.state !== 'running' && (await operations.reopen(row.id));
+    const operation = (await operations.get(row.id)) ?? row;
+    // Another caller may have re-attached it while this one read the store.
+    const attached = active.get(row.id);
+    if (attached) {
+      attach(attached, options);
+      return { operation, done: attached.done };
+    }
     deps.log.info({ opId: row.id, agentId, op, actor: options.actor, reopened }, 'operation re-attached by id');
-    audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(row.id, options), outcome: reopened ? 'resent' : 'resumed' });
+    await audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(row.id, options), outcome: reopened ? 'resent' : 'resumed' });
     publish(operation);
     return track(operation, options, !reopened);
   }
@@ -201,16 +225,16 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   }
 
   const runner: ControllerOperationRunner = {
-    start(agentId, op, params, options) {
+    async start(agentId, op, params, options) {
       if (closed) throw new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
       const valid = validateOp(op, params, !isSeedActor(options.actor));
       // A connected agent is known: no store read on the common path.
-      if (!hub.isConnected(agentId) && !hub.agent(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
-      const existing = options.callId === undefined ? null : operations.get(options.callId);
+      if (!hub.isConnected(agentId) && !(await hub.agent(agentId))) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`);
+      const existing = options.callId === undefined ? null : await operations.get(options.callId);
       if (existing) return restart(existing, agentId, valid.op, options);
       if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
-      const operation = atomically(() => {
-        const inserted = operations.insert({
+      const operation = await store.transaction(async (tx) => {
+        const inserted = await tx.operations.insert({
           id: options.callId ?? randomUUID(),
           agentId,
           op: valid.op,
@@ -219,7 +243,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
           actor: options.actor,
           seedId: options.seedId ?? null,
         });
-        audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(inserted.id, options, withoutSecrets(valid.params)), outcome: 'started' });
+        await audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(inserted.id, options, withoutSecrets(valid.params)), outcome: 'started' }, tx.audit);
         return inserted;
       });
       deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
@@ -227,7 +251,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       return track(operation, options, false, valid.params);
     },
     async run(agentId, op, params, options) {
-      const { done } = runner.start(agentId, op, params, options);
+      const { done } = await runner.start(agentId, op, params, options);
       const final = await done;
       if (final.state === 'succeeded') return { result: checkResult(agentId, op, final.result), exitCode: final.exitCode, durationMs: Date.parse(final.endedAt ?? final.createdAt) - Date.parse(final.createdAt), operation: final };
       // Left running by a shutdown: the agent keeps it, and the next controller process resumes it.
@@ -242,7 +266,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       operations.list({ ...(agentId === undefined ? {} : { agentId }), ...(seedId === undefined ? {} : { seedId }), limit: Math.min(Math.max(limit ?? 100, 1), 1000) }),
     async wait(id, ms, signal) {
       const entry = active.get(id);
-      if (!entry || ms <= 0) return operations.get(id);
+      if (!entry || ms <= 0) return await operations.get(id);
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
       const stop = new Promise<void>((resolve) => {
@@ -256,18 +280,18 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
         clearTimeout(timer);
         if (onAbort) signal?.removeEventListener('abort', onAbort);
       }
-      return operations.get(id);
+      return await operations.get(id);
     },
-    cancel(id, reason) {
+    async cancel(id, reason) {
       const entry = active.get(id);
       if (entry) {
         entry.controller.abort(new SeedwireError('SEEDWIRE_CANCELED', reason));
-        return operations.get(id);
+        return await operations.get(id);
       }
-      const row = operations.get(id);
+      const row = await operations.get(id);
       if (row?.state === 'running') {
         // Not tracked by this process (agent offline since a restart): nothing to tell the agent now.
-        return finish(row, { ok: false, error: new SeedwireError('SEEDWIRE_CANCELED', `${reason} (agent not connected; it was not told)`) });
+        return await finish(row, { ok: false, error: new SeedwireError('SEEDWIRE_CANCELED', `${reason} (agent not connected; it was not told)`) });
       }
       return row;
     },
@@ -278,16 +302,21 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     async drain() {
       await Promise.allSettled([...active.values()].map((entry) => entry.done));
     },
-    resumeAgent(agentId, hello) {
+    async prepareResume(agentId, hello) {
       const known = new Set([...hello.running, ...hello.pending]);
-      for (const row of operations.listRunning(agentId)) {
-        if (active.has(row.id)) continue; // this process still waits for it; the hub decides
-        if (known.has(row.id)) {
-          track(row, null, true);
-        } else {
-          finish(row, { ok: false, error: new SeedwireError('SEEDWIRE_LOST', `agent ${agentId} reconnected without operation ${row.id}; its outcome is unknown`) });
+      const rows = await operations.listRunning(agentId);
+      return () => {
+        for (const row of rows) {
+          if (active.has(row.id)) continue; // this process still waits for it; the hub decides
+          if (known.has(row.id)) {
+            track(row, null, true);
+            continue;
+          }
+          finish(row, { ok: false, error: new SeedwireError('SEEDWIRE_LOST', `agent ${agentId} reconnected without operation ${row.id}; its outcome is unknown`) }).catch(
+            (error: unknown) => deps.log.error({ err: error, opId: row.id }, 'recording a lost operation failed'),
+          );
         }
-      }
+      };
     },
   };
   return runner;

@@ -59,20 +59,20 @@ export interface StartedOperation {
 
 export interface OperationRunner {
   /**
-   * Validates, persists and sends an operation. Throws SeedwireError synchronously for an unknown
-   * op (SEEDWIRE_OP_UNKNOWN), bad params (SEEDWIRE_BAD_PARAMS), unknown or offline agent, or while
-   * shutting down.
+   * Validates, persists and sends an operation (the row and its audit row are stored before the
+   * call goes out). Rejects with a SeedwireError for an unknown op (SEEDWIRE_OP_UNKNOWN), bad
+   * params (SEEDWIRE_BAD_PARAMS), unknown or offline agent, or while shutting down.
    */
-  start(agentId: string, op: string, params: Record<string, unknown>, options: RunOptions): StartedOperation;
+  start(agentId: string, op: string, params: Record<string, unknown>, options: RunOptions): Promise<StartedOperation>;
   /** start() and wait for the end: resolves with the agent's outcome, rejects with a SeedwireError. */
   run<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: RunOptions<N>): Promise<CallOutcome<OpResultOf<N>> & { operation: Operation }>;
-  get(id: string): Operation | null;
+  get(id: string): Promise<Operation | null>;
   /** Newest first; with `seedId`, that seed's steps in the order they started. */
-  list(filter: { agentId?: string; seedId?: string; limit?: number }): Operation[];
+  list(filter: { agentId?: string; seedId?: string; limit?: number }): Promise<Operation[]>;
   /** The operation once it ended or after `ms`, whichever comes first; null if unknown. */
   wait(id: string, ms: number, signal?: AbortSignal): Promise<Operation | null>;
   /** Cancels a running operation of this process; returns the row (unchanged if already ended). */
-  cancel(id: string, reason: string): Operation | null;
+  cancel(id: string, reason: string): Promise<Operation | null>;
   /** Stops taking new operations (SEEDWIRE_SHUTTING_DOWN). */
   close(): void;
 }

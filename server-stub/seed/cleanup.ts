@@ -24,11 +24,11 @@ export async function cleanupAfterFailure(deps: StageDeps, seed: SeedView, prepa
     const prepared = seed.stages.find((s) => s.name === 'prepare-target')?.state;
     if (prepared === 'pending') return;
     if (prepareTargetError !== null && REFUSALS_BEFORE_DELETE.has(prepareTargetError)) {
-      deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: `target left as it is: prepare-target refused (${prepareTargetError}) before deleting anything` });
+      await deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: `target left as it is: prepare-target refused (${prepareTargetError}) before deleting anything` });
       return;
     }
     const out = await deps.steps.step(seed.target, 'seed-cleanup-target', { seedId: id }, { seedId: id, stage: 'cleanup', callId: `${id}.cleanup-target`, signal, waitMs: SEED_LIMITS.cleanupTargetWaitMs });
-    deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: out.reason ?? (out.cleaned ? 'partial data removed' : 'target left as it is') });
+    await deps.audit({ actor: `seed:${id}`, agentId: seed.target, action: 'seed.cleanup.target', outcome: 'ok', message: out.reason ?? (out.cleaned ? 'partial data removed' : 'target left as it is') });
   };
   const steps: Array<['source' | 'target', () => Promise<unknown>]> = [
     ['source', () => cleanupSource(deps, seed, signal, 'cleanup')],
@@ -40,7 +40,7 @@ export async function cleanupAfterFailure(deps: StageDeps, seed: SeedView, prepa
     } catch (error) {
       const err = toSeedwireError(error);
       deps.log.warn({ seedId: id, side, code: err.code, err: err.message }, 'cleanup step failed');
-      deps.audit({ actor: `seed:${id}`, agentId: side === 'source' ? seed.source : seed.target, action: `seed.cleanup.${side}`, outcome: 'failed', message: `${err.code}: ${err.message}` });
+      await deps.audit({ actor: `seed:${id}`, agentId: side === 'source' ? seed.source : seed.target, action: `seed.cleanup.${side}`, outcome: 'failed', message: `${err.code}: ${err.message}` });
     }
   }
 }

@@ -22,9 +22,16 @@ export class LiveProgress {
   private readonly live = new Map<string, LiveState>();
 
   constructor(
-    private readonly store: Pick<SeedStore, 'get' | 'setProgress'>,
+    private readonly store: Pick<SeedStore, 'setProgress'>,
     private readonly publish: (id: string) => void,
+    /** A progress write that failed: the next one carries the number again. */
+    private readonly onPersistError: (id: string, error: unknown) => void,
   ) {}
+
+  /** A run starts (or resumes) with what the store says is committed. */
+  begin(id: string, bytesDone: number): void {
+    if (!this.live.has(id)) this.live.set(id, { rate: new RateMeter(), bytesDone, received: null, lastPublishAt: 0, lastPersistAt: 0 });
+  }
 
   /** Bytes done for the throughput chart: the receiver's offset when known, else what is committed. */
   chartBytes(id: string, fallback: number): number {
@@ -81,7 +88,7 @@ export class LiveProgress {
   private of(id: string): LiveState {
     let live = this.live.get(id);
     if (!live) {
-      live = { rate: new RateMeter(), bytesDone: this.store.get(id)?.bytesDone ?? 0, received: null, lastPublishAt: 0, lastPersistAt: 0 };
+      live = { rate: new RateMeter(), bytesDone: 0, received: null, lastPublishAt: 0, lastPersistAt: 0 };
       this.live.set(id, live);
     }
     return live;
@@ -92,7 +99,7 @@ export class LiveProgress {
     const t = performance.now();
     if (t - live.lastPersistAt >= SEED_LIMITS.persistMs) {
       live.lastPersistAt = t;
-      this.store.setProgress(id, live.bytesDone);
+      this.store.setProgress(id, live.bytesDone).catch((error: unknown) => this.onPersistError(id, error));
     }
     if (force || t - live.lastPublishAt >= SEED_LIMITS.publishMs) {
       live.lastPublishAt = t;

@@ -17,7 +17,7 @@ import { SEED_LIMITS } from './limits.js';
 import { LiveProgress } from './live-progress.js';
 import { runPrechecks, type SeedPlan, type SeedRequest } from './prechecks.js';
 import { runStage, type StageDeps } from './stages.js';
-import { SeedStore } from './store.js';
+import type { SeedStore } from './store.js';
 import type { ThroughputData } from './throughput.js';
 import { ThroughputRecorder } from './throughput-recorder.js';
 import { SEED_STAGES, type SeedDeps, type SeedView, type StageName } from './types.js';
@@ -30,12 +30,18 @@ export class SeedMachine {
   private readonly live: LiveProgress;
   private readonly stageDeps: StageDeps;
   private readonly runs = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  /** Publications in order: each reads the seed after the one before it was published. */
+  private publishing: Promise<unknown> = Promise.resolve();
   private closed = false;
 
   constructor(private readonly deps: SeedDeps) {
-    this.store = new SeedStore(deps.db);
-    this.throughputRecorder = new ThroughputRecorder(deps.db, deps.log.child({ component: 'throughput' }));
-    this.live = new LiveProgress(this.store, (id) => void this.publish(id));
+    this.store = deps.store.seeds;
+    this.throughputRecorder = new ThroughputRecorder(deps.store.throughput, deps.log.child({ component: 'throughput' }));
+    this.live = new LiveProgress(
+      this.store,
+      (id) => this.publishInBackground(id),
+      (id, error) => deps.log.warn({ err: error, seedId: id }, 'could not persist the seed progress'),
+    );
     this.stageDeps = {
       hub: deps.hub,
       steps: createAgentSteps(deps.hub, deps.operations, deps.reconnectWaitMs ?? SEED_LIMITS.reconnectWaitMs),
@@ -44,24 +50,24 @@ export class SeedMachine {
       recorder: this.throughputRecorder,
       audit: deps.audit,
       log: deps.log,
-      publish: (id) => void this.publish(id),
+      publish: (id) => this.publishInBackground(id),
     };
   }
 
   /** The seed's throughput history (samples and marks), or null when none was recorded. */
-  throughput(id: string): ThroughputData | null {
+  throughput(id: string): Promise<ThroughputData | null> {
     return this.throughputRecorder.view(id);
   }
 
   // ---- public API --------------------------------------------------------------------------
 
-  get(id: string): SeedView | null {
-    const seed = this.store.get(id);
+  async get(id: string): Promise<SeedView | null> {
+    const seed = await this.store.get(id);
     return seed ? this.live.withLive(seed) : null;
   }
 
-  list(limit = 100): SeedView[] {
-    return this.store.list(limit).map((s) => this.live.withLive(s));
+  async list(limit = 100): Promise<SeedView[]> {
+    return (await this.store.list(limit)).map((s) => this.live.withLive(s));
   }
 
   /** Runs the prechecks (throwing 409-class SeedwireErrors), records the seed and starts it. */
@@ -72,43 +78,43 @@ export class SeedMachine {
       plan = await runPrechecks(request, { hub: this.deps.hub, activeSeedOf: (agentId) => this.store.activeFor(agentId) });
     } catch (error) {
       const err = toSeedwireError(error, 'SEEDWIRE_PRECHECK_FAILED');
-      this.deps.audit({ actor, agentId: request.target, action: 'seed.create', params: request, outcome: 'refused', message: `${err.code}: ${err.message}` });
+      await this.deps.audit({ actor, agentId: request.target, action: 'seed.create', params: request, outcome: 'refused', message: `${err.code}: ${err.message}` });
       throw err;
     }
     const id = `seed-${randomUUID()}`;
-    this.store.create({ id, source: request.source, target: request.target, method: plan.method, compression: request.compression ?? 'auto', effectiveCompression: plan.compression, startTarget: request.startTarget ?? true, maxBytesPerSec: request.maxBytesPerSec ?? null, lanes: plan.lanes, bytesTotal: plan.bytesTotal });
-    this.store.endStage(id, 'precheck', 'succeeded', plan.summary);
-    this.deps.audit({ actor, agentId: request.target, action: 'seed.create', params: { id, ...request, method: plan.method, compression: plan.compression, lanes: plan.lanes }, outcome: 'started', message: plan.summary });
-    this.start(id);
+    await this.store.create({ id, source: request.source, target: request.target, method: plan.method, compression: request.compression ?? 'auto', effectiveCompression: plan.compression, startTarget: request.startTarget ?? true, maxBytesPerSec: request.maxBytesPerSec ?? null, lanes: plan.lanes, bytesTotal: plan.bytesTotal });
+    await this.store.endStage(id, 'precheck', 'succeeded', plan.summary);
+    await this.deps.audit({ actor, agentId: request.target, action: 'seed.create', params: { id, ...request, method: plan.method, compression: plan.compression, lanes: plan.lanes }, outcome: 'started', message: plan.summary });
+    this.start(id, false);
     return this.publish(id);
   }
 
   async abort(id: string, actor = 'admin'): Promise<SeedView> {
-    const seed = this.store.get(id);
+    const seed = await this.store.get(id);
     if (!seed) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${id}`);
     if (seed.state !== 'running' && seed.state !== 'pending') {
       throw new SeedwireError('SEEDWIRE_CONFLICT', `seed ${id} is already ${seed.state}`);
     }
-    this.store.requestAbort(id);
-    this.deps.audit({ actor, agentId: seed.target, action: 'seed.abort', params: { id }, outcome: 'started' });
+    await this.store.requestAbort(id);
+    await this.deps.audit({ actor, agentId: seed.target, action: 'seed.abort', params: { id }, outcome: 'started' });
     const run = this.runs.get(id);
     if (run) {
       run.controller.abort('abort' satisfies StopReason);
       await run.done;
     } else {
       await cleanupAfterFailure(this.stageDeps, seed, null);
-      this.store.finish(id, 'aborted', { code: 'SEEDWIRE_CANCELED', message: `aborted by ${actor}` }, null);
+      await this.store.finish(id, 'aborted', { code: 'SEEDWIRE_CANCELED', message: `aborted by ${actor}` }, null);
     }
     return this.publish(id);
   }
 
   /** After a controller restart: pick every unfinished seed up where it stopped. */
-  resumeUnfinished(): void {
-    for (const seed of this.store.listUnfinished()) {
+  async resumeUnfinished(): Promise<void> {
+    for (const seed of await this.store.listUnfinished()) {
+      if (this.closed) return;
       this.deps.log.info({ seedId: seed.id, stage: seed.stage }, 'resuming seed after restart');
-      this.deps.audit({ actor: 'controller', agentId: seed.target, action: 'seed.resume', params: { id: seed.id, stage: seed.stage }, outcome: 'started' });
-      this.start(seed.id);
-      this.throughputRecorder.markRestart(seed.id);
+      await this.deps.audit({ actor: 'controller', agentId: seed.target, action: 'seed.resume', params: { id: seed.id, stage: seed.stage }, outcome: 'started' });
+      this.start(seed.id, true);
     }
   }
 
@@ -118,22 +124,30 @@ export class SeedMachine {
     const runs = [...this.runs.values()];
     for (const run of runs) run.controller.abort('shutdown' satisfies StopReason);
     await Promise.all(runs.map((r) => r.done));
-    this.throughputRecorder.close();
+    await this.throughputRecorder.close();
+    await this.publishing;
   }
 
   // ---- the stage loop ----------------------------------------------------------------------
 
-  private start(id: string): void {
+  /** `restarted`: picked up after a controller restart (marked on the throughput chart). */
+  private start(id: string, restarted: boolean): void {
     if (this.runs.has(id)) return;
     const controller = new AbortController();
-    const seed = this.store.get(id);
-    const initialBytes = seed?.bytesDone ?? 0;
-    this.throughputRecorder.track(id, { stage: seed?.stage ?? null, attempt: seed?.attempts ?? 0 }, () => this.live.chartBytes(id, initialBytes));
-    const done = this.run(id, controller.signal).finally(() => {
-      this.throughputRecorder.untrack(id);
-      this.runs.delete(id);
-      this.live.forget(id);
-    });
+    const done = (async () => {
+      const seed = await this.store.get(id);
+      const initialBytes = seed?.bytesDone ?? 0;
+      this.live.begin(id, initialBytes);
+      await this.throughputRecorder.track(id, { stage: seed?.stage ?? null, attempt: seed?.attempts ?? 0 }, () => this.live.chartBytes(id, initialBytes));
+      if (restarted) this.throughputRecorder.markRestart(id);
+      await this.run(id, controller.signal);
+    })()
+      .catch((error: unknown) => this.deps.log.error({ err: error, seedId: id }, 'seed run failed outside its stages'))
+      .finally(async () => {
+        await this.throughputRecorder.untrack(id);
+        this.runs.delete(id);
+        this.live.forget(id);
+      });
     this.runs.set(id, { controller, done });
   }
 
@@ -141,54 +155,63 @@ export class SeedMachine {
     const log = this.deps.log.child({ seedId: id });
     let current: StageName | null = null;
     try {
-      if (this.store.internals(id).abortRequested) throw new SeedwireError('SEEDWIRE_CANCELED', 'aborted');
+      if ((await this.store.internals(id)).abortRequested) throw new SeedwireError('SEEDWIRE_CANCELED', 'aborted');
       for (const stage of SEED_STAGES) {
-        const seed = this.mustGet(id);
+        const seed = await this.mustGet(id);
         const state = seed.stages.find((s) => s.name === stage)?.state;
         if (state === 'succeeded' || state === 'skipped') continue;
         current = stage;
         throwIfStopped(signal);
-        this.store.startStage(id, stage);
+        await this.store.startStage(id, stage);
         this.throughputRecorder.markStage(id, stage);
-        this.publish(id);
-        this.deps.audit({ actor: `seed:${id}`, agentId: agentOfStage(seed, stage), action: `seed.stage.${stage}`, outcome: 'started' });
-        const message = await runStage(this.stageDeps, this.mustGet(id), stage, signal);
-        this.store.endStage(id, stage, 'succeeded', message);
-        this.deps.audit({ actor: `seed:${id}`, agentId: agentOfStage(seed, stage), action: `seed.stage.${stage}`, outcome: 'ok', message });
-        this.publish(id);
+        this.publishInBackground(id);
+        await this.deps.audit({ actor: `seed:${id}`, agentId: agentOfStage(seed, stage), action: `seed.stage.${stage}`, outcome: 'started' });
+        const message = await runStage(this.stageDeps, await this.mustGet(id), stage, signal);
+        await this.store.endStage(id, stage, 'succeeded', message);
+        await this.deps.audit({ actor: `seed:${id}`, agentId: agentOfStage(seed, stage), action: `seed.stage.${stage}`, outcome: 'ok', message });
+        this.publishInBackground(id);
       }
-      this.store.finish(id, 'succeeded', null, null);
-      this.deps.audit({ actor: `seed:${id}`, agentId: this.mustGet(id).target, action: 'seed.finish', outcome: 'ok' });
+      await this.store.finish(id, 'succeeded', null, null);
+      await this.deps.audit({ actor: `seed:${id}`, agentId: (await this.mustGet(id)).target, action: 'seed.finish', outcome: 'ok' });
       log.info('seed succeeded');
     } catch (error) {
       if (signal.aborted && signal.reason === ('shutdown' satisfies StopReason)) {
         log.info({ stage: current }, 'controller shutting down; seed will resume on restart');
         return;
       }
-      const aborted = (signal.aborted && signal.reason === ('abort' satisfies StopReason)) || this.store.internals(id).abortRequested;
+      const aborted = (signal.aborted && signal.reason === ('abort' satisfies StopReason)) || (await this.store.internals(id)).abortRequested;
       const err = aborted ? new SeedwireError('SEEDWIRE_CANCELED', 'aborted by request') : toSeedwireError(error);
       log.warn({ stage: current, code: err.code, err: err.message }, aborted ? 'seed aborted' : 'seed failed');
-      if (current) this.store.endStage(id, current, 'failed', `${err.code}: ${err.message}`);
-      this.publish(id);
-      await cleanupAfterFailure(this.stageDeps, this.mustGet(id), current === 'prepare-target' ? err.code : null);
-      this.store.finish(id, aborted ? 'aborted' : 'failed', { code: err.code, message: err.message }, null);
-      this.deps.audit({ actor: `seed:${id}`, agentId: this.mustGet(id).target, action: 'seed.finish', outcome: aborted ? 'aborted' : 'failed', message: `${err.code}: ${err.message}` });
+      if (current) await this.store.endStage(id, current, 'failed', `${err.code}: ${err.message}`);
+      this.publishInBackground(id);
+      await cleanupAfterFailure(this.stageDeps, await this.mustGet(id), current === 'prepare-target' ? err.code : null);
+      await this.store.finish(id, aborted ? 'aborted' : 'failed', { code: err.code, message: err.message }, null);
+      await this.deps.audit({ actor: `seed:${id}`, agentId: (await this.mustGet(id)).target, action: 'seed.finish', outcome: aborted ? 'aborted' : 'failed', message: `${err.code}: ${err.message}` });
     } finally {
-      this.publish(id);
+      this.publishInBackground(id);
     }
   }
 
-  private mustGet(id: string): SeedView {
-    const seed = this.store.get(id);
+  private async mustGet(id: string): Promise<SeedView> {
+    const seed = await this.store.get(id);
     if (!seed) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${id}`);
     return seed;
   }
 
-  private publish(id: string): SeedView {
-    const seed = this.get(id);
-    if (!seed) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${id}`);
-    this.deps.bus.publish('seed', seed);
-    return seed;
+  /** Reads the seed and publishes it, after every publication asked for before. */
+  private publish(id: string): Promise<SeedView> {
+    const published = this.publishing.then(async () => {
+      const seed = await this.get(id);
+      if (!seed) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${id}`);
+      this.deps.bus.publish('seed', seed);
+      return seed;
+    });
+    this.publishing = published.catch(() => undefined);
+    return published;
+  }
+
+  private publishInBackground(id: string): void {
+    this.publish(id).catch((error: unknown) => this.deps.log.warn({ err: error, seedId: id }, 'could not publish the seed'));
   }
 }
 

@@ -11,12 +11,12 @@ export interface SeedPluginOptions {
 export function createSeedPlugin(options: SeedPluginOptions = {}): ControllerPlugin {
   return (app, deps) => {
     const machine = new SeedMachine({
-      db: deps.db,
+      store: deps.store,
       hub: deps.hub,
       operations: deps.operations,
       bus: deps.bus,
-      audit: (record) => {
-        deps.audit.record({ ...record, params: record.params ?? null, message: record.message ?? null });
+      audit: async (record) => {
+        await deps.audit.record({ ...record, params: record.params ?? null, message: record.message ?? null });
       },
       log: deps.log.child({ component: 'seed' }),
       ...(options.reconnectWaitMs === undefined ? {} : { reconnectWaitMs: options.reconnectWaitMs }),

@@ -35,7 +35,7 @@ export interface SeedPlan {
 export interface PrecheckDeps {
   hub: Pick<AgentHub, 'agent' | 'isConnected' | 'facts' | 'call'>;
   /** The active seed using this agent on either side, if any. */
-  activeSeedOf(agentId: string): string | null;
+  activeSeedOf(agentId: string): Promise<string | null>;
 }
 
 function refuse(message: string, code: ErrorCode = 'SEEDWIRE_PRECHECK_FAILED'): never {
@@ -84,9 +84,9 @@ export async function runPrechecks(request: SeedRequest, deps: PrecheckDeps): Pr
 
   if (request.source === request.target) refuse('source and target are the same agent');
   for (const [role, agentId] of [['source', request.source], ['target', request.target]] as const) {
-    if (!hub.agent(agentId)) refuse(`${role} agent ${agentId} is unknown`);
+    if (!(await hub.agent(agentId))) refuse(`${role} agent ${agentId} is unknown`);
     if (!hub.isConnected(agentId)) refuse(`${role} agent ${agentId} is not connected`);
-    const active = deps.activeSeedOf(agentId);
+    const active = await deps.activeSeedOf(agentId);
     if (active) refuse(`${role} agent ${agentId} is already in seed ${active}`);
   }
   const sourceFacts = needFacts(request.source, 'source');

@@ -44,19 +44,19 @@ export function registerSeedRoutes(app: FastifyInstance, machine: SeedMachine): 
 
   app.get('/api/seeds', async (request, reply) => {
     const limit = Math.min(1000, Math.max(1, Number((request.query as { limit?: string }).limit ?? 100) || 100));
-    return reply.send(machine.list(limit));
+    return reply.send(await machine.list(limit));
   });
 
   app.get<{ Params: { id: string } }>('/api/seeds/:id', async (request, reply) => {
-    const seed = machine.get(request.params.id);
+    const seed = await machine.get(request.params.id);
     if (!seed) return sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${request.params.id}`));
     return reply.send(seed);
   });
 
   app.get<{ Params: { id: string } }>('/api/seeds/:id/throughput', async (request, reply) => {
-    const seed = machine.get(request.params.id);
+    const seed = await machine.get(request.params.id);
     if (!seed) return sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no seed ${request.params.id}`));
-    const series = machine.throughput(seed.id) ?? { intervalMs: THROUGHPUT_DEFAULTS.intervalMs, samples: [], marks: [] };
+    const series = (await machine.throughput(seed.id)) ?? { intervalMs: THROUGHPUT_DEFAULTS.intervalMs, samples: [], marks: [] };
     const view: ThroughputView = { seedId: seed.id, state: seed.state, createdAt: seed.createdAt, endedAt: seed.endedAt, bytesTotal: seed.bytesTotal, ...series };
     return reply.send(view);
   });

@@ -23,9 +23,9 @@ export function methodSteps(deps: StageDeps, seed: SeedView, stage: StageName | 
   return {
     seed,
     state: {
-      snapshotName: () => store.internals(seed.id).snapshotName,
+      snapshotName: async () => (await store.internals(seed.id)).snapshotName,
       setSnapshotName: (name) => store.setSnapshotName(seed.id, name),
-      sourceStopped: () => store.internals(seed.id).sourceStopped,
+      sourceStopped: async () => (await store.internals(seed.id)).sourceStopped,
       setSourceStopped: (stopped) => store.setSourceStopped(seed.id, stopped),
     },
     sourceFacts: () => deps.hub.facts(seed.source),
@@ -57,7 +57,7 @@ export async function runStage(deps: StageDeps, seed: SeedView, stage: StageName
     case 'verify':
       return verify(deps, seed);
     case 'finalize-target': {
-      const { sent } = storedTransfer(deps, seed);
+      const { sent } = await storedTransfer(deps, seed);
       const extra = method.finalizeParams?.(sent) ?? {};
       // Over several lanes, the target checks every lane and combines their digests.
       const params = { seedId: seed.id, digest: sent.digest, startMysql: seed.startTarget, ...extra, ...(seed.lanes > 1 ? { lanes: seed.lanes } : {}) };
@@ -70,15 +70,15 @@ export async function runStage(deps: StageDeps, seed: SeedView, stage: StageName
   }
 }
 
-function storedTransfer(deps: StageDeps, seed: SeedView): StoredTransfer {
-  const transfer = deps.store.internals(seed.id).transfer;
+async function storedTransfer(deps: StageDeps, seed: SeedView): Promise<StoredTransfer> {
+  const transfer = (await deps.store.internals(seed.id)).transfer;
   if (!transfer) throw new SeedwireError('SEEDWIRE_INTERNAL', 'no transfer result recorded');
   return transfer;
 }
 
 /** Both sides must describe the same stream (each file's SHA-256 was checked as it arrived). */
-function verify(deps: StageDeps, seed: SeedView): string {
-  const { sent, received } = storedTransfer(deps, seed);
+async function verify(deps: StageDeps, seed: SeedView): Promise<string> {
+  const { sent, received } = await storedTransfer(deps, seed);
   if (sent.digest !== received.digest || sent.files !== received.files || sent.bytes !== received.bytes) {
     throw new SeedwireError(
       'SEEDWIRE_VERIFY_FAILED',

@@ -1,11 +1,12 @@
 /**
- * SQLite persistence of seeds and their stages: everything the state machine needs to resume
- * after a controller restart lives here, written before the step it describes runs. The tables
- * are created by the store's migrations (server-stub/store/migrations.ts).
+ * Persistence of seeds and their stages (SQLite or PostgreSQL, through the store's SqlExecutor):
+ * everything the state machine needs to resume after a controller restart lives here, written
+ * before the step it describes runs (callers await each write). The tables are created by the
+ * store's migrations (server-stub/store/migrations.ts, postgres-migrations.ts).
  */
 import { z } from 'zod';
 import { SeedResultSchema, SendSummarySchema, TransferSummarySchema, type SeedResult } from '../../shared/ops.js';
-import type Database from 'better-sqlite3';
+import type { SqlExecutor } from '../store/sql.js';
 import { SEED_STAGES, type SeedView, type StageName, type StageState, type StageView } from './types.js';
 
 interface SeedRow {
@@ -69,50 +70,53 @@ function attemptsShown(counter: number, lanes: number): number {
 }
 
 export class SeedStore {
-  constructor(private readonly db: Database.Database) {}
+  constructor(private readonly sql: SqlExecutor) {}
 
-  create(seed: NewSeed): void {
+  async create(seed: NewSeed): Promise<void> {
     const at = now();
-    this.db.transaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, lanes, state, stage, bytes_total, created_at)
-           VALUES (@id, @source, @target, @method, @compression, @effectiveCompression, @startTarget, @maxBytesPerSec, @lanes, 'running', 'precheck', @bytesTotal, @at)`,
-        )
-        .run({ ...seed, startTarget: seed.startTarget ? 1 : 0, at });
-      const insert = this.db.prepare(`INSERT INTO seed_stages (seed_id, name, ord, state) VALUES (?, ?, ?, 'pending')`);
-      SEED_STAGES.forEach((name, ord) => insert.run(seed.id, name, ord));
-    })();
+    await this.sql.transaction(async (tx) => {
+      await tx.run(
+        `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, lanes, state, stage, bytes_total, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'precheck', ?, ?)`,
+        [seed.id, seed.source, seed.target, seed.method, seed.compression, seed.effectiveCompression, seed.startTarget ? 1 : 0, seed.maxBytesPerSec, seed.lanes, seed.bytesTotal, at],
+      );
+      for (const [ord, name] of SEED_STAGES.entries()) {
+        await tx.run(`INSERT INTO seed_stages (seed_id, name, ord, state) VALUES (?, ?, ?, 'pending')`, [seed.id, name, ord]);
+      }
+    });
   }
 
-  get(id: string): SeedView | null {
-    const row = this.db.prepare(`SELECT * FROM seeds WHERE id = ?`).get(id) as SeedRow | undefined;
-    return row ? this.toView(row) : null;
+  async get(id: string): Promise<SeedView | null> {
+    const row = await this.sql.get<SeedRow>(`SELECT * FROM seeds WHERE id = ?`, [id]);
+    return row ? (await this.toViews([row]))[0]! : null;
   }
 
-  list(limit = 100): SeedView[] {
-    const rows = this.db.prepare(`SELECT * FROM seeds ORDER BY created_at DESC LIMIT ?`).all(limit) as SeedRow[];
-    return rows.map((row) => this.toView(row));
+  async list(limit = 100): Promise<SeedView[]> {
+    return this.toViews(await this.sql.all<SeedRow>(`SELECT * FROM seeds ORDER BY created_at DESC LIMIT ?`, [limit]));
   }
 
   /** Seeds a controller restart must pick up again. */
-  listUnfinished(): SeedView[] {
-    const rows = this.db.prepare(`SELECT * FROM seeds WHERE state IN ('pending', 'running') ORDER BY created_at`).all() as SeedRow[];
-    return rows.map((row) => this.toView(row));
+  async listUnfinished(): Promise<SeedView[]> {
+    return this.toViews(await this.sql.all<SeedRow>(`SELECT * FROM seeds WHERE state IN ('pending', 'running') ORDER BY created_at`));
   }
 
   /** The active seed using this agent on either side, if any. */
-  activeFor(agentId: string): string | null {
-    const row = this.db
-      .prepare(`SELECT id FROM seeds WHERE state IN ('pending', 'running') AND (source = ? OR target = ?) LIMIT 1`)
-      .get(agentId, agentId) as { id: string } | undefined;
+  async activeFor(agentId: string): Promise<string | null> {
+    const row = await this.sql.get<{ id: string }>(`SELECT id FROM seeds WHERE state IN ('pending', 'running') AND (source = ? OR target = ?) LIMIT 1`, [agentId, agentId]);
     return row?.id ?? null;
   }
 
-  internals(id: string): SeedInternals {
-    const row = this.db.prepare(`SELECT snapshot_name, source_stopped, transfer, abort_requested FROM seeds WHERE id = ?`).get(id) as
-      | Pick<SeedRow, 'snapshot_name' | 'source_stopped' | 'transfer' | 'abort_requested'>
-      | undefined;
+  /** How many seeds are in each state (for /metrics). */
+  async countByState(): Promise<Array<{ state: string; n: number }>> {
+    const rows = await this.sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM seeds GROUP BY state');
+    return rows.map((row) => ({ state: row.state, n: Number(row.n) }));
+  }
+
+  async internals(id: string): Promise<SeedInternals> {
+    const row = await this.sql.get<Pick<SeedRow, 'snapshot_name' | 'source_stopped' | 'transfer' | 'abort_requested'>>(
+      `SELECT snapshot_name, source_stopped, transfer, abort_requested FROM seeds WHERE id = ?`,
+      [id],
+    );
     return {
       snapshotName: row?.snapshot_name ?? null,
       sourceStopped: row?.source_stopped === 1,
@@ -121,82 +125,102 @@ export class SeedStore {
     };
   }
 
-  setSnapshotName(id: string, name: string | null): void {
-    this.db.prepare(`UPDATE seeds SET snapshot_name = ? WHERE id = ?`).run(name, id);
+  async setSnapshotName(id: string, name: string | null): Promise<void> {
+    await this.sql.run(`UPDATE seeds SET snapshot_name = ? WHERE id = ?`, [name, id]);
   }
-  setSourceStopped(id: string, stopped: boolean): void {
-    this.db.prepare(`UPDATE seeds SET source_stopped = ? WHERE id = ?`).run(stopped ? 1 : 0, id);
+  async setSourceStopped(id: string, stopped: boolean): Promise<void> {
+    await this.sql.run(`UPDATE seeds SET source_stopped = ? WHERE id = ?`, [stopped ? 1 : 0, id]);
   }
-  setTransfer(id: string, transfer: SeedInternals['transfer']): void {
-    this.db.prepare(`UPDATE seeds SET transfer = ? WHERE id = ?`).run(transfer ? JSON.stringify(transfer) : null, id);
+  async setTransfer(id: string, transfer: SeedInternals['transfer']): Promise<void> {
+    await this.sql.run(`UPDATE seeds SET transfer = ? WHERE id = ?`, [transfer ? JSON.stringify(transfer) : null, id]);
   }
-  requestAbort(id: string): void {
-    this.db.prepare(`UPDATE seeds SET abort_requested = 1 WHERE id = ?`).run(id);
+  async requestAbort(id: string): Promise<void> {
+    await this.sql.run(`UPDATE seeds SET abort_requested = 1 WHERE id = ?`, [id]);
   }
-  nextAttempt(id: string): number {
-    this.db.prepare(`UPDATE seeds SET attempts = attempts + 1 WHERE id = ?`).run(id);
-    return (this.db.prepare(`SELECT attempts FROM seeds WHERE id = ?`).get(id) as { attempts: number }).attempts;
+  async nextAttempt(id: string): Promise<number> {
+    const row = await this.sql.get<{ attempts: number }>(`UPDATE seeds SET attempts = attempts + 1 WHERE id = ? RETURNING attempts`, [id]);
+    return row?.attempts ?? 0;
   }
-  setProgress(id: string, bytesDone: number, bytesTotal?: number | null): void {
-    if (bytesTotal === undefined) this.db.prepare(`UPDATE seeds SET bytes_done = ? WHERE id = ?`).run(bytesDone, id);
-    else this.db.prepare(`UPDATE seeds SET bytes_done = ?, bytes_total = ? WHERE id = ?`).run(bytesDone, bytesTotal, id);
-  }
-
-  startStage(id: string, stage: StageName, message: string | null = null): void {
-    this.db.transaction(() => {
-      this.db.prepare(`UPDATE seeds SET stage = ? WHERE id = ?`).run(stage, id);
-      this.db
-        .prepare(`UPDATE seed_stages SET state = 'running', started_at = COALESCE(started_at, ?), ended_at = NULL, message = ? WHERE seed_id = ? AND name = ?`)
-        .run(now(), message, id, stage);
-    })();
+  async setProgress(id: string, bytesDone: number, bytesTotal?: number | null): Promise<void> {
+    if (bytesTotal === undefined) await this.sql.run(`UPDATE seeds SET bytes_done = ? WHERE id = ?`, [bytesDone, id]);
+    else await this.sql.run(`UPDATE seeds SET bytes_done = ?, bytes_total = ? WHERE id = ?`, [bytesDone, bytesTotal, id]);
   }
 
-  setStageMessage(id: string, stage: StageName, message: string): void {
-    this.db.prepare(`UPDATE seed_stages SET message = ? WHERE seed_id = ? AND name = ?`).run(message, id, stage);
+  async startStage(id: string, stage: StageName, message: string | null = null): Promise<void> {
+    await this.sql.transaction(async (tx) => {
+      await tx.run(`UPDATE seeds SET stage = ? WHERE id = ?`, [stage, id]);
+      await tx.run(`UPDATE seed_stages SET state = 'running', started_at = COALESCE(started_at, ?), ended_at = NULL, message = ? WHERE seed_id = ? AND name = ?`, [now(), message, id, stage]);
+    });
   }
 
-  endStage(id: string, stage: StageName, state: Exclude<StageState, 'pending' | 'running'>, message: string | null = null): void {
-    this.db
-      .prepare(`UPDATE seed_stages SET state = ?, started_at = COALESCE(started_at, ?), ended_at = ?, message = COALESCE(?, message) WHERE seed_id = ? AND name = ?`)
-      .run(state, now(), now(), message, id, stage);
+  async setStageMessage(id: string, stage: StageName, message: string): Promise<void> {
+    await this.sql.run(`UPDATE seed_stages SET message = ? WHERE seed_id = ? AND name = ?`, [message, id, stage]);
   }
 
-  finish(id: string, state: 'succeeded' | 'failed' | 'aborted', error: { code: string; message: string } | null, result: SeedResult | null): void {
-    this.db
-      .prepare(`UPDATE seeds SET state = ?, ended_at = ?, error = ?, result = COALESCE(?, result) WHERE id = ?`)
-      .run(state, now(), error ? JSON.stringify(error) : null, result ? JSON.stringify(result) : null, id);
+  async endStage(id: string, stage: StageName, state: Exclude<StageState, 'pending' | 'running'>, message: string | null = null): Promise<void> {
+    await this.sql.run(`UPDATE seed_stages SET state = ?, started_at = COALESCE(started_at, ?), ended_at = ?, message = COALESCE(?, message) WHERE seed_id = ? AND name = ?`, [
+      state,
+      now(),
+      now(),
+      message,
+      id,
+      stage,
+    ]);
   }
 
-  setResult(id: string, result: SeedResult): void {
-    this.db.prepare(`UPDATE seeds SET result = ? WHERE id = ?`).run(JSON.stringify(result), id);
+  async finish(id: string, state: 'succeeded' | 'failed' | 'aborted', error: { code: string; message: string } | null, result: SeedResult | null): Promise<void> {
+    await this.sql.run(`UPDATE seeds SET state = ?, ended_at = ?, error = ?, result = COALESCE(?, result) WHERE id = ?`, [
+      state,
+      now(),
+      error ? JSON.stringify(error) : null,
+      result ? JSON.stringify(result) : null,
+      id,
+    ]);
   }
 
-  private toView(row: SeedRow): SeedView {
-    const stages = (this.db.prepare(`SELECT name, state, started_at, ended_at, message FROM seed_stages WHERE seed_id = ? ORDER BY ord`).all(row.id) as StageRow[]).map(
-      (s): StageView => ({ name: s.name as StageName, state: s.state as StageState, startedAt: s.started_at, endedAt: s.ended_at, message: s.message }),
+  async setResult(id: string, result: SeedResult): Promise<void> {
+    await this.sql.run(`UPDATE seeds SET result = ? WHERE id = ?`, [JSON.stringify(result), id]);
+  }
+
+  /** Rows as the API shows them, with their stages read in one query. */
+  private async toViews(rows: SeedRow[]): Promise<SeedView[]> {
+    if (rows.length === 0) return [];
+    const stageRows = await this.sql.all<StageRow & { seed_id: string }>(
+      `SELECT seed_id, name, state, started_at, ended_at, message FROM seed_stages WHERE seed_id IN (${rows.map(() => '?').join(', ')}) ORDER BY seed_id, ord`,
+      rows.map((row) => row.id),
     );
-    return {
-      id: row.id,
-      source: row.source,
-      target: row.target,
-      method: row.method as SeedView['method'],
-      compression: row.compression as SeedView['compression'],
-      effectiveCompression: row.effective_compression as SeedView['effectiveCompression'],
-      startTarget: row.start_target === 1,
-      maxBytesPerSec: row.max_bytes_per_sec,
-      lanes: row.lanes,
-      state: row.state as SeedView['state'],
-      stage: row.stage as StageName | null,
-      bytesTotal: row.bytes_total,
-      bytesDone: row.bytes_done,
-      bytesPerSec: null,
-      etaSeconds: null,
-      createdAt: row.created_at,
-      endedAt: row.ended_at,
-      error: row.error ? (JSON.parse(row.error) as SeedView['error']) : null,
-      result: row.result ? SeedResultSchema.parse(JSON.parse(row.result)) : null,
-      attempts: attemptsShown(row.attempts, row.lanes),
-      stages,
-    };
+    const stagesOf = new Map<string, StageView[]>();
+    for (const s of stageRows) {
+      const list = stagesOf.get(s.seed_id) ?? [];
+      list.push({ name: s.name as StageName, state: s.state as StageState, startedAt: s.started_at, endedAt: s.ended_at, message: s.message });
+      stagesOf.set(s.seed_id, list);
+    }
+    return rows.map((row) => toView(row, stagesOf.get(row.id) ?? []));
   }
+}
+
+function toView(row: SeedRow, stages: StageView[]): SeedView {
+  return {
+    id: row.id,
+    source: row.source,
+    target: row.target,
+    method: row.method as SeedView['method'],
+    compression: row.compression as SeedView['compression'],
+    effectiveCompression: row.effective_compression as SeedView['effectiveCompression'],
+    startTarget: row.start_target === 1,
+    maxBytesPerSec: row.max_bytes_per_sec,
+    lanes: row.lanes,
+    state: row.state as SeedView['state'],
+    stage: row.stage as StageName | null,
+    bytesTotal: row.bytes_total,
+    bytesDone: row.bytes_done,
+    bytesPerSec: null,
+    etaSeconds: null,
+    createdAt: row.created_at,
+    endedAt: row.ended_at,
+    error: row.error ? (JSON.parse(row.error) as SeedView['error']) : null,
+    result: row.result ? SeedResultSchema.parse(JSON.parse(row.result)) : null,
+    attempts: attemptsShown(row.attempts, row.lanes),
+    stages,
+  };
 }

@@ -1,11 +1,11 @@
 /**
  * Samples every running seed's progress once a second into its ThroughputSeries and persists the
- * series in SQLite (table `seed_throughput`, one JSON row per seed, written every few seconds and
- * at every mark), so the history survives a controller restart and outlives the run. The table
- * comes from the store's migrations (server-stub/store/migrations.ts).
+ * series in the store (table `seed_throughput`, one JSON row per seed, written every few seconds
+ * and at every mark), so the history survives a controller restart and outlives the run. The
+ * table comes from the store's migrations.
  */
-import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
+import type { ThroughputStore } from '../store/throughput.js';
 import { ThroughputSeries, type ThroughputData, type ThroughputMark } from './throughput.js';
 import type { StageName } from './types.js';
 
@@ -27,11 +27,13 @@ interface Tracked {
 
 export class ThroughputRecorder {
   private readonly tracked = new Map<string, Tracked>();
+  /** The last write queued: writes land in order, and close() waits so none outlives the store. */
+  private lastWrite: Promise<void> = Promise.resolve();
   private readonly sampleMs: number;
   private readonly persistMs: number;
 
   constructor(
-    private readonly db: Database.Database,
+    private readonly store: ThroughputStore,
     private readonly log: Logger,
     options: RecorderOptions = {},
   ) {
@@ -40,23 +42,25 @@ export class ThroughputRecorder {
   }
 
   /** Starts sampling a seed (its series continues from what was persisted). Idempotent. */
-  track(seedId: string, state: { stage: StageName | null; attempt: number }, bytesDone: () => number): void {
+  async track(seedId: string, state: { stage: StageName | null; attempt: number }, bytesDone: () => number): Promise<void> {
+    if (this.tracked.has(seedId)) return;
+    const stored = await this.load(seedId);
     if (this.tracked.has(seedId)) return;
     const timer = setInterval(() => this.sample(seedId, false), this.sampleMs);
     timer.unref();
-    const entry: Tracked = { series: new ThroughputSeries(this.load(seedId)), stage: state.stage, attempt: state.attempt, bytesDone, timer, persistedAt: Date.now() };
+    const entry: Tracked = { series: new ThroughputSeries(stored), stage: state.stage, attempt: state.attempt, bytesDone, timer, persistedAt: Date.now() };
     this.tracked.set(seedId, entry);
     this.sample(seedId, true);
   }
 
   /** A last sample, persisted; sampling stops. */
-  untrack(seedId: string): void {
+  async untrack(seedId: string): Promise<void> {
     const entry = this.tracked.get(seedId);
     if (!entry) return;
     clearInterval(entry.timer);
     this.sample(seedId, true);
-    this.persist(seedId, entry);
     this.tracked.delete(seedId);
+    await this.persist(seedId, entry);
   }
 
   markStage(seedId: string, stage: StageName): void {
@@ -81,41 +85,42 @@ export class ThroughputRecorder {
   }
 
   /** The series as stored or as it runs; null when the seed has none. */
-  view(seedId: string): ThroughputData | null {
+  async view(seedId: string): Promise<ThroughputData | null> {
     return this.tracked.get(seedId)?.series.toJSON() ?? this.load(seedId);
   }
 
-  close(): void {
-    for (const seedId of [...this.tracked.keys()]) this.untrack(seedId);
+  async close(): Promise<void> {
+    await Promise.all([...this.tracked.keys()].map((seedId) => this.untrack(seedId)));
+    await this.lastWrite;
   }
 
   private sample(seedId: string, force: boolean): void {
     const entry = this.tracked.get(seedId);
     if (!entry) return;
     entry.series.record(Date.now(), entry.bytesDone(), entry.stage, entry.attempt, force);
-    if (Date.now() - entry.persistedAt >= this.persistMs) this.persist(seedId, entry);
+    if (Date.now() - entry.persistedAt >= this.persistMs) void this.persist(seedId, entry);
   }
 
   private mark(seedId: string, entry: Tracked, mark: ThroughputMark): void {
     entry.series.mark(mark);
-    this.persist(seedId, entry);
+    void this.persist(seedId, entry);
   }
 
-  private persist(seedId: string, entry: Tracked): void {
+  /** Never rejects: the chart is a convenience, and losing a write must not disturb the seed. */
+  private persist(seedId: string, entry: Tracked): Promise<void> {
     entry.persistedAt = Date.now();
-    try {
-      this.db.prepare(`INSERT INTO seed_throughput (seed_id, series) VALUES (?, ?) ON CONFLICT (seed_id) DO UPDATE SET series = excluded.series`).run(seedId, JSON.stringify(entry.series));
-    } catch (error) {
-      // The chart is a convenience: losing a write must not disturb the seed.
-      this.log.warn({ err: error, seedId }, 'could not persist the throughput series');
-    }
+    const series = JSON.stringify(entry.series);
+    this.lastWrite = this.lastWrite
+      .then(() => this.store.save(seedId, series))
+      .catch((error: unknown) => this.log.warn({ err: error, seedId }, 'could not persist the throughput series'));
+    return this.lastWrite;
   }
 
-  private load(seedId: string): ThroughputData | null {
-    const row = this.db.prepare(`SELECT series FROM seed_throughput WHERE seed_id = ?`).get(seedId) as { series: string } | undefined;
-    if (!row) return null;
+  private async load(seedId: string): Promise<ThroughputData | null> {
+    const text = await this.store.load(seedId);
+    if (text === null) return null;
     try {
-      return JSON.parse(row.series) as ThroughputData;
+      return JSON.parse(text) as ThroughputData;
     } catch {
       return null;
     }

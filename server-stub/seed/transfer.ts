@@ -29,8 +29,9 @@ export interface TransferDeps {
   store: SeedStore;
   live: LiveProgress;
   recorder: Pick<ThroughputRecorder, 'markAttempt'>;
-  audit: (record: AuditRecord) => void;
+  audit: (record: AuditRecord) => Promise<void>;
   log: Logger;
+  /** Publishes the seed's current view (reads it from the store; failures are logged). */
   publish: (id: string) => void;
 }
 
@@ -112,11 +113,11 @@ export async function runTransfer(deps: TransferDeps, seed: SeedView, method: Se
   const lane0 = sentLanes[0] as SendSummary;
   const sent: SendSummary = { ...combineLaneSummaries(sentLanes), ...(lane0.binlog ? { binlog: lane0.binlog } : {}), ...(lane0.tool ? { tool: lane0.tool } : {}) };
   const received: TransferSummary = combineLaneSummaries(results.map((r) => r.received));
-  const attempts = Math.max(1, store.get(id)?.attempts ?? 1);
-  store.setTransfer(id, { sent, received });
-  store.setProgress(id, received.bytes, received.bytes);
+  const attempts = Math.max(1, (await store.get(id))?.attempts ?? 1);
+  await store.setTransfer(id, { sent, received });
+  await store.setProgress(id, received.bytes, received.bytes);
   live.finished(id, received.bytes);
-  store.setResult(id, {
+  await store.setResult(id, {
     files: received.files,
     bytes: received.bytes,
     digest: received.digest,
@@ -143,15 +144,15 @@ async function runLane(deps: TransferDeps, seed: SeedView, method: SeedMethod, l
   for (;;) {
     throwIfStopped(signal);
     await Promise.all([deps.steps.waitForAgent(seed.source, signal), deps.steps.waitForAgent(seed.target, signal)]);
-    const attempt = store.nextAttempt(id);
+    const attempt = await store.nextAttempt(id);
     laneAttempts += 1;
     // The chart counts attempts per lane (the lanes' first attempts are all the seed's first one, not
     // attempts 1..N); with one lane this is the stored attempt number.
     deps.recorder.markAttempt(id, seed.attempts + laneAttempts, resume);
     live.startAttempt(id, !resumable);
     const before = resumable ? offsets.of(index) : best;
-    if (resume) store.setStageMessage(id, 'transfer', `${name}attempt ${attempt}: resuming from the target's committed offset`);
-    else if (!resumable && attempt > 1) store.setStageMessage(id, 'transfer', `attempt ${attempt}: a backup stream cannot resume; running the backup again from the start`);
+    if (resume) await store.setStageMessage(id, 'transfer', `${name}attempt ${attempt}: resuming from the target's committed offset`);
+    else if (!resumable && attempt > 1) await store.setStageMessage(id, 'transfer', `attempt ${attempt}: a backup stream cannot resume; running the backup again from the start`);
     try {
       return await transferOnce(deps, seed, method, lane, offsets, attempt, resume, signal);
     } catch (error) {
@@ -165,7 +166,7 @@ async function runLane(deps: TransferDeps, seed: SeedView, method: SeedMethod, l
         throw new SeedwireError('SEEDWIRE_DISCONNECTED', `transfer ${lane ? `lane ${index} ` : ''}made no progress in ${fruitless} attempts: ${err.message}`, { cause: err });
       }
       deps.log.warn({ seedId: id, lane: lane?.index, attempt, code: err.code, err: err.message }, 'transfer interrupted; resuming');
-      deps.audit({
+      await deps.audit({
         actor: `seed:${id}`,
         agentId: seed.target,
         action: 'seed.transfer.interrupted',
@@ -269,7 +270,7 @@ async function transferOnce(
     const offset = await Promise.race([lost, ready, receive.then(() => Promise.reject(new SeedwireError('SEEDWIRE_INTERNAL', 'receiver ended before it was ready')))]);
     const limit = await relay.waitForCredit(stream, offset, attemptAbort.signal);
     const name = lane ? `lane ${index}, ` : '';
-    deps.store.setStageMessage(seed.id, 'transfer', `${name}attempt ${attempt}: sending from offset ${offset} (${seed.effectiveCompression})`);
+    await deps.store.setStageMessage(seed.id, 'transfer', `${name}attempt ${attempt}: sending from offset ${offset} (${seed.effectiveCompression})`);
     deps.publish(seed.id);
     const sendParams: OpParamsInput<'seed-send'> = {
       seedId: seed.id,

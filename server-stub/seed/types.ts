@@ -1,6 +1,5 @@
 /** Seed records as stored and as the API shows them (README "HTTP API", docs/seed-flow.md). */
 import type { SeedResult } from '../../shared/ops.js';
-import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { EventBus } from '../events/types.js';
 import type { AgentHub } from '../hub/types.js';
@@ -8,6 +7,7 @@ import type { SeedMethodName } from './methods/index.js';
 
 export type { SeedMethodName };
 import type { OperationRunner } from '../ops/types.js';
+import type { StoreParts } from '../store/types.js';
 
 export const SEED_STAGES = ['precheck', 'prepare-source', 'prepare-target', 'transfer', 'verify', 'finalize-target', 'cleanup-source'] as const;
 export type StageName = (typeof SEED_STAGES)[number];
@@ -63,12 +63,14 @@ export interface AuditRecord {
 }
 
 export interface SeedDeps {
-  db: Database.Database;
+  /** Where seeds, their stages and throughput series are kept (the controller's store). */
+  store: Pick<StoreParts, 'seeds' | 'throughput'>;
   hub: AgentHub;
   /** Runs every agent-side step of a seed as an operation linked to it. */
   operations: OperationRunner;
   bus: EventBus;
-  audit: (record: AuditRecord) => void;
+  /** Awaited: a seed's audit row is written before the step it records goes on. */
+  audit: (record: AuditRecord) => Promise<void>;
   log: Logger;
   /** How long a seed waits for a disconnected agent before failing. */
   reconnectWaitMs?: number;

@@ -23,3 +23,12 @@ export function ensureAdminTokenFile(dataDir: string): { token: string; path: st
   chmodSync(path, 0o600);
   return { token, path, generated: true };
 }
+
+/** Writes a token kept elsewhere (the cluster's, in PostgreSQL) to DATA_DIR/admin-token, mode 0600; returns the path. */
+export function writeAdminTokenFile(dataDir: string, token: string): string {
+  const path = join(dataDir, 'admin-token');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(path, `${token}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return path;
+}

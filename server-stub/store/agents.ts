@@ -1,7 +1,7 @@
 /** The agents table: every agent that ever completed a handshake. */
-import type Database from 'better-sqlite3';
 import type { Facts } from '../../shared/frames.js';
 import { fromJsonColumn, toJsonColumn } from './json.js';
+import type { SqlExecutor } from './sql.js';
 
 export interface AgentRow {
   id: string;
@@ -39,46 +39,42 @@ function toAgentRow(raw: RawAgent): AgentRow {
 }
 
 export interface AgentStore {
-  upsertOnHello(agent: Omit<AgentRow, 'facts' | 'lastSeenAt'>): void;
-  updateFacts(id: string, facts: Facts): void;
-  touch(id: string, at: string): void;
-  get(id: string): AgentRow | null;
-  list(): AgentRow[];
+  upsertOnHello(agent: Omit<AgentRow, 'facts' | 'lastSeenAt'>): Promise<void>;
+  updateFacts(id: string, facts: Facts): Promise<void>;
+  touch(id: string, at: string): Promise<void>;
+  get(id: string): Promise<AgentRow | null>;
+  list(): Promise<AgentRow[]>;
   /** How many agents are known (ever completed a handshake). */
-  count(): number;
+  count(): Promise<number>;
 }
 
-export function createAgentStore(db: Database.Database): AgentStore {
-  const upsert = db.prepare(`
-    INSERT INTO agents (id, hostname, datacenter, version, capabilities, connected_at, last_seen_at)
-    VALUES (@id, @hostname, @datacenter, @version, @capabilities, @connectedAt, @connectedAt)
+export function createAgentStore(sql: SqlExecutor): AgentStore {
+  return {
+    async upsertOnHello(agent) {
+      await sql.run(
+        `INSERT INTO agents (id, hostname, datacenter, version, capabilities, connected_at, last_seen_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, datacenter = excluded.datacenter,
       version = excluded.version, capabilities = excluded.capabilities,
-      connected_at = excluded.connected_at, last_seen_at = excluded.last_seen_at`);
-  const setFacts = db.prepare('UPDATE agents SET facts = ? WHERE id = ?');
-  const setSeen = db.prepare('UPDATE agents SET last_seen_at = ? WHERE id = ?');
-  const selectOne = db.prepare('SELECT * FROM agents WHERE id = ?');
-  const selectAll = db.prepare('SELECT * FROM agents ORDER BY id');
-  const selectCount = db.prepare('SELECT COUNT(*) AS n FROM agents');
-  return {
-    upsertOnHello(agent) {
-      upsert.run({ ...agent, capabilities: JSON.stringify(agent.capabilities) });
+      connected_at = excluded.connected_at, last_seen_at = excluded.last_seen_at`,
+        [agent.id, agent.hostname, agent.datacenter, agent.version, JSON.stringify(agent.capabilities), agent.connectedAt, agent.connectedAt],
+      );
     },
-    updateFacts(id, facts) {
-      setFacts.run(toJsonColumn(facts), id);
+    async updateFacts(id, facts) {
+      await sql.run('UPDATE agents SET facts = ? WHERE id = ?', [toJsonColumn(facts), id]);
     },
-    touch(id, at) {
-      setSeen.run(at, id);
+    async touch(id, at) {
+      await sql.run('UPDATE agents SET last_seen_at = ? WHERE id = ?', [at, id]);
     },
-    get(id) {
-      const raw = selectOne.get(id) as RawAgent | undefined;
+    async get(id) {
+      const raw = await sql.get<RawAgent>('SELECT * FROM agents WHERE id = ?', [id]);
       return raw ? toAgentRow(raw) : null;
     },
-    list() {
-      return (selectAll.all() as RawAgent[]).map(toAgentRow);
+    async list() {
+      return (await sql.all<RawAgent>('SELECT * FROM agents ORDER BY id')).map(toAgentRow);
     },
-    count() {
-      return (selectCount.get() as { n: number }).n;
+    async count() {
+      return Number((await sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM agents'))?.n ?? 0);
     },
   };
 }

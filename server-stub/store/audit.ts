@@ -1,7 +1,7 @@
 /** The audit table: who did what to which agent, and how it ended. */
-import type Database from 'better-sqlite3';
 import type { AuditEntry } from '../types.js';
 import { fromJsonColumn, toJsonColumn } from './json.js';
+import type { SqlExecutor } from './sql.js';
 
 interface RawAudit {
   at: string;
@@ -14,21 +14,27 @@ interface RawAudit {
 }
 
 export interface AuditStore {
-  insert(entry: AuditEntry): void;
-  list(limit: number): AuditEntry[];
+  insert(entry: AuditEntry): Promise<void>;
+  /** Newest first. */
+  list(limit: number): Promise<AuditEntry[]>;
 }
 
-export function createAuditStore(db: Database.Database): AuditStore {
-  const insert = db.prepare(
-    'INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (@at, @actor, @agentId, @action, @params, @outcome, @message)',
-  );
-  const select = db.prepare('SELECT at, actor, agent_id, action, params, outcome, message FROM audit ORDER BY id DESC LIMIT ?');
+export function createAuditStore(sql: SqlExecutor): AuditStore {
   return {
-    insert(entry) {
-      insert.run({ ...entry, params: toJsonColumn(entry.params) });
+    async insert(entry) {
+      await sql.run('INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+        entry.at,
+        entry.actor,
+        entry.agentId,
+        entry.action,
+        toJsonColumn(entry.params),
+        entry.outcome,
+        entry.message,
+      ]);
     },
-    list(limit) {
-      return (select.all(limit) as RawAudit[]).map((raw) => ({
+    async list(limit) {
+      const rows = await sql.all<RawAudit>('SELECT at, actor, agent_id, action, params, outcome, message FROM audit ORDER BY id DESC LIMIT ?', [limit]);
+      return rows.map((raw) => ({
         at: raw.at,
         actor: raw.actor,
         agentId: raw.agent_id,

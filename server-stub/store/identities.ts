@@ -4,7 +4,7 @@
  * No row means the id never enrolled, so the enrollment token may claim it.
  */
 import { createHash } from 'node:crypto';
-import type Database from 'better-sqlite3';
+import type { SqlExecutor } from './sql.js';
 
 export type IdentityState = 'enrolled' | 'revoked' | 'readmitted';
 /** How the id proves itself: its enrolled credential, a per-agent token (--agent-tokens), or a client certificate. */
@@ -48,68 +48,68 @@ export function hashCredential(credential: string): string {
 }
 
 export interface IdentityStore {
-  get(agentId: string): IdentityRow | null;
+  get(agentId: string): Promise<IdentityRow | null>;
+  /** Every identity, for listing the fleet without one read per agent. */
+  list(): Promise<IdentityRow[]>;
   /** The identity a presented credential belongs to (in any state), or null. */
-  findByCredential(credential: string): IdentityRow | null;
+  findByCredential(credential: string): Promise<IdentityRow | null>;
   /**
    * Commits an enrollment: only when the id has no identity yet or was re-admitted (one
    * enrollment per readmit). Returns false when it may not enroll (enrolled meanwhile, revoked).
    */
-  enroll(agentId: string, credentialHash: string, at: string): boolean;
+  enroll(agentId: string, credentialHash: string, at: string): Promise<boolean>;
   /** Records that a per-agent token or a certificate admitted the id (a re-admitted id becomes enrolled again). */
-  noteAdmitted(agentId: string, method: Exclude<IdentityMethod, 'credential'>, at: string): void;
+  noteAdmitted(agentId: string, method: Exclude<IdentityMethod, 'credential'>, at: string): Promise<void>;
   /** Revokes whatever the id enrolled with; the row stays so its credential is recognised as revoked. */
-  revoke(agentId: string, method: IdentityMethod, at: string): IdentityRow;
+  revoke(agentId: string, method: IdentityMethod, at: string): Promise<IdentityRow>;
   /** A revoked id may enroll once more. Returns null when the id is not revoked. */
-  readmit(agentId: string, at: string): IdentityRow | null;
+  readmit(agentId: string, at: string): Promise<IdentityRow | null>;
 }
 
-export function createIdentityStore(db: Database.Database): IdentityStore {
-  const selectOne = db.prepare('SELECT * FROM agent_identities WHERE agent_id = ?');
-  const selectByHash = db.prepare('SELECT * FROM agent_identities WHERE credential_hash = ?');
-  const upsertEnrolled = db.prepare(`
+/**
+ * One statement decides and writes, so two controllers (or connections) cannot both enroll an id:
+ * the insert wins for a new id, the update only over a re-admitted one.
+ */
+const UPSERT_ENROLLED = `
     INSERT INTO agent_identities (agent_id, state, method, credential_hash, enrolled_at, updated_at)
-    VALUES (@agentId, 'enrolled', @method, @hash, @at, @at)
+    VALUES (?, 'enrolled', ?, ?, ?, ?)
     ON CONFLICT (agent_id) DO UPDATE SET state = 'enrolled', method = excluded.method,
-      credential_hash = excluded.credential_hash, enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at`);
-  const upsertRevoked = db.prepare(`
-    INSERT INTO agent_identities (agent_id, state, method, revoked_at, updated_at)
-    VALUES (@agentId, 'revoked', @method, @at, @at)
-    ON CONFLICT (agent_id) DO UPDATE SET state = 'revoked', revoked_at = excluded.revoked_at, updated_at = excluded.updated_at`);
-  const setReadmitted = db.prepare("UPDATE agent_identities SET state = 'readmitted', readmitted_at = @at, updated_at = @at WHERE agent_id = @agentId AND state = 'revoked'");
+      credential_hash = excluded.credential_hash, enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at
+    WHERE agent_identities.state = 'readmitted'`;
 
-  const get = (agentId: string): IdentityRow | null => {
-    const raw = selectOne.get(agentId) as RawIdentity | undefined;
+export function createIdentityStore(sql: SqlExecutor): IdentityStore {
+  const get = async (agentId: string): Promise<IdentityRow | null> => {
+    const raw = await sql.get<RawIdentity>('SELECT * FROM agent_identities WHERE agent_id = ?', [agentId]);
     return raw ? toRow(raw) : null;
   };
-
-  const enroll = db.transaction((agentId: string, hash: string, at: string): boolean => {
-    const current = get(agentId);
-    if (current && current.state !== 'readmitted') return false;
-    upsertEnrolled.run({ agentId, method: 'credential', hash, at });
-    return true;
-  });
-
-  const noteAdmitted = db.transaction((agentId: string, method: Exclude<IdentityMethod, 'credential'>, at: string): void => {
-    const current = get(agentId);
-    if (current?.state === 'enrolled' || current?.state === 'revoked') return;
-    upsertEnrolled.run({ agentId, method, hash: null, at });
-  });
-
   return {
     get,
-    findByCredential(credential) {
-      const raw = selectByHash.get(hashCredential(credential)) as RawIdentity | undefined;
+    async list() {
+      return (await sql.all<RawIdentity>('SELECT * FROM agent_identities ORDER BY agent_id')).map(toRow);
+    },
+    async findByCredential(credential) {
+      const raw = await sql.get<RawIdentity>('SELECT * FROM agent_identities WHERE credential_hash = ?', [hashCredential(credential)]);
       return raw ? toRow(raw) : null;
     },
-    enroll: (agentId, credentialHash, at) => enroll(agentId, credentialHash, at),
-    noteAdmitted: (agentId, method, at) => noteAdmitted(agentId, method, at),
-    revoke(agentId, method, at) {
-      upsertRevoked.run({ agentId, method, at });
-      return get(agentId)!;
+    async enroll(agentId, credentialHash, at) {
+      return (await sql.run(UPSERT_ENROLLED, [agentId, 'credential', credentialHash, at, at])).changes === 1;
     },
-    readmit(agentId, at) {
-      return setReadmitted.run({ agentId, at }).changes === 1 ? get(agentId) : null;
+    async noteAdmitted(agentId, method, at) {
+      // An enrolled or revoked id keeps its row as it is.
+      await sql.run(UPSERT_ENROLLED, [agentId, method, null, at, at]);
+    },
+    async revoke(agentId, method, at) {
+      await sql.run(
+        `INSERT INTO agent_identities (agent_id, state, method, revoked_at, updated_at)
+    VALUES (?, 'revoked', ?, ?, ?)
+    ON CONFLICT (agent_id) DO UPDATE SET state = 'revoked', revoked_at = excluded.revoked_at, updated_at = excluded.updated_at`,
+        [agentId, method, at, at],
+      );
+      return (await get(agentId))!;
+    },
+    async readmit(agentId, at) {
+      const { changes } = await sql.run("UPDATE agent_identities SET state = 'readmitted', readmitted_at = ?, updated_at = ? WHERE agent_id = ? AND state = 'revoked'", [at, at, agentId]);
+      return changes === 1 ? get(agentId) : null;
     },
   };
 }

@@ -1,7 +1,7 @@
 /** The operations table (one row per operation, with its output counters and rolling tail). */
-import type Database from 'better-sqlite3';
 import type { Operation, OperationError, OperationState } from '../ops/types.js';
 import { fromJsonColumn, toJsonColumn } from './json.js';
+import type { SqlExecutor } from './sql.js';
 
 interface RawOperation {
   id: string;
@@ -58,64 +58,81 @@ export interface OperationFilter {
 }
 
 export interface OperationStore {
-  insert(op: NewOperation): Operation;
+  insert(op: NewOperation): Promise<Operation>;
   /** Sets the final state once; returns false if the operation had already ended. */
-  finish(id: string, end: OperationEnd): boolean;
+  finish(id: string, end: OperationEnd): Promise<boolean>;
   /** Sets an ended operation running again (its call is re-sent under the same id); false if it was running. */
-  reopen(id: string): boolean;
-  get(id: string): Operation | null;
+  reopen(id: string): Promise<boolean>;
+  get(id: string): Promise<Operation | null>;
   /** Newest first; with `seedId`, that seed's steps in the order they started. */
-  list(filter: OperationFilter): Operation[];
-  listRunning(agentId?: string): Operation[];
+  list(filter: OperationFilter): Promise<Operation[]>;
+  listRunning(agentId?: string): Promise<Operation[]>;
+  /** How many operations are in each state (for /metrics). */
+  countByState(): Promise<Array<{ state: string; n: number }>>;
 }
 
-export function createOperationStore(db: Database.Database): OperationStore {
-  const insert = db.prepare(`INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id)
-    VALUES (@id, @agentId, @op, @params, 'running', @createdAt, @actor, @seedId)`);
-  const reopen = db.prepare(`UPDATE operations SET state = 'running', ended_at = NULL, result = NULL, error = NULL, exit_code = NULL
-    WHERE id = ? AND state != 'running'`);
-  const finish = db.prepare(`UPDATE operations SET state = @state, ended_at = @endedAt, result = @result, error = @error,
-    exit_code = @exitCode WHERE id = @id AND state = 'running'`);
-  const selectOne = db.prepare('SELECT * FROM operations WHERE id = ?');
-  // One statement per combination of filters, each plain enough for SQLite to use the agent's or
-  // the seed's index (a `@x IS NULL OR col = @x` condition would scan the table).
-  const selectRecent = new Map<string, Database.Statement>();
-  function selectRecentFor(filter: { agentId: boolean; seedId: boolean }): Database.Statement {
-    const key = `${filter.agentId}/${filter.seedId}`;
-    let statement = selectRecent.get(key);
-    if (!statement) {
-      const where = [filter.agentId ? 'agent_id = @agentId' : null, filter.seedId ? 'seed_id = @seedId' : null].filter((c) => c !== null);
-      statement = db.prepare(`SELECT * FROM operations ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY rowid ${filter.seedId ? 'ASC' : 'DESC'} LIMIT @limit`);
-      selectRecent.set(key, statement);
-    }
-    return statement;
-  }
-  const selectRunning = db.prepare("SELECT * FROM operations WHERE state = 'running' ORDER BY rowid");
-  const selectRunningByAgent = db.prepare("SELECT * FROM operations WHERE state = 'running' AND agent_id = ? ORDER BY rowid");
+export function createOperationStore(sql: SqlExecutor): OperationStore {
+  // Insertion order: SQLite's rowid; PostgreSQL's table has a serial column for it.
+  const order = sql.dialect === 'sqlite' ? 'rowid' : 'seq';
   const store: OperationStore = {
-    insert(op) {
-      insert.run({ id: op.id, agentId: op.agentId, op: op.op, params: JSON.stringify(op.params), createdAt: op.createdAt, actor: op.actor, seedId: op.seedId ?? null });
-      return store.get(op.id)!;
+    async insert(op) {
+      await sql.run(
+        `INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id) VALUES (?, ?, ?, ?, 'running', ?, ?, ?)`,
+        [op.id, op.agentId, op.op, JSON.stringify(op.params), op.createdAt, op.actor, op.seedId ?? null],
+      );
+      return (await store.get(op.id))!;
     },
-    finish(id, end) {
-      const info = finish.run({ id, ...end, result: toJsonColumn(end.result), error: toJsonColumn(end.error) });
-      return info.changes === 1;
+    async finish(id, end) {
+      const { changes } = await sql.run(`UPDATE operations SET state = ?, ended_at = ?, result = ?, error = ?, exit_code = ? WHERE id = ? AND state = 'running'`, [
+        end.state,
+        end.endedAt,
+        toJsonColumn(end.result),
+        toJsonColumn(end.error),
+        end.exitCode,
+        id,
+      ]);
+      return changes === 1;
     },
-    reopen(id) {
-      return reopen.run(id).changes === 1;
+    async reopen(id) {
+      const { changes } = await sql.run(
+        `UPDATE operations SET state = 'running', ended_at = NULL, result = NULL, error = NULL, exit_code = NULL WHERE id = ? AND state != 'running'`,
+        [id],
+      );
+      return changes === 1;
     },
-    get(id) {
-      const raw = selectOne.get(id) as RawOperation | undefined;
+    async get(id) {
+      const raw = await sql.get<RawOperation>('SELECT * FROM operations WHERE id = ?', [id]);
       return raw ? toOperation(raw) : null;
     },
-    list({ agentId, seedId, limit }) {
-      const statement = selectRecentFor({ agentId: agentId !== undefined, seedId: seedId !== undefined });
-      const rows = statement.all({ limit, ...(agentId === undefined ? {} : { agentId }), ...(seedId === undefined ? {} : { seedId }) });
-      return (rows as RawOperation[]).map(toOperation);
+    async list({ agentId, seedId, limit }) {
+      // Plain conditions per combination of filters, so the engine uses the agent's or the seed's
+      // index (a `? IS NULL OR col = ?` condition would scan the table).
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (agentId !== undefined) {
+        where.push('agent_id = ?');
+        params.push(agentId);
+      }
+      if (seedId !== undefined) {
+        where.push('seed_id = ?');
+        params.push(seedId);
+      }
+      const rows = await sql.all<RawOperation>(
+        `SELECT * FROM operations ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} ${seedId === undefined ? 'DESC' : 'ASC'} LIMIT ?`,
+        [...params, limit],
+      );
+      return rows.map(toOperation);
     },
-    listRunning(agentId) {
-      const rows = agentId === undefined ? selectRunning.all() : selectRunningByAgent.all(agentId);
-      return (rows as RawOperation[]).map(toOperation);
+    async listRunning(agentId) {
+      const rows =
+        agentId === undefined
+          ? await sql.all<RawOperation>(`SELECT * FROM operations WHERE state = 'running' ORDER BY ${order}`)
+          : await sql.all<RawOperation>(`SELECT * FROM operations WHERE state = 'running' AND agent_id = ? ORDER BY ${order}`, [agentId]);
+      return rows.map(toOperation);
+    },
+    async countByState() {
+      const rows = await sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM operations GROUP BY state');
+      return rows.map((row) => ({ state: row.state, n: Number(row.n) }));
     },
   };
   return store;

@@ -3,8 +3,8 @@
  * cap one truncation marker row is written and only the counters and the rolling tail (the last
  * `tailBytes`, kept in operations.output_tail) move on, so the tail is always the latest output.
  */
-import type Database from 'better-sqlite3';
 import { LIMITS } from '../../shared/limits.js';
+import type { SqlExecutor } from './sql.js';
 
 export type OutputStream = 'stdout' | 'stderr';
 
@@ -15,11 +15,16 @@ export interface OutputChunk {
 }
 
 export interface OutputStore {
-  /** Appends one chunk; returns the row seq it was stored under (null when past the cap). */
-  append(operationId: string, stream: OutputStream, data: string): { seq: number | null };
+  /**
+   * Appends one chunk; returns the row seq it was stored under (null when past the cap) and
+   * `bytes`, the operation's output bytes with it (0 for an unknown operation).
+   */
+  append(operationId: string, stream: OutputStream, data: string): Promise<{ seq: number | null; bytes: number }>;
   /** The whole stored output as text: head, a truncation note, then the tail. */
-  readText(operationId: string): string;
-  readChunks(operationId: string): OutputChunk[];
+  readText(operationId: string): Promise<string>;
+  /** readText with the output bytes it covers (a live follower skips chunks it already holds). */
+  readStored(operationId: string): Promise<{ text: string; bytes: number }>;
+  readChunks(operationId: string): Promise<OutputChunk[]>;
 }
 
 interface Counters {
@@ -53,63 +58,78 @@ export function formatTruncation(omittedBytes: number): string {
 }
 
 export function createOutputStore(
-  db: Database.Database,
+  sql: SqlExecutor,
   limits: { capBytes: number; tailBytes: number } = { capBytes: LIMITS.outputStoreBytes, tailBytes: LIMITS.outputTailBytes },
 ): OutputStore {
-  const selectCounters = db.prepare('SELECT output_bytes, output_stored, output_rows, output_truncated, output_tail FROM operations WHERE id = ?');
-  const updateCounters = db.prepare(`UPDATE operations SET output_bytes = @bytes, output_stored = @stored, output_rows = @rows,
-    output_truncated = @truncated, output_tail = @tail WHERE id = @id`);
-  const insertRow = db.prepare('INSERT INTO operation_output (operation_id, seq, stream, data) VALUES (?, ?, ?, ?)');
-  const selectRows = db.prepare('SELECT seq, stream, data FROM operation_output WHERE operation_id = ? ORDER BY seq');
+  const selectCounters = 'SELECT output_bytes, output_stored, output_rows, output_truncated, output_tail FROM operations WHERE id = ?';
+  // Appends are read-modify-write of the counters: on PostgreSQL the row is locked for it.
+  const selectCountersForUpdate = sql.dialect === 'postgres' ? `${selectCounters} FOR UPDATE` : selectCounters;
+  const selectRows = 'SELECT seq, stream, data FROM operation_output WHERE operation_id = ? ORDER BY seq';
 
-  const append = db.transaction((operationId: string, stream: OutputStream, data: string): { seq: number | null } => {
-    const c = selectCounters.get(operationId) as Counters | undefined;
-    if (!c) return { seq: null };
-    const bytes = Buffer.byteLength(data);
-    let stored = c.output_stored;
-    let rows = c.output_rows;
-    let truncated = c.output_truncated;
-    let seq: number | null = null;
-    if (!truncated) {
-      const room = limits.capBytes - stored;
-      const head = bytes <= room ? data : takeHeadBytes(data, room);
-      if (head.length > 0) {
-        seq = rows;
-        insertRow.run(operationId, rows++, stream, head);
-        stored += Buffer.byteLength(head);
-      }
-      if (head.length < data.length) {
-        insertRow.run(operationId, rows++, 'marker', '');
-        truncated = 1;
-      }
-    }
-    const tail = takeTailBytes(c.output_tail + data, limits.tailBytes);
-    updateCounters.run({ id: operationId, bytes: c.output_bytes + bytes, stored, rows, truncated, tail });
-    return { seq };
-  });
-
-  return {
+  const store: OutputStore = {
     append(operationId, stream, data) {
-      return append(operationId, stream, data);
+      return sql.transaction(async (tx) => {
+        const c = await tx.get<Counters>(selectCountersForUpdate, [operationId]);
+        if (!c) return { seq: null, bytes: 0 };
+        const insertRow = (seq: number, kind: OutputChunk['stream'], text: string): Promise<unknown> =>
+          tx.run('INSERT INTO operation_output (operation_id, seq, stream, data) VALUES (?, ?, ?, ?)', [operationId, seq, kind, text]);
+        const bytes = Buffer.byteLength(data);
+        let stored = c.output_stored;
+        let rows = c.output_rows;
+        let truncated = c.output_truncated;
+        let seq: number | null = null;
+        if (!truncated) {
+          const room = limits.capBytes - stored;
+          const head = bytes <= room ? data : takeHeadBytes(data, room);
+          if (head.length > 0) {
+            seq = rows;
+            await insertRow(rows++, stream, head);
+            stored += Buffer.byteLength(head);
+          }
+          if (head.length < data.length) {
+            await insertRow(rows++, 'marker', '');
+            truncated = 1;
+          }
+        }
+        const tail = takeTailBytes(c.output_tail + data, limits.tailBytes);
+        await tx.run('UPDATE operations SET output_bytes = ?, output_stored = ?, output_rows = ?, output_truncated = ?, output_tail = ? WHERE id = ?', [
+          c.output_bytes + bytes,
+          stored,
+          rows,
+          truncated,
+          tail,
+          operationId,
+        ]);
+        return { seq, bytes: c.output_bytes + bytes };
+      });
     },
     readChunks(operationId) {
-      return selectRows.all(operationId) as OutputChunk[];
+      return sql.all<OutputChunk>(selectRows, [operationId]);
     },
-    readText(operationId) {
-      const c = selectCounters.get(operationId) as Counters | undefined;
-      if (!c) return '';
-      const parts: string[] = [];
-      for (const row of selectRows.all(operationId) as OutputChunk[]) {
-        if (row.stream !== 'marker') {
-          parts.push(row.data);
-          continue;
-        }
-        const after = c.output_bytes - c.output_stored;
-        const tail = takeTailBytes(c.output_tail, after);
-        const omitted = after - Buffer.byteLength(tail);
-        parts.push(formatTruncation(omitted), tail);
-      }
-      return parts.join('');
+    async readText(operationId) {
+      return (await store.readStored(operationId)).text;
+    },
+    async readStored(operationId) {
+      // One snapshot of the counters and the rows.
+      return sql.transaction(async (tx) => readStored(tx, operationId));
     },
   };
+  return store;
+
+  async function readStored(tx: SqlExecutor, operationId: string): Promise<{ text: string; bytes: number }> {
+    const c = await tx.get<Counters>(selectCounters, [operationId]);
+    if (!c) return { text: '', bytes: 0 };
+    const parts: string[] = [];
+    for (const row of await tx.all<OutputChunk>(selectRows, [operationId])) {
+      if (row.stream !== 'marker') {
+        parts.push(row.data);
+        continue;
+      }
+      const after = c.output_bytes - c.output_stored;
+      const tail = takeTailBytes(c.output_tail, after);
+      const omitted = after - Buffer.byteLength(tail);
+      parts.push(formatTruncation(omitted), tail);
+    }
+    return { text: parts.join(''), bytes: c.output_bytes };
+  }
 }

@@ -65,7 +65,7 @@ export async function startController(options: StartControllerOptions, ownsDir?:
   const args = ['--import', 'tsx', 'server-stub/main.ts', '--listen', options.listen ?? '127.0.0.1:0', '--data-dir', dataDir];
   args.push(...(options.extraArgs ?? []));
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
-  for (const name of ['SEEDWIRE_ADMIN_TOKEN', 'SEEDWIRE_AGENT_TOKEN', 'SEEDWIRE_DATA_DIR']) if (!options.env?.[name]) delete env[name];
+  for (const name of ['SEEDWIRE_ADMIN_TOKEN', 'SEEDWIRE_AGENT_TOKEN', 'SEEDWIRE_DATA_DIR', 'SEEDWIRE_STORE']) if (!options.env?.[name]) delete env[name];
   // Tokens travel in the environment, as the README recommends (a flag would show in ps).
   env['SEEDWIRE_AGENT_TOKEN'] ??= options.agentToken;
   if (options.adminToken !== undefined) env['SEEDWIRE_ADMIN_TOKEN'] ??= options.adminToken;

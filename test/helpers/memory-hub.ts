@@ -368,14 +368,14 @@ export class MemoryHub implements AgentHub {
   readonly relay = new MemoryRelay();
   /** Every call the controller made through this hub (ledger answers included), in order. */
   readonly calls = new Waitable<CallRecord>();
-  private readonly agents = new Map<string, ScriptedAgent>();
+  private readonly scripted = new Map<string, ScriptedAgent>();
   private readonly listeners = new Set<(event: HubEvent) => void>();
   private readonly pending = new Set<PendingCall>();
   private readonly agentWaiters = new Set<{ agentId: string; wake: () => void }>();
   private closed = false;
 
   constructor(agents: ScriptedAgent[]) {
-    for (const agent of agents) this.agents.set(agent.id, agent);
+    for (const agent of agents) this.scripted.set(agent.id, agent);
   }
 
   async call<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: CallOptions<N> = {}): Promise<CallOutcome<OpResultOf<N>>> {
@@ -387,17 +387,25 @@ export class MemoryHub implements AgentHub {
   }
 
   isConnected(agentId: string): boolean {
-    return this.agents.get(agentId)?.connected ?? false;
+    return this.scripted.get(agentId)?.connected ?? false;
   }
 
-  agent(agentId: string): AgentInfo | null {
-    const agent = this.agents.get(agentId);
+  async agent(agentId: string): Promise<AgentInfo | null> {
+    return this.info(agentId);
+  }
+
+  async agents(): Promise<AgentInfo[]> {
+    return [...this.scripted.keys()].sort().map((id) => this.info(id)!);
+  }
+
+  private info(agentId: string): AgentInfo | null {
+    const agent = this.scripted.get(agentId);
     if (!agent) return null;
     return { id: agentId, hostname: agent.facts?.hostname ?? agentId, datacenter: agent.facts?.datacenter ?? null, connected: agent.connected, connectedAt: null, lastSeenAt: null, version: 'test', capabilities: [], clockSkewMs: 0 };
   }
 
   facts(agentId: string): Facts | null {
-    return this.agents.get(agentId)?.facts ?? null;
+    return this.scripted.get(agentId)?.facts ?? null;
   }
 
   waitForAgent(agentId: string, signal?: AbortSignal): Promise<void> {
@@ -427,16 +435,16 @@ export class MemoryHub implements AgentHub {
 
   /** The agent's link drops: bulk calls ('fail') end with SEEDWIRE_DISCONNECTED and the agent stops them. */
   disconnect(agentId: string): void {
-    const agent = this.agents.get(agentId);
+    const agent = this.scripted.get(agentId);
     if (!agent?.connected) return;
     agent.connected = false;
     for (const call of [...this.pending]) if (call.agentId === agentId) call.poke();
-    this.emit({ type: 'agent-disconnected', agent: this.agent(agentId)!, reason: 'test' });
+    this.emit({ type: 'agent-disconnected', agent: this.info(agentId)!, reason: 'test' });
   }
 
   /** The agent redials: waiting calls get their outcomes (from the agent's ledger). */
   connect(agentId: string): void {
-    const agent = this.agents.get(agentId);
+    const agent = this.scripted.get(agentId);
     if (!agent || agent.connected) return;
     agent.connected = true;
     for (const waiter of [...this.agentWaiters]) {
@@ -445,7 +453,7 @@ export class MemoryHub implements AgentHub {
       waiter.wake();
     }
     for (const call of [...this.pending]) if (call.agentId === agentId) call.poke();
-    this.emit({ type: 'agent-connected', agent: this.agent(agentId)! });
+    this.emit({ type: 'agent-connected', agent: this.info(agentId)! });
   }
 
   /** The controller process ends: calls still waiting reject with SEEDWIRE_SHUTTING_DOWN (the agents keep running them). */
@@ -456,7 +464,7 @@ export class MemoryHub implements AgentHub {
 
   private deliver(agentId: string, op: string, params: Record<string, unknown>, options: CallOptions<OpName>, progress: ((data: Record<string, unknown>) => void) | null): Promise<unknown> {
     const { signal } = options;
-    const agent = this.agents.get(agentId);
+    const agent = this.scripted.get(agentId);
     if (this.closed) return Promise.reject(new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down'));
     if (!agent) return Promise.reject(new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} has ever connected`));
     if (!agent.connected) return Promise.reject(new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`));

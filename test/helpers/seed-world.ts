@@ -13,10 +13,9 @@ import type { SeedMethodName } from '../../server-stub/seed/methods/index.js';
 import type { AuditRecord, SeedView } from '../../server-stub/seed/types.js';
 import { createAudit } from '../../server-stub/ops/audit.js';
 import { createOperationRunner } from '../../server-stub/ops/runner.js';
-import { createAuditStore } from '../../server-stub/store/audit.js';
 import { applyMigrations } from '../../server-stub/store/migrations.js';
-import { createOperationStore } from '../../server-stub/store/operations.js';
-import { createOutputStore } from '../../server-stub/store/output.js';
+import { storeOnDatabase } from '../../server-stub/store/sqlite.js';
+import type { Store } from '../../server-stub/store/types.js';
 import { answer, makeFacts, MemoryHub, ScriptedAgent, scriptedTransfer, type Behaviour, type ScriptedTransfer, type TransferScript } from './memory-hub.js';
 import { Waitable } from './wait.js';
 
@@ -24,6 +23,7 @@ export const SIZE = { bytes: 1024 * 1024, files: 3 } as const;
 
 export interface SeedWorld {
   db: Database.Database;
+  store: Store;
   bus: SeedwireEventBus;
   hub: MemoryHub;
   machine: SeedMachine;
@@ -31,8 +31,8 @@ export interface SeedWorld {
   target: ScriptedAgent;
   transfer: ScriptedTransfer;
   audits: AuditRecord[];
-  /** Ids of seeds as they are published (wait on it with `settled`). */
-  published: Waitable<string>;
+  /** Seeds as they are published (wait on it with `settled`). */
+  published: Waitable<SeedView>;
   /** Whether the source's MySQL runs now (mysql-stop/-start change it). */
   sourceRunning: boolean;
   /** Calls made through the current hub since `mark()`, as `agent:op`. */
@@ -68,23 +68,33 @@ export function createSeedWorld(options: SeedWorldOptions = {}): SeedWorld {
   applyMigrations(db);
   const bus = createEventBus();
   const audits: AuditRecord[] = [];
-  const published = new Waitable<string>();
+  const published = new Waitable<SeedView>();
   bus.subscribe((event) => {
-    if (event.type === 'seed' && typeof event.data === 'object' && event.data !== null && 'id' in event.data && typeof event.data.id === 'string') published.push(event.data.id);
+    if (event.type === 'seed' && typeof event.data === 'object' && event.data !== null && 'id' in event.data && typeof event.data.id === 'string') published.push(event.data as SeedView);
   });
   const log = pino({ level: 'silent' });
-  const operationStore = createOperationStore(db);
-  const outputStore = createOutputStore(db);
-  const runnerAudit = createAudit(createAuditStore(db), bus);
+  const store = storeOnDatabase(db, '/nonexistent');
+  const runnerAudit = createAudit(store.audit, bus);
   // A controller process: its own operation runner over the hub (seed steps are operations).
   const newMachine = (hub: MemoryHub): SeedMachine => {
-    const operations = createOperationRunner({ hub, operations: operationStore, output: outputStore, bus, audit: runnerAudit, log });
-    return new SeedMachine({ db, hub, operations, bus, audit: (record) => audits.push(record), log, reconnectWaitMs: options.reconnectWaitMs ?? 5_000 });
+    const operations = createOperationRunner({ hub, store, bus, audit: runnerAudit, log });
+    return new SeedMachine({
+      store,
+      hub,
+      operations,
+      bus,
+      audit: async (record) => {
+        audits.push(record);
+      },
+      log,
+      reconnectWaitMs: options.reconnectWaitMs ?? 5_000,
+    });
   };
 
   const firstHub = new MemoryHub([source, target]);
   const world: SeedWorld = {
     db,
+    store,
     bus,
     hub: firstHub,
     machine: newMachine(firstHub),
@@ -101,7 +111,7 @@ export function createSeedWorld(options: SeedWorldOptions = {}): SeedWorld {
       world.hub.close();
       world.hub = new MemoryHub([source, target]);
       world.machine = newMachine(world.hub);
-      world.machine.resumeUnfinished();
+      await world.machine.resumeUnfinished();
       return world.machine;
     },
     async dispose() {
@@ -159,8 +169,8 @@ export function isFinished(seed: SeedView | null): boolean {
 
 /** Resolves with the seed once it has finished (succeeded, failed or aborted). */
 export async function settled(world: SeedWorld, id: string): Promise<SeedView> {
-  await world.published.waitFor(() => isFinished(world.machine.get(id)), { what: `seed ${id} to finish` });
-  return world.machine.get(id)!;
+  await world.published.waitFor((seed) => seed.id === id && isFinished(seed), { what: `seed ${id} to finish` });
+  return (await world.machine.get(id))!;
 }
 
 /** Runs the first time as `first`, every later time as the agent's behaviour before the override. */

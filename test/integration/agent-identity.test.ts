@@ -121,7 +121,7 @@ describe('an impostor holding the enrollment token', () => {
   it('cannot take an enrolled id: refused and audited, while the real agent stays connected and serving', async () => {
     const real = startAgent({ controllerUrl: controller.wsUrl, token: ENROLLMENT_TOKEN, id: 'target' });
     await real.waitForLog((l) => l.msg === 'connected', { timeoutMs: 20_000 });
-    const before = controller.deps.hub.agent('target');
+    const before = await controller.deps.hub.agent('target');
 
     const impostor = peer({ agentId: 'target' });
     await impostor.opened();
@@ -132,7 +132,7 @@ describe('an impostor holding the enrollment token', () => {
     expect((await impostor.closed).code).toBe(4005);
     expect(impostor.frames.some((f: Frame) => f.t === 'enroll' || f.t === 'welcome' || f.t === 'call')).toBe(false);
 
-    expect(controller.deps.hub.agent('target')).toMatchObject({ connected: true, connectedAt: before?.connectedAt });
+    expect(await controller.deps.hub.agent('target')).toMatchObject({ connected: true, connectedAt: before?.connectedAt });
     expect(real.logs.items.filter((l) => l.msg === 'connected')).toHaveLength(1); // never superseded
     const op = await fetch(`${controller.url}/api/agents/target/ops/hostname`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(op.status).toBe(200);

@@ -77,7 +77,7 @@ describe('handshake and sessions', () => {
     expect((welcome as WelcomeFrame).sessionId).toBeTruthy();
     const agents = (await (await api('GET', '/api/agents')).json()) as Array<Record<string, unknown>>;
     expect(agents).toEqual([expect.objectContaining({ id: 'db-1', hostname: 'db-1.test', datacenter: 'dc1', connected: true, version: '0.0.0-test', capabilities: ['exec'] })]);
-    const skew = controller.deps.hub.agent('db-1')!.clockSkewMs!;
+    const skew = (await controller.deps.hub.agent('db-1'))!.clockSkewMs!;
     expect(skew).toBeGreaterThan(4000);
     await p.close();
     await vi.waitFor(async () => {
@@ -175,7 +175,7 @@ describe('operations through the API', () => {
     expect(((await (await api('GET', `/api/operations/${operation.id}`)).json()) as { state: string }).state).toBe('running');
 
     p.send({ t: 'output', id: call.id, seq: 0, stream: 'stdout', data: 'first\n' });
-    await vi.waitFor(() => expect(controller.deps.operations.get(call.id)!.outputTail).toBe('first\n'), { timeout: 15_000 });
+    await vi.waitFor(async () => expect((await controller.deps.operations.get(call.id))!.outputTail).toBe('first\n'), { timeout: 15_000 });
     const live = await api('GET', `/api/operations/${operation.id}/output`);
     expect(live.headers.get('content-type')).toMatch(/^text\/plain/);
     const reader = live.body!.getReader();

@@ -220,7 +220,7 @@ describe.skipIf(missing !== null)('web console (Chromium, real controller and ag
   });
 
   it('stops MySQL only after confirming, and starts it again', async (ctx) => {
-    const capabilities = controller!.deps.hub.agent('db-2')?.capabilities ?? [];
+    const capabilities = (await controller!.deps.hub.agent('db-2'))?.capabilities ?? [];
     if (!capabilities.includes('mysql-stop')) {
       if (CI) throw new Error('the agent offers no mysql-stop operation');
       ctx.skip('the agent does not offer mysql-start/stop yet');

@@ -14,6 +14,7 @@ import { certificateNames } from '../../server-stub/hub/client-cert.js';
 import { ExposureGuard } from '../../server-stub/hub/exposure.js';
 import { decideHello, makeCredential } from '../../server-stub/hub/identity.js';
 import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
+import { createSqliteExecutor } from '../../server-stub/store/sql.js';
 import { createIdentityStore, hashCredential, type IdentityRow } from '../../server-stub/store/identities.js';
 import { CLOSE_CODES } from '../../shared/frames.js';
 
@@ -81,23 +82,23 @@ describe('decideHello', () => {
 });
 
 describe('identity store', () => {
-  it('enrolls once, revokes, readmits for exactly one more enrollment', () => {
+  it('enrolls once, revokes, readmits for exactly one more enrollment', async () => {
     const db = openDatabase(tempDir());
     try {
-      const store = createIdentityStore(db);
-      expect(store.enroll('db-1', hashCredential('c1'), 't1')).toBe(true);
-      expect(store.enroll('db-1', hashCredential('c2'), 't2')).toBe(false); // the first enrollment stands
-      expect(store.findByCredential('c1')).toMatchObject({ agentId: 'db-1', state: 'enrolled', method: 'credential' });
-      expect(store.findByCredential('c2')).toBeNull();
-      expect(store.readmit('db-1', 't3')).toBeNull(); // not revoked
-      expect(store.revoke('db-1', 'credential', 't4')).toMatchObject({ state: 'revoked', revokedAt: 't4' });
-      expect(store.findByCredential('c1')).toMatchObject({ state: 'revoked' }); // recognised, as revoked
-      expect(store.enroll('db-1', hashCredential('c5'), 't5')).toBe(false);
-      expect(store.readmit('db-1', 't6')).toMatchObject({ state: 'readmitted', readmittedAt: 't6' });
-      expect(store.enroll('db-1', hashCredential('c7'), 't7')).toBe(true);
-      expect(store.enroll('db-1', hashCredential('c8'), 't8')).toBe(false);
-      expect(store.findByCredential('c1')).toBeNull();
-      expect(store.get('db-1')).toMatchObject({ state: 'enrolled', enrolledAt: 't7' });
+      const store = createIdentityStore(createSqliteExecutor(db));
+      expect(await store.enroll('db-1', hashCredential('c1'), 't1')).toBe(true);
+      expect(await store.enroll('db-1', hashCredential('c2'), 't2')).toBe(false); // the first enrollment stands
+      expect(await store.findByCredential('c1')).toMatchObject({ agentId: 'db-1', state: 'enrolled', method: 'credential' });
+      expect(await store.findByCredential('c2')).toBeNull();
+      expect(await store.readmit('db-1', 't3')).toBeNull(); // not revoked
+      expect(await store.revoke('db-1', 'credential', 't4')).toMatchObject({ state: 'revoked', revokedAt: 't4' });
+      expect(await store.findByCredential('c1')).toMatchObject({ state: 'revoked' }); // recognised, as revoked
+      expect(await store.enroll('db-1', hashCredential('c5'), 't5')).toBe(false);
+      expect(await store.readmit('db-1', 't6')).toMatchObject({ state: 'readmitted', readmittedAt: 't6' });
+      expect(await store.enroll('db-1', hashCredential('c7'), 't7')).toBe(true);
+      expect(await store.enroll('db-1', hashCredential('c8'), 't8')).toBe(false);
+      expect(await store.findByCredential('c1')).toBeNull();
+      expect(await store.get('db-1')).toMatchObject({ state: 'enrolled', enrolledAt: 't7' });
       // Only the hash is stored.
       const raw = db.prepare('SELECT credential_hash FROM agent_identities').all() as Array<{ credential_hash: string }>;
       expect(raw).toEqual([{ credential_hash: hashCredential('c7') }]);
@@ -106,18 +107,18 @@ describe('identity store', () => {
     }
   });
 
-  it('records ids admitted by token or certificate, and keeps a revoked one revoked', () => {
+  it('records ids admitted by token or certificate, and keeps a revoked one revoked', async () => {
     const db = openDatabase(tempDir());
     try {
-      const store = createIdentityStore(db);
-      store.noteAdmitted('db-t', 'token', 't1');
-      expect(store.get('db-t')).toMatchObject({ state: 'enrolled', method: 'token', hasCredential: false });
-      store.revoke('db-t', 'token', 't2');
-      store.noteAdmitted('db-t', 'token', 't3');
-      expect(store.get('db-t')?.state).toBe('revoked');
-      store.readmit('db-t', 't4');
-      store.noteAdmitted('db-t', 'token', 't5');
-      expect(store.get('db-t')?.state).toBe('enrolled');
+      const store = createIdentityStore(createSqliteExecutor(db));
+      await store.noteAdmitted('db-t', 'token', 't1');
+      expect(await store.get('db-t')).toMatchObject({ state: 'enrolled', method: 'token', hasCredential: false });
+      await store.revoke('db-t', 'token', 't2');
+      await store.noteAdmitted('db-t', 'token', 't3');
+      expect((await store.get('db-t'))?.state).toBe('revoked');
+      await store.readmit('db-t', 't4');
+      await store.noteAdmitted('db-t', 'token', 't5');
+      expect((await store.get('db-t'))?.state).toBe('enrolled');
     } finally {
       closeDatabase(db);
     }

@@ -26,7 +26,7 @@ describe('token comparison', () => {
     expect(readBearer(['Bearer a', 'Bearer b'])).toBeNull();
   });
 
-  it('maps the enrollment token, a per-agent token or a credential to its principal', () => {
+  it('maps the enrollment token, a per-agent token or a credential to its principal', async () => {
     const credentials: AgentCredentials = { shared: 'shared-token', perAgent: { 'db-1': 'one', 'db-2': 'two' } };
     const identities = new Map<string, IdentityRow>([
       ['db-3', row('db-3', 'enrolled')],
@@ -35,21 +35,21 @@ describe('token comparison', () => {
     ]);
     const byCredential: Record<string, string> = { 'cred-3': 'db-3', 'cred-4': 'db-4' };
     const lookup = {
-      get: (id: string) => identities.get(id) ?? null,
-      findByCredential: (credential: string) => identities.get(byCredential[credential] ?? '') ?? null,
+      get: async (id: string) => identities.get(id) ?? null,
+      findByCredential: async (credential: string) => identities.get(byCredential[credential] ?? '') ?? null,
     };
     const auth = (authorization: string | undefined, certificateId: string | null = null, creds = credentials) => authenticateAgent({ authorization, certificateId }, creds, lookup);
-    expect(auth('Bearer shared-token')).toEqual({ ok: true, principal: { kind: 'enrollment' } });
-    expect(auth('Bearer two')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-2', via: 'token' } });
-    expect(auth('Bearer cred-3')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-3', via: 'credential' } });
-    expect(auth('Bearer cred-4')).toMatchObject({ ok: false, reason: 'revoked', message: expect.stringContaining('db-4') });
-    expect(auth('Bearer one')).toMatchObject({ ok: false, reason: 'revoked' });
-    expect(auth('Bearer three')).toMatchObject({ ok: false, reason: 'wrong' });
-    expect(auth(undefined)).toMatchObject({ ok: false, reason: 'missing' });
-    expect(auth('Bearer shared-token', null, { shared: null, perAgent: {} })).toMatchObject({ ok: false, reason: 'wrong' });
+    expect(await auth('Bearer shared-token')).toEqual({ ok: true, principal: { kind: 'enrollment' } });
+    expect(await auth('Bearer two')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-2', via: 'token' } });
+    expect(await auth('Bearer cred-3')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-3', via: 'credential' } });
+    expect(await auth('Bearer cred-4')).toMatchObject({ ok: false, reason: 'revoked', message: expect.stringContaining('db-4') });
+    expect(await auth('Bearer one')).toMatchObject({ ok: false, reason: 'revoked' });
+    expect(await auth('Bearer three')).toMatchObject({ ok: false, reason: 'wrong' });
+    expect(await auth(undefined)).toMatchObject({ ok: false, reason: 'missing' });
+    expect(await auth('Bearer shared-token', null, { shared: null, perAgent: {} })).toMatchObject({ ok: false, reason: 'wrong' });
     // A verified client certificate names the agent whatever the bearer says; revocation still applies.
-    expect(auth(undefined, 'db-9')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-9', via: 'certificate' } });
-    expect(auth('Bearer shared-token', 'db-4')).toMatchObject({ ok: false, reason: 'revoked' });
+    expect(await auth(undefined, 'db-9')).toEqual({ ok: true, principal: { kind: 'agent', agentId: 'db-9', via: 'certificate' } });
+    expect(await auth('Bearer shared-token', 'db-4')).toMatchObject({ ok: false, reason: 'revoked' });
   });
 
   it('reads the admin cookie', () => {

@@ -145,7 +145,7 @@ describe('seed machine: precheck refusals', () => {
     const w = world(options);
     setup?.(w);
     await expect(w.machine.create({ source: 'src', target: 'dst', ...request })).rejects.toMatchObject({ code: code ?? 'SEEDWIRE_PRECHECK_FAILED', message });
-    expect(w.machine.list()).toEqual([]);
+    expect(await w.machine.list()).toEqual([]);
     expect(w.audits).toEqual([expect.objectContaining({ action: 'seed.create', outcome: 'refused', message: `${code ?? 'SEEDWIRE_PRECHECK_FAILED'}: ${message}` })]);
     // Prechecks only ask: nothing on either host changed.
     const changing = ['mysql-stop', 'mysql-start', 'create-snapshot', 'seed-prepare-target'];
@@ -221,7 +221,7 @@ describe('seed machine: link drops outside the transfer', () => {
       return stop(params, ctx);
     });
     const created = await w.machine.create({ source: 'src', target: 'dst' });
-    await w.published.waitFor(() => w.machine.get(created.id)?.stages.find((s) => s.name === 'prepare-target')?.state === 'failed', { what: 'prepare-target to fail' });
+    await w.published.waitFor((seed) => seed.id === created.id && seed.stages.find((s) => s.name === 'prepare-target')?.state === 'failed', { what: 'prepare-target to fail' });
     w.hub.connect('dst'); // back for the cleanup, which waits longer for the target
     const seed = await settled(w, created.id);
     expect(seed.error).toEqual({ code: 'SEEDWIRE_AGENT_OFFLINE', message: 'agent dst did not reconnect within 1 s' });

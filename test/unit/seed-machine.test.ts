@@ -207,7 +207,7 @@ describe('seed machine: controller restart at every call of every stage', () => 
     if (call === 'src:seed-send') await vi.waitFor(() => expect(w.transfer.committed).toBe(half));
 
     const machine = await w.restart();
-    expect(machine.get(created.id)?.state).toBe('running');
+    expect((await machine.get(created.id))?.state).toBe('running');
     if (!transfer) {
       const again = await w.hub.calls.waitFor((c) => c.agentId === agentId && c.op === op, { what: `${call} re-sent` });
       expect(again.callId).toBe(before.callId); // the same id: the agent's ledger attaches to the run it still has

@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SeedwireError } from '../../shared/errors.js';
 import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
+import { createSqliteExecutor } from '../../server-stub/store/sql.js';
 import { applyMigrations, MIGRATIONS, SCHEMA_VERSION } from '../../server-stub/store/migrations.js';
 import { createOperationStore } from '../../server-stub/store/operations.js';
 import { describeSchema, FIXTURE_0_1_0, rowsOf } from '../helpers/sqlite-schema.js';
@@ -64,12 +65,12 @@ const FIXTURE_TABLES: Record<string, string> = {
 };
 
 describe('store migrations', () => {
-  it('a fresh database reaches the latest version, and opening it again changes nothing', () => {
+  it('a fresh database reaches the latest version, and opening it again changes nothing', async () => {
     const dir = tempDir();
     const db = openDatabase(dir);
     expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(SCHEMA_VERSION).toBe(MIGRATIONS.length);
-    createOperationStore(db).insert({ id: 'op-1', agentId: 'a1', op: 'hostname', params: {}, createdAt: '2026-01-01T00:00:00.000Z', actor: 'admin', seedId: 'seed-1' });
+    await createOperationStore(createSqliteExecutor(db)).insert({ id: 'op-1', agentId: 'a1', op: 'hostname', params: {}, createdAt: '2026-01-01T00:00:00.000Z', actor: 'admin', seedId: 'seed-1' });
     const schema = describeSchema(db);
     const rows = rowsOf(db, 'operations');
     closeDatabase(db);
@@ -152,27 +153,27 @@ describe('store migrations', () => {
 });
 
 describe('operation store: the seed an operation belongs to', () => {
-  it("stores seedId and lists a seed's steps in the order they ran (alone or with the agent), others newest first, through the seed index", () => {
+  it("stores seedId and lists a seed's steps in the order they ran (alone or with the agent), others newest first, through the seed index", async () => {
     const db = openDatabase(tempDir());
-    const operations = createOperationStore(db);
-    const insert = (id: string, agentId: string, seedId?: string): void => {
-      operations.insert({ id, agentId, op: 'hostname', params: {}, createdAt: '2026-01-01T00:00:00.000Z', actor: seedId ? `seed:${seedId}` : 'admin', ...(seedId ? { seedId } : {}) });
+    const operations = createOperationStore(createSqliteExecutor(db));
+    const insert = async (id: string, agentId: string, seedId?: string): Promise<void> => {
+      await operations.insert({ id, agentId, op: 'hostname', params: {}, createdAt: '2026-01-01T00:00:00.000Z', actor: seedId ? `seed:${seedId}` : 'admin', ...(seedId ? { seedId } : {}) });
     };
-    insert('o1', 'src', 'seed-1');
-    insert('o2', 'dst', 'seed-1');
-    insert('o3', 'src');
-    insert('o4', 'src', 'seed-2');
-    insert('o5', 'dst', 'seed-1');
+    await insert('o1', 'src', 'seed-1');
+    await insert('o2', 'dst', 'seed-1');
+    await insert('o3', 'src');
+    await insert('o4', 'src', 'seed-2');
+    await insert('o5', 'dst', 'seed-1');
 
-    expect(operations.get('o1')?.seedId).toBe('seed-1');
-    expect(operations.get('o3')?.seedId).toBeNull();
-    const ids = (filter: Parameters<typeof operations.list>[0]): string[] => operations.list(filter).map((o) => o.id);
-    expect(ids({ seedId: 'seed-1', limit: 10 })).toEqual(['o1', 'o2', 'o5']);
-    expect(ids({ seedId: 'seed-1', limit: 2 })).toEqual(['o1', 'o2']);
-    expect(ids({ seedId: 'seed-1', agentId: 'dst', limit: 10 })).toEqual(['o2', 'o5']);
-    expect(ids({ agentId: 'src', limit: 10 })).toEqual(['o4', 'o3', 'o1']);
-    expect(ids({ limit: 10 })).toEqual(['o5', 'o4', 'o3', 'o2', 'o1']);
-    expect(ids({ seedId: 'seed-none', limit: 10 })).toEqual([]);
+    expect((await operations.get('o1'))?.seedId).toBe('seed-1');
+    expect((await operations.get('o3'))?.seedId).toBeNull();
+    const ids = async (filter: Parameters<typeof operations.list>[0]): Promise<string[]> => (await operations.list(filter)).map((o) => o.id);
+    expect(await ids({ seedId: 'seed-1', limit: 10 })).toEqual(['o1', 'o2', 'o5']);
+    expect(await ids({ seedId: 'seed-1', limit: 2 })).toEqual(['o1', 'o2']);
+    expect(await ids({ seedId: 'seed-1', agentId: 'dst', limit: 10 })).toEqual(['o2', 'o5']);
+    expect(await ids({ agentId: 'src', limit: 10 })).toEqual(['o4', 'o3', 'o1']);
+    expect(await ids({ limit: 10 })).toEqual(['o5', 'o4', 'o3', 'o2', 'o1']);
+    expect(await ids({ seedId: 'seed-none', limit: 10 })).toEqual([]);
 
     const plan = db.prepare(`EXPLAIN QUERY PLAN SELECT * FROM operations WHERE seed_id = ? ORDER BY rowid ASC LIMIT 10`).all('seed-1') as Array<{ detail: string }>;
     expect(plan.map((step) => step.detail).join('\n')).toContain('operations_by_seed');

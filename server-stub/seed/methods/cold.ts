@@ -6,19 +6,19 @@ export const coldMethod: SeedMethod = {
 
   async prepareSource({ state, onSource }) {
     // Only a server the seed stopped is started again afterwards; one already down stays down.
-    if (!state.sourceStopped()) {
+    if (!(await state.sourceStopped())) {
       const status = await onSource('mysql-status', {}, 'status');
       if (!status.running) return 'MySQL was already stopped on the source; it stays stopped after the seed';
-      state.setSourceStopped(true); // recorded first: a crash after the stop still restarts it
+      await state.setSourceStopped(true); // recorded first: a crash after the stop still restarts it
     }
     await onSource('mysql-stop', {}, 'stop');
     return 'MySQL stopped on the source';
   },
 
   async cleanupSource({ state, onSource }) {
-    if (!state.sourceStopped()) return [];
+    if (!(await state.sourceStopped())) return [];
     await onSource('mysql-start', {}, 'start');
-    state.setSourceStopped(false);
+    await state.setSourceStopped(false);
     return ['MySQL started again on the source'];
   },
 };

@@ -10,10 +10,10 @@ export const snapshotMethod: SeedMethod = {
   },
 
   async prepareSource({ seed, state, sourceFacts, onSource }) {
-    let name = state.snapshotName();
+    let name = await state.snapshotName();
     if (!name) {
       name = `seed-${seed.id.slice(5, 13)}`;
-      state.setSnapshotName(name); // recorded first: a crash after the create still removes it
+      await state.setSnapshotName(name); // recorded first: a crash after the create still removes it
     }
     const snapshot = name;
     // After a restart the snapshot may exist already (the backend prefixes its names).
@@ -25,12 +25,12 @@ export const snapshotMethod: SeedMethod = {
   },
 
   async cleanupSource({ state, sourceFacts, onSource }) {
-    const name = state.snapshotName();
+    const name = await state.snapshotName();
     if (!name) return [];
     const facts = sourceFacts();
     if (!facts || facts.mounted) await onSource('unmount-snapshot', {}, 'unmount');
     await onSource('remove-snapshot', { name }, 'remove');
-    state.setSnapshotName(null);
+    await state.setSnapshotName(null);
     return [`snapshot ${name} unmounted and removed`];
   },
 };

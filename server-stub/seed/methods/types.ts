@@ -25,11 +25,11 @@ export interface MethodPrecheck {
  * cleanup undoes it even after a controller crash.
  */
 export interface SourceState {
-  snapshotName(): string | null;
-  setSnapshotName(name: string | null): void;
+  snapshotName(): Promise<string | null>;
+  setSnapshotName(name: string | null): Promise<void>;
   /** True once this seed decided to stop the source's MySQL (and until it started it again). */
-  sourceStopped(): boolean;
-  setSourceStopped(stopped: boolean): void;
+  sourceStopped(): Promise<boolean>;
+  setSourceStopped(stopped: boolean): Promise<void>;
 }
 
 /** A method's view of a running seed, in the prepare-source and cleanup-source stages. */
