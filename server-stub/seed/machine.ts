@@ -139,8 +139,7 @@ export class SeedMachine {
       const initialBytes = seed?.bytesDone ?? 0;
       this.live.begin(id, initialBytes);
       await this.throughputRecorder.track(id, { stage: seed?.stage ?? null, attempt: seed?.attempts ?? 0 }, () => this.live.chartBytes(id, initialBytes));
-      if (restarted) this.throughputRecorder.markRestart(id);
-      await this.run(id, controller.signal);
+      await this.run(id, controller.signal, restarted);
     })()
       .catch((error: unknown) => this.deps.log.error({ err: error, seedId: id }, 'seed run failed outside its stages'))
       .finally(async () => {
@@ -151,9 +150,15 @@ export class SeedMachine {
     this.runs.set(id, { controller, done });
   }
 
-  private async run(id: string, signal: AbortSignal): Promise<void> {
+  /** `restarted`: the chart marks the restart after the stage the seed resumes in. */
+  private async run(id: string, signal: AbortSignal, restarted: boolean): Promise<void> {
     const log = this.deps.log.child({ seedId: id });
     let current: StageName | null = null;
+    let restartUnmarked = restarted;
+    const markRestart = (): void => {
+      if (restartUnmarked) this.throughputRecorder.markRestart(id);
+      restartUnmarked = false;
+    };
     try {
       if ((await this.store.internals(id)).abortRequested) throw new SeedwireError('SEEDWIRE_CANCELED', 'aborted');
       for (const stage of SEED_STAGES) {
@@ -164,6 +169,7 @@ export class SeedMachine {
         throwIfStopped(signal);
         await this.store.startStage(id, stage);
         this.throughputRecorder.markStage(id, stage);
+        markRestart();
         this.publishInBackground(id);
         await this.deps.audit({ actor: `seed:${id}`, agentId: agentOfStage(seed, stage), action: `seed.stage.${stage}`, outcome: 'started' });
         const message = await runStage(this.stageDeps, await this.mustGet(id), stage, signal);
@@ -171,6 +177,7 @@ export class SeedMachine {
         await this.deps.audit({ actor: `seed:${id}`, agentId: agentOfStage(seed, stage), action: `seed.stage.${stage}`, outcome: 'ok', message });
         this.publishInBackground(id);
       }
+      markRestart();
       await this.store.finish(id, 'succeeded', null, null);
       await this.deps.audit({ actor: `seed:${id}`, agentId: (await this.mustGet(id)).target, action: 'seed.finish', outcome: 'ok' });
       log.info('seed succeeded');
@@ -179,6 +186,7 @@ export class SeedMachine {
         log.info({ stage: current }, 'controller shutting down; seed will resume on restart');
         return;
       }
+      markRestart();
       const aborted = (signal.aborted && signal.reason === ('abort' satisfies StopReason)) || (await this.store.internals(id)).abortRequested;
       const err = aborted ? new SeedwireError('SEEDWIRE_CANCELED', 'aborted by request') : toSeedwireError(error);
       log.warn({ stage: current, code: err.code, err: err.message }, aborted ? 'seed aborted' : 'seed failed');
