@@ -56,7 +56,8 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
     // Results not yet acknowledged are re-sent on the next session, as the agent's ledger does.
     const unacked = new Map<string, ResultFrame>();
     return new Link({
-      socket: { url: options.url },
+      controllers: [options.url],
+      socket: {},
       ca: undefined,
       identity: new AgentIdentity({ stateDir, agentId, enrollmentToken: options.token, log }),
       timing: TIMING,
