@@ -25,7 +25,8 @@ import { CallFailedError, CallRegistry } from './calls.js';
 import { readCertificateIdentity } from './client-cert.js';
 import { createHubCounters, type HubCounters } from './counters.js';
 import { EXPOSURE_DEFAULTS, ExposureGuard, type ExposureOptions } from './exposure.js';
-import { readDataClaim } from './data-upgrade.js';
+import { readDataClaim, readWebSocketHandshake } from './data-upgrade.js';
+import { writeSwitchingProtocols } from './data-peer.js';
 import { decideHello, makeCredential } from './identity.js';
 import { DATA_PIPE_DEFAULTS } from './data-pipe.js';
 import { Relay } from './relay.js';
@@ -164,6 +165,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       log.info({ remote, status, code, refusal: message }, 'data connection refused');
       refuseUpgrade(socket, status, code, message);
     };
+    const handshake = readWebSocketHandshake(req);
+    if (!handshake.ok) return refuse(handshake.status, handshake.code, handshake.message);
     const parsed = readDataClaim(req.headers);
     if (!parsed.ok) {
       if (parsed.status === 401) exposure.recordFailure(remote, 'missing-token');
@@ -181,10 +184,11 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       if (verdict.unknown) exposure.recordFailure(remote, 'wrong-token');
       return refuse(verdict.status, verdict.code, verdict.message);
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      log.debug({ stream: claim.stream, agentId: claim.agentId, role: claim.role, remote }, 'data connection open');
-      relay.attachData(claim.stream, claim.role, ws);
-    });
+    // The relay streams frames itself, so the handshake is answered here rather than by ws (server-stub/hub/data-peer.ts).
+    if (!socket.readable || !socket.writable) return void socket.destroy();
+    writeSwitchingProtocols(socket, handshake.key);
+    log.debug({ stream: claim.stream, agentId: claim.agentId, role: claim.role, remote }, 'data connection open');
+    relay.attachData(claim.stream, claim.role, socket, head);
   }
 
   function emit(event: HubEvent): void {
