@@ -28,6 +28,9 @@ import { LIMITS } from '../../shared/limits.js';
 import { DataPeer, type DataPeerHandler } from './data-peer.js';
 import { CLOSE_ABNORMAL, OPCODES, type FrameStart } from './ws-wire.js';
 
+/** Corked writes to the receiver are flushed once this much waits (a data frame's worth), without waiting for the loop turn's end. */
+const FLUSH_BYTES = LIMITS.chunkBytes;
+
 export interface DataPipeOptions {
   /** @default a full window plus one message: what credit lets be in flight */
   maxHeldBytes: number;
@@ -84,6 +87,14 @@ export class DataPipe {
   private readonly message: SenderMessage = { headerGot: 0, bytes: 0, carried: 0, forwarding: false, frame: { opcode: OPCODES.binary, fin: true, length: 0 } };
   private text: Buffer[] = [];
   private textBytes = 0;
+  /** Whether writes to the receiver are corked until flushReceiver runs, and up to which queue length. */
+  private corked = false;
+  private flushAt = 0;
+  private readonly flushReceiver = (): void => {
+    if (!this.corked) return;
+    this.corked = false;
+    this.receiver?.socket.uncork();
+  };
   /** Called as each piece queued for the receiver is flushed: resumes a paused sender below the low watermark. */
   private readonly onReceiverWritten = (): void => {
     if (this.paused && this.receiver && this.receiver.writableLength <= this.options.lowWaterBytes) this.resumeSender();
@@ -139,12 +150,21 @@ export class DataPipe {
 
   private senderHandler(): DataPeerHandler {
     return {
-      // One writev per socket read of the sender, however many frame pieces it carried.
-      chunkStart: () => this.receiver?.socket.cork(),
+      // Writes to the receiver wait, corked, until the event loop has read what the sender's
+      // socket had (libuv reads a readable socket up to 32 times per turn) or a chunk's worth
+      // is queued: one writev per turn instead of one per 64 KiB read.
+      chunkStart: () => {
+        const receiver = this.receiver;
+        if (this.corked || !receiver) return;
+        this.corked = true;
+        this.flushAt = receiver.writableLength + FLUSH_BYTES;
+        receiver.socket.cork();
+        setImmediate(this.flushReceiver);
+      },
       chunkEnd: () => {
         const receiver = this.receiver;
         if (!receiver) return;
-        receiver.socket.uncork();
+        if (receiver.writableLength >= this.flushAt) this.flushReceiver();
         if (!this.paused && !this.closed && receiver.writableLength >= this.options.highWaterBytes) {
           this.paused = true;
           this.sender?.socket.pause();
