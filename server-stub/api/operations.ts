@@ -13,7 +13,27 @@ export interface OutputFollowers {
   closeAll(): void;
 }
 
-function followOutput(res: ServerResponse, bus: SeedwireEventBus, output: OutputStore, operationId: string, onEnd: () => void): () => void {
+/** Where a follower's output comes from: this controller's bus, or a routed operation's mirror (cluster mode). */
+interface OutputSource {
+  /** The output so far. */
+  readText(): string;
+  /** Calls onData for each later chunk and onEnd once the operation ended; returns the unsubscribe. */
+  subscribe(onData: (text: string) => void, onEnd: () => void): () => void;
+}
+
+function localSource(bus: SeedwireEventBus, output: OutputStore, operationId: string): OutputSource {
+  return {
+    readText: () => output.readText(operationId),
+    subscribe: (onData, onEnd) =>
+      bus.subscribe((event) => {
+        const data = event.data as { operationId?: string; id?: string; state?: string; data?: string };
+        if (event.type === 'output' && data.operationId === operationId && typeof data.data === 'string') onData(data.data);
+        else if (event.type === 'operation' && data.id === operationId && data.state !== 'running') onEnd();
+      }),
+  };
+}
+
+function followOutput(res: ServerResponse, source: OutputSource, onEnd: () => void): () => void {
   let skipped = 0;
   let ended = false;
   const finish = (): void => {
@@ -35,12 +55,8 @@ function followOutput(res: ServerResponse, bus: SeedwireEventBus, output: Output
     res.write(text);
   };
   // Subscribe and read what is stored in the same tick, so nothing falls between the two.
-  const unsubscribe = bus.subscribe((event) => {
-    const data = event.data as { operationId?: string; id?: string; state?: string; data?: string };
-    if (event.type === 'output' && data.operationId === operationId && typeof data.data === 'string') write(data.data);
-    else if (event.type === 'operation' && data.id === operationId && data.state !== 'running') finish();
-  });
-  res.write(output.readText(operationId));
+  const unsubscribe = source.subscribe(write, () => finish());
+  res.write(source.readText());
   res.on('close', finish);
   return finish;
 }
@@ -55,6 +71,23 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
     return operation;
   }
 
+  /** Cluster mode: an operation this controller's store does not have was routed from here, or another controller has it. */
+  async function findRemote(id: string, withOutput: boolean): Promise<{ operation: Operation; output?: string } | null> {
+    const cluster = deps.cluster;
+    if (cluster === null) return null;
+    const mirrored = cluster.routed.get(id);
+    if (mirrored) return withOutput ? { operation: mirrored, output: cluster.routed.output(id)?.text ?? '' } : { operation: mirrored };
+    return cluster.lookup.find(id, withOutput);
+  }
+
+  async function mustFind(id: string): Promise<Operation> {
+    const local = operations.get(id);
+    if (local) return local;
+    const remote = await findRemote(id, false);
+    if (!remote) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${id}`);
+    return remote.operation;
+  }
+
   // ?seed=ID lists that seed's steps in the order they ran; otherwise newest first.
   app.get<{ Querystring: { agent?: string; seed?: string; limit?: string } }>('/api/operations', async (request) => {
     const limit = request.query.limit === undefined ? 100 : Number.parseInt(request.query.limit, 10);
@@ -63,24 +96,45 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
     return operations.list({ ...(agent ? { agentId: agent } : {}), ...(seed ? { seedId: seed } : {}), limit });
   });
 
-  app.get<{ Params: { id: string } }>('/api/operations/:id', async (request) => mustGet(request.params.id));
+  app.get<{ Params: { id: string } }>('/api/operations/:id', async (request) => mustFind(request.params.id));
 
   app.get<{ Params: { id: string }; Querystring: { follow?: string } }>('/api/operations/:id/output', async (request, reply) => {
-    const operation = mustGet(request.params.id);
     const follow = request.query.follow !== '0' && request.query.follow !== 'false';
-    if (!follow || operation.state !== 'running') {
-      return reply.type('text/plain; charset=utf-8').send(output.readText(operation.id));
+    const local = operations.get(request.params.id);
+    const mirror = local === null ? (deps.cluster?.routed.output(request.params.id) ?? null) : null;
+    if (local === null && mirror === null) {
+      // Another controller's operation: its stored output, not followed (docs/scale-out.md).
+      const remote = await findRemote(request.params.id, true);
+      if (!remote) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${request.params.id}`);
+      return reply.type('text/plain; charset=utf-8').send(remote.output ?? '');
     }
+    const running = local ? local.state === 'running' : mirror!.running;
+    if (!follow || !running) {
+      return reply.type('text/plain; charset=utf-8').send(local ? output.readText(local.id) : mirror!.text);
+    }
+    const source: OutputSource = local
+      ? localSource(bus, output, local.id)
+      : { readText: () => mirror!.text, subscribe: (onData, onEnd) => mirror!.follow({ onData, onEnd }) };
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
-    const stop = followOutput(reply.raw, bus, output, operation.id, () => followers.delete(stop));
+    const stop = followOutput(reply.raw, source, () => followers.delete(stop));
     followers.add(stop);
     // It may have ended between the first read and the subscription.
-    if (operations.get(operation.id)?.state !== 'running') stop();
+    const now = local ? operations.get(local.id) : deps.cluster?.routed.get(request.params.id);
+    if (now?.state !== 'running') stop();
     return reply;
   });
 
   app.post<{ Params: { id: string } }>('/api/operations/:id/cancel', async (request) => {
+    const cluster = deps.cluster;
+    if (cluster !== null && operations.get(request.params.id) === null) {
+      // Routed from here: through its holder; otherwise whichever controller runs it.
+      const routed = await cluster.routed.cancel(request.params.id, 'canceled by admin');
+      if (routed !== null) return { operation: routed.state === 'running' ? await cluster.routed.wait(routed.id, 5_000) : routed };
+      const remote = await cluster.lookup.cancel(request.params.id, 'canceled by admin');
+      if (remote === null) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${request.params.id}`);
+      return { operation: remote };
+    }
     const operation = mustGet(request.params.id);
     if (operation.state !== 'running') return { operation };
     deps.audit.record({ actor: 'admin', agentId: operation.agentId, action: 'cancel', params: { operationId: operation.id }, outcome: 'requested' });
