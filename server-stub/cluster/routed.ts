@@ -70,7 +70,7 @@ interface Mirror {
 export function describeRequestFailure(error: unknown, what: string, notHeld: () => SeedwireError): SeedwireError {
   if (error instanceof NatsError) {
     if (error.code === ErrorCode.NoResponders) return notHeld();
-    if (error.code === ErrorCode.Timeout) return new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `${what}: no answer over the cluster bus in time`, { cause: error });
+    if (error.code === ErrorCode.Timeout) return new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `${what}: no answer over the cluster bus in time (the bus, or the controller holding the agent, is not answering)`, { cause: error });
     return new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `${what}: ${error.message}`, { cause: error });
   }
   return toSeedwireError(error);

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createController, type Controller } from '../../server-stub/app.js';
 import type { Operation } from '../../server-stub/ops/types.js';
 import { makeTempDir, startAgent, stopAllAgents } from '../helpers/agent.js';
+import { startController, stopAllControllers } from '../helpers/controller.js';
 import { startNatsServer, stopAllNatsServers, type NatsServer } from '../helpers/nats.js';
 import { missingTools } from '../helpers/requirements.js';
 import { waitFor } from '../helpers/wait.js';
@@ -128,6 +129,7 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
   afterAll(async () => {
     for (const abort of aborts.splice(0)) abort.abort();
     await stopAllAgents();
+    await stopAllControllers();
     await Promise.all(controllers.splice(0).map((c) => c.close()));
     await stopAllNatsServers();
     for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -235,4 +237,34 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
     expect(again.status, await again.clone().text()).toBe(200);
     expect(((await again.json()) as { operation: Operation }).operation).toMatchObject({ state: 'succeeded', outputTail: 'back\n' });
   }, 90_000);
+
+  it('fails a routed operation with a clear error, not a hang, when the controller holding the agent is killed', async () => {
+    const c1 = controllers[0]!;
+    // A controller process (flags as an operator gives them) holding one agent.
+    const doomed = await startController({ agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, env: { SEEDWIRE_BUS: nats.url } });
+    try {
+      startAgent({ controllerUrl: doomed.wsUrl, token: AGENT_TOKEN, id: 'db-4', config: { allowArbitraryCommands: true } });
+      await waitFor(async () => (await api(c1, 'POST', '/api/agents/db-4/ops/hostname?wait=30')).status === 200, { timeoutMs: 30_000, what: 'db-4 reachable through controller 1' });
+      const started = await startOp(c1, 'db-4', 'sleep 60 & echo "pid=$!"; wait');
+      let pid = 0;
+      try {
+        await waitFor(async () => /pid=\d+/.test(await (await api(c1, 'GET', `/api/operations/${started.id}/output?follow=0`)).text()), { what: 'the routed output' });
+        pid = Number(/pid=(\d+)/.exec(await (await api(c1, 'GET', `/api/operations/${started.id}/output?follow=0`)).text())![1]);
+        await doomed.kill();
+        // The requester's own wait (as POST ...?wait=N uses) ends; no polling for it.
+        await c1.deps.cluster!.routed.wait(started.id, 30_000);
+        const waited = (await (await api(c1, 'GET', `/api/operations/${started.id}`)).json()) as Operation;
+        expect(waited).toMatchObject({ state: 'failed', error: { code: 'SEEDWIRE_LOST' } });
+        expect(waited.error!.message).toContain('db-4');
+        // Nobody holds db-4 now (controller 1 never saw it: unknown here).
+        expect((await api(c1, 'POST', '/api/agents/db-4/ops/hostname')).status).toBe(404);
+      } finally {
+        if (pid > 0 && pidAlive(pid)) process.kill(pid, 'SIGKILL');
+      }
+    } finally {
+      await doomed.kill();
+      doomed.cleanup();
+    }
+  }, 90_000);
 });
+
