@@ -5,7 +5,7 @@
  * controller's SSE shows the fleet's events; a restarted nats-server is redialed and routing
  * works again; an agent no controller holds is refused.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -241,7 +241,9 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
   it('fails a routed operation with a clear error, not a hang, when the controller holding the agent is killed', async () => {
     const c1 = controllers[0]!;
     // A controller process (flags as an operator gives them) holding one agent.
-    const doomed = await startController({ agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, env: { SEEDWIRE_BUS: nats.url } });
+    // Credentials in the bus URL (a server without auth accepts them) are never logged.
+    const busUrl = nats.url.replace('nats://', 'nats://seedwire:s3cret-bus-pw@');
+    const doomed = await startController({ agentToken: AGENT_TOKEN, adminToken: ADMIN_TOKEN, env: { SEEDWIRE_BUS: busUrl }, extraArgs: ['--advertise-url', 'http://controller-4.example:7070'] });
     try {
       startAgent({ controllerUrl: doomed.wsUrl, token: AGENT_TOKEN, id: 'db-4', config: { allowArbitraryCommands: true } });
       await waitFor(async () => (await api(c1, 'POST', '/api/agents/db-4/ops/hostname?wait=30')).status === 200, { timeoutMs: 30_000, what: 'db-4 reachable through controller 1' });
@@ -250,6 +252,8 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
       try {
         await waitFor(async () => /pid=\d+/.test(await (await api(c1, 'GET', `/api/operations/${started.id}/output?follow=0`)).text()), { what: 'the routed output' });
         pid = Number(/pid=(\d+)/.exec(await (await api(c1, 'GET', `/api/operations/${started.id}/output?follow=0`)).text())![1]);
+        expect(doomed.logs.find((r) => r.msg === 'cluster mode')).toMatchObject({ bus: nats.url, advertiseUrl: 'http://controller-4.example:7070' });
+        expect(doomed.output()).not.toContain('s3cret-bus-pw');
         await doomed.kill();
         // The requester's own wait (as POST ...?wait=N uses) ends; no polling for it.
         await c1.deps.cluster!.routed.wait(started.id, 30_000);
@@ -266,5 +270,26 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
       doomed.cleanup();
     }
   }, 90_000);
-});
 
+  it('refuses bad cluster flags with one line naming the flag, never echoing bus credentials', async () => {
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'server-stub/main.ts', ...args], {
+          cwd: new URL('../../', import.meta.url).pathname,
+          env: { ...process.env, SEEDWIRE_AGENT_TOKEN: AGENT_TOKEN, ...env },
+        });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('exit', (code) => resolve({ code, stderr }));
+      });
+    const scheme = await run(['--bus', 'http://user:pw-in-url@127.0.0.1:4222']);
+    expect(scheme.code).toBe(2);
+    expect(scheme.stderr.trim().split('\n')).toHaveLength(1);
+    expect(scheme.stderr).toMatch(/SEEDWIRE_CONFIG: --bus: scheme must be nats:\/\/ or tls:\/\//);
+    expect(scheme.stderr).not.toContain('pw-in-url');
+    const lonely = await run(['--advertise-url', 'http://a.example:7070']);
+    expect(lonely.stderr).toMatch(/SEEDWIRE_CONFIG: --advertise-url: only with --bus/);
+    const advertise = await run(['--advertise-url', 'ftp://a.example'], { SEEDWIRE_BUS: 'nats://127.0.0.1:4222' });
+    expect(advertise.stderr).toMatch(/SEEDWIRE_CONFIG: --advertise-url: expected http:\/\/ or https:\/\//);
+  });
+});
