@@ -90,6 +90,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     knowsAgent: (agentId) => deps.hub.agent(agentId) !== null,
     requestTimeoutMs: limits.requestTimeoutMs,
     silenceMs: limits.silenceMs,
+    orphanFailMs: limits.orphanFailMs,
     busDownFailMs: limits.busDownFailMs,
     maxOutputBytes: limits.maxOutputBytes,
     keepEnded: limits.keepEnded,

@@ -103,7 +103,8 @@ export function createHolder(deps: HolderDeps): Holder {
     log.info({ opId: started.operation.id, agentId, op: request.op, requester: request.requester }, 'routed operation started for another controller');
     respond(msg, { ok: true, operation: started.operation } satisfies OperationReply);
     const timer = setInterval(() => {
-      if (Date.now() - lastSent >= deps.aliveMs) send({ kind: 'alive', n: ++n });
+      // Only while the agent is held here: a silent stream makes the requester ask the agent's subject, which reaches its current holder.
+      if (held.has(agentId) && Date.now() - lastSent >= deps.aliveMs) send({ kind: 'alive', n: ++n });
     }, Math.max(50, Math.floor(deps.aliveMs / 2)));
     timer.unref();
     const stop = (): void => {

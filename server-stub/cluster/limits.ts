@@ -8,6 +8,11 @@ export interface ClusterLimits {
   aliveMs: number;
   /** The requester asks the holder about a routed operation whose stream was silent this long. */
   silenceMs: number;
+  /**
+   * A routed operation whose agent no controller holds for this long ends SEEDWIRE_LOST on the
+   * requester (an agent redialing after a dropped link is back well within it).
+   */
+  orphanFailMs: number;
   /** A routed operation fails SEEDWIRE_BUS_UNAVAILABLE after the bus was down this long during it. */
   busDownFailMs: number;
   /** Largest message this controller publishes (NATS's default max_payload is 1 MiB; headroom for the envelope). */
@@ -25,6 +30,7 @@ export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
   lookupTimeoutMs: 1_000,
   aliveMs: 2_000,
   silenceMs: 6_000,
+  orphanFailMs: 30_000,
   busDownFailMs: 60_000,
   maxMessageBytes: 512 * 1024,
   maxOutputBytes: 1024 * 1024,

@@ -34,7 +34,8 @@ export const StartRequest = z.object({
   stream: z.string().min(1).max(512),
   op: z.string().min(1).max(128),
   params: z.record(z.string(), z.unknown()),
-  actor: z.string().min(1).max(256),
+  /** Only the API's operations are routed; the seed machine's (actor `seed:<id>`, internal seed-* ops) never are. */
+  actor: z.literal('admin'),
 });
 export type StartRequest = z.infer<typeof StartRequest>;
 

@@ -6,8 +6,9 @@
  * follows it, so the HTTP API answers exactly as for a local operation.
  *
  * A mirror never waits forever: when its stream is silent longer than `silenceMs` it asks the
- * holder for the row; no holder (the controller died, or the agent moved) ends it SEEDWIRE_LOST,
- * and a bus down longer than `busDownFailMs` ends it SEEDWIRE_BUS_UNAVAILABLE.
+ * agent's subject for the row. A holder that no longer knows the operation (the agent moved), or no
+ * holder at all for `orphanFailMs` (its controller died), ends it SEEDWIRE_LOST; a bus down longer
+ * than `busDownFailMs` ends it SEEDWIRE_BUS_UNAVAILABLE.
  */
 import { ErrorCode, NatsError, nuid, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
@@ -25,6 +26,7 @@ export interface RoutedOptions {
   knowsAgent(agentId: string): boolean;
   requestTimeoutMs: number;
   silenceMs: number;
+  orphanFailMs: number;
   busDownFailMs: number;
   /** Output kept per mirrored operation. */
   maxOutputBytes: number;
@@ -38,7 +40,7 @@ export interface OutputListener {
 }
 
 export interface RoutedOps {
-  start(agentId: string, op: string, params: Record<string, unknown>, actor: string): Promise<StartedOperation>;
+  start(agentId: string, op: string, params: Record<string, unknown>, actor: 'admin'): Promise<StartedOperation>;
   /** The mirrored row of an operation this controller routed, or null. */
   get(id: string): Operation | null;
   wait(id: string, ms: number, signal?: AbortSignal): Promise<Operation | null>;
@@ -60,6 +62,8 @@ interface Mirror {
   lastN: number;
   lastHeard: number;
   probing: boolean;
+  /** Since when the holder's subject had no responders (the agent held by no controller), or null. */
+  unheldSince: number | null;
   listeners: Set<OutputListener>;
   done: Promise<Operation>;
   resolve: (operation: Operation) => void;
@@ -155,10 +159,15 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
     } catch (error) {
       const failure = toSeedwireError(error);
       if (failure.code === 'SEEDWIRE_AGENT_OFFLINE' || failure.code === 'SEEDWIRE_AGENT_UNKNOWN') {
-        fail(id, mirror, new SeedwireError('SEEDWIRE_LOST', `no controller holds agent ${mirror.agentId} any more (its controller stopped, or the agent moved) while operation ${id} ran; its outcome is unknown here`));
+        // The agent may be redialing its controller; past the grace its controller is taken as gone.
+        mirror.unheldSince ??= Date.now();
+        if (Date.now() - mirror.unheldSince >= options.orphanFailMs) {
+          fail(id, mirror, new SeedwireError('SEEDWIRE_LOST', `no controller has held agent ${mirror.agentId} for ${Math.round(options.orphanFailMs / 1000)} s (its controller stopped, or the agent is gone) while operation ${id} ran; its outcome is unknown here`));
+        }
       }
       return; // a timeout: try again at the next silence
     }
+    mirror.unheldSince = null;
     if (row === null) fail(id, mirror, new SeedwireError('SEEDWIRE_LOST', `the controller now holding agent ${mirror.agentId} does not know operation ${id}; its outcome is unknown here`));
     else if (row.state !== 'running') finish(id, mirror, row);
     else mirror.lastHeard = Date.now();
@@ -201,6 +210,7 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
         lastN: 0,
         lastHeard: Date.now(),
         probing: false,
+        unheldSince: null,
         listeners: new Set(),
         done,
         resolve,

@@ -114,7 +114,7 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
           adminToken: ADMIN_TOKEN,
           agentToken: AGENT_TOKEN,
           bus: nats.url,
-          clusterLimits: { reconnectWaitMs: 100, aliveMs: 500, silenceMs: 2_000 },
+          clusterLimits: { reconnectWaitMs: 100, aliveMs: 500, silenceMs: 2_000, orphanFailMs: 2_000 },
         }),
       );
     }
