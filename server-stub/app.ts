@@ -25,6 +25,7 @@ import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
 import { checkAdvertiseUrl, createCluster, type Cluster } from './cluster/cluster.js';
 import { parseBusUrl } from './cluster/link.js';
+import { registerClusterMetrics } from './cluster/metrics.js';
 import type { ClusterLimits } from './cluster/limits.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
@@ -204,6 +205,7 @@ export async function createController(options: CreateControllerOptions): Promis
       { hub, operations, audit, bus, fleetBus, readOutput: (id) => output.readText(id), log },
     );
     deps.cluster = cluster;
+    registerClusterMetrics(metrics.registry, cluster);
   }
 
   let closing: Promise<void> | null = null;

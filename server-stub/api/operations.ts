@@ -7,6 +7,7 @@ import { CONTROLLER_LIMITS } from '../limits.js';
 import type { OutputStore } from '../store/output.js';
 import type { ControllerDeps } from '../types.js';
 import type { Operation } from '../ops/types.js';
+import type { RemoteOutput } from '../cluster/routed.js';
 
 
 export interface OutputFollowers {
@@ -36,6 +37,7 @@ function localSource(bus: SeedwireEventBus, output: OutputStore, operationId: st
 function followOutput(res: ServerResponse, source: OutputSource, onEnd: () => void): () => void {
   let skipped = 0;
   let ended = false;
+  let unsubscribe: () => void = () => undefined;
   const finish = (): void => {
     if (ended) return;
     ended = true;
@@ -54,9 +56,11 @@ function followOutput(res: ServerResponse, source: OutputSource, onEnd: () => vo
     }
     res.write(text);
   };
-  // Subscribe and read what is stored in the same tick, so nothing falls between the two.
-  const unsubscribe = source.subscribe(write, () => finish());
+  // Read what is stored and subscribe in the same tick, so nothing falls between the two.
   res.write(source.readText());
+  unsubscribe = source.subscribe(write, () => finish());
+  // A source that replayed its end during subscribe finished before unsubscribe was known.
+  if (ended) unsubscribe();
   res.on('close', finish);
   return finish;
 }
@@ -72,20 +76,10 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
   }
 
   /** Cluster mode: an operation this controller's store does not have was routed from here, or another controller has it. */
-  async function findRemote(id: string, withOutput: boolean): Promise<{ operation: Operation; output?: string } | null> {
-    const cluster = deps.cluster;
-    if (cluster === null) return null;
-    const mirrored = cluster.routed.get(id);
-    if (mirrored) return withOutput ? { operation: mirrored, output: cluster.routed.output(id)?.text ?? '' } : { operation: mirrored };
-    return cluster.lookup.find(id, withOutput);
-  }
-
   async function mustFind(id: string): Promise<Operation> {
-    const local = operations.get(id);
-    if (local) return local;
-    const remote = await findRemote(id, false);
-    if (!remote) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${id}`);
-    return remote.operation;
+    const found = operations.get(id) ?? deps.cluster?.routed.get(id) ?? (await deps.cluster?.lookup.find(id, false))?.operation;
+    if (!found) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${id}`);
+    return found;
   }
 
   // ?seed=ID lists that seed's steps in the order they ran; otherwise newest first.
@@ -100,28 +94,27 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
 
   app.get<{ Params: { id: string }; Querystring: { follow?: string } }>('/api/operations/:id/output', async (request, reply) => {
     const follow = request.query.follow !== '0' && request.query.follow !== 'false';
-    const local = operations.get(request.params.id);
-    const mirror = local === null ? (deps.cluster?.routed.output(request.params.id) ?? null) : null;
-    if (local === null && mirror === null) {
-      // Another controller's operation: its stored output, not followed (docs/scale-out.md).
-      const remote = await findRemote(request.params.id, true);
-      if (!remote) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${request.params.id}`);
-      return reply.type('text/plain; charset=utf-8').send(remote.output ?? '');
+    const id = request.params.id;
+    const local = operations.get(id);
+    let remote: RemoteOutput | null = null;
+    if (local === null) {
+      // Cluster mode: routed from here (its mirror), or another controller's (followed from the fleet's events).
+      const cluster = deps.cluster;
+      remote = cluster === null ? null : (cluster.routed.output(id) ?? (await cluster.lookup.openOutput(id)));
+      if (remote === null) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${id}`);
     }
-    const running = local ? local.state === 'running' : mirror!.running;
+    const running = local ? local.state === 'running' : remote!.running;
     if (!follow || !running) {
-      return reply.type('text/plain; charset=utf-8').send(local ? output.readText(local.id) : mirror!.text);
+      remote?.close();
+      return reply.type('text/plain; charset=utf-8').send(local ? output.readText(local.id) : remote!.text);
     }
-    const source: OutputSource = local
-      ? localSource(bus, output, local.id)
-      : { readText: () => mirror!.text, subscribe: (onData, onEnd) => mirror!.follow({ onData, onEnd }) };
+    const source: OutputSource = local ? localSource(bus, output, local.id) : { readText: () => remote!.text, subscribe: (onData, onEnd) => remote!.follow({ onData, onEnd }) };
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
     const stop = followOutput(reply.raw, source, () => followers.delete(stop));
     followers.add(stop);
     // It may have ended between the first read and the subscription.
-    const now = local ? operations.get(local.id) : deps.cluster?.routed.get(request.params.id);
-    if (now?.state !== 'running') stop();
+    if (local && operations.get(local.id)?.state !== 'running') stop();
     return reply;
   });
 

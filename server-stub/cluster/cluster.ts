@@ -101,6 +101,8 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     operations: deps.operations,
     audit: deps.audit,
     readOutput: deps.readOutput,
+    local: deps.bus,
+    fleet: deps.fleetBus,
     log,
     timeoutMs: limits.lookupTimeoutMs,
     maxMessageBytes: limits.maxMessageBytes,

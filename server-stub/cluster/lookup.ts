@@ -7,9 +7,11 @@
 import { createInbox, type Msg, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import { toSeedwireError } from '../../shared/errors.js';
+import type { SeedwireEventBus } from '../events/bus.js';
 import type { Operation, OperationRunner } from '../ops/types.js';
 import type { Audit } from '../types.js';
 import type { BusLink } from './link.js';
+import type { OutputListener, RemoteOutput } from './routed.js';
 import { decodeMessage, encodeMessage, LookupReply, OperationRequest } from './messages.js';
 import { SUBJECTS } from './subjects.js';
 
@@ -19,6 +21,10 @@ export interface LookupDeps {
   operations: OperationRunner;
   audit: Audit;
   readOutput(operationId: string): string;
+  /** This controller's own events (which output its answers cover). */
+  local: SeedwireEventBus;
+  /** Every controller's events (a follower of another controller's operation reads them). */
+  fleet: SeedwireEventBus;
   log: Logger;
   /** How long silence means "nobody has it". */
   timeoutMs: number;
@@ -28,6 +34,11 @@ export interface LookupDeps {
 export interface ClusterLookup {
   /** The row (and with `output`, its stored output) from whichever controller has it; null when none answers in time. */
   find(operationId: string, output: boolean): Promise<LookupReply | null>;
+  /**
+   * Another controller's operation with its stored output, followed live from the fleet's events
+   * (chunks the stored text already covers skipped); null when no controller has it.
+   */
+  openOutput(operationId: string): Promise<RemoteOutput | null>;
   /** Cancels it on whichever controller runs it; null when none answers. */
   cancel(operationId: string, reason: string): Promise<Operation | null>;
   close(): void;
@@ -36,6 +47,13 @@ export interface ClusterLookup {
 export function createLookup(deps: LookupDeps): ClusterLookup {
   const { link, controllerId, operations, log } = deps;
   const subs: Subscription[] = [];
+  // The last output seq of each running operation of this controller: what a stored text covers.
+  const lastOutputSeq = new Map<string, number>();
+  const untrack = deps.local.subscribe((event) => {
+    const data = event.data as { operationId?: unknown; seq?: unknown; id?: unknown; state?: unknown };
+    if (event.type === 'output' && typeof data.operationId === 'string' && typeof data.seq === 'number') lastOutputSeq.set(data.operationId, data.seq);
+    else if (event.type === 'operation' && typeof data.id === 'string' && data.state !== 'running') lastOutputSeq.delete(data.id);
+  });
 
   function answer(msg: Msg, verb: 'lookup' | 'cancel'): void {
     if (!msg.reply) return;
@@ -52,7 +70,7 @@ export function createLookup(deps: LookupDeps): ClusterLookup {
       let output = request.output ? deps.readOutput(row.id) : undefined;
       // The stored output may be larger than one bus message: its tail is what a reader wants most.
       if (output !== undefined && Buffer.byteLength(output) > deps.maxMessageBytes) output = `[seedwire: output cut to its last part; the full text is on the controller holding ${row.agentId}]\n${Buffer.from(output).subarray(-deps.maxMessageBytes).toString('utf8')}`;
-      msg.respond(encodeMessage(output === undefined ? { operation: current } : { operation: current, output }));
+      msg.respond(encodeMessage(output === undefined ? { operation: current } : { operation: current, output, outputSeq: lastOutputSeq.get(row.id) ?? null }));
     } catch (error) {
       log.warn({ err: toSeedwireError(error) }, `cluster ${verb} request not answered`);
     }
@@ -92,10 +110,53 @@ export function createLookup(deps: LookupDeps): ClusterLookup {
 
   return {
     find: (operationId, output) => askAll(SUBJECTS.opLookup, { requester: controllerId, operationId, output }),
+    async openOutput(operationId) {
+      let listener: OutputListener | null = null;
+      let covered = -1;
+      const early: Array<{ seq: number; data: string }> = [];
+      let endedEarly = false;
+      // Subscribed before asking: chunks published while the answer travels are kept, and those it covers skipped.
+      const unsubscribe = deps.fleet.subscribe((event) => {
+        const data = event.data as { operationId?: unknown; seq?: unknown; data?: unknown; id?: unknown; state?: unknown };
+        if (event.type === 'output' && data.operationId === operationId && typeof data.seq === 'number' && typeof data.data === 'string') {
+          if (listener === null) early.push({ seq: data.seq, data: data.data });
+          else if (data.seq > covered) listener.onData(data.data);
+        } else if (event.type === 'operation' && data.id === operationId && data.state !== 'running') {
+          if (listener === null) endedEarly = true;
+          else listener.onEnd();
+        }
+      });
+      let found: LookupReply | null;
+      try {
+        found = await askAll(SUBJECTS.opLookup, { requester: controllerId, operationId, output: true });
+      } catch (error) {
+        unsubscribe();
+        throw error;
+      }
+      if (found === null) {
+        unsubscribe();
+        return null;
+      }
+      covered = found.outputSeq ?? -1;
+      const running = found.operation.state === 'running' && !endedEarly;
+      if (!running) unsubscribe();
+      return {
+        text: found.output ?? '',
+        running,
+        follow(next) {
+          listener = next;
+          for (const chunk of early.splice(0)) if (chunk.seq > covered) next.onData(chunk.data);
+          if (endedEarly) next.onEnd();
+          return unsubscribe;
+        },
+        close: unsubscribe,
+      };
+    },
     async cancel(operationId, reason) {
       return (await askAll(SUBJECTS.opCancel, { requester: controllerId, operationId, reason }))?.operation ?? null;
     },
     close() {
+      untrack();
       for (const sub of subs.splice(0)) sub.unsubscribe();
     },
   };

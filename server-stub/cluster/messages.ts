@@ -53,7 +53,12 @@ export const OperationRequest = z.object({
 export type OperationRequest = z.infer<typeof OperationRequest>;
 
 /** The answer to a lookup from the controller that has the operation. */
-export const LookupReply = z.object({ operation: OperationSchema, output: z.string().optional() });
+export const LookupReply = z.object({
+  operation: OperationSchema,
+  output: z.string().optional(),
+  /** The last output frame's seq that `output` covers (null: none seen), so a follower skips what it already has. */
+  outputSeq: z.number().int().nullable().optional(),
+});
 export type LookupReply = z.infer<typeof LookupReply>;
 
 /**

@@ -39,15 +39,27 @@ export interface OutputListener {
   onEnd(): void;
 }
 
+/** An operation's output as a follower sees it: the text so far, then live chunks until its end. */
+export interface RemoteOutput {
+  text: string;
+  running: boolean;
+  /** Adds the listener (chunks after `text`, then the end); returns its remover. */
+  follow(listener: OutputListener): () => void;
+  /** Stops listening without following (idempotent). */
+  close(): void;
+}
+
 export interface RoutedOps {
   start(agentId: string, op: string, params: Record<string, unknown>, actor: 'admin'): Promise<StartedOperation>;
   /** The mirrored row of an operation this controller routed, or null. */
   get(id: string): Operation | null;
   wait(id: string, ms: number, signal?: AbortSignal): Promise<Operation | null>;
-  /** Output so far; `follow` adds a listener (returns its remover) when the operation still runs. */
-  output(id: string): { text: string; running: boolean; follow(listener: OutputListener): () => void } | null;
+  /** Output so far and its followers, for an operation this controller routed. */
+  output(id: string): RemoteOutput | null;
   /** Cancels through the holder; null when this controller did not route `id`. */
   cancel(id: string, reason: string): Promise<Operation | null>;
+  /** Operations routed since start, and those not yet ended. */
+  stats(): { started: number; running: number };
   /** Fails every running mirror (shutdown). */
   close(): void;
 }
@@ -85,6 +97,7 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
   const mirrors = new Map<string, Mirror>();
   const ended: string[] = [];
   let busDownSince: number | null = null;
+  let started = 0;
   let closed = false;
 
   function notHeld(agentId: string): SeedwireError {
@@ -247,6 +260,7 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
       const operation = reply.operation;
       mirror.operation = operation;
       mirrors.set(operation.id, mirror);
+      started++;
       log.info({ opId: operation.id, agentId, op }, 'operation routed to the controller holding the agent');
       for (const message of mirror.early.sort((a, b) => a.n - b.n)) apply(operation.id, mirror, message);
       mirror.early = [];
@@ -282,6 +296,7 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
           mirror.listeners.add(listener);
           return () => mirror.listeners.delete(listener);
         },
+        close: () => undefined,
       };
     },
     async cancel(id, reason) {
@@ -298,6 +313,11 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
         fail(id, mirror, new SeedwireError('SEEDWIRE_LOST', `no controller holds agent ${mirror.agentId} any more; cancel of ${id} could not be delivered and its outcome is unknown here`));
       }
       return mirror.operation;
+    },
+    stats() {
+      let running = 0;
+      for (const mirror of mirrors.values()) if (mirror.operation?.state === 'running') running++;
+      return { started, running };
     },
     close() {
       closed = true;

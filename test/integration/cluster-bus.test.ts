@@ -151,8 +151,13 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
     // The first line is there while the command still waits on the fifo: live, not at the end.
     await stream.until((text) => text.includes('first\n'), 'the first line before the command ends');
     expect((await (await api(c1, 'GET', `/api/operations/${started.id}`)).json()) as Operation).toMatchObject({ state: 'running' });
+    // A third controller (neither requester nor holder) follows it live too, from the fleet's events.
+    const c2 = controllers[1]!;
+    const third = readStream(await api(c2, 'GET', `/api/operations/${started.id}/output`, undefined, abort.signal));
+    await third.until((text) => text === 'first\n', 'the stored output on a third controller');
     await writeFile(fifo, 'routed\n');
     expect(await stream.ended).toBe('first\nsecond routed\n');
+    expect(await third.ended).toBe('first\nsecond routed\n');
 
     const final = (await (await api(c1, 'GET', `/api/operations/${started.id}`)).json()) as Operation;
     expect(final).toMatchObject({ id: started.id, agentId: AGENT_3, exitCode: 3 });
@@ -167,10 +172,14 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
     expect(((await waited.json()) as { operation: Operation }).operation).toMatchObject({ state: 'succeeded', exitCode: 0, outputTail: 'waited\n' });
 
     // A third controller finds the operation (and its output) by asking the cluster.
-    const c2 = controllers[1]!;
     expect(((await (await api(c2, 'GET', `/api/operations/${started.id}`)).json()) as Operation).exitCode).toBe(3);
     expect(await (await api(c2, 'GET', `/api/operations/${started.id}/output?follow=0`)).text()).toBe('first\nsecond routed\n');
     expect((await api(c2, 'GET', '/api/operations/no-such-operation')).status).toBe(404);
+
+    const metrics = await (await api(c1, 'GET', '/metrics')).text();
+    expect(metrics).toMatch(/^seedwire_cluster_bus_connected 1$/m);
+    expect(metrics).toMatch(/^seedwire_cluster_routed_operations_total 2$/m);
+    expect(metrics).toMatch(/^seedwire_cluster_agents_held 1$/m);
   }, 60_000);
 
   it('cancels a routed operation from the controller that requested it: the process is gone on the agent', async () => {
@@ -282,14 +291,17 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
         child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
         child.on('exit', (code) => resolve({ code, stderr }));
       });
-    const scheme = await run(['--bus', 'http://user:pw-in-url@127.0.0.1:4222']);
+    // Three processes at once: each start of tsx is slow on a loaded machine.
+    const [scheme, lonely, advertise] = await Promise.all([
+      run(['--bus', 'http://user:pw-in-url@127.0.0.1:4222']),
+      run(['--advertise-url', 'http://a.example:7070']),
+      run(['--advertise-url', 'ftp://a.example'], { SEEDWIRE_BUS: 'nats://127.0.0.1:4222' }),
+    ]);
     expect(scheme.code).toBe(2);
     expect(scheme.stderr.trim().split('\n')).toHaveLength(1);
     expect(scheme.stderr).toMatch(/SEEDWIRE_CONFIG: --bus: scheme must be nats:\/\/ or tls:\/\//);
     expect(scheme.stderr).not.toContain('pw-in-url');
-    const lonely = await run(['--advertise-url', 'http://a.example:7070']);
     expect(lonely.stderr).toMatch(/SEEDWIRE_CONFIG: --advertise-url: only with --bus/);
-    const advertise = await run(['--advertise-url', 'ftp://a.example'], { SEEDWIRE_BUS: 'nats://127.0.0.1:4222' });
     expect(advertise.stderr).toMatch(/SEEDWIRE_CONFIG: --advertise-url: expected http:\/\/ or https:\/\//);
-  });
+  }, 120_000);
 });
