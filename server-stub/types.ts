@@ -54,7 +54,7 @@ export interface ControllerDeps {
   log: Logger;
   config: Readonly<ControllerConfig>;
   /** Cluster mode (`--bus`): routing to other controllers' agents; null for a single controller. */
-  cluster: Cluster | null;
+  cluster?: Cluster | null;
 }
 
 /**

@@ -100,7 +100,7 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
     if (local === null) {
       // Cluster mode: routed from here (its mirror), or another controller's (followed from the fleet's events).
       const cluster = deps.cluster;
-      remote = cluster === null ? null : (cluster.routed.output(id) ?? (await cluster.lookup.openOutput(id)));
+      remote = !cluster ? null : (cluster.routed.output(id) ?? (await cluster.lookup.openOutput(id)));
       if (remote === null) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${id}`);
     }
     const running = local ? local.state === 'running' : remote!.running;
@@ -120,7 +120,7 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
 
   app.post<{ Params: { id: string } }>('/api/operations/:id/cancel', async (request) => {
     const cluster = deps.cluster;
-    if (cluster !== null && operations.get(request.params.id) === null) {
+    if (cluster && operations.get(request.params.id) === null) {
       // Routed from here: through its holder; otherwise whichever controller runs it.
       const routed = await cluster.routed.cancel(request.params.id, 'canceled by admin');
       if (routed !== null) return { operation: routed.state === 'running' ? await cluster.routed.wait(routed.id, 5_000) : routed };
