@@ -23,6 +23,10 @@ import type { ExposureOptions } from './hub/exposure.js';
 import type { AdmissionOptions } from './hub/admission.js';
 import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
+import { checkAdvertiseUrl, createCluster, type Cluster } from './cluster/cluster.js';
+import { parseBusUrl } from './cluster/link.js';
+import { registerClusterMetrics } from './cluster/metrics.js';
+import type { ClusterLimits } from './cluster/limits.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
 import { createAgentStore } from './store/agents.js';
@@ -63,6 +67,12 @@ export interface CreateControllerOptions {
   plugins?: ControllerPlugin[];
   /** Pacing of new agent sessions; defaults in server-stub/hub/admission.ts. */
   admission?: Partial<AdmissionOptions>;
+  /** Cluster mode: the NATS bus (nats://[user:pass@]host:port) that routes operations and events between controllers; null: a single controller. */
+  bus?: string | null;
+  /** Where agents and peer controllers reach this one; @default its listening URL. Only with `bus`. */
+  advertiseUrl?: string | null;
+  /** Cluster timings and bounds; defaults in server-stub/cluster/limits.ts. */
+  clusterLimits?: Partial<ClusterLimits>;
 }
 
 export interface Controller {
@@ -83,6 +93,11 @@ function resolveConfig(options: CreateControllerOptions): ControllerConfig {
     throw new SeedwireError('SEEDWIRE_CONFIG', 'agentToken: required unless agentTokens names at least one agent');
   }
   if (!options.adminToken) throw new SeedwireError('SEEDWIRE_CONFIG', 'adminToken: required');
+  if (options.bus) parseBusUrl(options.bus);
+  if (options.advertiseUrl) {
+    if (!options.bus) throw new SeedwireError('SEEDWIRE_CONFIG', '--advertise-url: only with --bus (cluster mode)');
+    checkAdvertiseUrl(options.advertiseUrl);
+  }
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
@@ -136,7 +151,8 @@ export async function createController(options: CreateControllerOptions): Promis
     const view = viewAgentEvent(hub, agentId);
     if (view) bus.publish('agent', view);
   });
-  const deps: ControllerDeps = { db, hub, bus, audit, operations, log, config };
+  let cluster: Cluster | null = null;
+  const deps: ControllerDeps = { db, hub, bus, audit, operations, log, config, cluster };
 
   const app = Fastify({
     loggerInstance: log.child({ component: 'http' }),
@@ -152,8 +168,10 @@ export async function createController(options: CreateControllerOptions): Promis
   registerAgentRoutes(app, deps, agents);
   registerIdentityRoutes(app, { hub, agents, audit });
   const followers = registerOperationRoutes(app, deps, bus, output);
-  const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
-  const consoleFeed = createEventsSocket({ bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
+  // In cluster mode viewers follow the fleet bus (every controller's events); the local bus stays this controller's.
+  const fleetBus = options.bus ? createEventBus({ log }) : null;
+  const viewers = registerEventsRoute(app, fleetBus ?? bus, log.child({ component: 'sse' }));
+  const consoleFeed = createEventsSocket({ bus: fleetBus ?? bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
   // /metrics counts the viewers of both transports (SSE and the console's WebSocket) together.
   const allViewers = {
     count: () => viewers.count() + consoleFeed.count(),
@@ -180,6 +198,15 @@ export async function createController(options: CreateControllerOptions): Promis
   const address = app.server.address() as AddressInfo;
   const url = formatUrl(config.tls ? 'https' : 'http', config.host, address.port);
   const wsUrl = `${formatUrl(config.tls ? 'wss' : 'ws', config.host, address.port)}/agent`;
+  if (options.bus && fleetBus) {
+    // After listen: the advertise URL defaults to the bound one, and no agent can connect before this.
+    cluster = createCluster(
+      { busUrl: options.bus, advertiseUrl: options.advertiseUrl ?? url, ...(options.clusterLimits ? { limits: options.clusterLimits } : {}) },
+      { hub, operations, audit, bus, fleetBus, readOutput: (id) => output.readText(id), log },
+    );
+    deps.cluster = cluster;
+    registerClusterMetrics(metrics.registry, cluster);
+  }
 
   let closing: Promise<void> | null = null;
   async function drain(): Promise<void> {
@@ -191,6 +218,8 @@ export async function createController(options: CreateControllerOptions): Promis
     followers.closeAll();
     await hub.close();
     await operations.drain();
+    // After the runner drained: the ends of operations run for other controllers still go out.
+    await cluster?.close();
     const closed = app.close();
     connections.closeIdle();
     await closed;
@@ -212,6 +241,8 @@ export async function createController(options: CreateControllerOptions): Promis
       } finally {
         clearTimeout(timer);
         metrics.dispose();
+        await cluster?.close();
+        fleetBus?.dispose();
         bus.dispose();
         closeDatabase(db);
       }

@@ -5,6 +5,7 @@
 import type Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Cluster } from './cluster/cluster.js';
 import type { AgentHub } from './hub/types.js';
 import type { EventBus } from './events/types.js';
 import type { OperationRunner } from './ops/types.js';
@@ -52,6 +53,8 @@ export interface ControllerDeps {
   operations: OperationRunner;
   log: Logger;
   config: Readonly<ControllerConfig>;
+  /** Cluster mode (`--bus`): routing to other controllers' agents; null for a single controller. */
+  cluster?: Cluster | null;
 }
 
 /**
