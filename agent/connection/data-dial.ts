@@ -4,7 +4,6 @@
  * stream's one-time token, never the agent's own. Frames are sent with a zero mask (socket.ts).
  * The token is never logged: only the stream and role are.
  */
-import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import { DATA_HEADERS, DATA_PATH, type DataRole } from '../../shared/data-link.js';
@@ -40,10 +39,9 @@ export function dataUrlOf(controllerUrl: string): string {
 /**
  * Dials; `onOpen` runs synchronously in ws's 'open' event, so its listeners are in place before
  * the first message (the controller sends the latest grant at once, and ws may emit it before a
- * promise callback would run). It also gets the upgraded socket, for a receiver that reads its
- * frames itself (agent/streams/data-channel.ts). The promise settles when the dial succeeded or failed.
+ * promise callback would run). The promise settles when the dial succeeded or failed.
  */
-export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal, onOpen: (ws: WebSocket, socket: Socket | undefined) => void) => Promise<void>;
+export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal, onOpen: (ws: WebSocket) => void) => Promise<void>;
 
 export function createDataDialer(options: DataDialOptions): DataDialer {
   const url = dataUrlOf(options.controllerUrl);
@@ -83,15 +81,10 @@ export function createDataDialer(options: DataDialOptions): DataDialer {
       const onAbort = (): void => fail(new SeedwireError('SEEDWIRE_CANCELED', `${what} was abandoned while dialing`));
       signal.addEventListener('abort', onAbort, { once: true });
       let refused = false;
-      let upgraded: Socket | undefined;
-      // ws emits 'upgrade' just before it takes the socket over and emits 'open'.
-      ws.once('upgrade', (res) => {
-        upgraded = res.socket;
-      });
       ws.once('open', () => {
         signal.removeEventListener('abort', onAbort);
         options.log.debug({ stream: ticket.stream, role: ticket.role }, 'data connection open');
-        onOpen(ws, upgraded);
+        onOpen(ws);
         resolve();
       });
       ws.once('unexpected-response', (_req, res) => {

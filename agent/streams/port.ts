@@ -20,7 +20,6 @@ import { LIMITS } from '../../shared/limits.js';
 import type { DataDialer } from '../connection/data-dial.js';
 import type { Session } from '../connection/session.js';
 import { DataChannel } from './data-channel.js';
-import { DataFrameAssembler } from './data-pieces.js';
 import type { InPlaceSend, ReceivePort, ReceivedChunk, SendPort, StreamPort } from './types.js';
 
 export interface Watermarks {
@@ -304,14 +303,9 @@ export class ConnectionStreamPort implements StreamPort {
     return port;
   }
 
-  /**
-   * A receiver on its own data connection; a frame that fails to decode ends the stream with that
-   * failure (fatal for the receiver). Uncompressed frames reach the port piece by piece as the
-   * socket reads them (data-pieces.ts), so no whole message is copied together.
-   */
+  /** A receiver on its own data connection; a frame that fails to decode ends the stream with that failure (fatal for the receiver). */
   private openDataReceive(stream: number, data: DataTicket, dial: DataDialer): ReceivePort {
     // The handlers run on messages, after `port` is assigned below.
-    const assembler = new DataFrameAssembler(stream, (chunk) => port.push(chunk));
     const channel = new DataChannel(
       dial,
       { stream, role: 'receive', token: data.token },
@@ -321,11 +315,6 @@ export class ConnectionStreamPort implements StreamPort {
           const frame = decodeDataFrame(buf);
           if (frame.stream !== stream) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: a frame of stream ${frame.stream} on its data connection`);
           port.push({ offset: frame.offset, rawLength: frame.rawLength, codec: frame.codec, payload: frame.payload });
-        },
-        pieces: {
-          start: () => assembler.start(),
-          piece: (bytes) => assembler.piece(bytes),
-          end: () => assembler.end(),
         },
         credit: () => {
           throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: credit sent to the receiving side`);

@@ -38,11 +38,6 @@ export interface ReceivedChunk {
   codec: Codec;
   /** As sent (compressed when codec is not 'none'); CRC already checked. */
   payload: Buffer;
-  /**
-   * More pieces of the same data frame follow (a frame handed on as the socket read it,
-   * data-pieces.ts): receivers grant credit and report progress once per frame, at its last piece.
-   */
-  more?: boolean;
 }
 
 export interface ReceivePort {

@@ -106,7 +106,6 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
         if (exit) throw toolFailed(`${options.extractor.file} (extracting the backup)`, exit, child.stderrTail());
       }
       offset += raw.length;
-      if (chunk.more === true) continue; // credit and progress once per data frame
       credit.advance(offset);
       options.onProgress?.({ received: offset, committed: offset, window: credit.size });
     }

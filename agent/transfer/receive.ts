@@ -133,8 +133,7 @@ class TreeReceiver {
       const raw = await this.inflater.inflate(chunk);
       await this.consume(raw.subarray(offset - chunk.offset));
       if (this.decoder.done) return;
-      // Once per data frame, as when frames arrived whole: a grant is a control frame to send.
-      if (chunk.more !== true) this.afterChunk();
+      this.afterChunk();
     }
     signal.throwIfAborted();
     this.decoder.finish();

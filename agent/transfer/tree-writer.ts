@@ -9,9 +9,8 @@
  * mode and mtime are applied after every range, so the last write to a file is followed by them.
  *
  * Files: positioned writes with a few in flight (the next chunk is hashed while earlier ones land),
- * data gathered into one writev of about a megabyte (a receiver hands over the socket's reads,
- * tens of kilobytes each: one write each would cost a thread-pool round trip and a syscall per
- * piece), each file's SHA-256 computed as it is written and compared with the sender's trailer; mode and
+ * data gathered into one writev of about a megabyte (a file's data comes in parts at chunk
+ * boundaries, and a write costs a thread-pool round trip and a syscall), each file's SHA-256 computed as it is written and compared with the sender's trailer; mode and
  * mtime applied once it matched. Durability is batched: verified files stay open until flush()
  * fdatasyncs them together, which the checkpoint awaits before it stores a resume point.
  */
