@@ -547,7 +547,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         return refuseUpgrade(socket, 429, 'SEEDWIRE_RATE_LIMITED', `too many failed authentications from ${remote}; retry in ${retryAfter} s`, retryAfter);
       }
       if (!outcome.ok) {
-        exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
+        if (outcome.reason === 'unknown-credential') exposure.noteRefusal(remote, 'unknown-credential');
+        else exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
         return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
       }
       if (pacedOut(socket, outcome.principal)) return;
