@@ -271,7 +271,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       const credential = makeCredential();
       session.enrollment = { hello, credentialHash: hashCredential(credential) };
       session.sender.sendFrame({ t: 'enroll', agentId: hello.agentId, credential });
-      session.log.info({ agentId: hello.agentId }, 'enrolling agent; credential sent');
+      // Per agent, so at debug: a fleet enrolling at once would write thousands of lines; the audit keeps each enrollment.
+      session.log.debug({ agentId: hello.agentId }, 'enrolling agent; credential sent');
       return 'enrolling';
     }
     if (session.principal.kind === 'agent' && session.principal.via !== 'credential') {
