@@ -275,7 +275,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       const credential = makeCredential();
       session.enrollment = { hello, credentialHash: hashCredential(credential) };
       session.sender.sendFrame({ t: 'enroll', agentId: hello.agentId, credential });
-      session.log.info({ agentId: hello.agentId }, 'enrolling agent; credential sent');
+      // Per agent, so at debug: a fleet enrolling at once would write thousands of lines; the audit keeps each enrollment.
+      session.log.debug({ agentId: hello.agentId }, 'enrolling agent; credential sent');
       return 'enrolling';
     }
     if (session.principal.kind === 'agent' && session.principal.via !== 'credential') {
@@ -551,7 +552,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         return refuseUpgrade(socket, 429, 'SEEDWIRE_RATE_LIMITED', `too many failed authentications from ${remote}; retry in ${retryAfter} s`, retryAfter);
       }
       if (!outcome.ok) {
-        exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
+        if (outcome.reason === 'unknown-credential') exposure.noteRefusal(remote, 'unknown-credential');
+        else exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
         return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
       }
       if (pacedOut(socket, outcome.principal)) return;

@@ -117,7 +117,9 @@ export class AgentSession {
   /** Closes with a code; a socket that does not finish the closing handshake is terminated. */
   close(code: number, reason: string): void {
     if (this.state === 'closed' || this.closeTimer) return;
-    this.log.info({ code, reason }, 'closing agent session');
+    // 'agent session closed' follows at info with the code and reason; a line each here would
+    // double what a herd of timed-out handshakes writes.
+    this.log.debug({ code, reason }, 'closing agent session');
     try {
       this.ws.close(code, reason.slice(0, LIMITS.closeReasonChars));
     } catch {
