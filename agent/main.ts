@@ -16,7 +16,8 @@ import { buildOpRegistry } from './ops/registry.js';
 const USAGE = `usage: seedwire-agent [--config FILE] [flags]
 
   --config FILE        agent configuration, YAML (.yaml/.yml) or JSON (.json)
-  --controller URL     controller endpoint, ws:// or wss:// (overrides the file)
+  --controller URL     controller endpoint, ws:// or wss:// (overrides the file); repeat it for a
+                       list of controllers, tried in order
   --token-file FILE    the controller's enrollment token, read from FILE (overrides the file's token)
   --token TOKEN        the same on the command line [env SEEDWIRE_AGENT_TOKEN]; visible in ps, prefer
                        --token-file, tokenFile in the config, or the environment
@@ -48,7 +49,7 @@ export function parseCli(argv: string[]): Cli {
       allowPositionals: false,
       options: {
         config: { type: 'string' },
-        controller: { type: 'string' },
+        controller: { type: 'string', multiple: true },
         token: { type: 'string' },
         'token-file': { type: 'string' },
         id: { type: 'string' },

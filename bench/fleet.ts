@@ -37,13 +37,16 @@ function envCount(name: string, fallback: number): number {
 }
 
 const FLEET = envCount('SEEDWIRE_BENCH_FLEET', 10_000);
-const OPS_AGENTS = Math.min(envCount('SEEDWIRE_BENCH_FLEET_OPS_AGENTS', 1_000), Math.max(FLEET, 1));
+/** 0 skips the `hostname` latency part (e.g. to measure only the herd). */
+const OPS_AGENTS = Math.min(envCount('SEEDWIRE_BENCH_FLEET_OPS_AGENTS', 1_000), FLEET);
 const OPS = envCount('SEEDWIRE_BENCH_OPS', 500);
 const REST_SECONDS = envCount('SEEDWIRE_BENCH_FLEET_REST_SECONDS', 60);
 /** Child processes of the simulator: enough to spread its work, few enough to leave the controller a core. */
 const PROCESSES = Math.max(1, envCount('SEEDWIRE_BENCH_FLEET_PROCS', 4));
 /** How long all agents may take to connect before the bench gives up on the rest. */
 const CONNECT_LIMIT_MS = 180_000;
+/** SEEDWIRE_BENCH_FLEET_TRACE=1: the simulator counts its clients' log messages, printed in the trace. */
+const TRACE = process.env['SEEDWIRE_BENCH_FLEET_TRACE'] === '1';
 const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env['SEEDWIRE_BENCH_PROFILE']) : null;
 
 export interface FleetLatency {
@@ -211,13 +214,25 @@ async function idlePart(results: FleetResults, log: Log): Promise<void> {
   const ctl = await startController('fleet-controller', token, true);
   const soft = ensureNofile(ctl.proc.pid, FLEET + 1_000);
   if (soft < FLEET + 100) results.note = `the controller's open-file limit is ${soft}, below ${FLEET} agents: raise it (README, limits)`;
+  // Every admission line (the tracked process keeps only its last log lines).
+  const admissionLines: Array<Record<string, unknown>> = [];
+  ctl.proc.child.stdout?.on('data', (chunk: string) => {
+    for (const line of chunk.split('\n')) {
+      if (!line.includes('agent upgrades paced')) continue;
+      try {
+        admissionLines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // a line split across two chunks: the next summary line will do
+      }
+    }
+  });
   let peakKiB = 0;
   const sampler = setInterval(() => {
     peakKiB = Math.max(peakKiB, procStatusKiB(ctl.proc.pid, 'VmRSS') ?? 0);
   }, 250);
   const t0 = performance.now();
   const cpuAtStart = cpuSeconds(ctl.proc.pid);
-  const fleet = startFleet({ url: ctl.wsUrl, token, count: FLEET, processes: PROCESSES, prefix: 'idle' });
+  const fleet = startFleet({ url: ctl.wsUrl, token, count: FLEET, processes: PROCESSES, prefix: 'idle', trace: TRACE });
   try {
     const whileConnecting: number[] = [];
     let tried = 0;
@@ -232,13 +247,36 @@ async function idlePart(results: FleetResults, log: Log): Promise<void> {
         log(`fleet: op while connecting failed: ${error instanceof Error ? error.message : String(error)}`);
       }
     };
-    const all = await waitForWelcomes(fleet, FLEET, CONNECT_LIMIT_MS, probe);
+    // A trace every 5 s while they connect: welcomes seen by the simulator, sessions and paced
+    // upgrades counted by the controller, and each side's CPU (who is starved, who is pacing).
+    const scrape = async (): Promise<Record<string, number>> => {
+      const text = await fetch(`${ctl.url}/metrics`, { headers: { authorization: `Bearer ${ctl.adminToken}` } })
+        .then((res) => res.text())
+        .catch(() => '');
+      const read = (name: string): number => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+      return { sessions: read('seedwire_agent_sessions_total'), paced: read('seedwire_agent_upgrades_paced_total') };
+    };
+    let last = { at: performance.now(), ctl: cpuAtStart ?? 0, sim: sumCpu(fleet.pids) ?? 0, paced: 0 };
+    const tracer = setInterval(() => {
+      void scrape().then((m) => {
+        const at = performance.now();
+        const c = cpuSeconds(ctl.proc.pid) ?? 0;
+        const sim = sumCpu(fleet.pids) ?? 0;
+        const wall = (at - last.at) / 1000;
+        log(
+          `fleet trace +${((at - t0) / 1000).toFixed(0)} s: welcomed ${fleet.welcomes.size}, controller sessions ${m['sessions']}, paced ${m['paced']} (+${Math.round((m['paced']! - last.paced) / wall)}/s); CPU controller ${Math.round(((c - last.ctl) / wall) * 100)}%, simulator ${Math.round(((sim - last.sim) / wall) * 100)}%`,
+        );
+        last = { at, ctl: c, sim, paced: m['paced']! };
+        if (TRACE) log(`fleet trace: simulator ${JSON.stringify(fleet.takeTrace())}`);
+      });
+    }, 5_000);
+    const all = await waitForWelcomes(fleet, FLEET, CONNECT_LIMIT_MS, probe).finally(() => clearInterval(tracer));
     results.connectSeconds = all ? Math.round((performance.now() - t0) / 100) / 10 : null;
     results.connected = fleet.welcomes.size;
     const cpuConnected = cpuSeconds(ctl.proc.pid);
     if (cpuAtStart !== null && cpuConnected !== null && results.connected > 0) results.controllerCpuMsPerAgentConnect = Math.round(((cpuConnected - cpuAtStart) * 1_000 * 100) / results.connected) / 100;
-    const paceLines = ctl.proc.records.filter((r) => typeof r['msg'] === 'string' && r['msg'].startsWith('agent upgrades paced'));
-    const lastPace = paceLines.at(-1);
+    const lastPace = admissionLines.at(-1);
+    if (TRACE) for (const line of admissionLines) log(`fleet admission: ${JSON.stringify(line)}`);
     if (lastPace) results.lastAdmission = Object.fromEntries(['ratePerSecond', 'fleet', 'waiting', 'load', 'eventLoopDelayMs', 'refused'].map((k) => [k, lastPace[k]]));
     results.opsWhileConnecting = { tried, answered: whileConnecting.length, maxMs: whileConnecting.length > 0 ? Math.round(Math.max(...whileConnecting)) : null };
     clearInterval(sampler);
@@ -308,8 +346,10 @@ export async function runFleetBench(log: Log): Promise<FleetResults | null> {
   };
   // The simulator's children inherit this process's limit.
   ensureNofile(process.pid, Math.ceil(FLEET / PROCESSES) + 1_000);
-  log(`fleet: hostname round trips with ${OPS_AGENTS} agents connected`);
-  await latencyPart(results, log).catch((error: unknown) => noteFailure('latency', error));
+  if (OPS_AGENTS > 0) {
+    log(`fleet: hostname round trips with ${OPS_AGENTS} agents connected`);
+    await latencyPart(results, log).catch((error: unknown) => noteFailure('latency', error));
+  }
   log(`fleet: ${FLEET} idle agents dial a fresh controller (${PROCESSES} simulator processes)`);
   await idlePart(results, log).catch((error: unknown) => noteFailure('idle fleet', error));
   return results;

@@ -16,13 +16,17 @@ import { installErrorHandlers } from './api/errors.js';
 import { createMetricsRegistry, registerMetricsRoute } from './api/metrics.js';
 import { registerMiscRoutes } from './api/misc.js';
 import { registerOperationRoutes } from './api/operations.js';
-import { viewAgentEvent } from './api/views.js';
+import { agentEventView, viewAgentEvent } from './api/views.js';
 import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
 import type { ExposureOptions } from './hub/exposure.js';
 import type { AdmissionOptions } from './hub/admission.js';
 import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
+import { checkAdvertiseUrl, createCluster, type Cluster } from './cluster/cluster.js';
+import { parseBusUrl } from './cluster/link.js';
+import { registerClusterMetrics } from './cluster/metrics.js';
+import type { ClusterLimits } from './cluster/limits.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
 import { openStore } from './store/open.js';
@@ -65,6 +69,12 @@ export interface CreateControllerOptions {
   plugins?: ControllerPlugin[];
   /** Pacing of new agent sessions; defaults in server-stub/hub/admission.ts. */
   admission?: Partial<AdmissionOptions>;
+  /** Cluster mode: the NATS bus (nats://[user:pass@]host:port) that routes operations and events between controllers; null: a single controller. */
+  bus?: string | null;
+  /** Where agents and peer controllers reach this one; @default its listening URL. Only with `bus`. */
+  advertiseUrl?: string | null;
+  /** Cluster timings and bounds; defaults in server-stub/cluster/limits.ts. */
+  clusterLimits?: Partial<ClusterLimits>;
 }
 
 export interface Controller {
@@ -85,6 +95,11 @@ function resolveConfig(options: CreateControllerOptions): ControllerConfig {
     throw new SeedwireError('SEEDWIRE_CONFIG', 'agentToken: required unless agentTokens names at least one agent');
   }
   if (!options.adminToken) throw new SeedwireError('SEEDWIRE_CONFIG', 'adminToken: required');
+  if (options.bus) parseBusUrl(options.bus);
+  if (options.advertiseUrl) {
+    if (!options.bus) throw new SeedwireError('SEEDWIRE_CONFIG', '--advertise-url: only with --bus (cluster mode)');
+    checkAdvertiseUrl(options.advertiseUrl);
+  }
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
@@ -130,18 +145,31 @@ export async function createController(options: CreateControllerOptions): Promis
   });
   const operations = createOperationRunner({ hub, store, bus, audit, log: log.child({ component: 'ops' }) });
   hub.setResumeHandler((agentId, hello) => operations.prepareResume(agentId, hello));
-  // One view at a time, so an agent's events are published in the order the hub emitted them.
+  // Events are published in the order the hub emitted them. A connect or disconnect carries its
+  // agent (identity included) and is published at once, before anything that follows it (its
+  // enrollment's audit row); facts and identity changes read the store, one view at a time, and
+  // what comes while one is read waits behind it.
   let agentEvents: Promise<void> = Promise.resolve();
+  let agentEventsWaiting = 0;
   hub.on((event) => {
+    if (event.type !== 'facts' && event.type !== 'identity' && event.agent.identity && agentEventsWaiting === 0) {
+      bus.publish('agent', agentEventView(event.agent, hub.facts(event.agent.id)));
+      return;
+    }
     const agentId = event.type === 'facts' || event.type === 'identity' ? event.agentId : event.agent.id;
+    agentEventsWaiting++;
     agentEvents = agentEvents
       .then(async () => {
         const view = await viewAgentEvent(hub, agentId);
         if (view) bus.publish('agent', view);
       })
-      .catch((error: unknown) => log.warn({ err: error, agentId }, 'could not publish an agent event'));
+      .catch((error: unknown) => log.warn({ err: error, agentId }, 'could not publish an agent event'))
+      .finally(() => {
+        agentEventsWaiting--;
+      });
   });
-  const deps: ControllerDeps = { store, hub, bus, audit, operations, log, config };
+  let cluster: Cluster | null = null;
+  const deps: ControllerDeps = { store, hub, bus, audit, operations, log, config, cluster };
 
   const app = Fastify({
     loggerInstance: log.child({ component: 'http' }),
@@ -157,8 +185,10 @@ export async function createController(options: CreateControllerOptions): Promis
   registerAgentRoutes(app, deps);
   registerIdentityRoutes(app, { hub, audit });
   const followers = registerOperationRoutes(app, deps, bus, output);
-  const viewers = registerEventsRoute(app, bus, log.child({ component: 'sse' }));
-  const consoleFeed = createEventsSocket({ bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
+  // In cluster mode viewers follow the fleet bus (every controller's events); the local bus stays this controller's.
+  const fleetBus = options.bus ? createEventBus({ log }) : null;
+  const viewers = registerEventsRoute(app, fleetBus ?? bus, log.child({ component: 'sse' }));
+  const consoleFeed = createEventsSocket({ bus: fleetBus ?? bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
   // /metrics counts the viewers of both transports (SSE and the console's WebSocket) together.
   const allViewers = {
     count: () => viewers.count() + consoleFeed.count(),
@@ -185,6 +215,15 @@ export async function createController(options: CreateControllerOptions): Promis
   const address = app.server.address() as AddressInfo;
   const url = formatUrl(config.tls ? 'https' : 'http', config.host, address.port);
   const wsUrl = `${formatUrl(config.tls ? 'wss' : 'ws', config.host, address.port)}/agent`;
+  if (options.bus && fleetBus) {
+    // After listen: the advertise URL defaults to the bound one, and no agent can connect before this.
+    cluster = createCluster(
+      { busUrl: options.bus, advertiseUrl: options.advertiseUrl ?? url, ...(options.clusterLimits ? { limits: options.clusterLimits } : {}) },
+      { hub, operations, audit, bus, fleetBus, readOutput: (id) => output.readText(id), log },
+    );
+    deps.cluster = cluster;
+    registerClusterMetrics(metrics.registry, cluster);
+  }
 
   let closing: Promise<void> | null = null;
   async function drain(): Promise<void> {
@@ -196,6 +235,8 @@ export async function createController(options: CreateControllerOptions): Promis
     followers.closeAll();
     await hub.close();
     await operations.drain();
+    // After the runner drained: the ends of operations run for other controllers still go out.
+    await cluster?.close();
     const closed = app.close();
     connections.closeIdle();
     await closed;
@@ -218,6 +259,8 @@ export async function createController(options: CreateControllerOptions): Promis
         clearTimeout(timer);
         metrics.dispose();
         await agentEvents;
+        await cluster?.close();
+        fleetBus?.dispose();
         bus.dispose();
         await store.close().catch((error: unknown) => log.error({ err: error }, 'closing the store failed'));
       }

@@ -11,6 +11,8 @@ import { SeedwireError, toSeedwireError } from '../shared/errors.js';
 import { LIMITS } from '../shared/limits.js';
 import { VERSION } from '../shared/version.js';
 import { createController, type CreateControllerOptions } from './app.js';
+import { checkAdvertiseUrl } from './cluster/cluster.js';
+import { parseBusUrl } from './cluster/link.js';
 import { consolePlugin } from './console-routes.js';
 import { createSeedPlugin } from './seed/plugin.js';
 import { writeAdminTokenFile } from './store/admin-token.js';
@@ -36,6 +38,10 @@ const HELP = `Usage: seedwire-controller [flags]
                             certificate's CN (or DNS SAN) is the agent id
   --heartbeat-ms MS         ping interval (default ${LIMITS.heartbeatMs})
   --dead-after-ms MS        silence before an agent link is dropped (default ${LIMITS.deadAfterMs})
+  --bus nats://HOST:PORT    cluster mode: route operations and events between controllers over NATS
+                            [SEEDWIRE_BUS] (credentials may be in the URL; they are never logged)
+  --advertise-url URL       where agents and peer controllers reach this one (default: the
+                            listening URL; only with --bus)
   --log-pretty              human-readable logs
   --help                    this text
 `;
@@ -54,6 +60,8 @@ const OPTIONS = {
   'tls-client-ca': { type: 'string' },
   'heartbeat-ms': { type: 'string' },
   'dead-after-ms': { type: 'string' },
+  bus: { type: 'string' },
+  'advertise-url': { type: 'string' },
   'log-pretty': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
@@ -169,6 +177,13 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
   const deadAfterMs = parseMs('--dead-after-ms', values['dead-after-ms']);
   const admin = resolveToken({ file: values['admin-token-file'], flag: values['admin-token'] }, { file: '--admin-token-file', flag: '--admin-token' }, env('SEEDWIRE_ADMIN_TOKEN'));
   const adminToken = admin.token;
+  const bus = values.bus ?? env('SEEDWIRE_BUS') ?? null;
+  if (bus !== null) parseBusUrl(bus);
+  const advertiseUrl = values['advertise-url'] ?? null;
+  if (advertiseUrl !== null) {
+    if (bus === null) throw configError('--advertise-url', 'only with --bus (cluster mode)');
+    checkAdvertiseUrl(advertiseUrl);
+  }
   const inlineSecrets = [...(agent.inline ? ['--agent-token'] : []), ...(admin.inline ? ['--admin-token'] : [])];
   return {
     help: false,
@@ -185,6 +200,8 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
       tls,
       ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
       ...(deadAfterMs === undefined ? {} : { deadAfterMs }),
+      bus,
+      advertiseUrl,
     },
   };
 }

@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Cluster } from './cluster/cluster.js';
 import type { AgentHub } from './hub/types.js';
 import type { EventBus } from './events/types.js';
 import type { OperationRunner } from './ops/types.js';
@@ -57,6 +58,8 @@ export interface ControllerDeps {
   operations: OperationRunner;
   log: Logger;
   config: Readonly<ControllerConfig>;
+  /** Cluster mode (`--bus`): routing to other controllers' agents; null for a single controller. */
+  cluster?: Cluster | null;
 }
 
 /**

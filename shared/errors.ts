@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   SEEDWIRE_TOO_MANY_CONNECTIONS: { status: 503, description: 'too many agent connections are waiting for their hello; retry later' },
   SEEDWIRE_BUSY: { status: 503, description: 'the controller paces new agent connections (after a restart the fleet is readmitted gradually); retry after the Retry-After header' },
   SEEDWIRE_PROXY: { status: 502, description: "the agent's outbound proxy refused (407, 403, 5xx) or dropped the tunnel to the controller; the message names the proxy and its status" },
+  SEEDWIRE_BUS_UNAVAILABLE: { status: 503, description: "cluster mode: the bus (NATS) is unreachable, so an operation on an agent held by another controller cannot be routed now; the controller's own agents keep working" },
   SEEDWIRE_INTERNAL: { status: 500, description: 'an unexpected failure; the message and logs say more' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

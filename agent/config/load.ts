@@ -14,7 +14,8 @@ import { AgentConfigSchema, type AgentConfig, type AgentConfigParsed } from './s
 
 /** Values given on the command line; they override the file. */
 export interface ConfigFlags {
-  controller?: string;
+  /** `--controller`, given once or repeated (a list, tried in order). */
+  controller?: string | string[];
   token?: string;
   tokenFile?: string;
   id?: string;
@@ -80,7 +81,8 @@ export function mergeConfigSources(fileValue: unknown, flags: ConfigFlags, env: 
     merged.token = token;
     delete merged.tokenFile;
   }
-  if (flags.controller !== undefined) merged.controller = flags.controller;
+  // One flag is the string form, so its errors name `controller` as a file's string would.
+  if (flags.controller !== undefined) merged.controller = Array.isArray(flags.controller) && flags.controller.length === 1 ? flags.controller[0] : flags.controller;
   if (flags.id !== undefined) merged.id = flags.id;
   if (flags.stateDir !== undefined) merged.stateDir = flags.stateDir;
   if (flags.datacenter !== undefined) {

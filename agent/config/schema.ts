@@ -56,13 +56,40 @@ export const SnapshotConfigSchema = z
     if (s.backend !== 'none' && !s.mountPoint) ctx.addIssue({ code: 'custom', path: ['mountPoint'], message: `required when backend is ${s.backend}` });
   });
 
+const ControllerUrl = z
+  .string()
+  .url()
+  .refine((u) => /^wss?:\/\//.test(u), 'must be a ws:// or wss:// URL')
+  .refine((u) => !/[?&](token|access_token)=/i.test(u), 'must not carry a token; use token or tokenFile');
+
+/** The same controller written twice (`ws://a/agent` and `ws://a:80/agent`) is one entry: refused. */
+function sameUrl(a: string, b: string): boolean {
+  try {
+    return new URL(a).href === new URL(b).href;
+  } catch {
+    return a === b;
+  }
+}
+
+const ControllerList = z
+  .array(ControllerUrl)
+  .min(1, 'must list at least one controller URL')
+  .superRefine((urls, ctx) => {
+    urls.forEach((url, i) => {
+      const first = urls.findIndex((other) => sameUrl(other, url));
+      if (first < i) ctx.addIssue({ code: 'custom', path: [i], message: `repeats controller.${first} (${url})` });
+    });
+  });
+
+/** A string is a list of one, so the rest of the agent sees one shape. */
+export const ControllerSchema = z
+  .union([ControllerUrl, ControllerList], { error: (issue) => (issue.input === undefined ? 'required' : 'must be a ws:// or wss:// URL or a list of them') })
+  .transform((value) => (typeof value === 'string' ? [value] : value));
+
 export const AgentConfigSchema = z
   .object({
-    controller: z
-      .string()
-      .url()
-      .refine((u) => /^wss?:\/\//.test(u), 'must be a ws:// or wss:// URL')
-      .refine((u) => !/[?&](token|access_token)=/i.test(u), 'must not carry a token; use token or tokenFile'),
+    /** One URL or a list tried in order (README, "Several controllers"); always a list once parsed. */
+    controller: ControllerSchema,
     token: z.string().min(1).optional(),
     tokenFile: AbsPath.optional(),
     id: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:@-]+$/).optional(),

@@ -1,5 +1,6 @@
 /**
- * Dials one data connection: a second WebSocket to the controller's same port at `/data`, through
+ * Dials one data connection: a second WebSocket to the same controller as the control session (with
+ * several controllers, the one the session is on), same port, at `/data`, through
  * the same TLS settings and proxy as the control link (socket.ts, proxy.ts), presenting the
  * stream's one-time token, never the agent's own. Frames are sent with a zero mask (socket.ts).
  * The token is never logged: only the stream and role are.
@@ -13,8 +14,11 @@ import { chooseProxy, describeProxy, describeTunnelFailure, openTunnel, type Pro
 import { openSocket, type ClientCertificate } from './socket.js';
 
 export interface DataDialOptions {
-  /** The control link's URL (config `controller`); the data path replaces its last segment. */
-  controllerUrl: string;
+  /**
+   * The URL of the controller the control session is on (the one that issued the stream token);
+   * the data path replaces its last segment. Undefined while no session is up.
+   */
+  controllerUrl: () => string | undefined;
   agentId: string;
   tls?: { ca?: string | undefined; insecureSkipVerify: boolean } | undefined;
   ca: Buffer | undefined;
@@ -44,8 +48,11 @@ export function dataUrlOf(controllerUrl: string): string {
 export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal, onOpen: (ws: WebSocket) => void) => Promise<void>;
 
 export function createDataDialer(options: DataDialOptions): DataDialer {
-  const url = dataUrlOf(options.controllerUrl);
   return async (ticket, signal, onOpen) => {
+    // Read at each dial: with several controllers the session may be on any of them.
+    const controllerUrl = options.controllerUrl();
+    if (controllerUrl === undefined) throw new SeedwireError('SEEDWIRE_DISCONNECTED', `no link to a controller for the ${ticket.role} data connection of stream ${ticket.stream}`);
+    const url = dataUrlOf(controllerUrl);
     const route = options.proxy ? chooseProxy(url, options.proxy) : null;
     let tunnel: TunnelState | undefined;
     let agent;

@@ -8,6 +8,8 @@ export type LinkState = 'connecting' | 'connected' | 'disconnected';
 
 export interface LinkStatusView {
   state: LinkState;
+  /** The controller the agent is on; while not connected, the one it is dialing or last dialed (`lastError` is its answer). */
+  controller: string;
   /** When the current state began (ISO). */
   since: string;
   /** The last frame (any frame, pings included) from the controller (ISO), or null if never. */
@@ -21,11 +23,21 @@ export interface LinkStatusView {
 
 export class LinkStatus {
   private state: LinkState = 'connecting';
+  private controller: string;
   private since = Date.now();
   private lastContact: number | null = null;
   private sessionId: string | null = null;
   private sessions = 0;
   private lastError: string | null = null;
+
+  constructor(firstController: string) {
+    this.controller = firstController;
+  }
+
+  /** A dial to `url` starts. */
+  dialing(url: string): void {
+    this.controller = url;
+  }
 
   connected(sessionId: string): void {
     this.enter('connected');
@@ -50,6 +62,7 @@ export class LinkStatus {
   view(): LinkStatusView {
     return {
       state: this.state,
+      controller: this.controller,
       since: new Date(this.since).toISOString(),
       lastContactAt: this.lastContact === null ? null : new Date(this.lastContact).toISOString(),
       sessionId: this.sessionId,

@@ -17,6 +17,7 @@ import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type EnrollFrame, type Frame, type HelloFrame, type WelcomeFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import { createBackoff, type Backoff } from './backoff.js';
+import { ControllerList } from './controllers.js';
 import { startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { LinkStatus } from './link-status.js';
 import type { AgentIdentity } from './identity.js';
@@ -36,7 +37,9 @@ export interface LinkHandlers {
 }
 
 export interface LinkOptions {
-  socket: Omit<SocketOptions, 'handshakeTimeoutMs' | 'keepAliveMs' | 'token'>;
+  /** The controllers' URLs, tried in order (controllers.ts); at least one. */
+  controllers: readonly string[];
+  socket: Omit<SocketOptions, 'url' | 'handshakeTimeoutMs' | 'keepAliveMs' | 'token'>;
   /** Decides the bearer token of each dial and stores the credential an enrollment hands out. */
   identity: AgentIdentity;
   ca: Buffer | undefined;
@@ -97,13 +100,18 @@ interface SocketOutcome {
 export class Link {
   private readonly stopper = new AbortController();
   private readonly backoff: Backoff;
+  private readonly controllers: ControllerList;
   private loop: Promise<void> | undefined;
   private ws: WebSocket | undefined;
   private current: Session | undefined;
+  /** The URL the welcomed session is on. */
+  private currentUrl: string | undefined;
   /** For the local status file and endpoint (agent/status/). */
-  readonly status = new LinkStatus();
+  readonly status: LinkStatus;
 
   constructor(private readonly options: LinkOptions) {
+    this.controllers = new ControllerList(options.controllers);
+    this.status = new LinkStatus(this.controllers.current);
     this.backoff = createBackoff({
       baseMs: options.timing.reconnectBaseMs,
       capMs: options.timing.reconnectCapMs,
@@ -115,6 +123,11 @@ export class Link {
   /** The welcomed session, if any. */
   get session(): Session | undefined {
     return this.current;
+  }
+
+  /** The URL of the controller the welcomed session is on (data connections dial it), if any. */
+  get controller(): string | undefined {
+    return this.currentUrl;
   }
 
   start(): void {
@@ -142,28 +155,36 @@ export class Link {
     const signal = this.stopper.signal;
     const random = this.options.random ?? Math.random;
     await sleep(Math.floor(random() * timing.startupJitterMs), signal);
+    const controllers = this.controllers;
+    const several = controllers.urls.length > 1;
     while (!signal.aborted) {
-      const outcome = await this.connectOnce();
+      const outcome = await this.connectOnce(controllers.current);
       if (signal.aborted) break;
       if (outcome.retryAfterMs !== null) {
-        // Queued by the controller, not failed: wait as asked, without escalating the backoff.
-        const delayMs = retryAfterDelay(outcome.retryAfterMs, timing.reconnectCapMs, random);
-        log.info({ delayMs, retryAfterMs: outcome.retryAfterMs }, 'controller asked to retry later; redialing then');
+        // Queued by the controller, not failed: it is not dialed again before it asked, and the
+        // backoff does not escalate. Another controller may be tried sooner, after a fresh jitter
+        // so a herd refused together does not move together.
+        controllers.holdOff(retryAfterDelay(outcome.retryAfterMs, timing.reconnectCapMs, random));
+        controllers.advance();
+        const delayMs = Math.max(controllers.heldFor(), several ? Math.floor(random() * timing.reconnectBaseMs) : 0);
+        log.info({ delayMs, retryAfterMs: outcome.retryAfterMs, ...(several ? { controller: controllers.current } : {}) }, 'controller asked to retry later; redialing then');
         await sleep(delayMs, signal);
         continue;
       }
+      // Lost, failed or refused: the next controller, after the one backoff shared by all of them.
       this.backoff.recordConnection(outcome.healthyForMs);
-      const delayMs = this.backoff.nextDelay();
-      log.info({ delayMs, attempt: this.backoff.attempt }, 'redialing controller');
+      controllers.advance();
+      const delayMs = Math.max(this.backoff.nextDelay(), controllers.heldFor());
+      log.info({ delayMs, attempt: this.backoff.attempt, ...(several ? { controller: controllers.current } : {}) }, 'redialing controller');
       await sleep(delayMs, signal);
     }
   }
 
   /** One socket's life; resolves when it is closed. */
-  private async connectOnce(): Promise<SocketOutcome> {
+  private async connectOnce(target: string): Promise<SocketOutcome> {
     const { timing, log, handlers, identity } = this.options;
     const bearer = identity.bearer();
-    const target = this.options.socket.url;
+    this.status.dialing(target);
     const route = this.options.proxy ? chooseProxy(target, this.options.proxy) : null;
     let tunnel: TunnelState | undefined;
     let agent;
@@ -180,7 +201,7 @@ export class Link {
       log.debug({ proxy: describeProxy(route.url), source: route.source }, 'dialing the controller through a proxy');
     }
     const ws = openSocket(
-      { ...this.options.socket, token: bearer.token, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000, agent },
+      { ...this.options.socket, url: target, token: bearer.token, handshakeTimeoutMs: timing.handshakeTimeoutMs, keepAliveMs: timing.heartbeatMs ?? 20_000, agent },
       this.options.ca,
       this.options.clientCertificate,
     );
@@ -206,6 +227,7 @@ export class Link {
       welcomedAt = performance.now();
       session = createSession(welcome.sessionId, ws, ended.signal);
       this.current = session;
+      this.currentUrl = target;
       this.status.connected(welcome.sessionId);
       heartbeat = startHeartbeat({
         intervalMs: timing.heartbeatMs ?? welcome.heartbeatMs,
@@ -216,7 +238,7 @@ export class Link {
           ws.terminate();
         },
       });
-      log.info({ sessionId: welcome.sessionId, skewMs: welcome.clock - Date.now() }, 'connected');
+      log.info({ sessionId: welcome.sessionId, controller: target, skewMs: welcome.clock - Date.now() }, 'connected');
       handlers.onSession(session, welcome);
     };
 
@@ -333,8 +355,11 @@ export class Link {
         this.status.disconnected();
         const healthyForMs = session ? performance.now() - welcomedAt : 0;
         if (session) {
-          if (this.current === session) this.current = undefined;
-          log.info({ sessionId: session.id, code, reason: reason.toString() }, 'disconnected');
+          if (this.current === session) {
+            this.current = undefined;
+            this.currentUrl = undefined;
+          }
+          log.info({ sessionId: session.id, controller: target, code, reason: reason.toString() }, 'disconnected');
           handlers.onSessionEnd(session);
         } else if (code !== 1006 && refusedStatus === null) {
           // 1006 (no close frame) already came with a socket error; anything else is the controller's word.

@@ -59,7 +59,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
   let link: Link | undefined;
   const send = (frame: Frame): boolean => link?.session?.send(frame) ?? false;
   const dialData = createDataDialer({
-    controllerUrl: config.controller,
+    controllerUrl: () => link?.controller,
     agentId: config.id,
     tls: config.tls,
     ca,
@@ -104,7 +104,8 @@ export function startDaemon(options: DaemonOptions): Daemon {
   });
 
   link = new Link({
-    socket: { url: config.controller, tls: config.tls },
+    controllers: config.controller,
+    socket: { tls: config.tls },
     identity,
     ca,
     clientCertificate,
@@ -125,7 +126,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
       onSessionEnd: () => streams.dispose(),
     },
   });
-  log.info({ controller: config.controller, stateDir: config.stateDir, bootId, ops: registry.size, enrolled: identity.enrolled, clientCertificate: clientCertificate !== undefined, proxy: describeProxySettings(proxy, config.controller) }, 'agent starting');
+  log.info({ controller: config.controller.length === 1 ? config.controller[0] : config.controller, stateDir: config.stateDir, bootId, ops: registry.size, enrolled: identity.enrolled, clientCertificate: clientCertificate !== undefined, proxy: describeProxySettings(proxy, config.controller[0]!) }, 'agent starting');
   link.start();
   facts.start();
   const status = startStatusReporter({
@@ -139,7 +140,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
         bootId,
         startedAt: new Date().toISOString(),
         intervalSeconds: config.status.intervalSeconds,
-        controller: config.controller,
+        controllers: config.controller,
       },
       link: () => link.status.view(),
       calls: () => dispatcher.runningCalls(),

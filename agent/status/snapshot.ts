@@ -24,25 +24,30 @@ export interface AgentStatus {
   intervalSeconds: number;
   /** `stopped` is written once on a graceful stop, so an intended stop is told from a crash. */
   agent: 'running' | 'stopping' | 'stopped';
+  /** The controller the agent is on (or, while not connected, the one it is dialing or last dialed). */
   controller: string;
+  /** The configured controllers, in the order they are tried. */
+  controllers: readonly string[];
   connection: LinkStatusView;
   operations: Array<{ id: string; op: string; startedAt: string }>;
   seeds: Array<{ seedId: string; op: string; callId: string; startedAt: string }>;
 }
 
 export interface StatusSources {
-  identity: Pick<AgentStatus, 'agentId' | 'hostname' | 'datacenter' | 'version' | 'pid' | 'bootId' | 'startedAt' | 'intervalSeconds' | 'controller'>;
+  identity: Pick<AgentStatus, 'agentId' | 'hostname' | 'datacenter' | 'version' | 'pid' | 'bootId' | 'startedAt' | 'intervalSeconds' | 'controllers'>;
   link(): LinkStatusView;
   calls(): RunningCallView[];
 }
 
 export function buildStatus(sources: StatusSources, agent: AgentStatus['agent'], now = new Date()): AgentStatus {
   const calls = sources.calls();
+  const connection = sources.link();
   return {
     ...sources.identity,
+    controller: connection.controller,
     updatedAt: now.toISOString(),
     agent,
-    connection: sources.link(),
+    connection,
     operations: calls.filter((c) => c.seedId === undefined).map(({ id, op, startedAt }) => ({ id, op, startedAt })),
     seeds: calls.flatMap((c) => (c.seedId === undefined ? [] : [{ seedId: c.seedId, op: c.op, callId: c.id, startedAt: c.startedAt }])),
   };

@@ -20,7 +20,7 @@ import { LIMITS } from '../../shared/limits.js';
 import type { DataDialer } from '../connection/data-dial.js';
 import type { Session } from '../connection/session.js';
 import { DataChannel } from './data-channel.js';
-import type { ReceivePort, ReceivedChunk, SendPort, StreamPort } from './types.js';
+import type { InPlaceSend, ReceivePort, ReceivedChunk, SendPort, StreamPort } from './types.js';
 
 export interface Watermarks {
   high: number;
@@ -39,6 +39,7 @@ const EARLY_GRANTS_KEPT = 64;
  * the copy itself (docs/performance.md, "What each change bought").
  */
 const FRAME_POOL_KEEP = Math.ceil(LIMITS.sendHighWaterBytes / LIMITS.chunkBytes) + 2;
+const NO_PAYLOAD = Buffer.alloc(0);
 /** A pooled frame holds a full chunk plus slack for a compressed chunk that grew; larger ones are allocated. */
 const FRAME_POOL_BYTES = DATA_HEADER_BYTES + LIMITS.chunkBytes + 64 * 1024;
 
@@ -134,8 +135,12 @@ class ConnectionSendPort implements SendPort {
     }
   }
 
-  send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void {
+  send(offset: number, rawLength: number, codec: Codec, payload: Buffer, inPlace?: InPlaceSend): void {
     if (this.failure) throw this.failure;
+    if (inPlace) {
+      this.sendInPlace(offset, rawLength, codec, payload, inPlace);
+      return;
+    }
     const pooled = this.frames.take(DATA_HEADER_BYTES + payload.length);
     const frame = encodeDataFrame({ stream: this.stream, offset, rawLength, codec, payload }, pooled);
     const written = (): void => {
@@ -147,6 +152,22 @@ class ConnectionSendPort implements SendPort {
       if (pooled) this.frames.give(pooled);
       throw disconnected();
     }
+  }
+
+  /**
+   * The header goes into the room before the payload and the frame is the payload's own memory:
+   * ws sends a data connection's frames unmasked (zero mask) and so without a copy of its own.
+   */
+  private sendInPlace(offset: number, rawLength: number, codec: Codec, payload: Buffer, inPlace: InPlaceSend): void {
+    if (payload.byteOffset < DATA_HEADER_BYTES) throw new SeedwireError('SEEDWIRE_INTERNAL', `stream ${this.stream}: an in-place payload without room for its header`);
+    const frame = Buffer.from(payload.buffer, payload.byteOffset - DATA_HEADER_BYTES, DATA_HEADER_BYTES + payload.length);
+    // The header alone (an empty payload encodes the same header: the frame's length is the message's).
+    encodeDataFrame({ stream: this.stream, offset, rawLength, codec, payload: NO_PAYLOAD }, frame);
+    const written = (): void => {
+      inPlace.released();
+      this.wakeups.wakeAll();
+    };
+    if (!this.session?.sendBinary(frame, written)) throw disconnected();
   }
 
   fail(error: SeedwireError): void {

@@ -14,11 +14,22 @@ export interface SendPort {
    * socket's send buffer is below its high watermark. Rejects when the signal aborts or the link drops.
    */
   ready(offset: number, rawLength: number, signal: AbortSignal): Promise<void>;
-  /** Sends one data frame (payload: the raw bytes, or their compressed form per `codec`). The payload is copied into the frame: the caller may reuse it at once. */
-  send(offset: number, rawLength: number, codec: Codec, payload: Buffer): void;
+  /**
+   * Sends one data frame (payload: the raw bytes, or their compressed form per `codec`). Without
+   * `inPlace` the payload is copied into the frame: the caller may reuse it at once. With it, the
+   * DATA_HEADER_BYTES before `payload` in its ArrayBuffer are the caller's room for the frame's
+   * header: the frame is sent from the payload's own memory (no copy), and `inPlace.released`
+   * runs once the connection no longer holds it (written or failed); until then the caller must
+   * not touch it. When send throws, nothing was handed over.
+   */
+  send(offset: number, rawLength: number, codec: Codec, payload: Buffer, inPlace?: InPlaceSend): void;
   /** The highest credit limit seen so far. */
   readonly limit: number;
   close(): void;
+}
+
+export interface InPlaceSend {
+  released(): void;
 }
 
 export interface ReceivedChunk {

@@ -312,6 +312,11 @@ export class ReceiveCheckpoint {
     this.maxUnsynced = options.maxUnsyncedFiles ?? DEFAULT_MAX_UNSYNCED_FILES;
   }
 
+  /** Which lane of a seed this receive is (absent for a one-lane seed). */
+  get lane(): Lane | undefined {
+    return this.options.lane;
+  }
+
   /** Stream offset durably stored with a resume point. */
   get committed(): number {
     return this.committedOffset;

@@ -11,6 +11,7 @@
  * header; the sender starts exactly there.
  */
 import { SeedwireError } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
 import type { ReceivePort } from '../streams/types.js';
 import type { ReceiveCheckpoint } from './checkpoint.js';
 import { ChunkInflater } from './compress.js';
@@ -39,12 +40,22 @@ export interface ReceiveTreeOptions {
   onProgress?: (progress: ReceiveProgress) => void;
   /** @default LIMITS.windowInitialBytes */
   windowInitialBytes?: number;
-  /** @default LIMITS.windowMaxBytes */
+  /** @default LIMITS.windowMaxBytes shared by the seed's lanes (perLaneWindowMax) */
   windowMaxBytes?: number;
   /** Most file bytes the stream may declare (what the seed's precheck allowed); default no limit. */
   maxBytes?: number;
   /** Accept symlinks pointing outside `root` (agent config receive.allowExternalSymlinks). */
   allowExternalSymlinks?: boolean;
+}
+
+/**
+ * The largest window of one lane: the seed's window shared by its lanes, never below the initial
+ * window. Lanes run side by side, so together they still cover LIMITS.windowMaxBytes of
+ * bandwidth-delay product, while the receiver holds no more than one seed's window in all (each
+ * lane growing to the full window took peak RSS past its target: docs/performance.md).
+ */
+export function perLaneWindowMax(lanes: number): number {
+  return Math.max(LIMITS.windowInitialBytes, Math.floor(LIMITS.windowMaxBytes / Math.max(1, lanes)));
 }
 
 export async function receiveTree(options: ReceiveTreeOptions): Promise<TreeSummary> {
@@ -71,7 +82,8 @@ class TreeReceiver {
   constructor(private readonly options: ReceiveTreeOptions) {
     this.checkpoint = options.checkpoint;
     this.writer = new TreeWriter(options.root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false });
-    this.credit = new CreditWindow(options.port, { initialBytes: options.windowInitialBytes, maxBytes: options.windowMaxBytes });
+    const maxBytes = options.windowMaxBytes ?? perLaneWindowMax(options.checkpoint.lane?.count ?? 1);
+    this.credit = new CreditWindow(options.port, { initialBytes: options.windowInitialBytes, maxBytes });
   }
 
   async run(): Promise<TreeSummary> {

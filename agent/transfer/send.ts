@@ -3,14 +3,15 @@
  * it through a SendPort in chunks of raw stream bytes, from any offset.
  *
  * Speed: file data is read with large positioned reads straight into the chunk buffer that is
- * hashed and sent, so each byte is touched by the hash and (when asked) the compressor only.
+ * hashed and sent (uncompressed, the buffer is the data frame itself: SendPort's in-place send),
+ * so each byte is touched by the hash and (when asked) the compressor only.
  * Up to `depth` chunks are in flight (compressing or waiting for credit) while the next one is
  * read, so disk, CPU and link overlap. Memory stays at (depth + 1) chunks.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import type { Codec } from '../../shared/codec.js';
+import { DATA_HEADER_BYTES, type Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { SendPort } from '../streams/types.js';
@@ -314,8 +315,9 @@ class ChunkSink {
       await previous;
       if (this.limiter) await this.limiter.take(rawLength, this.signal);
       await this.port.ready(offset, rawLength, this.signal);
-      this.port.send(offset, rawLength, this.codec.codec, payload);
-      if (payload === raw) this.free.push(rawBuf); // SendPort.send copies: reuse instead of allocating
+      // Uncompressed, the chunk buffer is the frame (its header room is ours); it is reused once written.
+      if (payload === raw) this.port.send(offset, rawLength, this.codec.codec, payload, { released: () => this.free.push(rawBuf) });
+      else this.port.send(offset, rawLength, this.codec.codec, payload);
       this.onProgress?.(offset + rawLength);
     })();
     sent.catch(() => undefined); // awaited below or in finish/abandon; never unhandled
@@ -324,7 +326,8 @@ class ChunkSink {
     while (this.inFlight.length >= this.depth) await this.inFlight.shift();
   }
 
+  /** A chunk buffer with a frame header's room before it, so the port can send it in place. */
   private takeBuffer(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes);
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(DATA_HEADER_BYTES + this.chunkBytes).subarray(DATA_HEADER_BYTES);
   }
 }

@@ -9,7 +9,8 @@
  * mode and mtime are applied after every range, so the last write to a file is followed by them.
  *
  * Files: positioned writes with a few in flight (the next chunk is hashed while earlier ones land),
- * each file's SHA-256 computed as it is written and compared with the sender's trailer; mode and
+ * data gathered into one writev of about a megabyte (a file's data comes in parts at chunk
+ * boundaries, and a write costs a thread-pool round trip and a syscall), each file's SHA-256 computed as it is written and compared with the sender's trailer; mode and
  * mtime applied once it matched. Durability is batched: verified files stay open until flush()
  * fdatasyncs them together, which the checkpoint awaits before it stores a resume point.
  */
@@ -22,6 +23,10 @@ import { SafeTree } from './safe-tree.js';
 
 /** Writes of one file in flight at once. */
 const MAX_PENDING_WRITES = 4;
+/** Bytes gathered before one writev is issued. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Pieces gathered before one writev is issued (IOV_MAX is 1024 on Linux). */
+const WRITE_BATCH_PIECES = 256;
 /** Read size when re-hashing a resumed file's stored prefix. */
 const REHASH_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -38,8 +43,12 @@ interface OpenFile {
   hash: Hash;
   /** Stream offset of the file's first data byte. */
   dataStart: number;
-  /** Bytes handed to write so far. */
+  /** Bytes handed to write so far (gathered or issued). */
   written: number;
+  /** Data gathered for the next writev, and where in the file it starts. */
+  batch: Buffer[];
+  batchBytes: number;
+  batchAt: number;
   /** Positioned writes issued and not yet known done, oldest first. */
   pending: Array<Promise<void>>;
 }
@@ -81,7 +90,7 @@ export class TreeWriter {
         return this.tree.makeSymlink(header.path, header.target);
       case 'file': {
         const fh = await this.tree.openFile(header.path, true);
-        this.current = { header, fh, base: 0, hash: createHash('sha256'), dataStart, written: 0, pending: [] };
+        this.current = { header, fh, base: 0, hash: createHash('sha256'), dataStart, written: 0, pending: [], ...emptyBatch(0) };
         return;
       }
       case 'range': {
@@ -92,7 +101,7 @@ export class TreeWriter {
           await fh.close();
           throw error;
         }
-        this.current = { header, fh, base: header.offset, hash: createHash('sha256'), dataStart, written: 0, pending: [] };
+        this.current = { header, fh, base: header.offset, hash: createHash('sha256'), dataStart, written: 0, pending: [], ...emptyBatch(header.offset) };
         return;
       }
     }
@@ -124,7 +133,7 @@ export class TreeWriter {
         hash.update(buf.subarray(0, bytesRead));
         done += bytesRead;
       }
-      this.current = { header, fh, base, hash, dataStart: point.dataStart, written: point.position, pending: [] };
+      this.current = { header, fh, base, hash, dataStart: point.dataStart, written: point.position, pending: [], ...emptyBatch(base + point.position) };
       return header;
     } catch (error) {
       await fh.close();
@@ -132,20 +141,25 @@ export class TreeWriter {
     }
   }
 
-  /** Appends data to the current file (the bytes are hashed now and written in the background). */
+  /**
+   * Appends data to the current file: hashed now, gathered, and written in the background. The
+   * bytes are kept (not copied) until written: nothing may write to them meanwhile.
+   */
   async writeData(bytes: Buffer): Promise<void> {
     const cur = this.requireFile();
-    const write = writeFully(cur.fh, bytes, cur.base + cur.written);
-    write.catch(() => undefined); // awaited in completeFile or flush
-    cur.pending.push(write);
     cur.hash.update(bytes);
+    cur.batch.push(bytes);
+    cur.batchBytes += bytes.length;
     cur.written += bytes.length;
+    if (cur.batchBytes < WRITE_BATCH_BYTES && cur.batch.length < WRITE_BATCH_PIECES) return;
+    issueBatch(cur);
     while (cur.pending.length >= MAX_PENDING_WRITES) await cur.pending.shift();
   }
 
   /** The current file (or range) ended: its hash must be the sender's trailer; then mode and mtime are applied. */
   async completeFile(trailer: Buffer): Promise<DigestEntry> {
     const cur = this.requireFile();
+    issueBatch(cur);
     await Promise.all(cur.pending.splice(0));
     const sha = cur.hash.digest();
     if (!sha.equals(trailer)) {
@@ -171,6 +185,7 @@ export class TreeWriter {
     const syncs = this.unsynced.splice(0).map((fh) => fh.datasync().finally(() => fh.close()));
     const cur = this.current;
     if (cur) {
+      issueBatch(cur);
       const issued = [...cur.pending];
       syncs.push(Promise.all(issued).then(() => cur.fh.datasync()));
     }
@@ -193,6 +208,24 @@ export class TreeWriter {
     if (!this.current) throw new SeedwireError('SEEDWIRE_INTERNAL', 'tree writer: file data outside a file');
     return this.current;
   }
+}
+
+function emptyBatch(at: number): Pick<OpenFile, 'batch' | 'batchBytes' | 'batchAt'> {
+  return { batch: [], batchBytes: 0, batchAt: at };
+}
+
+/** Starts the write of what the file has gathered (awaited in completeFile, flush or close). */
+function issueBatch(cur: OpenFile): void {
+  if (cur.batchBytes === 0) return;
+  const write = writeAll(cur.fh, cur.batch, cur.batchBytes, cur.batchAt);
+  write.catch(() => undefined); // awaited in completeFile, flush or close
+  cur.pending.push(write);
+  Object.assign(cur, emptyBatch(cur.batchAt + cur.batchBytes));
+}
+
+async function writeAll(fh: FileHandle, pieces: Buffer[], length: number, position: number): Promise<void> {
+  const { bytesWritten } = pieces.length === 1 ? await fh.write(pieces[0] as Buffer, 0, length, position) : await fh.writev(pieces, position);
+  if (bytesWritten < length) await writeFully(fh, Buffer.concat(pieces).subarray(bytesWritten), position + bytesWritten);
 }
 
 async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {

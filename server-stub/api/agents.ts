@@ -47,9 +47,11 @@ export function registerAgentRoutes(app: FastifyInstance, deps: ControllerDeps):
       const waitSeconds = parseWaitSeconds(request.query.wait);
       // Public operations only: the internal seed-* operations belong to the seed machine.
       const valid = validateOp(op, readParams(request.body), true);
-      started = await operations.start(id, valid.op, valid.params, { actor: 'admin' });
+      // Cluster mode: an agent this controller does not hold is run by the controller that does.
+      const routed = deps.cluster && !hub.isConnected(id) ? deps.cluster.routed : null;
+      started = routed ? await routed.start(id, valid.op, valid.params, 'admin') : await operations.start(id, valid.op, valid.params, { actor: 'admin' });
       if (waitSeconds === 0) return reply.code(202).send({ operation: started.operation });
-      const operation = await operations.wait(started.operation.id, waitSeconds * 1000, signalOfClient(reply));
+      const operation = await (routed ?? operations).wait(started.operation.id, waitSeconds * 1000, signalOfClient(reply));
       return reply.code(200).send({ operation });
     } catch (error) {
       const failure = toSeedwireError(error);

@@ -49,7 +49,12 @@ export type AgentEventView = Omit<AgentDetailView, 'peers'>;
 export async function viewAgentEvent(hub: AgentHub, id: string): Promise<AgentEventView | null> {
   const info = await hub.agent(id);
   if (!info) return null;
-  return { ...viewAgent(info), clockSkewMs: info.clockSkewMs, facts: hub.facts(id) };
+  return agentEventView(info, hub.facts(id));
+}
+
+/** The same view from what the hub already holds (a connect or disconnect event's agent). */
+export function agentEventView(info: AgentInfo, facts: Facts | null): AgentEventView {
+  return { ...viewAgent(info), clockSkewMs: info.clockSkewMs, facts };
 }
 
 /** GET /api/agents/:id: the agent, its facts, and its peers split by datacenter. */

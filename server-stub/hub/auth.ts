@@ -6,6 +6,7 @@
  *   (decided in identity.ts once the hello names the id).
  */
 import type { IdentityRow } from '../store/identities.js';
+import { looksLikeCredential } from './identity.js';
 import { compareSecret, readBearer } from './secret.js';
 
 export interface AgentCredentials {
@@ -16,7 +17,14 @@ export interface AgentCredentials {
 
 export type AgentPrincipal = { kind: 'enrollment' } | { kind: 'agent'; agentId: string; via: 'token' | 'credential' | 'certificate' };
 
-export type AuthOutcome = { ok: true; principal: AgentPrincipal } | { ok: false; reason: 'missing' | 'wrong' | 'revoked'; message: string };
+/**
+ * `unknown-credential`: a bearer of a credential's shape that no identity holds. An agent gets one
+ * when its enrollment was never confirmed (the connection dropped after the credential was sent);
+ * it falls back to the enrollment token. Such a refusal does not count toward the address's
+ * failure limit (exposure.ts): a 256-bit value is not guessed, and behind one NAT address a herd
+ * of such agents would otherwise lock all its neighbours out of enrolling.
+ */
+export type AuthOutcome = { ok: true; principal: AgentPrincipal } | { ok: false; reason: 'missing' | 'wrong' | 'revoked' | 'unknown-credential'; message: string };
 
 export interface AuthInput {
   authorization: string | string[] | undefined;
@@ -48,7 +56,12 @@ export async function authenticateAgent(input: AuthInput, credentials: AgentCred
     if (principal === null) {
       // Credentials are random 256-bit values looked up by their hash: nothing to learn from timing.
       const identity = await identities.findByCredential(token);
-      if (identity === null) return { ok: false, reason: 'wrong', message: 'wrong bearer token' };
+      if (identity === null) {
+        if (looksLikeCredential(token)) {
+          return { ok: false, reason: 'unknown-credential', message: 'unknown agent credential (never issued here, or its enrollment was not confirmed); enroll again with the enrollment token' };
+        }
+        return { ok: false, reason: 'wrong', message: 'wrong bearer token' };
+      }
       if (identity.state === 'readmitted') {
         return { ok: false, reason: 'revoked', message: `the credential of agent ${identity.agentId} was revoked; the agent was readmitted and may enroll again with the enrollment token` };
       }

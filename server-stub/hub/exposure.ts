@@ -32,7 +32,7 @@ export const EXPOSURE_DEFAULTS: Readonly<ExposureOptions> = {
 /** Addresses named in one summary line. */
 const SUMMARY_TOP = 5;
 
-export type RefusalKind = 'missing-token' | 'wrong-token' | 'revoked' | 'identity' | 'rate-limited' | 'too-many-pending';
+export type RefusalKind = 'missing-token' | 'wrong-token' | 'revoked' | 'unknown-credential' | 'identity' | 'rate-limited' | 'too-many-pending';
 
 interface Window {
   startedAt: number;
@@ -67,7 +67,7 @@ export class ExposureGuard {
   }
 
   /** A failed authentication at the upgrade (missing or wrong token, revoked): counts toward the limit. */
-  recordFailure(address: string, kind: Exclude<RefusalKind, 'rate-limited' | 'too-many-pending' | 'identity'>): void {
+  recordFailure(address: string, kind: Exclude<RefusalKind, 'rate-limited' | 'too-many-pending' | 'identity' | 'unknown-credential'>): void {
     const now = this.now();
     let window = this.windows.get(address);
     if (!window || now >= window.startedAt + this.options.authFailureWindowMs) {

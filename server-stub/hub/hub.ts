@@ -25,7 +25,8 @@ import { CallFailedError, CallRegistry } from './calls.js';
 import { readCertificateIdentity } from './client-cert.js';
 import { createHubCounters, type HubCounters } from './counters.js';
 import { EXPOSURE_DEFAULTS, ExposureGuard, type ExposureOptions } from './exposure.js';
-import { readDataClaim } from './data-upgrade.js';
+import { readDataClaim, readWebSocketHandshake } from './data-upgrade.js';
+import { writeSwitchingProtocols } from './data-peer.js';
 import { decideHello, makeCredential } from './identity.js';
 import { DATA_PIPE_DEFAULTS } from './data-pipe.js';
 import { Relay } from './relay.js';
@@ -183,6 +184,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       log.info({ remote, status, code, refusal: message }, 'data connection refused');
       refuseUpgrade(socket, status, code, message);
     };
+    const handshake = readWebSocketHandshake(req);
+    if (!handshake.ok) return refuse(handshake.status, handshake.code, handshake.message);
     const parsed = readDataClaim(req.headers);
     if (!parsed.ok) {
       if (parsed.status === 401) exposure.recordFailure(remote, 'missing-token');
@@ -200,10 +203,11 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       if (verdict.unknown) exposure.recordFailure(remote, 'wrong-token');
       return refuse(verdict.status, verdict.code, verdict.message);
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      log.debug({ stream: claim.stream, agentId: claim.agentId, role: claim.role, remote }, 'data connection open');
-      relay.attachData(claim.stream, claim.role, ws);
-    });
+    // The relay streams frames itself, so the handshake is answered here rather than by ws (server-stub/hub/data-peer.ts).
+    if (!socket.readable || !socket.writable) return void socket.destroy();
+    writeSwitchingProtocols(socket, handshake.key);
+    log.debug({ stream: claim.stream, agentId: claim.agentId, role: claim.role, remote }, 'data connection open');
+    relay.attachData(claim.stream, claim.role, socket, head);
   }
 
   function emit(event: HubEvent): void {
@@ -226,10 +230,11 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     return viewIdentity(agentId, await identities.get(agentId));
   }
 
-  /** What a session says of its agent; `identity` left out (events carry the id, views re-read). */
+  /** What a session says of its agent, with its identity as read at the welcome. */
   function infoOfSession(session: AgentSession, connected: boolean): AgentInfo {
     const hello = session.hello!;
     return {
+      ...(session.identity ? { identity: session.identity } : {}),
       id: hello.agentId,
       hostname: hello.hostname,
       datacenter: hello.datacenter,
@@ -314,7 +319,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       const credential = makeCredential();
       session.enrollment = { hello, credentialHash: hashCredential(credential) };
       session.sender.sendFrame({ t: 'enroll', agentId: hello.agentId, credential });
-      session.log.info({ agentId: hello.agentId }, 'enrolling agent; credential sent');
+      // Per agent, so at debug: a fleet enrolling at once would write thousands of lines; the audit keeps each enrollment.
+      session.log.debug({ agentId: hello.agentId }, 'enrolling agent; credential sent');
       return 'enrolling';
     }
     if (session.principal.kind === 'agent' && session.principal.via !== 'credential') {
@@ -356,6 +362,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     });
     if (!known) knownAgents++;
     const resume = await resumeHandler(hello.agentId, hello);
+    const identity = await identityOf(hello.agentId);
     if (session.isClosed) return;
     if (closing) throw new SessionClose(CLOSE_CODES.goingAway, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
     handshaking.delete(session);
@@ -364,6 +371,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     session.hello = hello;
     session.connectedAt = connectedAt;
     session.clockSkewMs = hello.clock - now;
+    session.identity = identity;
     session.resumable = new Set([...hello.running, ...hello.pending]);
     session.log = session.log.child({ agentId: hello.agentId });
     const previous = sessions.get(hello.agentId);
@@ -556,7 +564,8 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       return refuseUpgrade(socket, 429, 'SEEDWIRE_RATE_LIMITED', `too many failed authentications from ${remote}; retry in ${retryAfter} s`, retryAfter);
     }
     if (!outcome.ok) {
-      exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
+      if (outcome.reason === 'unknown-credential') exposure.noteRefusal(remote, 'unknown-credential');
+      else exposure.recordFailure(remote, outcome.reason === 'missing' ? 'missing-token' : outcome.reason === 'revoked' ? 'revoked' : 'wrong-token');
       return refuseUpgrade(socket, 401, 'SEEDWIRE_AUTH', outcome.message);
     }
     if (pacedOut(socket, outcome.principal)) return;

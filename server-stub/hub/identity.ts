@@ -63,3 +63,11 @@ export function decideHello(principal: AgentPrincipal, agentId: string, context:
 export function makeCredential(): string {
   return `swc_${randomBytes(32).toString('base64url')}`;
 }
+
+/** The shape makeCredential gives: 32 bytes in base64url are 43 characters. */
+const CREDENTIAL_SHAPE = /^swc_[A-Za-z0-9_-]{43}$/;
+
+/** Whether a bearer has the shape of a credential this controller issues (not whether it is one). */
+export function looksLikeCredential(token: string): boolean {
+  return CREDENTIAL_SHAPE.test(token);
+}

@@ -8,8 +8,8 @@
  * connections (data-pipe.ts), so the control sockets carry none; otherwise (an older agent in a
  * mixed fleet) the bytes travel on the control sockets as before.
  */
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import type { WebSocket } from 'ws';
 import { decodeDataHeader } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import type { DataRole } from '../../shared/data-link.js';
@@ -17,7 +17,7 @@ import type { CreditFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import { CONTROLLER_LIMITS } from '../limits.js';
 import type { HubCounters } from './counters.js';
-import { DATA_PIPE_DEFAULTS, DataPipe, type DataPipeOptions } from './data-pipe.js';
+import { closeDataSocket, DATA_PIPE_DEFAULTS, DataPipe, type DataPipeOptions } from './data-pipe.js';
 import type { Sender } from './sender.js';
 import { StreamTokenRegistry, type DataClaim, type StreamTokens, type TokenVerdict } from './stream-tokens.js';
 import type { StreamRelay } from './types.js';
@@ -115,15 +115,15 @@ export class Relay implements StreamRelay {
     return verdict;
   }
 
-  /** An upgraded data connection whose token admitData accepted. */
-  attachData(stream: number, role: DataRole, ws: WebSocket): void {
+  /** An upgraded data connection whose token admitData accepted: its socket after the 101, and the bytes that came with the request. */
+  attachData(stream: number, role: DataRole, socket: Duplex, head: Buffer): void {
     const route = this.routes.get(stream);
     if (!route?.pipe) {
-      ws.close(1000, `stream ${stream} ended`);
+      closeDataSocket(socket, role, 1000, `stream ${stream} ended`, this.log);
       return;
     }
     this.counters.dataConnections++;
-    route.pipe.attach(role, ws);
+    route.pipe.attach(role, socket, head);
     // A grant that came before the sender connected is what it starts from.
     if (role === 'send' && route.limit > 0) route.pipe.sendCredit({ t: 'credit', stream, limit: route.limit });
   }

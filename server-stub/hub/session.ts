@@ -14,6 +14,7 @@ import { CONTROLLER_LIMITS } from '../limits.js';
 import type { AgentPrincipal } from './auth.js';
 import type { HubCounters } from './counters.js';
 import { Sender } from './sender.js';
+import type { IdentityView } from './types.js';
 
 export interface SessionTiming {
   heartbeatMs: number;
@@ -76,6 +77,8 @@ export class AgentSession {
   connectedAt: string | null = null;
   lastInboundAt = Date.now();
   clockSkewMs: number | null = null;
+  /** The agent's identity as read at its welcome (what its connect and disconnect events carry). */
+  identity: IdentityView | null = null;
   /** Call ids the agent reported running or pending in its hello (resumable without re-sending). */
   resumable = new Set<string>();
   /** While enrolling: the hello to welcome and the hash of the credential sent, committed on `enrolled`. */
@@ -122,7 +125,9 @@ export class AgentSession {
   /** Closes with a code; a socket that does not finish the closing handshake is terminated. */
   close(code: number, reason: string): void {
     if (this.state === 'closed' || this.closeTimer) return;
-    this.log.info({ code, reason }, 'closing agent session');
+    // 'agent session closed' follows at info with the code and reason; a line each here would
+    // double what a herd of timed-out handshakes writes.
+    this.log.debug({ code, reason }, 'closing agent session');
     try {
       this.ws.close(code, reason.slice(0, LIMITS.closeReasonChars));
     } catch {

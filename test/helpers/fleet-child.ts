@@ -14,6 +14,7 @@ runFleetClients({
   token,
   agentIds: ids,
   stateDir,
+  trace: process.env['FLEET_TRACE'] === '1',
   report: (message: FleetMessage) => process.send?.(message),
 });
 // The parent going away (its IPC channel closing) ends the children too.

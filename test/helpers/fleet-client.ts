@@ -22,7 +22,9 @@ import { PROJECT_ROOT } from './agent.js';
 export type FleetMessage =
   | { type: 'welcome'; agentId: string; at: number }
   | { type: 'call'; agentId: string; callId: string; op: string; duplicate: boolean }
-  | { type: 'started'; count: number };
+  | { type: 'started'; count: number }
+  /** With FLEET_TRACE=1: the clients' log messages counted since the last report (what they do after a refusal). */
+  | { type: 'trace'; counts: Record<string, number> };
 
 export interface FleetClientOptions {
   url: string;
@@ -31,6 +33,27 @@ export interface FleetClientOptions {
   /** Where each client keeps its state (a directory per agent id); startFleet's parent owns and removes it. */
   stateDir: string;
   report(message: FleetMessage): void;
+  /** Counts the clients' log messages and reports them every few seconds (diagnostics; costs a parse per line). */
+  trace?: boolean;
+}
+
+/** A pino destination that counts messages (with a redial's delay rounded to 10 s) instead of writing them. */
+function countingLog(report: (counts: Record<string, number>) => void): { log: pino.Logger; stop(): void } {
+  let counts: Record<string, number> = {};
+  const destination = {
+    write(line: string): void {
+      const record = JSON.parse(line) as { msg?: string; delayMs?: number; code?: string; status?: number };
+      const key = `${record.msg ?? '?'}${record.delayMs === undefined ? '' : ` (${Math.round(record.delayMs / 10_000) * 10} s)`}${record.status === undefined ? '' : ` ${record.status}`}${record.code === undefined ? '' : ` ${record.code}`}`;
+      counts[key] = (counts[key] ?? 0) + 1;
+    },
+  };
+  const timer = setInterval(() => {
+    if (Object.keys(counts).length === 0) return;
+    report(counts);
+    counts = {};
+  }, 5_000);
+  timer.unref();
+  return { log: pino({ level: 'info' }, destination), stop: () => clearInterval(timer) };
 }
 
 const TIMING: Timing = {
@@ -46,7 +69,8 @@ const TIMING: Timing = {
 
 /** Runs the clients in this process (a child of startFleet); resolves with a stop function. */
 export function runFleetClients(options: FleetClientOptions): () => Promise<void> {
-  const log = pino({ level: 'silent' });
+  const traced = options.trace ? countingLog((counts) => options.report({ type: 'trace', counts })) : null;
+  const log = traced?.log ?? pino({ level: 'silent' });
   const stateBase = options.stateDir;
   const links = options.agentIds.map((agentId) => {
     const stateDir = join(stateBase, agentId);
@@ -56,7 +80,8 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
     // Results not yet acknowledged are re-sent on the next session, as the agent's ledger does.
     const unacked = new Map<string, ResultFrame>();
     return new Link({
-      socket: { url: options.url },
+      controllers: [options.url],
+      socket: {},
       ca: undefined,
       identity: new AgentIdentity({ stateDir, agentId, enrollmentToken: options.token, log }),
       timing: TIMING,
@@ -104,6 +129,7 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
   for (const link of links) link.start();
   options.report({ type: 'started', count: links.length });
   return async () => {
+    traced?.stop();
     await Promise.all(links.map((link) => link.stop()));
   };
 }
@@ -113,6 +139,8 @@ export interface Fleet {
   /** Every welcome, by agent id (the latest last). */
   welcomes: Map<string, number[]>;
   calls: Array<Extract<FleetMessage, { type: 'call' }>>;
+  /** With trace: the clients' log messages counted, summed over the children since the last take. */
+  takeTrace(): Record<string, number>;
   /** The children's process ids (the bench reads their CPU time: the simulator must stay cheap). */
   readonly pids: number[];
   /** Kills every child (idempotent). */
@@ -120,7 +148,8 @@ export interface Fleet {
 }
 
 /** Spawns `processes` children, each running its share of `count` clients named `${prefix}-${n}`. */
-export function startFleet(options: { url: string; token: string; count: number; processes: number; prefix: string }): Fleet {
+export function startFleet(options: { url: string; token: string; count: number; processes: number; prefix: string; trace?: boolean }): Fleet {
+  let trace: Record<string, number> = {};
   const children: ChildProcess[] = [];
   const messages: FleetMessage[] = [];
   const welcomes = new Map<string, number[]>();
@@ -137,7 +166,7 @@ export function startFleet(options: { url: string; token: string; count: number;
     if (mine.length === 0) continue;
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/fleet-child.ts'], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, FLEET_URL: options.url, FLEET_TOKEN: options.token, FLEET_IDS: mine.join(','), FLEET_STATE_DIR: stateDir },
+      env: { ...process.env, FLEET_URL: options.url, FLEET_TOKEN: options.token, FLEET_IDS: mine.join(','), FLEET_STATE_DIR: stateDir, FLEET_TRACE: options.trace ? '1' : '' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.on('message', (raw) => {
@@ -145,6 +174,7 @@ export function startFleet(options: { url: string; token: string; count: number;
       messages.push(message);
       if (message.type === 'welcome') welcomes.set(message.agentId, [...(welcomes.get(message.agentId) ?? []), message.at]);
       else if (message.type === 'call') calls.push(message);
+      else if (message.type === 'trace') for (const [k, n] of Object.entries(message.counts)) trace[k] = (trace[k] ?? 0) + n;
     });
     children.push(child);
   }
@@ -153,6 +183,11 @@ export function startFleet(options: { url: string; token: string; count: number;
     messages,
     welcomes,
     calls,
+    takeTrace() {
+      const taken = trace;
+      trace = {};
+      return taken;
+    },
     async stop() {
       await Promise.all(
         children.map(

@@ -68,7 +68,7 @@ export async function callOp(ops: readonly OpDefinition[], name: string, ctx: Op
 /** A resolved agent config for host tests (no controller is dialled). */
 export function makeTestAgentConfig(sections: Pick<AgentConfig, 'mysql' | 'snapshot'>): AgentConfig {
   return {
-    controller: 'ws://127.0.0.1:1/agent',
+    controller: ['ws://127.0.0.1:1/agent'],
     token: 'test-token',
     id: 'host-test',
     hostname: 'host-test',

@@ -6,7 +6,7 @@
  */
 import { decodeDataFrame, encodeDataFrame, type Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
-import type { ReceivedChunk, ReceivePort, SendPort } from '../../agent/streams/types.js';
+import type { InPlaceSend, ReceivedChunk, ReceivePort, SendPort } from '../../agent/streams/types.js';
 
 export interface StreamPairOptions {
   /** Credit the sender starts with (as if a grant had arrived before it); default 0 (wait for the first grant). */
@@ -79,10 +79,12 @@ export function createStreamPair(options: StreamPairOptions = {}): StreamPair {
         });
       }
     },
-    send(offset: number, rawLength: number, codec: Codec, payload: Buffer) {
+    send(offset: number, rawLength: number, codec: Codec, payload: Buffer, inPlace?: InPlaceSend) {
       if (failure) throw failure;
       if (offset + rawLength > limit) throw new Error(`relay: send of [${offset}, ${offset + rawLength}) past the credit limit ${limit}`);
       let frame = encodeDataFrame({ stream: 1, offset, rawLength, codec, payload });
+      // Copied above: the sender may reuse its buffer (a later turn, as after a socket write).
+      if (inPlace) setImmediate(() => inPlace.released());
       if (options.tamper) frame = options.tamper(frame, stats.frames);
       if (options.cutAfterBytes !== undefined && stats.rawBytes + rawLength > options.cutAfterBytes) {
         cut(`test relay cut the link after ${stats.rawBytes} bytes`);

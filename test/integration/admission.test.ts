@@ -93,7 +93,8 @@ describe('admission pacing', () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'sw-admission-'));
     cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
     const link = new Link({
-      socket: { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/agent` },
+      controllers: [`ws://127.0.0.1:${(server.address() as AddressInfo).port}/agent`],
+      socket: {},
       ca: undefined,
       identity: new AgentIdentity({ stateDir, agentId: 'paced', enrollmentToken: AGENT_TOKEN, log: pino({ level: 'silent' }) }),
       timing: { heartbeatMs: undefined, deadAfterMs: undefined, handshakeTimeoutMs: LIMITS.handshakeTimeoutMs, reconnectBaseMs: 50, reconnectCapMs: 5_000, reconnectHealthyMs: 60_000, startupJitterMs: 0, killGraceMs: 1_000 },

@@ -121,6 +121,26 @@ describe('failed authentications', () => {
   });
 });
 
+describe('unconfirmed enrollments behind one address', () => {
+  it('credentials the controller never committed are refused (401) without locking the address out of enrolling', async () => {
+    const c = await start({ exposure: { authFailureLimit: 5, authFailureWindowMs: 60_000, refusalLogIntervalMs: 60_000 } });
+    // Agents whose 'enrolled' never arrived each present the credential they stored: 4× the limit.
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => upgrade(c.wsUrl, `swc_${String(i).padStart(43, 'x')}`)));
+    expect(answers.map((a) => a.status)).toEqual(Array.from({ length: 20 }, () => 401));
+    // Each falls back to the enrollment token, which still works from this address.
+    expect((await upgrade(c.wsUrl, ENROLLMENT_TOKEN)).status).toBe(101);
+    await peer({ agentId: 'db-stale' }).connect();
+    expect(c.deps.hub.isConnected('db-stale')).toBe(true);
+    // A wrong token of another shape still counts.
+    for (let i = 0; i < 5; i++) expect((await upgrade(c.wsUrl, 'not-the-token')).status).toBe(401);
+    expect((await upgrade(c.wsUrl, ENROLLMENT_TOKEN)).status).toBe(429);
+    await c.close();
+    controller = null;
+    const summaries = logs.filter((r) => r['msg'] === 'agent connections refused').map((r) => r['refused'] as Record<string, number>);
+    expect(summaries.reduce((n, refused) => n + (refused['unknown-credential'] ?? 0), 0)).toBe(20);
+  });
+});
+
 describe('connections without a hello', () => {
   it('are capped (503 beyond the cap) and closed after the hello timeout', async () => {
     const c = await start({ handshakeTimeoutMs: 1_000, exposure: { maxPendingHandshakes: 2 } });

@@ -37,7 +37,7 @@ describe('loadConfig', () => {
   it('loads YAML, decides id, datacenter and an absolute, created stateDir', () => {
     const { file, dir } = writeConfig('agent.yaml', 'controller: ws://ctl:7070/agent\ntoken: t1\nstateDir: state/agent\ncustomCommands:\n  flush: mysqladmin flush-logs\n');
     const config = loadConfig({ file, hostname: 'db-7.dc1', cwd: dir, env: {} });
-    expect(config).toMatchObject({ controller: 'ws://ctl:7070/agent', token: 't1', id: 'db-7.dc1', hostname: 'db-7.dc1', datacenter: null, stateDir: join(dir, 'state/agent') });
+    expect(config).toMatchObject({ controller: ['ws://ctl:7070/agent'], token: 't1', id: 'db-7.dc1', hostname: 'db-7.dc1', datacenter: null, stateDir: join(dir, 'state/agent') });
     expect(statSync(config.stateDir).isDirectory()).toBe(true);
     expect(config.customCommands).toEqual({ flush: 'mysqladmin flush-logs' });
     expect(config.allowArbitraryCommands).toBe(false);
@@ -47,7 +47,7 @@ describe('loadConfig', () => {
     const dir = tempDir();
     const { file } = writeConfig('agent.json', JSON.stringify({ controller: 'ws://a/agent', token: 'file-token', id: 'file-id', stateDir: dir }));
     const config = loadConfig({ file, flags: { controller: 'wss://b/agent', id: 'flag-id', datacenter: 'dc9' }, env: { SEEDWIRE_AGENT_TOKEN: 'env-token' }, hostname: 'h', cwd: dir });
-    expect(config).toMatchObject({ controller: 'wss://b/agent', id: 'flag-id', datacenter: 'dc9', token: 'env-token' });
+    expect(config).toMatchObject({ controller: ['wss://b/agent'], id: 'flag-id', datacenter: 'dc9', token: 'env-token' });
     const viaFlag = loadConfig({ file, flags: { token: 'flag-token' }, env: { SEEDWIRE_AGENT_TOKEN: 'env-token' }, hostname: 'h', cwd: dir });
     expect(viaFlag.token).toBe('flag-token');
   });
@@ -79,6 +79,34 @@ describe('loadConfig', () => {
   it('refuses a token in the controller URL and a non-ws URL', () => {
     expect(configErrorOf(() => loadConfig({ flags: { controller: 'ws://a/agent?token=abc', token: 't' }, env: {}, cwd: tempDir() })).message).toMatch(/^config error at controller: must not carry a token/);
     expect(configErrorOf(() => loadConfig({ flags: { controller: 'http://a/agent', token: 't' }, env: {}, cwd: tempDir() })).message).toMatch(/^config error at controller: must be a ws/);
+  });
+
+  it('takes a list of controllers from YAML, JSON or repeated --controller flags, in order', () => {
+    const yaml = writeConfig('a.yaml', 'controller:\n  - wss://c1.example:7070/agent\n  - wss://c2.example:7070/agent\ntoken: t\n');
+    expect(loadConfig({ file: yaml.file, env: {}, cwd: yaml.dir }).controller).toEqual(['wss://c1.example:7070/agent', 'wss://c2.example:7070/agent']);
+    const json = writeConfig('a.json', JSON.stringify({ controller: ['ws://b/agent', 'ws://a/agent'], token: 't' }));
+    expect(loadConfig({ file: json.file, env: {}, cwd: json.dir }).controller).toEqual(['ws://b/agent', 'ws://a/agent']);
+    // Flags replace the file's list whole.
+    expect(loadConfig({ file: json.file, flags: { controller: ['ws://x/agent', 'ws://y/agent'] }, env: {}, cwd: json.dir }).controller).toEqual(['ws://x/agent', 'ws://y/agent']);
+    // A list of one is the string form.
+    const one = writeConfig('b.json', JSON.stringify({ controller: ['ws://a/agent'], token: 't' }));
+    const str = writeConfig('c.json', JSON.stringify({ controller: 'ws://a/agent', token: 't' }));
+    expect(loadConfig({ file: one.file, env: {}, cwd: one.dir, hostname: 'h' })).toEqual(loadConfig({ file: str.file, env: {}, cwd: one.dir, hostname: 'h' }));
+    expect(loadConfig({ flags: { controller: ['ws://a/agent'], token: 't' }, env: {}, cwd: one.dir, hostname: 'h' })).toEqual(loadConfig({ flags: { controller: 'ws://a/agent', token: 't' }, env: {}, cwd: one.dir, hostname: 'h' }));
+  });
+
+  it('names the list entry that is wrong: its scheme, a token in it, a repeat, an empty list', () => {
+    const errorFor = (controller: unknown): string => {
+      const { file, dir } = writeConfig('a.json', JSON.stringify({ controller, token: 't' }));
+      return configErrorOf(() => loadConfig({ file, env: {}, cwd: dir })).message;
+    };
+    expect(errorFor(['ws://a/agent', 'http://b/agent'])).toBe('config error at controller.1: must be a ws:// or wss:// URL');
+    expect(errorFor(['ws://a/agent', 'ws://b/agent?access_token=x'])).toMatch(/^config error at controller\.1: must not carry a token/);
+    expect(errorFor(['ws://a/agent', 'ws://b/agent', 'ws://a:80/agent'])).toBe('config error at controller.2: repeats controller.0 (ws://a:80/agent)');
+    expect(errorFor([])).toBe('config error at controller: must list at least one controller URL');
+    expect(errorFor({ url: 'ws://a/agent' })).toBe('config error at controller: must be a ws:// or wss:// URL or a list of them');
+    expect(errorFor(undefined)).toBe('config error at controller: required');
+    expect(configErrorOf(() => loadConfig({ flags: { controller: ['ws://a/agent', 'ftp://b'], token: 't' }, env: {}, cwd: tempDir() })).message).toBe('config error at controller.1: must be a ws:// or wss:// URL');
   });
 
   it('derives the datacenter from datacenterPattern applied to the host name', () => {

@@ -36,8 +36,8 @@ describe('buildStatus', () => {
   it('separates seed calls from other operations', () => {
     const status = buildStatus(
       {
-        identity: { agentId: 'a', hostname: 'h', datacenter: null, version: '1', pid: 1, bootId: 'b', startedAt: 't0', intervalSeconds: 5, controller: 'ws://c/agent' },
-        link: () => ({ state: 'connected', since: 't1', lastContactAt: 't2', sessionId: 's', sessions: 1, lastError: null }),
+        identity: { agentId: 'a', hostname: 'h', datacenter: null, version: '1', pid: 1, bootId: 'b', startedAt: 't0', intervalSeconds: 5, controllers: ['ws://b/agent', 'ws://c/agent'] },
+        link: () => ({ state: 'connected', controller: 'ws://c/agent', since: 't1', lastContactAt: 't2', sessionId: 's', sessions: 1, lastError: null }),
         calls: () => [
           { id: 'c1', op: 'exec', startedAt: 't3', seedId: undefined },
           { id: 'c2', op: 'seed-receive', startedAt: 't4', seedId: 'seed-9' },
@@ -46,6 +46,7 @@ describe('buildStatus', () => {
       'running',
       new Date(0),
     );
+    expect(status).toMatchObject({ controller: 'ws://c/agent', controllers: ['ws://b/agent', 'ws://c/agent'] });
     expect(status.operations).toEqual([{ id: 'c1', op: 'exec', startedAt: 't3' }]);
     expect(status.seeds).toEqual([{ seedId: 'seed-9', op: 'seed-receive', callId: 'c2', startedAt: 't4' }]);
     expect(status.updatedAt).toBe('1970-01-01T00:00:00.000Z');

@@ -105,6 +105,26 @@ describe('stream port', () => {
     expect(decodeDataFrame(b).payload.toString()).toBe('other');
   });
 
+  it('send in place: the frame is the payload\'s own memory with the header in its room, released only once written', () => {
+    const s = makeSession();
+    const streams = new ConnectionStreamPort(() => s.session, log);
+    streams.handleCredit({ t: 'credit', stream: 3, limit: 1_000_000 });
+    const sender = streams.openSend(3);
+    const chunk = Buffer.allocUnsafeSlow(24 + 6).subarray(24);
+    chunk.write('in-pla');
+    let released = 0;
+    sender.send(100, 6, 'none', chunk, { released: () => (released += 1) });
+    const frame = s.sent[0]!;
+    expect(frame.buffer).toBe(chunk.buffer);
+    expect(frame.byteOffset).toBe(0);
+    expect(decodeDataFrame(frame)).toMatchObject({ stream: 3, offset: 100, rawLength: 6, payload: Buffer.from('in-pla') });
+    expect(released).toBe(0); // ws still holds it
+    s.writeOne();
+    expect(released).toBe(1);
+    const noRoom = Buffer.allocUnsafeSlow(3); // its own ArrayBuffer: nothing before it
+    expect(() => sender.send(106, 3, 'none', noRoom.subarray(0), { released: () => undefined })).toThrow(expect.objectContaining({ code: 'SEEDWIRE_INTERNAL' }) as Error);
+  });
+
   it('receive: keeps a payload that fills its message as a view, copies a small one out of a large buffer', async () => {
     const s = makeSession();
     const port = new ConnectionStreamPort(() => s.session, log);

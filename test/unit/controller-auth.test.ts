@@ -45,6 +45,9 @@ describe('token comparison', () => {
     expect(await auth('Bearer cred-4')).toMatchObject({ ok: false, reason: 'revoked', message: expect.stringContaining('db-4') });
     expect(await auth('Bearer one')).toMatchObject({ ok: false, reason: 'revoked' });
     expect(await auth('Bearer three')).toMatchObject({ ok: false, reason: 'wrong' });
+    // A credential's shape that no identity holds (an enrollment never confirmed): refused, but told apart.
+    expect(await auth(`Bearer swc_${'A'.repeat(43)}`)).toMatchObject({ ok: false, reason: 'unknown-credential', message: expect.stringContaining('enroll again') });
+    expect(await auth(`Bearer swc_${'A'.repeat(42)}`)).toMatchObject({ ok: false, reason: 'wrong' });
     expect(await auth(undefined)).toMatchObject({ ok: false, reason: 'missing' });
     expect(await auth('Bearer shared-token', null, { shared: null, perAgent: {} })).toMatchObject({ ok: false, reason: 'wrong' });
     // A verified client certificate names the agent whatever the bearer says; revocation still applies.

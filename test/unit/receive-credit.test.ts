@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { CreditWindow, FATAL_RECEIVE_CODES, isFatalReceiveError, receiveStopError } from '../../agent/transfer/credit.js';
 import { SeedwireError } from '../../shared/errors.js';
+import { perLaneWindowMax } from '../../agent/transfer/receive.js';
 import { LIMITS } from '../../shared/limits.js';
 
 function grants(): { port: { grant(limit: number): void }; seen: number[] } {
@@ -40,6 +41,15 @@ describe('credit window', () => {
     small.open(0);
     small.advance(1000);
     expect(small.size).toBe(1000);
+  });
+});
+
+describe('window per lane', () => {
+  it('is the seed\'s window shared by its lanes, never below the initial window', () => {
+    expect(perLaneWindowMax(1)).toBe(LIMITS.windowMaxBytes);
+    expect(perLaneWindowMax(2)).toBe(LIMITS.windowMaxBytes / 2);
+    expect(perLaneWindowMax(4)).toBe(Math.max(LIMITS.windowInitialBytes, LIMITS.windowMaxBytes / 4));
+    expect(perLaneWindowMax(16)).toBe(LIMITS.windowInitialBytes);
   });
 });
 

@@ -65,6 +65,23 @@ describe('tree writer', () => {
     expect((await lstat(join(root, 'db1'))).mode & 0o7777).toBe(0o750);
   });
 
+  it('gathers small pieces into few writes; a flush writes what was gathered, so a resume point after it covers every byte handed over', async () => {
+    const w = writer();
+    const pieces = Array.from({ length: 600 }, (_, i) => Buffer.from(`piece ${String(i).padStart(4, '0')};`));
+    const content = Buffer.concat(pieces);
+    await w.writeEntry(file('db1.ibd', content.length), 0);
+    const half = pieces.slice(0, 300);
+    for (const piece of half) await w.writeData(piece);
+    await w.flush();
+    const point = w.filePoint!;
+    expect(point.position).toBe(Buffer.concat(half).length);
+    // durable and on disk up to the point, while the file is still open and more may follow
+    expect((await readFile(join(root, 'db1.ibd'))).equals(Buffer.concat(half))).toBe(true);
+    for (const piece of pieces.slice(300)) await w.writeData(piece);
+    await w.completeFile(sha(content));
+    expect((await readFile(join(root, 'db1.ibd'))).equals(content)).toBe(true);
+  });
+
   it('refuses a file whose data does not hash to its trailer, naming it', async () => {
     const w = writer();
     await w.writeEntry(file('x.ibd', 4), 0);

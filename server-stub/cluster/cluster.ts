@@ -1,0 +1,137 @@
+/**
+ * Cluster mode's routing layer (`--bus nats://...`): one NATS link, and on it presence and serving
+ * for the agents this controller holds (holder.ts), operations routed to other controllers'
+ * agents (routed.ts), lookups by operation id (lookup.ts) and the fleet's events (events-bridge.ts).
+ * docs/scale-out.md ("The bus") lists the subjects, messages and failure modes.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { SeedwireError } from '../../shared/errors.js';
+import type { SeedwireEventBus } from '../events/bus.js';
+import type { AgentHub } from '../hub/types.js';
+import type { OperationRunner } from '../ops/types.js';
+import type { Audit } from '../types.js';
+import { createEventsBridge, type EventsBridge } from './events-bridge.js';
+import { createHolder, type Holder } from './holder.js';
+import { CLUSTER_LIMITS, type ClusterLimits } from './limits.js';
+import { createBusLink, type BusLink } from './link.js';
+import { createLookup, type ClusterLookup } from './lookup.js';
+import { createRoutedOps, type RoutedOps } from './routed.js';
+
+export interface ClusterOptions {
+  /** nats://[user:pass@]host:port (comma-separated for several servers). */
+  busUrl: string;
+  /** Where agents and peers reach this controller; @default its own listening URL. */
+  advertiseUrl: string;
+  limits?: Partial<ClusterLimits>;
+}
+
+export interface ClusterDeps {
+  hub: AgentHub;
+  operations: OperationRunner;
+  audit: Audit;
+  /** This controller's own events. */
+  bus: SeedwireEventBus;
+  /** What this controller's viewers follow: filled here with every controller's events. */
+  fleetBus: SeedwireEventBus;
+  readOutput(operationId: string): Promise<string>;
+  log: Logger;
+}
+
+export interface Cluster {
+  /** This process's name on the bus (fresh per start). */
+  readonly controllerId: string;
+  readonly advertiseUrl: string;
+  readonly link: BusLink;
+  readonly routed: RoutedOps;
+  readonly lookup: ClusterLookup;
+  readonly holder: Holder;
+  readonly events: EventsBridge;
+  /** Fails routed operations still waited on, stops answering for held agents, drains the link (idempotent). */
+  close(): Promise<void>;
+}
+
+/** Refuses an advertise URL peers could not use; the message names the flag. */
+export function checkAdvertiseUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new SeedwireError('SEEDWIRE_CONFIG', `--advertise-url: not a URL: '${value}'`);
+  }
+  if (!['http:', 'https:'].includes(url.protocol)) throw new SeedwireError('SEEDWIRE_CONFIG', `--advertise-url: expected http:// or https://, got ${url.protocol}//`);
+  if (url.username !== '' || url.password !== '') throw new SeedwireError('SEEDWIRE_CONFIG', '--advertise-url: must not carry credentials');
+  return url.origin;
+}
+
+export function createCluster(options: ClusterOptions, deps: ClusterDeps): Cluster {
+  const limits: ClusterLimits = { ...CLUSTER_LIMITS, ...options.limits };
+  const controllerId = randomBytes(6).toString('hex');
+  const advertiseUrl = checkAdvertiseUrl(options.advertiseUrl);
+  const log = deps.log.child({ component: 'cluster', controllerId });
+  const link = createBusLink({ url: options.busUrl, name: `seedwire-controller ${controllerId} ${advertiseUrl}`, log, reconnectWaitMs: limits.reconnectWaitMs });
+  log.info({ bus: link.address.shown, advertiseUrl }, 'cluster mode');
+  const { fleetBus } = deps;
+  const holder = createHolder({
+    link,
+    controllerId,
+    advertiseUrl,
+    operations: deps.operations,
+    audit: deps.audit,
+    readOutput: deps.readOutput,
+    log,
+    aliveMs: limits.aliveMs,
+    maxMessageBytes: limits.maxMessageBytes,
+  });
+  const routed = createRoutedOps({
+    link,
+    controllerId,
+    log,
+    knowsAgent: (agentId) => deps.hub.agent(agentId) !== null,
+    requestTimeoutMs: limits.requestTimeoutMs,
+    silenceMs: limits.silenceMs,
+    orphanFailMs: limits.orphanFailMs,
+    busDownFailMs: limits.busDownFailMs,
+    maxOutputBytes: limits.maxOutputBytes,
+    keepEnded: limits.keepEnded,
+  });
+  const lookup = createLookup({
+    link,
+    controllerId,
+    operations: deps.operations,
+    audit: deps.audit,
+    readOutput: deps.readOutput,
+    local: deps.bus,
+    fleet: deps.fleetBus,
+    log,
+    timeoutMs: limits.lookupTimeoutMs,
+    maxMessageBytes: limits.maxMessageBytes,
+  });
+  const events = createEventsBridge({ link, controllerId, local: deps.bus, fleet: fleetBus, log, maxMessageBytes: limits.maxMessageBytes });
+  const offHub = deps.hub.on((event) => {
+    if (event.type === 'agent-connected') holder.hold(event.agent.id);
+    else if (event.type === 'agent-disconnected') holder.release(event.agent.id);
+  });
+
+  let closing: Promise<void> | null = null;
+  return {
+    controllerId,
+    advertiseUrl,
+    link,
+    routed,
+    lookup,
+    holder,
+    events,
+    close() {
+      closing ??= (async () => {
+        offHub();
+        routed.close();
+        holder.close();
+        lookup.close();
+        events.close();
+        await link.close();
+      })();
+      return closing;
+    },
+  };
+}

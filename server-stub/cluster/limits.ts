@@ -1,0 +1,39 @@
+/** The cluster bus's timings and bounds in one literal, each with its reason. */
+export interface ClusterLimits {
+  /** A start, cancel or get to the holder: past this the bus or the holder is taken as unavailable. */
+  requestTimeoutMs: number;
+  /** A lookup asked of all controllers: silence this long means no controller has the operation. */
+  lookupTimeoutMs: number;
+  /** The holder sends `alive` on a quiet routed operation's stream this often. */
+  aliveMs: number;
+  /** The requester asks the holder about a routed operation whose stream was silent this long. */
+  silenceMs: number;
+  /**
+   * A routed operation whose agent no controller holds for this long ends SEEDWIRE_LOST on the
+   * requester (an agent redialing after a dropped link is back well within it).
+   */
+  orphanFailMs: number;
+  /** A routed operation fails SEEDWIRE_BUS_UNAVAILABLE after the bus was down this long during it. */
+  busDownFailMs: number;
+  /** Largest message this controller publishes (NATS's default max_payload is 1 MiB; headroom for the envelope). */
+  maxMessageBytes: number;
+  /** Output a requester keeps per routed operation (the holder's store keeps all of it). */
+  maxOutputBytes: number;
+  /** Ended routed operations whose mirrors stay for GETs. */
+  keepEnded: number;
+  /** Redial interval of the NATS client. */
+  reconnectWaitMs: number;
+}
+
+export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
+  requestTimeoutMs: 5_000,
+  lookupTimeoutMs: 1_000,
+  aliveMs: 2_000,
+  silenceMs: 6_000,
+  orphanFailMs: 30_000,
+  busDownFailMs: 60_000,
+  maxMessageBytes: 512 * 1024,
+  maxOutputBytes: 1024 * 1024,
+  keepEnded: 1_000,
+  reconnectWaitMs: 1_000,
+};

@@ -1,0 +1,173 @@
+/**
+ * The controller's one NATS connection: parsed from `--bus nats://[user:pass@|token@]host:port`,
+ * dialed in the background (a controller starts and serves its own agents while NATS is down),
+ * redialed forever after a loss. `connected` is what routing checks before it asks anything: a
+ * request made while disconnected would only sit in the client's buffer until it timed out.
+ */
+import { connect, Events, type ConnectionOptions, type NatsConnection } from 'nats';
+import type { Logger } from 'pino';
+import { SeedwireError } from '../../shared/errors.js';
+
+export interface BusAddress {
+  /** host:port list for the client, without credentials. */
+  servers: string[];
+  /** The URL as it may be logged (credentials removed). */
+  shown: string;
+  auth: { user: string; pass: string } | { token: string } | null;
+  tls: boolean;
+}
+
+/** Parses `nats://` or `tls://` URLs (comma-separated for several servers); refusals name the flag. */
+export function parseBusUrl(value: string): BusAddress {
+  const servers: string[] = [];
+  const shown: string[] = [];
+  let auth: BusAddress['auth'] = null;
+  let tls = false;
+  for (const part of value.split(',').map((s) => s.trim())) {
+    let url: URL;
+    try {
+      url = new URL(part);
+    } catch {
+      throw new SeedwireError('SEEDWIRE_CONFIG', `--bus: expected nats://host:port, got '${part.replace(/\/\/[^@/]*@/, '//***@')}'`);
+    }
+    if (url.protocol !== 'nats:' && url.protocol !== 'tls:') throw new SeedwireError('SEEDWIRE_CONFIG', `--bus: scheme must be nats:// or tls://, got ${url.protocol}//`);
+    if (url.hostname === '') throw new SeedwireError('SEEDWIRE_CONFIG', '--bus: the URL names no host');
+    if ((url.pathname !== '' && url.pathname !== '/') || url.search !== '') throw new SeedwireError('SEEDWIRE_CONFIG', '--bus: a NATS URL has no path or query');
+    const port = url.port === '' ? '4222' : url.port;
+    servers.push(`${url.hostname}:${port}`);
+    shown.push(`${url.protocol}//${url.hostname}:${port}`);
+    if (url.protocol === 'tls:') tls = true;
+    if (url.username !== '') {
+      const user = decodeURIComponent(url.username);
+      auth = url.password === '' ? { token: user } : { user, pass: decodeURIComponent(url.password) };
+    }
+  }
+  return { servers, shown: shown.join(','), auth, tls };
+}
+
+export interface BusLink {
+  readonly address: BusAddress;
+  /** The connection once it was first established (null before). */
+  connection(): NatsConnection | null;
+  /** Connected now (false before the first connect and while redialing). */
+  connected(): boolean;
+  /** Throws SEEDWIRE_BUS_UNAVAILABLE unless connected; returns the connection. */
+  require(): NatsConnection;
+  /** Called on the first connect and after every reconnect (subscriptions are restored by the client; this is for state the peers must hear again). */
+  onConnected(listener: () => void): void;
+  close(): Promise<void>;
+}
+
+export interface BusLinkOptions {
+  url: string;
+  /** Shown to the NATS server (monitoring): the controller's id. */
+  name: string;
+  log: Logger;
+  /** @default 1000 ms between redials */
+  reconnectWaitMs?: number;
+}
+
+export function createBusLink(options: BusLinkOptions): BusLink {
+  const address = parseBusUrl(options.url);
+  const log = options.log.child({ bus: address.shown });
+  const listeners: Array<() => void> = [];
+  let nc: NatsConnection | null = null;
+  let up = false;
+  let closed = false;
+
+  const connectOptions: ConnectionOptions = {
+    servers: address.servers,
+    name: options.name,
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: options.reconnectWaitMs ?? 1000,
+    ...(address.tls ? { tls: {} } : {}),
+    ...(address.auth === null ? {} : 'token' in address.auth ? { token: address.auth.token } : { user: address.auth.user, pass: address.auth.pass }),
+  };
+
+  function notify(): void {
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch (error) {
+        log.error({ err: error }, 'bus connect listener threw');
+      }
+    }
+  }
+
+  async function watch(conn: NatsConnection): Promise<void> {
+    for await (const status of conn.status()) {
+      if (status.type === Events.Disconnect) {
+        if (up) log.warn('bus disconnected; routing to other controllers fails until it is back');
+        up = false;
+      } else if (status.type === Events.Reconnect) {
+        up = true;
+        log.info('bus reconnected');
+        notify();
+      }
+    }
+  }
+
+  let retry: NodeJS.Timeout | null = null;
+  let firstFailureLogged = false;
+
+  function adopt(conn: NatsConnection): void {
+    nc = conn;
+    up = true;
+    log.info('bus connected');
+    watch(conn).catch((error: unknown) => log.error({ err: error }, 'bus status watcher failed'));
+    conn.closed().then(
+      (error) => {
+        up = false;
+        if (error && !closed) log.error({ err: error }, 'bus connection closed');
+      },
+      () => undefined,
+    );
+    notify();
+  }
+
+  // The first dial is retried here rather than with the client's waitOnFirstConnect, whose pending
+  // connect() could not be abandoned when the controller closes while NATS is still down.
+  function dial(): void {
+    retry = null;
+    connect(connectOptions).then(
+      (conn) => {
+        if (closed) void conn.close().catch(() => undefined); // closed while dialing: nothing waits on it
+        else adopt(conn);
+      },
+      (error: unknown) => {
+        if (closed) return;
+        if (!firstFailureLogged) log.warn({ err: error }, 'bus not reachable; retrying (this controller serves its own agents meanwhile)');
+        firstFailureLogged = true;
+        retry = setTimeout(dial, connectOptions.reconnectTimeWait);
+      },
+    );
+  }
+  dial();
+
+  return {
+    address,
+    connection: () => nc,
+    connected: () => up && nc !== null && !nc.isClosed(),
+    require() {
+      if (!up || nc === null || nc.isClosed()) throw new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `the cluster bus ${address.shown} is not connected; operations on agents of other controllers cannot be routed now`);
+      return nc;
+    },
+    onConnected(listener) {
+      listeners.push(listener);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      up = false;
+      const conn = nc;
+      if (retry !== null) clearTimeout(retry);
+      if (conn === null) return;
+      try {
+        await conn.drain();
+      } catch {
+        await conn.close().catch(() => undefined);
+      }
+    },
+  };
+}
