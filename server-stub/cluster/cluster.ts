@@ -87,7 +87,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     link,
     controllerId,
     log,
-    knowsAgent: (agentId) => deps.hub.agent(agentId) !== null,
+    knowsAgent: async (agentId) => (await deps.hub.agent(agentId)) !== null,
     requestTimeoutMs: limits.requestTimeoutMs,
     silenceMs: limits.silenceMs,
     orphanFailMs: limits.orphanFailMs,

@@ -23,7 +23,7 @@ export interface RoutedOptions {
   controllerId: string;
   log: Logger;
   /** Whether this controller has ever seen the agent (404 or 409 when no controller holds it). */
-  knowsAgent(agentId: string): boolean;
+  knowsAgent(agentId: string): Promise<boolean>;
   requestTimeoutMs: number;
   silenceMs: number;
   orphanFailMs: number;
@@ -100,8 +100,8 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
   let started = 0;
   let closed = false;
 
-  function notHeld(agentId: string): SeedwireError {
-    return options.knowsAgent(agentId)
+  function notHeld(agentId: string, known: boolean): SeedwireError {
+    return known
       ? new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected to any controller`)
       : new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${agentId} is connected to any controller of this cluster`);
   }
@@ -156,7 +156,8 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
     try {
       msg = await nc.request(SUBJECTS.agent(agentId, verb), encodeMessage(request), { timeout: options.requestTimeoutMs });
     } catch (error) {
-      throw describeRequestFailure(error, `${verb} ${request.operationId} on the controller holding ${agentId}`, () => notHeld(agentId));
+      const known = await options.knowsAgent(agentId).catch(() => true);
+      throw describeRequestFailure(error, `${verb} ${request.operationId} on the controller holding ${agentId}`, () => notHeld(agentId, known));
     }
     const reply = decodeMessage(OperationReply, msg.data, `${verb} reply`);
     if (!reply.ok) throw fromWireError(reply.error);
@@ -251,7 +252,8 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
         reply = decodeMessage(OperationReply, msg.data, 'start reply');
       } catch (error) {
         mirror.sub.unsubscribe();
-        throw describeRequestFailure(error, `${op} on agent ${agentId}`, () => notHeld(agentId));
+        const known = await options.knowsAgent(agentId).catch(() => true);
+        throw describeRequestFailure(error, `${op} on agent ${agentId}`, () => notHeld(agentId, known));
       }
       if (!reply.ok || reply.operation === null) {
         mirror.sub.unsubscribe();

@@ -163,8 +163,8 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
     expect(final).toMatchObject({ id: started.id, agentId: AGENT_3, exitCode: 3 });
     expect(final.state).not.toBe('running');
     // The holder ran it: its store and audit have it, the requester's store does not.
-    expect(c3.deps.operations.get(started.id)).toMatchObject({ exitCode: 3 });
-    expect(c1.deps.operations.get(started.id)).toBeNull();
+    expect(await c3.deps.operations.get(started.id)).toMatchObject({ exitCode: 3 });
+    expect(await c1.deps.operations.get(started.id)).toBeNull();
 
     // wait=N answers as for a local operation: the final row, output tail included.
     const waited = await api(c1, 'POST', `/api/agents/${encodeURIComponent(AGENT_3)}/ops/exec?wait=30`, { params: { command: 'echo waited' } });
