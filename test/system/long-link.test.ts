@@ -71,16 +71,22 @@ describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
     if (base) rmSync(base, { recursive: true, force: true });
   }, 120_000);
 
-  it('a cold seed over 40 ms RTT with stalls and 1 Gbit/s completes and verifies; its credit window grows past the bandwidth-delay product', async () => {
+  it('a cold seed over 40 ms RTT with stalls and 1 Gbit/s completes and verifies; its lanes' credit windows together grow past the bandwidth-delay product', async () => {
     const expected = await source.checksumTables();
     // The receiver reports its credit window with its progress (docs/reliability.md, "Credit window").
     const feed = new AbortController();
+    // Each lane is its own seed-receive with its own window, and the lanes share the link: what
+    // covers the bandwidth-delay product is the sum of the windows of the lanes running together.
     let windowReached = 0;
+    const laneWindows = new Map<string, number>();
     const following = (async () => {
       try {
         for await (const event of client.events({ signal: feed.signal })) {
-          const data = event.data as { op?: string; progress?: { window?: unknown } };
-          if (event.type === 'operation' && data.op === 'seed-receive' && typeof data.progress?.window === 'number') windowReached = Math.max(windowReached, data.progress.window);
+          const data = event.data as { id?: string; op?: string; state?: string; progress?: { window?: unknown } };
+          if (event.type !== 'operation' || data.op !== 'seed-receive' || typeof data.id !== 'string') continue;
+          if (data.state !== 'running') laneWindows.delete(data.id);
+          else if (typeof data.progress?.window === 'number') laneWindows.set(data.id, data.progress.window);
+          windowReached = Math.max(windowReached, [...laneWindows.values()].reduce((sum, window) => sum + window, 0));
         }
       } catch (error) {
         if (!feed.signal.aborted) throw error;
