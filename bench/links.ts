@@ -52,7 +52,7 @@ const TOOLS = ['ip', 'nft', 'tc', 'socat', 'nc', 'tar', 'ss'];
 export interface WindowReport {
   initialBytes: number;
   maxBytes: number;
-  /** Largest window the receiver reported, and when (ms after its first progress) and after how many bytes. */
+  /** Largest window the receivers reported together (the lanes running side by side summed), and when (ms after its first progress) and after how many bytes. */
   reachedBytes: number | null;
   reachedAtMs: number | null;
   reachedAfterBytes: number | null;
@@ -308,7 +308,10 @@ async function relayRun(ctx: LinksContext, topo: NatTopology, delayed: boolean):
 interface ProgressSample {
   t: number;
   op: 'seed-receive' | 'seed-send';
-  offset: number;
+  /** The operation: one seed-receive and one seed-send per lane (and per attempt). */
+  id: string;
+  /** null: the operation ended (its window no longer holds bytes in flight). */
+  offset: number | null;
   window: number | null;
 }
 
@@ -319,13 +322,18 @@ function followProgress(client: ApiClient, signal: AbortSignal): { samples: Prog
     try {
       for await (const event of client.events({ signal })) {
         if (event.type !== 'operation') continue;
-        const data = event.data as { op?: unknown; progress?: Record<string, unknown> };
+        const data = event.data as { id?: unknown; op?: unknown; state?: unknown; progress?: Record<string, unknown> };
+        if (typeof data.id !== 'string' || (data.op !== 'seed-receive' && data.op !== 'seed-send')) continue;
+        if (data.state !== 'running') {
+          samples.push({ t: performance.now(), op: data.op, id: data.id, offset: null, window: null });
+          continue;
+        }
         const progress = data.progress;
         if (!progress) continue;
         if (data.op === 'seed-receive' && typeof progress['received'] === 'number') {
-          samples.push({ t: performance.now(), op: 'seed-receive', offset: progress['received'], window: typeof progress['window'] === 'number' ? progress['window'] : null });
+          samples.push({ t: performance.now(), op: 'seed-receive', id: data.id, offset: progress['received'], window: typeof progress['window'] === 'number' ? progress['window'] : null });
         } else if (data.op === 'seed-send' && typeof progress['sent'] === 'number') {
-          samples.push({ t: performance.now(), op: 'seed-send', offset: progress['sent'], window: null });
+          samples.push({ t: performance.now(), op: 'seed-send', id: data.id, offset: progress['sent'], window: null });
         }
       }
     } catch (error) {
@@ -336,23 +344,46 @@ function followProgress(client: ApiClient, signal: AbortSignal): { samples: Prog
 }
 
 const median = (xs: number[]): number | null => (xs.length === 0 ? null : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
+const sum = (values: Iterable<number>): number => {
+  let total = 0;
+  for (const value of values) total += value;
+  return total;
+};
 
+/**
+ * The seed's lanes run side by side on the same links, so what matters against the product is
+ * their sum: at each receiver report, the windows of the lanes still running added up, the bytes
+ * received by all lanes, and the bytes sent by all lanes (each lane's latest report).
+ */
 export function analyseWindow(samples: ProgressSample[], loopBdpBytes: number): WindowReport {
-  const received = samples.filter((s) => s.op === 'seed-receive');
-  const t0 = received[0]?.t ?? 0;
-  let reached: ProgressSample | null = null;
-  let covered: ProgressSample | null = null;
-  for (const s of received) {
-    if (s.window === null) continue;
-    if (!reached || s.window > (reached.window ?? 0)) reached = s;
-    if (!covered && s.window >= loopBdpBytes) covered = s;
-  }
-  // In flight: the sender's latest offset at each receiver sample, minus what the receiver handled.
+  const received: Array<{ t: number; offset: number; window: number }> = [];
+  const receivedBy = new Map<string, number>();
+  const windowBy = new Map<string, number>();
+  const sentBy = new Map<string, number>();
   const inFlight: number[] = [];
-  let sent = 0;
   for (const s of samples) {
-    if (s.op === 'seed-send') sent = Math.max(sent, s.offset);
-    else if (sent > 0) inFlight.push(Math.max(0, sent - s.offset));
+    if (s.op === 'seed-send') {
+      if (s.offset !== null) sentBy.set(s.id, Math.max(sentBy.get(s.id) ?? 0, s.offset));
+      continue;
+    }
+    if (s.offset === null) {
+      windowBy.delete(s.id);
+      continue;
+    }
+    receivedBy.set(s.id, Math.max(receivedBy.get(s.id) ?? 0, s.offset));
+    if (s.window !== null) windowBy.set(s.id, s.window);
+    const total = sum(receivedBy.values());
+    received.push({ t: s.t, offset: total, window: sum(windowBy.values()) });
+    // In flight: the senders' latest offsets at this receiver sample, minus what the receivers handled.
+    const sent = sum(sentBy.values());
+    if (sent > 0) inFlight.push(Math.max(0, sent - total));
+  }
+  const t0 = received[0]?.t ?? 0;
+  let reached: (typeof received)[number] | null = null;
+  let covered: (typeof received)[number] | null = null;
+  for (const s of received) {
+    if (!reached || s.window > reached.window) reached = s;
+    if (!covered && s.window >= loopBdpBytes) covered = s;
   }
   const step = Math.max(1, Math.ceil(received.length / 80));
   return {
@@ -365,7 +396,7 @@ export function analyseWindow(samples: ProgressSample[], loopBdpBytes: number): 
     coveredLoopBdpAfterBytes: covered?.offset ?? null,
     inFlightMedianBytes: median(inFlight),
     inFlightMaxBytes: inFlight.length > 0 ? Math.max(...inFlight) : null,
-    samples: received.filter((_, i) => i % step === 0).map((s) => [Math.round(s.t - t0), s.offset, s.window ?? 0]),
+    samples: received.filter((_, i) => i % step === 0).map((s) => [Math.round(s.t - t0), s.offset, s.window]),
   };
 }
 

@@ -71,7 +71,7 @@ describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
     if (base) rmSync(base, { recursive: true, force: true });
   }, 120_000);
 
-  it('a cold seed over 40 ms RTT with stalls and 1 Gbit/s completes and verifies; its lanes' credit windows together grow past the bandwidth-delay product', async () => {
+  it('a cold seed over 40 ms RTT with stalls and 1 Gbit/s completes and verifies; the credit windows of its lanes together grow past the bandwidth-delay product', async () => {
     const expected = await source.checksumTables();
     // The receiver reports its credit window with its progress (docs/reliability.md, "Credit window").
     const feed = new AbortController();
