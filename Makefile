@@ -1,7 +1,7 @@
 # seedwire — the two commands a user needs are `make demo` and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
-.PHONY: deps build dist test test-long test-fleet-10k test-unit demo bench lint clean
+.PHONY: deps build dist test test-long test-fleet-10k test-unit test-cluster demo bench bench-cluster lint clean
 
 deps:
 	@scripts/install-deps.sh
@@ -35,6 +35,14 @@ test-fleet-10k: build
 test-unit: deps
 	npm run vitest -- test/unit
 
+## The cluster's tests alone: three controllers on a real PostgreSQL and nats-server (started in
+## temp dirs on free ports), the API suite against one embedded controller and against the
+## cluster, and the failures (PostgreSQL and NATS restarted, a controller SIGKILLed). About 1.5
+## minutes together, so they are also part of `make test` (test/integration), which CI runs; this
+## target is for running them on their own.
+test-cluster: deps
+	npm run vitest -- test/integration/api-targets.test.ts test/integration/cluster-failures.test.ts test/integration/cluster-bus.test.ts test/integration/controller-postgres.test.ts test/integration/store-contract.test.ts
+
 ## A controller, two agents and two real MariaDB instances; seeds one from the other and leaves
 ## the console running. SEEDWIRE_DEMO_EXIT=1 exits once the seed succeeded and tables match.
 demo: build
@@ -44,6 +52,13 @@ demo: build
 ## bench/results/latest.json (README, "Performance"). Not part of `make test`; SEEDWIRE_BENCH_QUICK=1 for a small run.
 bench: build
 	node --import tsx bench/run.ts
+
+## Only the `cluster` section of `make bench` (bench/cluster.ts; needs no dataset): three controllers
+## on PostgreSQL and NATS with 3 × 3,000 simulated agents (SEEDWIRE_BENCH_CLUSTER_AGENTS per
+## controller), RSS per controller, `hostname` routed through another controller, a controller
+## SIGKILLed. Printed with PASS/FAIL and written to bench/results/latest.json (docs/scale-out.md).
+bench-cluster: build
+	SEEDWIRE_BENCH_SECTIONS=cluster node --import tsx bench/run.ts
 
 lint: deps
 	npm run lint

@@ -99,7 +99,7 @@ function childEnv(): NodeJS.ProcessEnv {
 }
 
 /** Raises a process's soft open-file limit (prlimit) to at least `need`; returns what it has. */
-function ensureNofile(pid: number, need: number): number {
+export function ensureNofile(pid: number, need: number): number {
   const limits = nofileLimits(pid);
   if (!limits || limits.soft >= need) return limits?.soft ?? need;
   try {
@@ -144,14 +144,14 @@ async function stopController(c: Controller, log: Log): Promise<void> {
   removeTemp(c.dataDir);
 }
 
-function latencyOf(samples: number[]): FleetLatency | null {
+export function latencyOf(samples: number[]): FleetLatency | null {
   if (samples.length === 0) return null;
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (p: number): number => Math.round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]! * 100) / 100;
   return { n: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: at(1) };
 }
 
-async function hostnameOnce(client: ApiClient, agentId: string): Promise<number> {
+export async function hostnameOnce(client: ApiClient, agentId: string): Promise<number> {
   const t0 = performance.now();
   const operation = await client.runOp(agentId, 'hostname', {}, { wait: 30 });
   const ms = performance.now() - t0;

@@ -57,15 +57,22 @@ async function main(): Promise<number> {
     await runShell('warm', `tar -c -C ${shq(dataset.dir)} . | cat >/dev/null`, 600_000);
     return dataset;
   };
-  const dataset = await datasetOfSize(env.bytes);
-  results.dataset = { ...results.dataset, bytes: dataset.bytes, files: dataset.files, key: dataset.key, datadirBytes: dataset.datadirBytes, generatedSeconds: dataset.generated ? round(dataset.generateSeconds, 1) : null };
+  const selected = SECTIONS.filter((section) => env.sections === null || env.sections.has(section.key));
+  // A run of sections that need no dataset (`make bench-cluster`) builds none.
+  let dataset: Dataset | null = null;
+  if (selected.some((section) => section.needsDataset !== false)) {
+    dataset = await datasetOfSize(env.bytes);
+    results.dataset = { ...results.dataset, bytes: dataset.bytes, files: dataset.files, key: dataset.key, datadirBytes: dataset.datadirBytes, generatedSeconds: dataset.generated ? round(dataset.generateSeconds, 1) : null };
+  }
 
-  for (const section of SECTIONS) {
-    if (env.sections !== null && !env.sections.has(section.key)) continue;
+  for (const section of selected) {
     const ctx: BenchContext = {
       env,
       results,
-      dataset,
+      get dataset(): Dataset {
+        if (dataset === null) throw new Error(`section ${section.key}: no dataset was built for this run`);
+        return dataset;
+      },
       datasetOfSize,
       figure: (input) => {
         const figure = makeFigure({ ...input, section: section.key });

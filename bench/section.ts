@@ -12,8 +12,8 @@ import type { Figure, FigureInput } from './targets.js';
 export interface BenchContext {
   env: BenchEnv;
   results: BenchResults;
-  /** The run's dataset (cached by recipe), the same for every section. */
-  dataset: Dataset;
+  /** The run's dataset (cached by recipe), the same for every section (not built when no selected section needs it). */
+  readonly dataset: Dataset;
   /** Another dataset of the same recipe but another size (built once, then cached). */
   datasetOfSize(bytes: number): Promise<Dataset>;
   /** Records a figure (with its target, judged) under this section. */
@@ -27,5 +27,7 @@ export interface BenchSection {
   key: string;
   /** One line for the log. */
   title: string;
+  /** false: the section uses no dataset, and a run of only such sections builds none. @default true */
+  needsDataset?: boolean;
   run(ctx: BenchContext): Promise<void>;
 }

@@ -5,6 +5,7 @@
  */
 import type { BenchSection } from './section.js';
 import { baselineSection } from './sections/baseline.js';
+import { clusterSection } from './sections/cluster.js';
 import { commandSection } from './sections/command.js';
 import { fleetSection } from './sections/fleet.js';
 import { idleSection } from './sections/idle.js';
@@ -24,4 +25,5 @@ export const SECTIONS: readonly BenchSection[] = [
   idleSection,
   fleetSection,
   linksSection,
+  clusterSection, // no dataset: `make bench-cluster` runs it alone
 ];

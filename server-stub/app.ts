@@ -183,10 +183,10 @@ export async function createController(options: CreateControllerOptions): Promis
   installAdminAuth(app, config.adminToken);
   registerMiscRoutes(app, deps);
   registerAgentRoutes(app, deps);
-  registerIdentityRoutes(app, { hub, audit });
-  const followers = registerOperationRoutes(app, deps, bus, output);
+  registerIdentityRoutes(app, { hub, audit, announceRevoked: (agentId) => deps.cluster?.presence.announceRevoked(agentId) });
   // In cluster mode viewers follow the fleet bus (every controller's events); the local bus stays this controller's.
   const fleetBus = options.bus ? createEventBus({ log }) : null;
+  const followers = registerOperationRoutes(app, deps, bus, output, fleetBus);
   const viewers = registerEventsRoute(app, fleetBus ?? bus, log.child({ component: 'sse' }));
   const consoleFeed = createEventsSocket({ bus: fleetBus ?? bus, adminToken: config.adminToken, log: log.child({ component: 'events-ws' }) });
   // /metrics counts the viewers of both transports (SSE and the console's WebSocket) together.
@@ -219,7 +219,7 @@ export async function createController(options: CreateControllerOptions): Promis
     // After listen: the advertise URL defaults to the bound one, and no agent can connect before this.
     cluster = createCluster(
       { busUrl: options.bus, advertiseUrl: options.advertiseUrl ?? url, ...(options.clusterLimits ? { limits: options.clusterLimits } : {}) },
-      { hub, operations, audit, bus, fleetBus, readOutput: (id) => output.readText(id), log },
+      { hub, operations, audit, bus, fleetBus, readOutput: (id) => output.readText(id), endRevoked: (agentId) => hub.revoke(agentId), log },
     );
     deps.cluster = cluster;
     registerClusterMetrics(metrics.registry, cluster);

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { ControllerDeps } from '../types.js';
 import { validateOp } from '../ops/validate.js';
-import { listAgentViews, viewAgentDetail } from './views.js';
+import { listAgentViews, viewAgentDetail, type FleetPresence } from './views.js';
 
 const MAX_WAIT_SECONDS = 3600;
 
@@ -32,10 +32,17 @@ function signalOfClient(reply: FastifyReply): AbortSignal {
 export function registerAgentRoutes(app: FastifyInstance, deps: ControllerDeps): void {
   const { hub, operations, audit } = deps;
 
-  app.get('/api/agents', async () => listAgentViews(hub));
+  /** Cluster mode: the sessions other controllers hold, so this controller shows the whole fleet. */
+  async function fleetPresence(): Promise<FleetPresence | null> {
+    const cluster = deps.cluster;
+    if (!cluster) return null;
+    return { self: cluster.advertiseUrl, remote: await cluster.presence.remote() };
+  }
+
+  app.get('/api/agents', async () => listAgentViews(hub, await fleetPresence()));
 
   app.get<{ Params: { id: string } }>('/api/agents/:id', async (request) => {
-    const detail = await viewAgentDetail(hub, request.params.id);
+    const detail = await viewAgentDetail(hub, request.params.id, await fleetPresence(), async (id) => (await deps.store.agents.get(id))?.facts ?? null);
     if (!detail) throw new SeedwireError('SEEDWIRE_AGENT_UNKNOWN', `no agent ${request.params.id} has ever connected`);
     return detail;
   });

@@ -7,6 +7,8 @@ import type { Audit } from '../types.js';
 export interface IdentityRouteDeps {
   hub: Pick<ControllerHub, 'revoke' | 'readmit'>;
   audit: Audit;
+  /** Cluster mode: the revoked agent's session may be on another controller, which is told to end it. */
+  announceRevoked?: (agentId: string) => void;
 }
 
 export function registerIdentityRoutes(app: FastifyInstance, deps: IdentityRouteDeps): void {
@@ -16,6 +18,7 @@ export function registerIdentityRoutes(app: FastifyInstance, deps: IdentityRoute
       const agentId = request.params.id;
       try {
         const identity = await hub[action](agentId);
+        if (action === 'revoke') deps.announceRevoked?.(agentId);
         await audit.record({ actor: 'admin', agentId, action: `agent:${action}`, outcome: 'succeeded', params: { state: identity.state } });
         return { agentId, identity };
       } catch (error) {

@@ -98,7 +98,13 @@ function followOutput(res: ServerResponse, source: OutputSource, onEnd: () => vo
   return { stop: finish, started };
 }
 
-export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDeps, bus: SeedwireEventBus, output: OutputStore): OutputFollowers {
+/**
+ * `fleet`: cluster mode's fleet bus (every controller's events). Followers of an operation this
+ * controller's store has read it: with a shared store (PostgreSQL) the row and its output may be
+ * another controller's, whose chunks only the fleet bus carries (with their stored `end`, so the
+ * dedupe against the stored text holds); this controller's own events are on it too.
+ */
+export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDeps, bus: SeedwireEventBus, output: OutputStore, fleet: SeedwireEventBus | null = null): OutputFollowers {
   const { operations } = deps;
   const followers = new Set<() => void>();
 
@@ -141,7 +147,7 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
       remote?.close();
       return reply.type('text/plain; charset=utf-8').send(local ? await output.readText(local.id) : remote!.text);
     }
-    const source: OutputSource = local ? localSource(bus, output, local.id) : remoteSource(remote!);
+    const source: OutputSource = local ? localSource(fleet ?? bus, output, local.id) : remoteSource(remote!);
     reply.hijack();
     reply.raw.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
     const { stop, started } = followOutput(reply.raw, source, () => followers.delete(stop));
@@ -154,13 +160,16 @@ export function registerOperationRoutes(app: FastifyInstance, deps: ControllerDe
 
   app.post<{ Params: { id: string } }>('/api/operations/:id/cancel', async (request) => {
     const cluster = deps.cluster;
-    if (cluster && (await operations.get(request.params.id)) === null) {
+    const stored = cluster ? await operations.get(request.params.id) : null;
+    // Cluster mode: not in this store, or (a shared store) running on an agent another controller holds.
+    if (cluster && (stored === null || (stored.state === 'running' && !deps.hub.isConnected(stored.agentId)))) {
       // Routed from here: through its holder; otherwise whichever controller runs it.
       const routed = await cluster.routed.cancel(request.params.id, 'canceled by admin');
       if (routed !== null) return { operation: routed.state === 'running' ? await cluster.routed.wait(routed.id, 5_000) : routed };
       const remote = await cluster.lookup.cancel(request.params.id, 'canceled by admin');
-      if (remote === null) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${request.params.id}`);
-      return { operation: remote };
+      if (remote !== null) return { operation: remote };
+      // No controller holds its agent: as on one controller, it is ended here (the agent is not told).
+      if (stored === null) throw new SeedwireError('SEEDWIRE_NOT_FOUND', `no operation ${request.params.id}`);
     }
     const operation = await mustGet(request.params.id);
     if (operation.state !== 'running') return { operation };

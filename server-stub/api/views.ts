@@ -1,9 +1,31 @@
 /** JSON views of agents for the API and the event bus. */
 import type { Facts } from '../../shared/frames.js';
+import type { RemoteHeld } from '../cluster/presence.js';
 import type { AgentHub, AgentInfo } from '../hub/types.js';
 
-/** An agent as GET /api/agents shows it (README, "HTTP API"): the hub's record without internals. */
-export type AgentView = Omit<AgentInfo, 'clockSkewMs'>;
+/**
+ * An agent as GET /api/agents shows it (README, "HTTP API"): the hub's record without internals.
+ * In cluster mode also `holder`: the advertise URL of the controller holding its session (null: none).
+ */
+export type AgentView = Omit<AgentInfo, 'clockSkewMs'> & { holder?: string | null };
+
+/**
+ * Cluster mode: whom this controller is (its advertise URL) and the agents other controllers hold
+ * (cluster/presence.ts), so any controller shows the whole fleet's sessions.
+ */
+export interface FleetPresence {
+  self: string;
+  remote: Map<string, RemoteHeld>;
+}
+
+/** A row of this controller's hub seen with the fleet's sessions: connected when another controller holds it. */
+function withPresence(info: AgentInfo, hub: AgentHub, fleet: FleetPresence | null): AgentInfo & { holder?: string | null } {
+  if (fleet === null) return info;
+  if (hub.isConnected(info.id)) return { ...info, holder: fleet.self };
+  const remote = fleet.remote.get(info.id);
+  if (!remote) return { ...info, holder: null };
+  return { ...info, connected: true, connectedAt: remote.connectedAt ?? info.connectedAt, lastSeenAt: remote.lastSeenAt ?? info.lastSeenAt, clockSkewMs: remote.clockSkewMs, holder: remote.holder };
+}
 
 export interface PeerView {
   id: string;
@@ -19,7 +41,7 @@ export interface AgentDetailView extends AgentView {
   peers: { local: PeerView[]; remote: PeerView[] };
 }
 
-export function viewAgent(info: AgentInfo): AgentView {
+export function viewAgent(info: AgentInfo & { holder?: string | null }): AgentView {
   return {
     id: info.id,
     hostname: info.hostname,
@@ -30,11 +52,12 @@ export function viewAgent(info: AgentInfo): AgentView {
     version: info.version,
     capabilities: info.capabilities,
     ...(info.identity ? { identity: info.identity } : {}),
+    ...(info.holder === undefined ? {} : { holder: info.holder }),
   };
 }
 
-export async function listAgentViews(hub: AgentHub): Promise<AgentView[]> {
-  return (await hub.agents()).map(viewAgent);
+export async function listAgentViews(hub: AgentHub, fleet: FleetPresence | null = null): Promise<AgentView[]> {
+  return (await hub.agents()).map((info) => viewAgent(withPresence(info, hub, fleet)));
 }
 
 /** An agent as its `agent` events carry it: the detail without peers. */
@@ -57,10 +80,14 @@ export function agentEventView(info: AgentInfo, facts: Facts | null): AgentEvent
   return { ...viewAgent(info), clockSkewMs: info.clockSkewMs, facts };
 }
 
-/** GET /api/agents/:id: the agent, its facts, and its peers split by datacenter. */
-export async function viewAgentDetail(hub: AgentHub, id: string): Promise<AgentDetailView | null> {
-  const info = await hub.agent(id);
-  if (!info) return null;
+/**
+ * GET /api/agents/:id: the agent, its facts, and its peers split by datacenter. `storedFacts`: the
+ * facts the store last has (cluster mode: another controller's agent, whose facts this process never heard).
+ */
+export async function viewAgentDetail(hub: AgentHub, id: string, fleet: FleetPresence | null = null, storedFacts?: (id: string) => Promise<Facts | null>): Promise<AgentDetailView | null> {
+  const held = await hub.agent(id);
+  if (!held) return null;
+  const info = withPresence(held, hub, fleet);
   const local: PeerView[] = [];
   const remote: PeerView[] = [];
   for (const row of await hub.agents()) {
@@ -68,12 +95,13 @@ export async function viewAgentDetail(hub: AgentHub, id: string): Promise<AgentD
     const facts = hub.facts(row.id);
     const peer: PeerView = {
       id: row.id,
-      connected: hub.isConnected(row.id),
+      connected: hub.isConnected(row.id) || (fleet?.remote.has(row.id) ?? false),
       snapshotBackend: facts?.snapshotBackend ?? null,
       hasSnapshots: (facts?.snapshots.length ?? 0) > 0,
     };
     const sameDc = info.datacenter !== null && row.datacenter === info.datacenter;
     (sameDc ? local : remote).push(peer);
   }
-  return { ...viewAgent(info), clockSkewMs: info.clockSkewMs, facts: hub.facts(id), peers: { local, remote } };
+  const facts = hub.facts(id) ?? (storedFacts ? await storedFacts(id) : null);
+  return { ...viewAgent(info), clockSkewMs: info.clockSkewMs, facts, peers: { local, remote } };
 }

@@ -16,6 +16,7 @@ import { createHolder, type Holder } from './holder.js';
 import { CLUSTER_LIMITS, type ClusterLimits } from './limits.js';
 import { createBusLink, type BusLink } from './link.js';
 import { createLookup, type ClusterLookup } from './lookup.js';
+import { createPresence, type ClusterPresence } from './presence.js';
 import { createRoutedOps, type RoutedOps } from './routed.js';
 
 export interface ClusterOptions {
@@ -35,6 +36,8 @@ export interface ClusterDeps {
   /** What this controller's viewers follow: filled here with every controller's events. */
   fleetBus: SeedwireEventBus;
   readOutput(operationId: string): Promise<string>;
+  /** Ends this controller's session of an agent revoked on another controller (the hub's revoke). */
+  endRevoked(agentId: string): Promise<unknown>;
   log: Logger;
 }
 
@@ -47,6 +50,8 @@ export interface Cluster {
   readonly lookup: ClusterLookup;
   readonly holder: Holder;
   readonly events: EventsBridge;
+  /** Which other controller holds which agent (asked over the bus, for the API's agent views). */
+  readonly presence: ClusterPresence;
   /** Fails routed operations still waited on, stops answering for held agents, drains the link (idempotent). */
   close(): Promise<void>;
 }
@@ -101,6 +106,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     operations: deps.operations,
     audit: deps.audit,
     readOutput: deps.readOutput,
+    holds: (agentId) => deps.hub.isConnected(agentId),
     local: deps.bus,
     fleet: deps.fleetBus,
     log,
@@ -108,6 +114,8 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     maxMessageBytes: limits.maxMessageBytes,
   });
   const events = createEventsBridge({ link, controllerId, local: deps.bus, fleet: fleetBus, log, maxMessageBytes: limits.maxMessageBytes });
+  // A listing waits at most the lookup's bound; 250 ms of silence after an answer ends it early.
+  const presence = createPresence({ link, controllerId, advertiseUrl, hub: deps.hub, log, maxWaitMs: limits.lookupTimeoutMs, stallMs: 250, endRevoked: deps.endRevoked });
   const offHub = deps.hub.on((event) => {
     if (event.type === 'agent-connected') holder.hold(event.agent.id);
     else if (event.type === 'agent-disconnected') holder.release(event.agent.id);
@@ -122,6 +130,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     lookup,
     holder,
     events,
+    presence,
     close() {
       closing ??= (async () => {
         offHub();
@@ -129,6 +138,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
         holder.close();
         lookup.close();
         events.close();
+        presence.close();
         await link.close();
       })();
       return closing;

@@ -21,6 +21,8 @@ export interface LookupDeps {
   operations: OperationRunner;
   audit: Audit;
   readOutput(operationId: string): Promise<string>;
+  /** Whether this controller holds the agent's session now (with a shared store every controller has the row; only the holder may cancel). */
+  holds(agentId: string): boolean;
   /** This controller's own events (which output its answers cover). */
   local: SeedwireEventBus;
   /** Every controller's events (a follower of another controller's operation reads them). */
@@ -62,6 +64,7 @@ export function createLookup(deps: LookupDeps): ClusterLookup {
       if (request.requester === controllerId) return;
       const row = await operations.get(request.operationId);
       if (row === null) return;
+      if (verb === 'cancel' && row.state === 'running' && !deps.holds(row.agentId)) return;
       if (verb === 'cancel' && row.state === 'running') {
         await deps.audit.record({ actor: 'admin', agentId: row.agentId, action: 'cancel', params: { operationId: row.id, requester: request.requester }, outcome: 'requested' });
         await operations.cancel(row.id, request.reason ?? 'canceled by admin');

@@ -10,7 +10,9 @@ if (!url || !token || ids.length === 0 || !stateDir || !process.send) {
   process.exit(2);
 }
 runFleetClients({
-  url,
+  // Several controllers, comma-separated: the clients spread over them (fleet-client.ts).
+  url: url.includes(',') ? url.split(',') : url,
+  firstIndex: Number(process.env['FLEET_FIRST_INDEX'] ?? '0'),
   token,
   agentIds: ids,
   stateDir,

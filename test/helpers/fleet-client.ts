@@ -27,7 +27,10 @@ export type FleetMessage =
   | { type: 'trace'; counts: Record<string, number> };
 
 export interface FleetClientOptions {
-  url: string;
+  /** One controller URL, or several: each client's list then starts at its own (see `firstIndex`). */
+  url: string | string[];
+  /** With several URLs: the fleet-wide index of this process's first client; client k's list starts at URL k mod n and goes round. */
+  firstIndex?: number;
   token: string;
   agentIds: string[];
   /** Where each client keeps its state (a directory per agent id); startFleet's parent owns and removes it. */
@@ -72,7 +75,10 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
   const traced = options.trace ? countingLog((counts) => options.report({ type: 'trace', counts })) : null;
   const log = traced?.log ?? pino({ level: 'silent' });
   const stateBase = options.stateDir;
-  const links = options.agentIds.map((agentId) => {
+  const urls = typeof options.url === 'string' ? [options.url] : options.url;
+  // Spread over the controllers, each client failing over down the rest of the list (an agent's `controller` list).
+  const listOf = (k: number): string[] => urls.map((_, i) => urls[(k + i) % urls.length]!);
+  const links = options.agentIds.map((agentId, i) => {
     const stateDir = join(stateBase, agentId);
     mkdirSync(stateDir);
     const bootId = randomUUID();
@@ -80,7 +86,7 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
     // Results not yet acknowledged are re-sent on the next session, as the agent's ledger does.
     const unacked = new Map<string, ResultFrame>();
     return new Link({
-      controllers: [options.url],
+      controllers: listOf((options.firstIndex ?? 0) + i),
       socket: {},
       ca: undefined,
       identity: new AgentIdentity({ stateDir, agentId, enrollmentToken: options.token, log }),
@@ -147,8 +153,11 @@ export interface Fleet {
   stop(): Promise<void>;
 }
 
-/** Spawns `processes` children, each running its share of `count` clients named `${prefix}-${n}`. */
-export function startFleet(options: { url: string; token: string; count: number; processes: number; prefix: string; trace?: boolean }): Fleet {
+/**
+ * Spawns `processes` children, each running its share of `count` clients named `${prefix}-${n}`.
+ * Several URLs spread the clients: client n's controller list starts at URL n mod count and goes round.
+ */
+export function startFleet(options: { url: string | string[]; token: string; count: number; processes: number; prefix: string; trace?: boolean }): Fleet {
   let trace: Record<string, number> = {};
   const children: ChildProcess[] = [];
   const messages: FleetMessage[] = [];
@@ -166,7 +175,7 @@ export function startFleet(options: { url: string; token: string; count: number;
     if (mine.length === 0) continue;
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/fleet-child.ts'], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, FLEET_URL: options.url, FLEET_TOKEN: options.token, FLEET_IDS: mine.join(','), FLEET_STATE_DIR: stateDir, FLEET_TRACE: options.trace ? '1' : '' },
+      env: { ...process.env, FLEET_URL: typeof options.url === 'string' ? options.url : options.url.join(','), FLEET_FIRST_INDEX: String(p * share), FLEET_TOKEN: options.token, FLEET_IDS: mine.join(','), FLEET_STATE_DIR: stateDir, FLEET_TRACE: options.trace ? '1' : '' },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     child.on('message', (raw) => {
