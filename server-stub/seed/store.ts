@@ -220,18 +220,6 @@ export class SeedStore {
     return rows.map((row) => row.id);
   }
 
-  /**
-   * The URLs of controllers that hold a live lease on an unfinished seed of this agent (either
-   * side): the only places an agent may be asked to move to.
-   */
-  async liveOwnerUrls(agentId: string): Promise<string[]> {
-    const rows = await this.sql.all<{ owner_url: string }>(
-      `SELECT DISTINCT owner_url FROM seeds WHERE state IN ('pending', 'running') AND (source = ? OR target = ?) AND owner_url IS NOT NULL AND lease_expires_at >= ${nowMsSql(this.sql.dialect)}`,
-      [agentId, agentId],
-    );
-    return rows.map((row) => row.owner_url);
-  }
-
   /** How many seeds are in each state (for /metrics). */
   async countByState(): Promise<Array<{ state: string; n: number }>> {
     const rows = await this.sql.all<{ state: string; n: number | string }>('SELECT state, COUNT(*) AS n FROM seeds GROUP BY state');
