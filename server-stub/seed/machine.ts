@@ -276,7 +276,40 @@ export class SeedMachine {
     const missing = [...new Set([request.source, request.target])].filter((agentId) => !this.deps.hub.isConnected(agentId));
     if (missing.length === 0) return;
     const signal = AbortSignal.timeout(ownership.summonWaitMs);
-    await Promise.all(missing.map((agentId) => this.stageDeps.steps.waitForAgent(agentId, signal, ownership.summonWaitMs).catch(() => undefined)));
+    await Promise.all(
+      missing.map(async (agentId) => {
+        try {
+          await this.stageDeps.steps.waitForAgent(agentId, signal, ownership.summonWaitMs);
+          await this.waitForFacts(agentId, signal); // the prechecks read them; they follow the welcome
+        } catch {
+          // not here in time: the prechecks say which agent is missing
+        }
+      }),
+    );
+  }
+
+  /** Resolves once the agent has reported its facts to this controller; rejects when `signal` aborts. */
+  private waitForFacts(agentId: string, signal: AbortSignal): Promise<void> {
+    const { hub } = this.deps;
+    if (hub.facts(agentId) !== null) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        off();
+        signal.removeEventListener('abort', onAbort);
+      };
+      const onAbort = (): void => {
+        done();
+        reject(new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} reported no facts in time`));
+      };
+      const off = hub.on((event) => {
+        if (event.type === 'facts' && event.agentId === agentId) {
+          done();
+          resolve();
+        }
+      });
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   // ---- the stage loop ----------------------------------------------------------------------
