@@ -168,19 +168,33 @@ export class SeedMachine {
   // ---- leases (cluster mode) ---------------------------------------------------------------
 
   private async startLeases(leases: SeedLeases): Promise<void> {
-    for (const id of await leases.claimable()) {
-      if (this.closed) return;
-      await this.adopt(id, 'start');
-    }
     if (this.closed) return;
     const { leaseMs, sweepMs } = leases.ownership;
-    const renew = setInterval(() => void this.renewLeases(leases), Math.max(50, Math.floor(leaseMs / 3)));
+    let renewing = false;
+    const renew = setInterval(() => {
+      if (renewing) return; // a slow store: one renewal at a time
+      renewing = true;
+      void this.renewLeases(leases)
+        .catch((error: unknown) => this.deps.log.warn({ err: error }, 'seed lease renewal failed'))
+        .finally(() => {
+          renewing = false;
+        });
+    }, Math.max(50, Math.floor(leaseMs / 3)));
     // One seed per sweep, so several live controllers share a dead one's seeds between them.
     const sweep = setInterval(() => {
       this.sweeping = this.sweeping.then(() => this.sweepOnce(leases));
     }, sweepMs);
     for (const timer of [renew, sweep]) timer.unref();
     this.timers.push(renew, sweep);
+    try {
+      for (const id of await leases.claimable()) {
+        if (this.closed) return;
+        await this.adopt(id, 'start');
+      }
+    } catch (error) {
+      // The store is not answering: the sweeps take the seeds up once it does.
+      this.deps.log.warn({ err: error }, 'could not claim the unfinished seeds at start');
+    }
   }
 
   /** Renews every lease in one statement; stops the runs whose lease is gone, aborts those asked to. */
