@@ -116,6 +116,15 @@ export function createAgentSteps(hub: AgentHub, operations: OperationRunner, rec
     const onDisconnect = options.onDisconnect ?? 'wait';
     // A bulk call ('fail') is cancelled by any stop; a waiting one is only given up on shutdown.
     const stop = onDisconnect === 'wait' ? detachOnShutdown(signal) : null;
+    // A waiting step outlives a dropped link; in cluster mode the agent may come back to another
+    // controller, so while it is not here it is asked over again.
+    const summons =
+      stop && hooks
+        ? setInterval(() => {
+            if (!hub.isConnected(agentId)) void hooks.summon(agentId); // never rejects
+          }, hooks.summonEveryMs)
+        : undefined;
+    summons?.unref();
     try {
       const call = operations.run(agentId, op, params, {
         actor: `seed:${seedId}`,
@@ -130,6 +139,7 @@ export function createAgentSteps(hub: AgentHub, operations: OperationRunner, rec
       call.catch(() => undefined); // after a detach, the runner's and the hub's close settle it
       return (await Promise.race([call, stop.detached])).result;
     } finally {
+      clearInterval(summons);
       stop?.dispose();
     }
   }

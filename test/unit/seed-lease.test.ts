@@ -76,6 +76,36 @@ describe('seed leases', () => {
     expect(w.audits.filter((a) => a.action === 'seed.adopt')).toHaveLength(1);
   });
 
+  it('an agent that leaves during a waiting step (its link dropped, it redialed another controller) is summoned back', async () => {
+    const summoned: string[] = [];
+    world = createSeedWorld({
+      ownership: ownership('ctl-a', {
+        summonEveryMs: 20,
+        summon: async (agentId) => {
+          summoned.push(agentId);
+          w.hub.connect(agentId); // the holder moved it here
+        },
+      }),
+    });
+    const w = world;
+    let finalizing!: () => void;
+    const reached = new Promise<void>((resolve) => {
+      finalizing = resolve;
+    });
+    w.target.on('seed-finalize-target', (params) => {
+      finalizing();
+      // Still running on the agent when its link drops; the result comes after it is back.
+      return new Promise((resolve) => setTimeout(() => resolve({ started: params['startMysql'] === true, running: params['startMysql'] === true }), 100));
+    });
+    await w.machine.resumeUnfinished();
+    const { id } = await w.machine.create({ source: 'src', target: 'dst' });
+    await reached;
+    w.hub.disconnect('dst');
+    const seed = await settled(w, id);
+    expect(seed.state).toBe('succeeded');
+    expect(summoned).toContain('dst');
+  });
+
   it('an abort asked for through another controller reaches the owner at its next renewal', async () => {
     world = createSeedWorld({ ownership: ownership('ctl-a', { leaseMs: 300 }) });
     const w = world;
