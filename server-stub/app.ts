@@ -169,7 +169,8 @@ export async function createController(options: CreateControllerOptions): Promis
       });
   });
   let cluster: Cluster | null = null;
-  const deps: ControllerDeps = { store, hub, bus, audit, operations, log, config, cluster };
+  const startedHooks: Array<() => Promise<void> | void> = [];
+  const deps: ControllerDeps = { store, hub, bus, audit, operations, log, config, cluster, onStarted: (fn) => startedHooks.push(fn) };
 
   const app = Fastify({
     loggerInstance: log.child({ component: 'http' }),
@@ -224,6 +225,7 @@ export async function createController(options: CreateControllerOptions): Promis
     deps.cluster = cluster;
     registerClusterMetrics(metrics.registry, cluster);
   }
+  for (const hook of startedHooks) await hook();
 
   let closing: Promise<void> | null = null;
   async function drain(): Promise<void> {

@@ -60,6 +60,11 @@ export interface ControllerDeps {
   config: Readonly<ControllerConfig>;
   /** Cluster mode (`--bus`): routing to other controllers' agents; null for a single controller. */
   cluster?: Cluster | null;
+  /**
+   * Runs `fn` once the controller listens and its cluster link exists (its advertise URL is known),
+   * before createController resolves. Absent where a plugin is mounted outside createController.
+   */
+  onStarted?: (fn: () => Promise<void> | void) => void;
 }
 
 /**

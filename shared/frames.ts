@@ -143,6 +143,13 @@ export const CreditFrame = z.object({
   limit: z.number().int().nonnegative(),
 });
 
+/**
+ * Controller → agent (cluster mode): close this link and dial `url` next. The agent obeys only
+ * when `url` is one of its configured controllers, so a controller cannot send the agent's
+ * credential to a host of its choosing (docs/security.md).
+ */
+export const MoveFrame = z.object({ t: z.literal('move'), url: z.string().min(1).max(2048), reason: z.string().max(1024) });
+
 export const FrameSchema = z.discriminatedUnion('t', [
   HelloFrame,
   WelcomeFrame,
@@ -159,6 +166,7 @@ export const FrameSchema = z.discriminatedUnion('t', [
   PingFrame,
   PongFrame,
   CreditFrame,
+  MoveFrame,
 ]);
 
 export type Frame = z.infer<typeof FrameSchema>;
@@ -175,6 +183,7 @@ export type OutputFrame = z.infer<typeof OutputFrame>;
 export type ProgressFrame = z.infer<typeof ProgressFrame>;
 export type FactsFrame = z.infer<typeof FactsFrame>;
 export type CreditFrame = z.infer<typeof CreditFrame>;
+export type MoveFrame = z.infer<typeof MoveFrame>;
 export type FrameType = Frame['t'];
 
 /** WebSocket close codes used by seedwire (4000–4999 are application codes). */
@@ -188,4 +197,6 @@ export const CLOSE_CODES = {
   heartbeatTimeout: 4004,
   /** The agent's identity was refused at the hello (revoked, enrolled elsewhere, wrong certificate). */
   identityRefused: 4005,
+  /** The agent leaves for another of its controllers, as a move frame asked (cluster mode). */
+  moved: 4006,
 } as const;

@@ -10,6 +10,7 @@
  *   fleet flap.
  * - A Retry-After is remembered for the controller that sent it: that controller is not dialed
  *   again before it, while the others may be.
+ * - A move frame (cluster mode) names the next controller, but only one of this list (select).
  */
 import { SeedwireError } from '../../shared/errors.js';
 
@@ -36,6 +37,22 @@ export class ControllerList {
     return this.index;
   }
 
+  /**
+   * The position of `url` in the list, compared after normalising both (scheme and host case, a
+   * default port, a trailing slash); -1 when it is not one of them.
+   */
+  indexOf(url: string): number {
+    const wanted = normaliseControllerUrl(url);
+    if (wanted === null) return -1;
+    return this.urls.findIndex((candidate) => normaliseControllerUrl(candidate) === wanted);
+  }
+
+  /** The next dial goes to the URL at `index` (a move frame's controller). */
+  select(index: number): void {
+    if (index < 0 || index >= this.urls.length) throw new SeedwireError('SEEDWIRE_INTERNAL', `no controller at position ${index}`);
+    this.index = index;
+  }
+
   /** The current controller asked to be dialed again no sooner than `delayMs` from now. */
   holdOff(delayMs: number): void {
     this.notBefore[this.index] = Math.max(this.notBefore[this.index]!, this.now() + delayMs);
@@ -50,4 +67,17 @@ export class ControllerList {
   heldFor(): number {
     return Math.max(0, Math.ceil(this.notBefore[this.index]! - this.now()));
   }
+}
+
+/** A controller URL in one spelling (WHATWG URL: lower-case scheme and host, no default port), or null when it is not a URL. */
+export function normaliseControllerUrl(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  if (url.username !== '' || url.password !== '') return null;
+  const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
+  return `${url.protocol}//${url.host}${path}${url.search}`;
 }

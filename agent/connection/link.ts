@@ -106,6 +106,8 @@ export class Link {
   private current: Session | undefined;
   /** The URL the welcomed session is on. */
   private currentUrl: string | undefined;
+  /** Set by a move frame: the socket closing now is left for the selected controller, at once. */
+  private moving = false;
   /** For the local status file and endpoint (agent/status/). */
   readonly status: LinkStatus;
 
@@ -128,6 +130,29 @@ export class Link {
   /** The URL of the controller the welcomed session is on (data connections dial it), if any. */
   get controller(): string | undefined {
     return this.currentUrl;
+  }
+
+  /**
+   * A move frame: leave this controller for `url`, dialed at once. Obeyed only when `url` is one
+   * of the configured controllers (a controller must not be able to send this agent's credential
+   * to a host of its choosing); returns the refusal's reason, or null when obeyed or already there.
+   */
+  moveTo(url: string, reason: string): string | null {
+    const { log } = this.options;
+    const index = this.controllers.indexOf(url);
+    if (index < 0) {
+      log.warn({ to: url, reason, controllers: this.controllers.urls }, 'refused to move to a controller that is not in the configured list');
+      return `move refused: ${url} is not one of this agent's configured controllers`;
+    }
+    const ws = this.ws;
+    if (this.currentUrl !== undefined && this.controllers.indexOf(this.currentUrl) === index) return null;
+    if (!ws || !this.current) return null;
+    log.info({ from: this.currentUrl, to: this.controllers.urls[index], reason }, 'moving to another controller as asked');
+    this.controllers.select(index);
+    this.moving = true;
+    ws.close(CLOSE_CODES.moved, 'moving to another controller');
+    setTimeout(() => ws.terminate(), CLOSE_WAIT_MS).unref();
+    return null;
   }
 
   start(): void {
@@ -160,6 +185,12 @@ export class Link {
     while (!signal.aborted) {
       const outcome = await this.connectOnce(controllers.current);
       if (signal.aborted) break;
+      if (this.moving) {
+        // Asked to move: the selected controller next, now, without counting a failure.
+        this.moving = false;
+        this.backoff.recordConnection(outcome.healthyForMs);
+        continue;
+      }
       if (outcome.retryAfterMs !== null) {
         // Queued by the controller, not failed: it is not dialed again before it asked, and the
         // backoff does not escalate. Another controller may be tried sooner, after a fresh jitter

@@ -118,9 +118,12 @@ export function startDaemon(options: DaemonOptions): Daemon {
         facts.publishNow();
         dispatcher.deliverPending();
       },
-      onFrame: (frame) => {
+      onFrame: (frame, session) => {
         if (frame.t === 'credit') streams.handleCredit(frame);
-        else dispatcher.handleFrame(frame);
+        else if (frame.t === 'move') {
+          const refusal = link?.moveTo(frame.url, frame.reason) ?? null;
+          if (refusal !== null) session.send({ t: 'error', id: null, code: 'SEEDWIRE_OP_REFUSED', message: refusal });
+        } else dispatcher.handleFrame(frame);
       },
       onBinary: (data) => streams.handleBinary(data),
       onSessionEnd: () => streams.dispose(),

@@ -5,6 +5,7 @@
  * docs/scale-out.md ("The bus") lists the subjects, messages and failure modes.
  */
 import { randomBytes } from 'node:crypto';
+import { ErrorCode, NatsError } from 'nats';
 import type { Logger } from 'pino';
 import { SeedwireError } from '../../shared/errors.js';
 import type { SeedwireEventBus } from '../events/bus.js';
@@ -17,7 +18,9 @@ import { CLUSTER_LIMITS, type ClusterLimits } from './limits.js';
 import { createBusLink, type BusLink } from './link.js';
 import { createLookup, type ClusterLookup } from './lookup.js';
 import { createPresence, type ClusterPresence } from './presence.js';
+import { decodeMessage, encodeMessage, MoveReply, type MoveRequest } from './messages.js';
 import { createRoutedOps, type RoutedOps } from './routed.js';
+import { SUBJECTS } from './subjects.js';
 
 export interface ClusterOptions {
   /** nats://[user:pass@]host:port (comma-separated for several servers). */
@@ -41,6 +44,9 @@ export interface ClusterDeps {
   log: Logger;
 }
 
+/** How an agent sends itself to another controller: the result of `summon`. */
+export type SummonOutcome = 'here' | 'moved' | 'not-held' | 'refused' | 'unavailable';
+
 export interface Cluster {
   /** This process's name on the bus (fresh per start). */
   readonly controllerId: string;
@@ -52,8 +58,19 @@ export interface Cluster {
   readonly events: EventsBridge;
   /** Which other controller holds which agent (asked over the bus, for the API's agent views). */
   readonly presence: ClusterPresence;
+  /**
+   * Asks the controller holding the agent to send it here (a seed this controller drives needs
+   * it): 'moved' when the holder sent the agent a move frame. Never rejects; logs refusals.
+   */
+  summon(agentId: string): Promise<SummonOutcome>;
   /** Fails routed operations still waited on, stops answering for held agents, drains the link (idempotent). */
   close(): Promise<void>;
+}
+
+/** The URL agents dial for the controller advertising `advertiseUrl` (an http(s) origin): ws(s)://host:port/agent. */
+export function agentUrlOf(advertiseUrl: string): string {
+  const url = new URL(advertiseUrl);
+  return `${url.protocol === 'https:' ? 'wss:' : 'ws:'}//${url.host}/agent`;
 }
 
 /** Refuses an advertise URL peers could not use; the message names the flag. */
@@ -87,6 +104,8 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     log,
     aliveMs: limits.aliveMs,
     maxMessageBytes: limits.maxMessageBytes,
+    moveAgent: (agentId, url, reason) => deps.hub.move(agentId, agentUrlOf(url), reason),
+    memberTimeoutMs: limits.lookupTimeoutMs,
   });
   const routed = createRoutedOps({
     link,
@@ -121,6 +140,28 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     else if (event.type === 'agent-disconnected') holder.release(event.agent.id);
   });
 
+  async function summon(agentId: string): Promise<SummonOutcome> {
+    if (deps.hub.isConnected(agentId)) return 'here';
+    const nc = link.connection();
+    if (nc === null || nc.isClosed()) return 'unavailable';
+    const request: MoveRequest = { requester: controllerId, url: advertiseUrl, reason: 'a seed driven by this controller needs the agent' };
+    try {
+      const answer = await nc.request(SUBJECTS.agent(agentId, 'move'), encodeMessage(request), { timeout: limits.requestTimeoutMs });
+      const reply = decodeMessage(MoveReply, answer.data, 'move reply');
+      if (!reply.ok) {
+        log.warn({ agentId, code: reply.error.code, err: reply.error.message }, 'the agent holder refused to move the agent here');
+        return 'refused';
+      }
+      if (reply.moved) log.info({ agentId }, 'agent summoned from the controller holding it');
+      return reply.moved ? 'moved' : 'here';
+    } catch (error) {
+      // No responders: no controller holds the agent now; it is asked again while the seed waits.
+      if (error instanceof NatsError && error.code === ErrorCode.NoResponders) return 'not-held';
+      log.warn({ err: error, agentId }, 'could not summon the agent');
+      return 'unavailable';
+    }
+  }
+
   let closing: Promise<void> | null = null;
   return {
     controllerId,
@@ -131,6 +172,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     holder,
     events,
     presence,
+    summon,
     close() {
       closing ??= (async () => {
         offHub();

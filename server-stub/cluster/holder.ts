@@ -9,11 +9,25 @@
  */
 import type { NatsConnection, Msg, Subscription } from 'nats';
 import type { Logger } from 'pino';
+import type { z } from 'zod';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { OperationRunner } from '../ops/types.js';
 import type { Audit } from '../types.js';
 import type { BusLink } from './link.js';
-import { Claim, decodeMessage, encodeMessage, OperationRequest, StartRequest, toWireError, type OperationReply, type StreamMessage } from './messages.js';
+import {
+  Claim,
+  decodeMessage,
+  encodeMessage,
+  MemberReply,
+  MoveRequest,
+  OperationRequest,
+  StartRequest,
+  toWireError,
+  type MemberRequest,
+  type MoveReply,
+  type OperationReply,
+  type StreamMessage,
+} from './messages.js';
 import { SUBJECTS } from './subjects.js';
 
 export interface HolderDeps {
@@ -29,6 +43,13 @@ export interface HolderDeps {
   aliveMs: number;
   /** Largest message published (NATS's max_payload is 1 MiB by default); larger output chunks are split. */
   maxMessageBytes: number;
+  /**
+   * Sends the held agent a move frame to the controller at `advertiseUrl` (the hub turns it into
+   * the agent URL); false when the agent's session is not here (any more).
+   */
+  moveAgent(agentId: string, advertiseUrl: string, reason: string): boolean;
+  /** How long a controller is given to answer on its member subject. */
+  memberTimeoutMs: number;
 }
 
 export interface Holder {
@@ -63,6 +84,7 @@ export function createHolder(deps: HolderDeps): Holder {
   const held = new Map<string, Subscription | null>();
   const streams = new Set<() => void>();
   let claimSub: Subscription | null = null;
+  let memberSub: Subscription | null = null;
   let closed = false;
 
   function respond(msg: Msg, reply: unknown): void {
@@ -119,6 +141,28 @@ export function createHolder(deps: HolderDeps): Holder {
     });
   }
 
+  /**
+   * A seed's owner asks for the agent. Only to a live member of the cluster: the controller that
+   * advertises the URL must answer on its member subject (the agent checks its own list too).
+   */
+  async function serveMove(nc: NatsConnection, agentId: string, msg: Msg, request: MoveRequest): Promise<void> {
+    if (request.url === deps.advertiseUrl) {
+      respond(msg, { ok: true, moved: false } satisfies MoveReply);
+      return;
+    }
+    let member: MemberReply;
+    try {
+      const answer = await nc.request(SUBJECTS.member(request.url), encodeMessage({ requester: controllerId } satisfies z.infer<typeof MemberRequest>), { timeout: deps.memberTimeoutMs });
+      member = decodeMessage(MemberReply, answer.data, 'member reply');
+    } catch (error) {
+      throw new SeedwireError('SEEDWIRE_BAD_REQUEST', `move of agent ${agentId} refused: ${request.url} is not the advertise URL of a live controller of this cluster`, { cause: error });
+    }
+    if (member.url !== request.url) throw new SeedwireError('SEEDWIRE_BAD_REQUEST', `move of agent ${agentId} refused: ${request.url} answered as ${member.url}`);
+    const moved = held.has(agentId) && deps.moveAgent(agentId, request.url, request.reason);
+    log.info({ agentId, to: request.url, requester: request.requester, moved, reason: request.reason }, 'agent asked to move to another controller');
+    respond(msg, { ok: true, moved } satisfies MoveReply);
+  }
+
   async function serve(agentId: string, msg: Msg): Promise<void> {
     const verb = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
     const nc = link.connection();
@@ -126,6 +170,10 @@ export function createHolder(deps: HolderDeps): Holder {
     try {
       if (verb === 'start') {
         await serveStart(nc, agentId, msg, decodeMessage(StartRequest, msg.data, 'start request'));
+        return;
+      }
+      if (verb === 'move') {
+        await serveMove(nc, agentId, msg, decodeMessage(MoveRequest, msg.data, 'move request'));
         return;
       }
       const request = decodeMessage(OperationRequest, msg.data, `${verb} request`);
@@ -173,11 +221,18 @@ export function createHolder(deps: HolderDeps): Holder {
     held.delete(claim.agentId);
   }
 
+  /** Answers "is this URL a live controller?" for our own advertise URL. */
+  function onMemberRequest(msg: Msg): void {
+    if (msg.reply === undefined || msg.reply === '') return;
+    respond(msg, { controllerId, url: deps.advertiseUrl } satisfies MemberReply);
+  }
+
   /** First connect: subscribe what was held meanwhile. After a reconnect the client restores subscriptions itself. */
   link.onConnected(() => {
     const nc = link.connection();
     if (nc === null || closed) return;
     claimSub ??= nc.subscribe(SUBJECTS.claims, { callback: (error, msg) => (error ? log.warn({ err: error }, 'claim subscription error') : onClaim(msg)) });
+    memberSub ??= nc.subscribe(SUBJECTS.member(deps.advertiseUrl), { callback: (error, msg) => (error ? log.warn({ err: error }, 'member subscription error') : onMemberRequest(msg)) });
     for (const [agentId, sub] of held) if (sub === null) subscribeAgent(nc, agentId);
   });
 
@@ -202,6 +257,7 @@ export function createHolder(deps: HolderDeps): Holder {
       for (const sub of held.values()) sub?.unsubscribe();
       held.clear();
       claimSub?.unsubscribe();
+      memberSub?.unsubscribe();
       for (const stop of [...streams]) stop();
     },
   };

@@ -23,6 +23,17 @@ export interface ClusterLimits {
   keepEnded: number;
   /** Redial interval of the NATS client. */
   reconnectWaitMs: number;
+  /**
+   * A seed's lease (with a PostgreSQL store): renewed every third of it; a controller that stops
+   * renewing (dead, paused, cut off from the store) loses its seeds to another after this long.
+   */
+  seedLeaseMs: number;
+  /** Every controller looks for seeds whose lease expired this often (and adopts one per look). */
+  seedSweepMs: number;
+  /** A seed waiting for an agent held by another controller asks for it again this often. */
+  summonEveryMs: number;
+  /** A new seed waits this long for agents held by other controllers before its prechecks. */
+  summonWaitMs: number;
 }
 
 export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
@@ -36,4 +47,8 @@ export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
   maxOutputBytes: 1024 * 1024,
   keepEnded: 1_000,
   reconnectWaitMs: 1_000,
+  seedLeaseMs: 15_000,
+  seedSweepMs: 5_000,
+  summonEveryMs: 3_000,
+  summonWaitMs: 20_000,
 };

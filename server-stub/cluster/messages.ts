@@ -84,6 +84,22 @@ export type ClusterEvent = z.infer<typeof ClusterEvent>;
 export const Claim = z.object({ origin: Id, agentId: z.string().max(256), url: z.string().max(2048) });
 export type Claim = z.infer<typeof Claim>;
 
+/**
+ * A seed's owner → the agent's holder, on `seedwire.agent.<id>.move`: send the agent to `url` (the
+ * owner's advertise URL, http(s) origin). The holder moves it only to a live cluster member.
+ */
+export const MoveRequest = z.object({ requester: Id, url: z.string().min(1).max(2048), reason: z.string().max(1024) });
+export type MoveRequest = z.infer<typeof MoveRequest>;
+
+/** `moved`: the move frame was sent (false: the agent is already there or its link just ended). */
+export const MoveReply = z.union([z.object({ ok: z.literal(true), moved: z.boolean() }), z.object({ ok: z.literal(false), error: WireError })]);
+export type MoveReply = z.infer<typeof MoveReply>;
+
+/** On `seedwire.member.<url>`: the controller advertising that URL answers with its id. */
+export const MemberRequest = z.object({ requester: Id });
+export const MemberReply = z.object({ controllerId: Id, url: z.string().max(2048) });
+export type MemberReply = z.infer<typeof MemberReply>;
+
 export function encodeMessage(message: unknown): Uint8Array {
   return Buffer.from(JSON.stringify(message), 'utf8');
 }

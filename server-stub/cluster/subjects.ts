@@ -14,8 +14,8 @@ export function decodeAgentToken(token: string): string | null {
   return Buffer.from(token.slice(1), 'base64url').toString('utf8');
 }
 
-/** What the controller holding an agent answers: `start`, `cancel`, `get` (request/reply). */
-export type AgentVerb = 'start' | 'cancel' | 'get';
+/** What the controller holding an agent answers: `start`, `cancel`, `get`, `move` (request/reply). */
+export type AgentVerb = 'start' | 'cancel' | 'get' | 'move';
 
 export const SUBJECTS = {
   agent: (agentId: string, verb: AgentVerb): string => `${SUBJECT_ROOT}.agent.${encodeAgentToken(agentId)}.${verb}`,
@@ -29,6 +29,8 @@ export const SUBJECTS = {
   events: `${SUBJECT_ROOT}.events`,
   /** "I now hold agent X": an older holder stops answering for it. */
   claims: `${SUBJECT_ROOT}.presence.claim`,
+  /** Answered by the controller whose advertise URL this is (one base64url token): is it a live member? */
+  member: (advertiseUrl: string): string => `${SUBJECT_ROOT}.member.u${Buffer.from(advertiseUrl, 'utf8').toString('base64url')}`,
   /** A routed operation's output stream back to the requester. */
   stream: (controllerId: string, streamId: string): string => `${SUBJECT_ROOT}.stream.${controllerId}.${streamId}`,
 } as const;

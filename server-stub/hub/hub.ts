@@ -618,6 +618,13 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         listeners.delete(listener);
       };
     },
+    move(agentId, url, reason) {
+      const session = sessions.get(agentId);
+      if (!session) return false;
+      session.log.info({ to: url, reason }, 'asking the agent to move to another controller');
+      session.sender.sendFrame({ t: 'move', url, reason });
+      return true;
+    },
     setResumeHandler(handler) {
       resumeHandler = handler;
     },

@@ -85,6 +85,12 @@ export interface AgentHub {
   /** Resolves when the agent is connected (at once if it is); rejects when the signal aborts. */
   waitForAgent(agentId: string, signal?: AbortSignal): Promise<void>;
   on(listener: (event: HubEvent) => void): () => void;
+  /**
+   * Sends a connected agent a `move` frame: close this link and dial `url` next (cluster mode,
+   * docs/scale-out.md). The agent obeys only when `url` is one of its configured controllers.
+   * False when the agent is not connected here.
+   */
+  move(agentId: string, url: string, reason: string): boolean;
   /** Bulk stream relay: data frames `from` → `to`, credit frames `to` → `from`. */
   relay: StreamRelay;
 }

@@ -37,8 +37,27 @@ export interface AgentSteps {
   waitForAgent(agentId: string, signal: AbortSignal, waitMs?: number): Promise<void>;
 }
 
-/** Why a seed's run stops early: its own abort, or the controller shutting down (it resumes on the next start). */
-export type StopReason = 'abort' | 'shutdown';
+/**
+ * Why a seed's run stops early: its own abort, the controller shutting down (it resumes on the
+ * next start), or 'fenced': this controller no longer holds the seed's lease (cluster mode), so
+ * another controller drives it and this one must not touch its agents.
+ */
+export type StopReason = 'abort' | 'shutdown' | 'fenced';
+
+/** Stops that leave the seed to be resumed (here or elsewhere) rather than failed. */
+export function isDetachedStop(signal: AbortSignal): boolean {
+  return signal.aborted && (signal.reason === ('shutdown' satisfies StopReason) || signal.reason === ('fenced' satisfies StopReason));
+}
+
+/** Cluster mode's hooks into every step (seed/lease.ts); absent for a single controller. */
+export interface StepHooks {
+  /** Throws (and stops the seed's run) when this controller no longer holds the seed's lease. */
+  fence(seedId: string): Promise<void>;
+  /** Asks the controller holding the agent to send it here; never rejects. */
+  summon(agentId: string): Promise<void>;
+  /** How often a step waiting for an agent asks again. */
+  summonEveryMs: number;
+}
 
 /**
  * A step that waits is not cancelled on the agent when the controller shuts down: a cancel would
@@ -52,6 +71,8 @@ function detachOnShutdown(signal: AbortSignal): { signal: AbortSignal; detached:
   const detached = new Promise<never>((_resolve, reject) => {
     onStop = (): void => {
       if (signal.reason === ('shutdown' satisfies StopReason)) reject(new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down; the step continues on the agent'));
+      // The new owner re-sends the same call id: a cancel in the agent's ledger would answer it.
+      else if (signal.reason === ('fenced' satisfies StopReason)) reject(new SeedwireError('SEEDWIRE_CANCELED', 'fenced: another controller holds the seed now; the step continues on the agent'));
       else cancel.abort(signal.reason);
     };
     if (signal.aborted) onStop();
@@ -65,10 +86,18 @@ export function throwIfStopped(signal: AbortSignal): void {
   if (signal.aborted) throw new SeedwireError('SEEDWIRE_CANCELED', String(signal.reason));
 }
 
-export function createAgentSteps(hub: AgentHub, operations: OperationRunner, reconnectWaitMs: number): AgentSteps {
+export function createAgentSteps(hub: AgentHub, operations: OperationRunner, reconnectWaitMs: number, hooks: StepHooks | null = null): AgentSteps {
   async function waitForAgent(agentId: string, signal: AbortSignal, waitMs = reconnectWaitMs): Promise<void> {
     if (hub.isConnected(agentId)) return;
     const timeout = AbortSignal.timeout(waitMs);
+    // In cluster mode the agent may be held by another controller: ask it over, again while we
+    // wait (it may only reach a controller, or the bus come back, after the first ask).
+    let summons: NodeJS.Timeout | undefined;
+    if (hooks) {
+      void hooks.summon(agentId); // never rejects
+      summons = setInterval(() => void hooks.summon(agentId), hooks.summonEveryMs);
+      summons.unref();
+    }
     try {
       await hub.waitForAgent(agentId, AbortSignal.any([signal, timeout]));
     } catch (error) {
@@ -76,6 +105,8 @@ export function createAgentSteps(hub: AgentHub, operations: OperationRunner, rec
         throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} did not reconnect within ${Math.round(waitMs / 1000)} s`, { cause: error });
       }
       throw error;
+    } finally {
+      clearInterval(summons);
     }
   }
 
@@ -85,6 +116,15 @@ export function createAgentSteps(hub: AgentHub, operations: OperationRunner, rec
     const onDisconnect = options.onDisconnect ?? 'wait';
     // A bulk call ('fail') is cancelled by any stop; a waiting one is only given up on shutdown.
     const stop = onDisconnect === 'wait' ? detachOnShutdown(signal) : null;
+    // A waiting step outlives a dropped link; in cluster mode the agent may come back to another
+    // controller, so while it is not here it is asked over again.
+    const summons =
+      stop && hooks
+        ? setInterval(() => {
+            if (!hub.isConnected(agentId)) void hooks.summon(agentId); // never rejects
+          }, hooks.summonEveryMs)
+        : undefined;
+    summons?.unref();
     try {
       const call = operations.run(agentId, op, params, {
         actor: `seed:${seedId}`,
@@ -99,16 +139,23 @@ export function createAgentSteps(hub: AgentHub, operations: OperationRunner, rec
       call.catch(() => undefined); // after a detach, the runner's and the hub's close settle it
       return (await Promise.race([call, stop.detached])).result;
     } finally {
+      clearInterval(summons);
       stop?.dispose();
     }
   }
 
   async function step<N extends OpName>(agentId: string, op: N, params: OpParamsInput<N>, options: StepOptions<N>): Promise<OpResultOf<N>> {
     const { signal } = options;
-    if (options.onDisconnect === 'fail') return callOnce(agentId, op, params, options);
+    // Fencing: no step reaches an agent unless this controller still holds the seed's lease.
+    if (options.onDisconnect === 'fail') {
+      await hooks?.fence(options.seedId);
+      return callOnce(agentId, op, params, options);
+    }
     for (;;) {
       throwIfStopped(signal);
+      await hooks?.fence(options.seedId);
       await waitForAgent(agentId, signal, options.waitMs);
+      await hooks?.fence(options.seedId);
       try {
         return await callOnce(agentId, op, params, options);
       } catch (error) {

@@ -32,6 +32,9 @@ interface SeedRow {
   source_stopped: number;
   transfer: string | null;
   abort_requested: number;
+  owner: string | null;
+  owner_url: string | null;
+  lease_expires_at: number | null;
 }
 
 interface StageRow {
@@ -57,6 +60,33 @@ export type StoredTransfer = z.infer<typeof StoredTransferSchema>;
 
 export type NewSeed = Pick<SeedView, 'id' | 'source' | 'target' | 'method' | 'compression' | 'effectiveCompression' | 'startTarget' | 'maxBytesPerSec' | 'lanes' | 'bytesTotal'>;
 
+/** Who drives a seed (cluster mode): a controller's lease owner id and the URL agents reach it at. */
+export interface LeaseHolder {
+  owner: string;
+  ownerUrl: string | null;
+}
+
+/** A seed's lease as stored: `expiresAt` in ms since the epoch on the store's clock. */
+export interface SeedLease {
+  owner: string | null;
+  ownerUrl: string | null;
+  expiresAt: number | null;
+}
+
+/** A lease renewed or checked: the seed's id and whether an abort was asked for meanwhile (on any controller). */
+export interface HeldLease {
+  id: string;
+  abortRequested: boolean;
+}
+
+/**
+ * The store's clock as SQL, in ms since the epoch: PostgreSQL's own (every controller on the
+ * database then agrees on when a lease ends, whatever their clocks), SQLite's the process's.
+ */
+function nowMsSql(dialect: SqlExecutor['dialect']): string {
+  return dialect === 'postgres' ? `(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT` : `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`;
+}
+
 function now(): string {
   return new Date().toISOString();
 }
@@ -72,13 +102,29 @@ function attemptsShown(counter: number, lanes: number): number {
 export class SeedStore {
   constructor(private readonly sql: SqlExecutor) {}
 
-  async create(seed: NewSeed): Promise<void> {
+  /** `lease`: the seed is owned from its first row on (no other controller can claim it in between). */
+  async create(seed: NewSeed, lease: (LeaseHolder & { leaseMs: number }) | null = null): Promise<void> {
     const at = now();
     await this.sql.transaction(async (tx) => {
       await tx.run(
-        `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, lanes, state, stage, bytes_total, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'precheck', ?, ?)`,
-        [seed.id, seed.source, seed.target, seed.method, seed.compression, seed.effectiveCompression, seed.startTarget ? 1 : 0, seed.maxBytesPerSec, seed.lanes, seed.bytesTotal, at],
+        `INSERT INTO seeds (id, source, target, method, compression, effective_compression, start_target, max_bytes_per_sec, lanes, state, stage, bytes_total, created_at, owner, owner_url, lease_expires_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', 'precheck', ?, ?, ?, ?, ${lease ? `${nowMsSql(this.sql.dialect)} + ?` : 'NULL'})`,
+        [
+          seed.id,
+          seed.source,
+          seed.target,
+          seed.method,
+          seed.compression,
+          seed.effectiveCompression,
+          seed.startTarget ? 1 : 0,
+          seed.maxBytesPerSec,
+          seed.lanes,
+          seed.bytesTotal,
+          at,
+          lease?.owner ?? null,
+          lease?.ownerUrl ?? null,
+          ...(lease ? [lease.leaseMs] : []),
+        ],
       );
       for (const [ord, name] of SEED_STAGES.entries()) {
         await tx.run(`INSERT INTO seed_stages (seed_id, name, ord, state) VALUES (?, ?, ?, 'pending')`, [seed.id, name, ord]);
@@ -104,6 +150,74 @@ export class SeedStore {
   async activeFor(agentId: string): Promise<string | null> {
     const row = await this.sql.get<{ id: string }>(`SELECT id FROM seeds WHERE state IN ('pending', 'running') AND (source = ? OR target = ?) LIMIT 1`, [agentId, agentId]);
     return row?.id ?? null;
+  }
+
+  // ---- leases (cluster mode: several controllers on one store; docs/scale-out.md) ----------
+
+  /** The store's clock, ms since the epoch (PostgreSQL's on that engine). */
+  async clock(): Promise<number> {
+    const row = await this.sql.get<{ now: number | string }>(`SELECT ${nowMsSql(this.sql.dialect)} AS now`);
+    return Number(row?.now);
+  }
+
+  async lease(id: string): Promise<SeedLease | null> {
+    const row = await this.sql.get<Pick<SeedRow, 'owner' | 'owner_url' | 'lease_expires_at'>>(`SELECT owner, owner_url, lease_expires_at FROM seeds WHERE id = ?`, [id]);
+    return row ? { owner: row.owner, ownerUrl: row.owner_url, expiresAt: row.lease_expires_at === null ? null : Number(row.lease_expires_at) } : null;
+  }
+
+  /**
+   * Takes an unfinished seed's lease for `holder` when nobody holds it, `holder` already does, or
+   * the holder's lease has expired on the store's clock: one conditional UPDATE, so of controllers
+   * claiming together exactly one wins. Resolves with the lease as it was before (for the audit),
+   * or null when the claim lost.
+   */
+  async claimLease(id: string, holder: LeaseHolder, leaseMs: number): Promise<SeedLease | null> {
+    const before = await this.lease(id);
+    if (!before) return null;
+    const clock = nowMsSql(this.sql.dialect);
+    const { changes } = await this.sql.run(
+      `UPDATE seeds SET owner = ?, owner_url = ?, lease_expires_at = ${clock} + ?
+         WHERE id = ? AND state IN ('pending', 'running') AND (owner IS NULL OR owner = ? OR lease_expires_at IS NULL OR lease_expires_at < ${clock})`,
+      [holder.owner, holder.ownerUrl, leaseMs, id, holder.owner],
+    );
+    return changes === 1 ? before : null;
+  }
+
+  /**
+   * Extends one seed's lease if `owner` still holds it (the fencing check before a step): null
+   * when another controller took it. A lease that expired but nobody took is still this owner's.
+   */
+  async checkLease(id: string, owner: string, leaseMs: number): Promise<HeldLease | null> {
+    const row = await this.sql.get<{ id: string; abort_requested: number }>(
+      `UPDATE seeds SET lease_expires_at = ${nowMsSql(this.sql.dialect)} + ? WHERE id = ? AND owner = ? RETURNING id, abort_requested`,
+      [leaseMs, id, owner],
+    );
+    return row ? { id: row.id, abortRequested: row.abort_requested === 1 } : null;
+  }
+
+  /** Extends every unfinished seed's lease `owner` holds, in one statement; returns them. */
+  async renewLeases(owner: string, leaseMs: number): Promise<HeldLease[]> {
+    const rows = await this.sql.all<{ id: string; abort_requested: number }>(
+      `UPDATE seeds SET lease_expires_at = ${nowMsSql(this.sql.dialect)} + ? WHERE owner = ? AND state IN ('pending', 'running') RETURNING id, abort_requested`,
+      [leaseMs, owner],
+    );
+    return rows.map((row) => ({ id: row.id, abortRequested: row.abort_requested === 1 }));
+  }
+
+  /** Ends `owner`'s leases at once (a graceful stop): another controller may adopt them now. */
+  async releaseLeases(owner: string): Promise<number> {
+    const { changes } = await this.sql.run(`UPDATE seeds SET lease_expires_at = 0 WHERE owner = ? AND state IN ('pending', 'running')`, [owner]);
+    return changes;
+  }
+
+  /** Unfinished seeds `owner` may claim now (unowned, its own, or expired), oldest first. */
+  async claimable(owner: string): Promise<string[]> {
+    const clock = nowMsSql(this.sql.dialect);
+    const rows = await this.sql.all<{ id: string }>(
+      `SELECT id FROM seeds WHERE state IN ('pending', 'running') AND (owner IS NULL OR owner = ? OR lease_expires_at IS NULL OR lease_expires_at < ${clock}) ORDER BY created_at`,
+      [owner],
+    );
+    return rows.map((row) => row.id);
   }
 
   /** How many seeds are in each state (for /metrics). */

@@ -3,6 +3,7 @@ import type { SeedResult } from '../../shared/ops.js';
 import type { Logger } from 'pino';
 import type { EventBus } from '../events/types.js';
 import type { AgentHub } from '../hub/types.js';
+import type { SeedOwnership } from './lease.js';
 import type { SeedMethodName } from './methods/index.js';
 
 export type { SeedMethodName };
@@ -74,4 +75,6 @@ export interface SeedDeps {
   log: Logger;
   /** How long a seed waits for a disconnected agent before failing. */
   reconnectWaitMs?: number;
+  /** Cluster mode (several controllers on one store): seed leases; absent, this controller owns every seed. */
+  ownership?: SeedOwnership | null;
 }

@@ -147,6 +147,14 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'seeds.lanes: the transfer lanes a seed uses',
     up: `ALTER TABLE seeds ADD COLUMN lanes INTEGER NOT NULL DEFAULT 1;`,
   },
+  {
+    name: 'seed leases: owner, owner_url, lease_expires_at (which controller drives a seed; docs/scale-out.md)',
+    up: `
+  ALTER TABLE seeds ADD COLUMN owner TEXT;
+  ALTER TABLE seeds ADD COLUMN owner_url TEXT;
+  ALTER TABLE seeds ADD COLUMN lease_expires_at INTEGER;
+  `,
+  },
 ];
 
 /** The schema version this build writes. */

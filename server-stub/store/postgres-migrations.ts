@@ -125,6 +125,15 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   );
   `,
   },
+  {
+    // lease_expires_at: milliseconds since the epoch on the database's clock (never a controller's).
+    name: 'seed leases: owner, owner_url, lease_expires_at (which controller drives a seed)',
+    up: `
+  ALTER TABLE seeds ADD COLUMN owner TEXT;
+  ALTER TABLE seeds ADD COLUMN owner_url TEXT;
+  ALTER TABLE seeds ADD COLUMN lease_expires_at BIGINT;
+  `,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;

@@ -87,11 +87,12 @@ export function frameArb(avoidIds: readonly string[] = []): fc.Arbitrary<Frame> 
     fc.record({ t: fc.constant('ping' as const), ts: jsonNumber }),
     fc.record({ t: fc.constant('pong' as const), ts: jsonNumber }),
     fc.record({ t: fc.constant('credit' as const), stream: fc.nat({ max: 0xffffffff }), limit: nonNegInt }),
+    fc.record({ t: fc.constant('move' as const), url: fc.webUrl(), reason: text(200) }),
   ];
   return fc.oneof(...frames);
 }
 
-export const FRAME_TYPES = ['hello', 'welcome', 'call', 'result', 'error', 'cancel', 'ack', 'output', 'progress', 'facts', 'ping', 'pong', 'credit'] as const;
+export const FRAME_TYPES = ['hello', 'welcome', 'call', 'result', 'error', 'cancel', 'ack', 'output', 'progress', 'facts', 'ping', 'pong', 'credit', 'move'] as const;
 
 /** A JSON-ish value of any shape, including the awkward ones (huge numbers, deep arrays, __proto__ keys). */
 export const hostileValueArb: fc.Arbitrary<unknown> = fc.oneof(

@@ -433,6 +433,11 @@ export class MemoryHub implements AgentHub {
     return () => this.listeners.delete(listener);
   }
 
+  /** One controller in memory: there is nowhere to move an agent to. */
+  move(): boolean {
+    return false;
+  }
+
   /** The agent's link drops: bulk calls ('fail') end with SEEDWIRE_DISCONNECTED and the agent stops them. */
   disconnect(agentId: string): void {
     const agent = this.scripted.get(agentId);

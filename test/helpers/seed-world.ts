@@ -4,6 +4,7 @@
  * network. The agents answer every op a seed uses like healthy hosts; a test overrides the ops it
  * is about (`source.on(op, behaviour)`).
  */
+import type { SeedOwnership } from '../../server-stub/seed/lease.js';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import type { Facts } from '../../shared/frames.js';
@@ -58,6 +59,8 @@ export interface SeedWorldOptions {
   sourceRunning?: boolean;
   /** @default 5_000 ms */
   reconnectWaitMs?: number;
+  /** Cluster mode: the machine leases its seeds (seed/lease.ts). */
+  ownership?: SeedOwnership;
 }
 
 export function createSeedWorld(options: SeedWorldOptions = {}): SeedWorld {
@@ -88,6 +91,7 @@ export function createSeedWorld(options: SeedWorldOptions = {}): SeedWorld {
       },
       log,
       reconnectWaitMs: options.reconnectWaitMs ?? 5_000,
+      ownership: options.ownership ?? null,
     });
   };
 

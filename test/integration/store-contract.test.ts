@@ -63,6 +63,15 @@ const engines: Array<{ name: 'sqlite' | 'postgres'; skip: string | null; open: (
 
 const AT = '2026-01-01T00:00:00.000Z';
 
+/** `n` stores on one fresh PostgreSQL database. */
+async function openSharedPostgres(n: number): Promise<Store[]> {
+  const url = await freshPostgresUrl();
+  const opened: Store[] = [];
+  for (let i = 0; i < n; i++) opened.push(await openPostgresStore(url));
+  stores.push(...opened);
+  return opened;
+}
+
 describe.each(engines)('store contract: $name', ({ name, skip, open }) => {
   it.skipIf(skip !== null)('agents: upsert on hello, facts, last seen, list, count', async () => {
     const store = await open();
@@ -226,6 +235,63 @@ describe.each(engines)('store contract: $name', ({ name, skip, open }) => {
     expect(await store.operations.get('gone')).toBeNull();
     expect(await store.operations.get('kept')).not.toBeNull();
     expect((await store.audit.list(10)).map((row) => row.actor)).toEqual(['other', 'admin']);
+  });
+
+  it.skipIf(skip !== null)('seed leases: created owned, claimed only when free, expired or already held; renewed, checked, released', async () => {
+    const { seeds } = await open();
+    const seed = { source: 'src', target: 'dst', method: 'cold', compression: 'auto', effectiveCompression: 'none', startTarget: true, maxBytesPerSec: null, lanes: 1, bytesTotal: 10 } as const;
+    const a = { owner: 'ctl-a', ownerUrl: 'http://a:7070' };
+    const b = { owner: 'ctl-b', ownerUrl: 'http://b:7070' };
+    await seeds.create({ ...seed, id: 'owned' }, { ...a, leaseMs: 60_000 });
+    await seeds.create({ ...seed, id: 'free' });
+    const clock = await seeds.clock();
+    expect(Math.abs(clock - Date.now())).toBeLessThan(60_000);
+    expect((await seeds.lease('owned'))!.expiresAt).toBeGreaterThan(clock);
+    expect(await seeds.lease('free')).toEqual({ owner: null, ownerUrl: null, expiresAt: null });
+    expect(await seeds.claimable('ctl-b')).toEqual(['free']);
+    expect(await seeds.claimable('ctl-a')).toEqual(['owned', 'free']);
+
+    // A live lease of another owner is not taken; the owner's own claim just extends it.
+    expect(await seeds.claimLease('owned', b, 60_000)).toBeNull();
+    expect(await seeds.claimLease('owned', a, 60_000)).toMatchObject({ owner: 'ctl-a' });
+    expect(await seeds.claimLease('free', b, 60_000)).toEqual({ owner: null, ownerUrl: null, expiresAt: null });
+
+    // Renewal covers every unfinished seed of the owner in one statement, with abort requests.
+    await seeds.requestAbort('free');
+    expect(await seeds.renewLeases('ctl-b', 60_000)).toEqual([{ id: 'free', abortRequested: true }]);
+    expect(await seeds.checkLease('owned', 'ctl-a', 60_000)).toEqual({ id: 'owned', abortRequested: false });
+    expect(await seeds.checkLease('owned', 'ctl-b', 60_000)).toBeNull();
+
+    // Expired (a lease of -1 ms ends before now): anyone may claim it, and then the old owner is fenced.
+    await seeds.claimLease('owned', a, -1);
+    expect(await seeds.claimable('ctl-b')).toEqual(['owned', 'free']);
+    expect(await seeds.claimLease('owned', b, 60_000)).toMatchObject({ owner: 'ctl-a', ownerUrl: 'http://a:7070' });
+    expect(await seeds.checkLease('owned', 'ctl-a', 60_000)).toBeNull();
+    expect(await seeds.renewLeases('ctl-a', 60_000)).toEqual([]);
+
+    // Released on a graceful stop: claimable at once. Finished seeds are never claimed.
+    expect(await seeds.releaseLeases('ctl-b')).toBe(2);
+    expect(await seeds.claimable('ctl-c')).toEqual(['owned', 'free']);
+    await seeds.finish('free', 'aborted', null, null);
+    expect(await seeds.claimLease('free', a, 60_000)).toBeNull();
+    expect(await seeds.claimable('ctl-c')).toEqual(['owned']);
+  });
+
+  it.skipIf(skip !== null)('seed leases: of controllers claiming one expired lease together, exactly one wins (many rounds)', async () => {
+    // On PostgreSQL three stores (a pool each) on one database, as three controllers have.
+    const contenders = name === 'postgres' ? await openSharedPostgres(3) : [await open()];
+    const store = contenders[0]!;
+    const seed = { source: 'src', target: 'dst', method: 'cold', compression: 'auto', effectiveCompression: 'none', startTarget: true, maxBytesPerSec: null, lanes: 1, bytesTotal: 10 } as const;
+    for (let round = 0; round < 40; round++) {
+      const id = `race-${round}`;
+      await store.seeds.create({ ...seed, id }, { owner: 'dead', ownerUrl: null, leaseMs: -1 });
+      const claims = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => contenders[i % contenders.length]!.seeds.claimLease(id, { owner: `ctl-${i}`, ownerUrl: `http://c${i}:1` }, 60_000)),
+      );
+      const winners = claims.flatMap((claim, i) => (claim === null ? [] : [i]));
+      expect(winners).toHaveLength(1);
+      expect((await store.seeds.lease(id))!.owner).toBe(`ctl-${winners[0]}`);
+    }
   });
 
   it.skipIf(skip !== null)('admin token: generated once, the same afterwards', async () => {

@@ -55,6 +55,20 @@ describe('ControllerList', () => {
     expect(list.heldFor()).toBe(10_000);
   });
 
+  it('finds a move target only among its own URLs, compared after normalising', () => {
+    const list = new ControllerList(['wss://Ctl-1.Example:443/agent', 'ws://ctl-2:7070/agent/']);
+    expect(list.indexOf('wss://ctl-1.example/agent')).toBe(0);
+    expect(list.indexOf('WS://CTL-2:7070/agent')).toBe(1);
+    expect(list.indexOf('ws://ctl-2:7071/agent')).toBe(-1);
+    expect(list.indexOf('ws://ctl-2:7070/agent/x')).toBe(-1);
+    expect(list.indexOf('wss://ctl-1.example/agent?x=1')).toBe(-1);
+    expect(list.indexOf('wss://user:pw@ctl-1.example/agent')).toBe(-1);
+    expect(list.indexOf('not a url')).toBe(-1);
+    list.select(1);
+    expect(list.current).toBe('ws://ctl-2:7070/agent/');
+    expect(() => list.select(2)).toThrow(/no controller at position 2/);
+  });
+
   it('refuses an empty list', () => {
     expect(() => new ControllerList([])).toThrow(/config error at controller: must list at least one/);
   });
