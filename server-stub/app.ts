@@ -133,7 +133,10 @@ export async function createController(options: CreateControllerOptions): Promis
   const { agents, identities, output } = store;
   const bus = createEventBus({ log });
   const audit = createAudit(store.audit, bus);
+  // Cluster mode: the controllers sharing the store's fleet, heard over the bus (set below).
+  let controllersSharingFleet = (): number => 1;
   const hub = createAgentHub({
+    controllers: () => controllersSharingFleet(),
     credentials: { shared: config.agentToken, perAgent: config.agentTokens },
     timing: { heartbeatMs: config.heartbeatMs, deadAfterMs: config.deadAfterMs, handshakeTimeoutMs: config.handshakeTimeoutMs },
     agents,
@@ -223,6 +226,8 @@ export async function createController(options: CreateControllerOptions): Promis
       { hub, operations, audit, bus, fleetBus, readOutput: (id) => output.readText(id), endRevoked: (agentId) => hub.revoke(agentId), log },
     );
     deps.cluster = cluster;
+    const members = cluster.members;
+    controllersSharingFleet = () => members.count();
     registerClusterMetrics(metrics.registry, cluster);
   }
   for (const hook of startedHooks) await hook();

@@ -17,6 +17,7 @@ import { createHolder, type Holder } from './holder.js';
 import { CLUSTER_LIMITS, type ClusterLimits } from './limits.js';
 import { createBusLink, type BusLink } from './link.js';
 import { createLookup, type ClusterLookup } from './lookup.js';
+import { createMembers, type ClusterMembers } from './members.js';
 import { createPresence, type ClusterPresence } from './presence.js';
 import { decodeMessage, encodeMessage, MoveReply, type MoveRequest } from './messages.js';
 import { createRoutedOps, type RoutedOps } from './routed.js';
@@ -58,6 +59,8 @@ export interface Cluster {
   readonly events: EventsBridge;
   /** Which other controller holds which agent (asked over the bus, for the API's agent views). */
   readonly presence: ClusterPresence;
+  /** How many controllers share the fleet now (admission paces each by its share). */
+  readonly members: ClusterMembers;
   /**
    * Asks the controller holding the agent to send it here (a seed this controller drives needs
    * it): 'moved' when the holder sent the agent a move frame. Never rejects; logs refusals.
@@ -135,6 +138,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
   const events = createEventsBridge({ link, controllerId, local: deps.bus, fleet: fleetBus, log, maxMessageBytes: limits.maxMessageBytes });
   // A listing waits at most the lookup's bound; 250 ms of silence after an answer ends it early.
   const presence = createPresence({ link, controllerId, advertiseUrl, hub: deps.hub, log, maxWaitMs: limits.lookupTimeoutMs, stallMs: 250, endRevoked: deps.endRevoked });
+  const members = createMembers({ link, controllerId, advertiseUrl, log, announceMs: limits.memberAnnounceMs, expireMs: 3 * limits.memberAnnounceMs });
   const offHub = deps.hub.on((event) => {
     if (event.type === 'agent-connected') holder.hold(event.agent.id);
     else if (event.type === 'agent-disconnected') holder.release(event.agent.id);
@@ -172,6 +176,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     holder,
     events,
     presence,
+    members,
     summon,
     close() {
       closing ??= (async () => {
@@ -181,6 +186,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
         lookup.close();
         events.close();
         presence.close();
+        members.close();
         await link.close();
       })();
       return closing;

@@ -34,6 +34,11 @@ export interface ClusterLimits {
   summonEveryMs: number;
   /** A new seed waits this long for agents held by other controllers before its prechecks. */
   summonWaitMs: number;
+  /**
+   * Each controller announces itself this often; one not heard for three intervals no longer
+   * counts toward the controllers sharing the fleet (admission paces each by its share).
+   */
+  memberAnnounceMs: number;
 }
 
 export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
@@ -51,4 +56,5 @@ export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
   seedSweepMs: 5_000,
   summonEveryMs: 3_000,
   summonWaitMs: 20_000,
+  memberAnnounceMs: 2_000,
 };

@@ -10,7 +10,8 @@
  *
  *   rate = max(minPerSecond, fleetFraction × fleet × load)
  *
- * - `fleet` is the larger of the agents the store knows and the agents that want a session now
+ * - `fleet` is the larger of this controller's share of the agents the store knows (all of them
+ *   divided by the controllers sharing the store, in cluster mode) and the agents that want a session now
  *   (connected plus those holding a future slot of the virtual queue). The second term sizes a
  *   fleet the controller has never seen (a first start, a new data dir) by its own herd, so
  *   10,000 new agents are not paced as if they were 50.
@@ -48,6 +49,11 @@ export interface AdmissionProbes {
   knownAgents(): number;
   /** Agents with an open session. @default none */
   connectedAgents?(): number;
+  /**
+   * Controllers sharing the store's fleet now, this one included (cluster mode): each paces by
+   * its share, so N controllers together admit what one would. @default 1
+   */
+  controllers?(): number;
   /** The event loop's delay since the previous read, ms (p99). @default not measured: load stays 1 */
   eventLoopDelayMs?(): number;
 }
@@ -141,7 +147,7 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   function measure(at: number): void {
     if (at - measuredAt < CONTROLLER_LIMITS.fleetSizeTtlMs) return;
     measuredAt = at;
-    known = probe.knownAgents();
+    known = Math.ceil(probe.knownAgents() / Math.max(1, probe.controllers?.() ?? 1));
     connected = probe.connectedAgents?.() ?? 0;
     if (probe.eventLoopDelayMs) {
       delayMs = probe.eventLoopDelayMs();

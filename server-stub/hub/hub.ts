@@ -45,6 +45,8 @@ export interface HubOptions {
   log: Logger;
   /** Pacing of new sessions (server-stub/hub/admission.ts); defaults in ADMISSION_DEFAULTS. */
   admission?: Partial<AdmissionOptions>;
+  /** Controllers sharing the store's fleet (cluster mode), read by admission. @default 1 */
+  controllers?: () => number;
 }
 
 /**
@@ -125,6 +127,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     {
       knownAgents: () => knownAgents,
       connectedAgents: () => sessions.size,
+      controllers: () => options.controllers?.() ?? 1,
       eventLoopDelayMs() {
         const ms = loopDelay.percentile(99) / 1e6;
         loopDelay.reset();

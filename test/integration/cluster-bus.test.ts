@@ -135,6 +135,12 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
     for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
+  it('each controller counts the three sharing the fleet (admission paces each by a third)', async () => {
+    for (const c of controllers) {
+      await waitFor(() => c.deps.cluster?.members.count() === 3, { timeoutMs: 15_000, what: 'three controllers heard on the bus' });
+    }
+  });
+
   it("streams a routed operation's output live and returns its exit code", async () => {
     const [c1, , c3] = controllers as [Controller, Controller, Controller];
     const fifo = join(makeTempDir('seedwire-cluster-fifo-'), 'gate');

@@ -50,6 +50,22 @@ describe('admission pacing', () => {
     expect(admission.ratePerSecond()).toBe(10);
   });
 
+  it('paces each controller sharing the store by its share of the fleet, following how many share it', () => {
+    const c = clock();
+    let controllers = 3;
+    const admission = createAdmission({ knownAgents: () => 9_000, controllers: () => controllers }, { minPerSecond: 10, fleetFraction: 0.05 }, c.now);
+    // Three controllers on one store: each admits a third of what one alone would (450/s).
+    expect(admission.ratePerSecond()).toBe(150);
+    expect(Array.from({ length: 400 }, () => admission.admit()).filter((d) => d.admitted)).toHaveLength(150);
+    // One of them died: the two left share the fleet.
+    controllers = 2;
+    c.advance(1_000);
+    expect(admission.ratePerSecond()).toBe(225);
+    controllers = 0; // never below one controller
+    c.advance(1_000);
+    expect(admission.ratePerSecond()).toBe(450);
+  });
+
   it('sizes a fleet it has never seen by its herd: connected plus those holding a slot', () => {
     const c = clock();
     let connected = 0;
