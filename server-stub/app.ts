@@ -148,14 +148,15 @@ export async function createController(options: CreateControllerOptions): Promis
   });
   const operations = createOperationRunner({ hub, store, bus, audit, log: log.child({ component: 'ops' }) });
   hub.setResumeHandler((agentId, hello) => operations.prepareResume(agentId, hello));
-  // Events are published in the order the hub emitted them. A connect or disconnect carries its
-  // agent (identity included) and is published at once, before anything that follows it (its
-  // enrollment's audit row); facts and identity changes read the store, one view at a time, and
-  // what comes while one is read waits behind it.
+  // Events are published in the order the hub emitted them. A connect carries its agent (identity
+  // as read at the welcome) and is published at once, before anything that follows it (its
+  // enrollment's audit row). Disconnects, facts and identity changes read the store, one view at a
+  // time (a revoke ends the session: its identity read at the welcome is stale by then), and what
+  // comes while one is read waits behind it.
   let agentEvents: Promise<void> = Promise.resolve();
   let agentEventsWaiting = 0;
   hub.on((event) => {
-    if (event.type !== 'facts' && event.type !== 'identity' && event.agent.identity && agentEventsWaiting === 0) {
+    if (event.type === 'agent-connected' && event.agent.identity && agentEventsWaiting === 0) {
       bus.publish('agent', agentEventView(event.agent, hub.facts(event.agent.id)));
       return;
     }

@@ -169,11 +169,36 @@ describe.skipIf(skip !== null)('a seed survives the SIGKILL of the controller th
     const moves = (agent: AgentProcess): number => agent.logs.items.filter((l) => l.msg === 'moving to another controller as asked').length;
     const movesBefore = [moves(source), moves(target)];
 
+    // The controller the agents leave follows the seed on its own /api/events (the fleet's events).
+    const sseAbort = new AbortController();
+    const sse = await fetch(`${holder!.url}/api/events`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: sseAbort.signal });
+    expect(sse.status).toBe(200);
+    let sseText = '';
+    const reading = (async () => {
+      try {
+        for await (const chunk of sse.body!) sseText += Buffer.from(chunk as Uint8Array).toString('utf8');
+      } catch (error) {
+        if (!sseAbort.signal.aborted) throw error;
+      }
+    })();
+    const seedStatesSeen = (id: string): string[] =>
+      sseText
+        .split('\n\n')
+        .filter((block) => block.includes('event: seed\n') && block.includes(`"id":"${id}"`))
+        .map((block) => /"state":"([a-z]+)"/.exec(block)?.[1] ?? '?');
+
     const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'src', target: 'dst' });
     expect(created.status, JSON.stringify(created.body)).toBe(202);
     const seed = await seedUntilDone(created.body.seed.id);
     expect(seed.error).toBeNull();
     expect(seed.state).toBe('succeeded');
+    try {
+      await vi.waitFor(() => expect(seedStatesSeen(seed.id)).toContain('succeeded'), { timeout: 15_000, interval: 100 });
+      expect(seedStatesSeen(seed.id)).toContain('running');
+    } finally {
+      sseAbort.abort();
+      await reading;
+    }
     expect([moves(source), moves(target)]).toEqual([movesBefore[0]! + 1, movesBefore[1]! + 1]);
     expect(holderOf(source)).toBe(other);
     expect(holderOf(target)).toBe(other);
