@@ -4,38 +4,22 @@
  * run with plain `node`, completes a cold seed against a real controller. Then the zstd addon is
  * put beside a copy and a zstd seed runs too.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT, startAgent, stopAllAgents } from '../helpers/agent.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { seedApi } from '../helpers/seed-api.js';
+import { digestTree, serviceCommands } from '../helpers/tree.js';
 
 const TOKEN = 'bundle-token';
-
-function digestTree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out[relative(root, path)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(root);
-  return out;
-}
 
 function noNodeModulesAbove(dir: string): void {
   for (let at = dir; ; at = dirname(at)) {
     expect(existsSync(join(at, 'node_modules')), `${at}/node_modules must not exist`).toBe(false);
     if (dirname(at) === at) break;
   }
-}
-
-function serviceCommands(stateFile: string): Record<string, string> {
-  return { startCommand: `touch ${stateFile}`, stopCommand: `rm -f ${stateFile}`, statusCommand: `test -f ${stateFile}` };
 }
 
 describe('the bundled agent (dist/seedwire-agent.mjs)', () => {

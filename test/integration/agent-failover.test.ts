@@ -8,15 +8,16 @@
  * Both controllers admit the agents with per-agent tokens (`--agent-tokens`), as controllers that
  * share one store would: an identity valid on one is valid on the other.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeTempDir, spawnAgentCli, startAgent, stopAllAgents, type AgentProcess, type LogLine } from '../helpers/agent.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { seedApi } from '../helpers/seed-api.js';
+import { digestTree } from '../helpers/tree.js';
 
 const TOKENS: Record<string, string> = { fo: 'failover-token-fo', src: 'failover-token-src', dst: 'failover-token-dst' };
 /** Fast redials, so a test waits on events and not on a production backoff. */
@@ -189,19 +190,6 @@ describe('an agent with a list of controllers', () => {
     expect(stderr).toContain('config error at controller.1: must be a ws:// or wss:// URL');
   }, 30_000);
 });
-
-function digestTree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out[relative(root, path)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(root);
-  return out;
-}
 
 function metric(text: string, name: string): number {
   return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);

@@ -8,10 +8,10 @@
  * stay under two windows per lane. The "MySQL" service is a state file, the datadirs are
  * generated trees (as in seed-link-drop.test.ts).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import { startAgent, stopAllAgents, type AgentProcess } from '../helpers/agent.js';
@@ -20,29 +20,13 @@ import { startNatsServer, stopAllNatsServers, type NatsServer } from '../helpers
 import { missingPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
 import { missingTools } from '../helpers/requirements.js';
 import { resumedLanes, seedApi } from '../helpers/seed-api.js';
+import { digestTree, serviceCommands } from '../helpers/tree.js';
 
 const AGENT_TOKEN = 'failover-agent-token';
 const ADMIN_TOKEN = 'failover-admin-token';
 /** The receiver's window per lane (shared/limits.ts): a resume re-sends at most what was in flight. */
 const WINDOW = 16 * 1024 * 1024;
 const skip = missingTools(['nats-server']) ?? missingPostgres();
-
-function digestTree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out[relative(root, path)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(root);
-  return out;
-}
-
-function serviceCommands(stateFile: string): Record<string, string> {
-  return { startCommand: `touch ${stateFile}`, stopCommand: `rm -f ${stateFile}`, statusCommand: `test -f ${stateFile}` };
-}
 
 interface AuditRow {
   action: string;

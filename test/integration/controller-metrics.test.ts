@@ -12,12 +12,9 @@ import { makeTempDir, startAgent, stopAllAgents, type AgentProcess } from '../he
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { parsePrometheusText, sampleValue, type MetricFamily } from '../helpers/prometheus-text.js';
 import { seedApi } from '../helpers/seed-api.js';
+import { serviceCommands } from '../helpers/tree.js';
 
 const TOKEN = 'metrics-token';
-
-function serviceCommands(stateFile: string): Record<string, string> {
-  return { startCommand: `touch ${stateFile}`, stopCommand: `rm -f ${stateFile}`, statusCommand: `test -f ${stateFile}` };
-}
 
 describe('/metrics', () => {
   let controller: RunningController;

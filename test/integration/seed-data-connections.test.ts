@@ -3,34 +3,18 @@
  * bytes leave the control sockets, a stream token opens only its own stream's side once, a cut
  * data connection resumes the seed, and an op on the source answers promptly while it sends.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startAgent, stopAllAgents, type AgentProcess } from '../helpers/agent.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { seedApi, sendsOf } from '../helpers/seed-api.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { digestTree, serviceCommands } from '../helpers/tree.js';
 
 const TOKEN = 'data-connections-token';
-
-function digestTree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out[relative(root, path)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(root);
-  return out;
-}
-
-function serviceCommands(stateFile: string): Record<string, string> {
-  return { startCommand: `touch ${stateFile}`, stopCommand: `rm -f ${stateFile}`, statusCommand: `test -f ${stateFile}` };
-}
 
 function metric(text: string, name: string): number {
   return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);

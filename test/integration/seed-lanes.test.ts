@@ -4,37 +4,21 @@
  * One lane's relay stream is closed mid-way (its data path lost): that lane alone resumes from
  * its committed offset, the other lanes run once, and the result verifies.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiClient } from '../../client/api.js';
 import { createController, type Controller } from '../../server-stub/app.js';
 import { createSeedPlugin } from '../../server-stub/seed/plugin.js';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import { startAgent, stopAllAgents } from '../helpers/agent.js';
+import { digestTree, serviceCommands } from '../helpers/tree.js';
 
 const AGENT_TOKEN = 'lanes-agent-token';
 const ADMIN_TOKEN = 'lanes-admin-token';
 const MiB = 1024 * 1024;
-
-function digestTree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out[relative(root, path)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(root);
-  return out;
-}
-
-function serviceCommands(stateFile: string): Record<string, string> {
-  return { startCommand: `touch ${stateFile}`, stopCommand: `rm -f ${stateFile}`, statusCommand: `test -f ${stateFile}` };
-}
 
 interface StepJson {
   id: string;

@@ -4,35 +4,19 @@
  * committed offset and ends with an identical tree. Real controller and agent processes; the
  * "MySQL" service is a state file, the datadirs are generated trees.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import { startAgent, stopAllAgents, type AgentProcess } from '../helpers/agent.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { resumedLanes, seedApi } from '../helpers/seed-api.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { digestTree, serviceCommands } from '../helpers/tree.js';
 
 const TOKEN = 'link-drop-token';
-
-function digestTree(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else out[relative(root, path)] = createHash('sha256').update(readFileSync(path)).digest('hex');
-    }
-  };
-  walk(root);
-  return out;
-}
-
-function serviceCommands(stateFile: string): Record<string, string> {
-  return { startCommand: `touch ${stateFile}`, stopCommand: `rm -f ${stateFile}`, statusCommand: `test -f ${stateFile}` };
-}
 
 describe('a seed survives its target agent losing the link', () => {
   let dir: string;

@@ -13,12 +13,9 @@ import { INCOMPLETE_MARKER } from '../../shared/ops.js';
 import { startAgent, stopAllAgents } from '../helpers/agent.js';
 import { startController, stopAllControllers, type RunningController } from '../helpers/controller.js';
 import { seedApi } from '../helpers/seed-api.js';
+import { serviceCommands } from '../helpers/tree.js';
 
 const TOKEN = 'midway-token';
-
-function serviceCommands(stateFile: string): Record<string, string> {
-  return { startCommand: `touch ${stateFile}`, stopCommand: `rm -f ${stateFile}`, statusCommand: `test -f ${stateFile}` };
-}
 
 describe('a target server started during the transfer', () => {
   let dir: string;
