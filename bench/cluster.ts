@@ -24,6 +24,7 @@ import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js'
 import { freePort } from '../test/helpers/cluster.js';
 import { ensureNofile, hostnameOnce, latencyOf, type FleetLatency } from './fleet.js';
 import { makeTemp, onCleanup, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { NODE_FLAGS } from '../shared/node-flags.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
@@ -114,7 +115,7 @@ async function startMember(n: number, agentToken: string, adminToken: string, st
   const proc = spawnTracked(
     `cluster-controller-${n}`,
     process.execPath,
-    [join(ROOT, 'dist/server-stub/main.js'), '--listen', `127.0.0.1:${port}`, '--advertise-url', url, '--data-dir', dataDir, '--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token')],
+    [...NODE_FLAGS, join(ROOT, 'dist/server-stub/main.js'), '--listen', `127.0.0.1:${port}`, '--advertise-url', url, '--data-dir', dataDir, '--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token')],
     // The store and bus URLs in the environment, as docs/scale-out.md recommends (the store's carries a password).
     { cwd: ROOT, env: childEnv({ SEEDWIRE_STORE: store, SEEDWIRE_BUS: bus }) },
   );

@@ -16,6 +16,7 @@ import { ApiClient } from '../client/api.js';
 import { runCommand } from '../agent/exec/run.js';
 import { rawSpawnEchoHi, startBenchSpawner } from './command-latency.js';
 import { cleanupAll, makeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { NODE_FLAGS } from '../shared/node-flags.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const N = Number(process.env['N'] || 300);
@@ -61,14 +62,14 @@ async function main(): Promise<void> {
   const dir = makeTemp('seedwire-breakdown-');
   writeFileSync(join(dir, 'agent-token'), agentToken, { mode: 0o600 });
   writeFileSync(join(dir, 'admin-token'), adminToken, { mode: 0o600 });
-  const ctl = spawnTracked('controller', process.execPath, [join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dir, '--agent-token-file', join(dir, 'agent-token'), '--admin-token-file', join(dir, 'admin-token')]);
+  const ctl = spawnTracked('controller', process.execPath, [...NODE_FLAGS, join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dir, '--agent-token-file', join(dir, 'agent-token'), '--admin-token-file', join(dir, 'admin-token')]);
   const url = String((await ctl.waitForRecord((r) => r['msg'] === 'listening', 20_000))['url']);
   const client = new ApiClient({ baseUrl: url, token: adminToken });
   const agent = (id: string, advanced: Record<string, unknown>): Tracked => {
     const file = join(dir, `${id}.json`);
     const config = { controller: `${url.replace(/^http/, 'ws')}/agent`, token: agentToken, id, stateDir: join(dir, id), customCommands: { hi: 'echo hi' }, advanced: { startupJitterMs: 0, ...advanced } };
     writeFileSync(file, JSON.stringify(config));
-    return spawnTracked(id, process.execPath, [join(ROOT, 'dist/agent/main.js'), '--config', file]);
+    return spawnTracked(id, process.execPath, [...NODE_FLAGS, join(ROOT, 'dist/agent/main.js'), '--config', file]);
   };
   const withSpawner = agent('with-spawner', {});
   const without = agent('no-spawner', { spawner: false });

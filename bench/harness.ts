@@ -18,6 +18,7 @@ import type { RssTriple, SeedRun } from './results.js';
 /** SEEDWIRE_BENCH_DATA_CONNECTIONS=0: agents keep seed bytes on their control links, as before data connections (before/after runs in one build). */
 const DATA_CONNECTIONS = process.env['SEEDWIRE_BENCH_DATA_CONNECTIONS'] !== '0';
 import { latencyStats, round, type Interval, type LatencyStats } from './targets.js';
+import { NODE_FLAGS } from '../shared/node-flags.js';
 
 export const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 export const MB = 1e6;
@@ -80,8 +81,12 @@ export async function measureLatency(n: number, warmup: number, once: () => Prom
 
 // ---- tar | nc ---------------------------------------------------------------------------------
 
-/** `plain`: `tar | nc`; `zstd`: `tar | zstd -1 | nc | zstd -d | tar`. */
-export type PipeKind = 'plain' | 'zstd';
+/**
+ * `plain`: `tar | nc`; `zstd`: `tar | zstd -1 | nc | zstd -d | tar`; `relay`: `tar | nc` into a
+ * `socat` relay on the same machine that forwards to `nc | tar` (the shape of a relayed seed:
+ * one more socket hop in each direction, what every byte through the controller also pays).
+ */
+export type PipeKind = 'plain' | 'zstd' | 'relay';
 
 async function listening(port: number): Promise<boolean> {
   return execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' }).includes('LISTEN');
@@ -94,18 +99,26 @@ async function listening(port: number): Promise<boolean> {
  */
 export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: string; target: string }>, timeoutMs: number): Promise<Interval[]> {
   const receivers: Tracked[] = [];
+  const relays: Tracked[] = [];
   const ports: number[] = [];
-  for (const [i, { target }] of copies.entries()) {
-    mkdirSync(target, { recursive: true });
-    const port = await freePort();
-    ports.push(port);
-    const unpack = kind === 'zstd' ? `zstd -d -q -c | tar -x -C ${shq(target)}` : `tar -x -C ${shq(target)}`;
-    receivers.push(spawnTracked(`nc-listen-${i}`, 'bash', ['-c', `nc -l 127.0.0.1 ${port} </dev/null | ${unpack}`], { env: childEnv() }));
-  }
   try {
-    for (const port of ports) await waitUntil(`nc to listen on ${port}`, 10_000, () => listening(port), 20);
+    for (const [i, { target }] of copies.entries()) {
+      mkdirSync(target, { recursive: true });
+      const port = await freePort();
+      const unpack = kind === 'zstd' ? `zstd -d -q -c | tar -x -C ${shq(target)}` : `tar -x -C ${shq(target)}`;
+      receivers.push(spawnTracked(`nc-listen-${i}`, 'bash', ['-c', `nc -l 127.0.0.1 ${port} </dev/null | ${unpack}`], { env: childEnv() }));
+      await waitUntil(`nc to listen on ${port}`, 10_000, () => listening(port), 20);
+      if (kind !== 'relay') {
+        ports.push(port);
+        continue;
+      }
+      const relayPort = await freePort();
+      relays.push(spawnTracked(`relay-${i}`, 'socat', [`TCP-LISTEN:${relayPort},bind=127.0.0.1,reuseaddr`, `TCP:127.0.0.1:${port}`], { env: childEnv() }));
+      await waitUntil(`socat to listen on ${relayPort}`, 10_000, () => listening(relayPort), 20);
+      ports.push(relayPort);
+    }
   } catch (error) {
-    await Promise.allSettled(receivers.map((r) => stopTracked(r, 1_000)));
+    await Promise.allSettled([...receivers, ...relays].map((r) => stopTracked(r, 1_000)));
     throw error;
   }
   const runs = copies.map(async ({ source }, i) => {
@@ -123,6 +136,7 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
     return { startMs, endMs };
   });
   const settled = await Promise.allSettled(runs);
+  await Promise.allSettled(relays.map((r) => stopTracked(r, 1_000)));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
   return settled.map((s) => (s as PromiseFulfilledResult<Interval>).value);
@@ -155,6 +169,7 @@ export async function startController(name: string, profileDir: string | null = 
     name,
     process.execPath,
     [
+      ...NODE_FLAGS,
       ...profileArgs(profileDir),
       join(ROOT, 'dist/server-stub/main.js'),
       '--listen',
@@ -178,7 +193,7 @@ export function startAgent(name: string, config: Record<string, unknown>, profil
   const dir = makeTemp(`seedwire-benchrun-${name}-`);
   const file = join(dir, 'agent.json');
   writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000, dataConnections: DATA_CONNECTIONS } }, null, 2));
-  return spawnTracked(name, process.execPath, [...profileArgs(profileDir), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
+  return spawnTracked(name, process.execPath, [...NODE_FLAGS, ...profileArgs(profileDir), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
 }
 
 /** A mysql section whose "service" is a flag file outside the datadir: running while it exists. */

@@ -28,6 +28,7 @@
  * this section alone and prints its JSON.
  */
 import { execFileSync } from 'node:child_process';
+import { NODE_FLAGS } from '../shared/node-flags.js';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -213,7 +214,7 @@ async function startController(ctx: LinksContext, address: string): Promise<Cont
   writeFileSync(join(dataDir, 'admin-token'), adminToken, { mode: 0o600 });
   const args = [join(ctx.root, 'dist/server-stub/main.js'), '--listen', `${address}:0`, '--data-dir', dataDir];
   args.push('--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token'));
-  const proc = spawnTracked('links-controller', process.execPath, args, { cwd: ctx.root, env: childEnv() });
+  const proc = spawnTracked('links-controller', process.execPath, [...NODE_FLAGS, ...args], { cwd: ctx.root, env: childEnv() });
   const record = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
   const url = String(record['url']);
   return { proc, port: Number(new URL(url).port), client: new ApiClient({ baseUrl: url, token: adminToken }), agentToken };
@@ -230,7 +231,7 @@ function startAgentIn(ctx: LinksContext, ns: Netns, id: string, controllerUrl: s
   const config = { controller: controllerUrl, token, id, stateDir: join(dir, 'state'), mysql, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000 } };
   writeFileSync(file, JSON.stringify(config, null, 2));
   // `ip netns exec` execs in place: the tracked pid is the agent's own (its CPU time is the agent's).
-  return spawnTracked(id, 'ip', ['netns', 'exec', ns.name, process.execPath, join(ctx.root, 'dist/agent/main.js'), '--config', file], { cwd: ctx.root, env: childEnv() });
+  return spawnTracked(id, 'ip', ['netns', 'exec', ns.name, process.execPath, ...NODE_FLAGS, join(ctx.root, 'dist/agent/main.js'), '--config', file], { cwd: ctx.root, env: childEnv() });
 }
 
 // ---- the proxy's ceiling ----------------------------------------------------------------------

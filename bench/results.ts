@@ -94,6 +94,11 @@ export function makeResults(env: BenchEnv) {
       tarZstdNcMBps: null as number | null,
       tarZstdNcSeconds: null as number | null,
       zstdRatio: null as number | null,
+      /** `tar | nc` through a socat relay on this machine, and the seed against it (not a target: where a relayed design tops out here). */
+      tarNcRelayMBps: null as number | null,
+      tarNcRelaySeconds: null as number | null,
+      relayCeiling: null as number | null,
+      relayRatio: null as number | null,
       runs: [] as SeedRun[],
     },
     parallel: {

@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { ApiClient, ApiError, type SeedView } from '../client/api.js';
 import { createMariaDB, type MariaDB } from '../test/helpers/mariadb.js';
+import { NODE_FLAGS } from '../shared/node-flags.js';
 
 const root = resolve(import.meta.dirname, '..');
 const demoDir = resolve(process.env['SEEDWIRE_DEMO_DIR'] ?? `${root}/.seedwire/demo`);
@@ -27,7 +28,7 @@ function say(line: string): void {
 /** Starts a node process from dist/, resolving with the first log record that matches. */
 function startProcess(name: string, args: string[], ready: (rec: Record<string, unknown>) => boolean): Promise<{ child: ChildProcess; record: Record<string, unknown> }> {
   const logFile = `${demoDir}/${name}.log`;
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  const child = spawn(process.execPath, [...NODE_FLAGS, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   children.push(child);
   const log: string[] = [];
   return new Promise((resolvePromise, reject) => {

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 /**
  * `npx seedwire-controller`: parses flags (env as fallback), starts the controller, drains on
  * SIGTERM/SIGINT. Bad flags: one line on stderr and exit code 2.

@@ -1,7 +1,9 @@
 /**
  * What a DBA would script instead of seedwire, on the same dataset: `tar | nc` and
  * `tar | zstd -1 | nc | zstd -d | tar` between two local directories over loopback, best of two
- * each. The seed sections compare against these.
+ * each. The seed sections compare against these. Also `tar | nc` through a `socat` relay on the
+ * same machine: the ceiling of any design whose bytes cross a third process (the controller),
+ * reported beside the seed (`seed.relayCeiling`), not judged.
  */
 import { join } from 'node:path';
 import { compareTrees } from '../dataset.js';
@@ -43,6 +45,15 @@ export const baselineSection: BenchSection = {
         ctx.results.seed.tarNcSyncMBps = round(bytes / MB / (best.seconds + best.syncSeconds));
       } catch (error) {
         ctx.fail('tar|nc', error);
+      }
+      try {
+        const a = await copyOnce(ctx, 'relay', work, false);
+        const b = await copyOnce(ctx, 'relay', work, false);
+        const best = Math.min(a.seconds, b.seconds);
+        ctx.results.seed.tarNcRelaySeconds = round(best, 2);
+        ctx.results.seed.tarNcRelayMBps = round(bytes / MB / best);
+      } catch (error) {
+        ctx.fail('tar|nc through a relay', error);
       }
       try {
         const a = await copyOnce(ctx, 'zstd', work, false);

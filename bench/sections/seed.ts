@@ -100,6 +100,8 @@ async function measure(ctx: BenchContext): Promise<string | null> {
         ctx.fail('seed (none)', error);
       }
       r.seed.ratio = ratio(r.seed.seedwireMBps, r.seed.tarNcMBps);
+      r.seed.relayCeiling = ratio(r.seed.tarNcRelayMBps, r.seed.tarNcMBps);
+      r.seed.relayRatio = ratio(r.seed.seedwireMBps, r.seed.tarNcRelayMBps);
     }
 
     // Peak RSS of the zstd seed alone, when the kernel lets us reset VmHWM.

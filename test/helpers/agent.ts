@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Waitable } from './wait.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 
 export const PROJECT_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -57,7 +58,7 @@ export function makeTempDir(prefix = 'seedwire-test-'): string {
 
 /** Spawns the agent CLI with the given argv (for flag and config error tests). */
 export function spawnAgentCli(args: string[], env: Record<string, string> = {}, prefix: string[] = []): ChildProcess {
-  const argv = [...prefix, process.execPath, '--import', 'tsx', 'agent/main.ts', ...args];
+  const argv = [...prefix, process.execPath, ...NODE_FLAGS, '--import', 'tsx', 'agent/main.ts', ...args];
   return spawn(argv[0]!, argv.slice(1), {
     cwd: PROJECT_ROOT,
     env: { ...process.env, SEEDWIRE_AGENT_TOKEN: '', ...env },

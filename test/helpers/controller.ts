@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const live = new Set<ChildProcess>();
@@ -62,7 +63,7 @@ export async function startController(options: StartControllerOptions, ownsDir?:
   const createdDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'seedwire-ctl-'));
   const owns = ownsDir ?? createdDir;
-  const args = ['--import', 'tsx', 'server-stub/main.ts', '--listen', options.listen ?? '127.0.0.1:0', '--data-dir', dataDir];
+  const args = [...NODE_FLAGS, '--import', 'tsx', 'server-stub/main.ts', '--listen', options.listen ?? '127.0.0.1:0', '--data-dir', dataDir];
   args.push(...(options.extraArgs ?? []));
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   for (const name of ['SEEDWIRE_ADMIN_TOKEN', 'SEEDWIRE_AGENT_TOKEN', 'SEEDWIRE_DATA_DIR', 'SEEDWIRE_STORE']) if (!options.env?.[name]) delete env[name];

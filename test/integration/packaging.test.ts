@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readConfigFile, validateConfig } from '../../agent/config/load.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 import { PROJECT_ROOT } from '../helpers/agent.js';
 import { missingTools } from '../helpers/requirements.js';
 
@@ -57,6 +58,21 @@ describe('packaging', () => {
     const controller = unitText('seedwire-controller.service');
     expect(controller).toMatch(/^EnvironmentFile=\/etc\/seedwire\/controller\.env$/m);
     expect(controller).toMatch(/^ProtectSystem=strict$/m);
+  });
+
+  it('the units and the shebangs of both daemons start node with the V8 flags of shared/node-flags.ts, and the shebang runs', () => {
+    const flags = NODE_FLAGS.join(' ');
+    expect(flags).not.toBe('');
+    for (const name of UNITS) expect(/^ExecStart=(.*)$/m.exec(unitText(name))?.[1]).toMatch(new RegExp(`^/usr/bin/node ${flags} /`));
+    for (const entry of ['agent/main.ts', 'server-stub/main.ts']) {
+      const shebang = readFileSync(join(PROJECT_ROOT, entry), 'utf8').split('\n')[0] ?? '';
+      expect(shebang).toBe(`#!/usr/bin/env -S node ${flags}`);
+      // What the kernel does with the line (env splits it with -S); node refuses an unknown flag.
+      const argv = shebang.slice(2).split(' ').filter((part) => part !== '');
+      const res = spawnSync(argv[0] ?? '', [...argv.slice(1), '-p', 'process.execArgv.filter((a) => a.startsWith("--initial")).join(" ")'], { encoding: 'utf8', timeout: 30_000 });
+      expect(res.stderr).toBe('');
+      expect(res.stdout.trim()).toBe(flags);
+    }
   });
 
   it('the example agent config is valid and reads its token from the unit credential', () => {
