@@ -14,6 +14,7 @@ import { build } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ZSTD_ADDON = 'seedwire-zstd.node';
+const BLAKE3_ADDON = 'seedwire-blake3.node';
 
 /** zstd-napi's binding.js picks a build dir at run time; in the bundle it loads the copy beside it. */
 const zstdAddonBeside = {
@@ -59,9 +60,22 @@ export async function buildAgentBundle(outdir = join(root, 'dist')) {
     logLevel: 'warning',
   });
   await chmod(outfile, 0o755);
-  const addon = createRequire(join(root, 'package.json')).resolve('zstd-napi/build/Release/binding.node');
+  const requireHere = createRequire(join(root, 'package.json'));
+  const addon = requireHere.resolve('zstd-napi/build/Release/binding.node');
   await copyFile(addon, join(out, ZSTD_ADDON));
-  return { outfile, addon: join(out, ZSTD_ADDON) };
+  // BLAKE3 (agent/transfer/content-hash.ts loads it from beside the bundle): @napi-rs/blake-hash's
+  // prebuilt addon for this platform, installed by npm as an optional dependency.
+  const platformPackage = `@napi-rs/blake-hash-${process.platform}-${process.arch}${process.platform === 'linux' ? '-gnu' : ''}`;
+  let blake3 = null;
+  try {
+    const pkgPath = requireHere.resolve(`${platformPackage}/package.json`);
+    const { main } = JSON.parse(await readFile(pkgPath, 'utf8'));
+    await copyFile(join(dirname(pkgPath), main), join(out, BLAKE3_ADDON));
+    blake3 = join(out, BLAKE3_ADDON);
+  } catch (err) {
+    console.warn(`build-dist: no BLAKE3 addon for this platform (${platformPackage}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}); agents from this bundle hash with SHA-256`);
+  }
+  return { outfile, addon: join(out, ZSTD_ADDON), blake3 };
 }
 
 function mib(bytes) {
@@ -71,9 +85,10 @@ function mib(bytes) {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     const { values } = parseArgs({ options: { outdir: { type: 'string' } }, strict: true });
-    const { outfile, addon } = await buildAgentBundle(values.outdir);
+    const { outfile, addon, blake3 } = await buildAgentBundle(values.outdir);
     console.log(`${outfile}  ${mib((await stat(outfile)).size)}  (runs with plain node, no node_modules)`);
     console.log(`${addon}  ${mib((await stat(addon)).size)}  (optional: zstd compression; keep it beside the bundle)`);
+    if (blake3) console.log(`${blake3}  ${mib((await stat(blake3)).size)}  (optional: BLAKE3 content hashes, faster seeds; keep it beside the bundle)`);
   } catch (err) {
     console.error(`build-dist: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);

@@ -35,6 +35,11 @@ export const PUBLIC_OP_PARAMS = {
 } as const;
 
 export const CodecSchema = z.enum(CODECS);
+/** The hash of each file's content in a tree seed (agent/transfer/content-hash.ts); absent: sha256. */
+export const ContentHashSchema = z.enum(['sha256', 'blake3']);
+export type ContentHashName = z.infer<typeof ContentHashSchema>;
+/** In the hello's capabilities: this agent hashes seed content with BLAKE3 when a seed step asks for it. */
+export const CONTENT_HASH_BLAKE3_CAPABILITY = 'content-hash-blake3';
 /** The hot-backup tools a `backup` seed can use (agent config `backup.tool`). */
 export const BackupToolSchema = z.enum(['mariabackup', 'xtrabackup']);
 
@@ -69,6 +74,8 @@ export const INTERNAL_OP_PARAMS = {
       data: DataTicketSchema.optional(),
       /** This stream is one lane of a seed over several (its own checkpoint); absent: the one lane. */
       lane: LaneSchema.optional(),
+      /** How file contents are hashed (a tree stream); sent only to agents that offer BLAKE3; absent: sha256. */
+      contentHash: ContentHashSchema.optional(),
     })
     .strict(),
   /** Source: send the seed stream from `offset`, never past the credit `limit`. */
@@ -86,6 +93,8 @@ export const INTERNAL_OP_PARAMS = {
       data: DataTicketSchema.optional(),
       /** Send only this lane's part of the tree; absent: the whole tree. */
       lane: LaneSchema.optional(),
+      /** How file contents are hashed (a tree stream); sent only to agents that offer BLAKE3; absent: sha256. */
+      contentHash: ContentHashSchema.optional(),
     })
     .strict(),
   /** Target: compare digests, fix ownership, drop identity/pid/socket files, remove the marker, maybe start MySQL. */

@@ -24,6 +24,8 @@ import { ConnectionStreamPort } from '../streams/port.js';
 import { Dispatcher } from './dispatcher.js';
 import { FactsPublisher } from './facts.js';
 import { Ledger } from './ledger.js';
+import { blake3Available } from '../transfer/content-hash.js';
+import { CONTENT_HASH_BLAKE3_CAPABILITY } from '../../shared/ops.js';
 
 export interface DaemonOptions {
   config: AgentConfig;
@@ -95,7 +97,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
     agentId: config.id,
     hostname: config.hostname,
     version: VERSION,
-    capabilities: dataConnections ? [...registry.keys(), DATA_CONNECTIONS_CAPABILITY] : [...registry.keys()],
+    capabilities: [...registry.keys(), ...(dataConnections ? [DATA_CONNECTIONS_CAPABILITY] : []), ...(blake3Available() ? [CONTENT_HASH_BLAKE3_CAPABILITY] : [])],
     datacenter: config.datacenter,
     bootId,
     clock: Date.now(),

@@ -9,7 +9,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
-import { INCOMPLETE_MARKER, INTERNAL_OP_PARAMS, type OpParams, type SendSummary } from '../../shared/ops.js';
+import { ContentHashSchema, INCOMPLETE_MARKER, INTERNAL_OP_PARAMS, type OpParams, type SendSummary } from '../../shared/ops.js';
 import type { MysqlConfig } from '../config/schema.js';
 import { resolveTiming } from '../connection/timing.js';
 import { commandFailed } from '../exec/failure.js';
@@ -210,7 +210,8 @@ async function receiveSeedTree(ctx: OpContext<'seed-receive'>, mysql: MysqlConfi
 async function receiveLane(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, params: ReceiveParams): Promise<OpResult<'seed-receive'>> {
   const deps = guardDeps(ctx, mysql);
   const { lane } = params;
-  const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume, ...(lane ? { lane } : {}) });
+  const contentHash = params.contentHash ?? 'sha256';
+  const checkpoint = await openCheckpoint({ stateDir: ctx.config.stateDir, seedId: params.seedId, resume: params.resume, contentHash, ...(lane ? { lane } : {}) });
   if (checkpoint.discarded) ctx.log.warn({ seedId: params.seedId, lane: lane?.index, reason: checkpoint.discarded }, 'seed-receive starts over: its resume point cannot be used');
   const port = ctx.streams.openReceive(params.stream, params.data);
   try {
@@ -233,6 +234,7 @@ async function receiveLane(ctx: OpContext<'seed-receive'>, mysql: MysqlConfig, p
         signal,
         ...(params.maxBytes === undefined ? {} : { maxBytes: params.maxBytes }),
         allowExternalSymlinks: ctx.config.receive?.allowExternalSymlinks ?? false,
+        contentHash,
         onStart: (offset) => progress.start(offset),
         onProgress: (latest) => progress.update(latest),
       }),
@@ -281,7 +283,8 @@ async function receiveBackupStream(ctx: OpContext<'seed-receive'>, mysql: MysqlC
 /** seed-send of a tree seed (datadir or mounted snapshot), from the receiver's offset. */
 async function sendSeedTree(ctx: OpContext<'seed-send'>, params: SendParams): Promise<OpResult<'seed-send'>> {
   if (params.source.kind === 'backup') throw new SeedwireError('SEEDWIRE_INTERNAL', 'a backup source is sent as a stream');
-  const cache = hashCachePath(ctx.config.stateDir, params.seedId, params.lane?.index);
+  const contentHash = params.contentHash ?? 'sha256';
+  const cache = hashCachePath(ctx.config.stateDir, params.seedId, params.lane?.index, contentHash);
   await mkdir(ctx.config.stateDir, { recursive: true });
   const source = await acquireSource(ctx.config, params.source.kind, ctx.signal);
   return withSendPort(ctx, params, source.release, async (port, onProgress) => {
@@ -293,10 +296,12 @@ async function sendSeedTree(ctx: OpContext<'seed-send'>, params: SendParams): Pr
       ...(params.maxBytesPerSec ? { maxBytesPerSec: params.maxBytesPerSec } : {}),
       signal: ctx.signal,
       hashCachePath: cache,
+      contentHash,
       ...(params.lane ? { lane: params.lane } : {}),
       onProgress,
     });
-    await rm(cache, { force: true });
+    // Both kinds: an earlier attempt may have hashed with the other one.
+    await Promise.all(ContentHashSchema.options.map((name) => rm(hashCachePath(ctx.config.stateDir, params.seedId, params.lane?.index, name), { force: true })));
     const binlog = params.source.kind === 'datadir' ? await readBinlogCoordinates(source.root) : null;
     return binlog ? { ...summary, binlog } : summary;
   });

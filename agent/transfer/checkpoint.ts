@@ -27,7 +27,7 @@ import { z } from 'zod';
 import { SeedwireError } from '../../shared/errors.js';
 import { combineLaneSummaries, type Lane } from '../../shared/lanes.js';
 import { LIMITS } from '../../shared/limits.js';
-import { INCOMPLETE_MARKER } from '../../shared/ops.js';
+import { ContentHashSchema, INCOMPLETE_MARKER, type ContentHashName } from '../../shared/ops.js';
 import { syncDirectory } from '../mysql/marker.js';
 import { TreeDigest, type DigestEntry, type TreeSummary } from './format.js';
 
@@ -57,6 +57,8 @@ const StateSchema = z.object({
   updatedAt: z.string(),
   /** The seed's lane count, on a lane's state (absent: a one-lane seed). */
   lanes: z.number().int().min(2).optional(),
+  /** How the ledger's and the current file's contents were hashed (absent: sha256). */
+  contentHash: ContentHashSchema.optional(),
 });
 const LedgerEntrySchema = z.object({ path: z.string(), size: Count, sha256: z.string().regex(/^[0-9a-f]{64}$/), range: RangeSchema.optional() });
 
@@ -84,6 +86,8 @@ export interface CheckpointOptions {
   resume: boolean;
   /** Which lane of a seed over several lanes; absent for a one-lane seed. */
   lane?: Lane;
+  /** How this attempt hashes file contents; a stored point hashed otherwise is not resumed. @default 'sha256' */
+  contentHash?: ContentHashName;
   /** Stream bytes between background commits. @default LIMITS.windowInitialBytes */
   commitEveryBytes?: number;
   /** Files written but not yet durable that force a commit. @default 64 */
@@ -126,7 +130,7 @@ async function readTextOrNull(path: string): Promise<string | null> {
   }
 }
 
-async function readStored(stateDir: string, seedId: string, lane?: Lane): Promise<Stored | null> {
+async function readStored(stateDir: string, seedId: string, lane?: Lane, contentHash?: ContentHashName): Promise<Stored | null> {
   const paths = pathsOf(stateDir, lane);
   const text = await readTextOrNull(paths.state);
   if (text === null) return null;
@@ -143,6 +147,10 @@ async function readStored(stateDir: string, seedId: string, lane?: Lane): Promis
   }
   const state = parsed.data;
   if (state.seedId !== seedId || (state.lanes ?? null) !== paths.lanes) return null;
+  // The ledger's hashes and the current file's re-hash on resume are of one kind: an attempt with the other starts over.
+  if (contentHash !== undefined && (state.contentHash ?? 'sha256') !== contentHash) {
+    throw unreadable(paths.state, `it was hashed with ${state.contentHash ?? 'sha256'} and this attempt uses ${contentHash}`);
+  }
   if (state.current && state.current.position > state.current.size) throw unreadable(paths.state, `the resume point of ${state.current.path} is past its size`);
   const ledger = (await readTextOrNull(paths.ledger)) ?? '';
   const entries: DigestEntry[] = [];
@@ -266,7 +274,7 @@ export async function openCheckpoint(options: CheckpointOptions): Promise<Receiv
   let discarded: string | null = null;
   if (options.resume) {
     try {
-      const stored = await readStored(stateDir, options.seedId, options.lane);
+      const stored = await readStored(stateDir, options.seedId, options.lane, options.contentHash ?? 'sha256');
       if (stored) {
         await truncate(pathsOf(stateDir, options.lane).ledger, stored.ledgerBytes).catch((error: unknown) => {
           if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
@@ -374,7 +382,17 @@ export class ReceiveCheckpoint {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       const { seedId, stateDir, lane } = this.options;
-      const state = { version: 1 as const, seedId, committed: point.committed, current: point.current, ledgerEntries, done, updatedAt: new Date().toISOString() };
+      const contentHash = this.options.contentHash ?? 'sha256';
+      const state = {
+        version: 1 as const,
+        seedId,
+        committed: point.committed,
+        current: point.current,
+        ledgerEntries,
+        done,
+        updatedAt: new Date().toISOString(),
+        ...(contentHash === 'sha256' ? {} : { contentHash }),
+      };
       await writeState(stateDir, lane ? { ...state, lanes: lane.count } : state, lane);
       this.committedOffset = Math.max(this.committedOffset, point.committed);
     })();

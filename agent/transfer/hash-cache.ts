@@ -8,10 +8,14 @@ import { createHash } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileHandle } from 'node:fs/promises';
+import type { ContentHashName } from './content-hash.js';
 
-/** Where a seed's hash cache lives in the agent's stateDir (seed ids are free text, so hashed); one per lane. */
-export function hashCachePath(stateDir: string, seedId: string, lane?: number): string {
-  const name = `seed-send-${createHash('sha256').update(seedId).digest('hex').slice(0, 24)}`;
+/**
+ * Where a seed's hash cache lives in the agent's stateDir (seed ids are free text, so hashed); one
+ * per lane, and one per content hash (an attempt with the other hash must not use its entries).
+ */
+export function hashCachePath(stateDir: string, seedId: string, lane?: number, contentHash: ContentHashName = 'sha256'): string {
+  const name = `seed-send-${createHash('sha256').update(seedId).digest('hex').slice(0, 24)}${contentHash === 'sha256' ? '' : `-${contentHash}`}`;
   return join(stateDir, lane === undefined ? name : `${name}-lane${lane}`);
 }
 

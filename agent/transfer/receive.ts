@@ -19,6 +19,7 @@ import { CreditWindow, isFatalReceiveError, receiveStopError } from './credit.js
 import { SeedStreamDecoder, type SeedEvent } from './decoder.js';
 import { dataLength, type DataHeader, type TreeSummary } from './format.js';
 import { TreeWriter } from './tree-writer.js';
+import type { ContentHashName } from './content-hash.js';
 
 export interface ReceiveProgress {
   /** Stream bytes written (what credit is granted against). */
@@ -46,6 +47,8 @@ export interface ReceiveTreeOptions {
   maxBytes?: number;
   /** Accept symlinks pointing outside `root` (agent config receive.allowExternalSymlinks). */
   allowExternalSymlinks?: boolean;
+  /** How file contents are hashed (the seed's choice; the checkpoint must have been opened with the same); default sha256. */
+  contentHash?: ContentHashName;
 }
 
 /**
@@ -81,7 +84,7 @@ class TreeReceiver {
 
   constructor(private readonly options: ReceiveTreeOptions) {
     this.checkpoint = options.checkpoint;
-    this.writer = new TreeWriter(options.root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false });
+    this.writer = new TreeWriter(options.root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false, contentHash: options.contentHash ?? 'sha256' });
     const maxBytes = options.windowMaxBytes ?? perLaneWindowMax(options.checkpoint.lane?.count ?? 1);
     this.credit = new CreditWindow(options.port, { initialBytes: options.windowInitialBytes, maxBytes });
   }

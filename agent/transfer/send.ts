@@ -8,7 +8,7 @@
  * Up to `depth` chunks are in flight (compressing or waiting for credit) while the next one is
  * read, so disk, CPU and link overlap. Memory stays at (depth + 1) chunks.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { DATA_HEADER_BYTES, type Codec } from '../../shared/codec.js';
@@ -17,6 +17,7 @@ import { LIMITS } from '../../shared/limits.js';
 import type { SendPort } from '../streams/types.js';
 import type { Lane } from '../../shared/lanes.js';
 import { createChunkCodec, type ChunkCodec } from './compress.js';
+import { createContentHash, type ContentHash, type ContentHashName } from './content-hash.js';
 import { dataLength, dataOffset, digestEntryOf, encodeRecordHeader, recordLength, TreeDigest, type DataHeader, type TreeSummary } from './format.js';
 import { loadHashCache, openHashCacheWriter, type HashCacheWriter } from './hash-cache.js';
 import { isDataHeader, LaneAssigner } from './lanes.js';
@@ -42,13 +43,15 @@ export interface SendTreeOptions extends SendCommonOptions {
   /** Stream offset to start from (the receiver's committed offset); 0 for a fresh transfer. */
   offset: number;
   /**
-   * A file (in the agent's stateDir) remembering each sent file's SHA-256, so that a resumed send
+   * A file (in the agent's stateDir) remembering each sent file's content hash, so that a resumed send
    * need not re-read the files before `offset` to compute the end digest. Optional: without it
    * those files are re-hashed from disk.
    */
   hashCachePath?: string;
   /** Send only this lane's part of the tree (lanes.ts); absent: the whole tree as one stream. */
   lane?: Lane;
+  /** How file contents are hashed (the seed's choice, content-hash.ts); default sha256. The hash cache must be this hash's. */
+  contentHash?: ContentHashName;
   /** Range size of a lane's split files; tests only. @default DEFAULT_RANGE_BYTES */
   rangeBytes?: number;
 }
@@ -60,6 +63,7 @@ function cacheKey(h: DataHeader): string {
 
 export async function sendTree(options: SendTreeOptions): Promise<TreeSummary> {
   const { root, offset, signal } = options;
+  const hashName = options.contentHash ?? 'sha256';
   const cache = offset > 0 && options.hashCachePath ? await loadHashCache(options.hashCachePath) : new Map();
   const cacheWriter: HashCacheWriter | null = options.hashCachePath ? await openHashCacheWriter(options.hashCachePath, offset === 0) : null;
   const sink = new ChunkSink(options, offset);
@@ -78,7 +82,7 @@ export async function sendTree(options: SendTreeOptions): Promise<TreeSummary> {
           if (isDataHeader(header)) {
             const cached = cache.get(cacheKey(header));
             const sha256 =
-              cached && cached.size === header.size && cached.mtimeMs === header.mtimeMs ? cached.sha256 : await hashFile(entry.abs, dataOffset(header), dataLength(header), scratch, signal);
+              cached && cached.size === header.size && cached.mtimeMs === header.mtimeMs ? cached.sha256 : await hashFile(hashName, entry.abs, dataOffset(header), dataLength(header), scratch, signal);
             digest.add(digestEntryOf(header, sha256));
           }
           pos = end;
@@ -94,7 +98,7 @@ export async function sendTree(options: SendTreeOptions): Promise<TreeSummary> {
           const base = dataOffset(header);
           const length = dataLength(header);
           const dataFrom = from - head.length;
-          const hash = createHash('sha256');
+          const hash = createContentHash(hashName);
           const fh = await open(entry.abs, 'r');
           try {
             // Resuming inside this record: its trailer covers all of it, so hash the part already sent.
@@ -172,7 +176,7 @@ export async function sendStream(options: SendStreamOptions): Promise<TreeSummar
 
 const HASH_READ_BYTES = 4 * 1024 * 1024;
 
-async function hashRange(fh: FileHandle, start: number, length: number, hash: Hash, scratch: { buf: Buffer | null }, path: string, signal: AbortSignal): Promise<void> {
+async function hashRange(fh: FileHandle, start: number, length: number, hash: ContentHash, scratch: { buf: Buffer | null }, path: string, signal: AbortSignal): Promise<void> {
   scratch.buf ??= Buffer.allocUnsafeSlow(HASH_READ_BYTES);
   const buf = scratch.buf;
   let done = 0;
@@ -186,15 +190,15 @@ async function hashRange(fh: FileHandle, start: number, length: number, hash: Ha
   }
 }
 
-async function hashFile(abs: string, start: number, length: number, scratch: { buf: Buffer | null }, signal: AbortSignal): Promise<string> {
-  const hash = createHash('sha256');
+async function hashFile(hashName: ContentHashName, abs: string, start: number, length: number, scratch: { buf: Buffer | null }, signal: AbortSignal): Promise<string> {
+  const hash = createContentHash(hashName);
   const fh = await open(abs, 'r');
   try {
     await hashRange(fh, start, length, hash, scratch, abs, signal);
   } finally {
     await fh.close();
   }
-  return hash.digest('hex');
+  return hash.digest().toString('hex');
 }
 
 function changedWhileSending(path: string): SeedwireError {
@@ -251,7 +255,7 @@ class ChunkSink {
    * Reads `length` bytes of a file from `position` straight into chunk buffers, hashing them.
    * The next read is issued before the previous region is hashed and sent, so disk and CPU overlap.
    */
-  async appendFile(fh: FileHandle, position: number, length: number, hash: Hash, path: string): Promise<void> {
+  async appendFile(fh: FileHandle, position: number, length: number, hash: ContentHash, path: string): Promise<void> {
     let issued = 0;
     type Read = { bytesRead: number; want: number; buf: Buffer; at: number };
     const issue = (): Promise<Read> => {

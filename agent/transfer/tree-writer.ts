@@ -10,14 +10,14 @@
  *
  * Files: positioned writes with a few in flight (the next chunk is hashed while earlier ones land),
  * data gathered into one writev of about a megabyte (a file's data comes in parts at chunk
- * boundaries, and a write costs a thread-pool round trip and a syscall), each file's SHA-256 computed as it is written and compared with the sender's trailer; mode and
+ * boundaries, and a write costs a thread-pool round trip and a syscall), each file's content hash (content-hash.ts) computed as it is written and compared with the sender's trailer; mode and
  * mtime applied once it matched. Durability is batched: verified files stay open until flush()
  * fdatasyncs them together, which the checkpoint awaits before it stores a resume point.
  */
-import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { SeedwireError } from '../../shared/errors.js';
 import type { FilePoint } from './checkpoint.js';
+import { createContentHash, type ContentHash, type ContentHashName } from './content-hash.js';
 import { dataLength, dataOffset, digestEntryOf, type DataHeader, type DigestEntry, type DirHeader, type FileHeader, type RangeHeader, type SymlinkHeader } from './format.js';
 import { SafeTree } from './safe-tree.js';
 
@@ -33,6 +33,8 @@ const REHASH_CHUNK_BYTES = 4 * 1024 * 1024;
 export interface TreeWriterOptions {
   /** Accept symlinks pointing outside the root (agent config receive.allowExternalSymlinks). */
   allowExternalSymlinks?: boolean;
+  /** How file contents are hashed (the seed's choice); default sha256. */
+  contentHash?: ContentHashName;
 }
 
 interface OpenFile {
@@ -40,7 +42,7 @@ interface OpenFile {
   fh: FileHandle;
   /** File position of the record's first data byte (a range's offset; 0 for a whole file). */
   base: number;
-  hash: Hash;
+  hash: ContentHash;
   /** Stream offset of the file's first data byte. */
   dataStart: number;
   /** Bytes handed to write so far (gathered or issued). */
@@ -55,12 +57,14 @@ interface OpenFile {
 
 export class TreeWriter {
   private readonly tree: SafeTree;
+  private readonly hashName: ContentHashName;
   private current: OpenFile | null = null;
   /** Verified files not yet fdatasync'd, kept open for the next flush(). */
   private unsynced: FileHandle[] = [];
 
   constructor(root: string, options: TreeWriterOptions = {}) {
     this.tree = new SafeTree(root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false });
+    this.hashName = options.contentHash ?? 'sha256';
   }
 
   /** The file being written as a resume point; null between records. */
@@ -90,7 +94,7 @@ export class TreeWriter {
         return this.tree.makeSymlink(header.path, header.target);
       case 'file': {
         const fh = await this.tree.openFile(header.path, true);
-        this.current = { header, fh, base: 0, hash: createHash('sha256'), dataStart, written: 0, pending: [], ...emptyBatch(0) };
+        this.current = { header, fh, base: 0, hash: createContentHash(this.hashName), dataStart, written: 0, pending: [], ...emptyBatch(0) };
         return;
       }
       case 'range': {
@@ -101,7 +105,7 @@ export class TreeWriter {
           await fh.close();
           throw error;
         }
-        this.current = { header, fh, base: header.offset, hash: createHash('sha256'), dataStart, written: 0, pending: [], ...emptyBatch(header.offset) };
+        this.current = { header, fh, base: header.offset, hash: createContentHash(this.hashName), dataStart, written: 0, pending: [], ...emptyBatch(header.offset) };
         return;
       }
     }
@@ -124,7 +128,7 @@ export class TreeWriter {
       // Checked before the cut: truncate would pad a short file with zeros.
       if ((await fh.stat()).size < base + point.position) throw new SeedwireError('SEEDWIRE_VERIFY_FAILED', `${point.path} is shorter than its resume point`);
       if (header.type === 'file') await fh.truncate(point.position);
-      const hash = createHash('sha256');
+      const hash = createContentHash(this.hashName);
       const buf = Buffer.allocUnsafe(Math.min(REHASH_CHUNK_BYTES, Math.max(1, point.position)));
       let done = 0;
       while (done < point.position) {

@@ -597,6 +597,9 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     facts(agentId): Facts | null {
       return sessions.get(agentId)?.facts ?? lastFacts.get(agentId) ?? null;
     },
+    offers(agentId, capability) {
+      return sessions.get(agentId)?.hello?.capabilities.includes(capability) ?? false;
+    },
     waitForAgent(agentId, signal) {
       if (sessions.has(agentId)) return Promise.resolve();
       if (signal?.aborted) return Promise.reject(new SeedwireError('SEEDWIRE_CANCELED', 'wait for agent aborted'));

@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { combineLaneSummaries, type Lane } from '../../shared/lanes.js';
-import type { OpParamsInput, SendSummary, TransferSummary } from '../../shared/ops.js';
+import { CONTENT_HASH_BLAKE3_CAPABILITY, type OpParamsInput, type SendSummary, type TransferSummary } from '../../shared/ops.js';
 import type { AgentHub } from '../hub/types.js';
 import type { StreamTokens } from '../hub/stream-tokens.js';
 import { LINK_ERRORS, throwIfStopped, type AgentSteps } from './agent-steps.js';
@@ -24,7 +24,7 @@ import type { ThroughputRecorder } from './throughput-recorder.js';
 import type { AuditRecord, SeedView } from './types.js';
 
 export interface TransferDeps {
-  hub: Pick<AgentHub, 'relay' | 'facts'>;
+  hub: Pick<AgentHub, 'relay' | 'facts' | 'offers'>;
   steps: AgentSteps;
   store: SeedStore;
   live: LiveProgress;
@@ -238,8 +238,13 @@ async function transferOnce(
   const ready = new Promise<number>((resolve) => {
     resolveReady = resolve;
   });
+  // BLAKE3 when both agents offer it (a tree stream only); the param is sent only then, so an older agent never sees it.
+  const blake3 =
+    method.transfer.format !== 'stream' && deps.hub.offers(seed.source, CONTENT_HASH_BLAKE3_CAPABILITY) && deps.hub.offers(seed.target, CONTENT_HASH_BLAKE3_CAPABILITY);
+  const contentHash = blake3 ? { contentHash: 'blake3' as const } : {};
   const receiveParams: OpParamsInput<'seed-receive'> = {
     seedId: seed.id,
+    ...contentHash,
     stream,
     resume,
     ...(method.transfer.format === 'stream' ? { format: 'stream' } : {}),
@@ -279,6 +284,7 @@ async function transferOnce(
       offset,
       limit,
       compression: seed.effectiveCompression,
+      ...contentHash,
       // Each lane gets its share of the seed's cap.
       ...(seed.maxBytesPerSec ? { maxBytesPerSec: Math.max(1, Math.floor(seed.maxBytesPerSec / (lane?.count ?? 1))) } : {}),
       ...(lane ? { lane } : {}),

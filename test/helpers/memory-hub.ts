@@ -404,6 +404,11 @@ export class MemoryHub implements AgentHub {
     return { id: agentId, hostname: agent.facts?.hostname ?? agentId, datacenter: agent.facts?.datacenter ?? null, connected: agent.connected, connectedAt: null, lastSeenAt: null, version: 'test', capabilities: [], clockSkewMs: 0 };
   }
 
+  /** The in-memory agents offer no optional capability: their seeds hash with SHA-256. */
+  offers(): boolean {
+    return false;
+  }
+
   facts(agentId: string): Facts | null {
     return this.scripted.get(agentId)?.facts ?? null;
   }

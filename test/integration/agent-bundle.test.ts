@@ -48,8 +48,9 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
     const bin = join(run, 'bin');
     mkdirSync(bin, { recursive: true });
     copyFileSync(join(dir, 'build', 'seedwire-agent.mjs'), join(bin, 'seedwire-agent.mjs'));
-    if (withAddon) copyFileSync(join(dir, 'build', 'seedwire-zstd.node'), join(bin, 'seedwire-zstd.node'));
-    expect(readdirSync(bin).sort()).toEqual(withAddon ? ['seedwire-agent.mjs', 'seedwire-zstd.node'] : ['seedwire-agent.mjs']);
+    const addons = ['seedwire-blake3.node', 'seedwire-zstd.node'];
+    if (withAddon) for (const addon of addons) copyFileSync(join(dir, 'build', addon), join(bin, addon));
+    expect(readdirSync(bin).sort()).toEqual(withAddon ? ['seedwire-agent.mjs', ...addons] : ['seedwire-agent.mjs']);
     noNodeModulesAbove(bin);
 
     const src = join(run, 'src');
@@ -66,6 +67,9 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
     startAgent({ bundle, controllerUrl: controller.wsUrl, token: TOKEN, id: ids.target, config: { mysql: { datadir: join(run, 'dst'), ...serviceCommands(join(run, 'dst.running')) } } });
     await agentsReady([ids.source, ids.target]);
     const started = await source.waitForLog((l) => l.msg === 'seedwire-agent started');
+    // BLAKE3 is offered only with its addon beside the bundle; without it the seed hashes with SHA-256.
+    const listed = await api<{ capabilities: string[] }>('GET', `/api/agents/${ids.source}`);
+    expect(listed.body.capabilities.includes('content-hash-blake3')).toBe(withAddon);
     expect(started['version']).toBe((JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { version: string }).version);
 
     const created = await api<{ seed: { id: string; method: string; effectiveCompression: string } }>('POST', '/api/seeds', { ...ids, method: 'cold', compression });
@@ -116,7 +120,7 @@ describe('the bundled agent (dist/seedwire-agent.mjs)', () => {
     await seedWithBundles('nozstd', false, 'zstd', /zstd compression is not available on this agent .*seedwire-zstd\.node beside seedwire-agent\.mjs/);
   }, 120_000);
 
-  it('with seedwire-zstd.node beside it, seeds with zstd', async () => {
+  it('with seedwire-zstd.node and seedwire-blake3.node beside it, seeds with zstd and BLAKE3', async () => {
     await seedWithBundles('addon', true, 'zstd');
   }, 120_000);
 });

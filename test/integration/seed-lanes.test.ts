@@ -24,7 +24,7 @@ interface StepJson {
   id: string;
   op: string;
   state: string;
-  params: { stream?: number; offset?: number; lane?: { index: number; count: number } };
+  params: { stream?: number; offset?: number; lane?: { index: number; count: number }; contentHash?: string };
 }
 
 describe('a seed over 4 lanes', () => {
@@ -102,6 +102,9 @@ describe('a seed over 4 lanes', () => {
     expect([0, 1, 3].map((lane) => byLane(lane).length)).toEqual([1, 1, 1]);
     expect(byLane(2)).toHaveLength(2);
     expect(byLane(2)[1]!.params.offset).toBeGreaterThan(0);
+    // Both agents offer BLAKE3, so every step hashed with it, the resumed lane's too.
+    const transferSteps = (await steps(id)).filter((s) => s.op === 'seed-send' || s.op === 'seed-receive');
+    expect(transferSteps.map((s) => s.params.contentHash)).toEqual(transferSteps.map(() => 'blake3'));
 
     expect(digestTree(join(dir, 'dst'))).toEqual(digestTree(join(dir, 'src')));
     expect(existsSync(join(dir, 'dst', INCOMPLETE_MARKER))).toBe(false);
