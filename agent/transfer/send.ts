@@ -9,6 +9,7 @@
  * read, so disk, CPU and link overlap. Memory stays at (depth + 1) chunks.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { DATA_HEADER_BYTES, type Codec } from '../../shared/codec.js';
@@ -99,13 +100,18 @@ export async function sendTree(options: SendTreeOptions): Promise<TreeSummary> {
           const length = dataLength(header);
           const dataFrom = from - head.length;
           const hash = createContentHash(hashName);
-          const fh = await open(entry.abs, 'r');
-          try {
-            // Resuming inside this record: its trailer covers all of it, so hash the part already sent.
-            if (dataFrom > 0) await hashRange(fh, base, Math.min(dataFrom, length), hash, scratch, path, signal);
-            if (dataFrom < length) await sink.appendFile(fh, base + dataFrom, length - dataFrom, hash, path);
-          } finally {
-            await fh.close();
+          if (header.type === 'file' && dataFrom === 0 && length <= SMALL_FILE_BYTES) {
+            // A small file is read with synchronous calls, as tar does (see ChunkSink.appendSmallFile).
+            await sink.appendSmallFile(entry.abs, length, hash, path);
+          } else {
+            const fh = await open(entry.abs, 'r');
+            try {
+              // Resuming inside this record: its trailer covers all of it, so hash the part already sent.
+              if (dataFrom > 0) await hashRange(fh, base, Math.min(dataFrom, length), hash, scratch, path, signal);
+              if (dataFrom < length) await sink.appendFile(fh, base + dataFrom, length - dataFrom, hash, path);
+            } finally {
+              await fh.close();
+            }
           }
           const sha = hash.digest();
           await sink.append(sha.subarray(Math.max(0, dataFrom - length)));
@@ -175,6 +181,8 @@ export async function sendStream(options: SendStreamOptions): Promise<TreeSummar
 }
 
 const HASH_READ_BYTES = 4 * 1024 * 1024;
+/** A whole file up to this size is read with synchronous calls (ChunkSink.appendSmallFile). */
+const SMALL_FILE_BYTES = 256 * 1024;
 
 async function hashRange(fh: FileHandle, start: number, length: number, hash: ContentHash, scratch: { buf: Buffer | null }, path: string, signal: AbortSignal): Promise<void> {
   scratch.buf ??= Buffer.allocUnsafeSlow(HASH_READ_BYTES);
@@ -279,6 +287,33 @@ class ChunkSink {
       pending?.catch(() => undefined);
       hash.update(buf.subarray(at, at + bytesRead));
       if (full) await this.submit(full.raw, full.rawBuf, full.offset);
+    }
+  }
+
+  /**
+   * A whole small file read with synchronous calls straight into chunk buffers, hashing it: from
+   * the page cache that takes microseconds, where an open, a read and a close through the thread
+   * pool wait their turn one after another (~0.5 ms each on a busy 2-core machine), which made the
+   * datadir's ~2,000 small tables the slowest part of a seed (docs/performance.md, "Small files").
+   */
+  async appendSmallFile(abs: string, length: number, hash: ContentHash, path: string): Promise<void> {
+    const fd = openSync(abs, 'r');
+    try {
+      let done = 0;
+      while (done < length) {
+        this.signal.throwIfAborted();
+        const want = Math.min(this.chunkBytes - this.fill, length - done);
+        const at = this.fill;
+        const bytesRead = readSync(fd, this.buf, at, want, done);
+        // A stopped datadir or snapshot does not change; a short read means it did.
+        if (bytesRead !== want) throw changedWhileSending(path);
+        hash.update(this.buf.subarray(at, at + bytesRead));
+        this.fill += bytesRead;
+        done += bytesRead;
+        if (this.fill === this.chunkBytes) await this.flush();
+      }
+    } finally {
+      closeSync(fd);
     }
   }
 

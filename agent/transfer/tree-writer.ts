@@ -14,12 +14,11 @@
  * mtime applied once it matched. Durability is batched: verified files stay open until flush()
  * fdatasyncs them together, which the checkpoint awaits before it stores a resume point.
  */
-import type { FileHandle } from 'node:fs/promises';
 import { SeedwireError } from '../../shared/errors.js';
 import type { FilePoint } from './checkpoint.js';
 import { createContentHash, type ContentHash, type ContentHashName } from './content-hash.js';
 import { dataLength, dataOffset, digestEntryOf, type DataHeader, type DigestEntry, type DirHeader, type FileHeader, type RangeHeader, type SymlinkHeader } from './format.js';
-import { SafeTree } from './safe-tree.js';
+import { SafeTree, type WritableFile } from './safe-tree.js';
 
 /** Writes of one file in flight at once. */
 const MAX_PENDING_WRITES = 4;
@@ -27,6 +26,8 @@ const MAX_PENDING_WRITES = 4;
 const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Pieces gathered before one writev is issued (IOV_MAX is 1024 on Linux). */
 const WRITE_BATCH_PIECES = 256;
+/** A whole file up to this size is written with synchronous calls (SafeTree.openSmallFile). */
+const SMALL_FILE_BYTES = 256 * 1024;
 /** Read size when re-hashing a resumed file's stored prefix. */
 const REHASH_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -39,7 +40,7 @@ export interface TreeWriterOptions {
 
 interface OpenFile {
   header: DataHeader;
-  fh: FileHandle;
+  fh: WritableFile;
   /** File position of the record's first data byte (a range's offset; 0 for a whole file). */
   base: number;
   hash: ContentHash;
@@ -60,7 +61,7 @@ export class TreeWriter {
   private readonly hashName: ContentHashName;
   private current: OpenFile | null = null;
   /** Verified files not yet fdatasync'd, kept open for the next flush(). */
-  private unsynced: FileHandle[] = [];
+  private unsynced: WritableFile[] = [];
 
   constructor(root: string, options: TreeWriterOptions = {}) {
     this.tree = new SafeTree(root, { allowExternalSymlinks: options.allowExternalSymlinks ?? false });
@@ -93,7 +94,7 @@ export class TreeWriter {
       case 'symlink':
         return this.tree.makeSymlink(header.path, header.target);
       case 'file': {
-        const fh = await this.tree.openFile(header.path, true);
+        const fh = header.size <= SMALL_FILE_BYTES ? await this.tree.openSmallFile(header.path) : await this.tree.openFile(header.path, true);
         this.current = { header, fh, base: 0, hash: createContentHash(this.hashName), dataStart, written: 0, pending: [], ...emptyBatch(0) };
         return;
       }
@@ -227,12 +228,12 @@ function issueBatch(cur: OpenFile): void {
   Object.assign(cur, emptyBatch(cur.batchAt + cur.batchBytes));
 }
 
-async function writeAll(fh: FileHandle, pieces: Buffer[], length: number, position: number): Promise<void> {
+async function writeAll(fh: WritableFile, pieces: Buffer[], length: number, position: number): Promise<void> {
   const { bytesWritten } = pieces.length === 1 ? await fh.write(pieces[0] as Buffer, 0, length, position) : await fh.writev(pieces, position);
   if (bytesWritten < length) await writeFully(fh, Buffer.concat(pieces).subarray(bytesWritten), position + bytesWritten);
 }
 
-async function writeFully(fh: FileHandle, data: Buffer, position: number): Promise<void> {
+async function writeFully(fh: WritableFile, data: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < data.length) {
     const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
