@@ -11,8 +11,9 @@ import type { HelloFrame, OutputFrame } from '../../shared/frames.js';
 import type { EventBus } from '../events/types.js';
 import { checkResult } from '../hub/contract.js';
 import type { AgentHub, CallOutcome } from '../hub/types.js';
+import { endAuditRow, type EndAudit, type OperationEnd } from '../store/operations.js';
 import type { StoreParts } from '../store/types.js';
-import type { Audit } from '../types.js';
+import type { Audit, AuditEntry } from '../types.js';
 import type { Operation, OperationError, OperationRunner, RunOptions, StartedOperation } from './types.js';
 import { withoutSecrets } from './secrets.js';
 import { validateOp } from './validate.js';
@@ -20,10 +21,10 @@ import { validateOp } from './validate.js';
 export interface RunnerDeps {
   hub: AgentHub;
   /**
-   * Operations, their output and audit rows; `transaction` groups an operation's row and its audit
-   * row (at start, and again at its end) into one commit.
+   * Operations, their output and audit rows: an operation's row and its audit row are written
+   * together by operations.start and operations.end (one commit each, one statement on PostgreSQL).
    */
-  store: Pick<StoreParts, 'operations' | 'output'> & { transaction<T>(fn: (tx: StoreParts) => Promise<T>): Promise<T> };
+  store: Pick<StoreParts, 'operations' | 'output'>;
   bus: EventBus;
   audit: Audit;
   log: Logger;
@@ -40,6 +41,13 @@ interface Active {
 
 /** An operation that ended this way may be sent again under its id: its outcome never reached the controller. */
 const RESENDABLE: ReadonlySet<string> = new Set(['SEEDWIRE_LOST', 'SEEDWIRE_DISCONNECTED', 'SEEDWIRE_AGENT_OFFLINE']);
+
+/**
+ * Operations that only read the host. Each is sent to the agent while its row and audit row are
+ * being written (one store round trip off its path); any other operation is sent only once they
+ * are committed, so nothing that changes a host runs unrecorded, even when the store fails.
+ */
+const READ_ONLY_OPS: ReadonlySet<string> = new Set(['hostname', 'facts', 'mysql-status', 'mysql-port', 'mysql-du', 'mysql-datadir-available-space', 'mysql-error-log-tail', 'snapshots']);
 
 /** The seed machine's actor; only it may run the internal seed-* operations. */
 function isSeedActor(actor: string): boolean {
@@ -94,17 +102,18 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
 
   async function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation> {
     await active.get(operation.id)?.writes;
-    const ended = await store.transaction((tx) => recordEnd(tx, operation, outcome));
+    const ended = await recordEnd(operation, outcome);
     if (ended) publish(ended);
     return ended ?? (await operations.get(operation.id)) ?? operation;
   }
 
-  /** The end's rows, in the caller's transaction; null when the operation is left running. */
-  async function recordEnd(tx: StoreParts, operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation | null> {
+  /** The end's row and audit row, in one store call; null when the operation is left running (or has no row). */
+  async function recordEnd(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation | null> {
     const log = deps.log.child({ opId: operation.id, agentId: operation.agentId });
     const endedAt = new Date().toISOString();
+    let end: OperationEnd;
     if (outcome.ok) {
-      await tx.operations.finish(operation.id, { state: 'succeeded', endedAt, result: outcome.value.result ?? null, error: null, exitCode: outcome.value.exitCode });
+      end = { state: 'succeeded', endedAt, result: outcome.value.result ?? null, error: null, exitCode: outcome.value.exitCode };
     } else {
       const failure = toSeedwireError(outcome.error);
       if (failure.code === 'SEEDWIRE_SHUTTING_DOWN') {
@@ -113,27 +122,29 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
         return null;
       }
       const exitCode = (outcome.error as { exitCode?: unknown }).exitCode;
-      await tx.operations.finish(operation.id, {
+      end = {
         state: failure.code === 'SEEDWIRE_CANCELED' ? 'canceled' : 'failed',
         endedAt,
         result: null,
         error: toOperationError(failure),
         exitCode: typeof exitCode === 'number' ? exitCode : null,
-      });
+      };
     }
-    const final = (await tx.operations.get(operation.id)) ?? operation;
+    // actor, agent, op and seed never change after the insert: the audit row is built from memory.
+    const auditBase: EndAudit = {
+      at: endedAt,
+      actor: operation.actor,
+      agentId: operation.agentId,
+      action: `op:${operation.op}`,
+      params: operation.seedId === null ? { operationId: operation.id } : { operationId: operation.id, seedId: operation.seedId },
+    };
+    const final = await operations.end(operation.id, end, auditBase);
+    if (!final) {
+      log.warn({ op: operation.op }, 'operation has no row to record its end in');
+      return null;
+    }
     log.info({ op: final.op, state: final.state, code: final.error?.code }, 'operation ended');
-    await audit.record(
-      {
-        actor: final.actor,
-        agentId: final.agentId,
-        action: `op:${final.op}`,
-        params: final.seedId === null ? { operationId: final.id } : { operationId: final.id, seedId: final.seedId },
-        outcome: final.state,
-        message: final.error?.message ?? null,
-      },
-      tx.audit,
-    );
+    audit.publish(endAuditRow(auditBase, final));
     return final;
   }
 
@@ -152,7 +163,8 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   }
 
   /** `params`: what the agent gets when it differs from the stored row (a secret the store keeps out). */
-  function track(operation: Operation, options: RunOptions | null, resumed: boolean, params: Record<string, unknown> = operation.params): StartedOperation {
+  /** `written`: the operation's rows while they are still being written; its later writes queue behind them. */
+  function track(operation: Operation, options: RunOptions | null, resumed: boolean, params: Record<string, unknown> = operation.params, written?: Promise<unknown>): StartedOperation {
     const controller = new AbortController();
     const listeners = new Set<RunOptions>();
     // Checked again here, not only at start: a row resumed after a restart comes from the store.
@@ -180,7 +192,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       .finally(() => {
         active.delete(operation.id);
       });
-    const entry: Active = { controller, done, listeners, writes: Promise.resolve() };
+    const entry: Active = { controller, done, listeners, writes: written ? written.then(() => undefined, () => undefined) : Promise.resolve() };
     active.set(operation.id, entry);
     if (options) attach(entry, options);
     if (resumed) deps.log.info({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation resumed after reconnect');
@@ -233,22 +245,48 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       const existing = options.callId === undefined ? null : await operations.get(options.callId);
       if (existing) return restart(existing, agentId, valid.op, options);
       if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
-      const operation = await store.transaction(async (tx) => {
-        const inserted = await tx.operations.insert({
-          id: options.callId ?? randomUUID(),
-          agentId,
-          op: valid.op,
-          params: withoutSecrets(valid.params),
-          createdAt: new Date().toISOString(),
-          actor: options.actor,
-          seedId: options.seedId ?? null,
-        });
-        await audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(inserted.id, options, withoutSecrets(valid.params)), outcome: 'started' }, tx.audit);
-        return inserted;
-      });
-      deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
-      publish(operation);
-      return track(operation, options, false, valid.params);
+      const createdAt = new Date().toISOString();
+      const id = options.callId ?? randomUUID();
+      const stored = withoutSecrets(valid.params);
+      const row: Operation = {
+        id,
+        agentId,
+        op: valid.op,
+        params: stored,
+        state: 'running',
+        createdAt,
+        endedAt: null,
+        result: null,
+        error: null,
+        exitCode: null,
+        outputTail: '',
+        actor: options.actor,
+        seedId: options.seedId ?? null,
+      };
+      const started: AuditEntry = { at: createdAt, actor: options.actor, agentId, action: `op:${op}`, params: auditParams(id, options, stored), outcome: 'started', message: null };
+      const writing = operations.start({ id, agentId, op: valid.op, params: stored, createdAt, actor: options.actor, seedId: row.seedId }, started);
+      const announce = (operation: Operation): void => {
+        deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
+        audit.publish(started);
+        publish(operation);
+      };
+      if (options.callId !== undefined || !READ_ONLY_OPS.has(valid.op)) {
+        const operation = await writing;
+        announce(operation);
+        return track(operation, options, false, valid.params);
+      }
+      // A read-only operation goes to the agent while its rows are written: its output and its end
+      // are written after them (the entry's write queue starts with them), so nobody sees it end
+      // before its row exists. If they cannot be written, the call is canceled and start() fails.
+      const tracked = track(row, options, false, valid.params, writing);
+      try {
+        const operation = await writing;
+        announce(operation);
+        return { operation, done: tracked.done };
+      } catch (error) {
+        active.get(id)?.controller.abort(toSeedwireError(error));
+        throw error;
+      }
     },
     async run(agentId, op, params, options) {
       const { done } = await runner.start(agentId, op, params, options);
@@ -269,18 +307,20 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       if (!entry || ms <= 0) return await operations.get(id);
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
+      let ended: Operation | undefined;
       const stop = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, ms);
         onAbort = () => resolve();
         signal?.addEventListener('abort', onAbort, { once: true });
       });
       try {
-        await Promise.race([entry.done, stop]);
+        await Promise.race([entry.done.then((operation) => void (ended = operation)), stop]);
       } finally {
         clearTimeout(timer);
         if (onAbort) signal?.removeEventListener('abort', onAbort);
       }
-      return await operations.get(id);
+      // An ended operation's row as its end was committed (done resolves after): no read needed.
+      return ended !== undefined && ended.state !== 'running' ? ended : await operations.get(id);
     },
     async cancel(id, reason) {
       const entry = active.get(id);
