@@ -39,6 +39,25 @@ function toOperation(raw: RawOperation): Operation {
   };
 }
 
+/** A new operation's row as the store reads it back, before it is written. */
+function rawOf(op: NewOperation): RawOperation {
+  return {
+    id: op.id,
+    agent_id: op.agentId,
+    op: op.op,
+    params: JSON.stringify(op.params),
+    state: 'running',
+    created_at: op.createdAt,
+    ended_at: null,
+    result: null,
+    error: null,
+    exit_code: null,
+    actor: op.actor,
+    output_tail: '',
+    seed_id: op.seedId ?? null,
+  };
+}
+
 export interface OperationEnd {
   state: Exclude<OperationState, 'running'>;
   endedAt: string;
@@ -74,6 +93,12 @@ export interface OperationStore {
    * statement, one round trip: this is on every operation's path).
    */
   start(op: NewOperation, audit: AuditEntry): Promise<Operation>;
+  /**
+   * An operation that ended before its row was written (a quick read-only one): its row, ended,
+   * and both audit rows (`started`, then the end's per endAuditRow), committed together; one
+   * statement on PostgreSQL.
+   */
+  record(op: NewOperation, started: AuditEntry, end: OperationEnd, endAudit: EndAudit): Promise<Operation>;
   /** Sets the final state once; returns false if the operation had already ended. */
   finish(id: string, end: OperationEnd): Promise<boolean>;
   /**
@@ -107,6 +132,10 @@ export function createOperationStore(sql: SqlExecutor): OperationStore {
     cur AS (SELECT * FROM f UNION ALL SELECT * FROM operations WHERE id = ? AND NOT EXISTS (SELECT 1 FROM f)),
     a AS (INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) SELECT ?, ?, ?, ?, ?, state, error::json ->> 'message' FROM cur)
     SELECT * FROM cur`;
+  const pgRecord = `WITH op AS (INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id, ended_at, result, error, exit_code)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *),
+    a AS (INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?))
+    SELECT * FROM op`;
   const store: OperationStore = {
     async insert(op) {
       await sql.run(insertRow, insertValues(op));
@@ -117,6 +146,23 @@ export function createOperationStore(sql: SqlExecutor): OperationStore {
       return sql.transaction(async (tx) => {
         await tx.run(insertRow, insertValues(op));
         await tx.run(INSERT_AUDIT, auditValues(audit));
+        return toOperation((await tx.get<RawOperation>('SELECT * FROM operations WHERE id = ?', [op.id]))!);
+      });
+    },
+    async record(op, started, end, endAudit) {
+      // The final row is known before it is written: the end's audit row is built from it.
+      const final: Operation = { ...toOperation({ ...rawOf(op), state: end.state }), endedAt: end.endedAt, result: end.result, error: end.error, exitCode: end.exitCode };
+      const ended = endAuditRow(endAudit, final);
+      if (sql.dialect === 'postgres') {
+        const [id, agentId, name, params, createdAt, actor, seedId] = insertValues(op);
+        const values = [id, agentId, name, params, end.state, createdAt, actor, seedId, end.endedAt, toJsonColumn(end.result), toJsonColumn(end.error), end.exitCode];
+        return toOperation((await sql.get<RawOperation>(pgRecord, [...values, ...auditValues(started), ...auditValues(ended)]))!);
+      }
+      return sql.transaction(async (tx) => {
+        await tx.run(insertRow, insertValues(op));
+        await tx.run(finishRow, finishValues(op.id, end));
+        await tx.run(INSERT_AUDIT, auditValues(started));
+        await tx.run(INSERT_AUDIT, auditValues(ended));
         return toOperation((await tx.get<RawOperation>('SELECT * FROM operations WHERE id = ?', [op.id]))!);
       });
     },

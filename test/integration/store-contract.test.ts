@@ -172,6 +172,20 @@ describe.each(engines)('store contract: $name', ({ name, skip, open }) => {
     const ok = await operations.start({ id: 'o2', agentId: 'b', op: 'hostname', params: {}, createdAt: AT, actor: 'admin' }, { ...started, agentId: 'b', at: 't5' });
     expect(await operations.end(ok.id, { state: 'succeeded', endedAt: 't6', result: { hostname: 'b' }, error: null, exitCode: null }, { ...base, agentId: 'b', at: 't6' })).toMatchObject({ state: 'succeeded', result: { hostname: 'b' } });
     expect((await store.audit.list(1))[0]).toMatchObject({ at: 't6', outcome: 'succeeded', message: null });
+
+    // An operation that ended before its row was written: the ended row and both audit rows at once.
+    const quick = await operations.record(
+      { id: 'o3', agentId: 'c', op: 'hostname', params: {}, createdAt: 't7', actor: 'admin' },
+      { ...started, agentId: 'c', action: 'op:hostname', at: 't7', params: { operationId: 'o3', params: {} } },
+      { state: 'succeeded', endedAt: 't8', result: { hostname: 'c' }, error: null, exitCode: null },
+      { at: 't8', actor: 'admin', agentId: 'c', action: 'op:hostname', params: { operationId: 'o3' } },
+    );
+    expect(quick).toMatchObject({ id: 'o3', state: 'succeeded', createdAt: 't7', endedAt: 't8', result: { hostname: 'c' }, outputTail: '', seedId: null });
+    expect(await operations.get('o3')).toEqual(quick);
+    expect((await store.audit.list(2)).map((a) => [a.at, a.outcome, a.params])).toEqual([
+      ['t8', 'succeeded', { operationId: 'o3' }],
+      ['t7', 'started', { operationId: 'o3', params: {} }],
+    ]);
   });
 
   it.skipIf(skip !== null)('output: head to the cap, one marker, the rolling tail, and the bytes a read covers', async () => {
