@@ -16,13 +16,13 @@
  *   fleet the controller has never seen (a first start, a new data dir) by its own herd, so
  *   10,000 new agents are not paced as if they were 50.
  * - `herd` is the agents that wanted a new session lately: those admitted within the last
- *   2 × herdSpreadSeconds plus those holding a slot. Whatever the size of the fleet a controller
+ *   3 × herdSpreadSeconds plus those holding a slot. Whatever the size of the fleet a controller
  *   already holds, a herd arriving at once (the agents of a controller that died, coming to the
  *   survivors) is spread over at least `herdSpreadSeconds`; each survivor paces the part that came
- *   to it, so the cluster's busiest second is about 1 / herdSpreadSeconds of the whole herd. A
- *   fleet connecting to a controller that held none of it is its own herd (its admissions are
- *   counted over twice the spread, so one that takes up to that long stays one herd), and the
- *   fleet share, the smaller term then, paces it as before.
+ *   to it, so the cluster admits about 1 / herdSpreadSeconds of the whole herd a second. A fleet
+ *   connecting to a controller that held none of it is its own herd (its admissions are counted
+ *   over three spreads, so one that takes up to a minute stays one herd), and the fleet share,
+ *   then no larger than the herd term, paces it as before.
  * - `load` (0.1..1) is measured: the event loop's delay over the last second. Above
  *   `busyDelayMs` it halves, below `calmDelayMs` it grows back by a tenth a second. A controller
  *   that cannot keep up admits less, one that idles admits the full share. `minPerSecond` is
@@ -39,7 +39,8 @@ export interface AdmissionOptions {
   maxRetryAfterSeconds: number;
   /**
    * A herd of new sessions is spread over at least this many seconds (0: no herd term, the fleet
-   * share alone). @default 15 (a returning herd's busiest second is about 7% of it)
+   * share alone). @default 20 (5% of a returning herd a second, as 5% of a fleet: the headroom
+   * under 10% absorbs welcomes bunched behind a stalled event loop)
    */
   herdSpreadSeconds: number;
   /** Event-loop delay (ms, p99 over the last second) above which the load share halves. @default 100 */
@@ -52,7 +53,7 @@ export const ADMISSION_DEFAULTS: AdmissionOptions = {
   minPerSecond: 50,
   fleetFraction: 0.05,
   maxRetryAfterSeconds: 30,
-  herdSpreadSeconds: 15,
+  herdSpreadSeconds: 20,
   busyDelayMs: 100,
   calmDelayMs: 40,
 };
@@ -107,7 +108,7 @@ const WINDOW_MS = 1_000;
 /** The load share never drops below this: a tenth of the fleet share (minPerSecond still holds). */
 const MIN_LOAD = 0.1;
 /** The herd is counted over this many spreads (see the header). */
-const HERD_WINDOWS = 2;
+const HERD_WINDOWS = 3;
 /** What the load share grows back by in a calm second. */
 const LOAD_STEP = 0.1;
 
@@ -122,7 +123,7 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   const slotsBySecond = new Map<number, { count: number; agentIds: string[] }>();
   const dueOf = new Map<string, number>();
   let waiting = 0;
-  // Admissions per second over the last 2 × herdSpreadSeconds (at most that many keys), and their sum.
+  // Admissions per second over the last HERD_WINDOWS × herdSpreadSeconds (at most that many keys), and their sum.
   const admittedBySecond = new Map<number, number>();
   let admittedRecently = 0;
   let known = 0;
