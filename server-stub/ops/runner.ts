@@ -223,8 +223,10 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     });
   }
 
-  /** `params`: what the agent gets when it differs from the stored row (a secret the store keeps out). */
-  /** `deferred`: the operation's first rows are not written yet (a read-only operation; deferStart). */
+  /**
+   * `params`: what the agent gets when it differs from the stored row (a secret the store keeps
+   * out). `deferred`: the operation's first rows are not written yet (a read-only one; deferStart).
+   */
   function track(operation: Operation, options: RunOptions | null, resumed: boolean, params: Record<string, unknown> = operation.params, deferred?: DeferredStart): StartedOperation {
     const controller = new AbortController();
     const listeners = new Set<RunOptions>();
