@@ -10,7 +10,6 @@ import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { HelloFrame, OutputFrame } from '../../shared/frames.js';
 import type { EventBus } from '../events/types.js';
 import { checkResult } from '../hub/contract.js';
-import { CONTROLLER_LIMITS } from '../limits.js';
 import type { AgentHub, CallOutcome } from '../hub/types.js';
 import { endAuditRow, type EndAudit, type NewOperation, type OperationEnd } from '../store/operations.js';
 import type { StoreParts } from '../store/types.js';
@@ -29,7 +28,12 @@ export interface RunnerDeps {
   bus: EventBus;
   audit: Audit;
   log: Logger;
-  /** How long a read-only operation's first rows may wait for its end. @default CONTROLLER_LIMITS.opStartDeferMs */
+  /**
+   * How long a read-only operation's first rows may wait for its end (deferStart); 0: written
+   * before its call is sent, as every other operation's. The controller defers only on a store a
+   * network round trip away (PostgreSQL): SQLite writes in-process in a fraction of a millisecond,
+   * and measured slower deferred. @default 0
+   */
   deferStartMs?: number;
 }
 
@@ -57,10 +61,10 @@ interface DeferredStart {
 const RESENDABLE: ReadonlySet<string> = new Set(['SEEDWIRE_LOST', 'SEEDWIRE_DISCONNECTED', 'SEEDWIRE_AGENT_OFFLINE']);
 
 /**
- * Operations that only read the host. Each is sent to the agent before its row and audit row are
- * written, and a quick one is recorded whole after its reply (one store round trip on its path,
- * not two); any other operation is sent only once they are committed, so nothing that changes a
- * host runs unrecorded, even when the store fails or the controller dies.
+ * Operations that only read the host. With `deferStartMs` each is sent to the agent before its row
+ * and audit row are written, and a quick one is recorded whole after its reply (one store round
+ * trip on its path, not two); any other operation is sent only once they are committed, so
+ * nothing that changes a host runs unrecorded, even when the store fails or the controller dies.
  */
 const READ_ONLY_OPS: ReadonlySet<string> = new Set(['hostname', 'facts', 'mysql-status', 'mysql-port', 'mysql-du', 'mysql-datadir-available-space', 'mysql-error-log-tail', 'snapshots']);
 
@@ -88,7 +92,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   const { hub, bus, audit, store } = deps;
   const { operations, output } = store;
   const active = new Map<string, Active>();
-  const deferStartMs = deps.deferStartMs ?? CONTROLLER_LIMITS.opStartDeferMs;
+  const deferStartMs = deps.deferStartMs ?? 0;
   let closed = false;
 
   function publish(operation: Operation, extra?: Record<string, unknown>): void {
@@ -333,7 +337,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
         audit.publish(started);
         publish(operation);
       };
-      if (options.callId !== undefined || !READ_ONLY_OPS.has(valid.op)) {
+      if (deferStartMs <= 0 || options.callId !== undefined || !READ_ONLY_OPS.has(valid.op)) {
         const operation = await operations.start(newOp, started);
         announce(operation);
         return track(operation, options, false, valid.params);

@@ -1,28 +1,43 @@
 /**
- * When an operation's rows are written (server-stub/ops/runner.ts, deferStart): a read-only one
- * goes to the agent first and, when it ends quickly, is recorded whole after its reply; a slow one
- * or one with output gets its row while it runs; anything else reaches the agent only once its
- * row and audit row are committed. The controller in-process on port 0, a protocol peer as agent.
+ * When an operation's rows are written (server-stub/ops/runner.ts, deferStart). On PostgreSQL a
+ * read-only one goes to the agent first and, when it ends quickly, is recorded whole after its
+ * reply; a slow one or one with output gets its row while it runs; anything else reaches the agent
+ * only once its row and audit row are committed. On SQLite every operation's rows come first. The
+ * controller in-process on port 0 (a real PostgreSQL from test/helpers/postgres.ts), a protocol
+ * peer as agent.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createController, type Controller } from '../../server-stub/app.js';
 import type { CallFrame } from '../../shared/frames.js';
 import { TestPeer } from '../helpers/controller-peer.js';
+import { missingPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/wait.js';
 
 const AGENT_TOKEN = 'agent-deferred-token';
 const ADMIN_TOKEN = 'admin-deferred-token';
+const skip = missingPostgres();
+let server: PostgresServer | null = null;
+let databases = 0;
 let controller: Controller;
 let dataDir: string;
 const peers: TestPeer[] = [];
 
-beforeEach(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'seedwire-deferred-'));
-  controller = await createController({ dataDir, adminToken: ADMIN_TOKEN, agentToken: AGENT_TOKEN });
+beforeAll(async () => {
+  if (!skip) server = await startPostgres();
+}, 60_000);
+
+afterAll(async () => {
+  await server?.stop();
 });
+
+async function startOn(store: 'postgres' | 'sqlite'): Promise<void> {
+  dataDir = mkdtempSync(join(tmpdir(), 'seedwire-deferred-'));
+  const url = store === 'postgres' ? await server!.createDatabase(`deferred_${process.pid}_${++databases}`) : null;
+  controller = await createController({ dataDir, adminToken: ADMIN_TOKEN, agentToken: AGENT_TOKEN, store: url });
+}
 
 afterEach(async () => {
   await Promise.all(peers.splice(0).map((p) => p.close()));
@@ -64,7 +79,23 @@ const auditOf = async (id: string): Promise<string[]> =>
     .map((a) => `${a.action} ${a.outcome}`)
     .reverse();
 
-describe('when an operation is recorded', () => {
+describe('when an operation is recorded: SQLite', () => {
+  it('writes a read-only operation\'s row and audit row before the agent gets its call', async () => {
+    await startOn('sqlite');
+    const p = await connectPeer('db-0');
+    const op = api<{ operation: Row }>('POST', '/api/agents/db-0/ops/hostname?wait=30');
+    const call = await p.next<CallFrame>((f) => f.t === 'call');
+    expect((await api<Row>('GET', `/api/operations/${call.id}`)).body.state).toBe('running');
+    expect(await auditOf(call.id)).toEqual(['op:hostname started']);
+    p.send({ t: 'result', id: call.id, result: { hostname: 'db-0' }, exitCode: null, durationMs: 1 });
+    expect((await op).body.operation.state).toBe('succeeded');
+    expect(await auditOf(call.id)).toEqual(['op:hostname started', 'op:hostname succeeded']);
+  });
+});
+
+describe.skipIf(skip !== null)('when an operation is recorded: PostgreSQL', () => {
+  beforeEach(() => startOn('postgres'));
+
   it('a quick read-only operation: recorded whole after its reply, both audit rows in order, readable at once', async () => {
     const p = await connectPeer('db-1');
     const op = api<{ operation: Row }>('POST', '/api/agents/db-1/ops/hostname?wait=30');
