@@ -39,8 +39,9 @@ export interface AdmissionOptions {
   maxRetryAfterSeconds: number;
   /**
    * A herd of new sessions is spread over at least this many seconds (0: no herd term, the fleet
-   * share alone). @default 20 (5% of a returning herd a second, as 5% of a fleet: the headroom
-   * under 10% absorbs welcomes bunched behind a stalled event loop)
+   * share alone). @default 20 (5% of a returning herd a second, as 5% of a fleet; the headroom
+   * under 10% is for welcomes bunched behind stalled handshakes, which on a loaded machine
+   * bunched more: docs/scale-out.md, "Measured")
    */
   herdSpreadSeconds: number;
   /** Event-loop delay (ms, p99 over the last second) above which the load share halves. @default 100 */
