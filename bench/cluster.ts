@@ -69,6 +69,12 @@ export interface ClusterBenchResults {
   routed: FleetLatency | null;
   /** The same op on controller 1 for agents it holds. */
   local: FleetLatency | null;
+  /**
+   * What any API call costs on controller 1 at that moment, interleaved with the ops: `GET /healthz`
+   * (HTTP and the event loop, no store) and `GET /api/operations/:id` (the same plus one
+   * PostgreSQL read). A `hostname` on the holder is about the second plus the agent's round trip.
+   */
+  floor: { healthz: FleetLatency | null; storeRead: FleetLatency | null };
   /** Ops of either kind that failed (not timed). */
   failedOps: number;
   failover: {
@@ -151,6 +157,7 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
     held: [],
     routed: null,
     local: null,
+    floor: { healthz: null, storeRead: null },
     failedOps: 0,
     failover: null,
     loadAvgAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
@@ -242,13 +249,27 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
           if (results.failedOps <= 3) log(`cluster: hostname failed: ${error instanceof Error ? error.message : String(error)}`);
         }
       };
+      const healthz: number[] = [];
+      const storeRead: number[] = [];
+      let lastId: string | null = null;
+      const get = async (samples: number[], path: string): Promise<void> => {
+        const t0 = performance.now();
+        const res = await fetch(`${first.url}${path}`, { headers: { authorization: `Bearer ${first.adminToken}` } });
+        await res.arrayBuffer();
+        if (res.ok) samples.push(performance.now() - t0);
+      };
       for (let i = 0; i < OPS; i++) {
         await timed(routed, pick(others, i));
         await timed(local, pick(own, i));
+        await get(healthz, '/healthz').catch(() => undefined);
+        lastId ??= (await first.client.operations({ limit: 1 }).catch(() => []))[0]?.id ?? null;
+        if (lastId !== null) await get(storeRead, `/api/operations/${lastId}`).catch(() => undefined);
       }
       results.routed = latencyOf(routed);
       results.local = latencyOf(local);
+      results.floor = { healthz: latencyOf(healthz), storeRead: latencyOf(storeRead) };
       log(`cluster: hostname routed p50 ${results.routed?.p50Ms} / p99 ${results.routed?.p99Ms} ms; on the holder p50 ${results.local?.p50Ms} / p99 ${results.local?.p99Ms} ms`);
+      log(`cluster: on controller 1 meanwhile GET /healthz p50 ${results.floor.healthz?.p50Ms} ms, GET /api/operations/:id (one PostgreSQL read) p50 ${results.floor.storeRead?.p50Ms} ms`);
     } catch (error) {
       noteFailure('latency', error);
     }
@@ -314,6 +335,7 @@ export function clusterRows(r: ClusterBenchResults | null): Array<[string, strin
   rows.push(['agents held per controller', r.held.map((v) => f(v)).join(' / ')]);
   rows.push(['hostname routed through another controller', `${lat(r.routed)}   (target p50 ≤ 3, p99 ≤ 15 ms)`]);
   rows.push(['hostname on the holder (same controller)', `${lat(r.local)}${r.failedOps > 0 ? `; ${r.failedOps} ops failed` : ''}`]);
+  rows.push(['  meanwhile: GET /healthz / GET /api/operations/:id', `${lat(r.floor.healthz)} / ${lat(r.floor.storeRead)}`]);
   if (r.failover) {
     rows.push([`controller SIGKILLed: its ${r.failover.victimAgents} agents back`, `${r.failover.backSeconds === null ? `not all: ${r.failover.back}` : `all in ${r.failover.backSeconds} s`} (target ≤ 60 s); busiest second ${f(r.failover.busiestSecondShare, '%')} (target ≤ 10%)`]);
     rows.push(['  welcomes per second after the kill', r.failover.perSecond.join(' ')]);

@@ -21,6 +21,7 @@ import { createEventBus } from './events/bus.js';
 import { registerEventsRoute } from './events/sse.js';
 import type { ExposureOptions } from './hub/exposure.js';
 import type { AdmissionOptions } from './hub/admission.js';
+import { CONTROLLER_LIMITS } from './limits.js';
 import { createEventsSocket } from './events/ws.js';
 import { createAgentHub } from './hub/hub.js';
 import { checkAdvertiseUrl, createCluster, type Cluster } from './cluster/cluster.js';
@@ -146,7 +147,9 @@ export async function createController(options: CreateControllerOptions): Promis
     log: log.child({ component: 'hub' }),
     ...(options.admission ? { admission: options.admission } : {}),
   });
-  const operations = createOperationRunner({ hub, store, bus, audit, log: log.child({ component: 'ops' }) });
+  // A read-only operation's first rows wait for its quick reply only where each write is a network round trip.
+  const deferStartMs = store.kind === 'postgres' ? CONTROLLER_LIMITS.opStartDeferMs : 0;
+  const operations = createOperationRunner({ hub, store, bus, audit, log: log.child({ component: 'ops' }), deferStartMs });
   hub.setResumeHandler((agentId, hello) => operations.prepareResume(agentId, hello));
   // Events are published in the order the hub emitted them. A connect carries its agent (identity
   // as read at the welcome) and is published at once, before anything that follows it (its

@@ -16,6 +16,12 @@ export const CONTROLLER_LIMITS = {
    * counts as seen, and a fleet writing SQLite on each would cost more than the field is worth.
    */
   lastSeenWriteMs: 10_000,
+  /**
+   * @default 50 ms a read-only operation (hostname, facts, ...) runs before its row is written, on
+   * a PostgreSQL store: one that ends sooner is recorded whole in one store call after its reply
+   * (server-stub/ops/runner.ts).
+   */
+  opStartDeferMs: 50,
   /** @default 10_000 ms between the summary log lines of paced-out upgrades (one line, not one per refusal). */
   admissionLogMs: 10_000,
   /**

@@ -29,6 +29,11 @@ export interface Audit {
    * audit store of a transaction the row belongs to (store.transaction).
    */
   record(entry: Omit<AuditEntry, 'at' | 'message' | 'params' | 'agentId'> & Partial<Pick<AuditEntry, 'message' | 'params' | 'agentId'>>, through?: AuditStore): Promise<AuditEntry>;
+  /**
+   * Publishes the `audit` event of a row the store already wrote in a statement of its own (an
+   * operation's start and end rows, written with the operation's row in one round trip).
+   */
+  publish(row: AuditEntry): void;
   /** Newest first. */
   list(limit: number): Promise<AuditEntry[]>;
 }

@@ -6,15 +6,23 @@
  * second with room left at the current rate (a virtual queue: no second holds more agents than
  * the rate), so they return spread out instead of all at once.
  *
- * The rate is a share of the fleet, held back by load:
+ * The rate is a share of the fleet, or of the herd when that is smaller, held back by load:
  *
- *   rate = max(minPerSecond, fleetFraction × fleet × load)
+ *   rate = max(minPerSecond, load × min(fleetFraction × fleet, herd / herdSpreadSeconds))
  *
  * - `fleet` is the larger of this controller's share of the agents the store knows (all of them
  *   divided by the controllers sharing the store, in cluster mode) and the agents that want a session now
  *   (connected plus those holding a future slot of the virtual queue). The second term sizes a
  *   fleet the controller has never seen (a first start, a new data dir) by its own herd, so
  *   10,000 new agents are not paced as if they were 50.
+ * - `herd` is the agents that wanted a new session lately: those admitted within the last
+ *   3 × herdSpreadSeconds plus those holding a slot. Whatever the size of the fleet a controller
+ *   already holds, a herd arriving at once (the agents of a controller that died, coming to the
+ *   survivors) is spread over at least `herdSpreadSeconds`; each survivor paces the part that came
+ *   to it, so the cluster admits about 1 / herdSpreadSeconds of the whole herd a second. A fleet
+ *   connecting to a controller that held none of it is its own herd (its admissions are counted
+ *   over three spreads, so one that takes up to a minute stays one herd), and the fleet share,
+ *   then no larger than the herd term, paces it as before.
  * - `load` (0.1..1) is measured: the event loop's delay over the last second. Above
  *   `busyDelayMs` it halves, below `calmDelayMs` it grows back by a tenth a second. A controller
  *   that cannot keep up admits less, one that idles admits the full share. `minPerSecond` is
@@ -29,6 +37,13 @@ export interface AdmissionOptions {
   fleetFraction: number;
   /** Longest Retry-After handed out, in seconds. @default 30 */
   maxRetryAfterSeconds: number;
+  /**
+   * A herd of new sessions is spread over at least this many seconds (0: no herd term, the fleet
+   * share alone). @default 20 (5% of a returning herd a second, as 5% of a fleet; the headroom
+   * under 10% is for welcomes bunched behind stalled handshakes, which on a loaded machine
+   * bunched more: docs/scale-out.md, "Measured")
+   */
+  herdSpreadSeconds: number;
   /** Event-loop delay (ms, p99 over the last second) above which the load share halves. @default 100 */
   busyDelayMs: number;
   /** Event-loop delay (ms) below which the load share grows back. @default 40 */
@@ -39,6 +54,7 @@ export const ADMISSION_DEFAULTS: AdmissionOptions = {
   minPerSecond: 50,
   fleetFraction: 0.05,
   maxRetryAfterSeconds: 30,
+  herdSpreadSeconds: 20,
   busyDelayMs: 100,
   calmDelayMs: 40,
 };
@@ -64,6 +80,8 @@ export interface AdmissionState {
   ratePerSecond: number;
   /** The fleet size the rate is a share of. */
   fleet: number;
+  /** Agents admitted within the herd spread plus those waiting. */
+  herd: number;
   /** Refused agents holding a future slot. */
   waiting: number;
   /** The load share, 0.1..1. */
@@ -90,6 +108,8 @@ export interface Admission {
 const WINDOW_MS = 1_000;
 /** The load share never drops below this: a tenth of the fleet share (minPerSecond still holds). */
 const MIN_LOAD = 0.1;
+/** The herd is counted over this many spreads (see the header). */
+const HERD_WINDOWS = 3;
 /** What the load share grows back by in a calm second. */
 const LOAD_STEP = 0.1;
 
@@ -104,6 +124,9 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   const slotsBySecond = new Map<number, { count: number; agentIds: string[] }>();
   const dueOf = new Map<string, number>();
   let waiting = 0;
+  // Admissions per second over the last HERD_WINDOWS × herdSpreadSeconds (at most that many keys), and their sum.
+  const admittedBySecond = new Map<number, number>();
+  let admittedRecently = 0;
   let known = 0;
   let connected = 0;
   let measuredAt = -Infinity;
@@ -160,10 +183,33 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
     return Math.max(known, connected + waiting);
   }
 
+  function dropOldAdmissions(at: number): void {
+    const oldest = Math.floor(at / 1_000) - HERD_WINDOWS * settings.herdSpreadSeconds + 1;
+    for (const [s, count] of admittedBySecond) {
+      if (s >= oldest) continue;
+      admittedRecently -= count;
+      admittedBySecond.delete(s);
+    }
+  }
+
+  function countAdmission(at: number): void {
+    if (settings.herdSpreadSeconds <= 0) return;
+    const second = Math.floor(at / 1_000);
+    admittedBySecond.set(second, (admittedBySecond.get(second) ?? 0) + 1);
+    admittedRecently++;
+  }
+
+  function herd(): number {
+    return admittedRecently + waiting;
+  }
+
   function rate(at: number): number {
     measure(at);
     dropDueSlots(at);
-    return Math.max(settings.minPerSecond, Math.ceil(fleet() * settings.fleetFraction * load));
+    dropOldAdmissions(at);
+    const share = fleet() * settings.fleetFraction;
+    const paced = settings.herdSpreadSeconds > 0 ? Math.min(share, herd() / settings.herdSpreadSeconds) : share;
+    return Math.max(settings.minPerSecond, Math.ceil(paced * load));
   }
 
   function dropExpired(at: number): void {
@@ -182,6 +228,7 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
       releaseSlot(agentId);
       if (recent.length - head < perSecond) {
         recent.push(at);
+        countAdmission(at);
         return { admitted: true };
       }
       refused++;
@@ -203,7 +250,7 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
     ratePerSecond: () => rate(now()),
     state() {
       const perSecond = rate(now());
-      return { ratePerSecond: perSecond, fleet: fleet(), waiting, load, eventLoopDelayMs: delayMs };
+      return { ratePerSecond: perSecond, fleet: fleet(), herd: herd(), waiting, load, eventLoopDelayMs: delayMs };
     },
     takeRefusedCount() {
       const count = refused;

@@ -151,9 +151,9 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     const now = Date.now();
     if (now - admissionLoggedAt >= CONTROLLER_LIMITS.admissionLogMs) {
       admissionLoggedAt = now;
-      const { fleet, waiting, load, eventLoopDelayMs } = admission.state();
+      const { fleet, herd, waiting, load, eventLoopDelayMs } = admission.state();
       log.info(
-        { refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds, fleet, waiting, load, eventLoopDelayMs },
+        { refused: admission.takeRefusedCount(), ratePerSecond: decision.ratePerSecond, retryAfterSeconds: decision.retryAfterSeconds, fleet, herd, waiting, load, eventLoopDelayMs },
         'agent upgrades paced: answered 503 with Retry-After',
       );
     }

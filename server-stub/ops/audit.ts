@@ -19,6 +19,9 @@ export function createAudit(store: AuditStore, bus: EventBus): Audit {
       bus.publish('audit', row);
       return row;
     },
+    publish(row) {
+      bus.publish('audit', row);
+    },
     list(limit) {
       return store.list(limit);
     },

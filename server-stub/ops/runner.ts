@@ -11,8 +11,9 @@ import type { HelloFrame, OutputFrame } from '../../shared/frames.js';
 import type { EventBus } from '../events/types.js';
 import { checkResult } from '../hub/contract.js';
 import type { AgentHub, CallOutcome } from '../hub/types.js';
+import { endAuditRow, type EndAudit, type NewOperation, type OperationEnd } from '../store/operations.js';
 import type { StoreParts } from '../store/types.js';
-import type { Audit } from '../types.js';
+import type { Audit, AuditEntry } from '../types.js';
 import type { Operation, OperationError, OperationRunner, RunOptions, StartedOperation } from './types.js';
 import { withoutSecrets } from './secrets.js';
 import { validateOp } from './validate.js';
@@ -20,13 +21,20 @@ import { validateOp } from './validate.js';
 export interface RunnerDeps {
   hub: AgentHub;
   /**
-   * Operations, their output and audit rows; `transaction` groups an operation's row and its audit
-   * row (at start, and again at its end) into one commit.
+   * Operations, their output and audit rows: an operation's row and its audit row are written
+   * together by operations.start and operations.end (one commit each, one statement on PostgreSQL).
    */
-  store: Pick<StoreParts, 'operations' | 'output'> & { transaction<T>(fn: (tx: StoreParts) => Promise<T>): Promise<T> };
+  store: Pick<StoreParts, 'operations' | 'output'>;
   bus: EventBus;
   audit: Audit;
   log: Logger;
+  /**
+   * How long a read-only operation's first rows may wait for its end (deferStart); 0: written
+   * before its call is sent, as every other operation's. The controller defers only on a store a
+   * network round trip away (PostgreSQL): SQLite writes in-process in a fraction of a millisecond,
+   * and measured slower deferred. @default 0
+   */
+  deferStartMs?: number;
 }
 
 interface Active {
@@ -36,10 +44,29 @@ interface Active {
   listeners: Set<RunOptions>;
   /** The operation's output and progress writes, in arrival order; its end is recorded after them. */
   writes: Promise<void>;
+  /** A read-only operation whose first rows may not be written yet (deferStart). */
+  deferred?: DeferredStart;
+}
+
+interface DeferredStart {
+  /** Writes the row and its `started` audit row unless a write of them began; resolves once they are written. */
+  write(): Promise<Operation>;
+  /** The whole record of an operation that ended, in one call; null when its start is written or being written. */
+  writeEnded(end: OperationEnd, endAudit: EndAudit): Promise<Operation> | null;
+  /** The row, once written by either. */
+  written: Promise<Operation>;
 }
 
 /** An operation that ended this way may be sent again under its id: its outcome never reached the controller. */
 const RESENDABLE: ReadonlySet<string> = new Set(['SEEDWIRE_LOST', 'SEEDWIRE_DISCONNECTED', 'SEEDWIRE_AGENT_OFFLINE']);
+
+/**
+ * Operations that only read the host. With `deferStartMs` each is sent to the agent before its row
+ * and audit row are written, and a quick one is recorded whole after its reply (one store round
+ * trip on its path, not two); any other operation is sent only once they are committed, so
+ * nothing that changes a host runs unrecorded, even when the store fails or the controller dies.
+ */
+const READ_ONLY_OPS: ReadonlySet<string> = new Set(['hostname', 'facts', 'mysql-status', 'mysql-port', 'mysql-du', 'mysql-datadir-available-space', 'mysql-error-log-tail', 'snapshots']);
 
 /** The seed machine's actor; only it may run the internal seed-* operations. */
 function isSeedActor(actor: string): boolean {
@@ -65,6 +92,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   const { hub, bus, audit, store } = deps;
   const { operations, output } = store;
   const active = new Map<string, Active>();
+  const deferStartMs = deps.deferStartMs ?? 0;
   let closed = false;
 
   function publish(operation: Operation, extra?: Record<string, unknown>): void {
@@ -74,6 +102,9 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   /** Queues a write of an operation tracked here behind its earlier ones (output stays in order). */
   function enqueue(entry: Active | undefined, operationId: string, write: () => Promise<void>): void {
     const run = (): Promise<void> => write().catch((error: unknown) => deps.log.error({ err: error, opId: operationId }, 'storing the output of an operation failed'));
+    const deferred = entry?.deferred;
+    // Output needs the operation's row: a deferred start is written first.
+    if (entry && deferred) entry.writes = entry.writes.then(() => deferred.write()).then(() => undefined, () => undefined);
     if (entry) entry.writes = entry.writes.then(run);
     else void run(); // run() never rejects
   }
@@ -93,48 +124,93 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   }
 
   async function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation> {
-    await active.get(operation.id)?.writes;
-    const ended = await store.transaction((tx) => recordEnd(tx, operation, outcome));
-    if (ended) publish(ended);
-    return ended ?? (await operations.get(operation.id)) ?? operation;
+    const entry = active.get(operation.id);
+    await entry?.writes;
+    const ending = describeEnd(operation, outcome);
+    const deferred = entry?.deferred;
+    if (!ending) {
+      // It outlives this process (the agent reports it after the next start): its row must exist.
+      await deferred?.write();
+      return (await operations.get(operation.id)) ?? operation;
+    }
+    // Ended before its row was written: the whole record in one store call.
+    const whole = deferred?.writeEnded(ending.end, ending.audit) ?? null;
+    if (!whole) await deferred?.written;
+    const ended = whole ? await whole : await operations.end(operation.id, ending.end, ending.audit);
+    const log = deps.log.child({ opId: operation.id, agentId: operation.agentId });
+    if (!ended) {
+      log.warn({ op: operation.op }, 'operation has no row to record its end in');
+      return (await operations.get(operation.id)) ?? operation;
+    }
+    log.info({ op: ended.op, state: ended.state, code: ended.error?.code }, 'operation ended');
+    audit.publish(endAuditRow(ending.audit, ended));
+    publish(ended);
+    return ended;
   }
 
-  /** The end's rows, in the caller's transaction; null when the operation is left running. */
-  async function recordEnd(tx: StoreParts, operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation | null> {
-    const log = deps.log.child({ opId: operation.id, agentId: operation.agentId });
+  /** The end's row and audit row to write; null when the operation is left running across a shutdown. */
+  function describeEnd(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): { end: OperationEnd; audit: EndAudit } | null {
     const endedAt = new Date().toISOString();
+    let end: OperationEnd;
     if (outcome.ok) {
-      await tx.operations.finish(operation.id, { state: 'succeeded', endedAt, result: outcome.value.result ?? null, error: null, exitCode: outcome.value.exitCode });
+      end = { state: 'succeeded', endedAt, result: outcome.value.result ?? null, error: null, exitCode: outcome.value.exitCode };
     } else {
       const failure = toSeedwireError(outcome.error);
       if (failure.code === 'SEEDWIRE_SHUTTING_DOWN') {
-        // The operation outlives this process: the agent reports it after the next start.
-        log.info({ op: operation.op }, 'operation left running across shutdown');
+        deps.log.info({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation left running across shutdown');
         return null;
       }
       const exitCode = (outcome.error as { exitCode?: unknown }).exitCode;
-      await tx.operations.finish(operation.id, {
+      end = {
         state: failure.code === 'SEEDWIRE_CANCELED' ? 'canceled' : 'failed',
         endedAt,
         result: null,
         error: toOperationError(failure),
         exitCode: typeof exitCode === 'number' ? exitCode : null,
-      });
+      };
     }
-    const final = (await tx.operations.get(operation.id)) ?? operation;
-    log.info({ op: final.op, state: final.state, code: final.error?.code }, 'operation ended');
-    await audit.record(
-      {
-        actor: final.actor,
-        agentId: final.agentId,
-        action: `op:${final.op}`,
-        params: final.seedId === null ? { operationId: final.id } : { operationId: final.id, seedId: final.seedId },
-        outcome: final.state,
-        message: final.error?.message ?? null,
-      },
-      tx.audit,
-    );
-    return final;
+    // actor, agent, op and seed never change after the insert: the audit row is built from memory.
+    const auditBase: EndAudit = {
+      at: endedAt,
+      actor: operation.actor,
+      agentId: operation.agentId,
+      action: `op:${operation.op}`,
+      params: operation.seedId === null ? { operationId: operation.id } : { operationId: operation.id, seedId: operation.seedId },
+    };
+    return { end, audit: auditBase };
+  }
+
+  /**
+   * The first rows of a read-only operation, written when the first of these comes: its end (then
+   * the whole record at once), its first output or progress, or `deferStartMs` (a slow operation).
+   * `announce` runs once they are written, before anyone hears of the end.
+   */
+  function deferStart(op: NewOperation, started: AuditEntry, announce: (row: Operation) => void): DeferredStart {
+    let writing: Promise<Operation> | null = null;
+    let resolve!: (row: Operation) => void;
+    let reject!: (error: unknown) => void;
+    const written = new Promise<Operation>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    written.catch(() => undefined); // start() reports it
+    const settle = (write: Promise<Operation>): Promise<Operation> => {
+      writing = write;
+      write.then((row) => {
+        announce(row);
+        resolve(row);
+      }, reject);
+      return write;
+    };
+    const timer = setTimeout(() => void deferred.write().catch(() => undefined), deferStartMs);
+    timer.unref();
+    void written.finally(() => clearTimeout(timer)).catch(() => undefined);
+    const deferred: DeferredStart = {
+      write: () => writing ?? settle(operations.start(op, started)),
+      writeEnded: (end, endAudit) => (writing ? null : settle(operations.record(op, started, end, endAudit))),
+      written,
+    };
+    return deferred;
   }
 
   /** Lets one more caller hear an operation this process tracks, and cancel it through its signal. */
@@ -151,8 +227,11 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     });
   }
 
-  /** `params`: what the agent gets when it differs from the stored row (a secret the store keeps out). */
-  function track(operation: Operation, options: RunOptions | null, resumed: boolean, params: Record<string, unknown> = operation.params): StartedOperation {
+  /**
+   * `params`: what the agent gets when it differs from the stored row (a secret the store keeps
+   * out). `deferred`: the operation's first rows are not written yet (a read-only one; deferStart).
+   */
+  function track(operation: Operation, options: RunOptions | null, resumed: boolean, params: Record<string, unknown> = operation.params, deferred?: DeferredStart): StartedOperation {
     const controller = new AbortController();
     const listeners = new Set<RunOptions>();
     // Checked again here, not only at start: a row resumed after a restart comes from the store.
@@ -180,7 +259,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       .finally(() => {
         active.delete(operation.id);
       });
-    const entry: Active = { controller, done, listeners, writes: Promise.resolve() };
+    const entry: Active = { controller, done, listeners, writes: Promise.resolve(), ...(deferred ? { deferred } : {}) };
     active.set(operation.id, entry);
     if (options) attach(entry, options);
     if (resumed) deps.log.info({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation resumed after reconnect');
@@ -233,22 +312,48 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       const existing = options.callId === undefined ? null : await operations.get(options.callId);
       if (existing) return restart(existing, agentId, valid.op, options);
       if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
-      const operation = await store.transaction(async (tx) => {
-        const inserted = await tx.operations.insert({
-          id: options.callId ?? randomUUID(),
-          agentId,
-          op: valid.op,
-          params: withoutSecrets(valid.params),
-          createdAt: new Date().toISOString(),
-          actor: options.actor,
-          seedId: options.seedId ?? null,
-        });
-        await audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(inserted.id, options, withoutSecrets(valid.params)), outcome: 'started' }, tx.audit);
-        return inserted;
-      });
-      deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
-      publish(operation);
-      return track(operation, options, false, valid.params);
+      const createdAt = new Date().toISOString();
+      const id = options.callId ?? randomUUID();
+      const stored = withoutSecrets(valid.params);
+      const row: Operation = {
+        id,
+        agentId,
+        op: valid.op,
+        params: stored,
+        state: 'running',
+        createdAt,
+        endedAt: null,
+        result: null,
+        error: null,
+        exitCode: null,
+        outputTail: '',
+        actor: options.actor,
+        seedId: options.seedId ?? null,
+      };
+      const started: AuditEntry = { at: createdAt, actor: options.actor, agentId, action: `op:${op}`, params: auditParams(id, options, stored), outcome: 'started', message: null };
+      const newOp: NewOperation = { id, agentId, op: valid.op, params: stored, createdAt, actor: options.actor, seedId: row.seedId };
+      const announce = (operation: Operation): void => {
+        deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
+        audit.publish(started);
+        publish(operation);
+      };
+      if (deferStartMs <= 0 || options.callId !== undefined || !READ_ONLY_OPS.has(valid.op)) {
+        const operation = await operations.start(newOp, started);
+        announce(operation);
+        return track(operation, options, false, valid.params);
+      }
+      // A read-only operation goes to the agent before its rows are written: a quick one is then
+      // recorded whole, started and ended, in one store call after its reply (deferStart). Nobody
+      // hears of its end before its rows exist; if they cannot be written it is canceled and
+      // start() fails.
+      const deferred = deferStart(newOp, started, () => announce(row));
+      const tracked = track(row, options, false, valid.params, deferred);
+      try {
+        return { operation: await deferred.written, done: tracked.done };
+      } catch (error) {
+        active.get(id)?.controller.abort(toSeedwireError(error));
+        throw error;
+      }
     },
     async run(agentId, op, params, options) {
       const { done } = await runner.start(agentId, op, params, options);
@@ -269,18 +374,20 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       if (!entry || ms <= 0) return await operations.get(id);
       let timer: NodeJS.Timeout | undefined;
       let onAbort: (() => void) | undefined;
+      let ended: Operation | undefined;
       const stop = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, ms);
         onAbort = () => resolve();
         signal?.addEventListener('abort', onAbort, { once: true });
       });
       try {
-        await Promise.race([entry.done, stop]);
+        await Promise.race([entry.done.then((operation) => void (ended = operation)), stop]);
       } finally {
         clearTimeout(timer);
         if (onAbort) signal?.removeEventListener('abort', onAbort);
       }
-      return await operations.get(id);
+      // An ended operation's row as its end was committed (done resolves after): no read needed.
+      return ended !== undefined && ended.state !== 'running' ? ended : await operations.get(id);
     },
     async cancel(id, reason) {
       const entry = active.get(id);

@@ -19,18 +19,18 @@ export interface AuditStore {
   list(limit: number): Promise<AuditEntry[]>;
 }
 
+/** The audit row's insert, shared with statements that write it beside another row (operations.ts). */
+export const INSERT_AUDIT = 'INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?)';
+
+/** INSERT_AUDIT's parameters, in its order. */
+export function auditValues(entry: AuditEntry): unknown[] {
+  return [entry.at, entry.actor, entry.agentId, entry.action, toJsonColumn(entry.params), entry.outcome, entry.message];
+}
+
 export function createAuditStore(sql: SqlExecutor): AuditStore {
   return {
     async insert(entry) {
-      await sql.run('INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?)', [
-        entry.at,
-        entry.actor,
-        entry.agentId,
-        entry.action,
-        toJsonColumn(entry.params),
-        entry.outcome,
-        entry.message,
-      ]);
+      await sql.run(INSERT_AUDIT, auditValues(entry));
     },
     async list(limit) {
       const rows = await sql.all<RawAudit>('SELECT at, actor, agent_id, action, params, outcome, message FROM audit ORDER BY id DESC LIMIT ?', [limit]);

@@ -145,6 +145,49 @@ describe.each(engines)('store contract: $name', ({ name, skip, open }) => {
     ]);
   });
 
+  it.skipIf(skip !== null)('operations: start and end write the row and its audit row together; the end audits the final state', async () => {
+    const store = await open();
+    const { operations } = store;
+    const started = { at: AT, actor: 'admin', agentId: 'a', action: 'op:exec', params: { operationId: 'o1', params: { command: 'x' } }, outcome: 'started', message: null };
+    const row = await operations.start({ id: 'o1', agentId: 'a', op: 'exec', params: { command: 'x' }, createdAt: AT, actor: 'admin', seedId: 's1' }, started);
+    expect(row).toMatchObject({ id: 'o1', agentId: 'a', op: 'exec', state: 'running', params: { command: 'x' }, seedId: 's1', outputTail: '', endedAt: null });
+    expect(await store.audit.list(10)).toEqual([started]);
+    // A second start under the same id writes neither row.
+    await expect(operations.start({ id: 'o1', agentId: 'a', op: 'exec', params: {}, createdAt: AT, actor: 'admin' }, { ...started, at: 'again' })).rejects.toThrow();
+    expect(await store.audit.list(10)).toHaveLength(1);
+
+    const base = { at: 't2', actor: 'admin', agentId: 'a', action: 'op:exec', params: { operationId: 'o1', seedId: 's1' } };
+    const failure = { code: 'SEEDWIRE_EXEC_FAILED', message: 'exit 3' };
+    const ended = await operations.end('o1', { state: 'failed', endedAt: 't2', result: null, error: failure, exitCode: 3 }, base);
+    expect(ended).toMatchObject({ id: 'o1', state: 'failed', endedAt: 't2', error: failure, exitCode: 3 });
+    expect(await operations.get('o1')).toEqual(ended);
+    expect((await store.audit.list(10))[0]).toEqual({ ...base, outcome: 'failed', message: 'exit 3' });
+    // Ended already: the state stays, and the audit row says the state it has.
+    const again = await operations.end('o1', { state: 'succeeded', endedAt: 't3', result: { ok: 1 }, error: null, exitCode: 0 }, { ...base, at: 't3' });
+    expect(again).toMatchObject({ state: 'failed', endedAt: 't2' });
+    expect((await store.audit.list(10))[0]).toEqual({ ...base, at: 't3', outcome: 'failed', message: 'exit 3' });
+    // No such operation: nothing written.
+    expect(await operations.end('nope', { state: 'succeeded', endedAt: 't4', result: null, error: null, exitCode: 0 }, { ...base, at: 't4' })).toBeNull();
+    expect(await store.audit.list(10)).toHaveLength(3);
+    const ok = await operations.start({ id: 'o2', agentId: 'b', op: 'hostname', params: {}, createdAt: AT, actor: 'admin' }, { ...started, agentId: 'b', at: 't5' });
+    expect(await operations.end(ok.id, { state: 'succeeded', endedAt: 't6', result: { hostname: 'b' }, error: null, exitCode: null }, { ...base, agentId: 'b', at: 't6' })).toMatchObject({ state: 'succeeded', result: { hostname: 'b' } });
+    expect((await store.audit.list(1))[0]).toMatchObject({ at: 't6', outcome: 'succeeded', message: null });
+
+    // An operation that ended before its row was written: the ended row and both audit rows at once.
+    const quick = await operations.record(
+      { id: 'o3', agentId: 'c', op: 'hostname', params: {}, createdAt: 't7', actor: 'admin' },
+      { ...started, agentId: 'c', action: 'op:hostname', at: 't7', params: { operationId: 'o3', params: {} } },
+      { state: 'succeeded', endedAt: 't8', result: { hostname: 'c' }, error: null, exitCode: null },
+      { at: 't8', actor: 'admin', agentId: 'c', action: 'op:hostname', params: { operationId: 'o3' } },
+    );
+    expect(quick).toMatchObject({ id: 'o3', state: 'succeeded', createdAt: 't7', endedAt: 't8', result: { hostname: 'c' }, outputTail: '', seedId: null });
+    expect(await operations.get('o3')).toEqual(quick);
+    expect((await store.audit.list(2)).map((a) => [a.at, a.outcome, a.params])).toEqual([
+      ['t8', 'succeeded', { operationId: 'o3' }],
+      ['t7', 'started', { operationId: 'o3', params: {} }],
+    ]);
+  });
+
   it.skipIf(skip !== null)('output: head to the cap, one marker, the rolling tail, and the bytes a read covers', async () => {
     const store = await open();
     await store.operations.insert({ id: 'op', agentId: 'a', op: 'exec', params: {}, createdAt: AT, actor: 'admin' });

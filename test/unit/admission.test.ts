@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createAdmission } from '../../server-stub/hub/admission.js';
+import { createAdmission, type Admission, type AdmissionOptions } from '../../server-stub/hub/admission.js';
 import { parseRetryAfter, retryAfterDelay } from '../../agent/connection/retry-after.js';
 
 /** A clock the test moves by hand. */
@@ -41,7 +41,8 @@ describe('admission pacing', () => {
     const c = clock();
     let known = 1_000;
     let reads = 0;
-    const admission = createAdmission(() => (reads++, known), { minPerSecond: 10, fleetFraction: 0.05 }, c.now);
+    // The fleet share alone (no herd term): an idle controller's rate before any herd arrives.
+    const admission = createAdmission(() => (reads++, known), { minPerSecond: 10, fleetFraction: 0.05, herdSpreadSeconds: 0 }, c.now);
     expect(admission.ratePerSecond()).toBe(50);
     expect(Array.from({ length: 80 }, () => admission.admit()).filter((d) => d.admitted)).toHaveLength(50);
     expect(reads).toBe(1);
@@ -53,7 +54,7 @@ describe('admission pacing', () => {
   it('paces each controller sharing the store by its share of the fleet, following how many share it', () => {
     const c = clock();
     let controllers = 3;
-    const admission = createAdmission({ knownAgents: () => 9_000, controllers: () => controllers }, { minPerSecond: 10, fleetFraction: 0.05 }, c.now);
+    const admission = createAdmission({ knownAgents: () => 9_000, controllers: () => controllers }, { minPerSecond: 10, fleetFraction: 0.05, herdSpreadSeconds: 0 }, c.now);
     // Three controllers on one store: each admits a third of what one alone would (450/s).
     expect(admission.ratePerSecond()).toBe(150);
     expect(Array.from({ length: 400 }, () => admission.admit()).filter((d) => d.admitted)).toHaveLength(150);
@@ -111,7 +112,7 @@ describe('admission pacing', () => {
   it('halves its share while the event loop lags and grows it back when calm, never below the floor', () => {
     const c = clock();
     let delayMs = 500;
-    const admission = createAdmission({ knownAgents: () => 10_000, eventLoopDelayMs: () => delayMs }, { minPerSecond: 50, fleetFraction: 0.05, busyDelayMs: 100, calmDelayMs: 40 }, c.now);
+    const admission = createAdmission({ knownAgents: () => 10_000, eventLoopDelayMs: () => delayMs }, { minPerSecond: 50, fleetFraction: 0.05, herdSpreadSeconds: 0, busyDelayMs: 100, calmDelayMs: 40 }, c.now);
     const rates: number[] = [];
     for (let s = 0; s < 6; s++) {
       rates.push(admission.ratePerSecond());
@@ -140,6 +141,87 @@ describe('admission pacing', () => {
     expect(Math.max(...refused.map((d) => (d.admitted ? 0 : d.retryAfterSeconds)))).toBe(5);
     expect(admission.takeRefusedCount()).toBe(20);
     expect(admission.takeRefusedCount()).toBe(0);
+  });
+});
+
+/** A deterministic stand-in for Math.random (a linear congruential generator). */
+function lcg(seed: number): () => number {
+  let x = seed;
+  return () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+}
+
+interface Returning {
+  /** Which controller the agent dials. */
+  to: number;
+  /** When it first dials, ms from the start. */
+  at: number;
+}
+
+/**
+ * Agents dialing controllers paced by createAdmission, on one hand-moved clock: a refused agent
+ * dials again after its Retry-After plus the agent's own jitter (retryAfterDelay). `holding[i]`:
+ * the sessions controller i held before; `known`: the agents the shared store knows. Returns the
+ * welcomes per second across all controllers and when the last agent was welcomed.
+ */
+function simulateHerd(agents: Returning[], holding: number[], known: number, options: Partial<AdmissionOptions>): { perSecond: number[]; lastMs: number } {
+  const c = clock(0);
+  const admitted = holding.map(() => 0);
+  const admissions: Admission[] = holding.map((held, i) =>
+    createAdmission({ knownAgents: () => known, connectedAgents: () => held + admitted[i]!, controllers: () => holding.length }, options, c.now),
+  );
+  const random = lcg(42);
+  const due = agents.map((a) => a.at);
+  const perSecond: number[] = [];
+  let left = agents.length;
+  let lastMs = 0;
+  for (let t = 0; left > 0 && t < 120_000; t += 10) {
+    c.advance(t - c.now());
+    for (let i = 0; i < agents.length; i++) {
+      if (due[i]! > t) continue;
+      const decision = admissions[agents[i]!.to]!.admit(`agent-${i}`);
+      if (decision.admitted) {
+        due[i] = Number.POSITIVE_INFINITY;
+        admitted[agents[i]!.to]!++;
+        perSecond[Math.floor(t / 1_000)] = (perSecond[Math.floor(t / 1_000)] ?? 0) + 1;
+        left--;
+        lastMs = t;
+      } else due[i] = t + retryAfterDelay(decision.retryAfterSeconds * 1_000, 60_000, random);
+    }
+  }
+  expect(left).toBe(0);
+  return { perSecond: Array.from(perSecond, (n) => n ?? 0), lastMs };
+}
+
+describe('admission of a herd across controllers', () => {
+  // The dead controller's agents redial within about a second (their backoff's jitter).
+  const herdOf = (n: number, to: (i: number) => number): Returning[] => Array.from({ length: n }, (_, i) => ({ to: to(i), at: Math.floor((i * 997) % 1_000) }));
+
+  it("spreads a dead controller's agents over the survivors' herd spread: the busiest second stays under 10% of them", () => {
+    // 3 × 3,000 on one store; one dies, its 3,236 come back to the two left (unevenly: lists).
+    const herd = herdOf(3_236, (i) => (i % 3 === 0 ? 1 : 0));
+    const { perSecond, lastMs } = simulateHerd(herd, [3_000, 3_000], 9_000, { minPerSecond: 50, fleetFraction: 0.05 });
+    expect(Math.max(...perSecond) / herd.length).toBeLessThanOrEqual(0.1);
+    expect(lastMs).toBeLessThan(60_000);
+    // The survivors admit about 5% of the herd a second together (the spread is 20 s), whatever the split.
+    expect(Math.max(...perSecond) / herd.length).toBeLessThanOrEqual(0.06);
+    // Without the herd term each survivor paced by its share of the fleet (~230/s): 14% and more.
+    const before = simulateHerd(herd, [3_000, 3_000], 9_000, { minPerSecond: 50, fleetFraction: 0.05, herdSpreadSeconds: 0 });
+    expect(Math.max(...before.perSecond) / herd.length).toBeGreaterThan(0.1);
+  });
+
+  it('paces 10,000 new agents on one controller by its fleet share as before (the herd term does not bind)', () => {
+    const fleet = herdOf(10_000, () => 0);
+    const now = simulateHerd(fleet, [0], 0, { minPerSecond: 50, fleetFraction: 0.05 });
+    const shareOnly = simulateHerd(fleet, [0], 0, { minPerSecond: 50, fleetFraction: 0.05, herdSpreadSeconds: 0 });
+    expect(Math.abs(now.lastMs - shareOnly.lastMs)).toBeLessThanOrEqual(2_000);
+    expect(now.lastMs).toBeLessThan(30_000);
+  });
+
+  it('lets a small herd in at the floor: minPerSecond is never held back', () => {
+    // 200 agents to two survivors: each admits its floor of 50 a second, the herd is back in about 2 s.
+    const { perSecond, lastMs } = simulateHerd(herdOf(200, (i) => i % 2), [200, 200], 600, { minPerSecond: 50, fleetFraction: 0.05 });
+    expect(Math.max(...perSecond)).toBeLessThanOrEqual(100);
+    expect(lastMs).toBeLessThan(5_000);
   });
 });
 
