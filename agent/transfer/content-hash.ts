@@ -7,7 +7,8 @@
  * Why two: SHA-256 is Node's own (OpenSSL, with the CPU's SHA extensions about 1.7 GB/s per core
  * on this project's bench machine) and was 8–17% of each agent's CPU in a seed; BLAKE3 is as
  * collision-resistant (256-bit output, 128-bit collision security) and ran at 8.4 GB/s per core
- * there (docs/performance.md, "Content hash"). It comes from a native addon (@napi-rs/blake-hash);
+ * there (docs/performance.md, "Content hash"). It comes from a native addon (@napi-rs/blake-hash's
+ * prebuilt linux-x64 build, an optional dependency);
  * an agent where it does not load (the one-file bundle without seedwire-blake3.node beside it,
  * another platform) just does not offer it, and its seeds use SHA-256.
  *
@@ -45,7 +46,9 @@ function loadBlake3(): Blake3Module | null {
   if (loaded !== undefined) return loaded;
   const here = fileURLToPath(import.meta.url);
   const load = createRequire(here);
-  for (const id of ['@napi-rs/blake-hash', join(dirname(here), BLAKE3_ADDON)]) {
+  // The prebuilt addon of @napi-rs/blake-hash for this platform (an optional dependency: npm
+  // installs it only where it runs), else the copy beside the one-file bundle.
+  for (const id of [`@napi-rs/blake-hash-${process.platform}-${process.arch}${process.platform === 'linux' ? '-gnu' : ''}`, join(dirname(here), BLAKE3_ADDON)]) {
     try {
       const mod = load(id) as Partial<Blake3Module>;
       if (typeof mod.Blake3Hasher === 'function') return (loaded = mod as Blake3Module);
