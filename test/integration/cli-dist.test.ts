@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PROJECT_ROOT } from '../helpers/agent.js';
+import { NODE_FLAGS } from '../../shared/node-flags.js';
 
 const pkg = JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
 
@@ -23,7 +24,9 @@ describe('built commands (dist/)', () => {
     for (const file of Object.values(pkg.bin)) {
       const path = join(PROJECT_ROOT, file);
       expect(() => accessSync(path, constants.X_OK), `${file} missing: run npm run build`).not.toThrow();
-      expect(readFileSync(path, 'utf8').startsWith('#!/usr/bin/env node')).toBe(true);
+      // The two daemons start node with the V8 flags of shared/node-flags.ts; the command line needs none.
+      const shebang = file.endsWith('cli/main.js') ? '#!/usr/bin/env node\n' : `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}\n`;
+      expect(readFileSync(path, 'utf8').startsWith(shebang), `${file}'s first line`).toBe(true);
     }
   });
 
