@@ -162,10 +162,12 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     return true;
   }
 
+  /** Whether a session held here offered `capability` in its hello. */
+  const offers = (agentId: string, capability: string): boolean => sessions.get(agentId)?.hello?.capabilities.includes(capability) ?? false;
   const relay = new Relay(
     {
       senderOf: (id) => sessions.get(id)?.sender ?? null,
-      dialsDataConnections: (id) => sessions.get(id)?.hello?.capabilities.includes(DATA_CONNECTIONS_CAPABILITY) ?? false,
+      dialsDataConnections: (id) => offers(id, DATA_CONNECTIONS_CAPABILITY),
     },
     counters,
     log.child({ component: 'relay' }),
@@ -597,9 +599,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     facts(agentId): Facts | null {
       return sessions.get(agentId)?.facts ?? lastFacts.get(agentId) ?? null;
     },
-    offers(agentId, capability) {
-      return sessions.get(agentId)?.hello?.capabilities.includes(capability) ?? false;
-    },
+    offers,
     waitForAgent(agentId, signal) {
       if (sessions.has(agentId)) return Promise.resolve();
       if (signal?.aborted) return Promise.reject(new SeedwireError('SEEDWIRE_CANCELED', 'wait for agent aborted'));
