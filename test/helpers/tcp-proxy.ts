@@ -24,6 +24,8 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   let mode: ProxyMode = 'forward';
   let bytesForwarded = 0;
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  /** Legs whose peer closed while the link was black-holed. */
+  const orphans = new Set<net.Socket>();
 
   const server = net.createServer((client) => {
     if (mode === 'refuse') {
@@ -45,13 +47,22 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     };
     pipe(client, upstream);
     pipe(upstream, client);
-    const end = (): void => {
-      pairs.delete(pair);
-      client.destroy();
-      upstream.destroy();
+    // A black hole swallows closes too: a dead path delivers no FIN or RST, so the surviving leg
+    // stays open until its own side gives up (or the test cuts it). Forwarding a close would let
+    // one side's timeout end the other side's connection before that side noticed the silence.
+    const end = (closed: net.Socket, other: net.Socket): void => {
+      if (!pairs.delete(pair)) {
+        orphans.delete(closed);
+        return;
+      }
+      closed.destroy();
+      if (mode === 'blackhole' && !other.destroyed) {
+        orphans.add(other);
+        other.once('close', () => orphans.delete(other));
+      } else other.destroy();
     };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
+    client.on('error', () => end(client, upstream)).on('close', () => end(client, upstream));
+    upstream.on('error', () => end(upstream, client)).on('close', () => end(upstream, client));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
@@ -62,6 +73,8 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       upstream.destroy();
     }
     pairs.clear();
+    for (const socket of orphans) socket.destroy();
+    orphans.clear();
   };
   const cutAllBut = (keep: number): void => {
     for (const pair of [...pairs].slice(keep)) {
