@@ -156,6 +156,8 @@ export const AgentConfigSchema = z
       .object({
         heartbeatMs: z.number().int().min(100).optional(),
         deadAfterMs: z.number().int().min(300).optional(),
+        /** How long a dial waits for the controller's welcome before giving up and retrying. */
+        handshakeTimeoutMs: z.number().int().min(500).optional(),
         reconnectBaseMs: z.number().int().min(10).optional(),
         reconnectCapMs: z.number().int().min(10).optional(),
         startupJitterMs: z.number().int().min(0).optional(),

@@ -19,7 +19,7 @@ export function resolveTiming(config: Pick<AgentConfig, 'advanced'>): Timing {
   return {
     heartbeatMs: a.heartbeatMs,
     deadAfterMs: a.deadAfterMs,
-    handshakeTimeoutMs: LIMITS.handshakeTimeoutMs,
+    handshakeTimeoutMs: a.handshakeTimeoutMs ?? LIMITS.handshakeTimeoutMs,
     reconnectBaseMs: a.reconnectBaseMs ?? LIMITS.reconnectBaseMs,
     reconnectCapMs: a.reconnectCapMs ?? LIMITS.reconnectCapMs,
     reconnectHealthyMs: LIMITS.reconnectHealthyMs,

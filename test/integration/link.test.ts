@@ -120,7 +120,9 @@ describe('agent and controller, real processes', () => {
       controllerUrl: proxy.url('/agent'),
       token: TOKEN,
       id: 'natted',
-      config: { advanced: { heartbeatMs: 200, deadAfterMs: 1500, reconnectBaseMs: 50, reconnectCapMs: 300 } },
+      // a dial made while the path is black-holed waits for its welcome; a short handshake timeout
+      // lets it give up and redial soon after the path heals
+      config: { advanced: { heartbeatMs: 200, deadAfterMs: 1500, handshakeTimeoutMs: 2000, reconnectBaseMs: 50, reconnectCapMs: 300 } },
     });
     await agent.waitForLog((l) => l.msg === 'connected', { timeoutMs: 20_000 });
     proxy.setMode('blackhole');
