@@ -269,6 +269,14 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
       setCounter(this, sources.counters.upgradesPaced);
     },
   });
+  new Counter({
+    name: 'seedwire_agent_welcomes_held_total',
+    help: 'Agent welcomes held back (at most welcomeMaxWaitMs) to keep a herd within the admission rate',
+    registers: [registry],
+    collect() {
+      setCounter(this, sources.counters.welcomesHeld);
+    },
+  });
   new Gauge({
     name: 'seedwire_process_resident_memory_bytes',
     help: 'Resident set size of the controller process',

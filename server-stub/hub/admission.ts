@@ -48,6 +48,12 @@ export interface AdmissionOptions {
   busyDelayMs: number;
   /** Event-loop delay (ms) below which the load share grows back. @default 40 */
   calmDelayMs: number;
+  /**
+   * Longest a welcome is held back to keep welcomes within the rate (ms; 0: welcomes are not
+   * paced). Admitted upgrades whose handshakes stalled together on the store would otherwise be
+   * welcomed in one burst. Below the agent's handshake timeout (15 s) by far. @default 3000
+   */
+  welcomeMaxWaitMs: number;
 }
 
 export const ADMISSION_DEFAULTS: AdmissionOptions = {
@@ -57,6 +63,7 @@ export const ADMISSION_DEFAULTS: AdmissionOptions = {
   herdSpreadSeconds: 20,
   busyDelayMs: 100,
   calmDelayMs: 40,
+  welcomeMaxWaitMs: 3_000,
 };
 
 /** What admission measures; each is read at most once a second. */
@@ -102,6 +109,13 @@ export interface Admission {
   state(): AdmissionState;
   /** Refusals since the last call (for one summarised log line per interval). */
   takeRefusedCount(): number;
+  /**
+   * Reserves a moment to send a welcome, so at most the rate are sent in any sliding second, and
+   * returns how long to wait for it (ms; 0 when the last second had room, so a lone agent is
+   * never held). Upgrades are paced when they arrive; this paces them again when their
+   * handshakes end, which the store can bunch. Never more than `welcomeMaxWaitMs`.
+   */
+  welcomeDelayMs(): number;
 }
 
 /** The rates are per second: this is the unit, not a tunable. */
@@ -133,6 +147,9 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   let load = 1;
   let delayMs: number | null = null;
   let refused = 0;
+  // The moments reserved for welcomes within the last second and ahead, never decreasing.
+  const welcomes: number[] = [];
+  let welcomesHead = 0;
 
   /** Agents handed second S dial again within [S, S + 1) (Retry-After plus a jitter): by S + 2 they have. */
   function dropDueSlots(at: number): void {
@@ -256,6 +273,25 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
       const count = refused;
       refused = 0;
       return count;
+    },
+    welcomeDelayMs() {
+      const at = now();
+      if (settings.welcomeMaxWaitMs <= 0) return 0;
+      while (welcomesHead < welcomes.length && at - welcomes[welcomesHead]! >= WINDOW_MS) welcomesHead++;
+      if (welcomesHead > 1024 && welcomesHead * 2 > welcomes.length) {
+        welcomes.splice(0, welcomesHead);
+        welcomesHead = 0;
+      }
+      const perSecond = rate(at);
+      const inWindow = welcomes.length - welcomesHead;
+      // First come, first welcomed: never before the last reserved moment. The moments never
+      // decrease, so when the window is full the one `perSecond` back bounds the next: a second
+      // after it, the window holds fewer than the rate again.
+      const last = welcomes.length > welcomesHead ? welcomes[welcomes.length - 1]! : at;
+      const earliest = inWindow < perSecond ? last : Math.max(last, welcomes[welcomes.length - perSecond]! + WINDOW_MS);
+      const moment = Math.min(Math.max(at, earliest), at + settings.welcomeMaxWaitMs);
+      welcomes.push(moment);
+      return moment - at;
     },
   };
 }

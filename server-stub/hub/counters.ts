@@ -19,8 +19,10 @@ export interface HubCounters {
   observeHeartbeatRtt: (seconds: number) => void;
   /** Agent upgrades answered 503 + Retry-After by admission pacing. */
   upgradesPaced: number;
+  /** Welcomes held back to keep a herd's welcomes within the admission rate. */
+  welcomesHeld: number;
 }
 
 export function createHubCounters(): HubCounters {
-  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0, controlDataFrames: 0, dataConnections: 0, dataRefused: 0, sessions: 0, reconnects: 0, disconnects: 0, upgradesPaced: 0, observeHeartbeatRtt: () => {} };
+  return { framesIn: 0, framesOut: 0, badFrames: 0, bytesRelayed: 0, relayDropped: 0, controlDataFrames: 0, dataConnections: 0, dataRefused: 0, sessions: 0, reconnects: 0, disconnects: 0, upgradesPaced: 0, welcomesHeld: 0, observeHeartbeatRtt: () => {} };
 }

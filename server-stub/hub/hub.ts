@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -368,6 +369,13 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     if (!known) knownAgents++;
     const resume = await resumeHandler(hello.agentId, hello);
     const identity = await identityOf(hello.agentId);
+    // Upgrades were paced when they arrived; handshakes that stalled together on the store are
+    // paced again here, so a herd is not welcomed in one burst (0 for a lone agent: no wait).
+    const hold = admission.welcomeDelayMs();
+    if (hold > 0) {
+      counters.welcomesHeld++;
+      await delay(hold);
+    }
     if (session.isClosed) return;
     if (closing) throw new SessionClose(CLOSE_CODES.goingAway, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
     handshaking.delete(session);

@@ -225,6 +225,72 @@ describe('admission of a herd across controllers', () => {
   });
 });
 
+describe('welcome pacing', () => {
+  it('holds no lone welcome, and welcomes handshakes that end together within the rate', () => {
+    const c = clock();
+    const admission = createAdmission(() => 0, { minPerSecond: 10, fleetFraction: 0 }, c.now);
+    expect(admission.welcomeDelayMs()).toBe(0);
+    c.advance(5_000);
+    // 35 handshakes end in the same millisecond (the store stalled them together).
+    const moments = Array.from({ length: 35 }, () => c.now() + admission.welcomeDelayMs());
+    for (let i = 0; i + 10 < moments.length; i++) expect(moments[i + 10]! - moments[i]!).toBeGreaterThanOrEqual(1_000);
+    // First come, first welcomed; the first ten go at once.
+    expect([...moments].sort((a, b) => a - b)).toEqual(moments);
+    expect(moments.slice(0, 10).every((m) => m === c.now())).toBe(true);
+    expect(Math.max(...moments) - c.now()).toBe(3_000);
+  });
+
+  it('never holds a welcome longer than welcomeMaxWaitMs, and 0 turns pacing off', () => {
+    const c = clock();
+    const capped = createAdmission(() => 0, { minPerSecond: 5, fleetFraction: 0, welcomeMaxWaitMs: 1_500 }, c.now);
+    const waits = Array.from({ length: 100 }, () => capped.welcomeDelayMs());
+    expect(Math.max(...waits)).toBe(1_500);
+    const off = createAdmission(() => 0, { minPerSecond: 5, fleetFraction: 0, welcomeMaxWaitMs: 0 }, c.now);
+    expect(Array.from({ length: 100 }, () => off.welcomeDelayMs()).every((w) => w === 0)).toBe(true);
+  });
+
+  it("smooths a returning herd whose handshakes stall in bursts: the busiest second of welcomes stays near the rate", () => {
+    // Two survivors take 3,236 agents; every admitted handshake waits for a store that answers
+    // only every 2.5 s (a loaded machine's stalls), so without pacing the welcomes come in bursts.
+    const run = (welcomeMaxWaitMs: number): number => {
+      const c = clock(0);
+      const admitted = [0, 0];
+      const admissions = [0, 1].map((i) => createAdmission({ knownAgents: () => 9_000, connectedAgents: () => 3_000 + admitted[i]!, controllers: () => 2 }, { welcomeMaxWaitMs }, c.now));
+      const random = lcg(7);
+      const due = Array.from({ length: 3_236 }, (_, i) => (i * 997) % 1_000);
+      const handshakeEnds: Array<{ at: number; to: number }> = [];
+      const perSecond: number[] = [];
+      for (let t = 0; t < 120_000; t += 10) {
+        c.advance(t - c.now());
+        for (let i = 0; i < due.length; i++) {
+          if (due[i]! > t) continue;
+          const to = i % 3 === 0 ? 1 : 0;
+          const decision = admissions[to]!.admit(`agent-${i}`);
+          if (!decision.admitted) {
+            due[i] = t + retryAfterDelay(decision.retryAfterSeconds * 1_000, 60_000, random);
+            continue;
+          }
+          due[i] = Number.POSITIVE_INFINITY;
+          admitted[to]!++;
+          handshakeEnds.push({ at: Math.ceil((t + 1) / 2_500) * 2_500, to });
+        }
+        for (const end of handshakeEnds.filter((e) => e.at === t)) {
+          const second = Math.floor((t + admissions[end.to]!.welcomeDelayMs()) / 1_000);
+          perSecond[second] = (perSecond[second] ?? 0) + 1;
+        }
+      }
+      const counts = Array.from(perSecond, (n) => n ?? 0);
+      expect(counts.reduce((a, b) => a + b, 0)).toBe(3_236);
+      return Math.max(...counts) / 3_236;
+    };
+    const unpaced = run(0);
+    const paced = run(3_000);
+    console.log(`[admission] busiest second of welcomes: ${(unpaced * 100).toFixed(1)}% unpaced, ${(paced * 100).toFixed(1)}% paced`);
+    expect(unpaced).toBeGreaterThan(0.1);
+    expect(paced).toBeLessThanOrEqual(0.07);
+  });
+});
+
 describe('Retry-After on the agent', () => {
   it('reads delta-seconds and HTTP dates, and ignores what it cannot read', () => {
     const now = Date.parse('2026-01-01T00:00:00Z');
