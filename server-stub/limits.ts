@@ -17,6 +17,11 @@ export const CONTROLLER_LIMITS = {
    */
   lastSeenWriteMs: 10_000,
   /**
+   * @default 1_000 ms last-seen times wait to be written together: one statement per 256 agents
+   * instead of one per agent (an ended session's goes out at once).
+   */
+  lastSeenFlushMs: 1_000,
+  /**
    * @default 50 ms a read-only operation (hostname, facts, ...) runs before its row is written, on
    * a PostgreSQL store: one that ends sooner is recorded whole in one store call after its reply
    * (server-stub/ops/runner.ts).

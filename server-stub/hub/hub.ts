@@ -290,12 +290,32 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     return row ? infoOfRow(row, identity) : null;
   }
 
+  /**
+   * Records an agent's last-seen time, at most once per lastSeenWriteMs (unless `force`: its
+   * session ended). Writes are batched: a fleet's heartbeats become a few statements a second,
+   * not one per agent; an ended session's time goes out on the next turn of the event loop.
+   */
   function touch(session: AgentSession, force: boolean): void {
     if (!session.agentId) return;
     const now = Date.now();
     if (!force && now - (lastSeenWritten.get(session.agentId) ?? 0) < CONTROLLER_LIMITS.lastSeenWriteMs) return;
     lastSeenWritten.set(session.agentId, now);
-    background('last seen', agents.touch(session.agentId, new Date(session.lastInboundAt).toISOString()));
+    seenPending.set(session.agentId, new Date(session.lastInboundAt).toISOString());
+    if (force) seenFlushSoon ??= setImmediate(() => void flushSeen());
+    else seenFlushTimer ??= setTimeout(() => void flushSeen(), CONTROLLER_LIMITS.lastSeenFlushMs);
+  }
+  const seenPending = new Map<string, string>();
+  let seenFlushTimer: NodeJS.Timeout | undefined;
+  let seenFlushSoon: NodeJS.Immediate | undefined;
+  function flushSeen(): Promise<void> {
+    clearTimeout(seenFlushTimer);
+    clearImmediate(seenFlushSoon);
+    seenFlushTimer = undefined;
+    seenFlushSoon = undefined;
+    if (seenPending.size === 0) return Promise.resolve();
+    const entries = [...seenPending];
+    seenPending.clear();
+    return agents.touchMany(entries).catch((error: unknown) => log.warn({ err: error, agents: entries.length }, 'store write failed: last seen'));
   }
 
   /**
@@ -706,6 +726,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
           }),
       );
       await Promise.all(closed);
+      await flushSeen();
       exposure.dispose();
       clearInterval(sweep);
       loopDelay.disable();

@@ -42,11 +42,19 @@ export interface AgentStore {
   upsertOnHello(agent: Omit<AgentRow, 'facts' | 'lastSeenAt'>): Promise<void>;
   updateFacts(id: string, facts: Facts): Promise<void>;
   touch(id: string, at: string): Promise<void>;
+  /**
+   * Many agents' last-seen times in a few statements (the hub batches a fleet's heartbeats
+   * instead of writing one row per agent every few seconds).
+   */
+  touchMany(entries: ReadonlyArray<readonly [id: string, at: string]>): Promise<void>;
   get(id: string): Promise<AgentRow | null>;
   list(): Promise<AgentRow[]>;
   /** How many agents are known (ever completed a handshake). */
   count(): Promise<number>;
 }
+
+/** The most last-seen times one statement writes (a power of two; three parameters each). */
+const TOUCH_CHUNK = 256;
 
 export function createAgentStore(sql: SqlExecutor): AgentStore {
   return {
@@ -65,6 +73,20 @@ export function createAgentStore(sql: SqlExecutor): AgentStore {
     },
     async touch(id, at) {
       await sql.run('UPDATE agents SET last_seen_at = ? WHERE id = ?', [at, id]);
+    },
+    async touchMany(entries) {
+      // Chunks of a power of two (at most TOUCH_CHUNK), so a handful of statement texts cover
+      // every batch size: SQLite's statement cache stays small.
+      for (let i = 0; i < entries.length; ) {
+        let size = TOUCH_CHUNK;
+        while (size > entries.length - i) size /= 2;
+        const chunk = entries.slice(i, i + size);
+        i += size;
+        await sql.run(
+          `UPDATE agents SET last_seen_at = CASE id ${chunk.map(() => 'WHEN ? THEN ?').join(' ')} END WHERE id IN (${chunk.map(() => '?').join(', ')})`,
+          [...chunk.flat(), ...chunk.map(([id]) => id)],
+        );
+      }
     },
     async get(id) {
       const raw = await sql.get<RawAgent>('SELECT * FROM agents WHERE id = ?', [id]);

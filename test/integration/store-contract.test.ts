@@ -98,6 +98,18 @@ describe.each(engines)('store contract: $name', ({ name, skip, open }) => {
     expect(await store.agents.get('nope')).toBeNull();
   });
 
+  it.skipIf(skip !== null)('agents: many last-seen times in one call, in chunks, touching only the named rows', async () => {
+    const store = await open();
+    const ids = Array.from({ length: 300 }, (_, i) => `db-${String(i).padStart(3, '0')}`);
+    for (const id of [...ids, 'untouched']) await store.agents.upsertOnHello({ id, hostname: id, datacenter: null, version: '1', capabilities: [], connectedAt: AT });
+    // 300 = 256 + 32 + 8 + 4: four statements; each row gets its own time.
+    await store.agents.touchMany(ids.map((id, i) => [id, `2026-02-01T00:00:${String(i % 60).padStart(2, '0')}.${String(i).padStart(3, '0')}Z`] as const));
+    await store.agents.touchMany([]);
+    const rows = new Map((await store.agents.list()).map((a) => [a.id, a.lastSeenAt]));
+    ids.forEach((id, i) => expect(rows.get(id)).toBe(`2026-02-01T00:00:${String(i % 60).padStart(2, '0')}.${String(i).padStart(3, '0')}Z`));
+    expect(rows.get('untouched')).toBe(AT);
+  });
+
   it.skipIf(skip !== null)('identities: one enrollment, revoke, readmit for exactly one more', async () => {
     const { identities } = await open();
     expect(await identities.enroll('db-1', 'h1', 't1')).toBe(true);
