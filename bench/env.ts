@@ -14,6 +14,13 @@ export interface BenchEnv {
   quick: boolean;
   idleAgents: number;
   ops: number;
+  /**
+   * Ops run before an op latency is sampled (SEEDWIRE_BENCH_WARMUP): the controller's and the
+   * agent's code tiers up in V8 over the first ~2,000 ops (measured: p50 3.06 ms in the first
+   * 500 `hostname`s, 1.5–1.6 ms from the 2,000th on, docs/performance.md), and a controller in
+   * service is warm.
+   */
+  warmup: number;
   seedTimeoutMs: number;
   /** Which seeds the seed section runs: none, zstd, during (the seed beside `hostname` ops). */
   seeds: ReadonlySet<string>;
@@ -51,6 +58,7 @@ export function readBenchEnv(env: NodeJS.ProcessEnv, root: string, cores: number
     quick,
     idleAgents: parseCount(env['SEEDWIRE_BENCH_IDLE'], 'SEEDWIRE_BENCH_IDLE', quick ? 100 : 500),
     ops: parseCount(env['SEEDWIRE_BENCH_OPS'], 'SEEDWIRE_BENCH_OPS', quick ? 100 : 500),
+    warmup: parseCount(env['SEEDWIRE_BENCH_WARMUP'], 'SEEDWIRE_BENCH_WARMUP', quick ? 100 : 2_000),
     seedTimeoutMs: parseCount(env['SEEDWIRE_BENCH_SEED_TIMEOUT'], 'SEEDWIRE_BENCH_SEED_TIMEOUT', 300) * 1000,
     seeds,
     sections: list(env['SEEDWIRE_BENCH_SECTIONS']),

@@ -41,6 +41,8 @@ const FLEET = envCount('SEEDWIRE_BENCH_FLEET', 10_000);
 /** 0 skips the `hostname` latency part (e.g. to measure only the herd). */
 const OPS_AGENTS = Math.min(envCount('SEEDWIRE_BENCH_FLEET_OPS_AGENTS', 1_000), FLEET);
 const OPS = envCount('SEEDWIRE_BENCH_OPS', 500);
+/** Ops before the latency is sampled (bench/env.ts, `warmup`: V8 tiers the code up over ~2,000). */
+const WARMUP = envCount('SEEDWIRE_BENCH_WARMUP', 2_000);
 const REST_SECONDS = envCount('SEEDWIRE_BENCH_FLEET_REST_SECONDS', 60);
 /** Child processes of the simulator: enough to spread its work, few enough to leave the controller a core. */
 const PROCESSES = Math.max(1, envCount('SEEDWIRE_BENCH_FLEET_PROCS', 4));
@@ -199,11 +201,11 @@ async function latencyPart(results: FleetResults, log: Log): Promise<void> {
   try {
     if (!(await waitForWelcomes(fleet, OPS_AGENTS, CONNECT_LIMIT_MS))) throw new Error(`only ${fleet.welcomes.size} of ${OPS_AGENTS} agents connected within ${CONNECT_LIMIT_MS / 1000} s`);
     log(`fleet: ${OPS_AGENTS} agents connected; ${OPS} sequential hostname ops`);
+    await measureHostname(ctl.client, idsOf('ops', OPS_AGENTS), WARMUP, 0);
     const c0 = cpuSeconds(ctl.proc.pid);
-    results.latency = await measureHostname(ctl.client, idsOf('ops', OPS_AGENTS), OPS, 50);
+    results.latency = await measureHostname(ctl.client, idsOf('ops', OPS_AGENTS), OPS, 0);
     const c1 = cpuSeconds(ctl.proc.pid);
-    // Over the warm-up too (the controller cannot tell them apart), so per op of both.
-    if (c0 !== null && c1 !== null) results.controllerCpuMsPerOp = Math.round(((c1 - c0) * 1_000 * 100) / (OPS + 50)) / 100;
+    if (c0 !== null && c1 !== null) results.controllerCpuMsPerOp = Math.round(((c1 - c0) * 1_000 * 100) / OPS) / 100;
   } finally {
     await fleet.stop();
     await stopController(ctl, log);

@@ -15,7 +15,8 @@
  * (`lanes` of every seed, default min(4, cores)), SEEDWIRE_BENCH_PARALLEL (seeds at once, default
  * 4), SEEDWIRE_BENCH_DOUBLE=0 (skip the doubled-dataset RSS run), SEEDWIRE_BENCH_SECTIONS (comma
  * list of section keys), SEEDWIRE_BENCH_IDLE (idle agents, default 500), SEEDWIRE_BENCH_OPS
- * (latency samples, default 500), SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 300),
+ * (latency samples, default 500), SEEDWIRE_BENCH_WARMUP (ops before latency is sampled, default
+ * 2,000: a controller in service is warm), SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 300),
  * SEEDWIRE_BENCH_SEEDS (the seed section's seeds: default none,zstd,during), SEEDWIRE_BENCH_CACHE (dataset cache
  * dir), SEEDWIRE_BENCH_PROFILE=DIR (the seed section's processes with --cpu-prof into DIR;
  * summarise with bench/profile-summary.ts), SEEDWIRE_BENCH_DATA_CONNECTIONS=0 (seed bytes on the agents'

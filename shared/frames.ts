@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from './errors.js';
+import { LIMITS } from './limits.js';
 
 /** Call ids, agent ids, session ids: printable, bounded. */
 export const IdSchema = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:@-]+$/, 'letters, digits and . _ : @ - only');
@@ -117,7 +118,7 @@ export const ErrorFrame = z.object({
 export const CancelFrame = z.object({ t: z.literal('cancel'), id: IdSchema, reason: z.string().max(1024) });
 
 /** The controller has stored these results; the agent may forget them. */
-export const AckFrame = z.object({ t: z.literal('ack'), ids: z.array(IdSchema).max(10_000) });
+export const AckFrame = z.object({ t: z.literal('ack'), ids: z.array(IdSchema).max(LIMITS.maxAckIds) });
 
 /** Ordered command output. `seq` counts frames per call from 0; `gap` is bytes dropped just before. */
 export const OutputFrame = z.object({

@@ -16,7 +16,7 @@ export const commandSection: BenchSection = {
     const agent = startAgent('command-agent', { controller: ctl.wsUrl, token: ctl.agentToken, id: 'bench-command', customCommands: { hi: 'echo hi' } });
     try {
       await waitForAgents(ctl.client, ['bench-command'], false);
-      const api = await measureLatency(ctx.env.ops, 20, async () => {
+      const api = await measureLatency(ctx.env.ops, ctx.env.warmup, async () => {
         const operation = await ctl.client.runOp('bench-command', 'custom-command', { name: 'hi' });
         if (operation.state !== 'succeeded' || operation.exitCode !== 0) throw new Error(`custom command ended ${operation.state}: ${JSON.stringify(operation.error)}`);
       });

@@ -15,7 +15,7 @@ export const rawLatencySection: BenchSection = {
     const agent = startAgent('raw-agent', { controller: controller.wsUrl, token: agentToken, id: 'bench-raw' });
     try {
       await waitUntil('the raw agent to connect', 20_000, async () => controller.deps.hub.isConnected('bench-raw'));
-      ctx.results.latency.raw = await measureLatency(ctx.env.ops, 20, async () => {
+      ctx.results.latency.raw = await measureLatency(ctx.env.ops, ctx.env.warmup, async () => {
         await controller.deps.hub.call('bench-raw', 'hostname', {});
       });
     } finally {

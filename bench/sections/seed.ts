@@ -122,7 +122,7 @@ async function measure(ctx: BenchContext): Promise<string | null> {
     }
 
     try {
-      const lat = await measureLatency(ctx.env.ops, 20, async () => {
+      const lat = await measureLatency(ctx.env.ops, ctx.env.warmup, async () => {
         const operation = await world.ctl.client.runOp(pair.sourceId, 'hostname', {});
         if (operation.state !== 'succeeded') throw new Error(`hostname op ended ${operation.state}: ${JSON.stringify(operation.error)}`);
       });

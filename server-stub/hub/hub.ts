@@ -444,12 +444,34 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     emit({ type: 'agent-connected', agent: infoOfSession(session, true) });
   }
 
+  /**
+   * Acks go out on the next turn of the event loop, several per frame: the caller's answer (an API
+   * response waiting on the result) is written first, and a busy agent's results share one ack.
+   * An ack lost with its connection only means the agent sends the result again.
+   */
+  const pendingAcks = new Map<AgentSession, string[]>();
+  let ackFlush: NodeJS.Immediate | undefined;
+  function ackSoon(session: AgentSession, id: string): void {
+    const ids = pendingAcks.get(session);
+    if (ids) ids.push(id);
+    else pendingAcks.set(session, [id]);
+    ackFlush ??= setImmediate(flushAcks);
+  }
+  function flushAcks(): void {
+    ackFlush = undefined;
+    for (const [session, ids] of pendingAcks) {
+      if (session.isClosed) continue;
+      for (let i = 0; i < ids.length; i += LIMITS.maxAckIds) session.sender.sendFrame({ t: 'ack', ids: ids.slice(i, i + LIMITS.maxAckIds) });
+    }
+    pendingAcks.clear();
+  }
+
   function handleFrame(session: AgentSession, frame: Exclude<Frame, HelloFrame>): void {
     const agentId = session.agentId!;
     touch(session, false);
     switch (frame.t) {
       case 'result': {
-        session.sender.sendFrame({ t: 'ack', ids: [frame.id] });
+        ackSoon(session, frame.id);
         const settled = calls.resolve(frame.id, { result: frame.result, exitCode: frame.exitCode ?? null, durationMs: frame.durationMs });
         if (!settled) session.log.info({ callId: frame.id }, 'result for a call nobody waits for; ignored');
         return;
@@ -459,7 +481,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
           session.log.warn({ code: frame.code, message: frame.message }, 'agent reported an error');
           return;
         }
-        session.sender.sendFrame({ t: 'ack', ids: [frame.id] });
+        ackSoon(session, frame.id);
         const failure = new CallFailedError(frame.code as keyof typeof ERROR_CODES, frame.message, frame.exitCode ?? null, frame.details);
         if (!calls.reject(frame.id, failure)) session.log.info({ callId: frame.id, code: frame.code }, 'error for a call nobody waits for; ignored');
         return;

@@ -20,7 +20,8 @@ import { PROJECT_ROOT } from './agent.js';
 
 /** What a child tells its parent. */
 export type FleetMessage =
-  | { type: 'welcome'; agentId: string; at: number }
+  /** `at`: when the client read its welcome; `sentAt`: the welcome's own clock, when the controller sent it (same host, same clock). */
+  | { type: 'welcome'; agentId: string; at: number; sentAt: number }
   | { type: 'call'; agentId: string; callId: string; op: string; duplicate: boolean }
   | { type: 'started'; count: number }
   /** With FLEET_TRACE=1: the clients' log messages counted since the last report (what they do after a refusal). */
@@ -106,8 +107,8 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
           pending: [...unacked.keys()],
           running: [],
         }),
-        onSession(session) {
-          options.report({ type: 'welcome', agentId, at: Date.now() });
+        onSession(session, welcome) {
+          options.report({ type: 'welcome', agentId, at: Date.now(), sentAt: welcome.clock });
           for (const result of unacked.values()) session.send(result);
         },
         onFrame(frame: Frame, session) {
@@ -142,8 +143,10 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
 
 export interface Fleet {
   readonly messages: FleetMessage[];
-  /** Every welcome, by agent id (the latest last). */
+  /** Every welcome, by agent id (the latest last): when the client read it. */
   welcomes: Map<string, number[]>;
+  /** The same welcomes by when their controller sent them (the welcome's clock). */
+  welcomesSent: Map<string, number[]>;
   calls: Array<Extract<FleetMessage, { type: 'call' }>>;
   /** With trace: the clients' log messages counted, summed over the children since the last take. */
   takeTrace(): Record<string, number>;
@@ -162,6 +165,7 @@ export function startFleet(options: { url: string | string[]; token: string; cou
   const children: ChildProcess[] = [];
   const messages: FleetMessage[] = [];
   const welcomes = new Map<string, number[]>();
+  const welcomesSent = new Map<string, number[]>();
   const calls: Array<Extract<FleetMessage, { type: 'call' }>> = [];
   const ids = Array.from({ length: options.count }, (_, i) => `${options.prefix}-${String(i).padStart(4, '0')}`);
   const share = Math.ceil(options.count / options.processes);
@@ -181,7 +185,10 @@ export function startFleet(options: { url: string | string[]; token: string; cou
     child.on('message', (raw) => {
       const message = raw as FleetMessage;
       messages.push(message);
-      if (message.type === 'welcome') welcomes.set(message.agentId, [...(welcomes.get(message.agentId) ?? []), message.at]);
+      if (message.type === 'welcome') {
+        welcomes.set(message.agentId, [...(welcomes.get(message.agentId) ?? []), message.at]);
+        welcomesSent.set(message.agentId, [...(welcomesSent.get(message.agentId) ?? []), message.sentAt]);
+      }
       else if (message.type === 'call') calls.push(message);
       else if (message.type === 'trace') for (const [k, n] of Object.entries(message.counts)) trace[k] = (trace[k] ?? 0) + n;
     });
@@ -191,6 +198,7 @@ export function startFleet(options: { url: string | string[]; token: string; cou
     pids: children.flatMap((child) => (child.pid === undefined ? [] : [child.pid])),
     messages,
     welcomes,
+    welcomesSent,
     calls,
     takeTrace() {
       const taken = trace;
