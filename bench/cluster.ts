@@ -41,6 +41,8 @@ function envCount(name: string, fallback: number): number {
 const CONTROLLERS = 3;
 const PER_CONTROLLER = envCount('SEEDWIRE_BENCH_CLUSTER_AGENTS', 3_000);
 const OPS = envCount('SEEDWIRE_BENCH_CLUSTER_OPS', 300);
+/** Ops (half routed, half local) before the latency is sampled (bench/env.ts, `warmup`). */
+const WARMUP = envCount('SEEDWIRE_BENCH_WARMUP', 2_000);
 const PROCESSES = Math.max(1, envCount('SEEDWIRE_BENCH_FLEET_PROCS', 4));
 /**
  * The fleet dials in this many waves, each waiting for the previous to be welcomed: on the shared
@@ -245,7 +247,8 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
     // 2. hostname on controller 1: routed (agents of 2 and 3) and local (its own), interleaved.
     try {
       const pick = (list: string[], i: number): string => list[(i * 7_919) % list.length]!;
-      for (let i = 0; i < 30; i++) {
+      // Warm (bench/env.ts, `warmup`): the controllers' code tiers up over the first ~2,000 ops.
+      for (let i = 0; i < WARMUP / 2; i++) {
         await hostnameOnce(first.client, pick(others, i + OPS)).catch(() => undefined);
         await hostnameOnce(first.client, pick(own, i + OPS)).catch(() => undefined);
       }
