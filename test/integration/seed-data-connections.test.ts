@@ -76,7 +76,13 @@ describe('seeds on data connections', () => {
     expect(digestTree(join(dir, 'far'))).toEqual(digestTree(src));
     const after = await metrics();
     expect(metric(after, 'seedwire_relay_control_data_frames_total')).toBe(0);
-    expect(metric(after, 'seedwire_data_connections_total') - metric(before, 'seedwire_data_connections_total')).toBe(2);
+    // Each transfer attempt dials its two data connections (lanes 1); a loaded machine can fail an
+    // attempt (the seed resumes, as designed), and the resumed one dials two more. Why, when so:
+    if (seed.attempts > 1) {
+      const audit = (await api<Array<{ action: string; outcome: string; message: string | null }>>('GET', `/api/audit?limit=200`)).body;
+      console.log(`[data-connections] seed ${id} took ${seed.attempts} attempts:`, JSON.stringify(audit.filter((row) => JSON.stringify(row).includes(id) && row.outcome !== 'succeeded')).slice(0, 2_000));
+    }
+    expect(metric(after, 'seedwire_data_connections_total') - metric(before, 'seedwire_data_connections_total')).toBe(2 * seed.attempts);
     expect(metric(after, 'seedwire_relay_bytes_total') - metric(before, 'seedwire_relay_bytes_total')).toBeGreaterThanOrEqual(25 * 1024 * 1024);
 
     // The steps went out with their tokens; the operations table, the API and the audit keep none.
