@@ -60,9 +60,9 @@ export const HelloFrame = z.object({
   /** Agent's wall clock (ms since epoch) when the hello was sent; the controller derives skew. */
   clock: z.number(),
   /** Calls whose results wait in the agent's ledger for delivery. */
-  pending: z.array(IdSchema).max(10_000),
+  pending: z.array(IdSchema).max(LIMITS.maxAckIds),
   /** Calls still running on the agent. */
-  running: z.array(IdSchema).max(10_000),
+  running: z.array(IdSchema).max(LIMITS.maxAckIds),
 });
 
 export const WelcomeFrame = z.object({

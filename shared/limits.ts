@@ -35,7 +35,7 @@ export const LIMITS = {
   outputStoreBytes: 4 * 1024 * 1024,
   /** Tail of output returned inline with an operation. */
   outputTailBytes: 8 * 1024,
-  /** @default 10_000 — most call ids one ack frame (and a hello's running/pending lists) may carry. */
+  /** @default 10_000 — most call ids one ack frame, or a hello's running or pending list, may carry. */
   maxAckIds: 10_000,
   /** Results kept in the agent's idempotency ledger. */
   ledgerEntries: 1_000,

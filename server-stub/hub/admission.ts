@@ -127,6 +127,37 @@ export interface Admission {
 const WINDOW_MS = 1_000;
 /** The load share never drops below this: a tenth of the fleet share (minPerSecond still holds). */
 const MIN_LOAD = 0.1;
+/**
+ * Moments in time, never decreasing, of which those within the last second (and ahead of it)
+ * count: the admissions of the current window, the welcomes reserved. Dropped from the front.
+ */
+class Window {
+  private readonly times: number[] = [];
+  private head = 0;
+
+  /** Forgets the moments a second or more before `at`. */
+  drop(at: number): void {
+    while (this.head < this.times.length && at - this.times[this.head]! >= WINDOW_MS) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.times.length) {
+      this.times.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  get size(): number {
+    return this.times.length - this.head;
+  }
+
+  /** The `n`th latest moment kept (1: the latest); undefined beyond `size`. */
+  latest(n = 1): number | undefined {
+    return n <= this.size ? this.times[this.times.length - n] : undefined;
+  }
+
+  push(at: number): void {
+    this.times.push(at);
+  }
+}
+
 /** The herd is counted over this many spreads (see the header). */
 const HERD_WINDOWS = 1;
 /** What the load share grows back by in a calm second. */
@@ -135,9 +166,8 @@ const LOAD_STEP = 0.1;
 export function createAdmission(probes: AdmissionProbes | (() => number), options: Partial<AdmissionOptions> = {}, now: () => number = Date.now): Admission {
   const settings: AdmissionOptions = { ...ADMISSION_DEFAULTS, ...options };
   const probe: AdmissionProbes = typeof probes === 'function' ? { knownAgents: probes } : probes;
-  // Admission times in the last window, oldest first; never longer than the rate.
-  const recent: number[] = [];
-  let head = 0;
+  // Admission times in the last window; never more than the rate.
+  const recent = new Window();
   // Slots handed out and not yet due, per second (at most maxRetryAfterSeconds + 1 keys), with
   // the named agents holding them; `dueOf` is each named agent's current slot.
   const slotsBySecond = new Map<number, { count: number; agentIds: string[] }>();
@@ -152,9 +182,8 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   let load = 1;
   let delayMs: number | null = null;
   let refused = 0;
-  // The moments reserved for welcomes within the last second and ahead, never decreasing.
-  const welcomes: number[] = [];
-  let welcomesHead = 0;
+  // The moments reserved for welcomes within the last second and ahead.
+  const welcomes = new Window();
 
   /** Agents handed second S dial again within [S, S + 1) (Retry-After plus a jitter): by S + 2 they have. */
   function dropDueSlots(at: number): void {
@@ -234,21 +263,13 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
     return Math.max(settings.minPerSecond, Math.ceil(paced * load));
   }
 
-  function dropExpired(at: number): void {
-    while (head < recent.length && at - recent[head]! >= WINDOW_MS) head++;
-    if (head > 1024 && head * 2 > recent.length) {
-      recent.splice(0, head);
-      head = 0;
-    }
-  }
-
   return {
     admit(agentId) {
       const at = now();
       const perSecond = rate(at);
-      dropExpired(at);
+      recent.drop(at);
       releaseSlot(agentId);
-      if (recent.length - head < perSecond) {
+      if (recent.size < perSecond) {
         recent.push(at);
         countAdmission(at);
         return { admitted: true };
@@ -282,18 +303,14 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
     welcomeDelayMs() {
       const at = now();
       if (settings.welcomeMaxWaitMs <= 0) return 0;
-      while (welcomesHead < welcomes.length && at - welcomes[welcomesHead]! >= WINDOW_MS) welcomesHead++;
-      if (welcomesHead > 1024 && welcomesHead * 2 > welcomes.length) {
-        welcomes.splice(0, welcomesHead);
-        welcomesHead = 0;
-      }
+      welcomes.drop(at);
       const perSecond = rate(at);
-      const inWindow = welcomes.length - welcomesHead;
       // First come, first welcomed: never before the last reserved moment. The moments never
       // decrease, so when the window is full the one `perSecond` back bounds the next: a second
       // after it, the window holds fewer than the rate again.
-      const last = welcomes.length > welcomesHead ? welcomes[welcomes.length - 1]! : at;
-      const earliest = inWindow < perSecond ? last : Math.max(last, welcomes[welcomes.length - perSecond]! + WINDOW_MS);
+      const last = welcomes.latest() ?? at;
+      const bound = welcomes.latest(perSecond);
+      const earliest = bound === undefined ? last : Math.max(last, bound + WINDOW_MS);
       const moment = Math.min(Math.max(at, earliest), at + settings.welcomeMaxWaitMs);
       welcomes.push(moment);
       return moment - at;

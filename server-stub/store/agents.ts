@@ -41,10 +41,9 @@ function toAgentRow(raw: RawAgent): AgentRow {
 export interface AgentStore {
   upsertOnHello(agent: Omit<AgentRow, 'facts' | 'lastSeenAt'>): Promise<void>;
   updateFacts(id: string, facts: Facts): Promise<void>;
-  touch(id: string, at: string): Promise<void>;
   /**
-   * Many agents' last-seen times in a few statements (the hub batches a fleet's heartbeats
-   * instead of writing one row per agent every few seconds).
+   * Agents' last-seen times in a few statements (the hub batches a fleet's heartbeats instead of
+   * writing one row per agent every few seconds).
    */
   touchMany(entries: ReadonlyArray<readonly [id: string, at: string]>): Promise<void>;
   get(id: string): Promise<AgentRow | null>;
@@ -70,9 +69,6 @@ export function createAgentStore(sql: SqlExecutor): AgentStore {
     },
     async updateFacts(id, facts) {
       await sql.run('UPDATE agents SET facts = ? WHERE id = ?', [toJsonColumn(facts), id]);
-    },
-    async touch(id, at) {
-      await sql.run('UPDATE agents SET last_seen_at = ? WHERE id = ?', [at, id]);
     },
     async touchMany(entries) {
       // Chunks of a power of two (at most TOUCH_CHUNK), so a handful of statement texts cover

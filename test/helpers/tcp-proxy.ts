@@ -56,10 +56,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
         return;
       }
       closed.destroy();
-      if (mode === 'blackhole' && !other.destroyed) {
-        orphans.add(other);
-        other.once('close', () => orphans.delete(other));
-      } else other.destroy();
+      // The orphan's own close comes back here and forgets it.
+      if (mode === 'blackhole' && !other.destroyed) orphans.add(other);
+      else other.destroy();
     };
     client.on('error', () => end(client, upstream)).on('close', () => end(client, upstream));
     upstream.on('error', () => end(upstream, client)).on('close', () => end(upstream, client));

@@ -70,6 +70,8 @@ describe('admission pacing', () => {
     expect((await rawUpgrade(controller.wsUrl, 'wrong')).status).toBe(401);
     const metrics = await (await fetch(`${controller.url}/metrics`, { headers: { authorization: 'Bearer admin' } })).text();
     expect(metrics).toMatch(/seedwire_agent_upgrades_paced_total 8/);
+    // README's metric for welcomes held back by pacing is exported (how many depends on timing).
+    expect(metrics).toMatch(/^seedwire_agent_welcomes_held_total \d+$/m);
   });
 
   it("the agent's reconnect loop waits out a Retry-After without escalating its backoff", async () => {

@@ -80,7 +80,7 @@ describe.each(engines)('store contract: $name', ({ name, skip, open }) => {
     await store.agents.upsertOnHello({ id: 'b', hostname: 'hb', datacenter: null, version: '1', capabilities: ['exec'], connectedAt: AT });
     await store.agents.upsertOnHello({ id: 'a', hostname: 'ha', datacenter: 'dc1', version: '1', capabilities: [], connectedAt: AT });
     await store.agents.upsertOnHello({ id: 'b', hostname: 'hb2', datacenter: 'dc2', version: '2', capabilities: ['x', 'y'], connectedAt: '2026-01-02T00:00:00.000Z' });
-    await store.agents.touch('b', '2026-01-03T00:00:00.000Z');
+    await store.agents.touchMany([['b', '2026-01-03T00:00:00.000Z']]);
     await store.agents.updateFacts('a', { hostname: 'ha' } as never);
     expect(await store.agents.count()).toBe(2);
     expect((await store.agents.list()).map((a) => a.id)).toEqual(['a', 'b']);

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deriveDatacenter, loadConfig } from '../../agent/config/load.js';
+import { resolveTiming } from '../../agent/connection/timing.js';
 import { SeedwireError } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -74,6 +76,15 @@ describe('loadConfig', () => {
     expect(configErrorOf(() => loadConfig({ file: top.file, env: {}, cwd: top.dir })).message).toBe('config error at colour: unknown key');
     const nested = writeConfig('b.json', JSON.stringify({ controller: 'ws://a/agent', token: 't', advanced: { heartbeatMS: 5 } }));
     expect(configErrorOf(() => loadConfig({ file: nested.file, env: {}, cwd: nested.dir })).message).toBe('config error at advanced.heartbeatMS: unknown key');
+  });
+
+  it('takes advanced.handshakeTimeoutMs over the protocol default, and refuses one under 500 ms', () => {
+    const set = writeConfig('h.json', JSON.stringify({ controller: 'ws://a/agent', token: 't', advanced: { handshakeTimeoutMs: 2_000 } }));
+    expect(resolveTiming(loadConfig({ file: set.file, env: {}, cwd: set.dir })).handshakeTimeoutMs).toBe(2_000);
+    const unset = writeConfig('u.json', JSON.stringify({ controller: 'ws://a/agent', token: 't' }));
+    expect(resolveTiming(loadConfig({ file: unset.file, env: {}, cwd: unset.dir })).handshakeTimeoutMs).toBe(LIMITS.handshakeTimeoutMs);
+    const low = writeConfig('l.json', JSON.stringify({ controller: 'ws://a/agent', token: 't', advanced: { handshakeTimeoutMs: 100 } }));
+    expect(configErrorOf(() => loadConfig({ file: low.file, env: {}, cwd: low.dir })).message).toMatch(/^config error at advanced\.handshakeTimeoutMs/);
   });
 
   it('refuses a token in the controller URL and a non-ws URL', () => {
