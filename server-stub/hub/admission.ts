@@ -42,13 +42,18 @@ export interface AdmissionOptions {
   maxRetryAfterSeconds: number;
   /**
    * A herd of new sessions is spread over at least this many seconds (0: no herd term, the fleet
-   * share alone). @default 25 (4% of a returning herd a second per controller). A refused agent
-   * goes down its list to the next controller, so in a cluster each survivor soon sees most of
-   * the herd: two survivors together admit up to 8% of it a second (at 20 s it was 10%, and the
-   * bench's busiest second measured 10.3%). It also caps a whole fleet's return to one restarted
-   * controller at 4% a second, below the 5% fleet share: 10,000 agents in about 25 s, not 20.
+   * share alone). @default 20 (5% of a herd a second, as the fleet share: a whole fleet coming
+   * back to one controller is paced as before)
    */
   herdSpreadSeconds: number;
+  /**
+   * The same while other controllers share the store (cluster mode). @default 25 (4% a second per
+   * controller). A refused agent goes down its list to the next controller, so each survivor soon
+   * sees most of the herd, not its part: two survivors admit up to 8% of it a second (at 20 s
+   * it was 10%, and the bench's busiest second measured 10.1–10.3%). Alone, a controller keeps
+   * the shorter spread: at 25 s 10,000 new agents took 66.2 s to connect in `make bench`.
+   */
+  clusterHerdSpreadSeconds: number;
   /** Event-loop delay (ms, p99 over the last second) above which the load share halves. @default 100 */
   busyDelayMs: number;
   /** Event-loop delay (ms) below which the load share grows back. @default 40 */
@@ -65,7 +70,8 @@ export const ADMISSION_DEFAULTS: AdmissionOptions = {
   minPerSecond: 50,
   fleetFraction: 0.05,
   maxRetryAfterSeconds: 30,
-  herdSpreadSeconds: 25,
+  herdSpreadSeconds: 20,
+  clusterHerdSpreadSeconds: 25,
   busyDelayMs: 100,
   calmDelayMs: 40,
   welcomeMaxWaitMs: 3_000,
@@ -173,11 +179,13 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   const slotsBySecond = new Map<number, { count: number; agentIds: string[] }>();
   const dueOf = new Map<string, number>();
   let waiting = 0;
-  // Admissions per second over the last HERD_WINDOWS × herdSpreadSeconds (at most that many keys), and their sum.
+  // Admissions per second over the last HERD_WINDOWS × spread (at most that many keys), and their sum.
   const admittedBySecond = new Map<number, number>();
   let admittedRecently = 0;
   let known = 0;
   let connected = 0;
+  // herdSpreadSeconds, or clusterHerdSpreadSeconds while other controllers share the store.
+  let spread = settings.herdSpreadSeconds;
   let measuredAt = -Infinity;
   let load = 1;
   let delayMs: number | null = null;
@@ -221,7 +229,9 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   function measure(at: number): void {
     if (at - measuredAt < CONTROLLER_LIMITS.fleetSizeTtlMs) return;
     measuredAt = at;
-    known = Math.ceil(probe.knownAgents() / Math.max(1, probe.controllers?.() ?? 1));
+    const sharing = Math.max(1, probe.controllers?.() ?? 1);
+    known = Math.ceil(probe.knownAgents() / sharing);
+    spread = settings.herdSpreadSeconds > 0 && sharing > 1 ? settings.clusterHerdSpreadSeconds : settings.herdSpreadSeconds;
     connected = probe.connectedAgents?.() ?? 0;
     if (probe.eventLoopDelayMs) {
       delayMs = probe.eventLoopDelayMs();
@@ -235,7 +245,7 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   }
 
   function dropOldAdmissions(at: number): void {
-    const oldest = Math.floor(at / 1_000) - HERD_WINDOWS * settings.herdSpreadSeconds + 1;
+    const oldest = Math.floor(at / 1_000) - HERD_WINDOWS * spread + 1;
     for (const [s, count] of admittedBySecond) {
       if (s >= oldest) continue;
       admittedRecently -= count;
@@ -244,7 +254,7 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
   }
 
   function countAdmission(at: number): void {
-    if (settings.herdSpreadSeconds <= 0) return;
+    if (spread <= 0) return;
     const second = Math.floor(at / 1_000);
     admittedBySecond.set(second, (admittedBySecond.get(second) ?? 0) + 1);
     admittedRecently++;
@@ -259,7 +269,7 @@ export function createAdmission(probes: AdmissionProbes | (() => number), option
     dropDueSlots(at);
     dropOldAdmissions(at);
     const share = fleet() * settings.fleetFraction;
-    const paced = settings.herdSpreadSeconds > 0 ? Math.min(share, herd() / settings.herdSpreadSeconds) : share;
+    const paced = spread > 0 ? Math.min(share, herd() / spread) : share;
     return Math.max(settings.minPerSecond, Math.ceil(paced * load));
   }
 
