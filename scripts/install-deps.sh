@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(mariadb-server mariadb-client mariadb-backup btrfs-progs chromium netcat-openbsd zstd iproute2 lvm2 procps psmisc util-linux e2fsprogs openssl systemd bsdutils coreutils prometheus nftables tinyproxy conntrack socat)
+debs=(mariadb-server mariadb-client mariadb-backup btrfs-progs chromium netcat-openbsd zstd iproute2 lvm2 procps psmisc util-linux e2fsprogs openssl systemd bsdutils coreutils prometheus nftables tinyproxy conntrack socat postgresql nats-server)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

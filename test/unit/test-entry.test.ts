@@ -25,6 +25,16 @@ function recipeOf(makefile: string, target: string): string[] {
 }
 
 describe('the test entry', () => {
+  it("make test installs the same Debian packages as CI, so a fresh machine's `make test` has PostgreSQL and nats-server too", () => {
+    const script = read('scripts/install-deps.sh');
+    const listed = /^debs=\(([^)]*)\)$/m.exec(script)?.[1]?.split(/\s+/).filter(Boolean) ?? [];
+    const ci = read('.ci/run');
+    const installed = /apt-get install -y[^\n]*\\\n([\s\S]*?)>\/dev\/null/.exec(ci)?.[1]?.split(/[\s\\]+/).filter(Boolean) ?? [];
+    expect(listed).toContain('postgresql');
+    expect(listed).toContain('nats-server');
+    expect([...listed].sort()).toEqual([...installed].sort());
+  });
+
   it('npm test runs typecheck, lint and vitest, in that order', () => {
     const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
     expect(scripts['test']).toBe('npm run typecheck && npm run lint && npm run vitest');
