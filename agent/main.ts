@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --initial-old-space-size=64
+#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
 /**
  * seedwire-agent: parse flags, load config (one clear line and a non-zero exit when either is
  * bad), create the logger once, run the daemon, drain on SIGTERM/SIGINT and exit 0.

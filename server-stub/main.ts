@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --initial-old-space-size=64
+#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
 /**
  * `npx seedwire-controller`: parses flags (env as fallback), starts the controller, drains on
  * SIGTERM/SIGINT. Bad flags: one line on stderr and exit code 2.
