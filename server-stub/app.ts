@@ -202,7 +202,7 @@ export async function createController(options: CreateControllerOptions): Promis
     count: () => viewers.count() + consoleFeed.count(),
     drops: () => ({ gaps: viewers.drops().gaps + consoleFeed.stats.gaps, events: viewers.drops().events + consoleFeed.stats.droppedEvents }),
   };
-  const metrics = createMetricsRegistry({ store: { operations: store.operations, seeds: store.seeds }, counters: hub.counters, connectedAgents: () => hub.connectedCount(), bus, viewers: allViewers });
+  const metrics = createMetricsRegistry({ store: { operations: store.operations, seeds: store.seeds }, counters: hub.counters, connectedAgents: () => hub.connectedCount(), pendingHandshakes: () => hub.pendingHandshakes(), bus, viewers: allViewers });
   registerMetricsRoute(app, metrics.registry);
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {

@@ -20,6 +20,8 @@ export interface MetricsSources {
   store: { operations: Pick<OperationStore, 'countByState'>; seeds: Pick<SeedStore, 'countByState'> };
   counters: HubCounters;
   connectedAgents(): number;
+  /** Agent handshakes under way (what the controller's cap on pending handshakes counts). */
+  pendingHandshakes(): number;
   bus: EventBus;
   viewers: Pick<SseViewers, 'count' | 'drops'>;
 }
@@ -275,6 +277,14 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
     registers: [registry],
     collect() {
       setCounter(this, sources.counters.welcomesHeld);
+    },
+  });
+  new Gauge({
+    name: 'seedwire_agent_handshakes_pending',
+    help: 'Agent upgrades being authenticated and sessions that have not finished their hello; at 256, new upgrades are answered 503 SEEDWIRE_TOO_MANY_CONNECTIONS',
+    registers: [registry],
+    collect() {
+      this.set(sources.pendingHandshakes());
     },
   });
   new Gauge({

@@ -16,7 +16,7 @@ import { Link } from '../../agent/connection/link.js';
 import { createController, type Controller } from '../../server-stub/app.js';
 import { LIMITS } from '../../shared/limits.js';
 import { TestPeer } from '../helpers/controller-peer.js';
-import { Waitable } from '../helpers/wait.js';
+import { Waitable, waitFor } from '../helpers/wait.js';
 
 const AGENT_TOKEN = 'admission-agent-token';
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -72,6 +72,51 @@ describe('admission pacing', () => {
     expect(metrics).toMatch(/seedwire_agent_upgrades_paced_total 8/);
     // README's metric for welcomes held back by pacing is exported (how many depends on timing).
     expect(metrics).toMatch(/^seedwire_agent_welcomes_held_total \d+$/m);
+  });
+
+  it('a welcome held back by pacing no longer counts toward the cap on pending handshakes', async () => {
+    // Rate 1: two agents admitted in consecutive seconds, whose hellos then arrive together, are
+    // welcomed a second apart. Counted as pending, a herd's held welcomes filled the cap and the
+    // rest of the herd was refused SEEDWIRE_TOO_MANY_CONNECTIONS before admission saw it.
+    const controller = await startPacedController(1);
+    const metric = async (name: string): Promise<number> => {
+      const text = await (await fetch(`${controller.url}/metrics`, { headers: { authorization: 'Bearer admin' } })).text();
+      const line = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+      if (!line) throw new Error(`${name} is not in /metrics`);
+      return Number(line[1]);
+    };
+    const first = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, agentId: 'held-1' });
+    cleanups.push(() => first.close());
+    await first.opened();
+    expect(await metric('seedwire_agent_handshakes_pending')).toBe(1);
+    // The second is refused 503 until the next admission second: dial until it is upgraded.
+    let second: TestPeer | undefined;
+    await waitFor(
+      async () => {
+        const peer = new TestPeer({ url: controller.wsUrl, token: AGENT_TOKEN, agentId: 'held-2' });
+        cleanups.push(() => peer.close());
+        try {
+          await peer.opened();
+          second = peer;
+          return true;
+        } catch (error) {
+          if ((error as { status?: number }).status !== 503) throw error;
+          return false;
+        }
+      },
+      { intervalMs: 50, what: 'the second agent admitted in the next second' },
+    );
+    const peers = [first, second!];
+    expect(await metric('seedwire_agent_handshakes_pending')).toBe(2);
+    const got = [false, false];
+    const welcomed = peers.map((peer, i) => peer.next((f) => f.t === 'welcome').then(() => (got[i] = true)));
+    for (const peer of peers) peer.hello();
+    await waitFor(async () => (await metric('seedwire_agent_welcomes_held_total')) === 1, { what: 'a welcome held back' });
+    const pendingWhileHeld = await metric('seedwire_agent_handshakes_pending');
+    // Read while the held one still waits (it is held about a second).
+    expect(got.filter((welcomedYet) => !welcomedYet)).toHaveLength(1);
+    expect(pendingWhileHeld).toBe(0);
+    await Promise.all(welcomed);
   });
 
   it("the agent's reconnect loop waits out a Retry-After without escalating its backoff", async () => {
