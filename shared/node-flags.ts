@@ -15,9 +15,10 @@
  *
  * `--max-semi-space-size=2` (MiB; V8's default lets each semi-space grow to 16 on this machine):
  * a seed's receiving and sending processes allocate a small object or two per frame and hold few
- * of them across a scavenge, so a young generation of 2 × 2 MiB collects as much for less. Measured
- * on the seed section (docs/performance.md, "A smaller young generation"): peak RSS controller /
- * source / target 148–152 / 128–131 / 178–183 MiB → 126–129 / 104–106 / 165–169 MiB, and the seed
- * 252–258 → 269–279 MB/s, the target agent's CPU 6.2–6.5 → 5.7–6.1 s.
+ * of them across a scavenge, so a young generation of 2 × 2 MiB collects as much for less.
+ * Measured on the seed section (docs/performance.md, "A fresh VM, and a smaller young
+ * generation"): peak RSS controller / source / target 148–152 / 128–131 / 178–183 MiB →
+ * 126–129 / 104–106 / 165–169 MiB, and the seed 252–258 → 269–279 MB/s, the target agent's CPU
+ * 6.2–6.5 → 5.7–6.1 s.
  */
 export const NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64', '--max-semi-space-size=2'];
