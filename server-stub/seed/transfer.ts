@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import { combineLaneSummaries, type Lane } from '../../shared/lanes.js';
-import { CONTENT_HASH_BLAKE3_CAPABILITY, type OpParamsInput, type SendSummary, type TransferSummary } from '../../shared/ops.js';
+import { CONTENT_HASH_BLAKE3_CAPABILITY, type ContentHashName, type OpParamsInput, type SendSummary, type TransferSummary } from '../../shared/ops.js';
 import type { AgentHub } from '../hub/types.js';
 import type { StreamTokens } from '../hub/stream-tokens.js';
 import { LINK_ERRORS, throwIfStopped, type AgentSteps } from './agent-steps.js';
@@ -24,7 +24,7 @@ import type { ThroughputRecorder } from './throughput-recorder.js';
 import type { AuditRecord, SeedView } from './types.js';
 
 export interface TransferDeps {
-  hub: Pick<AgentHub, 'relay' | 'facts' | 'offers'>;
+  hub: Pick<AgentHub, 'relay' | 'facts' | 'agent'>;
   steps: AgentSteps;
   store: SeedStore;
   live: LiveProgress;
@@ -73,12 +73,29 @@ function sum(values: number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
 
+/**
+ * The content hash of the whole stage, chosen once: BLAKE3 when both agents offer it (a tree
+ * stream only), else SHA-256 (undefined: the param is not sent, so an older agent never sees it).
+ * Every attempt of every lane uses it. Chosen per attempt from the live sessions, an attempt made
+ * while an agent's session had just dropped chose SHA-256; the target could not resume its
+ * BLAKE3 receive state with it, and every lane started over from 0 (measured: a 30 s outage
+ * mid-seed in test/system/long-link.test.ts). The agents' capabilities as of their latest hello,
+ * from the session or the store, are the same whichever controller runs the stage.
+ */
+async function chooseContentHash(deps: TransferDeps, seed: SeedView, method: SeedMethod): Promise<ContentHashName | undefined> {
+  if (method.transfer.format === 'stream') return undefined;
+  const [source, target] = await Promise.all([deps.hub.agent(seed.source), deps.hub.agent(seed.target)]);
+  const offers = (agent: Awaited<typeof source>): boolean => agent?.capabilities.includes(CONTENT_HASH_BLAKE3_CAPABILITY) ?? false;
+  return offers(source) && offers(target) ? 'blake3' : undefined;
+}
+
 /** Runs every lane to completion; returns the stage's message. */
 export async function runTransfer(deps: TransferDeps, seed: SeedView, method: SeedMethod, signal: AbortSignal): Promise<string> {
   const { store, live } = deps;
   const id = seed.id;
   // A stream that cannot resume cannot be split either: one lane (chooseLanes says so too).
   const count = method.transfer.resumable ? seed.lanes : 1;
+  const contentHash = await chooseContentHash(deps, seed, method);
   const offsets = new LaneOffsets(live, id, count);
   // One lane failing for good stops the others.
   const stopAll = new AbortController();
@@ -87,7 +104,7 @@ export async function runTransfer(deps: TransferDeps, seed: SeedView, method: Se
   /** The first lane to fail on its own account (the others then stop because of it). */
   let firstFailure: { error: unknown } | null = null;
   const runs = Array.from({ length: count }, (_, index) =>
-    runLane(deps, seed, method, count === 1 ? null : { index, count }, offsets, stopAll.signal).catch((error: unknown) => {
+    runLane(deps, seed, method, count === 1 ? null : { index, count }, offsets, contentHash, stopAll.signal).catch((error: unknown) => {
       if (!stopAll.signal.aborted) {
         firstFailure = { error };
         stopAll.abort('another lane failed');
@@ -130,7 +147,15 @@ export async function runTransfer(deps: TransferDeps, seed: SeedView, method: Se
 }
 
 /** One lane's attempts until it completes (lane null: the seed's one lane). */
-async function runLane(deps: TransferDeps, seed: SeedView, method: SeedMethod, lane: Lane | null, offsets: LaneOffsets, signal: AbortSignal): Promise<LaneResult> {
+async function runLane(
+  deps: TransferDeps,
+  seed: SeedView,
+  method: SeedMethod,
+  lane: Lane | null,
+  offsets: LaneOffsets,
+  contentHash: ContentHashName | undefined,
+  signal: AbortSignal,
+): Promise<LaneResult> {
   const { store, live } = deps;
   const id = seed.id;
   const index = lane?.index ?? 0;
@@ -154,7 +179,7 @@ async function runLane(deps: TransferDeps, seed: SeedView, method: SeedMethod, l
     if (resume) await store.setStageMessage(id, 'transfer', `${name}attempt ${attempt}: resuming from the target's committed offset`);
     else if (!resumable && attempt > 1) await store.setStageMessage(id, 'transfer', `attempt ${attempt}: a backup stream cannot resume; running the backup again from the start`);
     try {
-      return await transferOnce(deps, seed, method, lane, offsets, attempt, resume, signal);
+      return await transferOnce(deps, seed, method, lane, offsets, attempt, resume, contentHash, signal);
     } catch (error) {
       const err = toSeedwireError(error);
       throwIfStopped(signal);
@@ -220,6 +245,7 @@ async function transferOnce(
   offsets: LaneOffsets,
   attempt: number,
   resume: boolean,
+  hash: ContentHashName | undefined,
   signal: AbortSignal,
 ): Promise<LaneResult> {
   const { relay } = deps.hub;
@@ -238,10 +264,7 @@ async function transferOnce(
   const ready = new Promise<number>((resolve) => {
     resolveReady = resolve;
   });
-  // BLAKE3 when both agents offer it (a tree stream only); the param is sent only then, so an older agent never sees it.
-  const blake3 =
-    method.transfer.format !== 'stream' && deps.hub.offers(seed.source, CONTENT_HASH_BLAKE3_CAPABILITY) && deps.hub.offers(seed.target, CONTENT_HASH_BLAKE3_CAPABILITY);
-  const contentHash = blake3 ? { contentHash: 'blake3' as const } : {};
+  const contentHash = hash === undefined ? {} : { contentHash: hash };
   const receiveParams: OpParamsInput<'seed-receive'> = {
     seedId: seed.id,
     ...contentHash,

@@ -105,6 +105,8 @@ export class ScriptedAgent {
   readonly runs: Array<{ op: string; callId: string; params: Record<string, unknown> }> = [];
   /** Links up (a hub may route calls to it). */
   connected = true;
+  /** What its hello offered (none by default: its seeds hash with SHA-256). */
+  capabilities: string[] = [];
   private readonly ledger = new Map<string, Running>();
 
   constructor(
@@ -401,12 +403,12 @@ export class MemoryHub implements AgentHub {
   private info(agentId: string): AgentInfo | null {
     const agent = this.scripted.get(agentId);
     if (!agent) return null;
-    return { id: agentId, hostname: agent.facts?.hostname ?? agentId, datacenter: agent.facts?.datacenter ?? null, connected: agent.connected, connectedAt: null, lastSeenAt: null, version: 'test', capabilities: [], clockSkewMs: 0 };
+    return { id: agentId, hostname: agent.facts?.hostname ?? agentId, datacenter: agent.facts?.datacenter ?? null, connected: agent.connected, connectedAt: null, lastSeenAt: null, version: 'test', capabilities: [...agent.capabilities], clockSkewMs: 0 };
   }
 
-  /** The in-memory agents offer no optional capability: their seeds hash with SHA-256. */
-  offers(): boolean {
-    return false;
+  offers(agentId: string, capability: string): boolean {
+    const agent = this.scripted.get(agentId);
+    return agent?.connected === true && agent.capabilities.includes(capability);
   }
 
   facts(agentId: string): Facts | null {

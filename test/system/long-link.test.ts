@@ -16,7 +16,7 @@ import { startController, stopAllControllers, type RunningController } from '../
 import { startDelayProxy, type DelayProxy } from '../helpers/delay-proxy.js';
 import { createMariaDB, type MariaDB } from '../helpers/mariadb.js';
 import { buildNatTopology, missingNetworkTools, NetLab, type NatTopology } from '../helpers/netns.js';
-import { mysqlSectionOf, seedApi, sendsOf, type SeedJson } from '../helpers/seed-api.js';
+import { mysqlSectionOf, resumedLanes, seedApi, sendsOf, type SeedJson } from '../helpers/seed-api.js';
 
 const skip = missingNetworkTools(['mariadbd', 'mariadb-install-db']);
 const TOKEN = 'long-link-agent-token';
@@ -35,6 +35,7 @@ describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
   let source: MariaDB;
   let target: MariaDB;
   let agentA: AgentProcess;
+  let agentB: AgentProcess;
   const { op, agentsReady, seedUntilDone } = seedApi(() => controller);
 
   beforeAll(async () => {
@@ -56,7 +57,7 @@ describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
 
     const advanced = { heartbeatMs: 2_000, deadAfterMs: 8_000 };
     agentA = startAgent({ controllerUrl: wsUrl, token: TOKEN, id: 'long-a', prefix: topo.hosts[0]!.ns.prefix, config: { mysql: mysqlSectionOf(source), advanced } });
-    startAgent({ controllerUrl: wsUrl, token: TOKEN, id: 'long-b', prefix: topo.hosts[1]!.ns.prefix, config: { mysql: mysqlSectionOf(target), advanced } });
+    agentB = startAgent({ controllerUrl: wsUrl, token: TOKEN, id: 'long-b', prefix: topo.hosts[1]!.ns.prefix, config: { mysql: mysqlSectionOf(target), advanced } });
     await agentsReady(['long-a', 'long-b']);
   }, 300_000);
 
@@ -136,9 +137,18 @@ describe.skipIf(skip)('seeds over a long, stalling, shaped link', () => {
     expect(seed.state).toBe('succeeded');
     expect(seed.attempts).toBeGreaterThanOrEqual(2);
     const sends = sendsOf(agentA, created.id);
+    // Printed so that a failure shows each lane's sends (lane, from, to) in order, and why each
+    // attempt before the last one ended.
+    const failedSteps = (await client.audit({ limit: 500 })).filter((row) => JSON.stringify(row).includes(created.id) && row.outcome !== 'succeeded');
+    const receives = agentB.logs.items.filter((l) => String(l.msg).includes('seed-receive') || String(l.msg).includes('resume'));
+    console.info(`long link outage: ${seed.lanes} lanes, ${seed.attempts} attempts, sends ${JSON.stringify(sends.map((s) => [(s as { lane?: number }).lane ?? 0, s.from, s.to]))}; steps not succeeded: ${JSON.stringify(failedSteps.map((row) => [row.action, row.outcome, row.message]))}; the target's receive log: ${JSON.stringify(receives)}`);
     expect(sends.length).toBeGreaterThanOrEqual(2);
-    // the send after the outage started where the target had committed, not at 0
-    expect(sends.at(-1)!.from).toBeGreaterThan(0);
+    // Each lane the outage interrupted started again where the target had committed it, not at 0.
+    const resumed = resumedLanes(agentA, created.id, seed.lanes);
+    expect(resumed.length).toBeGreaterThan(0);
+    for (const laneSends of resumed) expect(laneSends.at(-1)!.from).toBeGreaterThan(0);
+    // The target never threw its resume point away (it did when an attempt chose another content hash).
+    expect(receives.filter((l) => l.msg === 'seed-receive starts over: its resume point cannot be used')).toEqual([]);
     expect(await target.checksumTables()).toEqual(expected);
   }, 300_000);
 });

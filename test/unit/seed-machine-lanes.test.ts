@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { combineLaneSummaries } from '../../shared/lanes.js';
+import { CONTENT_HASH_BLAKE3_CAPABILITY } from '../../shared/ops.js';
 import type { SeedRequest } from '../../server-stub/seed/prechecks.js';
 import { createSeedWorld, settled, SIZE, type SeedWorld, type SeedWorldOptions } from '../helpers/seed-world.js';
 import { waitFor } from '../helpers/wait.js';
@@ -91,6 +92,39 @@ describe('seed machine: a transfer over lanes', () => {
     expect(lane1.map((c) => c.resume)).toEqual([false, true]);
     expect(seed.result?.attempts).toBe(2);
     expect(w.audits.filter((a) => a.action === 'seed.transfer.interrupted').map((a) => a.message)).toEqual([expect.stringMatching(/^lane 1: SEEDWIRE_DISCONNECTED/)]);
+  });
+
+  it('the content hash is chosen once for the stage: every attempt of every lane hashes alike, whatever the agents look like later', async () => {
+    // Lane 1's link drops at 2 chunks, and from then on the source is seen without BLAKE3 (an
+    // attempt that chose from a dropped or older session). Chosen per attempt, the retry picked
+    // SHA-256 while the target's receive state was BLAKE3, and the lane started over from 0.
+    const w = world({
+      transfer: {
+        chunk,
+        interruptLane: (lane, attempt) => {
+          if (lane !== 1 || attempt !== 1) return null;
+          w.source.capabilities = [];
+          return { at: 2 * chunk, then: 'drop' };
+        },
+      },
+    });
+    for (const agent of [w.source, w.target]) agent.capabilities = [CONTENT_HASH_BLAKE3_CAPABILITY];
+    const seed = await runSeed(w, { lanes: 2 });
+    expect(seed.state).toBe('succeeded');
+    expect(w.transfer.lanes.get(1)?.sendOffsets).toEqual([0, 2 * chunk]);
+    const hashes = w.hub.calls.items.filter((c) => c.op === 'seed-receive' || c.op === 'seed-send').map((c) => c.params['contentHash']);
+    expect(hashes).toHaveLength(6);
+    expect(new Set(hashes)).toEqual(new Set(['blake3']));
+  });
+
+  it('SHA-256 (no contentHash param) when one of the agents does not offer BLAKE3', async () => {
+    const w = world({ transfer: { chunk } });
+    w.source.capabilities = [CONTENT_HASH_BLAKE3_CAPABILITY];
+    const seed = await runSeed(w, { lanes: 2 });
+    expect(seed.state).toBe('succeeded');
+    const calls = w.hub.calls.items.filter((c) => c.op === 'seed-receive' || c.op === 'seed-send');
+    expect(calls).toHaveLength(4);
+    for (const call of calls) expect(call.params).not.toHaveProperty('contentHash');
   });
 
   it('a lane whose relay stream is closed under it (its data path lost) resumes alone', async () => {
