@@ -168,7 +168,12 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     return true;
   }
 
-  /** Whether a session held here offered `capability` in its hello. */
+  /**
+   * Whether a session held here offered `capability` in its hello (false while it is not
+   * connected here). For this process's own links only: a seed chooses its content hash from the
+   * agents' stored capabilities (hub.agent), since a choice from a session that just dropped
+   * made a resumed lane start over (seed/transfer.ts).
+   */
   const offers = (agentId: string, capability: string): boolean => sessions.get(agentId)?.hello?.capabilities.includes(capability) ?? false;
   const relay = new Relay(
     {
@@ -394,22 +399,21 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     if (!known) knownAgents++;
     const resume = await resumeHandler(hello.agentId, hello);
     const identity = await identityOf(hello.agentId);
+    // Its hello said and stored, the agent no longer counts toward the cap on pending handshakes,
+    // which bounds peers that have not got this far; admission bounds those held below (at most
+    // the rate times welcomeMaxWaitMs). Counted in while held, a paced herd filled the cap and every
+    // other dial of the herd was refused with Retry-After 1 before admission could see it
+    // (measured: 3,000 refused dials a second, 10,000 agents in 78–86 s).
+    handshaking.delete(session);
     // Upgrades were paced when they arrived; handshakes that stalled together on the store are
     // paced again here, so a herd is not welcomed in one burst (0 for a lone agent: no wait).
     const hold = admission.welcomeDelayMs();
     if (hold > 0) {
       counters.welcomesHeld++;
-      // A held agent has said its hello and was admitted: it no longer counts toward the cap on
-      // pending handshakes, which bounds peers that have not. Admission bounds the held ones (at
-      // most the rate times welcomeMaxWaitMs). Counted in, a paced herd filled the cap, and every
-      // other dial of the herd was refused with Retry-After 1 before admission could see it
-      // (measured: 3,000 refused dials a second, 10,000 agents in 78–86 s).
-      handshaking.delete(session);
       await delay(hold);
     }
     if (session.isClosed) return;
     if (closing) throw new SessionClose(CLOSE_CODES.goingAway, 'SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
-    handshaking.delete(session);
     const now = Date.now();
     session.agentId = hello.agentId;
     session.hello = hello;
@@ -660,7 +664,6 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     facts(agentId): Facts | null {
       return sessions.get(agentId)?.facts ?? lastFacts.get(agentId) ?? null;
     },
-    offers,
     waitForAgent(agentId, signal) {
       if (sessions.has(agentId)) return Promise.resolve();
       if (signal?.aborted) return Promise.reject(new SeedwireError('SEEDWIRE_CANCELED', 'wait for agent aborted'));

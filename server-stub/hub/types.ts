@@ -82,8 +82,6 @@ export interface AgentHub {
   agents(): Promise<AgentInfo[]>;
   /** Facts as last reported to this process (null before the first report since it started). */
   facts(agentId: string): Facts | null;
-  /** Whether the agent, connected to this process, offered `capability` in its hello (false when not connected here). */
-  offers(agentId: string, capability: string): boolean;
   /** Resolves when the agent is connected (at once if it is); rejects when the signal aborts. */
   waitForAgent(agentId: string, signal?: AbortSignal): Promise<void>;
   on(listener: (event: HubEvent) => void): () => void;

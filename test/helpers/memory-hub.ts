@@ -406,11 +406,6 @@ export class MemoryHub implements AgentHub {
     return { id: agentId, hostname: agent.facts?.hostname ?? agentId, datacenter: agent.facts?.datacenter ?? null, connected: agent.connected, connectedAt: null, lastSeenAt: null, version: 'test', capabilities: [...agent.capabilities], clockSkewMs: 0 };
   }
 
-  offers(agentId: string, capability: string): boolean {
-    const agent = this.scripted.get(agentId);
-    return agent?.connected === true && agent.capabilities.includes(capability);
-  }
-
   facts(agentId: string): Facts | null {
     return this.scripted.get(agentId)?.facts ?? null;
   }
