@@ -219,6 +219,42 @@ describe.skipIf(missing !== null)('web console (Chromium, real controller and ag
     expect(await page.getByTestId('op-cancel').isHidden()).toBe(true);
   });
 
+  it('keeps an operation’s end that arrives while the page is still loading', async () => {
+    const { page } = browser!;
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    const started = await fetch(`${baseUrl}/api/agents/db-1/ops/custom-command?wait=0`, { method: 'POST', headers, body: '{"params":{"name":"blocker"}}' });
+    expect(started.status).toBe(202);
+    const opId = ((await started.json()) as { operation: { id: string } }).operation.id;
+    // The page's list is read while the operation runs, and handed to the page only after the
+    // operation has ended and the page has shown that end from its live event.
+    let fetched!: () => void;
+    const listRead = new Promise<void>((resolve) => (fetched = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    await page.route(/\/api\/operations\?/, async (route) => {
+      const response = await route.fetch();
+      fetched();
+      await released;
+      await route.fulfill({ response });
+    });
+    try {
+      await page.goto(`${baseUrl}/#/operations`);
+      await page.getByTestId('view-operations').waitFor();
+      await listRead;
+      const cancel = await fetch(`${baseUrl}/api/operations/${encodeURIComponent(opId)}/cancel`, { method: 'POST', headers });
+      expect(cancel.status).toBe(200);
+      await expect.poll(() => page.getByTestId(`op-row-state-${opId}`).textContent(), { timeout: 15_000 }).toBe('canceled');
+      release();
+      // The held list (older operations, and this one as running) is shown...
+      await page.locator('[data-testid^="op-row-"]', { hasText: 'two-lines' }).first().waitFor();
+      // ...and the end the page saw live stays.
+      expect(await page.getByTestId(`op-row-state-${opId}`).textContent()).toBe('canceled');
+    } finally {
+      release();
+      await page.unroute(/\/api\/operations\?/);
+    }
+  });
+
   it('stops MySQL only after confirming, and starts it again', async (ctx) => {
     const capabilities = (await controller!.deps.hub.agent('db-2'))?.capabilities ?? [];
     if (!capabilities.includes('mysql-stop')) {

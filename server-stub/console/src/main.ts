@@ -7,7 +7,7 @@ import { createConfirm } from './dialog.js';
 import { fill, h } from './dom.js';
 import { LiveConnection, type LiveStatus } from './live.js';
 import { parseRoute, sectionOf, type Route } from './router.js';
-import type { View, ViewContext } from './view.js';
+import { MountedView, type View, type ViewContext } from './view.js';
 import { createAgentView } from './views/agent.js';
 import { createAgentsView } from './views/agents.js';
 import { createAuditView } from './views/audit.js';
@@ -53,11 +53,11 @@ function start(): void {
     gapNotice.dataset['to'] = missed ? String(missed.to) : '';
     gapNotice.hidden = false;
   }
-  let current: { view: View; controller: AbortController } | null = null;
+  let current: { view: MountedView; controller: AbortController } | null = null;
   let returnTo = DEFAULT_HASH;
 
   const live = new LiveConnection('/api/events/ws', {
-    onEvent: (event) => current?.view.onEvent?.(event),
+    onEvent: (event) => current?.view.onEvent(event),
     onResync: (reason, missed) => {
       if (reason !== 'open') showGap(reason, missed);
       void current?.view.refresh();
@@ -134,7 +134,7 @@ function start(): void {
     const route = parseRoute(location.hash);
     if (current) {
       current.controller.abort();
-      current.view.dispose?.();
+      current.view.view.dispose?.();
     }
     const controller = new AbortController();
     const ctx: ViewContext = {
@@ -144,13 +144,13 @@ function start(): void {
       confirm,
       signal: controller.signal,
     };
-    const view = createView(route, ctx);
+    const view = new MountedView(createView(route, ctx));
     current = { view, controller };
-    document.title = `seedwire — ${view.title}`;
+    document.title = `seedwire — ${view.view.title}`;
     const section = sectionOf(route);
     for (const a of links) a.classList.toggle('active', a.dataset['section'] === section);
     nav!.hidden = route.name === 'login';
-    fill(app!, view.root);
+    fill(app!, view.view.root);
     if (route.name === 'login') {
       live.stop();
       gapNotice.hidden = true;

@@ -30,6 +30,48 @@ export interface ConfirmOptions {
   danger?: boolean;
 }
 
+/** Events kept while a refresh runs; past this many, the view is simply fetched again. */
+const MAX_HELD_EVENTS = 5_000;
+
+/**
+ * A view as the shell drives it. A refresh's answer can be older than an event that arrives while
+ * it is in flight (the controller read its store before the event's change was committed): applied
+ * last, it would undo that event (an ended operation shown as running, with no event to come).
+ * So the events that arrive during a refresh are applied again, in order, once it is done; every
+ * event carries the whole row, so applying one twice changes nothing.
+ */
+export class MountedView {
+  private loading = 0;
+  private held: LiveEvent[] = [];
+  private overflowed = false;
+
+  constructor(readonly view: View) {}
+
+  onEvent(event: LiveEvent): void {
+    if (this.loading > 0) {
+      if (this.held.length < MAX_HELD_EVENTS) this.held.push(event);
+      else this.overflowed = true;
+    }
+    this.view.onEvent?.(event);
+  }
+
+  async refresh(): Promise<void> {
+    this.loading++;
+    try {
+      await this.view.refresh();
+    } finally {
+      this.loading--;
+    }
+    if (this.loading > 0) return; // the last refresh to end replays
+    const held = this.held;
+    const overflowed = this.overflowed;
+    this.held = [];
+    this.overflowed = false;
+    if (overflowed) return this.refresh();
+    for (const event of held) this.view.onEvent?.(event);
+  }
+}
+
 /**
  * Wraps a view's loader so overlapping calls coalesce: while one load runs, further calls
  * queue exactly one more run. Errors are shown in `errorEl` (the last good data stays), so the
