@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { cpuSeconds, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
 import type { RssTriple, SeedRun } from './results.js';
@@ -152,6 +152,16 @@ export interface ControllerProc {
   agentToken: string;
 }
 
+/** SEEDWIRE_BENCH_PROBE=DIR: every controller and agent the bench starts loads bench/probe.mjs, writing into DIR. */
+const PROBE_DIR = process.env['SEEDWIRE_BENCH_PROBE'] ? resolve(process.env['SEEDWIRE_BENCH_PROBE']) : null;
+
+function probeArgs(name: string): string[] {
+  if (!PROBE_DIR) return [];
+  const url = pathToFileURL(join(ROOT, 'bench/probe.mjs'));
+  url.search = new URLSearchParams({ dir: PROBE_DIR, name }).toString();
+  return ['--import', url.href];
+}
+
 function profileArgs(profileDir: string | null): string[] {
   if (!profileDir) return [];
   mkdirSync(profileDir, { recursive: true });
@@ -171,6 +181,7 @@ export async function startController(name: string, profileDir: string | null = 
     [
       ...NODE_FLAGS,
       ...profileArgs(profileDir),
+      ...probeArgs(name),
       join(ROOT, 'dist/server-stub/main.js'),
       '--listen',
       '127.0.0.1:0',
@@ -193,7 +204,7 @@ export function startAgent(name: string, config: Record<string, unknown>, profil
   const dir = makeTemp(`seedwire-benchrun-${name}-`);
   const file = join(dir, 'agent.json');
   writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000, dataConnections: DATA_CONNECTIONS } }, null, 2));
-  return spawnTracked(name, process.execPath, [...NODE_FLAGS, ...profileArgs(profileDir), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
+  return spawnTracked(name, process.execPath, [...NODE_FLAGS, ...profileArgs(profileDir), ...probeArgs(name), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
 }
 
 /** A mysql section whose "service" is a flag file outside the datadir: running while it exists. */

@@ -19,7 +19,9 @@
  * 2,000: a controller in service is warm), SEEDWIRE_BENCH_SEED_TIMEOUT (seconds per seed, default 300),
  * SEEDWIRE_BENCH_SEEDS (the seed section's seeds: default none,zstd,during), SEEDWIRE_BENCH_CACHE (dataset cache
  * dir), SEEDWIRE_BENCH_PROFILE=DIR (the seed section's processes with --cpu-prof into DIR;
- * summarise with bench/profile-summary.ts), SEEDWIRE_BENCH_DATA_CONNECTIONS=0 (seed bytes on the agents'
+ * summarise with bench/profile-summary.ts), SEEDWIRE_BENCH_PROBE=DIR (every controller and agent
+ * loads bench/probe.mjs: memory by mapping, collections, event-loop delay, as JSON lines in DIR;
+ * summarise with bench/probe-summary.ts), SEEDWIRE_BENCH_DATA_CONNECTIONS=0 (seed bytes on the agents'
  * control links, as before data connections). Needs a built dist/ (the Makefile target builds it).
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
