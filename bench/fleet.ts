@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../client/api.js';
 import { startFleet, type Fleet } from '../test/helpers/fleet-client.js';
 import { cpuSeconds, makeTemp, nofileLimits, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { probeArgs } from './harness.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -132,7 +133,7 @@ async function startController(name: string, agentToken: string, profile: boolea
   const proc = spawnTracked(
     name,
     process.execPath,
-    [...NODE_FLAGS, ...profiling, join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token')],
+    [...NODE_FLAGS, ...profiling, ...probeArgs(name), join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token')],
     { cwd: ROOT, env: childEnv() },
   );
   const listening = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);

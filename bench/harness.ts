@@ -155,7 +155,7 @@ export interface ControllerProc {
 /** SEEDWIRE_BENCH_PROBE=DIR: every controller and agent the bench starts loads bench/probe.mjs, writing into DIR. */
 const PROBE_DIR = process.env['SEEDWIRE_BENCH_PROBE'] ? resolve(process.env['SEEDWIRE_BENCH_PROBE']) : null;
 
-function probeArgs(name: string): string[] {
+export function probeArgs(name: string): string[] {
   if (!PROBE_DIR) return [];
   const url = pathToFileURL(join(ROOT, 'bench/probe.mjs'));
   url.search = new URLSearchParams({ dir: PROBE_DIR, name }).toString();
