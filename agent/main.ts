@@ -121,7 +121,6 @@ async function main(): Promise<void> {
   } catch (error) {
     fail(toSeedwireError(error).message);
   }
-  log.info({ version: VERSION, id: config.id, datacenter: config.datacenter }, 'seedwire-agent started');
   const running = { daemon, config };
   process.on('SIGHUP', () => {
     log.info({ signal: 'SIGHUP' }, 'reloading config');
@@ -146,6 +145,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Last: whoever waits for this line (a supervisor, a test) may send SIGTERM at once.
+  log.info({ version: VERSION, id: config.id, datacenter: config.datacenter }, 'seedwire-agent started');
 }
 
 main().catch((error: unknown) => {

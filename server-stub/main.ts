@@ -206,13 +206,20 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
   };
 }
 
-function createLogger(pretty: boolean): Logger {
+async function createLogger(pretty: boolean): Promise<Logger> {
   const redact = {
     paths: ['token', '*.token', 'adminToken', 'agentToken', 'agentTokens', 'authorization', '*.authorization', 'req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie'],
     censor: '[redacted]',
   };
-  if (pretty) return pino({ redact, transport: { target: 'pino-pretty', options: { colorize: process.stdout.isTTY } } });
-  return pino({ redact, base: { pid: process.pid, name: 'seedwire-controller' } });
+  // Synchronous writes, as the agent's. pino's default buffered destination (and a transport's
+  // worker) flushes on exit with a loop that retries a write to a closed stdout for ever
+  // (sonic-boom's flushSync on EPIPE): a controller whose log reader had gone (a dead pipe, a
+  // stopped `tee`, the parent of `make demo` killed) never stopped on SIGTERM.
+  if (pretty) {
+    const { default: prettyStream } = await import('pino-pretty'); // loaded only for humans at a terminal
+    return pino({ redact }, prettyStream({ sync: true, colorize: process.stdout.isTTY }));
+  }
+  return pino({ redact, base: { pid: process.pid, name: 'seedwire-controller' } }, pino.destination({ fd: 1, sync: true }));
 }
 
 async function main(): Promise<void> {
@@ -229,7 +236,7 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const log = createLogger(parsed.pretty);
+  const log = await createLogger(parsed.pretty);
   if (parsed.inlineSecrets.length > 0) {
     // Any local user can read a process's command line (ps, /proc/PID/cmdline).
     log.warn(
@@ -274,7 +281,6 @@ async function main(): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  log.info({ url: controller.url, wsUrl: controller.wsUrl, dataDir: parsed.options.dataDir, store: store.location, version: VERSION }, 'listening');
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -293,6 +299,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Last: whoever waits for this line (a supervisor, a test) may send SIGTERM at once.
+  log.info({ url: controller.url, wsUrl: controller.wsUrl, dataDir: parsed.options.dataDir, store: store.location, version: VERSION }, 'listening');
 }
 
 main().catch((error: unknown) => {
