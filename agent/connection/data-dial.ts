@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type WebSocket from 'ws';
 import { DATA_HEADERS, DATA_PATH, type DataRole } from '../../shared/data-link.js';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
+import { DataReader } from '../streams/data-reader.js';
 import { readRefusal } from './link.js';
 import { chooseProxy, describeProxy, describeTunnelFailure, openTunnel, type ProxySettings, type TunnelState } from './proxy.js';
 import { openSocket, type ClientCertificate } from './socket.js';
@@ -44,8 +45,11 @@ export function dataUrlOf(controllerUrl: string): string {
  * Dials; `onOpen` runs synchronously in ws's 'open' event, so its listeners are in place before
  * the first message (the controller sends the latest grant at once, and ws may emit it before a
  * promise callback would run). The promise settles when the dial succeeded or failed.
+ *
+ * A receiving connection the agent opens itself (not through a proxy) comes with a DataReader
+ * (agent/streams/data-reader.ts), which `onOpen` must take over: its socket reads into it.
  */
-export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal, onOpen: (ws: WebSocket) => void) => Promise<void>;
+export type DataDialer = (ticket: DataTicketFor, signal: AbortSignal, onOpen: (ws: WebSocket, reader?: DataReader) => void) => Promise<void>;
 
 export function createDataDialer(options: DataDialOptions): DataDialer {
   return async (ticket, signal, onOpen) => {
@@ -64,6 +68,7 @@ export function createDataDialer(options: DataDialOptions): DataDialer {
       }
     }
     signal.throwIfAborted();
+    const reader = ticket.role === 'receive' && !route ? new DataReader() : undefined;
     const ws = openSocket(
       {
         url,
@@ -74,6 +79,7 @@ export function createDataDialer(options: DataDialOptions): DataDialer {
         agent,
         headers: { [DATA_HEADERS.agent]: options.agentId, [DATA_HEADERS.stream]: String(ticket.stream), [DATA_HEADERS.role]: ticket.role },
         zeroMask: true,
+        ...(reader ? { createConnection: reader.connector(new URL(url).protocol === 'wss:') } : {}),
       },
       options.ca,
       options.clientCertificate,
@@ -91,7 +97,7 @@ export function createDataDialer(options: DataDialOptions): DataDialer {
       ws.once('open', () => {
         signal.removeEventListener('abort', onAbort);
         options.log.debug({ stream: ticket.stream, role: ticket.role }, 'data connection open');
-        onOpen(ws);
+        onOpen(ws, reader);
         resolve();
       });
       ws.once('unexpected-response', (_req, res) => {

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Agent } from 'node:http';
+import type { Socket } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import WebSocket from 'ws';
 import { LIMITS } from '../../shared/limits.js';
@@ -28,6 +29,8 @@ export interface SocketOptions {
    * (docs/security.md).
    */
   zeroMask?: boolean | undefined;
+  /** Opens the TCP (or TLS) socket instead of ws (a data reader's socket, agent/streams/data-reader.ts); not with `agent`. */
+  createConnection?: ((options: Record<string, unknown>) => Socket) | undefined;
 }
 
 function zeroMask(mask: Buffer): void {
@@ -73,6 +76,8 @@ export function openSocket(options: SocketOptions, ca: Buffer | undefined, clien
   const ws = new WebSocket(options.url, {
     headers: { ...options.headers, ...(options.token === null ? {} : { Authorization: `Bearer ${options.token}` }) },
     ...(options.zeroMask ? { generateMask: zeroMask } : {}),
+    // ws passes `createConnection` on to http.request (its ClientOptions type does not list it).
+    ...((options.createConnection && !options.agent ? { createConnection: options.createConnection } : {}) as object),
     perMessageDeflate: false,
     maxPayload: LIMITS.maxMessageBytes,
     handshakeTimeout: options.handshakeTimeoutMs,

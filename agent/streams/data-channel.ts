@@ -14,10 +14,16 @@ import type { CreditFrame, Frame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { DataDialer, DataTicketFor } from '../connection/data-dial.js';
 import type { Session } from '../connection/session.js';
+import type { DataReader } from './data-reader.js';
+import type { BufferHold } from './receive-buffers.js';
 
 export interface DataChannelHandlers {
-  /** A binary message (a data frame); throwing a SeedwireError ends the channel with it. */
-  binary(data: Buffer): void;
+  /**
+   * A binary message (a data frame); throwing a SeedwireError ends the channel with it. `hold`
+   * is the pooled buffer's when the data reader read it (receive-buffers.ts): one reference,
+   * the handler's from now on.
+   */
+  binary(data: Buffer, hold?: BufferHold): void;
   credit(frame: CreditFrame): void;
 }
 
@@ -30,6 +36,7 @@ export class DataChannel implements Session {
   readonly id: string;
   private readonly ended = new AbortController();
   private ws: WebSocket | undefined;
+  private reader: DataReader | undefined;
   private pending: Frame | undefined;
 
   constructor(
@@ -47,7 +54,7 @@ export class DataChannel implements Session {
     const onControlEnd = (): void => this.end(new SeedwireError('SEEDWIRE_DISCONNECTED', 'link to the controller dropped'));
     control.signal.addEventListener('abort', onControlEnd, { once: true });
     this.ended.signal.addEventListener('abort', () => control.signal.removeEventListener('abort', onControlEnd), { once: true });
-    dial(ticket, this.ended.signal, (ws) => this.adopt(ws)).catch((error: unknown) => this.end(toSeedwireError(error, 'SEEDWIRE_DISCONNECTED')));
+    dial(ticket, this.ended.signal, (ws, reader) => this.adopt(ws, reader)).catch((error: unknown) => this.end(toSeedwireError(error, 'SEEDWIRE_DISCONNECTED')));
   }
 
   get signal(): AbortSignal {
@@ -82,36 +89,54 @@ export class DataChannel implements Session {
     this.end(new SeedwireError('SEEDWIRE_CANCELED', `${this.id} closed`));
   }
 
-  private adopt(ws: WebSocket): void {
+  /** With a reader (data-reader.ts), it parses what arrives; else ws does, message by message. */
+  private adopt(ws: WebSocket, reader?: DataReader): void {
     if (this.ended.signal.aborted) {
       ws.close(1000, 'stream closed');
       return;
     }
     this.ws = ws;
-    ws.on('message', (data, isBinary) => {
-      try {
-        if (isBinary) {
-          this.handlers.binary(toBuffer(data));
-          return;
-        }
-        const frame = decodeFrame(toBuffer(data).toString('utf8'));
-        if (frame.t === 'credit') this.handlers.credit(frame);
-        else throw new SeedwireError('SEEDWIRE_BAD_FRAME', `'${frame.t}' frame on a data connection`);
-      } catch (error) {
-        this.end(toSeedwireError(error, 'SEEDWIRE_BAD_FRAME'));
-      }
-    });
-    ws.once('close', (code, reason) => {
-      this.end(new SeedwireError('SEEDWIRE_DISCONNECTED', `${this.id} closed by the controller (${code}${reason.length > 0 ? ` ${reason.toString()}` : ''})`));
-    });
+    if (reader) {
+      this.reader = reader;
+      reader.takeOver({
+        binary: (data, hold) => this.guard(() => this.handlers.binary(data, hold)),
+        text: (data) => this.guard(() => this.text(data)),
+        ping: (payload) => ws.pong(payload),
+        close: (code, reason) => this.end(this.closedBy(code, reason)),
+        fail: (error) => this.end(toSeedwireError(error, 'SEEDWIRE_BAD_FRAME')),
+      });
+    } else {
+      ws.on('message', (data, isBinary) => this.guard(() => (isBinary ? this.handlers.binary(toBuffer(data)) : this.text(toBuffer(data)))));
+    }
+    ws.once('close', (code, reason) => this.end(this.closedBy(code, reason.toString())));
     const pending = this.pending;
     this.pending = undefined;
     if (pending) ws.send(encodeFrame(pending));
   }
 
+  private text(data: Buffer): void {
+    const frame = decodeFrame(data.toString('utf8'));
+    if (frame.t === 'credit') this.handlers.credit(frame);
+    else throw new SeedwireError('SEEDWIRE_BAD_FRAME', `'${frame.t}' frame on a data connection`);
+  }
+
+  /** Runs a message handler; what it throws ends the channel. */
+  private guard(handle: () => void): void {
+    try {
+      handle();
+    } catch (error) {
+      this.end(toSeedwireError(error, 'SEEDWIRE_BAD_FRAME'));
+    }
+  }
+
+  private closedBy(code: number, reason: string): SeedwireError {
+    return new SeedwireError('SEEDWIRE_DISCONNECTED', `${this.id} closed by the controller (${code}${reason.length > 0 ? ` ${reason}` : ''})`);
+  }
+
   private end(reason: SeedwireError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort(reason);
+    this.reader?.stop();
     const ws = this.ws;
     if (ws && ws.readyState !== ws.CLOSED && ws.readyState !== ws.CLOSING) {
       ws.close(reason.code === 'SEEDWIRE_CANCELED' ? 1000 : 4000, reason.message.slice(0, LIMITS.closeReasonChars));

@@ -56,12 +56,17 @@ class FramePool {
 }
 
 /**
- * A received payload is a view into the ws message, which nothing else writes to, so the queue
- * may keep it. It is copied only when it is a small part of its backing store (a small frame in
- * a socket read buffer), so what the queue retains stays within twice the bytes it counts.
+ * A received payload is a view into the ws message or the reader's pooled buffer, which nothing
+ * else writes to, so the queue may keep it. It is copied only when it is a small part of its
+ * backing store (a small frame in a socket read buffer or a large pooled one), so what the queue
+ * retains stays within twice the bytes it counts; a copied pooled buffer goes back at once.
  */
-function ownPayload(payload: Buffer): Buffer {
-  return payload.length * 2 >= payload.buffer.byteLength ? payload : Buffer.from(payload);
+function ownChunk(chunk: ReceivedChunk): ReceivedChunk {
+  const { payload } = chunk;
+  if (payload.length * 2 >= payload.buffer.byteLength) return chunk;
+  const copy = { ...chunk, payload: Buffer.from(payload), hold: undefined };
+  chunk.hold?.release();
+  return copy;
 }
 
 function disconnected(): SeedwireError {
@@ -205,7 +210,7 @@ class ConnectionReceivePort implements ReceivePort {
       this.fail(new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${this.stream}: sender exceeded its credit`));
       return;
     }
-    this.queue.push({ ...chunk, payload: ownPayload(chunk.payload) });
+    this.queue.push(ownChunk(chunk));
     this.queuedBytes += chunk.payload.length;
     this.wakeups.wakeAll();
   }
@@ -311,10 +316,10 @@ export class ConnectionStreamPort implements StreamPort {
       { stream, role: 'receive', token: data.token },
       this.currentSession(),
       {
-        binary: (buf) => {
+        binary: (buf, hold) => {
           const frame = decodeDataFrame(buf);
           if (frame.stream !== stream) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: a frame of stream ${frame.stream} on its data connection`);
-          port.push({ offset: frame.offset, rawLength: frame.rawLength, codec: frame.codec, payload: frame.payload });
+          port.push({ offset: frame.offset, rawLength: frame.rawLength, codec: frame.codec, payload: frame.payload, hold });
         },
         credit: () => {
           throw new SeedwireError('SEEDWIRE_BAD_FRAME', `stream ${stream}: credit sent to the receiving side`);

@@ -7,6 +7,7 @@
  */
 import type { Codec } from '../../shared/codec.js';
 import type { DataTicket } from '../../shared/data-link.js';
+import type { BufferHold } from './receive-buffers.js';
 
 export interface SendPort {
   /**
@@ -38,6 +39,13 @@ export interface ReceivedChunk {
   codec: Codec;
   /** As sent (compressed when codec is not 'none'); CRC already checked. */
   payload: Buffer;
+  /**
+   * When the payload lies in a pooled receive buffer (receive-buffers.ts): the consumer's
+   * reference. Releasing it once nothing reads the payload any more (retaining for whatever keeps
+   * it longer, such as a file write in flight) lets the next message reuse the buffer; never
+   * releasing it is safe, only slower.
+   */
+  hold?: BufferHold | undefined;
 }
 
 export interface ReceivePort {

@@ -12,6 +12,7 @@
  */
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
+import type { BufferHold } from '../streams/receive-buffers.js';
 import type { ReceivePort } from '../streams/types.js';
 import type { ReceiveCheckpoint } from './checkpoint.js';
 import { ChunkInflater } from './compress.js';
@@ -126,15 +127,21 @@ class TreeReceiver {
   private async consumeStream(): Promise<void> {
     const { port, signal } = this.options;
     for await (const chunk of port.chunks()) {
-      signal.throwIfAborted();
-      this.checkpoint.throwIfFailed();
-      const offset = this.decoder.offset;
-      if (chunk.offset + chunk.rawLength <= offset) continue; // a duplicate from before a resume
-      if (chunk.offset > offset) {
-        throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame at offset ${chunk.offset} leaves a gap after ${offset}`);
+      try {
+        signal.throwIfAborted();
+        this.checkpoint.throwIfFailed();
+        const offset = this.decoder.offset;
+        if (chunk.offset + chunk.rawLength <= offset) continue; // a duplicate from before a resume
+        if (chunk.offset > offset) {
+          throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame at offset ${chunk.offset} leaves a gap after ${offset}`);
+        }
+        const raw = await this.inflater.inflate(chunk);
+        // Uncompressed, the raw bytes are the pooled payload itself: the writer keeps them until written.
+        await this.consume(raw.subarray(offset - chunk.offset), raw.buffer === chunk.payload.buffer ? chunk.hold : undefined);
+      } finally {
+        // Every event of the chunk was handled: only writes in flight still read it, and they retained it.
+        chunk.hold?.release();
       }
-      const raw = await this.inflater.inflate(chunk);
-      await this.consume(raw.subarray(offset - chunk.offset));
       if (this.decoder.done) return;
       this.afterChunk();
     }
@@ -149,22 +156,25 @@ class TreeReceiver {
     this.options.onProgress?.({ received: offset, committed: this.checkpoint.committed, window: this.credit.size });
   }
 
-  /** Decodes raw stream bytes (they start at the decoder's offset) and handles each event in turn. */
-  private async consume(raw: Buffer): Promise<void> {
+  /**
+   * Decodes raw stream bytes (they start at the decoder's offset) and handles each event in turn;
+   * `hold` is their pooled buffer's, if they lie in one (the writer retains it for its writes).
+   */
+  private async consume(raw: Buffer, hold: BufferHold | undefined): Promise<void> {
     this.decoder.push(raw);
     for (let event = this.decoder.next(); event !== null; event = this.decoder.next()) {
-      await this.handle(event);
+      await this.handle(event, hold);
       if (event.kind !== 'data' && this.writer.filePoint === null) this.handledUpTo = event.end;
       if (event.kind === 'end' && this.decoder.pending > 0) this.decoder.next(); // throws: bytes after the end
     }
   }
 
-  private async handle(event: SeedEvent): Promise<void> {
+  private async handle(event: SeedEvent, hold: BufferHold | undefined): Promise<void> {
     switch (event.kind) {
       case 'entry':
         return this.writer.writeEntry(event.header, event.end);
       case 'data':
-        return this.writer.writeData(event.bytes);
+        return this.writer.writeData(event.bytes, hold);
       case 'trailer':
         this.checkpoint.addVerified(await this.writer.completeFile(event.sha256));
         return;

@@ -19,6 +19,7 @@ import type { FilePoint } from './checkpoint.js';
 import { createContentHash, type ContentHash, type ContentHashName } from './content-hash.js';
 import { dataLength, dataOffset, digestEntryOf, type DataHeader, type DigestEntry, type DirHeader, type FileHeader, type RangeHeader, type SymlinkHeader } from './format.js';
 import { SafeTree, type WritableFile } from './safe-tree.js';
+import type { BufferHold } from '../streams/receive-buffers.js';
 
 /** Writes of one file in flight at once. */
 const MAX_PENDING_WRITES = 4;
@@ -52,6 +53,8 @@ interface OpenFile {
   batch: Buffer[];
   batchBytes: number;
   batchAt: number;
+  /** The pooled buffers the batch's pieces lie in, each retained once per piece until its write settles. */
+  batchHolds: BufferHold[];
   /** Positioned writes issued and not yet known done, oldest first. */
   pending: Array<Promise<void>>;
 }
@@ -148,12 +151,17 @@ export class TreeWriter {
 
   /**
    * Appends data to the current file: hashed now, gathered, and written in the background. The
-   * bytes are kept (not copied) until written: nothing may write to them meanwhile.
+   * bytes are kept (not copied) until written: nothing may write to them meanwhile. When they lie
+   * in a pooled receive buffer, `hold` is its: retained now, released once their write settled.
    */
-  async writeData(bytes: Buffer): Promise<void> {
+  async writeData(bytes: Buffer, hold?: BufferHold): Promise<void> {
     const cur = this.requireFile();
     cur.hash.update(bytes);
     cur.batch.push(bytes);
+    if (hold) {
+      hold.retain();
+      cur.batchHolds.push(hold);
+    }
     cur.batchBytes += bytes.length;
     cur.written += bytes.length;
     if (cur.batchBytes < WRITE_BATCH_BYTES && cur.batch.length < WRITE_BATCH_PIECES) return;
@@ -215,14 +223,21 @@ export class TreeWriter {
   }
 }
 
-function emptyBatch(at: number): Pick<OpenFile, 'batch' | 'batchBytes' | 'batchAt'> {
-  return { batch: [], batchBytes: 0, batchAt: at };
+function emptyBatch(at: number): Pick<OpenFile, 'batch' | 'batchBytes' | 'batchAt' | 'batchHolds'> {
+  return { batch: [], batchBytes: 0, batchAt: at, batchHolds: [] };
 }
 
-/** Starts the write of what the file has gathered (awaited in completeFile, flush or close). */
+/**
+ * Starts the write of what the file has gathered (awaited in completeFile, flush or close). The
+ * pooled buffers it reads are released once it settled, written or failed, never before. A batch
+ * never issued (the receive failed) keeps its holds: those buffers are left to the collector.
+ */
 function issueBatch(cur: OpenFile): void {
   if (cur.batchBytes === 0) return;
-  const write = writeAll(cur.fh, cur.batch, cur.batchBytes, cur.batchAt);
+  const holds = cur.batchHolds;
+  const write = writeAll(cur.fh, cur.batch, cur.batchBytes, cur.batchAt).finally(() => {
+    for (const hold of holds) hold.release();
+  });
   write.catch(() => undefined); // awaited in completeFile, flush or close
   cur.pending.push(write);
   Object.assign(cur, emptyBatch(cur.batchAt + cur.batchBytes));

@@ -20,16 +20,16 @@ import type { DataRole } from '../../shared/data-link.js';
 import { acceptValueOf } from './data-upgrade.js';
 import {
   CLOSE_ABNORMAL,
-  ClientFrameParser,
+  FrameParser,
   decodeClosePayload,
   encodeClosePayload,
   encodeFrame,
   encodeFrameHeader,
   OPCODES,
-  type ClientFrameSink,
+  type FrameSink,
   type ControlOpcode,
   type FrameStart,
-} from './ws-wire.js';
+} from '../../shared/ws-wire.js';
 
 /** What a peer hands its pipe. */
 export interface DataPeerHandler {
@@ -67,8 +67,8 @@ interface QueuedControl {
   frame: Buffer;
 }
 
-export class DataPeer implements ClientFrameSink {
-  private readonly parser: ClientFrameParser;
+export class DataPeer implements FrameSink {
+  private readonly parser: FrameParser;
   /** Payload bytes of the outgoing frame still to be written (0: between frames). */
   private remaining = 0;
   private queued: QueuedControl[] = [];
@@ -84,7 +84,7 @@ export class DataPeer implements ClientFrameSink {
     private readonly log: Logger,
     private readonly options: DataPeerOptions,
   ) {
-    this.parser = new ClientFrameParser(this, { maxMessageBytes: options.maxMessageBytes });
+    this.parser = new FrameParser(this, { maxMessageBytes: options.maxMessageBytes });
     const tcp = socket as Duplex & { setTimeout?: (ms: number) => void; setNoDelay?: (on: boolean) => void };
     // As ws does for its sockets: no idle timeout (liveness is the pipe's pings), no Nagle delay for credit frames.
     tcp.setTimeout?.(0);

@@ -26,7 +26,7 @@ import { toSeedwireError } from '../../shared/errors.js';
 import { CLOSE_CODES, type CreditFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import { DataPeer, type DataPeerHandler } from './data-peer.js';
-import { CLOSE_ABNORMAL, OPCODES, type FrameStart } from './ws-wire.js';
+import { CLOSE_ABNORMAL, OPCODES, type FrameStart } from '../../shared/ws-wire.js';
 
 /** Corked writes to the receiver are flushed once this much waits (a data frame's worth), without waiting for the loop turn's end. */
 const FLUSH_BYTES = LIMITS.chunkBytes;

@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createController, type Controller } from '../../server-stub/app.js';
 import { acceptValueOf } from '../../server-stub/hub/data-upgrade.js';
-import { encodeFrameHeader, OPCODES } from '../../server-stub/hub/ws-wire.js';
+import { encodeFrameHeader, OPCODES } from '../../shared/ws-wire.js';
 import { decodeDataFrame, encodeDataFrame } from '../../shared/codec.js';
 import { DATA_CONNECTIONS_CAPABILITY, DATA_HEADERS, type DataRole } from '../../shared/data-link.js';
 import type { StreamTokens } from '../../server-stub/hub/stream-tokens.js';

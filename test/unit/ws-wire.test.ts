@@ -1,28 +1,29 @@
 /**
- * The streaming relay's WebSocket framing, on literal bytes: client frames parsed into payload
+ * The data connections' WebSocket framing, on literal bytes: client frames parsed into payload
  * slices (zero and real masks, every length form, split anywhere), the fragmentation and control
- * frame rules, and the server frames it writes. Also the opening handshake's checks.
+ * frame rules, and the server frames the relay writes; server frames as the agents' data reader
+ * parses them, payload read straight into place included. Also the opening handshake's checks.
  */
 import { describe, expect, it } from 'vitest';
 import { acceptValueOf, readWebSocketHandshake } from '../../server-stub/hub/data-upgrade.js';
 import {
-  ClientFrameParser,
+  FrameParser,
   decodeClosePayload,
   encodeClosePayload,
   encodeFrame,
   encodeFrameHeader,
   OPCODES,
-  type ClientFrameSink,
+  type FrameSink,
   type ControlOpcode,
   type FrameStart,
-} from '../../server-stub/hub/ws-wire.js';
+} from '../../shared/ws-wire.js';
 
 type Event = { start: FrameStart } | { payload: string } | { end: FrameStart } | { control: ControlOpcode; payload: string };
 
-function collect(maxMessageBytes = 1 << 20): { parser: ClientFrameParser; events: Event[]; payloads: Buffer[] } {
+function collect(maxMessageBytes = 1 << 20, from: 'client' | 'server' = 'client'): { parser: FrameParser; events: Event[]; payloads: Buffer[] } {
   const events: Event[] = [];
   const payloads: Buffer[] = [];
-  const sink: ClientFrameSink = {
+  const sink: FrameSink = {
     dataFrameStart: (frame) => events.push({ start: { ...frame } }),
     dataPayload: (slice) => {
       payloads.push(slice);
@@ -31,7 +32,7 @@ function collect(maxMessageBytes = 1 << 20): { parser: ClientFrameParser; events
     dataFrameEnd: (frame) => events.push({ end: { ...frame } }),
     control: (opcode, payload) => events.push({ control: opcode, payload: payload.toString('hex') }),
   };
-  return { parser: new ClientFrameParser(sink, { maxMessageBytes }), events, payloads };
+  return { parser: new FrameParser(sink, { maxMessageBytes, from }), events, payloads };
 }
 
 /** A client frame as a client writes it: masked with `mask`. */
@@ -49,7 +50,7 @@ function joined(payloads: Buffer[]): Buffer {
   return Buffer.concat(payloads);
 }
 
-describe('ClientFrameParser', () => {
+describe('FrameParser', () => {
   it('reads a zero-masked binary frame as a view of the pushed chunk (no copy)', () => {
     const { parser, events, payloads } = collect();
     const wire = Buffer.from('8285000000000102030405', 'hex');
@@ -121,7 +122,7 @@ describe('ClientFrameParser', () => {
 
   it('stops at once when halted from inside a callback', () => {
     const events: string[] = [];
-    const parser: ClientFrameParser = new ClientFrameParser(
+    const parser: FrameParser = new FrameParser(
       {
         dataFrameStart: () => {
           events.push('start');
@@ -153,6 +154,54 @@ describe('server frames', () => {
     expect(decodeClosePayload(long)).toEqual({ code: 1000, reason: 'é'.repeat(61) });
     expect(decodeClosePayload(Buffer.alloc(0))).toEqual({ code: 1005, reason: '' });
     expect(() => decodeClosePayload(Buffer.alloc(1))).toThrow(/one-byte/);
+  });
+});
+
+describe('FrameParser reading a server', () => {
+  it('reads unmasked frames and refuses a masked one, naming it', () => {
+    const { parser, events } = collect(1 << 20, 'server');
+    parser.push(encodeFrame(OPCODES.binary, Buffer.from('abc')));
+    expect(events).toEqual([{ start: { opcode: 2, fin: true, length: 3 } }, { payload: '616263' }, { end: { opcode: 2, fin: true, length: 3 } }]);
+    const masked = collect(1 << 20, 'server');
+    expect(() => masked.parser.push(clientFrame(OPCODES.binary, Buffer.from('abc')))).toThrow(/a masked frame \(a server must not mask its frames\)/);
+    // After the violation the parser ignores everything.
+    masked.parser.push(encodeFrame(OPCODES.binary, Buffer.from('x')));
+    expect(masked.events).toEqual([]);
+  });
+
+  it('takes payload bytes the caller read into place: payloadLeft counts down, the frame ends exactly at its length', () => {
+    const payload = Buffer.alloc(100_000, 7);
+    const wire = encodeFrame(OPCODES.binary, payload);
+    const headerBytes = wire.length - payload.length;
+    const { parser, events, payloads } = collect(1 << 20, 'server');
+    // The header and the first 10 bytes through push, as a scratch read would deliver them.
+    parser.push(wire.subarray(0, headerBytes + 10));
+    expect(parser.midFrame).toBe(true);
+    expect(parser.payloadLeft).toBe(payload.length - 10);
+    parser.payloadDelivered(60_000);
+    expect(parser.payloadLeft).toBe(payload.length - 60_010);
+    parser.payloadDelivered(payload.length - 60_010);
+    expect(parser.midFrame).toBe(false);
+    expect(parser.payloadLeft).toBe(0);
+    expect(joined(payloads).length).toBe(10); // only what came through push was handed over as slices
+    expect(events.at(-1)).toEqual({ end: { opcode: 2, fin: true, length: payload.length } });
+    // The next frame parses as usual.
+    parser.push(encodeFrame(OPCODES.ping, Buffer.from('p')));
+    expect(events.at(-1)).toEqual({ control: OPCODES.ping, payload: '70' });
+  });
+
+  it('refuses more delivered bytes than the frame has left, or any outside a payload', () => {
+    const { parser } = collect(1 << 20, 'server');
+    expect(() => parser.payloadDelivered(1)).toThrow(/outside an unmasked frame's payload/);
+    const other = collect(1 << 20, 'server');
+    other.parser.push(encodeFrameHeader(OPCODES.binary, true, 100));
+    expect(() => other.parser.payloadDelivered(101)).toThrow(/outside an unmasked frame's payload/);
+  });
+
+  it('applies the message limit to a server message of many fragments', () => {
+    const { parser } = collect(1000, 'server');
+    parser.push(Buffer.concat([encodeFrameHeader(OPCODES.binary, false, 600), Buffer.alloc(600)]));
+    expect(() => parser.push(Buffer.concat([encodeFrameHeader(OPCODES.continuation, true, 600), Buffer.alloc(600)]))).toThrow(/a message of more than 1000 bytes/);
   });
 });
 

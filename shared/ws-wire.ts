@@ -1,14 +1,16 @@
 /**
- * The WebSocket framing (RFC 6455, section 5) of a data connection as the controller's streaming
- * relay sees it: a parser for the frames a client sends, driven by bytes and emitting each data
- * frame's payload as slices of the very chunks it was given (never reassembled, never copied),
+ * The WebSocket framing (RFC 6455, section 5) of a data connection, as the controller's streaming
+ * relay and the agents' data reader (agent/streams/data-reader.ts) see it: a parser driven by
+ * bytes, emitting each data frame's payload as slices of the very chunks it was given (never
+ * reassembled, never copied), or told that the caller read payload bytes straight into place;
  * and the encoders of the server frames the relay writes. Pure: tested on literal bytes.
  *
- * Clients must mask (section 5.1). Agents use an all-zero mask on data connections, which makes
- * unmasking a no-op; any other mask is undone in place, in the chunk the socket handed over (the
- * relay owns it), so a client that masks for real still works, at the cost of a pass over its bytes.
+ * Clients must mask (section 5.1), servers must not. Agents use an all-zero mask on data
+ * connections, which makes unmasking a no-op; any other mask is undone in place, in the chunk the
+ * socket handed over (the relay owns it), so a client that masks for real still works, at the
+ * cost of a pass over its bytes.
  */
-import { SeedwireError } from '../../shared/errors.js';
+import { SeedwireError } from './errors.js';
 
 export const OPCODES = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
 export type DataOpcode = typeof OPCODES.continuation | typeof OPCODES.text | typeof OPCODES.binary;
@@ -27,7 +29,7 @@ export interface FrameStart {
 }
 
 /** What the parser reports, synchronously, in wire order. */
-export interface ClientFrameSink {
+export interface FrameSink {
   /** A text, binary or continuation frame begins; its payload follows in `dataPayload` slices. */
   dataFrameStart(frame: FrameStart): void;
   /** Unmasked payload bytes of the current data frame: a view into the pushed chunk. */
@@ -38,9 +40,14 @@ export interface ClientFrameSink {
   control(opcode: ControlOpcode, payload: Buffer): void;
 }
 
-export interface ClientFrameParserOptions {
+export interface FrameParserOptions {
   /** Largest payload of one message (all its fragments together). */
   maxMessageBytes: number;
+  /**
+   * Whose frames are parsed: a client's must be masked, a server's must not be (section 5.1).
+   * @default 'client'
+   */
+  from?: 'client' | 'server';
 }
 
 /** Reading a frame header, a data frame's payload (streamed), or a control frame's payload (collected). */
@@ -51,13 +58,13 @@ function violation(message: string): SeedwireError {
 }
 
 /**
- * Reads client frames from a byte stream: `push` each chunk as it arrives. A protocol violation
+ * Reads frames from a byte stream: `push` each chunk as it arrives. A protocol violation
  * throws a SeedwireError (SEEDWIRE_BAD_FRAME) naming it; after that, or after `halt()`, the parser
  * ignores everything. Fragmentation rules are checked here (a continuation needs an open message,
  * a new message may not start inside one, control frames are whole and short), so a sink sees
  * only well-formed sequences.
  */
-export class ClientFrameParser {
+export class FrameParser {
   private state: State = 'header';
   private readonly header = Buffer.alloc(14);
   private headerGot = 0;
@@ -73,10 +80,14 @@ export class ClientFrameParser {
   private messageBytes = 0;
   private halted = false;
 
+  private readonly fromServer: boolean;
+
   constructor(
-    private readonly sink: ClientFrameSink,
-    private readonly options: ClientFrameParserOptions,
-  ) {}
+    private readonly sink: FrameSink,
+    private readonly options: FrameParserOptions,
+  ) {
+    this.fromServer = options.from === 'server';
+  }
 
   /** Stops parsing for good (the connection is closing); later pushes are ignored. */
   halt(): void {
@@ -86,6 +97,26 @@ export class ClientFrameParser {
   /** Whether a data frame's payload is being delivered (a frame was started and not ended). */
   get midFrame(): boolean {
     return this.state === 'payload';
+  }
+
+  /** Payload bytes of the current data frame still to come (0 when not inside one). */
+  get payloadLeft(): number {
+    return this.state === 'payload' ? this.frame.length - this.delivered : 0;
+  }
+
+  /**
+   * The caller read `n` bytes of the current data frame's payload straight into a place of its
+   * own (no `dataPayload` call follows for them). Only for unmasked frames: a masked payload must
+   * go through `push`, which unmasks it.
+   */
+  payloadDelivered(n: number): void {
+    if (this.halted) return;
+    if (this.state !== 'payload' || !Number.isInteger(n) || n < 0 || n > this.frame.length - this.delivered || this.masked) {
+      this.halted = true;
+      throw new SeedwireError('SEEDWIRE_INTERNAL', `${n} payload bytes delivered outside an unmasked frame's payload`);
+    }
+    this.delivered += n;
+    if (this.delivered === this.frame.length) this.endDataFrame();
   }
 
   push(chunk: Buffer): void {
@@ -141,7 +172,9 @@ export class ClientFrameParser {
     const fin = (b0 & 0x80) !== 0;
     const opcode = b0 & 0x0f;
     if ((b0 & 0x70) !== 0) this.fail('a frame with RSV bits set (no extension was negotiated)');
-    if ((b1 & 0x80) === 0) this.fail('an unmasked frame (a client must mask its frames)');
+    const maskBit = (b1 & 0x80) !== 0;
+    if (!this.fromServer && !maskBit) this.fail('an unmasked frame (a client must mask its frames)');
+    if (this.fromServer && maskBit) this.fail('a masked frame (a server must not mask its frames)');
     const len7 = b1 & 0x7f;
     let length: number;
     let maskAt: number;
@@ -158,7 +191,8 @@ export class ClientFrameParser {
       length = len7;
       maskAt = 2;
     }
-    this.header.copy(this.mask, 0, maskAt, maskAt + 4);
+    if (maskBit) this.header.copy(this.mask, 0, maskAt, maskAt + 4);
+    else this.mask.fill(0);
     this.masked = this.mask.readUInt32BE(0) !== 0;
     this.delivered = 0;
 
