@@ -29,11 +29,10 @@
  */
 import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { DATA_HEADER_BYTES } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
 import { decodeClosePayload, FrameParser, OPCODES, type ControlOpcode, type FrameSink, type FrameStart } from '../../shared/ws-wire.js';
-import { ReceiveBufferPool, type BufferHold } from './receive-buffers.js';
+import { RECEIVE_POOL, type BufferHold, type ReceiveBufferPool } from './receive-buffers.js';
 
 /** Reads outside a long payload: frame headers, small frames, the start of a payload. */
 const SCRATCH_BYTES = 64 * 1024;
@@ -41,13 +40,6 @@ const SCRATCH_BYTES = 64 * 1024;
 const DIRECT_READ_MIN_BYTES = 16 * 1024;
 /** A whole message below this size gets a buffer of its own size instead of a pooled one. */
 const POOLED_MIN_BYTES = 64 * 1024;
-
-/**
- * The agent's pool of receive buffers: one data message each (a full chunk, its header and room
- * for a compressed chunk that grew), as many kept free as a seed's window and its writes in
- * flight need.
- */
-export const RECEIVE_POOL = new ReceiveBufferPool(DATA_HEADER_BYTES + LIMITS.chunkBytes + 64 * 1024, Math.ceil(LIMITS.windowMaxBytes / LIMITS.chunkBytes) + 8);
 
 export interface DataReaderHandlers {
   /** A whole binary message; `hold` is the pooled buffer's (one reference, now the handler's), if pooled. */

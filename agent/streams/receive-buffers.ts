@@ -13,7 +13,9 @@
  * any other), so a consumer that does not know about holds stays correct; a release too many is
  * a bug that could hand bytes still being written to the next message, so it throws.
  */
+import { DATA_HEADER_BYTES } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
+import { LIMITS } from '../../shared/limits.js';
 
 /** A pooled buffer's reference count; see the module comment. */
 export interface BufferHold {
@@ -86,3 +88,10 @@ export class ReceiveBufferPool {
     if (this.users > 0 && this.free.length < this.keep) this.free.push(buffer);
   }
 }
+
+/**
+ * The agent's pool: one data message each (a full chunk, its header and room for a compressed
+ * chunk that grew), as many kept free as a seed's window and its writes in flight need. The data
+ * reader reads messages into it; the tree receiver decompresses zstd chunks into it.
+ */
+export const RECEIVE_POOL = new ReceiveBufferPool(DATA_HEADER_BYTES + LIMITS.chunkBytes + 64 * 1024, Math.ceil(LIMITS.windowMaxBytes / LIMITS.chunkBytes) + 8);

@@ -5,10 +5,12 @@
  */
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import type { Compressor, Decompressor } from 'zstd-napi';
+import type { Compressor } from 'zstd-napi';
+import type { DCtx } from 'zstd-napi/binding.js';
 import type { Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
+import type { BufferHold, ReceiveBufferPool } from '../streams/receive-buffers.js';
 import { loadZstd } from './zstd.js';
 
 const gzipAsync = promisify(gzip);
@@ -18,8 +20,11 @@ export interface ChunkCodec {
   readonly codec: Codec;
   /** Returns a new buffer for gzip/zstd; for 'none' returns `raw` itself. */
   compress(raw: Buffer): Promise<Buffer>;
-  /** Checks that the result is exactly `rawLength` bytes (and never inflates past it). */
-  decompress(payload: Buffer, rawLength: number): Promise<Buffer>;
+  /**
+   * Checks that the result is exactly `rawLength` bytes (and never inflates past it). With `into`
+   * (at least `rawLength` bytes), zstd decompresses there and returns a view of it.
+   */
+  decompress(payload: Buffer, rawLength: number, into?: Buffer): Promise<Buffer>;
 }
 
 export interface ChunkCodecOptions {
@@ -52,25 +57,28 @@ export function createChunkCodec(codec: Codec, options: ChunkCodecOptions = {}):
     }
     case 'zstd': {
       // zstd at levels 1-3 compresses a MiB in about a millisecond: synchronous is fine.
-      let pair: Promise<{ compressor: Compressor; decompressor: Decompressor }> | undefined;
+      let pair: Promise<{ compressor: Compressor; dctx: DCtx }> | undefined;
       const zstd = (): NonNullable<typeof pair> =>
         (pair ??= loadZstd().then((zstdNapi) => {
           const compressor = new zstdNapi.Compressor();
           compressor.setParameters({ compressionLevel: options.level ?? 1 });
-          return { compressor, decompressor: new zstdNapi.Decompressor() };
+          return { compressor, dctx: new zstdNapi.DCtx() };
         }));
       return {
         codec,
         compress: async (raw) => (await zstd()).compressor.compress(raw),
-        decompress: async (payload, rawLength) => {
-          const { decompressor } = await zstd();
-          let out: Buffer;
+        decompress: async (payload, rawLength, into) => {
+          const { dctx } = await zstd();
+          // Into exactly the frame's raw length: a frame whose content would be larger fails
+          // ("Destination buffer is too small") instead of being given the memory its header asks for.
+          const out = into ? into.subarray(0, rawLength) : Buffer.allocUnsafe(rawLength);
+          let written: number;
           try {
-            out = decompressor.decompress(payload);
+            written = dctx.decompress(out, payload);
           } catch (error) {
             throw asCorrupt(codec, error);
           }
-          return checkLength(codec, out, rawLength);
+          return checkLength(codec, out.subarray(0, written), rawLength);
         },
       };
     }
@@ -80,19 +88,44 @@ export function createChunkCodec(codec: Codec, options: ChunkCodecOptions = {}):
 /** The largest raw length a received frame may claim: a sender's chunk compressed at most 4:1 into one message. */
 const MAX_RAW_CHUNK_BYTES = LIMITS.maxMessageBytes * 4;
 
-/** A receiver's decompression of data frames: one codec instance per codec seen. */
+/** A chunk's raw bytes, and the hold of the pooled buffer they lie in, if any (receive-buffers.ts). */
+export interface InflatedChunk {
+  raw: Buffer;
+  /**
+   * Uncompressed: the chunk's own hold (the raw bytes are its payload). Decompressed into a
+   * pooled buffer: that buffer's, with one reference, the caller's to release. Else undefined.
+   */
+  hold: BufferHold | undefined;
+}
+
+/**
+ * A receiver's decompression of data frames: one codec instance per codec seen. Given a pool, a
+ * zstd chunk is decompressed into one of its buffers (a fresh buffer per chunk would be promoted
+ * and wait for a full collection, as received messages did: docs/performance.md).
+ */
 export class ChunkInflater {
   private readonly codecs = new Map<Codec, ChunkCodec>();
 
+  constructor(private readonly pool?: ReceiveBufferPool) {}
+
   /** The frame's raw bytes; refuses a frame claiming more raw bytes than a sender ever puts in one. */
-  async inflate(chunk: { rawLength: number; codec: Codec; payload: Buffer }): Promise<Buffer> {
+  async inflate(chunk: { rawLength: number; codec: Codec; payload: Buffer; hold?: BufferHold | undefined }): Promise<InflatedChunk> {
     if (chunk.rawLength > MAX_RAW_CHUNK_BYTES) throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame of ${chunk.rawLength} raw bytes`);
     let codec = this.codecs.get(chunk.codec);
     if (!codec) {
       codec = createChunkCodec(chunk.codec);
       this.codecs.set(chunk.codec, codec);
     }
-    return codec.decompress(chunk.payload, chunk.rawLength);
+    if (chunk.codec === 'none') return { raw: await codec.decompress(chunk.payload, chunk.rawLength), hold: chunk.hold };
+    if (chunk.codec !== 'zstd' || !this.pool || chunk.rawLength > this.pool.bufferBytes) return { raw: await codec.decompress(chunk.payload, chunk.rawLength), hold: undefined };
+    const pooled = this.pool.take();
+    try {
+      return { raw: await codec.decompress(chunk.payload, chunk.rawLength, pooled.buffer), hold: pooled.hold };
+    } catch (error) {
+      // Nothing but the decompressor saw it.
+      pooled.hold.release();
+      throw error;
+    }
   }
 }
 

@@ -95,7 +95,7 @@ export async function receiveStream(options: ReceiveStreamOptions): Promise<Tree
         ended = true; // the sender's end of stream: the tool exited 0 after its last byte
         break;
       }
-      const raw = await inflater.inflate(chunk);
+      const { raw } = await inflater.inflate(chunk);
       inspector.push(raw); // refuses unsafe paths and sizes before the extractor sees them
       hash.update(raw);
       const ready = held.length > 0 ? Buffer.concat([held, raw]) : raw;

@@ -12,7 +12,7 @@
  */
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
-import type { BufferHold } from '../streams/receive-buffers.js';
+import { RECEIVE_POOL, type BufferHold } from '../streams/receive-buffers.js';
 import type { ReceivePort } from '../streams/types.js';
 import type { ReceiveCheckpoint } from './checkpoint.js';
 import { ChunkInflater } from './compress.js';
@@ -77,7 +77,7 @@ class TreeReceiver {
   private readonly checkpoint: ReceiveCheckpoint;
   private readonly writer: TreeWriter;
   private readonly credit: CreditWindow;
-  private readonly inflater = new ChunkInflater();
+  private readonly inflater = new ChunkInflater(RECEIVE_POOL);
   private decoder = new SeedStreamDecoder();
   /** Stream offset just past the last record fully handled (a resume point when no file is open). */
   private handledUpTo = 0;
@@ -127,6 +127,8 @@ class TreeReceiver {
   private async consumeStream(): Promise<void> {
     const { port, signal } = this.options;
     for await (const chunk of port.chunks()) {
+      // The pooled buffers this loop holds for the chunk: its payload's, and its raw bytes' when decompressed into another.
+      const holds = chunk.hold ? [chunk.hold] : [];
       try {
         signal.throwIfAborted();
         this.checkpoint.throwIfFailed();
@@ -135,12 +137,13 @@ class TreeReceiver {
         if (chunk.offset > offset) {
           throw new SeedwireError('SEEDWIRE_BAD_FRAME', `data frame at offset ${chunk.offset} leaves a gap after ${offset}`);
         }
-        const raw = await this.inflater.inflate(chunk);
-        // Uncompressed, the raw bytes are the pooled payload itself: the writer keeps them until written.
-        await this.consume(raw.subarray(offset - chunk.offset), raw.buffer === chunk.payload.buffer ? chunk.hold : undefined);
+        const { raw, hold } = await this.inflater.inflate(chunk);
+        if (hold && hold !== chunk.hold) holds.push(hold);
+        // The writer retains the raw bytes' buffer for the writes that read them.
+        await this.consume(raw.subarray(offset - chunk.offset), hold);
       } finally {
         // Every event of the chunk was handled: only writes in flight still read it, and they retained it.
-        chunk.hold?.release();
+        for (const held of holds) held.release();
       }
       if (this.decoder.done) return;
       this.afterChunk();

@@ -6,16 +6,23 @@
  */
 import { SeedwireError } from '../../shared/errors.js';
 
-type ZstdModule = typeof import('zstd-napi');
+/**
+ * zstd-napi's compressor, and its binding's decompression context: `DCtx.decompress(dst, src)`
+ * decompresses into a buffer of the receiver's choosing and fails when the result would not fit,
+ * where the package's Decompressor allocates whatever size a frame's header declares.
+ */
+type ZstdModule = Pick<typeof import('zstd-napi'), 'Compressor'> & Pick<typeof import('zstd-napi/binding.js'), 'DCtx'>;
 
 let loading: Promise<ZstdModule> | undefined;
 
 export function loadZstd(): Promise<ZstdModule> {
-  loading ??= import('zstd-napi')
-    .then((zstd) => {
+  loading ??= Promise.all([import('zstd-napi'), import('zstd-napi/binding.js')])
+    .then(([zstd, bindingModule]) => {
+      // binding.js is CommonJS that assigns the addon to module.exports: plain node puts it on `default` only.
+      const binding = (bindingModule as { default?: Partial<typeof bindingModule> }).default ?? bindingModule;
       // A bundle whose addon failed to load once keeps an empty module: say so instead of a TypeError.
-      if (typeof zstd.Compressor !== 'function') throw new Error('the zstd-napi addon did not load; restart the agent after adding it');
-      return zstd;
+      if (typeof zstd.Compressor !== 'function' || typeof binding.DCtx !== 'function') throw new Error('the zstd-napi addon did not load; restart the agent after adding it');
+      return { Compressor: zstd.Compressor, DCtx: binding.DCtx };
     })
     .catch((error: unknown) => {
       loading = undefined;
