@@ -5,8 +5,7 @@
  */
 import { promisify } from 'node:util';
 import { gunzip, gzip } from 'node:zlib';
-import type { Compressor } from 'zstd-napi';
-import type { DCtx } from 'zstd-napi/binding.js';
+import type { CCtx, DCtx } from 'zstd-napi/binding.js';
 import type { Codec } from '../../shared/codec.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { LIMITS } from '../../shared/limits.js';
@@ -18,8 +17,11 @@ const gunzipAsync = promisify(gunzip);
 
 export interface ChunkCodec {
   readonly codec: Codec;
-  /** Returns a new buffer for gzip/zstd; for 'none' returns `raw` itself. */
-  compress(raw: Buffer): Promise<Buffer>;
+  /**
+   * Returns a new buffer for gzip/zstd; for 'none' returns `raw` itself. With `into`, zstd
+   * compresses there when the worst case fits (`compressBound`) and returns a view of its start.
+   */
+  compress(raw: Buffer, into?: Buffer): Promise<Buffer>;
   /**
    * Checks that the result is exactly `rawLength` bytes (and never inflates past it). With `into`
    * (at least `rawLength` bytes), zstd decompresses there and returns a view of it.
@@ -57,16 +59,18 @@ export function createChunkCodec(codec: Codec, options: ChunkCodecOptions = {}):
     }
     case 'zstd': {
       // zstd at levels 1-3 compresses a MiB in about a millisecond: synchronous is fine.
-      let pair: Promise<{ compressor: Compressor; dctx: DCtx }> | undefined;
+      const level = options.level ?? 1;
+      let pair: Promise<{ cctx: CCtx; dctx: DCtx; compressBound: (size: number) => number }> | undefined;
       const zstd = (): NonNullable<typeof pair> =>
-        (pair ??= loadZstd().then((zstdNapi) => {
-          const compressor = new zstdNapi.Compressor();
-          compressor.setParameters({ compressionLevel: options.level ?? 1 });
-          return { compressor, dctx: new zstdNapi.DCtx() };
-        }));
+        (pair ??= loadZstd().then((zstdNapi) => ({ cctx: new zstdNapi.CCtx(), dctx: new zstdNapi.DCtx(), compressBound: zstdNapi.compressBound })));
       return {
         codec,
-        compress: async (raw) => (await zstd()).compressor.compress(raw),
+        compress: async (raw, into) => {
+          const { cctx, compressBound } = await zstd();
+          const bound = compressBound(raw.length);
+          const out = into && into.length >= bound ? into : Buffer.allocUnsafe(bound);
+          return out.subarray(0, cctx.compress(out, raw, level));
+        },
         decompress: async (payload, rawLength, into) => {
           const { dctx } = await zstd();
           // Into exactly the frame's raw length: a frame whose content would be larger fails

@@ -217,6 +217,9 @@ function changedWhileSending(path: string): SeedwireError {
  * Packs stream bytes into chunk buffers and hands full chunks to the port in order. A chunk is
  * compressed as soon as it is full; sending waits for the previous chunk and for port.ready.
  */
+/** Room past a chunk for zstd's worst case: compressBound(n) is n + n/256 + a few hundred bytes. */
+const COMPRESS_ROOM_BYTES = (chunkBytes: number): number => Math.ceil(chunkBytes / 128) + 4096;
+
 class ChunkSink {
   private readonly port: SendPort;
   private readonly codec: ChunkCodec;
@@ -343,8 +346,10 @@ class ChunkSink {
 
   private async submit(raw: Buffer, rawBuf: Buffer, offset: number): Promise<void> {
     const rawLength = raw.length;
-    const compressed = this.codec.compress(raw).then((payload) => {
-      // The raw buffer can be refilled once compressed; uncompressed, once the port copied it.
+    // zstd compresses into another chunk buffer, which is then sent in place like a raw chunk.
+    const into = this.codec.codec === 'zstd' ? this.takeBuffer() : undefined;
+    const compressed = this.codec.compress(raw, into).then((payload) => {
+      // The raw buffer can be refilled once compressed; uncompressed, once the port sent it.
       if (payload !== raw) this.free.push(rawBuf);
       return payload;
     });
@@ -354,9 +359,14 @@ class ChunkSink {
       await previous;
       if (this.limiter) await this.limiter.take(rawLength, this.signal);
       await this.port.ready(offset, rawLength, this.signal);
-      // Uncompressed, the chunk buffer is the frame (its header room is ours); it is reused once written.
+      // Uncompressed, the chunk buffer is the frame (its header room is ours); it is reused once
+      // written. So is the buffer zstd compressed into; anything else the port copies.
       if (payload === raw) this.port.send(offset, rawLength, this.codec.codec, payload, { released: () => this.free.push(rawBuf) });
-      else this.port.send(offset, rawLength, this.codec.codec, payload);
+      else if (into && payload.buffer === into.buffer && payload.byteOffset === into.byteOffset) this.port.send(offset, rawLength, this.codec.codec, payload, { released: () => this.free.push(into) });
+      else {
+        this.port.send(offset, rawLength, this.codec.codec, payload);
+        if (into) this.free.push(into);
+      }
       this.onProgress?.(offset + rawLength);
     })();
     sent.catch(() => undefined); // awaited below or in finish/abandon; never unhandled
@@ -365,8 +375,12 @@ class ChunkSink {
     while (this.inFlight.length >= this.depth) await this.inFlight.shift();
   }
 
-  /** A chunk buffer with a frame header's room before it, so the port can send it in place. */
+  /**
+   * A chunk buffer with a frame header's room before it, so the port can send it in place, and
+   * room after a chunk for zstd's worst case (compressBound: a chunk that does not compress grows
+   * by about 1/256). Pages past what is written are never touched, so they cost no memory.
+   */
   private takeBuffer(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(DATA_HEADER_BYTES + this.chunkBytes).subarray(DATA_HEADER_BYTES);
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(DATA_HEADER_BYTES + this.chunkBytes + COMPRESS_ROOM_BYTES(this.chunkBytes)).subarray(DATA_HEADER_BYTES);
   }
 }

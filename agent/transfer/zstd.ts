@@ -7,22 +7,26 @@
 import { SeedwireError } from '../../shared/errors.js';
 
 /**
- * zstd-napi's compressor, and its binding's decompression context: `DCtx.decompress(dst, src)`
- * decompresses into a buffer of the receiver's choosing and fails when the result would not fit,
- * where the package's Decompressor allocates whatever size a frame's header declares.
+ * zstd-napi's binding (the addon itself, not the package's wrappers): `CCtx.compress(dst, src,
+ * level)` and `DCtx.decompress(dst, src)` work in buffers of the caller's choosing, so a sender
+ * compresses straight into its frame buffers and a receiver decompresses into a pooled buffer of
+ * exactly the frame's raw length, failing when the result would not fit (the package's
+ * Decompressor allocates whatever size a frame's own header declares).
  */
-type ZstdModule = Pick<typeof import('zstd-napi'), 'Compressor'> & Pick<typeof import('zstd-napi/binding.js'), 'DCtx'>;
+type ZstdModule = Pick<typeof import('zstd-napi/binding.js'), 'CCtx' | 'DCtx' | 'compressBound'>;
 
 let loading: Promise<ZstdModule> | undefined;
 
 export function loadZstd(): Promise<ZstdModule> {
-  loading ??= Promise.all([import('zstd-napi'), import('zstd-napi/binding.js')])
-    .then(([zstd, bindingModule]) => {
+  loading ??= import('zstd-napi/binding.js')
+    .then((bindingModule) => {
       // binding.js is CommonJS that assigns the addon to module.exports: plain node puts it on `default` only.
       const binding = (bindingModule as { default?: Partial<typeof bindingModule> }).default ?? bindingModule;
       // A bundle whose addon failed to load once keeps an empty module: say so instead of a TypeError.
-      if (typeof zstd.Compressor !== 'function' || typeof binding.DCtx !== 'function') throw new Error('the zstd-napi addon did not load; restart the agent after adding it');
-      return { Compressor: zstd.Compressor, DCtx: binding.DCtx };
+      if (typeof binding.CCtx !== 'function' || typeof binding.DCtx !== 'function' || typeof binding.compressBound !== 'function') {
+        throw new Error('the zstd-napi addon did not load; restart the agent after adding it');
+      }
+      return { CCtx: binding.CCtx, DCtx: binding.DCtx, compressBound: binding.compressBound };
     })
     .catch((error: unknown) => {
       loading = undefined;

@@ -50,10 +50,10 @@ describe('chunk inflater', () => {
     expect(pool.freeCount).toBe(1);
   });
 
-  it('loads the decompression context in the built agent too (plain node, where CommonJS exports sit on `default`)', () => {
+  it('loads the compression and decompression contexts in the built agent too (plain node, where CommonJS exports sit on `default`)', () => {
     // dist/ is what `make test` builds first and what installed agents run.
-    const script = "import('./dist/agent/transfer/zstd.js').then((m) => m.loadZstd()).then((z) => process.stdout.write(typeof z.DCtx + ' ' + typeof z.Compressor))";
-    expect(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })).toBe('function function');
+    const script = "import('./dist/agent/transfer/zstd.js').then((m) => m.loadZstd()).then((z) => process.stdout.write(typeof z.CCtx + ' ' + typeof z.DCtx + ' ' + typeof z.compressBound))";
+    expect(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })).toBe('function function function');
   });
 
   it('refuses a zstd frame that holds fewer bytes than its data header says', async () => {
