@@ -14,6 +14,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { openSocket } from '../../agent/connection/socket.js';
@@ -213,6 +214,83 @@ describe('data reader', () => {
     expect((got.failed as SeedwireError).code).toBe('SEEDWIRE_BAD_FRAME');
     expect((got.failed as SeedwireError).message).toMatch(/a masked frame \(a server must not mask its frames\)/);
   });
+
+  it('whatever the fragmentation and however the bytes arrive, every message comes out whole and in order, pooled buffers reused (property)', async () => {
+    const message = fc.record({
+      size: fc.oneof(fc.integer({ min: 0, max: 70_000 }), fc.integer({ min: 900_000, max: POOL_BYTES })),
+      cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 3 }),
+      ping: fc.boolean(),
+    });
+    const plan = fc.record({
+      messages: fc.array(message, { minLength: 1, maxLength: 24 }),
+      writes: fc.array(fc.integer({ min: 1, max: 300_000 }), { minLength: 1, maxLength: 16 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(plan, async ({ messages, writes }) => {
+        const sent: Buffer[] = [];
+        const frames: Buffer[] = [];
+        let pings = 0;
+        for (const [i, m] of messages.entries()) {
+          const data = randomBytes(m.size);
+          sent.push(data);
+          const points = [...new Set(m.cuts.map((c) => Math.floor(c * m.size)))].sort((a, b) => a - b);
+          const parts = [0, ...points, m.size].slice(1).map((end, k, ends) => data.subarray(k === 0 ? 0 : ends[k - 1], end));
+          parts.forEach((part, k) => {
+            const header = encodeFrameHeader(k === 0 ? OPCODES.binary : OPCODES.continuation, k === parts.length - 1, part.length);
+            frames.push(header, part);
+            // A ping between two fragments of a message, as RFC 6455 allows.
+            if (m.ping && k === 0) {
+              frames.push(encodeFrame(OPCODES.ping, Buffer.from(`p${i}`)));
+              pings += 1;
+            }
+          });
+        }
+        const wire = Buffer.concat(frames);
+        const server = await rawServer(Buffer.alloc(0));
+        const pool = new ReceiveBufferPool(POOL_BYTES, 8);
+        const received: Buffer[] = [];
+        const reader = new DataReader(pool);
+        const ws = openSocket({ url: server.url, token: 't', handshakeTimeoutMs: 5_000, keepAliveMs: 30_000, zeroMask: true, createConnection: reader.connector(false) }, undefined);
+        let failed: unknown = null;
+        ws.once('open', () =>
+          reader.takeOver({
+            binary: (data, hold) => {
+              received.push(Buffer.from(data));
+              hold?.release(); // consumed at once: the next messages reuse the buffer
+            },
+            text: () => undefined,
+            ping: (payload) => ws.pong(payload),
+            close: () => undefined,
+            fail: (error) => {
+              failed = error;
+            },
+          }),
+        );
+        ws.on('error', () => undefined);
+        try {
+          await waitFor(() => server.sockets.length === 1 && ws.readyState === WebSocket.OPEN, { timeoutMs: 10_000, what: 'the upgrade' });
+          const socket = server.sockets[0]!;
+          // The wire in pieces of the planned sizes, cycling, each in its own event-loop turn.
+          for (let at = 0, k = 0; at < wire.length; k += 1) {
+            const n = writes[k % writes.length]!;
+            socket.write(wire.subarray(at, at + n));
+            at += n;
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+          await waitFor(() => failed !== null || (received.length === sent.length && server.controls.length === pings), { timeoutMs: 20_000, what: 'every message and pong' });
+          expect(failed).toBeNull();
+          expect(received.map((r) => r.length)).toEqual(sent.map((m) => m.length));
+          received.forEach((r, i) => expect(r.equals(sent[i]!)).toBe(true));
+          expect(server.controls.map((c) => c.payload)).toEqual(messages.flatMap((m, i) => (m.ping ? [`p${i}`] : [])));
+        } finally {
+          reader.stop();
+          ws.terminate();
+          for (const socket of server.sockets) socket.destroy();
+        }
+      }),
+      { numRuns: 8 },
+    );
+  }, 120_000);
 
   it('stops at a message over its limit, before reading it', async () => {
     const url = await wsServer((socket) => socket.send(randomBytes(MiB + 1)));
