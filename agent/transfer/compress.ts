@@ -120,14 +120,12 @@ export class ChunkInflater {
       codec = createChunkCodec(chunk.codec);
       this.codecs.set(chunk.codec, codec);
     }
-    if (chunk.codec === 'none') return { raw: await codec.decompress(chunk.payload, chunk.rawLength), hold: chunk.hold };
-    if (chunk.codec !== 'zstd' || !this.pool || chunk.rawLength > this.pool.bufferBytes) return { raw: await codec.decompress(chunk.payload, chunk.rawLength), hold: undefined };
-    const pooled = this.pool.take();
+    const pooled = chunk.codec === 'zstd' && this.pool && chunk.rawLength <= this.pool.bufferBytes ? this.pool.take() : undefined;
     try {
-      return { raw: await codec.decompress(chunk.payload, chunk.rawLength, pooled.buffer), hold: pooled.hold };
+      const raw = await codec.decompress(chunk.payload, chunk.rawLength, pooled?.buffer);
+      return { raw, hold: chunk.codec === 'none' ? chunk.hold : pooled?.hold };
     } catch (error) {
-      // Nothing but the decompressor saw it.
-      pooled.hold.release();
+      pooled?.hold.release(); // nothing but the decompressor saw it
       throw error;
     }
   }

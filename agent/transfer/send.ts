@@ -213,13 +213,15 @@ function changedWhileSending(path: string): SeedwireError {
   return new SeedwireError('SEEDWIRE_VERIFY_FAILED', `source file ${path} changed while being sent (it is shorter than when listed); seed from a snapshot or a stopped server`);
 }
 
+/** Room past a chunk for zstd's worst case: compressBound(n) is n + n/256 + a few hundred bytes. */
+function compressRoomBytes(chunkBytes: number): number {
+  return Math.ceil(chunkBytes / 128) + 4096;
+}
+
 /**
  * Packs stream bytes into chunk buffers and hands full chunks to the port in order. A chunk is
  * compressed as soon as it is full; sending waits for the previous chunk and for port.ready.
  */
-/** Room past a chunk for zstd's worst case: compressBound(n) is n + n/256 + a few hundred bytes. */
-const COMPRESS_ROOM_BYTES = (chunkBytes: number): number => Math.ceil(chunkBytes / 128) + 4096;
-
 class ChunkSink {
   private readonly port: SendPort;
   private readonly codec: ChunkCodec;
@@ -381,6 +383,6 @@ class ChunkSink {
    * by about 1/256). Pages past what is written are never touched, so they cost no memory.
    */
   private takeBuffer(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(DATA_HEADER_BYTES + this.chunkBytes + COMPRESS_ROOM_BYTES(this.chunkBytes)).subarray(DATA_HEADER_BYTES);
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(DATA_HEADER_BYTES + this.chunkBytes + compressRoomBytes(this.chunkBytes)).subarray(DATA_HEADER_BYTES);
   }
 }

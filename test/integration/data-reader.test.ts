@@ -17,9 +17,14 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
+import pino from 'pino';
+import { createDataDialer } from '../../agent/connection/data-dial.js';
+import type { Session } from '../../agent/connection/session.js';
 import { openSocket } from '../../agent/connection/socket.js';
+import { DataChannel } from '../../agent/streams/data-channel.js';
 import { DataReader } from '../../agent/streams/data-reader.js';
 import { ReceiveBufferPool, type BufferHold } from '../../agent/streams/receive-buffers.js';
+import { acceptValueOf } from '../../server-stub/hub/data-upgrade.js';
 import { SeedwireError } from '../../shared/errors.js';
 import { encodeFrame, encodeFrameHeader, FrameParser, OPCODES, type ControlOpcode } from '../../shared/ws-wire.js';
 import { missingTools } from '../helpers/requirements.js';
@@ -104,7 +109,7 @@ async function rawServer(after: Buffer): Promise<{ url: string; controls: Array<
   const server = createHttpServer();
   server.on('upgrade', (req, socket: Socket) => {
     sockets.push(socket);
-    const accept = createHash('sha1').update(`${String(req.headers['sec-websocket-key'])}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    const accept = acceptValueOf(String(req.headers['sec-websocket-key']));
     const parser = new FrameParser(
       { dataFrameStart: () => undefined, dataPayload: () => undefined, dataFrameEnd: () => undefined, control: (opcode, payload) => controls.push({ opcode, payload: payload.toString() }) },
       { maxMessageBytes: MiB },
@@ -202,6 +207,45 @@ describe('data reader', () => {
     got.binary[0]!.hold?.release();
     // The reader stopped at the close: the pool has no user left, so the buffer was not kept.
     expect(pool.freeCount).toBe(0);
+  });
+
+  it("a receiving data channel dialed by the agent's own dialer reads through the reader and ends with the server's close code and reason", async () => {
+    const payload = randomBytes(MiB);
+    const url = await wsServer((socket) => {
+      socket.send(payload);
+      socket.close(4000, 'the send data connection closed (1006)');
+    });
+    const dial = createDataDialer({
+      controllerUrl: () => url.replace(/\/data$/, '/agent'),
+      agentId: 'a1',
+      ca: undefined,
+      handshakeTimeoutMs: 5_000,
+      keepAliveMs: 30_000,
+      log: pino({ level: 'silent' }),
+    });
+    const control: Session = { id: 'control', signal: new AbortController().signal, send: () => true, sendBinary: () => true, bufferedAmount: 0 };
+    const got: Array<{ data: Buffer; pooled: boolean }> = [];
+    const channel = new DataChannel(
+      dial,
+      { stream: 7, role: 'receive', token: 'stream-token' },
+      control,
+      {
+        binary: (data, hold) => {
+          got.push({ data: Buffer.from(data), pooled: hold !== undefined });
+          hold?.release();
+        },
+        credit: () => undefined,
+      },
+      pino({ level: 'silent' }),
+    );
+    cleanups.push(() => channel.close());
+    await waitFor(() => channel.signal.aborted, { timeoutMs: 10_000, what: 'the channel to end' });
+    expect(got).toHaveLength(1);
+    expect(got[0]!.data.equals(payload)).toBe(true);
+    expect(got[0]!.pooled).toBe(true); // read by the data reader, not by ws
+    const reason = channel.signal.reason as SeedwireError;
+    expect(reason.code).toBe('SEEDWIRE_DISCONNECTED');
+    expect(reason.message).toBe('data:7:receive closed by the controller (4000 the send data connection closed (1006))');
   });
 
   it('stops at a masked server frame, naming it', async () => {
