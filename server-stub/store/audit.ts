@@ -1,7 +1,7 @@
 /** The audit table: who did what to which agent, and how it ended. */
 import type { AuditEntry } from '../types.js';
 import { fromJsonColumn, toJsonColumn } from './json.js';
-import type { SqlExecutor } from './sql.js';
+import { prepared, type SqlExecutor } from './sql.js';
 
 interface RawAudit {
   at: string;
@@ -20,7 +20,7 @@ export interface AuditStore {
 }
 
 /** The audit row's insert, shared with statements that write it beside another row (operations.ts). */
-export const INSERT_AUDIT = 'INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?)';
+export const INSERT_AUDIT = prepared('INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?)');
 
 /** INSERT_AUDIT's parameters, in its order. */
 export function auditValues(entry: AuditEntry): unknown[] {

@@ -3,7 +3,9 @@ import type { Operation, OperationError, OperationState } from '../ops/types.js'
 import type { AuditEntry } from '../types.js';
 import { auditValues, INSERT_AUDIT } from './audit.js';
 import { fromJsonColumn, toJsonColumn } from './json.js';
-import type { SqlExecutor } from './sql.js';
+import { prepared, type SqlExecutor } from './sql.js';
+
+const SELECT_BY_ID = prepared('SELECT * FROM operations WHERE id = ?');
 
 interface RawOperation {
   id: string;
@@ -127,15 +129,15 @@ export function createOperationStore(sql: SqlExecutor): OperationStore {
   // PostgreSQL: the row and its audit row in one statement (data-modifying CTEs commit together).
   // The end's audit row takes the outcome from the row as it ends up: updated here, or as an
   // earlier end left it (the UPDATE's RETURNING is empty then, and the plain read is used).
-  const pgStart = `WITH op AS (${insertRow} RETURNING *), a AS (${INSERT_AUDIT}) SELECT * FROM op`;
-  const pgEnd = `WITH f AS (${finishRow} RETURNING *),
+  const pgStart = prepared(`WITH op AS (${insertRow} RETURNING *), a AS (${INSERT_AUDIT}) SELECT * FROM op`);
+  const pgEnd = prepared(`WITH f AS (${finishRow} RETURNING *),
     cur AS (SELECT * FROM f UNION ALL SELECT * FROM operations WHERE id = ? AND NOT EXISTS (SELECT 1 FROM f)),
     a AS (INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) SELECT ?, ?, ?, ?, ?, state, error::json ->> 'message' FROM cur)
-    SELECT * FROM cur`;
-  const pgRecord = `WITH op AS (INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id, ended_at, result, error, exit_code)
+    SELECT * FROM cur`);
+  const pgRecord = prepared(`WITH op AS (INSERT INTO operations (id, agent_id, op, params, state, created_at, actor, seed_id, ended_at, result, error, exit_code)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *),
     a AS (INSERT INTO audit (at, actor, agent_id, action, params, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?))
-    SELECT * FROM op`;
+    SELECT * FROM op`);
   const store: OperationStore = {
     async insert(op) {
       await sql.run(insertRow, insertValues(op));
@@ -192,7 +194,7 @@ export function createOperationStore(sql: SqlExecutor): OperationStore {
       return changes === 1;
     },
     async get(id) {
-      const raw = await sql.get<RawOperation>('SELECT * FROM operations WHERE id = ?', [id]);
+      const raw = await sql.get<RawOperation>(SELECT_BY_ID, [id]);
       return raw ? toOperation(raw) : null;
     },
     async list({ agentId, seedId, limit }) {

@@ -10,7 +10,7 @@ import { SeedwireError } from '../../shared/errors.js';
 import { composeStore } from './compose.js';
 import { redactUrl } from './url.js';
 import { PG_MIGRATIONS, type PgMigration } from './postgres-migrations.js';
-import type { SqlExecutor } from './sql.js';
+import { isPrepared, type SqlExecutor } from './sql.js';
 import type { Store } from './types.js';
 
 /** pg_advisory_lock key of the schema migrations (any constant shared by every release). */
@@ -38,18 +38,58 @@ function toPgParams(params: readonly unknown[]): unknown[] {
   return params.map((value) => (typeof value === 'string' && value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value));
 }
 
-function createPgExecutor(pool: pg.Pool): SqlExecutor {
+/** SQLSTATE of "cached plan must not change result type": a table a prepared statement reads changed shape. */
+const CACHED_PLAN_CHANGED = '0A000';
+/** SQLSTATE of "prepared statement ... does not exist": a pooler in transaction mode moved us to another server connection. */
+const NO_SUCH_STATEMENT = '26000';
+
+function createPgExecutor(pool: pg.Pool, log?: Pick<Logger, 'info' | 'warn'>): SqlExecutor {
+  // Statements marked prepared() get a name per text; a generation renames them all after a schema
+  // change, so every connection prepares them again instead of failing on its cached plan.
+  const names = new Map<string, number>();
+  let generation = 0;
+  let named = true;
+
+  function config(sql: string, params: readonly unknown[], allowNamed: boolean): pg.QueryConfig {
+    const text = toPgSql(sql);
+    const values = toPgParams(params);
+    if (!allowNamed || !named || !isPrepared(sql)) return { text, values };
+    let index = names.get(text);
+    if (index === undefined) names.set(text, (index = names.size));
+    return { name: `seedwire_${generation}_${index}`, text, values };
+  }
+
+  /** Runs one statement; a named one whose plan the server no longer accepts is renamed and run once more (outside a transaction). */
+  async function query(queryable: pg.Pool | pg.PoolClient, inTransaction: boolean, sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+    const statement = config(sql, params, true);
+    try {
+      return await queryable.query(statement);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (statement.name === undefined || (code !== CACHED_PLAN_CHANGED && code !== NO_SUCH_STATEMENT)) throw error;
+      if (code === CACHED_PLAN_CHANGED) {
+        generation++;
+        log?.info({ generation }, 'a table changed shape under prepared statements (a schema migration); preparing them again');
+      } else if (named) {
+        named = false;
+        log?.warn('PostgreSQL lost a prepared statement between calls (a pooler in transaction mode without prepared-statement support?); statements are no longer prepared');
+      }
+      if (inTransaction) throw error; // the transaction is aborted; its caller sees the failure
+      return await queryable.query(config(sql, params, false));
+    }
+  }
+
   function make(queryable: pg.Pool | pg.PoolClient, inTransaction: boolean): SqlExecutor {
     const executor: SqlExecutor = {
       dialect: 'postgres',
       async all<R>(sql: string, params: readonly unknown[] = []) {
-        return (await queryable.query(toPgSql(sql), toPgParams(params))).rows as R[];
+        return (await query(queryable, inTransaction, sql, params)).rows as R[];
       },
       async get<R>(sql: string, params: readonly unknown[] = []) {
-        return (await queryable.query(toPgSql(sql), toPgParams(params))).rows[0] as R | undefined;
+        return (await query(queryable, inTransaction, sql, params)).rows[0] as R | undefined;
       },
       async run(sql: string, params: readonly unknown[] = []) {
-        return { changes: (await queryable.query(toPgSql(sql), toPgParams(params))).rowCount ?? 0 };
+        return { changes: (await query(queryable, inTransaction, sql, params)).rowCount ?? 0 };
       },
       async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
         if (inTransaction) return fn(executor);
@@ -133,7 +173,7 @@ export async function openPostgresStore(url: string, options: PostgresStoreOptio
     if (error instanceof SeedwireError) throw error;
     throw new SeedwireError('SEEDWIRE_CONFIG', `store: cannot open ${location}: ${(error as Error).message}`, { cause: error });
   }
-  const sql = createPgExecutor(pool);
+  const sql = createPgExecutor(pool, options.log);
   return composeStore(sql, {
     kind: 'postgres',
     location,

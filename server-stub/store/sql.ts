@@ -21,6 +21,23 @@ export interface SqlExecutor {
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
 }
 
+const PREPARED = new Set<string>();
+
+/**
+ * Marks a fixed statement text (no variable-length IN list) as one PostgreSQL runs as a named
+ * prepared statement: parsed and planned once per connection instead of at every call. The hot
+ * statements of an operation's path are marked (a one-row operation record took 0.44 ms of
+ * PostgreSQL's time unnamed, 0.17 ms prepared; docs/scale-out.md). SQLite prepares every statement.
+ */
+export function prepared(text: string): string {
+  PREPARED.add(text);
+  return text;
+}
+
+export function isPrepared(text: string): boolean {
+  return PREPARED.has(text);
+}
+
 /**
  * SQLite through better-sqlite3 (synchronous, one connection). While a transaction's callback
  * awaits, other callers' statements wait for it to end instead of slipping into it (and into its

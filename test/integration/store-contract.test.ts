@@ -421,6 +421,24 @@ describe.skipIf(skipPostgres !== null)('PostgreSQL store: migrations', () => {
     expect(error?.message).not.toContain('pg-test-secret');
   });
 
+  it('runs its prepared statements on after a newer release adds a column to a table they read', async () => {
+    // One connection, so the statements prepared before the change are the ones used after it.
+    const url = await freshPostgresUrl();
+    const store = await openPostgresStore(url, { maxConnections: 1 });
+    stores.push(store);
+    const started = { at: AT, actor: 'admin', agentId: 'a', action: 'op:hostname', params: {}, outcome: 'started' as const, message: null };
+    await store.operations.start({ id: 'op-1', agentId: 'a', op: 'hostname', params: {}, createdAt: AT, actor: 'admin' }, started);
+    expect((await store.operations.get('op-1'))?.state).toBe('running');
+    await server!.query(new URL(url).pathname.slice(1), 'ALTER TABLE operations ADD COLUMN from_a_later_release TEXT');
+    // PostgreSQL refuses a cached plan whose result type changed ("cached plan must not change result type").
+    expect((await store.operations.get('op-1'))?.state).toBe('running');
+    const end = { state: 'succeeded' as const, endedAt: AT, result: { hostname: 'h' }, error: null, exitCode: null };
+    expect((await store.operations.end('op-1', end, { at: AT, actor: 'admin', agentId: 'a', action: 'op:hostname', params: { operationId: 'op-1' } }))?.state).toBe('succeeded');
+    const recorded = await store.operations.record({ id: 'op-2', agentId: 'a', op: 'hostname', params: {}, createdAt: AT, actor: 'admin' }, started, end, { at: AT, actor: 'admin', agentId: 'a', action: 'op:hostname', params: { operationId: 'op-2' } });
+    expect(recorded.state).toBe('succeeded');
+    expect((await store.audit.list(10)).length).toBe(4);
+  });
+
   it('stores output with a NUL byte (PostgreSQL text cannot hold it: it becomes U+FFFD)', async () => {
     const store = await openPostgresStore(await freshPostgresUrl());
     stores.push(store);
