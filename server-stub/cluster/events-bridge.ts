@@ -4,7 +4,8 @@
  * with its own events as they happen and the others' as they arrive (its own echo is dropped).
  * The local bus stays this controller's alone: metrics and output followers read it.
  *
- * Ordering: each controller's events keep their order (NATS keeps one publisher's order on a
+ * The events of one turn of a controller's event loop cross the bus as one message. Ordering:
+ * each controller's events keep their order (NATS keeps one publisher's order on a
  * subject); events of different controllers interleave in arrival order, and the fleet bus numbers
  * them in that order, so a viewer's cursor is the fleet bus's own sequence.
  */
@@ -13,7 +14,7 @@ import type { Logger } from 'pino';
 import type { SeedwireEventBus } from '../events/bus.js';
 import type { BusEvent } from '../events/types.js';
 import type { BusLink } from './link.js';
-import { ClusterEvent, decodeMessage, encodeMessage } from './messages.js';
+import { ClusterEventsMessage, decodeMessage } from './messages.js';
 import { SUBJECTS } from './subjects.js';
 
 export interface EventsBridgeDeps {
@@ -22,13 +23,15 @@ export interface EventsBridgeDeps {
   local: SeedwireEventBus;
   fleet: SeedwireEventBus;
   log: Logger;
-  /** Events larger than this stay local (NATS refuses messages over its max_payload). */
+  /** Events larger than this stay local (NATS refuses messages over its max_payload); batches stay under it. */
   maxMessageBytes: number;
 }
 
 export interface EventsBridge {
   /** Events not sent to the cluster since start (bus down, or too large). */
   readonly unsent: number;
+  /** Sends what is queued now (also done once per turn of the event loop). */
+  flush(): void;
   close(): void;
 }
 
@@ -37,40 +40,73 @@ export function createEventsBridge(deps: EventsBridgeDeps): EventsBridge {
   let sub: Subscription | null = null;
   let unsent = 0;
   let loggedUnsent = false;
+  // The events of one turn of the event loop go out together, after it: one message instead of
+  // one per event (an operation publishes two to four at a time), and after whatever that turn
+  // sent first, such as the reply a routed operation's requester waits for.
+  const head = `{"origin":${JSON.stringify(controllerId)},"events":[`;
+  const headBytes = Buffer.byteLength(head) + 2;
+  let queued: string[] = [];
+  let queuedBytes = headBytes;
+  let flushing: NodeJS.Immediate | null = null;
 
-  function share(event: BusEvent): void {
-    if (event.type === 'gap') return;
-    fleet.publish(event.type, event.data);
+  function publishQueued(): void {
+    if (queued.length === 0) return;
+    const payload = Buffer.from(`${head}${queued.join(',')}]}`, 'utf8');
+    const count = queued.length;
+    queued = [];
+    queuedBytes = headBytes;
     const nc = link.connection();
     if (nc === null || !link.connected()) {
-      unsent++;
-      return;
-    }
-    const payload = encodeMessage({ origin: controllerId, type: event.type, at: event.at, data: event.data } satisfies ClusterEvent);
-    if (payload.byteLength > deps.maxMessageBytes) {
-      unsent++;
-      if (!loggedUnsent) log.warn({ type: event.type, bytes: payload.byteLength }, 'an event too large for the cluster bus stays local (logged once)');
-      loggedUnsent = true;
+      unsent += count;
       return;
     }
     try {
       nc.publish(SUBJECTS.events, payload);
     } catch (error) {
-      unsent++;
-      log.debug({ err: error }, 'event not shared');
+      unsent += count;
+      log.debug({ err: error }, 'events not shared');
     }
   }
 
-  function receive(msg: Msg): void {
-    let event: ClusterEvent;
-    try {
-      event = decodeMessage(ClusterEvent, msg.data, 'cluster event');
-    } catch (error) {
-      log.warn({ err: error }, 'bad cluster event dropped');
+  function flush(): void {
+    if (flushing !== null) clearImmediate(flushing);
+    flushing = null;
+    publishQueued();
+  }
+
+  function share(event: BusEvent): void {
+    if (event.type === 'gap') return;
+    const json = local.serialized(event);
+    fleet.publish(event.type, event.data, json);
+    if (!link.connected()) {
+      unsent++;
       return;
     }
-    if (event.origin === controllerId) return;
-    fleet.publish(event.type, event.data);
+    const item = `{"type":"${event.type}","at":${JSON.stringify(event.at)},"data":${json}}`;
+    const bytes = Buffer.byteLength(item) + 1;
+    if (headBytes + bytes > deps.maxMessageBytes) {
+      unsent++;
+      if (!loggedUnsent) log.warn({ type: event.type, bytes }, 'an event too large for the cluster bus stays local (logged once)');
+      loggedUnsent = true;
+      return;
+    }
+    if (queuedBytes + bytes > deps.maxMessageBytes) publishQueued();
+    queued.push(item);
+    queuedBytes += bytes;
+    flushing ??= setImmediate(flush);
+  }
+
+  function receive(msg: Msg): void {
+    let message: ClusterEventsMessage;
+    try {
+      message = decodeMessage(ClusterEventsMessage, msg.data, 'cluster events');
+    } catch (error) {
+      log.warn({ err: error }, 'bad cluster events dropped');
+      return;
+    }
+    if (message.origin === controllerId) return;
+    if ('events' in message) for (const event of message.events) fleet.publish(event.type, event.data);
+    else fleet.publish(message.type, message.data);
   }
 
   const unsubscribe = local.subscribe(share);
@@ -84,8 +120,10 @@ export function createEventsBridge(deps: EventsBridgeDeps): EventsBridge {
     get unsent() {
       return unsent;
     },
+    flush,
     close() {
       unsubscribe();
+      flush();
       sub?.unsubscribe();
       sub = null;
     },

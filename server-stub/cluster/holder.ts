@@ -122,8 +122,10 @@ export function createHolder(deps: HolderDeps): Holder {
       respond(msg, { ok: false, error: toWireError(failure) } satisfies OperationReply);
       return;
     }
-    log.info({ opId: started.operation.id, agentId, op: request.op, requester: request.requester }, 'routed operation started for another controller');
     respond(msg, { ok: true, operation: started.operation } satisfies OperationReply);
+    log.info({ opId: started.operation.id, agentId, op: request.op, requester: request.requester }, 'routed operation started for another controller');
+    // Ended before the reply with nothing streamed: the reply carried the end.
+    if (request.endInReply === true && started.operation.state !== 'running' && n === 0) return;
     const timer = setInterval(() => {
       // Only while the agent is held here: a silent stream makes the requester ask the agent's subject, which reaches its current holder.
       if (held.has(agentId) && Date.now() - lastSent >= deps.aliveMs) send({ kind: 'alive', n: ++n });

@@ -36,6 +36,12 @@ export const StartRequest = z.object({
   params: z.record(z.string(), z.unknown()),
   /** Only the API's operations are routed; the seed machine's (actor `seed:<id>`, internal seed-* ops) never are. */
   actor: z.literal('admin'),
+  /**
+   * The requester takes an end carried in the reply: an operation that ended before the reply,
+   * with no output sent, then gets no `end` on its stream. (Releases before this field wait for
+   * that `end`; a holder that does not know the field sends it, which such a requester ignores.)
+   */
+  endInReply: z.boolean().optional(),
 });
 export type StartRequest = z.infer<typeof StartRequest>;
 
@@ -72,13 +78,27 @@ export const StreamMessage = z.discriminatedUnion('kind', [
 ]);
 export type StreamMessage = z.infer<typeof StreamMessage>;
 
+const EventType = z.enum(['agent', 'operation', 'output', 'seed', 'audit']);
+
+/** One event (what releases before batching sent: still accepted from them during an upgrade). */
 export const ClusterEvent = z.object({
   origin: Id,
-  type: z.enum(['agent', 'operation', 'output', 'seed', 'audit']),
+  type: EventType,
   at: z.string(),
   data: z.unknown(),
 });
 export type ClusterEvent = z.infer<typeof ClusterEvent>;
+
+/** The events one controller published in one turn of its event loop, in order. */
+export const ClusterEvents = z.object({
+  origin: Id,
+  events: z.array(z.object({ type: EventType, at: z.string(), data: z.unknown() })).min(1).max(100_000),
+});
+export type ClusterEvents = z.infer<typeof ClusterEvents>;
+
+/** On `seedwire.events`: a batch, or a single event from an older release. */
+export const ClusterEventsMessage = z.union([ClusterEvents, ClusterEvent]);
+export type ClusterEventsMessage = z.infer<typeof ClusterEventsMessage>;
 
 /** `url`: the claimer's advertise URL (where agents and peers reach it). */
 export const Claim = z.object({ origin: Id, agentId: z.string().max(256), url: z.string().max(2048) });

@@ -1,7 +1,10 @@
 /**
  * The requester's side of routing: an operation on an agent another controller holds. The start
  * goes to `seedwire.agent.<id>.start` (request/reply); the holder runs it and publishes its output
- * and its end, numbered, to a stream subject this side subscribed to before asking. Here each such
+ * and its end, numbered, to a stream subject of this controller's (one wildcard subscription for
+ * all of them, made before the first start: no subscribe and unsubscribe per operation, each of
+ * which costs a write here and a change of NATS's subscription cache). An operation that ended
+ * before the holder answered comes back ended in the reply, and the API answers at once. Here each such
  * operation has a mirror: its row as the holder last reported it, its output (bounded), and whoever
  * follows it, so the HTTP API answers exactly as for a local operation.
  *
@@ -79,7 +82,9 @@ interface Mirror {
   listeners: Set<OutputListener>;
   done: Promise<Operation>;
   resolve: (operation: Operation) => void;
-  sub: Subscription;
+  /** Its stream subject's last token: the key of its entry in `streams`. */
+  streamId: string;
+  ended: boolean;
 }
 
 /** A request's failure as the API should report it. */
@@ -95,6 +100,9 @@ export function describeRequestFailure(error: unknown, what: string, notHeld: ()
 export function createRoutedOps(options: RoutedOptions): RoutedOps {
   const { link, controllerId, log } = options;
   const mirrors = new Map<string, Mirror>();
+  /** Stream id → what handles a message on it, from just before the start request until the end. */
+  const streams = new Map<string, (message: StreamMessage) => void>();
+  let streamSub: Subscription | null = null;
   const ended: string[] = [];
   let busDownSince: number | null = null;
   let started = 0;
@@ -121,9 +129,10 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
   }
 
   function finish(id: string, mirror: Mirror, operation: Operation): void {
-    if (mirror.operation !== null && mirror.operation.state !== 'running') return;
+    if (mirror.ended) return;
+    mirror.ended = true;
     mirror.operation = operation;
-    mirror.sub.unsubscribe();
+    streams.delete(mirror.streamId);
     mirror.resolve(operation);
     for (const listener of [...mirror.listeners]) listener.onEnd();
     mirror.listeners.clear();
@@ -133,7 +142,7 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
 
   function fail(id: string, mirror: Mirror, error: SeedwireError): void {
     const base = mirror.operation;
-    if (base === null || base.state !== 'running') return;
+    if (base === null || mirror.ended) return;
     log.warn({ opId: id, agentId: mirror.agentId, code: error.code }, error.message);
     finish(id, mirror, { ...base, state: 'failed', endedAt: new Date().toISOString(), error: { code: error.code, message: error.message } });
   }
@@ -187,12 +196,36 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
     else mirror.lastHeard = Date.now();
   }
 
+  /** This controller's stream subjects, all of them; the client restores it after a reconnect. */
+  function subscribeStreams(nc: NatsConnection): void {
+    if (streamSub !== null || closed) return;
+    streamSub = nc.subscribe(SUBJECTS.stream(controllerId, '*'), {
+      callback: (error, msg) => {
+        if (error) return;
+        const handler = streams.get(msg.subject.slice(msg.subject.lastIndexOf('.') + 1));
+        if (handler === undefined) return; // ended here already (its reply carried the end), or unknown
+        let message: StreamMessage;
+        try {
+          message = decodeMessage(StreamMessage, msg.data, 'routed output');
+        } catch (failure) {
+          log.warn({ err: failure, subject: msg.subject }, 'bad routed output message dropped');
+          return;
+        }
+        handler(message);
+      },
+    });
+  }
+  link.onConnected(() => {
+    const nc = link.connection();
+    if (nc !== null) subscribeStreams(nc);
+  });
+
   const watchdog = setInterval(() => {
     const now = Date.now();
     if (!link.connected()) busDownSince ??= now;
     else busDownSince = null;
     for (const [id, mirror] of mirrors) {
-      if (mirror.operation?.state !== 'running' || mirror.probing || now - mirror.lastHeard < options.silenceMs) continue;
+      if (mirror.operation === null || mirror.ended || mirror.probing || now - mirror.lastHeard < options.silenceMs) continue;
       if (busDownSince !== null) {
         if (now - busDownSince >= options.busDownFailMs) fail(id, mirror, new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `the cluster bus has been down for ${Math.round((now - busDownSince) / 1000)} s during operation ${id} on agent ${mirror.agentId}; its outcome is unknown here`));
         continue;
@@ -211,7 +244,9 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
     async start(agentId, op, params, actor) {
       if (closed) throw new SeedwireError('SEEDWIRE_SHUTTING_DOWN', 'the controller is shutting down');
       const nc = link.require();
-      const stream = SUBJECTS.stream(controllerId, nuid.next());
+      subscribeStreams(nc); // in order before the request on the same connection, so the holder's first message finds it
+      const streamId = nuid.next();
+      const stream = SUBJECTS.stream(controllerId, streamId);
       let resolve!: (operation: Operation) => void;
       const done = new Promise<Operation>((r) => (resolve = r));
       const mirror: Mirror = {
@@ -228,35 +263,26 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
         listeners: new Set(),
         done,
         resolve,
-        sub: null as unknown as Subscription,
+        streamId,
+        ended: false,
       };
-      // Subscribed before asking: the first output may arrive before the start's reply.
-      mirror.sub = nc.subscribe(stream, {
-        callback: (error, msg) => {
-          if (error) return;
-          let message: StreamMessage;
-          try {
-            message = decodeMessage(StreamMessage, msg.data, 'routed output');
-          } catch (failure) {
-            log.warn({ err: failure, agentId }, 'bad routed output message dropped');
-            return;
-          }
-          if (mirror.operation === null) mirror.early.push(message);
-          else apply(mirror.operation.id, mirror, message);
-        },
+      // Listening before asking: the first output may arrive before the start's reply.
+      streams.set(streamId, (message) => {
+        if (mirror.operation === null) mirror.early.push(message);
+        else apply(mirror.operation.id, mirror, message);
       });
-      const request: StartRequest = { requester: controllerId, stream, op, params, actor };
+      const request: StartRequest = { requester: controllerId, stream, op, params, actor, endInReply: true };
       let reply: OperationReply;
       try {
         const msg = await nc.request(SUBJECTS.agent(agentId, 'start'), encodeMessage(request), { timeout: options.requestTimeoutMs });
         reply = decodeMessage(OperationReply, msg.data, 'start reply');
       } catch (error) {
-        mirror.sub.unsubscribe();
+        streams.delete(streamId);
         const known = await options.knowsAgent(agentId).catch(() => true);
         throw describeRequestFailure(error, `${op} on agent ${agentId}`, () => notHeld(agentId, known));
       }
       if (!reply.ok || reply.operation === null) {
-        mirror.sub.unsubscribe();
+        streams.delete(streamId);
         throw reply.ok ? new SeedwireError('SEEDWIRE_INTERNAL', `the controller holding ${agentId} started nothing`) : fromWireError(reply.error);
       }
       const operation = reply.operation;
@@ -266,6 +292,8 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
       log.info({ opId: operation.id, agentId, op }, 'operation routed to the controller holding the agent');
       for (const message of mirror.early.sort((a, b) => a.n - b.n)) apply(operation.id, mirror, message);
       mirror.early = [];
+      // Ended before the holder answered (a quick read-only operation): no need to wait for its stream's end.
+      if (operation.state !== 'running') finish(operation.id, mirror, operation);
       return { operation, done };
     },
     get: (id) => mirrors.get(id)?.operation ?? null,
@@ -304,7 +332,7 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
     async cancel(id, reason) {
       const mirror = mirrors.get(id);
       if (!mirror || mirror.operation === null) return null;
-      if (mirror.operation.state !== 'running') return mirror.operation;
+      if (mirror.ended) return mirror.operation;
       const nc = link.require();
       try {
         const row = await ask(nc, mirror.agentId, 'cancel', { requester: controllerId, operationId: id, reason });
@@ -318,12 +346,14 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
     },
     stats() {
       let running = 0;
-      for (const mirror of mirrors.values()) if (mirror.operation?.state === 'running') running++;
+      for (const mirror of mirrors.values()) if (mirror.operation !== null && !mirror.ended) running++;
       return { started, running };
     },
     close() {
       closed = true;
       clearInterval(watchdog);
+      streamSub?.unsubscribe();
+      streamSub = null;
       for (const [id, mirror] of mirrors) fail(id, mirror, new SeedwireError('SEEDWIRE_SHUTTING_DOWN', `this controller is shutting down; operation ${id} runs on, held by another controller`));
     },
   };

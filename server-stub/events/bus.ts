@@ -67,9 +67,9 @@ export function createEventBus(options: RingOptions & { log?: Logger } = {}): Se
     get firstSeq() {
       return ring[head]?.event.seq ?? lastSeq + 1;
     },
-    publish(type: Exclude<EventType, 'gap'>, data: unknown): BusEvent {
+    publish(type: Exclude<EventType, 'gap'>, data: unknown, serialized?: string): BusEvent {
       const event: BusEvent = { seq: ++lastSeq, type, at: new Date().toISOString(), data };
-      const json = JSON.stringify(data) ?? 'null';
+      const json = serialized ?? JSON.stringify(data) ?? 'null';
       jsonOf.set(event, json);
       ring.push({ event, json });
       heldBytes += json.length;

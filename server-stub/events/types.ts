@@ -20,7 +20,8 @@ export interface BusEvent {
 }
 
 export interface EventBus {
-  publish(type: Exclude<EventType, 'gap'>, data: unknown): BusEvent;
+  /** `json`: `data` already serialized (JSON.stringify(data)), when the caller has it. */
+  publish(type: Exclude<EventType, 'gap'>, data: unknown, json?: string): BusEvent;
   /** Recent events after `seq` still held in the bus's ring (for resume); null if they have fallen out. */
   since(seq: number): BusEvent[] | null;
   subscribe(listener: (event: BusEvent) => void): () => void;

@@ -232,6 +232,12 @@ describe.each([embedded, cluster])('the API on $name', (kind) => {
     const { operation } = await json<{ operation: Operation }>(res);
     expect(operation).toMatchObject({ agentId: AGENT_A, op: 'hostname', state: 'succeeded' });
     expect(typeof (operation.result as { hostname?: unknown }).hostname).toBe('string');
+    // Its final row is stored before the answer: every controller shows it ended.
+    for (const api of target.everyApi) expect((await json<Operation>(await api('GET', `/api/operations/${operation.id}`))).state).toBe('succeeded');
+    // Nothing is left waiting for it: in the cluster, the requester's mirror of a routed operation
+    // that came back ended in the holder's reply is over (no stream end awaited).
+    const metrics = await (await target.api('GET', '/metrics')).text();
+    for (const line of metrics.split('\n').filter((l) => l.startsWith('seedwire_cluster_routed_operations_running '))) expect(line).toBe('seedwire_cluster_routed_operations_running 0');
   });
 
   test("streams an operation's output live, then its exit code; lists it; keeps its output and audit rows", async () => {

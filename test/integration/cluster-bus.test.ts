@@ -182,9 +182,19 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
     expect(await (await api(c2, 'GET', `/api/operations/${started.id}/output?follow=0`)).text()).toBe('first\nsecond routed\n');
     expect((await api(c2, 'GET', '/api/operations/no-such-operation')).status).toBe(404);
 
+    // A quick read-only operation: answered with its final row, which every controller finds, and
+    // nothing left running on the requester (api-targets.test.ts checks the same on PostgreSQL,
+    // where the holder's reply carries the end).
+    const quick = await api(c1, 'POST', `/api/agents/${encodeURIComponent(AGENT_3)}/ops/hostname?wait=30`);
+    expect(quick.status).toBe(200);
+    const quickOp = ((await quick.json()) as { operation: Operation }).operation;
+    expect(quickOp).toMatchObject({ state: 'succeeded', agentId: AGENT_3 });
+    expect(((await (await api(c2, 'GET', `/api/operations/${quickOp.id}`)).json()) as Operation).state).toBe('succeeded');
+
     const metrics = await (await api(c1, 'GET', '/metrics')).text();
     expect(metrics).toMatch(/^seedwire_cluster_bus_connected 1$/m);
-    expect(metrics).toMatch(/^seedwire_cluster_routed_operations_total 2$/m);
+    expect(metrics).toMatch(/^seedwire_cluster_routed_operations_total 3$/m);
+    expect(metrics).toMatch(/^seedwire_cluster_routed_operations_running 0$/m);
     expect(metrics).toMatch(/^seedwire_cluster_agents_held 1$/m);
   }, 60_000);
 
