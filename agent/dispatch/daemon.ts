@@ -170,6 +170,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
         facts.dispose();
         await link?.stop();
         await status.stop();
+        ledger.close();
         log.info('stopped');
       })();
       return stopping;

@@ -173,8 +173,10 @@ export class Dispatcher {
       }
       clearTimeout(timer);
       this.running.delete(frame.id);
-      log.info({ outcome: outcome.t, code: outcome.t === 'error' ? outcome.code : undefined, durationMs: Math.round(performance.now() - started) }, 'call ended');
+      const durationMs = Math.round(performance.now() - started);
       this.finish(frame.id, outcome, output);
+      // Logged once the outcome is on its way: a synchronous write less on every call's round trip.
+      log.info({ outcome: outcome.t, code: outcome.t === 'error' ? outcome.code : undefined, durationMs }, 'call ended');
       if (op.mutates) this.options.refreshFacts();
     })();
     const seedId = 'seedId' in params ? params.seedId : undefined;

@@ -92,6 +92,13 @@ describe('idempotency ledger', () => {
     }
     expect(reopened.size).toBeLessThanOrEqual(10);
     expect(readFileSync(join(dir, LEDGER_FILE), 'utf8').trim().split('\n').length).toBeLessThanOrEqual(64 + 3);
+    // Appends after a compaction land in the file that replaced the old one (its descriptor is reopened).
+    reopened.markRunning('after-compaction', 'hostname');
+    reopened.close();
+    const again = Ledger.open(dir, { maxEntries: 10 });
+    expect(again.get('x199')).toMatchObject({ state: 'done', acked: true });
+    expect(again.get('after-compaction')).toMatchObject({ state: 'done', frame: { code: 'SEEDWIRE_LOST' } });
+    again.close();
   });
 });
 
