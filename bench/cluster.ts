@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../client/api.js';
+import { createLeanOps, type LeanOps } from './lean-ops.js';
 import { startFleet } from '../test/helpers/fleet-client.js';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats.js';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
@@ -115,6 +116,8 @@ interface Member {
   url: string;
   wsUrl: string;
   client: ApiClient;
+  /** For timed operations (lean-ops.ts). */
+  ops: LeanOps;
   adminToken: string;
   dataDir: string;
 }
@@ -140,7 +143,7 @@ async function startMember(n: number, agentToken: string, adminToken: string, st
   );
   await proc.waitForRecord((r) => r['msg'] === 'listening', 60_000);
   ensureNofile(proc.pid, CONTROLLERS * PER_CONTROLLER + 1_000);
-  return { n, proc, url, wsUrl: `ws://127.0.0.1:${port}/agent`, client: new ApiClient({ baseUrl: url, token: adminToken }), adminToken, dataDir };
+  return { n, proc, url, wsUrl: `ws://127.0.0.1:${port}/agent`, client: new ApiClient({ baseUrl: url, token: adminToken }), ops: createLeanOps(url, adminToken), adminToken, dataDir };
 }
 
 async function metric(member: Member, name: string): Promise<number | null> {
@@ -249,8 +252,8 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
       const pick = (list: string[], i: number): string => list[(i * 7_919) % list.length]!;
       // Warm (bench/env.ts, `warmup`): the controllers' code tiers up over the first ~2,000 ops.
       for (let i = 0; i < WARMUP / 2; i++) {
-        await hostnameOnce(first.client, pick(others, i + OPS)).catch(() => undefined);
-        await hostnameOnce(first.client, pick(own, i + OPS)).catch(() => undefined);
+        await hostnameOnce(first.ops, pick(others, i + OPS)).catch(() => undefined);
+        await hostnameOnce(first.ops, pick(own, i + OPS)).catch(() => undefined);
       }
       const routed: number[] = [];
       const local: number[] = [];
@@ -258,7 +261,7 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
       // machine) is counted, not timed; the first few are logged.
       const timed = async (samples: number[], agentId: string): Promise<void> => {
         try {
-          samples.push(await hostnameOnce(first.client, agentId));
+          samples.push(await hostnameOnce(first.ops, agentId));
         } catch (error) {
           results.failedOps++;
           if (results.failedOps <= 3) log(`cluster: hostname failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -269,9 +272,8 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
       let lastId: string | null = null;
       const get = async (samples: number[], path: string): Promise<void> => {
         const t0 = performance.now();
-        const res = await fetch(`${first.url}${path}`, { headers: { authorization: `Bearer ${first.adminToken}` } });
-        await res.arrayBuffer();
-        if (res.ok) samples.push(performance.now() - t0);
+        const status = await first.ops.get(path);
+        if (status === 200) samples.push(performance.now() - t0);
       };
       for (let i = 0; i < OPS; i++) {
         await timed(routed, pick(others, i));

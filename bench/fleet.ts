@@ -23,6 +23,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../client/api.js';
+import { createLeanOps, type LeanOps, type OpRunner } from './lean-ops.js';
 import { startFleet, type Fleet } from '../test/helpers/fleet-client.js';
 import { cpuSeconds, makeTemp, nofileLimits, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
 import { probeArgs } from './harness.js';
@@ -118,6 +119,8 @@ interface Controller {
   proc: Tracked;
   wsUrl: string;
   client: ApiClient;
+  /** For timed operations (lean-ops.ts). */
+  ops: LeanOps;
   url: string;
   adminToken: string;
   dataDir: string;
@@ -138,7 +141,7 @@ async function startController(name: string, agentToken: string, profile: boolea
   );
   const listening = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
   const url = String(listening['url']);
-  return { proc, wsUrl: `${url.replace(/^http/, 'ws')}/agent`, client: new ApiClient({ baseUrl: url, token: adminToken }), url, adminToken, dataDir };
+  return { proc, wsUrl: `${url.replace(/^http/, 'ws')}/agent`, client: new ApiClient({ baseUrl: url, token: adminToken }), ops: createLeanOps(url, adminToken), url, adminToken, dataDir };
 }
 
 async function stopController(c: Controller, log: Log): Promise<void> {
@@ -155,7 +158,7 @@ export function latencyOf(samples: number[]): FleetLatency | null {
   return { n: sorted.length, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: at(1) };
 }
 
-export async function hostnameOnce(client: ApiClient, agentId: string): Promise<number> {
+export async function hostnameOnce(client: OpRunner, agentId: string): Promise<number> {
   const t0 = performance.now();
   const operation = await client.runOp(agentId, 'hostname', {}, { wait: 30 });
   const ms = performance.now() - t0;
@@ -165,7 +168,7 @@ export async function hostnameOnce(client: ApiClient, agentId: string): Promise<
 }
 
 /** Sequential ops spread over the fleet (a stride through the ids, so no agent is hit twice in a row). */
-async function measureHostname(client: ApiClient, ids: string[], n: number, warmup: number): Promise<FleetLatency | null> {
+async function measureHostname(client: OpRunner, ids: string[], n: number, warmup: number): Promise<FleetLatency | null> {
   const pick = (i: number): string => ids[(i * 7_919) % ids.length]!;
   for (let i = 0; i < warmup; i++) await hostnameOnce(client, pick(i + n));
   const samples: number[] = [];
@@ -202,9 +205,9 @@ async function latencyPart(results: FleetResults, log: Log): Promise<void> {
   try {
     if (!(await waitForWelcomes(fleet, OPS_AGENTS, CONNECT_LIMIT_MS))) throw new Error(`only ${fleet.welcomes.size} of ${OPS_AGENTS} agents connected within ${CONNECT_LIMIT_MS / 1000} s`);
     log(`fleet: ${OPS_AGENTS} agents connected; ${OPS} sequential hostname ops`);
-    await measureHostname(ctl.client, idsOf('ops', OPS_AGENTS), WARMUP, 0);
+    await measureHostname(ctl.ops, idsOf('ops', OPS_AGENTS), WARMUP, 0);
     const c0 = cpuSeconds(ctl.proc.pid);
-    results.latency = await measureHostname(ctl.client, idsOf('ops', OPS_AGENTS), OPS, 0);
+    results.latency = await measureHostname(ctl.ops, idsOf('ops', OPS_AGENTS), OPS, 0);
     const c1 = cpuSeconds(ctl.proc.pid);
     if (c0 !== null && c1 !== null) results.controllerCpuMsPerOp = Math.round(((c1 - c0) * 1_000 * 100) / OPS) / 100;
   } finally {
@@ -246,7 +249,7 @@ async function idlePart(results: FleetResults, log: Log): Promise<void> {
       if (first.done === true) return;
       tried++;
       try {
-        whileConnecting.push(await hostnameOnce(ctl.client, first.value));
+        whileConnecting.push(await hostnameOnce(ctl.ops, first.value));
       } catch (error) {
         log(`fleet: op while connecting failed: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -305,7 +308,7 @@ async function idlePart(results: FleetResults, log: Log): Promise<void> {
     results.controllerRestCpuPercent = c0 !== null && c1 !== null ? Math.round(((c1 - c0) / wall) * 1_000) / 10 : null;
     results.simulatorRestCpuPercent = s0 !== null && s1 !== null ? Math.round(((s1 - s0) / wall) * 1_000) / 10 : null;
     results.controllerRestMiB = Math.round((procStatusKiB(ctl.proc.pid, 'VmRSS') ?? 0) / 102.4) / 10;
-    results.latencyAtRest = await measureHostname(ctl.client, [...fleet.welcomes.keys()], Math.min(OPS, 200), 20);
+    results.latencyAtRest = await measureHostname(ctl.ops, [...fleet.welcomes.keys()], Math.min(OPS, 200), 20);
     const t1 = performance.now();
     const listed = await ctl.client.agents();
     results.listSeconds = Math.round((performance.now() - t1) / 10) / 100;

@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
+import { createLeanOps, type LeanOps } from './lean-ops.js';
 import { cpuSeconds, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
 import type { RssTriple, SeedRun } from './results.js';
 
@@ -149,6 +150,8 @@ export interface ControllerProc {
   url: string;
   wsUrl: string;
   client: ApiClient;
+  /** For timed operations (lean-ops.ts). */
+  ops: LeanOps;
   agentToken: string;
 }
 
@@ -197,7 +200,7 @@ export async function startController(name: string, profileDir: string | null = 
   const record = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
   const url = String(record['url']);
   const wsUrl = typeof record['wsUrl'] === 'string' ? record['wsUrl'] : `${url.replace(/^http/, 'ws')}/agent`;
-  return { proc, url, wsUrl, agentToken, client: new ApiClient({ baseUrl: url, token: adminToken }) };
+  return { proc, url, wsUrl, agentToken, client: new ApiClient({ baseUrl: url, token: adminToken }), ops: createLeanOps(url, adminToken) };
 }
 
 export function startAgent(name: string, config: Record<string, unknown>, profileDir: string | null = null): Tracked {

@@ -17,7 +17,7 @@ export const commandSection: BenchSection = {
     try {
       await waitForAgents(ctl.client, ['bench-command'], false);
       const api = await measureLatency(ctx.env.ops, ctx.env.warmup, async () => {
-        const operation = await ctl.client.runOp('bench-command', 'custom-command', { name: 'hi' });
+        const operation = await ctl.ops.runOp('bench-command', 'custom-command', { name: 'hi' });
         if (operation.state !== 'succeeded' || operation.exitCode !== 0) throw new Error(`custom command ended ${operation.state}: ${JSON.stringify(operation.error)}`);
       });
       const rawSpawn = await measureLatency(ctx.env.ops, 20, rawSpawnEchoHi);

@@ -35,7 +35,7 @@ async function latencyDuringSeed(ctx: BenchContext, world: SeedWorld): Promise<{
     while (!done) {
       const during = transferring;
       const t0 = performance.now();
-      const operation = await world.ctl.client.runOp(pair.sourceId, 'hostname', {});
+      const operation = await world.ctl.ops.runOp(pair.sourceId, 'hostname', {});
       const ms = performance.now() - t0;
       if (operation.state !== 'succeeded') throw new Error(`hostname op ended ${operation.state}: ${JSON.stringify(operation.error)}`);
       if (during && transferring) samples.push(ms);
@@ -123,7 +123,7 @@ async function measure(ctx: BenchContext): Promise<string | null> {
 
     try {
       const lat = await measureLatency(ctx.env.ops, ctx.env.warmup, async () => {
-        const operation = await world.ctl.client.runOp(pair.sourceId, 'hostname', {});
+        const operation = await world.ctl.ops.runOp(pair.sourceId, 'hostname', {});
         if (operation.state !== 'succeeded') throw new Error(`hostname op ended ${operation.state}: ${JSON.stringify(operation.error)}`);
       });
       Object.assign(r.latency, lat);

@@ -1,0 +1,177 @@
+/**
+ * Where a routed operation's time goes (docs/scale-out.md, "Where an operation's time goes"): two
+ * controllers from dist/ on a PostgreSQL and a nats-server (the test helpers'), one real agent
+ * (dist/) held by controller 2, then, per case, latency percentiles and the CPU milliseconds each
+ * process spent per call (from /proc: the bench, both controllers, the agent, nats-server and all
+ * of PostgreSQL's processes), so a loaded machine's waits and the work per call are told apart.
+ * The `hostname` cases run twice: through the API client (fetch) and through the bench's leaner
+ * node:http client (lean-ops.ts), which the bench's latency figures use.
+ *
+ *   npm run build && npx tsx bench/cluster-breakdown.ts      (N=400 samples per case by default)
+ *
+ * SEEDWIRE_BENCH_PROFILE=DIR runs both controllers and the agent with --cpu-prof into DIR.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../client/api.js';
+import { createLeanOps, type LeanOps } from './lean-ops.js';
+import { startNatsServer } from '../test/helpers/nats.js';
+import { startPostgres } from '../test/helpers/postgres.js';
+import { freePort } from '../test/helpers/cluster.js';
+import { cleanupAll, makeTemp, onCleanup, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { NODE_FLAGS } from '../shared/node-flags.js';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const N = Number(process.env['N'] || 400);
+const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env['SEEDWIRE_BENCH_PROFILE']) : null;
+/** Process name → pids whose CPU is summed under it. */
+const watched: Record<string, () => number[]> = {};
+
+/** CPU ms (user + system, clock ticks of 10 ms) of a process, 0 when it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/** Pids of every process whose parent is `parent`, and `parent` itself. */
+function withChildren(parent: number): number[] {
+  const pids = [parent];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      if (ppid === parent) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+function findPid(match: (cmdline: string) => boolean): number {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (match(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '))) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error('process not found');
+}
+
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
+}
+
+async function measure(name: string, once: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < 200; i += 1) await once();
+  const sum = (): Record<string, number> => Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, pids().reduce((n, pid) => n + cpuMs(pid), 0)]));
+  const before = sum();
+  const self = process.cpuUsage();
+  const samples: number[] = [];
+  for (let i = 0; i < N; i += 1) {
+    const t0 = performance.now();
+    await once();
+    samples.push(performance.now() - t0);
+  }
+  const own = process.cpuUsage(self);
+  const after = sum();
+  const cpu = Object.keys(watched).map((k) => `${k} ${((after[k]! - before[k]!) / N).toFixed(2)}`);
+  process.stdout.write(`${name.padEnd(40)} p50 ${percentile(samples, 0.5).toFixed(2)}  p90 ${percentile(samples, 0.9).toFixed(2)}  p99 ${percentile(samples, 0.99).toFixed(2)} ms | CPU ms per call: bench ${((own.user + own.system) / 1000 / N).toFixed(2)}, ${cpu.join(', ')}\n`);
+}
+
+async function main(): Promise<void> {
+  const agentToken = randomBytes(16).toString('hex');
+  const adminToken = randomBytes(16).toString('hex');
+  const [pg, nats] = await Promise.all([startPostgres(), startNatsServer()]);
+  onCleanup(async () => {
+    await nats.dispose();
+    await pg.stop();
+  });
+  const store = await pg.createDatabase('breakdown');
+  if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true });
+  const controller = async (n: number): Promise<{ proc: Tracked; url: string; client: ApiClient }> => {
+    const dir = makeTemp(`seedwire-clbreak-${n}-`);
+    writeFileSync(join(dir, 'agent-token'), agentToken, { mode: 0o600 });
+    writeFileSync(join(dir, 'admin-token'), adminToken, { mode: 0o600 });
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const profiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=controller-${n}.cpuprofile`] : [];
+    const proc = spawnTracked(`controller-${n}`, process.execPath, [...NODE_FLAGS, ...profiling, join(ROOT, 'dist/server-stub/main.js'), '--listen', `127.0.0.1:${port}`, '--advertise-url', url, '--data-dir', dir, '--agent-token-file', join(dir, 'agent-token'), '--admin-token-file', join(dir, 'admin-token')], {
+      cwd: ROOT,
+      env: { ...process.env, SEEDWIRE_STORE: store, SEEDWIRE_BUS: nats.url, SEEDWIRE_LOG_LEVEL: 'warn' },
+    });
+    await proc.waitForRecord((r) => r['msg'] === 'listening', 60_000);
+    return { proc, url, client: new ApiClient({ baseUrl: url, token: adminToken }) };
+  };
+  const c1 = await controller(1);
+  const c2 = await controller(2);
+  const dir = makeTemp('seedwire-clbreak-agent-');
+  const file = join(dir, 'agent.json');
+  writeFileSync(file, JSON.stringify({ controller: `${c2.url.replace(/^http/, 'ws')}/agent`, token: agentToken, id: 'held-by-2', stateDir: join(dir, 'state'), advanced: { startupJitterMs: 0 } }));
+  const agentProfiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--cpu-prof-name=agent.cpuprofile'] : [];
+  const agent = spawnTracked('agent', process.execPath, [...NODE_FLAGS, ...agentProfiling, join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT });
+  try {
+    for (;;) {
+      const listed = await c1.client.agents();
+      if (listed.some((a) => a.id === 'held-by-2' && a.connected)) break;
+      await delay(100);
+    }
+    const postmaster = Number(readFileSync(join(pg.baseDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const natsPid = findPid((cmd) => cmd.includes('nats-server') && cmd.includes(String(nats.port)));
+    Object.assign(watched, {
+      'controller 1': () => [c1.proc.pid],
+      'controller 2': () => [c2.proc.pid],
+      agent: () => [agent.pid],
+      nats: () => [natsPid],
+      postgres: () => withChildren(postmaster),
+    });
+    const op = async (client: ApiClient): Promise<void> => {
+      const operation = await client.runOp('held-by-2', 'hostname', {});
+      if (operation.state !== 'succeeded') throw new Error(`hostname: ${operation.state} ${JSON.stringify(operation.error)}`);
+    };
+    const get = (url: string, path: string) => async (): Promise<void> => {
+      const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${adminToken}` } });
+      await res.arrayBuffer();
+      if (!res.ok) throw new Error(`${path}: ${res.status}`);
+    };
+    const lean1 = createLeanOps(c1.url, adminToken);
+    const lean2 = createLeanOps(c2.url, adminToken);
+    const leanOp = (ops: LeanOps) => async (): Promise<void> => {
+      const operation = await ops.runOp('held-by-2', 'hostname', {}, { wait: 30 });
+      if (operation.state !== 'succeeded') throw new Error(`hostname: ${operation.state}`);
+    };
+    process.stdout.write(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}, ${N} sequential calls per case\n`);
+    await measure('GET /healthz on controller 1', get(c1.url, '/healthz'));
+    await op(c2.client);
+    const lastId = (await c2.client.operations({ limit: 1 }))[0]?.id ?? '';
+    await measure('GET /api/operations/:id on controller 1', get(c1.url, `/api/operations/${lastId}`));
+    await measure('hostname on the holder (controller 2)', () => op(c2.client));
+    await measure('hostname routed (controller 1 → 2)', () => op(c1.client));
+    await measure('the same through node:http, on the holder', leanOp(lean2));
+    await measure('the same through node:http, routed', leanOp(lean1));
+  } finally {
+    await stopTracked(agent);
+    await Promise.allSettled([stopTracked(c1.proc), stopTracked(c2.proc)]);
+    await cleanupAll();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  async (error: unknown) => {
+    process.stderr.write(`cluster-breakdown: ${error instanceof Error ? error.stack : String(error)}\n`);
+    await cleanupAll();
+    process.exit(1);
+  },
+);
