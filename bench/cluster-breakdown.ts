@@ -24,6 +24,7 @@ import { startPostgres } from '../test/helpers/postgres.js';
 import { freePort } from '../test/helpers/cluster.js';
 import { cleanupAll, makeTemp, onCleanup, spawnTracked, stopTracked, type Tracked } from './procs.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
+import { percentile, runBreakdown, timeCalls } from './breakdown-kit.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const N = Number(process.env['N'] || 400);
@@ -68,26 +69,14 @@ function findPid(match: (cmdline: string) => boolean): number {
   throw new Error('process not found');
 }
 
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
-}
-
 async function measure(name: string, once: () => Promise<unknown>): Promise<void> {
   for (let i = 0; i < 200; i += 1) await once();
   const sum = (): Record<string, number> => Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, pids().reduce((n, pid) => n + cpuMs(pid), 0)]));
   const before = sum();
-  const self = process.cpuUsage();
-  const samples: number[] = [];
-  for (let i = 0; i < N; i += 1) {
-    const t0 = performance.now();
-    await once();
-    samples.push(performance.now() - t0);
-  }
-  const own = process.cpuUsage(self);
+  const { samples, ownCpuMs } = await timeCalls(N, once);
   const after = sum();
   const cpu = Object.keys(watched).map((k) => `${k} ${((after[k]! - before[k]!) / N).toFixed(2)}`);
-  process.stdout.write(`${name.padEnd(40)} p50 ${percentile(samples, 0.5).toFixed(2)}  p90 ${percentile(samples, 0.9).toFixed(2)}  p99 ${percentile(samples, 0.99).toFixed(2)} ms | CPU ms per call: bench ${((own.user + own.system) / 1000 / N).toFixed(2)}, ${cpu.join(', ')}\n`);
+  process.stdout.write(`${name.padEnd(40)} p50 ${percentile(samples, 0.5).toFixed(2)}  p90 ${percentile(samples, 0.9).toFixed(2)}  p99 ${percentile(samples, 0.99).toFixed(2)} ms | CPU ms per call: bench ${ownCpuMs.toFixed(2)}, ${cpu.join(', ')}\n`);
 }
 
 async function main(): Promise<void> {
@@ -167,11 +156,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (error: unknown) => {
-    process.stderr.write(`cluster-breakdown: ${error instanceof Error ? error.stack : String(error)}\n`);
-    await cleanupAll();
-    process.exit(1);
-  },
-);
+runBreakdown('cluster-breakdown', main);

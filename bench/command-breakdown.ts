@@ -17,6 +17,7 @@ import { runCommand } from '../agent/exec/run.js';
 import { rawSpawnEchoHi, startBenchSpawner } from './command-latency.js';
 import { cleanupAll, makeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
+import { percentile, runBreakdown, timeCalls } from './breakdown-kit.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const N = Number(process.env['N'] || 300);
@@ -32,28 +33,16 @@ function cpuMs(pid: number): [number, number] {
   }
 }
 
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
-}
-
 async function measure(name: string, once: () => Promise<unknown>): Promise<void> {
   for (let i = 0; i < 20; i += 1) await once();
   const before = Object.fromEntries(Object.entries(watched).map(([k, pid]) => [k, cpuMs(pid)]));
-  const self = process.cpuUsage();
-  const samples: number[] = [];
-  for (let i = 0; i < N; i += 1) {
-    const t0 = performance.now();
-    await once();
-    samples.push(performance.now() - t0);
-  }
-  const own = process.cpuUsage(self);
+  const { samples, ownCpuMs } = await timeCalls(N, once);
   const cpu = Object.entries(watched).map(([k, pid]) => {
     const [a, c] = cpuMs(pid);
     const [a0, c0] = before[k]!;
     return `${k} ${((a - a0) / N).toFixed(2)}${c > c0 ? ` (+children ${((c - c0) / N).toFixed(2)})` : ''}`;
   });
-  process.stdout.write(`${name.padEnd(42)} p50 ${percentile(samples, 0.5).toFixed(2)}  p99 ${percentile(samples, 0.99).toFixed(2)} ms | CPU ms per call: bench ${((own.user + own.system) / 1000 / N).toFixed(2)}, ${cpu.join(', ')}\n`);
+  process.stdout.write(`${name.padEnd(42)} p50 ${percentile(samples, 0.5).toFixed(2)}  p99 ${percentile(samples, 0.99).toFixed(2)} ms | CPU ms per call: bench ${ownCpuMs.toFixed(2)}, ${cpu.join(', ')}\n`);
 }
 
 async function main(): Promise<void> {
@@ -104,11 +93,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (error: unknown) => {
-    process.stderr.write(`command-breakdown: ${error instanceof Error ? error.message : String(error)}\n`);
-    await cleanupAll();
-    process.exit(1);
-  },
-);
+runBreakdown('command-breakdown', main);
