@@ -38,12 +38,17 @@ function toPgParams(params: readonly unknown[]): unknown[] {
   return params.map((value) => (typeof value === 'string' && value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value));
 }
 
-/** SQLSTATE of "cached plan must not change result type": a table a prepared statement reads changed shape. */
-const CACHED_PLAN_CHANGED = '0A000';
+/**
+ * "cached plan must not change result type": a table a prepared statement reads changed shape.
+ * Its SQLSTATE (0A000, feature_not_supported) is shared with unrelated refusals, so the message says which.
+ */
+function isCachedPlanChanged(error: { code?: unknown; message?: unknown }): boolean {
+  return error.code === '0A000' && typeof error.message === 'string' && error.message.includes('cached plan must not change result type');
+}
 /** SQLSTATE of "prepared statement ... does not exist": a pooler in transaction mode moved us to another server connection. */
 const NO_SUCH_STATEMENT = '26000';
 
-function createPgExecutor(pool: pg.Pool, log?: Pick<Logger, 'info' | 'warn'>): SqlExecutor {
+export function createPgExecutor(pool: pg.Pool, log?: Pick<Logger, 'info' | 'warn'>): SqlExecutor {
   // Statements marked prepared() get a name per text; a generation renames them all after a schema
   // change, so every connection prepares them again instead of failing on its cached plan.
   const names = new Map<string, number>();
@@ -65,9 +70,9 @@ function createPgExecutor(pool: pg.Pool, log?: Pick<Logger, 'info' | 'warn'>): S
     try {
       return await queryable.query(statement);
     } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (statement.name === undefined || (code !== CACHED_PLAN_CHANGED && code !== NO_SUCH_STATEMENT)) throw error;
-      if (code === CACHED_PLAN_CHANGED) {
+      const planChanged = isCachedPlanChanged(error as { code?: unknown; message?: unknown });
+      if (statement.name === undefined || (!planChanged && (error as { code?: unknown }).code !== NO_SUCH_STATEMENT)) throw error;
+      if (planChanged) {
         generation++;
         log?.info({ generation }, 'a table changed shape under prepared statements (a schema migration); preparing them again');
       } else if (named) {

@@ -7,14 +7,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SEED_STAGES } from '../../server-stub/seed/types.js';
 import { openStore } from '../../server-stub/store/open.js';
 import { openDatabase } from '../../server-stub/store/db.js';
 import { createOutputStore, formatTruncation } from '../../server-stub/store/output.js';
 import { PG_SCHEMA_VERSION } from '../../server-stub/store/postgres-migrations.js';
-import { openPostgresStore } from '../../server-stub/store/postgres.js';
-import { createSqliteExecutor } from '../../server-stub/store/sql.js';
+import { createPgExecutor, openPostgresStore } from '../../server-stub/store/postgres.js';
+import { createSqliteExecutor, prepared } from '../../server-stub/store/sql.js';
 import type { Store } from '../../server-stub/store/types.js';
 import { missingPostgres, startPostgres, type PostgresServer } from '../helpers/postgres.js';
 
@@ -437,6 +438,25 @@ describe.skipIf(skipPostgres !== null)('PostgreSQL store: migrations', () => {
     const recorded = await store.operations.record({ id: 'op-2', agentId: 'a', op: 'hostname', params: {}, createdAt: AT, actor: 'admin' }, started, end, { at: AT, actor: 'admin', agentId: 'a', action: 'op:hostname', params: { operationId: 'op-2' } });
     expect(recorded.state).toBe('succeeded');
     expect((await store.audit.list(10)).length).toBe(4);
+  });
+
+  it('stops preparing statements, with one warning, when PostgreSQL loses them between calls (a pooler in transaction mode)', async () => {
+    const pool = new pg.Pool({ connectionString: await freshPostgresUrl(), max: 1 });
+    try {
+      const warnings: string[] = [];
+      const sql = createPgExecutor(pool, { info: () => undefined, warn: (message: unknown) => void warnings.push(String(message)) });
+      const statement = prepared('SELECT 1 AS one');
+      expect(await sql.get(statement)).toEqual({ one: 1 });
+      // What such a pooler does: the next call lands on a server connection that never saw the statement.
+      await pool.query('DEALLOCATE ALL');
+      expect(await sql.get(statement)).toEqual({ one: 1 });
+      await pool.query('DEALLOCATE ALL');
+      expect(await sql.get(statement)).toEqual({ one: 1 });
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain('statements are no longer prepared');
+    } finally {
+      await pool.end();
+    }
   });
 
   it('stores output with a NUL byte (PostgreSQL text cannot hold it: it becomes U+FFFD)', async () => {
