@@ -22,7 +22,7 @@ import { createLeanOps, type LeanOps } from './lean-ops.js';
 import { startNatsServer } from '../test/helpers/nats.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { freePort } from '../test/helpers/cluster.js';
-import { cleanupAll, makeTemp, onCleanup, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { cleanupAll, cpuSeconds, makeTemp, onCleanup, spawnTracked, stopTracked, type Tracked } from './procs.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
 import { percentile, runBreakdown, timeCalls } from './breakdown-kit.js';
 
@@ -32,15 +32,8 @@ const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env[
 /** Process name → pids whose CPU is summed under it. */
 const watched: Record<string, () => number[]> = {};
 
-/** CPU ms (user + system, clock ticks of 10 ms) of a process, 0 when it is gone. */
-function cpuMs(pid: number): number {
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return 0;
-  }
-}
+/** CPU ms (user + system) of a process, 0 when it is gone. */
+const cpuMs = (pid: number): number => (cpuSeconds(pid) ?? 0) * 1000;
 
 /** Pids of every process whose parent is `parent`, and `parent` itself. */
 function withChildren(parent: number): number[] {
