@@ -1,0 +1,120 @@
+/**
+ * WAL checkpoints on a worker thread (server-stub/store/checkpointer.ts), on a real SQLite file:
+ * the main connection stops checkpointing once the worker runs, what the controller wrote reaches
+ * the database file through the worker while the store stays open, a worker that dies hands the
+ * checkpoints back to the main connection, and closing the store folds the WAL in.
+ */
+import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_AUTOCHECKPOINT_PAGES, startCheckpointer } from '../../server-stub/store/checkpointer.js';
+import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
+import { openSqliteStore } from '../../server-stub/store/sqlite.js';
+import { waitFor } from '../helpers/wait.js';
+
+const dirs: string[] = [];
+const cleanups: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'seedwire-ckpt-'));
+  dirs.push(dir);
+  return dir;
+}
+
+function warnings(): { log: { warn: (obj: object, msg: string) => void; debug: () => void; info: () => void }; lines: string[] } {
+  const lines: string[] = [];
+  return { lines, log: { warn: (obj, msg) => lines.push(`${msg} ${JSON.stringify(obj)}`), debug: () => undefined, info: () => undefined } };
+}
+
+/** Rows in the database file alone, without its WAL: what a checkpoint has copied in. */
+function rowsInDatabaseFile(dataDir: string): number {
+  const copy = join(tempDir(), 'copy.db');
+  copyFileSync(join(dataDir, 'seedwire.db'), copy);
+  const db = new Database(copy, { readonly: true });
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM audit').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+const ROW = { at: '2026-12-02T00:00:00.000Z', actor: 'test', agentId: 'db-1', action: 'op:hostname', params: { pad: 'x'.repeat(2000) }, outcome: 'ok', message: null };
+
+describe('WAL checkpoints on a worker thread', () => {
+  it('turns the main connection’s checkpoints off while the worker runs, and back on when it dies', async () => {
+    const dir = tempDir();
+    const db = openDatabase(dir);
+    cleanups.push(() => closeDatabase(db));
+    const { log, lines } = warnings();
+    const checkpointer = startCheckpointer(db, { intervalMs: 20, log });
+    cleanups.push(() => checkpointer.stop());
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(DEFAULT_AUTOCHECKPOINT_PAGES);
+    await waitFor(() => checkpointer.active, { what: 'the checkpoint thread to run' });
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    expect(await checkpointer.checkpointNow()).toMatchObject({ busy: 0 });
+    expect(checkpointer.runs).toBeGreaterThan(0);
+
+    await checkpointer.worker.terminate();
+    await waitFor(() => !checkpointer.active, { what: 'the fallback to the main connection' });
+    expect(await checkpointer.checkpointNow()).toBeNull();
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(DEFAULT_AUTOCHECKPOINT_PAGES);
+    expect(lines.join('\n')).toMatch(/the WAL checkpoint thread stopped; the main connection checkpoints again/);
+  });
+
+  it('copies what the store wrote into the database file while it stays open, and folds the WAL in at close', async () => {
+    const dir = tempDir();
+    const store = openSqliteStore(dir, undefined, { checkpointIntervalMs: 50 });
+    cleanups.push(() => store.close());
+    const checkpointer = store.checkpointer;
+    if (!checkpointer) throw new Error('expected a checkpoint thread');
+    await waitFor(() => checkpointer.active, { what: 'the checkpoint thread to run' });
+    // More than SQLite's 1,000-page default: the main connection would have checkpointed by itself.
+    for (let i = 0; i < 1500; i += 1) await store.audit.insert({ ...ROW, message: `row ${i}` });
+    expect(statSync(join(dir, 'seedwire.db-wal')).size).toBeGreaterThan(DEFAULT_AUTOCHECKPOINT_PAGES * 4096);
+    // A checkpoint after the writes leaves nothing behind in the WAL.
+    const result = await checkpointer.checkpointNow();
+    if (!result) throw new Error('expected a checkpoint');
+    expect(result.log).toBeGreaterThan(DEFAULT_AUTOCHECKPOINT_PAGES);
+    expect(result.checkpointed).toBe(result.log);
+    expect(rowsInDatabaseFile(dir)).toBe(1500);
+
+    await store.close();
+    expect(existsSync(join(dir, 'seedwire.db-wal'))).toBe(false);
+    expect(rowsInDatabaseFile(dir)).toBe(1500);
+    expect(checkpointer.active).toBe(false);
+  });
+
+  it('skips a timed checkpoint when nothing was committed since the last one', async () => {
+    const dir = tempDir();
+    const store = openSqliteStore(dir, undefined, { checkpointIntervalMs: 10 });
+    cleanups.push(() => store.close());
+    const checkpointer = store.checkpointer;
+    if (!checkpointer) throw new Error('expected a checkpoint thread');
+    await waitFor(() => checkpointer.active, { what: 'the checkpoint thread to run' });
+    await store.audit.insert({ ...ROW, message: 'one row' });
+    const before = checkpointer.runs;
+    await waitFor(() => checkpointer.runs > before, { what: 'a timed checkpoint after the write' });
+    const after = checkpointer.runs;
+    // Twenty intervals with no commit: no checkpoint ran (each would sync the disk).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(checkpointer.runs).toBe(after);
+    expect(rowsInDatabaseFile(dir)).toBe(1);
+  });
+
+  it('leaves checkpoints to SQLite when asked to', async () => {
+    const dir = tempDir();
+    const store = openSqliteStore(dir, undefined, { checkpointThread: false });
+    cleanups.push(() => store.close());
+    expect(store.checkpointer).toBeNull();
+    for (let i = 0; i < 1500; i += 1) await store.audit.insert({ ...ROW, message: `row ${i}` });
+    // SQLite's own checkpoint at 1,000 pages copied the first rows in.
+    expect(rowsInDatabaseFile(dir)).toBeGreaterThan(0);
+  });
+});
