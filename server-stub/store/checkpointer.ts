@@ -8,12 +8,13 @@
  * (docs/performance.md, "An op during a seed: where it waits").
  *
  * Here the main connection never checkpoints (`wal_autocheckpoint = 0`); a worker thread with its
- * own connection runs `wal_checkpoint(PASSIVE)` every `intervalMs` when something was committed
- * since its last run. PASSIVE does not wait for readers or writers: it copies what it can and
- * leaves the rest to the next run. With synchronous = NORMAL a WAL commit is durable once a
- * checkpoint (or a later sync) covers it; that now happens within about `intervalMs` of a commit
- * instead of at the 1,000th page. If the worker cannot start or dies, the main connection
- * checkpoints for itself again (SQLite's default), with a warning.
+ * own connection looks at the WAL every `intervalMs` and runs `wal_checkpoint(PASSIVE)` when as
+ * many frames wait as SQLite's own threshold (1,000), or when any frame waited `maxAgeMs`: the
+ * same amount of checkpointing as before, on another thread (an idle controller runs none).
+ * PASSIVE does not wait for readers or writers: it copies what it can and leaves the rest to the
+ * next run. With synchronous = NORMAL a WAL commit is durable once a checkpoint (or a later sync)
+ * covers it: now within `maxAgeMs` at most. If the worker cannot start or dies, the main
+ * connection checkpoints for itself again (SQLite's default), with a warning.
  *
  * The worker's program is this file's `checkpointMain` as compiled (the spawner's way,
  * agent/exec/spawner/source.ts), so it runs from the sources, dist/ or a bundle alike.
@@ -27,8 +28,12 @@ import type { Logger } from 'pino';
 export const DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
 
 export interface CheckpointerOptions {
-  /** @default 1000 */
+  /** How often the worker looks at the WAL. @default 250 */
   intervalMs?: number;
+  /** Frames waiting that start a checkpoint: SQLite's own automatic threshold. @default 1000 */
+  thresholdFrames?: number;
+  /** A frame waits at most this long (then a checkpoint runs however few wait). @default 10000 */
+  maxAgeMs?: number;
   log?: Pick<Logger, 'warn'>;
 }
 
@@ -58,6 +63,8 @@ interface Settings {
   module: string;
   file: string;
   intervalMs: number;
+  thresholdFrames: number;
+  maxAgeMs: number;
 }
 
 type WorkerMessage = { t: 'ready' } | ({ t: 'checkpoint'; id: number } & CheckpointResult) | { t: 'error'; id: number; message: string };
@@ -65,21 +72,49 @@ type WorkerMessage = { t: 'ready' } | ({ t: 'checkpoint'; id: number } & Checkpo
 /** The worker's program (runs in the worker thread; `require` is the worker's). */
 function checkpointMain(require: NodeJS.Require, settings: Settings): void {
   const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const fs = require('node:fs') as typeof import('node:fs');
+  const little = (require('node:os') as typeof import('node:os')).endianness() === 'LE';
   const SqliteDatabase = require(settings.module) as typeof Database;
   const db = new SqliteDatabase(settings.file, { fileMustExist: true });
   db.pragma('busy_timeout = 5000');
   db.pragma('wal_autocheckpoint = 0');
-  // PRAGMA data_version changes when another connection commits: a timed run with nothing new
-  // to copy is skipped, so an idle controller does not sync its disk every second.
+  // How many WAL frames wait to be copied, read from the wal-index (the -shm file, native byte
+  // order; https://www.sqlite.org/walformat.html): mxFrame, the last valid frame, at byte 16 of
+  // the first header copy, and nBackfill, the frames already copied, at byte 96. A read racing a
+  // writer may see a stale count; the next poll sees the right one. null: unreadable.
+  const header = Buffer.alloc(100);
+  let shm: number | null = null;
+  const pendingFrames = (): number | null => {
+    try {
+      shm ??= fs.openSync(`${settings.file}-shm`, 'r');
+      if (fs.readSync(shm, header, 0, 100, 0) < 100) return null;
+      const mxFrame = little ? header.readUInt32LE(16) : header.readUInt32BE(16);
+      const backfilled = little ? header.readUInt32LE(96) : header.readUInt32BE(96);
+      return mxFrame >= backfilled ? mxFrame - backfilled : mxFrame;
+    } catch {
+      return null;
+    }
+  };
+  let lastRunAt = Date.now();
+  // With the wal-index unreadable, PRAGMA data_version (it changes when another connection
+  // commits) says whether anything is new.
   let seen: unknown = null;
-  /** id 0: a timed run; otherwise the id of the main thread's request. */
+  /** A timed poll: runs a checkpoint when SQLite's own threshold is reached, or when frames waited maxAgeMs. */
+  const due = (): boolean => {
+    const pending = pendingFrames();
+    if (pending === null) {
+      const version = db.pragma('data_version', { simple: true });
+      if (version === seen) return false;
+      seen = version;
+      return Date.now() - lastRunAt >= settings.maxAgeMs;
+    }
+    return pending >= settings.thresholdFrames || (pending > 0 && Date.now() - lastRunAt >= settings.maxAgeMs);
+  };
+  /** id 0: a timed poll; otherwise the id of the main thread's request. */
   const run = (id: number): void => {
     try {
-      if (id === 0) {
-        const version = db.pragma('data_version', { simple: true });
-        if (version === seen) return;
-        seen = version;
-      }
+      if (id === 0 && !due()) return;
+      lastRunAt = Date.now();
       const [answer] = db.pragma('wal_checkpoint(PASSIVE)') as CheckpointResult[];
       parentPort?.postMessage({ t: 'checkpoint', id, busy: answer?.busy ?? 0, log: answer?.log ?? 0, checkpointed: answer?.checkpointed ?? 0 });
     } catch (error) {
@@ -91,7 +126,8 @@ function checkpointMain(require: NodeJS.Require, settings: Settings): void {
     if (typeof message === 'number') return run(message);
     if (message !== 'stop') return;
     clearInterval(timer);
-    run(0);
+    run(-1);
+    if (shm !== null) fs.closeSync(shm);
     db.close();
     parentPort.close();
   });
@@ -109,7 +145,9 @@ export function startCheckpointer(db: Database.Database, options: CheckpointerOp
   const settings: Settings = {
     module: createRequire(import.meta.url).resolve('better-sqlite3'),
     file: db.name,
-    intervalMs: options.intervalMs ?? 1000,
+    intervalMs: options.intervalMs ?? 250,
+    thresholdFrames: options.thresholdFrames ?? DEFAULT_AUTOCHECKPOINT_PAGES,
+    maxAgeMs: options.maxAgeMs ?? 10_000,
   };
   const log = options.log;
   const program = `'use strict';\n${HELPERS}\n(${checkpointMain.toString()})(require, ${JSON.stringify(settings)});\n`;

@@ -2,7 +2,7 @@
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ensureAdminTokenFile } from './admin-token.js';
-import { startCheckpointer, type Checkpointer } from './checkpointer.js';
+import { startCheckpointer, type Checkpointer, type CheckpointerOptions } from './checkpointer.js';
 import { composeStore } from './compose.js';
 import { closeDatabase, openDatabase } from './db.js';
 import { createSqliteExecutor } from './sql.js';
@@ -11,8 +11,8 @@ import type { Store } from './types.js';
 export interface SqliteStoreOptions {
   /** WAL checkpoints on a worker thread (checkpointer.ts); false: SQLite's own, on the main thread. @default true */
   checkpointThread?: boolean;
-  /** @default 1000 */
-  checkpointIntervalMs?: number;
+  /** The checkpoint thread's polling, threshold and longest wait (checkpointer.ts's defaults). */
+  checkpoint?: Omit<CheckpointerOptions, 'log'>;
 }
 
 /** The store, and its checkpoint thread (null when checkpoints are SQLite's own). */
@@ -25,7 +25,7 @@ export function openSqliteStore(dataDir: string, log?: Pick<Logger, 'info' | 'wa
   const checkpointer =
     options.checkpointThread === false
       ? null
-      : startCheckpointer(db, { ...(log ? { log } : {}), ...(options.checkpointIntervalMs === undefined ? {} : { intervalMs: options.checkpointIntervalMs }) });
+      : startCheckpointer(db, { ...options.checkpoint, ...(log ? { log } : {}) });
   return Object.assign(storeOnDatabase(db, dataDir, checkpointer), { checkpointer });
 }
 
