@@ -31,6 +31,7 @@ import type { ClusterLimits } from './cluster/limits.js';
 import { createAudit } from './ops/audit.js';
 import { createOperationRunner } from './ops/runner.js';
 import { openStore } from './store/open.js';
+import type { SqliteStore } from './store/sqlite.js';
 import type { Store } from './store/types.js';
 import type { ControllerConfig, ControllerDeps, ControllerPlugin } from './types.js';
 
@@ -202,7 +203,7 @@ export async function createController(options: CreateControllerOptions): Promis
     count: () => viewers.count() + consoleFeed.count(),
     drops: () => ({ gaps: viewers.drops().gaps + consoleFeed.stats.gaps, events: viewers.drops().events + consoleFeed.stats.droppedEvents }),
   };
-  const metrics = createMetricsRegistry({ store: { operations: store.operations, seeds: store.seeds }, counters: hub.counters, connectedAgents: () => hub.connectedCount(), pendingHandshakes: () => hub.pendingHandshakes(), bus, viewers: allViewers });
+  const metrics = createMetricsRegistry({ store: { operations: store.operations, seeds: store.seeds }, counters: hub.counters, connectedAgents: () => hub.connectedCount(), pendingHandshakes: () => hub.pendingHandshakes(), bus, viewers: allViewers, checkpointer: (store as Partial<SqliteStore>).checkpointer ?? null });
   registerMetricsRoute(app, metrics.registry);
   const disposers: Array<() => Promise<void> | void> = [];
   for (const plugin of options.plugins ?? []) {

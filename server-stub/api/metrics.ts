@@ -13,6 +13,7 @@ import type { EventBus } from '../events/types.js';
 import type { SeedStore } from '../seed/store.js';
 import type { OperationStore } from '../store/operations.js';
 import type { HubCounters } from '../hub/counters.js';
+import type { Checkpointer } from '../store/checkpointer.js';
 import { CONTROLLER_LIMITS } from '../limits.js';
 
 export interface MetricsSources {
@@ -24,6 +25,8 @@ export interface MetricsSources {
   pendingHandshakes(): number;
   bus: EventBus;
   viewers: Pick<SseViewers, 'count' | 'drops'>;
+  /** The SQLite store's checkpoint thread (null: PostgreSQL, or checkpoints left to SQLite). */
+  checkpointer?: Pick<Checkpointer, 'active' | 'runs' | 'last'> | null;
 }
 
 export interface ControllerMetrics {
@@ -287,6 +290,35 @@ export function createMetricsRegistry(sources: MetricsSources): ControllerMetric
       this.set(sources.pendingHandshakes());
     },
   });
+  const checkpointer = sources.checkpointer;
+  if (checkpointer) {
+    new Gauge({
+      name: 'seedwire_sqlite_checkpoint_thread_up',
+      help: "1 while the store's WAL checkpoints run on their own thread; 0 once it stopped (the main connection checkpoints, and a warning was logged)",
+      registers: [registry],
+      collect() {
+        this.set(checkpointer.active ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'seedwire_sqlite_checkpoints_total',
+      help: "WAL checkpoints the store's checkpoint thread ran",
+      registers: [registry],
+      collect() {
+        setCounter(this, checkpointer.runs);
+      },
+    });
+    new Gauge({
+      name: 'seedwire_sqlite_wal_frames',
+      help: 'WAL frames at the latest checkpoint: in the log, and copied into the database (fewer copied than logged: readers held some back)',
+      labelNames: ['stat'],
+      registers: [registry],
+      collect() {
+        this.set({ stat: 'log' }, checkpointer.last?.log ?? 0);
+        this.set({ stat: 'checkpointed' }, checkpointer.last?.checkpointed ?? 0);
+      },
+    });
+  }
   new Gauge({
     name: 'seedwire_process_resident_memory_bytes',
     help: 'Resident set size of the controller process',

@@ -68,11 +68,16 @@ describe('/metrics', () => {
       seedwire_event_viewer_gaps_total: 'counter',
       seedwire_event_viewer_dropped_events_total: 'counter',
       seedwire_event_loop_delay_seconds: 'gauge',
+      seedwire_sqlite_checkpoint_thread_up: 'gauge',
+      seedwire_sqlite_checkpoints_total: 'counter',
+      seedwire_sqlite_wal_frames: 'gauge',
     })) {
       expect(before.get(name)?.type, name).toBe(type);
       expect(before.get(name)?.help, name).not.toBe('');
     }
     expect(value(before, 'seedwire_agents_connected')).toBe(2);
+    // The store's checkpoints run on their own thread (server-stub/store/checkpointer.ts).
+    expect(value(before, 'seedwire_sqlite_checkpoint_thread_up')).toBe(1);
     expect(value(before, 'seedwire_seeds', { state: 'running' })).toBe(0);
 
     // An operation, counted by op and outcome.
