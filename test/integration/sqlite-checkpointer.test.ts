@@ -69,6 +69,22 @@ describe('WAL checkpoints on a worker thread', () => {
     expect(lines.join('\n')).toMatch(/the WAL checkpoint thread stopped; the main connection checkpoints again/);
   });
 
+  it('leaves checkpoints to the main connection, with a warning, when the thread cannot open the database', async () => {
+    const dir = tempDir();
+    const db = openDatabase(dir);
+    cleanups.push(() => closeDatabase(db));
+    // The main connection keeps its open file; the thread's open by name finds nothing.
+    rmSync(join(dir, 'seedwire.db'));
+    const { log, lines } = warnings();
+    const checkpointer = startCheckpointer(db, { intervalMs: 20, log });
+    cleanups.push(() => checkpointer.stop());
+    await waitFor(() => lines.length > 0, { what: 'the warning' });
+    expect(lines.join('\n')).toMatch(/the WAL checkpoint thread did not start; the main connection checkpoints/);
+    expect(checkpointer.active).toBe(false);
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(DEFAULT_AUTOCHECKPOINT_PAGES);
+    expect(await checkpointer.checkpointNow()).toBeNull();
+  });
+
   it('copies what the store wrote into the database file while it stays open, and folds the WAL in at close', async () => {
     const dir = tempDir();
     const store = openSqliteStore(dir, undefined, { checkpoint: { intervalMs: 20 } });
