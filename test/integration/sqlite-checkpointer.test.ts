@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_AUTOCHECKPOINT_PAGES, startCheckpointer } from '../../server-stub/store/checkpointer.js';
 import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
@@ -28,9 +29,12 @@ function tempDir(): string {
   return dir;
 }
 
-function warnings(): { log: { warn: (obj: object, msg: string) => void; debug: () => void; info: () => void }; lines: string[] } {
+function warnings(): { log: Pick<Logger, 'warn'>; lines: string[] } {
   const lines: string[] = [];
-  return { lines, log: { warn: (obj, msg) => lines.push(`${msg} ${JSON.stringify(obj)}`), debug: () => undefined, info: () => undefined } };
+  const warn = ((obj: object, msg?: string) => {
+    lines.push(`${msg ?? ''} ${JSON.stringify(obj)}`);
+  }) as unknown as Logger['warn'];
+  return { lines, log: { warn } };
 }
 
 /** Rows in the database file alone, without its WAL: what a checkpoint has copied in (0 before the table itself is). */
