@@ -96,19 +96,16 @@ function checkpointMain(require: NodeJS.Require, settings: Settings): void {
     }
   };
   let lastRunAt = Date.now();
-  // With the wal-index unreadable, PRAGMA data_version (it changes when another connection
-  // commits) says whether anything is new.
-  let seen: unknown = null;
-  /** A timed poll: runs a checkpoint when SQLite's own threshold is reached, or when frames waited maxAgeMs. */
+  /**
+   * A timed poll: runs a checkpoint when SQLite's own threshold is reached, or when frames waited
+   * maxAgeMs; with the wal-index unreadable, every maxAgeMs (a checkpoint with nothing to copy
+   * syncs nothing).
+   */
   const due = (): boolean => {
     const pending = pendingFrames();
-    if (pending === null) {
-      const version = db.pragma('data_version', { simple: true });
-      if (version === seen) return false;
-      seen = version;
-      return Date.now() - lastRunAt >= settings.maxAgeMs;
-    }
-    return pending >= settings.thresholdFrames || (pending > 0 && Date.now() - lastRunAt >= settings.maxAgeMs);
+    const aged = Date.now() - lastRunAt >= settings.maxAgeMs;
+    if (pending === null) return aged;
+    return pending >= settings.thresholdFrames || (pending > 0 && aged);
   };
   /** id 0: a timed poll; otherwise the id of the main thread's request. */
   const run = (id: number): void => {
@@ -161,6 +158,8 @@ export function startCheckpointer(db: Database.Database, options: CheckpointerOp
   let gone = false;
   let failure = '';
   let requests = 0;
+  /** Whether the latest checkpoint failed: a failing streak is logged once, not at every poll. */
+  let failing = false;
   const waiters = new Map<number, (result: CheckpointResult | null) => void>();
   const answer = (id: number, result: CheckpointResult | null): void => {
     const resolve = waiters.get(id);
@@ -174,10 +173,12 @@ export function startCheckpointer(db: Database.Database, options: CheckpointerOp
       active = true;
     } else if (message.t === 'checkpoint') {
       runs += 1;
+      failing = false;
       last = { busy: message.busy, log: message.log, checkpointed: message.checkpointed };
       answer(message.id, last);
     } else {
-      log?.warn({ reason: message.message }, 'a WAL checkpoint failed; the next one retries');
+      if (!failing) log?.warn({ reason: message.message }, 'a WAL checkpoint failed; the next ones retry (logged again after one succeeds)');
+      failing = true;
       answer(message.id, null);
     }
   });

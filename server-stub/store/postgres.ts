@@ -70,8 +70,9 @@ export function createPgExecutor(pool: pg.Pool, log?: Pick<Logger, 'info' | 'war
     try {
       return await queryable.query(statement);
     } catch (error) {
-      const planChanged = isCachedPlanChanged(error as { code?: unknown; message?: unknown });
-      if (statement.name === undefined || (!planChanged && (error as { code?: unknown }).code !== NO_SUCH_STATEMENT)) throw error;
+      const failure = error as { code?: unknown; message?: unknown };
+      const planChanged = isCachedPlanChanged(failure);
+      if (statement.name === undefined || (!planChanged && failure.code !== NO_SUCH_STATEMENT)) throw error;
       if (planChanged) {
         generation++;
         log?.info({ generation }, 'a table changed shape under prepared statements (a schema migration); preparing them again');

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_AUTOCHECKPOINT_PAGES, startCheckpointer } from '../../server-stub/store/checkpointer.js';
+import { DEFAULT_AUTOCHECKPOINT_PAGES, startCheckpointer, type Checkpointer, type CheckpointerOptions } from '../../server-stub/store/checkpointer.js';
 import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
-import { openSqliteStore } from '../../server-stub/store/sqlite.js';
+import { openSqliteStore, type SqliteStore } from '../../server-stub/store/sqlite.js';
 import { waitFor } from '../helpers/wait.js';
 
 const dirs: string[] = [];
@@ -48,6 +48,17 @@ function rowsInDatabaseFile(dataDir: string): number {
   } finally {
     db.close();
   }
+}
+
+/** A store in a fresh data dir with its checkpoint thread running. */
+async function storeWithThread(checkpoint: CheckpointerOptions): Promise<{ dir: string; store: SqliteStore; checkpointer: Checkpointer }> {
+  const dir = tempDir();
+  const store = openSqliteStore(dir, undefined, { checkpoint });
+  cleanups.push(() => store.close());
+  const checkpointer = store.checkpointer;
+  if (!checkpointer) throw new Error('expected a checkpoint thread');
+  await waitFor(() => checkpointer.active, { what: 'the checkpoint thread to run' });
+  return { dir, store, checkpointer };
 }
 
 const ROW = { at: '2026-12-02T00:00:00.000Z', actor: 'test', agentId: 'db-1', action: 'op:hostname', params: { pad: 'x'.repeat(2000) }, outcome: 'ok', message: null };
@@ -90,12 +101,7 @@ describe('WAL checkpoints on a worker thread', () => {
   });
 
   it('copies what the store wrote into the database file while it stays open, and folds the WAL in at close', async () => {
-    const dir = tempDir();
-    const store = openSqliteStore(dir, undefined, { checkpoint: { intervalMs: 20 } });
-    cleanups.push(() => store.close());
-    const checkpointer = store.checkpointer;
-    if (!checkpointer) throw new Error('expected a checkpoint thread');
-    await waitFor(() => checkpointer.active, { what: 'the checkpoint thread to run' });
+    const { dir, store, checkpointer } = await storeWithThread({ intervalMs: 20 });
     // More than SQLite's 1,000-page default: the main connection would have checkpointed by itself.
     for (let i = 0; i < 1500; i += 1) await store.audit.insert({ ...ROW, message: `row ${i}` });
     expect(statSync(join(dir, 'seedwire.db-wal')).size).toBeGreaterThan(DEFAULT_AUTOCHECKPOINT_PAGES * 4096);
@@ -113,12 +119,7 @@ describe('WAL checkpoints on a worker thread', () => {
   });
 
   it('checkpoints at SQLite’s own threshold of waiting frames, not before', async () => {
-    const dir = tempDir();
-    const store = openSqliteStore(dir, undefined, { checkpoint: { intervalMs: 10, maxAgeMs: 600_000 } });
-    cleanups.push(() => store.close());
-    const checkpointer = store.checkpointer;
-    if (!checkpointer) throw new Error('expected a checkpoint thread');
-    await waitFor(() => checkpointer.active, { what: 'the checkpoint thread to run' });
+    const { dir, store, checkpointer } = await storeWithThread({ intervalMs: 10, maxAgeMs: 600_000 });
     for (let i = 0; i < 20; i += 1) await store.audit.insert({ ...ROW, message: `row ${i}` });
     // Twenty polls with a few frames waiting: none ran (each would sync the disk).
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -130,14 +131,10 @@ describe('WAL checkpoints on a worker thread', () => {
   });
 
   it('checkpoints a frame that waited maxAgeMs, and nothing when nothing waits', async () => {
-    const dir = tempDir();
-    const store = openSqliteStore(dir, undefined, { checkpoint: { intervalMs: 10, maxAgeMs: 100 } });
-    cleanups.push(() => store.close());
-    const checkpointer = store.checkpointer;
-    if (!checkpointer) throw new Error('expected a checkpoint thread');
-    await waitFor(() => checkpointer.active, { what: 'the checkpoint thread to run' });
+    const { dir, store, checkpointer } = await storeWithThread({ intervalMs: 10, maxAgeMs: 100 });
     await store.audit.insert({ ...ROW, message: 'one row' });
-    await waitFor(() => rowsInDatabaseFile(dir) === 1, { what: 'the row in the database file' });
+    // The file can show the row before the worker's message about that checkpoint arrives.
+    await waitFor(() => rowsInDatabaseFile(dir) === 1 && checkpointer.runs > 0, { what: 'the row in the database file, and its checkpoint reported' });
     const after = checkpointer.runs;
     expect(after).toBeGreaterThan(0);
     // Twenty polls, two ages, no commit: no checkpoint ran.
