@@ -42,6 +42,9 @@ const HELP = `Usage: seedwire-controller [flags]
                             [SEEDWIRE_BUS] (credentials may be in the URL; they are never logged)
   --advertise-url URL       where agents and peer controllers reach this one (default: the
                             listening URL; only with --bus)
+  --log-level LEVEL         fatal, error, warn, info, debug or trace [SEEDWIRE_LOG_LEVEL] (default
+                            info); the start, admin token, draining and stopped lines are
+                            written at any level
   --log-pretty              human-readable logs
   --help                    this text
 `;
@@ -62,6 +65,7 @@ const OPTIONS = {
   'dead-after-ms': { type: 'string' },
   bus: { type: 'string' },
   'advertise-url': { type: 'string' },
+  'log-level': { type: 'string' },
   'log-pretty': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
@@ -129,9 +133,21 @@ function readFileFlag(key: string, path: string): Buffer {
   }
 }
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** --log-level / SEEDWIRE_LOG_LEVEL: one of pino's levels (the agent's config takes the same). */
+export function parseLogLevel(value: string | undefined): LogLevel {
+  if (value === undefined) return 'info';
+  const level = LOG_LEVELS.find((l) => l === value);
+  if (!level) throw configError('--log-level', `expected one of ${LOG_LEVELS.join(', ')}, got '${value}'`);
+  return level;
+}
+
 interface Parsed {
   help: boolean;
   pretty: boolean;
+  logLevel: LogLevel;
   /** Flags that carried a secret on the command line (warned about once at start). */
   inlineSecrets: string[];
   options: Omit<CreateControllerOptions, 'adminToken' | 'store'> & { adminToken: string | null };
@@ -155,7 +171,8 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
   } catch (error) {
     throw new SeedwireError('SEEDWIRE_CONFIG', (error as Error).message);
   }
-  if (values.help) return { help: true, pretty: false, inlineSecrets: [], store: null, options: { dataDir: '', adminToken: null } };
+  if (values.help) return { help: true, pretty: false, logLevel: 'info', inlineSecrets: [], store: null, options: { dataDir: '', adminToken: null } };
+  const logLevel = parseLogLevel(values['log-level'] ?? env('SEEDWIRE_LOG_LEVEL'));
   const listen = parseListen(values.listen ?? '127.0.0.1:7070');
   const dataDir = resolve(values['data-dir'] ?? env('SEEDWIRE_DATA_DIR') ?? './.seedwire/controller');
   const store = parseStore(values.store ?? env('SEEDWIRE_STORE'));
@@ -188,6 +205,7 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
   return {
     help: false,
     pretty: values['log-pretty'] ?? false,
+    logLevel,
     inlineSecrets,
     store,
     options: {
@@ -206,7 +224,7 @@ function parseCommandLine(argv: string[], processEnv: NodeJS.ProcessEnv): Parsed
   };
 }
 
-async function createLogger(pretty: boolean): Promise<Logger> {
+async function createLogger(pretty: boolean, level: LogLevel): Promise<Logger> {
   const redact = {
     paths: ['token', '*.token', 'adminToken', 'agentToken', 'agentTokens', 'authorization', '*.authorization', 'req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie'],
     censor: '[redacted]',
@@ -217,9 +235,9 @@ async function createLogger(pretty: boolean): Promise<Logger> {
   // stopped `tee`, the parent of `make demo` killed) never stopped on SIGTERM.
   if (pretty) {
     const { default: prettyStream } = await import('pino-pretty'); // loaded only for humans at a terminal
-    return pino({ redact }, prettyStream({ sync: true, colorize: process.stdout.isTTY }));
+    return pino({ redact, level }, prettyStream({ sync: true, colorize: process.stdout.isTTY }));
   }
-  return pino({ redact, base: { pid: process.pid, name: 'seedwire-controller' } }, pino.destination({ fd: 1, sync: true }));
+  return pino({ redact, level, base: { pid: process.pid, name: 'seedwire-controller' } }, pino.destination({ fd: 1, sync: true }));
 }
 
 async function main(): Promise<void> {
@@ -236,7 +254,10 @@ async function main(): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const log = await createLogger(parsed.pretty);
+  const log = await createLogger(parsed.pretty, parsed.logLevel);
+  // The lines a supervisor, a script or an operator waits for (listening, where the admin token
+  // is, draining, stopped) are written whatever the level.
+  const lifecycle = log.isLevelEnabled('info') ? log : log.child({}, { level: 'info' });
   if (parsed.inlineSecrets.length > 0) {
     // Any local user can read a process's command line (ps, /proc/PID/cmdline).
     log.warn(
@@ -262,7 +283,7 @@ async function main(): Promise<void> {
       // With PostgreSQL the token lives in the database (every controller shares it); a copy in
       // the data dir serves the command line and scripts on this host.
       const path = kept.path ?? writeAdminTokenFile(parsed.options.dataDir, kept.token);
-      log.info({ path, generated: kept.generated, store: store.kind }, 'admin token file');
+      lifecycle.info({ path, generated: kept.generated, store: store.kind }, 'admin token file');
     }
   } catch (error) {
     await store.close();
@@ -285,11 +306,11 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'draining');
+    lifecycle.info({ signal }, 'draining');
     controller
       .close()
       .then(() => {
-        log.info('stopped');
+        lifecycle.info('stopped');
         process.exit(0);
       })
       .catch((error: unknown) => {
@@ -300,7 +321,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   // Last: whoever waits for this line (a supervisor, a test) may send SIGTERM at once.
-  log.info({ url: controller.url, wsUrl: controller.wsUrl, dataDir: parsed.options.dataDir, store: store.location, version: VERSION }, 'listening');
+  lifecycle.info({ url: controller.url, wsUrl: controller.wsUrl, dataDir: parsed.options.dataDir, store: store.location, version: VERSION }, 'listening');
 }
 
 main().catch((error: unknown) => {

@@ -83,6 +83,30 @@ describe('seedwire-controller process', () => {
     expect(missing.stderr).toMatch(/--agent-token/);
     const listen = await run(['--listen', 'nope', '--agent-token', 'x']);
     expect(listen.stderr).toMatch(/--listen/);
+    const level = await run(['--log-level', 'loud', '--agent-token', 'x']);
+    expect(level.code).toBe(2);
+    expect(level.stderr.trim()).toBe("seedwire-controller: SEEDWIRE_CONFIG: --log-level: expected one of fatal, error, warn, info, debug, trace, got 'loud'");
+  });
+
+  it('--log-level warn (or SEEDWIRE_LOG_LEVEL) leaves out the info lines but the start, token and stop lines; a bad level is refused', async () => {
+    // At the default level a closed agent session is an info line.
+    const loud = await start();
+    const first = peer(loud, 'db-loud');
+    await first.connect();
+    await first.close();
+    await loud.waitForLog((r) => r.msg === 'agent session closed');
+
+    for (const [i, how] of [{ extraArgs: ['--log-level', 'warn'] }, { env: { SEEDWIRE_LOG_LEVEL: 'warn' } }].entries()) {
+      const quiet = await start({ agentToken: AGENT_TOKEN, ...how });
+      const p = peer(quiet, `db-quiet-${i}`); // a fresh id: each controller has its own store
+      await p.connect();
+      await p.close();
+      expect((await quiet.api('GET', '/api/agents')).status).toBe(200);
+      expect(await quiet.stop()).toBe(0);
+      const info = quiet.logs.filter((r) => r.level === 30).map((r) => r.msg);
+      expect(info.sort()).toEqual(['admin token file', 'draining', 'listening', 'stopped']);
+      expect(quiet.logs.some((r) => r.msg === 'agent session closed')).toBe(false);
+    }
   });
 
   it('warns once when a token arrives as a flag; --agent-token-file and --admin-token-file are read without a warning', async () => {
