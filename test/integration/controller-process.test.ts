@@ -89,17 +89,27 @@ describe('seedwire-controller process', () => {
   });
 
   it('--log-level warn (or SEEDWIRE_LOG_LEVEL) leaves out the info lines but the start, token and stop lines; a bad level is refused', async () => {
-    // At the default level a closed agent session is an info line.
+    /** Runs a `hostname` on the peer through the API, answering its call. */
+    const hostname = async (c: RunningController, p: TestPeer): Promise<void> => {
+      const done = c.api('POST', `/api/agents/${p.agentId}/ops/hostname`);
+      const call = await p.next<CallFrame>((f) => f.t === 'call');
+      p.send({ t: 'result', id: call.id, result: { hostname: p.agentId }, durationMs: 1 });
+      expect((await done).status).toBe(200);
+    };
+    // At the default level an operation and a closed agent session are info lines.
     const loud = await start();
     const first = peer(loud, 'db-loud');
     await first.connect();
+    await hostname(loud, first);
     await first.close();
     await loud.waitForLog((r) => r.msg === 'agent session closed');
+    expect(loud.logs.filter((r) => r.msg === 'operation started' || r.msg === 'operation ended')).toHaveLength(2);
 
     for (const [i, how] of [{ extraArgs: ['--log-level', 'warn'] }, { env: { SEEDWIRE_LOG_LEVEL: 'warn' } }].entries()) {
       const quiet = await start({ agentToken: AGENT_TOKEN, ...how });
       const p = peer(quiet, `db-quiet-${i}`); // a fresh id: each controller has its own store
       await p.connect();
+      await hostname(quiet, p);
       await p.close();
       expect((await quiet.api('GET', '/api/agents')).status).toBe(200);
       expect(await quiet.stop()).toBe(0);

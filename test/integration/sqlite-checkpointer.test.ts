@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createMetricsRegistry } from '../../server-stub/api/metrics.js';
+import { createEventBus } from '../../server-stub/events/bus.js';
+import { createHubCounters } from '../../server-stub/hub/counters.js';
 import { DEFAULT_AUTOCHECKPOINT_PAGES, startCheckpointer, type Checkpointer, type CheckpointerOptions } from '../../server-stub/store/checkpointer.js';
 import { closeDatabase, openDatabase } from '../../server-stub/store/db.js';
 import { openSqliteStore, type SqliteStore } from '../../server-stub/store/sqlite.js';
@@ -98,6 +101,22 @@ describe('WAL checkpoints on a worker thread', () => {
     expect(checkpointer.active).toBe(false);
     expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(DEFAULT_AUTOCHECKPOINT_PAGES);
     expect(await checkpointer.checkpointNow()).toBeNull();
+    // What /metrics says about it: the thread is down.
+    const store = openSqliteStore(tempDir(), undefined, { checkpointThread: false });
+    cleanups.push(() => store.close());
+    const metrics = createMetricsRegistry({
+      store: { operations: store.operations, seeds: store.seeds },
+      counters: createHubCounters(),
+      connectedAgents: () => 0,
+      pendingHandshakes: () => 0,
+      bus: createEventBus(),
+      viewers: { count: () => 0, drops: () => ({ gaps: 0, events: 0 }) },
+      checkpointer,
+    });
+    cleanups.push(() => metrics.dispose());
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^seedwire_sqlite_checkpoint_thread_up 0$/m);
+    expect(text).toMatch(/^seedwire_sqlite_checkpoints_total 0$/m);
   });
 
   it('copies what the store wrote into the database file while it stays open, and folds the WAL in at close', async () => {
