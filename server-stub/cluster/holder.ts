@@ -112,6 +112,7 @@ export function createHolder(deps: HolderDeps): Holder {
     try {
       started = await operations.start(agentId, request.op, request.params, {
         actor: request.actor,
+        requester: request.requester,
         onOutput: (chunk) => {
           for (const data of splitUtf8(chunk.data, deps.maxMessageBytes)) send({ kind: 'output', n: ++n, seq: chunk.seq, stream: chunk.stream, data });
         },
@@ -122,8 +123,8 @@ export function createHolder(deps: HolderDeps): Holder {
       respond(msg, { ok: false, error: toWireError(failure) } satisfies OperationReply);
       return;
     }
+    // 'operation started' (the runner's line) names the requester: no line of its own here.
     respond(msg, { ok: true, operation: started.operation } satisfies OperationReply);
-    log.info({ opId: started.operation.id, agentId, op: request.op, requester: request.requester }, 'routed operation started for another controller');
     // Ended before the reply with nothing streamed: the reply carried the end.
     if (request.endInReply === true && started.operation.state !== 'running' && n === 0) return;
     const timer = setInterval(() => {

@@ -333,7 +333,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       const started: AuditEntry = { at: createdAt, actor: options.actor, agentId, action: `op:${op}`, params: auditParams(id, options, stored), outcome: 'started', message: null };
       const newOp: NewOperation = { id, agentId, op: valid.op, params: stored, createdAt, actor: options.actor, seedId: row.seedId };
       const announce = (operation: Operation): void => {
-        deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId }, 'operation started');
+        deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId, requester: options.requester }, 'operation started');
         audit.publish(started);
         publish(operation);
       };

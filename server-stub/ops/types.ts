@@ -35,6 +35,8 @@ export interface RunOptions<N extends OpName = OpName> {
   seedId?: string;
   /** The seed stage this step belongs to (audit rows only). */
   stage?: string;
+  /** The controller that asked for it, when it was routed here (its log lines only). */
+  requester?: string;
   /**
    * The operation's id, which is also the agent call id. A row with this id that already exists
    * is re-attached, not duplicated: still tracked → the same run; running but untracked (after a

@@ -95,7 +95,18 @@ describe.skipIf(skip !== null)('the cluster through its failures', () => {
   }, 60_000);
 
   it('recovers from a PostgreSQL restart while idle: the next API calls work, agents stay connected, no audit row is lost', async () => {
-    for (const n of [1, 2, 3]) await hostname(n, AGENTS[(n % 3) as 0 | 1 | 2]);
+    for (const n of [1, 2, 3]) {
+      // Controller n asks for agent n % 3 + 1, held by controller n % 3 + 1: routed.
+      const routed = await hostname(n, AGENTS[(n % 3) as 0 | 1 | 2]);
+      const requester = cluster.member(n).process!;
+      const holder = cluster.member((n % 3) + 1).process!;
+      const asked = await requester.waitForLog((r) => r.msg === 'operation routed to the controller holding the agent' && r['opId'] === routed.id, 10_000);
+      // The holder logs the operation's start and end, the start naming the controller that asked; no third line.
+      const started = await holder.waitForLog((r) => r.msg === 'operation started' && r['opId'] === routed.id, 10_000);
+      expect(started['requester']).toBe(asked['controllerId']);
+      await holder.waitForLog((r) => r.msg === 'operation ended' && r['opId'] === routed.id, 10_000);
+      expect(holder.logs.filter((r) => r['opId'] === routed.id).map((r) => r.msg)).toEqual(['operation started', 'operation ended']);
+    }
     const before = await auditIds();
     expect(before.length).toBeGreaterThan(0);
 
