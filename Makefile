@@ -51,7 +51,8 @@ demo: build
 
 ## Every wire-speed target measured in one run, printed with PASS/FAIL and written to
 ## bench/results/latest.json (README, "Performance"). Not part of `make test`; SEEDWIRE_BENCH_QUICK=1 for a small run.
-bench: build
+## The agents it starts are the one-file bundle (dist), which is what a fleet installs.
+bench: build dist
 	node --import tsx bench/run.ts
 
 ## Only the `cluster` section of `make bench` (bench/cluster.ts; needs no dataset): three controllers

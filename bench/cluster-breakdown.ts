@@ -9,7 +9,9 @@
  *
  *   npm run build && npx tsx bench/cluster-breakdown.ts      (N=400 samples per case by default)
  *
- * SEEDWIRE_BENCH_PROFILE=DIR runs both controllers and the agent with --cpu-prof into DIR.
+ * SEEDWIRE_BENCH_PROFILE=DIR runs both controllers and the agent with --cpu-prof into DIR. The
+ * controllers log at `warn` unless SEEDWIRE_LOG_LEVEL says otherwise (`info` is the default of a
+ * controller in service, one or two lines per operation); the agent is the one-file bundle.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { startNatsServer } from '../test/helpers/nats.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { freePort } from '../test/helpers/cluster.js';
 import { cleanupAll, cpuSeconds, makeTemp, onCleanup, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { AGENT_ENTRY } from './harness.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
 import { percentile, runBreakdown, timeCalls } from './breakdown-kit.js';
 
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
     const profiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=controller-${n}.cpuprofile`] : [];
     const proc = spawnTracked(`controller-${n}`, process.execPath, [...NODE_FLAGS, ...profiling, join(ROOT, 'dist/server-stub/main.js'), '--listen', `127.0.0.1:${port}`, '--advertise-url', url, '--data-dir', dir, '--agent-token-file', join(dir, 'agent-token'), '--admin-token-file', join(dir, 'admin-token')], {
       cwd: ROOT,
-      env: { ...process.env, SEEDWIRE_STORE: store, SEEDWIRE_BUS: nats.url, SEEDWIRE_LOG_LEVEL: 'warn' },
+      env: { ...process.env, SEEDWIRE_STORE: store, SEEDWIRE_BUS: nats.url, SEEDWIRE_LOG_LEVEL: process.env['SEEDWIRE_LOG_LEVEL'] ?? 'warn' },
     });
     await proc.waitForRecord((r) => r['msg'] === 'listening', 60_000);
     return { proc, url, client: new ApiClient({ baseUrl: url, token: adminToken }) };
@@ -102,7 +105,7 @@ async function main(): Promise<void> {
   const file = join(dir, 'agent.json');
   writeFileSync(file, JSON.stringify({ controller: `${c2.url.replace(/^http/, 'ws')}/agent`, token: agentToken, id: 'held-by-2', stateDir: join(dir, 'state'), advanced: { startupJitterMs: 0 } }));
   const agentProfiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--cpu-prof-name=agent.cpuprofile'] : [];
-  const agent = spawnTracked('agent', process.execPath, [...NODE_FLAGS, ...agentProfiling, join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT });
+  const agent = spawnTracked('agent', process.execPath, [...NODE_FLAGS, ...agentProfiling, AGENT_ENTRY, '--config', file], { cwd: ROOT });
   try {
     for (;;) {
       const listed = await c1.client.agents();

@@ -16,6 +16,7 @@ import { ApiClient } from '../client/api.js';
 import { runCommand } from '../agent/exec/run.js';
 import { rawSpawnEchoHi, startBenchSpawner } from './command-latency.js';
 import { cleanupAll, makeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { AGENT_ENTRY } from './harness.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
 import { percentile, runBreakdown, timeCalls } from './breakdown-kit.js';
 
@@ -58,7 +59,7 @@ async function main(): Promise<void> {
     const file = join(dir, `${id}.json`);
     const config = { controller: `${url.replace(/^http/, 'ws')}/agent`, token: agentToken, id, stateDir: join(dir, id), customCommands: { hi: 'echo hi' }, advanced: { startupJitterMs: 0, ...advanced } };
     writeFileSync(file, JSON.stringify(config));
-    return spawnTracked(id, process.execPath, [...NODE_FLAGS, join(ROOT, 'dist/agent/main.js'), '--config', file]);
+    return spawnTracked(id, process.execPath, [...NODE_FLAGS, AGENT_ENTRY, '--config', file]);
   };
   const withSpawner = agent('with-spawner', {});
   const without = agent('no-spawner', { spawner: false });

@@ -22,6 +22,12 @@ import { latencyStats, round, type Interval, type LatencyStats } from './targets
 import { NODE_FLAGS } from '../shared/node-flags.js';
 
 export const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+/**
+ * The agent the bench runs: the one-file bundle (`make dist`), which is what a fleet installs and
+ * the systemd unit starts (packaging/systemd/seedwire-agent.service), not dist/agent/main.js with
+ * node_modules (about 8 MiB more at rest: docs/performance.md, "The agent the bench runs").
+ */
+export const AGENT_ENTRY = join(ROOT, 'dist/seedwire-agent.mjs');
 export const MB = 1e6;
 export const MiB = 2 ** 20;
 
@@ -207,7 +213,7 @@ export function startAgent(name: string, config: Record<string, unknown>, profil
   const dir = makeTemp(`seedwire-benchrun-${name}-`);
   const file = join(dir, 'agent.json');
   writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000, dataConnections: DATA_CONNECTIONS } }, null, 2));
-  return spawnTracked(name, process.execPath, [...NODE_FLAGS, ...profileArgs(profileDir), ...probeArgs(name), join(ROOT, 'dist/agent/main.js'), '--config', file], { cwd: ROOT, env: childEnv() });
+  return spawnTracked(name, process.execPath, [...NODE_FLAGS, ...profileArgs(profileDir), ...probeArgs(name), AGENT_ENTRY, '--config', file], { cwd: ROOT, env: childEnv() });
 }
 
 /** A mysql section whose "service" is a flag file outside the datadir: running while it exists. */

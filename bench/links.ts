@@ -41,6 +41,7 @@ import { buildNatTopology, NetLab, type NatTopology, type Netns } from '../test/
 import { compareTrees, ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
 import { makeRecipe } from './recipe.js';
 import { cleanupAll, cleanupAllSync, cpuSeconds, makeTemp, registerCleanup, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { AGENT_ENTRY } from './harness.js';
 
 const MB = 1e6;
 const RATE = '1gbit';
@@ -231,7 +232,7 @@ function startAgentIn(ctx: LinksContext, ns: Netns, id: string, controllerUrl: s
   const config = { controller: controllerUrl, token, id, stateDir: join(dir, 'state'), mysql, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000 } };
   writeFileSync(file, JSON.stringify(config, null, 2));
   // `ip netns exec` execs in place: the tracked pid is the agent's own (its CPU time is the agent's).
-  return spawnTracked(id, 'ip', ['netns', 'exec', ns.name, process.execPath, ...NODE_FLAGS, join(ctx.root, 'dist/agent/main.js'), '--config', file], { cwd: ctx.root, env: childEnv() });
+  return spawnTracked(id, 'ip', ['netns', 'exec', ns.name, process.execPath, ...NODE_FLAGS, AGENT_ENTRY, '--config', file], { cwd: ctx.root, env: childEnv() });
 }
 
 // ---- the proxy's ceiling ----------------------------------------------------------------------

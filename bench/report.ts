@@ -32,7 +32,7 @@ export function detailsTable(r: BenchResults): string {
   rows.push(['tar | nc through a socat relay', `${f(r.seed.tarNcRelayMBps, ' MB/s')}  (${f(r.seed.tarNcRelaySeconds, ' s')}; ${f(r.seed.relayCeiling)}× tar | nc: the most a relayed copy reaches on this machine)`]);
   rows.push(['tar | zstd -1 | nc | zstd -d | tar', `${f(r.seed.tarZstdNcMBps, ' MB/s')}  (${f(r.seed.tarZstdNcSeconds, ' s')})`]);
   rows.push(['seedwire transfer, none', `${f(r.seed.seedwireMBps, ' MB/s')}  (${f(r.seed.transferSeconds, ' s')})`]);
-  rows.push(['seedwire / tar|nc', `${f(r.seed.ratio)}  (${f(r.seed.relayRatio)}× the relayed tar | nc)`]);
+  rows.push(['seedwire / tar|nc', `${f(r.seed.ratio)}  (${f(r.seed.relayRatio)}× the relayed tar | nc; ${f(r.seed.syncRatio)}× tar | nc with per-file fdatasync, the seed's own durability)`]);
   rows.push(['seedwire whole seed, none', `${f(r.seed.seedSeconds, ' s')}  (${f(r.seed.seedwireWholeMBps, ' MB/s')} end to end)`]);
   rows.push(['seedwire transfer, zstd', `${f(r.seed.zstdMBps, ' MB/s')}  (${f(r.seed.zstdTransferSeconds, ' s')}; whole seed ${f(r.seed.zstdSeedSeconds, ' s')})`]);
   rows.push(['seedwire zstd / tar|zstd|nc', f(r.seed.zstdRatio)]);

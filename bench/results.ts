@@ -99,6 +99,8 @@ export function makeResults(env: BenchEnv) {
       tarNcRelaySeconds: null as number | null,
       relayCeiling: null as number | null,
       relayRatio: null as number | null,
+      /** The seed against `tar | nc` followed by an fdatasync of every file it wrote, as the seed's receiver does (not a target: the same durability on both sides). */
+      syncRatio: null as number | null,
       runs: [] as SeedRun[],
     },
     parallel: {

@@ -29,7 +29,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
 import { readBenchEnv } from './env.js';
-import { log, MiB, ROOT, runShell, shq } from './harness.js';
+import { AGENT_ENTRY, log, MiB, ROOT, runShell, shq } from './harness.js';
 import { cleanupAll, cleanupAllSync } from './procs.js';
 import { makeRecipe } from './recipe.js';
 import { detailsTable, targetsTable } from './report.js';
@@ -48,8 +48,8 @@ function fail(phase: string, error: unknown): void {
 }
 
 async function main(): Promise<number> {
-  if (!existsSync(join(ROOT, 'dist/server-stub/main.js')) || !existsSync(join(ROOT, 'dist/agent/main.js'))) {
-    throw new Error('dist/ is not built: run `make build` (or `npm run build`) first');
+  if (!existsSync(join(ROOT, 'dist/server-stub/main.js')) || !existsSync(AGENT_ENTRY)) {
+    throw new Error('dist/ is not built: run `make build dist` (or `npm run build && node scripts/build-dist.mjs`) first');
   }
   const started = performance.now();
   const version = mariadbVersion();

@@ -102,6 +102,7 @@ async function measure(ctx: BenchContext): Promise<string | null> {
       r.seed.ratio = ratio(r.seed.seedwireMBps, r.seed.tarNcMBps);
       r.seed.relayCeiling = ratio(r.seed.tarNcRelayMBps, r.seed.tarNcMBps);
       r.seed.relayRatio = ratio(r.seed.seedwireMBps, r.seed.tarNcRelayMBps);
+      r.seed.syncRatio = ratio(r.seed.seedwireMBps, r.seed.tarNcSyncMBps);
     }
 
     // Peak RSS of the zstd seed alone, when the kernel lets us reset VmHWM.
