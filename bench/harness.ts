@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -75,6 +75,32 @@ export async function runShell(name: string, script: string, timeoutMs = 120_000
   if (code !== 0) throw new Error(`${name}: exit ${code ?? signal}: ${t.tail.slice(-5).join(' | ')}`);
 }
 
+/** Dirty and under-writeback page cache, KiB (/proc/meminfo). */
+function unwrittenKiB(): number {
+  const meminfo = readFileSync('/proc/meminfo', 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1] ?? 0);
+  return field('Dirty') + field('Writeback');
+}
+
+/** What `quietDisk` waits for: less than this left to write back. */
+const QUIET_DISK_KIB = 64 * 1024;
+
+/**
+ * Starts a timed copy (a `tar | nc`, a seed) or a section on a quiet disk: `sync`, then a wait
+ * until less than 64 MiB of the page cache is dirty or being written. Without it the copy before
+ * (gigabytes left dirty by a `tar | nc`, a removed target's freed blocks) was still being written
+ * back during the next one, in its time and on its CPU (docs/performance.md, "A quiet disk before
+ * each timed copy"). Returns the seconds it took; not part of any figure.
+ */
+export async function quietDisk(): Promise<number> {
+  const t0 = performance.now();
+  await runShell('sync', 'sync', 300_000);
+  await waitUntil('the page cache to be written back', 60_000, () => Promise.resolve(unwrittenKiB() < QUIET_DISK_KIB), 100);
+  const seconds = (performance.now() - t0) / 1000;
+  if (seconds >= 1) log(`  disk quiet after ${seconds.toFixed(1)} s`);
+  return seconds;
+}
+
 export async function measureLatency(n: number, warmup: number, once: () => Promise<void>): Promise<LatencyStats> {
   for (let i = 0; i < warmup; i += 1) await once();
   const samples: number[] = [];
@@ -128,6 +154,7 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
     await Promise.allSettled([...receivers, ...relays].map((r) => stopTracked(r, 1_000)));
     throw error;
   }
+  await quietDisk();
   const runs = copies.map(async ({ source }, i) => {
     const pack = kind === 'zstd' ? `tar -c -C ${shq(source)} . | zstd -1 -q -c` : `tar -c -C ${shq(source)} .`;
     const startMs = performance.now();
@@ -330,6 +357,7 @@ export interface StartedSeed {
 }
 
 export async function startSeed(client: ApiClient, procs: Record<string, Tracked>, pair: Pair, options: SeedOptions): Promise<StartedSeed> {
+  await quietDisk();
   const cpuBefore = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuSeconds(p.pid)]));
   const postedAt = Date.now();
   const created = await client.createSeed({ source: pair.sourceId, target: pair.targetId, method: 'cold', compression: options.compression, startTarget: false, lanes: options.lanes });

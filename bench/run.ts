@@ -29,7 +29,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
 import { readBenchEnv } from './env.js';
-import { AGENT_ENTRY, log, MiB, ROOT, runShell, shq } from './harness.js';
+import { AGENT_ENTRY, log, MiB, quietDisk, ROOT, runShell, shq } from './harness.js';
 import { cleanupAll, cleanupAllSync } from './procs.js';
 import { makeRecipe } from './recipe.js';
 import { detailsTable, targetsTable } from './report.js';
@@ -86,6 +86,8 @@ async function main(): Promise<number> {
       log,
     };
     log(`${section.key}: ${section.title}`);
+    // What the section before left to write back is not this section's work.
+    await quietDisk();
     const t0 = performance.now();
     try {
       await section.run(ctx);
