@@ -1,5 +1,6 @@
 /** What the breakdown scripts (command-breakdown.ts, cluster-breakdown.ts) share. */
 import { cleanupAll } from './procs.js';
+import { requireBuilt } from './harness.js';
 
 /** The p-quantile (0..1) of `samples`, nearest rank. */
 export function percentile(samples: number[], p: number): number {
@@ -9,7 +10,12 @@ export function percentile(samples: number[], p: number): number {
 
 /** Runs a breakdown script's main: exit 0, or print the failure, stop what it started and exit 1. */
 export function runBreakdown(name: string, main: () => Promise<void>): void {
-  main().then(
+  Promise.resolve()
+    .then(() => {
+      requireBuilt();
+      return main();
+    })
+    .then(
     () => process.exit(0),
     async (error: unknown) => {
       process.stderr.write(`${name}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -7,7 +7,7 @@
  * The `hostname` cases run twice: through the API client (fetch) and through the bench's leaner
  * node:http client (lean-ops.ts), which the bench's latency figures use.
  *
- *   npm run build && npx tsx bench/cluster-breakdown.ts      (N=400 samples per case by default)
+ *   make build dist && npx tsx bench/cluster-breakdown.ts    (N=400 samples per case by default)
  *
  * SEEDWIRE_BENCH_PROFILE=DIR runs both controllers and the agent with --cpu-prof into DIR. The
  * controllers log at `warn` unless SEEDWIRE_LOG_LEVEL says otherwise (`info` is the default of a

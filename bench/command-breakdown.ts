@@ -4,7 +4,7 @@
  * case, latency percentiles and the CPU milliseconds each process spent per call (from /proc,
  * so a loaded machine inflates the wall times far more than the CPU shares).
  *
- *   npm run build && npx tsx bench/command-breakdown.ts        (N=300 samples per case by default)
+ *   make build dist && npx tsx bench/command-breakdown.ts      (N=300 samples per case by default)
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';

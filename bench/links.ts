@@ -41,7 +41,7 @@ import { buildNatTopology, NetLab, type NatTopology, type Netns } from '../test/
 import { compareTrees, ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
 import { makeRecipe } from './recipe.js';
 import { cleanupAll, cleanupAllSync, cpuSeconds, makeTemp, registerCleanup, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
-import { AGENT_ENTRY } from './harness.js';
+import { AGENT_ENTRY, requireBuilt } from './harness.js';
 
 const MB = 1e6;
 const RATE = '1gbit';
@@ -608,6 +608,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const sizeText = process.env['SEEDWIRE_BENCH_BYTES'];
   const bytes = sizeText ? Number(sizeText) : 2 ** 30;
   if (!Number.isInteger(bytes) || bytes <= 0) throw new Error(`SEEDWIRE_BENCH_BYTES: expected a byte count when running bench/links.ts alone, got '${sizeText}'`);
+  requireBuilt();
   process.on('exit', cleanupAllSync);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {

@@ -24,12 +24,12 @@
  * summarise with bench/probe-summary.ts), SEEDWIRE_BENCH_DATA_CONNECTIONS=0 (seed bytes on the agents'
  * control links, as before data connections). Needs a built dist/ (the Makefile target builds it).
  */
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
 import { readBenchEnv } from './env.js';
-import { AGENT_ENTRY, log, MiB, quietDisk, ROOT, runShell, shq } from './harness.js';
+import { log, MiB, quietDisk, requireBuilt, ROOT, runShell, shq } from './harness.js';
 import { cleanupAll, cleanupAllSync } from './procs.js';
 import { makeRecipe } from './recipe.js';
 import { detailsTable, targetsTable } from './report.js';
@@ -48,9 +48,7 @@ function fail(phase: string, error: unknown): void {
 }
 
 async function main(): Promise<number> {
-  if (!existsSync(join(ROOT, 'dist/server-stub/main.js')) || !existsSync(AGENT_ENTRY)) {
-    throw new Error('dist/ is not built: run `make build dist` (or `npm run build && node scripts/build-dist.mjs`) first');
-  }
+  requireBuilt();
   const started = performance.now();
   const version = mariadbVersion();
   const datasetOfSize = async (bytes: number): Promise<Dataset> => {

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { compareTrees } from '../dataset.js';
-import { awaitSeed, MB, startSeed, startSeedWorld, tarPipes, type SeedOptions } from '../harness.js';
+import { awaitSeed, MB, quietDisk, startSeed, startSeedWorld, tarPipes, type SeedOptions } from '../harness.js';
 import { makeTemp, removeTemp } from '../procs.js';
 import type { SeedRun } from '../results.js';
 import type { BenchSection } from '../section.js';
@@ -42,6 +42,7 @@ export const parallelSection: BenchSection = {
       try {
         const options = (i: number): SeedOptions => ({ label: `parallel-${i + 1}`, compression: 'none', lanes: env.lanes, timeoutMs: env.seedTimeoutMs });
         // Posted together, as the pipelines start together: a seed's POST waits for its precheck.
+        await quietDisk();
         const started = await Promise.all(world.pairs.map((pair, i) => startSeed(world.ctl.client, world.procs, pair, options(i))));
         const runs: SeedRun[] = await Promise.all(started.map((s, i) => awaitSeed(world.ctl.client, world.procs, s, options(i))));
         r.seed.runs.push(...runs);

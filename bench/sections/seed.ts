@@ -5,7 +5,7 @@
  * seed sends from it.
  */
 import { compareTrees, type Dataset } from '../dataset.js';
-import { awaitSeed, MB, measureLatency, runSeed, startSeed, startSeedWorld, type SeedOptions, type SeedWorld } from '../harness.js';
+import { awaitSeed, MB, measureLatency, quietDisk, runSeed, startSeed, startSeedWorld, type SeedOptions, type SeedWorld } from '../harness.js';
 import { resetPeakRss } from '../procs.js';
 import type { SeedRun } from '../results.js';
 import type { BenchContext, BenchSection } from '../section.js';
@@ -42,6 +42,7 @@ async function latencyDuringSeed(ctx: BenchContext, world: SeedWorld): Promise<{
     }
   };
   const options: SeedOptions = { ...seedOptions(ctx, 'during-ops', 'none'), onPoll: (s) => void (transferring = s.stage === 'transfer') };
+  await quietDisk();
   const started = await startSeed(world.ctl.client, world.procs, pair, options);
   // Caught at once and rethrown after the seed, so a failing op cannot reject unobserved.
   const sampler = sample().then(
