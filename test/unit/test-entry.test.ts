@@ -3,10 +3,14 @@
  * information with the promise rules on. These read the real package.json, Makefile, CI script
  * and ESLint config, so a change that quietly drops a step or a rule fails here.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ESLint } from 'eslint';
+import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import config from '../../vitest.config.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
@@ -35,11 +39,48 @@ describe('the test entry', () => {
     expect([...listed].sort()).toEqual([...installed].sort());
   });
 
-  it('npm test runs typecheck, lint and vitest, in that order', () => {
+  it('npm test runs typecheck, lint and vitest (its two lanes side by side), in that order', () => {
     const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
-    expect(scripts['test']).toBe('npm run typecheck && npm run lint && npm run vitest');
+    expect(scripts['test']).toBe('npm run typecheck && npm run lint && npm run vitest:lanes');
     expect(scripts['lint']).toMatch(/^eslint /);
     expect(scripts['vitest']).toBe('vitest run');
+    expect(scripts['vitest:lanes']).toBe('node scripts/test-lanes.mjs');
+  });
+
+  it("the two lanes together take every folder of tests, each in one lane only, and run one file at a time", () => {
+    const projects = (config.test?.projects ?? []) as { test: { name: string; include: string[] } }[];
+    expect(projects.map((p) => p.test.name).sort()).toEqual(['host', 'process']);
+    // A lane runs one file at a time when its projects run in one process (`npm run vitest`).
+    expect(config.test?.maxWorkers).toBe(1);
+    const folderOf = (pattern: string): string => /^test\/([^/*]+)\/\*\*\/\*\.test\.ts$/.exec(pattern)?.[1] ?? `unexpected pattern ${pattern}`;
+    const taken = projects.flatMap((p) => p.test.include.map(folderOf));
+    const withTests = readdirSync(new URL('../', import.meta.url), { withFileTypes: true })
+      .filter((entry) => entry.isDirectory() && readdirSync(new URL(`../${entry.name}/`, import.meta.url), { recursive: true }).some((f) => String(f).endsWith('.test.ts')))
+      .map((entry) => entry.name);
+    expect([...taken].sort()).toEqual([...withTests].sort());
+    expect(new Set(taken).size).toBe(taken.length);
+  });
+
+  it('the lanes runner prefixes each lane, runs both to the end, and fails when either lane fails', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sw-lanes-'));
+    try {
+      // A stand-in for vitest: the runner, not vitest, is under test here.
+      const fake = join(dir, 'vitest.mjs');
+      writeFileSync(fake, "const p = process.argv[process.argv.indexOf('--project') + 1]; console.log('ran ' + p + ' ' + process.argv.slice(2).join(' ')); process.exit(p === process.env.FAIL_LANE ? 3 : 0);\n");
+      const run = (failLane: string) =>
+        execa(process.execPath, [join(PROJECT_ROOT, 'scripts/test-lanes.mjs')], { reject: false, env: { SEEDWIRE_TEST_LANES_VITEST: fake, FAIL_LANE: failLane } });
+      const good = await run('none');
+      expect(good.exitCode).toBe(0);
+      expect(good.stdout).toContain('[host] ran host run --project host');
+      expect(good.stdout).toContain('[process] ran process run --project process');
+      expect(good.stdout).toMatch(/^lane host: passed in /m);
+      const bad = await run('host');
+      expect(bad.exitCode).toBe(1);
+      expect(bad.stdout).toMatch(/^lane host: failed \(exit 3\) in /m);
+      expect(bad.stdout).toMatch(/^lane process: passed in /m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('make test builds, then calls npm test; CI calls make test', () => {
