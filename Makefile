@@ -16,8 +16,8 @@ dist: deps
 
 ## `npm test` is the one test entry (typecheck, lint with type information, then vitest: unit,
 ## integration with real sockets and processes, system with real MariaDB, btrfs on a loop device
-## and Chromium), the system tests and the rest in two lanes side by side (scripts/test-lanes.mjs).
-## make adds what it needs first: Debian packages and node_modules (deps), dist/ and the console
+## and Chromium), in two lanes side by side (scripts/test-lanes.mjs): the system tests in one, the
+## rest in the other. make adds what it needs first: Debian packages and node_modules (deps), dist/ and the console
 ## bundle (build), which the system tests start. System tests need root; in CI (CI=true) a missing
 ## tool fails.
 test: build

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ESLint } from 'eslint';
 import { execa } from 'execa';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import config from '../../vitest.config.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -78,6 +78,35 @@ describe('the test entry', () => {
       expect(bad.exitCode).toBe(1);
       expect(bad.stdout).toMatch(/^lane host: failed \(exit 3\) in /m);
       expect(bad.stdout).toMatch(/^lane process: passed in /m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the lanes runner: with arguments, one vitest run of them; SIGTERM reaches both lanes and fails the run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sw-lanes-'));
+    try {
+      // A stand-in for vitest that says what it was given, and waits while WAIT is set.
+      const fake = join(dir, 'vitest.mjs');
+      writeFileSync(fake, "console.log('ran ' + process.argv.slice(2).join(' ')); if (process.env.WAIT) setInterval(() => undefined, 1000); else process.exit(process.argv.includes('fail') ? 2 : 0);\n");
+      const runner = join(PROJECT_ROOT, 'scripts/test-lanes.mjs');
+      const env = { SEEDWIRE_TEST_LANES_VITEST: fake };
+      const filtered = await execa(process.execPath, [runner, 'test/unit', '-t', 'fail'], { reject: false, env });
+      expect(filtered.exitCode).toBe(2);
+      expect(filtered.stdout.trim()).toBe('ran run test/unit -t fail');
+
+      const waiting = execa(process.execPath, [runner], { reject: false, env: { ...env, WAIT: '1' } });
+      let seen = '';
+      waiting.stdout?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+      await vi.waitFor(() => {
+        expect(seen).toContain('[host] ran run --project host');
+        expect(seen).toContain('[process] ran run --project process');
+      }, { timeout: 10_000, interval: 20 });
+      waiting.kill('SIGTERM');
+      const stopped = await waiting;
+      expect(stopped.exitCode).toBe(1);
+      expect(stopped.stdout).toMatch(/^lane host: killed by SIGTERM in /m);
+      expect(stopped.stdout).toMatch(/^lane process: killed by SIGTERM in /m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
