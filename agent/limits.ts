@@ -30,6 +30,13 @@ export const AGENT_LIMITS = {
    */
   datadirRecheckMs: 2_000,
   /**
+   * A process seen with a datadir file open is looked at this many times more, this far apart,
+   * and refuses only if it still has one open every time: a transient reader (another tool's walk
+   * of the datadir) must not stop a seed; a server keeps its files open.
+   */
+  guardOpenFileRechecks: 2,
+  guardOpenFilePauseMs: 150,
+  /**
    * @default 2_000 ms that output still in the pipes is read after bash exits: draining a pipe
    * takes milliseconds, and a background grandchild holding the pipes open must not hang the call.
    */

@@ -5,7 +5,8 @@
  * A datadir is "unused" only if ALL of these hold; each that fails is named in the refusal:
  * - mysql.statusCommand answered "stopped" (a non-zero exit) in time. A timeout, a kill, a
  *   spawn failure or an exit of 126/127 (the command could not run) is a refusal, never "stopped";
- * - no other process has a file open under the datadir (/proc/PID/fd);
+ * - no other process has a file open under the datadir (/proc/PID/fd) and still has one when
+ *   looked at again twice, 150 ms apart (a reader that closes it at once is not using it);
  * - no process holds or waits for a lock on one of its files (/proc/locks: mysqld holds fcntl
  *   locks on ibdata1 and aria_log_control);
  * - no live process owns a pid file (`*.pid` in the datadir, mysql.pidFile);
@@ -23,7 +24,7 @@ import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { AgentConfig, MysqlConfig } from '../config/schema.js';
 import { AGENT_LIMITS } from '../limits.js';
 import { matchLocks, mountDevicesFor, parseMountInfo, parseProcLocks, splitDevice, type LockableFile } from './proc-locks.js';
-import { findOpenFilesUnder, isProcessAlive, listDescendants, PROC_ROOT, readComm } from './proc-scan.js';
+import { findOpenFilesUnder, isProcessAlive, lastingUses, listDescendants, PROC_ROOT, readComm } from './proc-scan.js';
 import { describeFailure, runnerFor, type Runner } from './runner.js';
 import { STATUS_TIMEOUT_MS } from './service.js';
 
@@ -118,7 +119,10 @@ async function checkStatusCommand(deps: GuardDeps): Promise<string[]> {
 async function checkOpenFiles(root: string, ignoreOwnChildren: boolean, procRoot: string, memo: GuardMemo | undefined): Promise<string[]> {
   const exclude = ignoreOwnChildren ? await listDescendants(process.pid, procRoot) : new Set<number>();
   exclude.add(process.pid);
-  const uses = await findOpenFilesUnder(root, { exclude, procRoot, ...(memo ? { seen: memo.scannedPids } : {}) });
+  const found = await findOpenFilesUnder(root, { exclude, procRoot, ...(memo ? { seen: memo.scannedPids } : {}) });
+  // Only a process that keeps a datadir file open uses it: a reader that had one open for a moment
+  // (another agent's or a monitor's walk of the datadir) no longer stops a seed (docs/reliability.md).
+  const uses = await lastingUses(found, root, { rechecks: AGENT_LIMITS.guardOpenFileRechecks, pause: () => delay(AGENT_LIMITS.guardOpenFilePauseMs), procRoot });
   return uses.map((use) => `${use.comm} (pid ${use.pid}) has ${use.file === '.' ? 'the datadir' : use.file} open`);
 }
 

@@ -108,6 +108,31 @@ export async function findOpenFilesUnder(root: string, options: { exclude: Reado
   return found;
 }
 
+/**
+ * The uses whose process still has a file open under `root` after each of `rechecks` pauses: a
+ * reader that opens a file and closes it again (another tool's walk of the datadir, `du`, a log
+ * shipper) is not a process that uses the datadir, while a server keeps its files open. A process
+ * that is gone no longer counts. Each use names the file held at the last look. `pause` waits
+ * between looks (a test passes its own).
+ */
+export async function lastingUses(
+  uses: readonly OpenFileUse[],
+  root: string,
+  options: { rechecks: number; pause: () => Promise<void>; procRoot?: string },
+): Promise<OpenFileUse[]> {
+  const procRoot = options.procRoot ?? PROC_ROOT;
+  let lasting = [...uses];
+  for (let look = 0; look < options.rechecks && lasting.length > 0; look++) {
+    await options.pause();
+    const files = await Promise.all(lasting.map((use) => openFileUnder(use.pid, root, procRoot)));
+    lasting = lasting.flatMap((use, index) => {
+      const file = files[index];
+      return file === null || file === undefined ? [] : [{ ...use, file }];
+    });
+  }
+  return lasting;
+}
+
 /** Whether a process with this pid exists (EPERM: it exists but is not ours to signal). */
 export function isProcessAlive(pid: number): boolean {
   try {
