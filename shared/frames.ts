@@ -72,6 +72,11 @@ export const WelcomeFrame = z.object({
   clock: z.number(),
   heartbeatMs: z.number().int().positive(),
   deadAfterMs: z.number().int().positive(),
+  /**
+   * This controller acknowledges stored output (`ack` frames' `output`): the agent keeps what it
+   * sent until then and sends it again after a reconnect. Absent from older controllers.
+   */
+  acksOutput: z.boolean().optional(),
 });
 
 /**
@@ -117,8 +122,22 @@ export const ErrorFrame = z.object({
 
 export const CancelFrame = z.object({ t: z.literal('cancel'), id: IdSchema, reason: z.string().max(1024) });
 
-/** The controller has stored these results; the agent may forget them. */
-export const AckFrame = z.object({ t: z.literal('ack'), ids: z.array(IdSchema).max(LIMITS.maxAckIds) });
+/** In the hello's capabilities: this agent keeps output until the controller acknowledges it. */
+export const OUTPUT_ACKS_CAPABILITY = 'output-acks';
+
+/** A call's output the controller has stored, every frame up to and including `seq`. */
+export const OutputAck = z.object({ id: IdSchema, seq: z.number().int().nonnegative() });
+
+/**
+ * The controller has stored these results (`ids`; the agent may forget them) and these calls'
+ * output up to a `seq` (`output`, only to agents that offer OUTPUT_ACKS_CAPABILITY; the agent
+ * forgets those frames and no longer sends them again after a reconnect).
+ */
+export const AckFrame = z.object({
+  t: z.literal('ack'),
+  ids: z.array(IdSchema).max(LIMITS.maxAckIds),
+  output: z.array(OutputAck).max(LIMITS.maxAckIds).optional(),
+});
 
 /** Ordered command output. `seq` counts frames per call from 0; `gap` is bytes dropped just before. */
 export const OutputFrame = z.object({

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { LIMITS } from '../../shared/limits.js';
 import { VERSION } from '../../shared/version.js';
-import type { Frame, HelloFrame } from '../../shared/frames.js';
+import { OUTPUT_ACKS_CAPABILITY, type Frame, type HelloFrame } from '../../shared/frames.js';
 import type { AgentConfig } from '../config/schema.js';
 import { DATA_CONNECTIONS_CAPABILITY } from '../../shared/data-link.js';
 import { createDataDialer } from '../connection/data-dial.js';
@@ -97,7 +97,7 @@ export function startDaemon(options: DaemonOptions): Daemon {
     agentId: config.id,
     hostname: config.hostname,
     version: VERSION,
-    capabilities: [...registry.keys(), ...(dataConnections ? [DATA_CONNECTIONS_CAPABILITY] : []), ...(blake3Available() ? [CONTENT_HASH_BLAKE3_CAPABILITY] : [])],
+    capabilities: [...registry.keys(), OUTPUT_ACKS_CAPABILITY, ...(dataConnections ? [DATA_CONNECTIONS_CAPABILITY] : []), ...(blake3Available() ? [CONTENT_HASH_BLAKE3_CAPABILITY] : [])],
     datacenter: config.datacenter,
     bootId,
     clock: Date.now(),
@@ -116,9 +116,9 @@ export function startDaemon(options: DaemonOptions): Daemon {
     log,
     handlers: {
       makeHello,
-      onSession: (_session: Session) => {
+      onSession: (_session: Session, welcome) => {
         facts.publishNow();
-        dispatcher.deliverPending();
+        dispatcher.deliverPending(welcome.acksOutput === true);
       },
       onFrame: (frame, session) => {
         if (frame.t === 'credit') streams.handleCredit(frame);

@@ -48,8 +48,11 @@ interface RunningCall {
 
 export class Dispatcher {
   private readonly running = new Map<string, RunningCall>();
+  /** Output of ended calls not yet delivered or not yet acknowledged, sent again after a welcome. */
   private readonly undelivered = new Map<string, OutputChannel>();
   private accepting = true;
+  /** Whether the controller of the current session acknowledges stored output (its welcome). */
+  private acksOutput = false;
 
   constructor(private readonly options: DispatcherOptions) {}
 
@@ -63,21 +66,33 @@ export class Dispatcher {
         return;
       case 'ack':
         this.options.ledger.ack(frame.ids);
+        for (const { id, seq } of frame.output ?? []) this.ackOutput(id, seq);
         return;
       default:
         this.options.log.debug({ t: frame.t }, 'frame not for the dispatcher');
     }
   }
 
-  /** After a welcome: buffered output first, then every result the controller has not acked. */
-  deliverPending(): void {
+  /**
+   * After a welcome: output the controller has not acknowledged and buffered output first (each
+   * call's in seq order), then every result it has not acked. `acksOutput`: the welcome's word.
+   */
+  deliverPending(acksOutput = false): void {
     const { send } = this.options;
-    for (const call of this.running.values()) if (!call.output.flush(send)) return;
+    this.acksOutput = acksOutput;
+    for (const call of this.running.values()) if (!call.output.replay(send)) return;
     for (const [id, channel] of this.undelivered) {
-      if (!channel.flush(send)) return;
-      this.undelivered.delete(id);
+      if (!channel.replay(send)) return;
+      if (channel.settled) this.undelivered.delete(id);
     }
     for (const outcome of this.options.ledger.pendingOutcomes()) if (!send(outcome)) return;
+  }
+
+  private ackOutput(id: string, seq: number): void {
+    const channel = this.running.get(id)?.output ?? this.undelivered.get(id);
+    if (!channel) return;
+    channel.ack(seq);
+    if (channel.settled) this.undelivered.delete(id);
   }
 
   runningIds(): string[] {
@@ -155,7 +170,7 @@ export class Dispatcher {
     const { ledger } = this.options;
     const log = this.options.log.child({ callId: frame.id, op: op.name, sessionId: this.options.sessionId?.() });
     const abort = new AbortController();
-    const output = new OutputChannel(frame.id);
+    const output = new OutputChannel(frame.id, undefined, undefined, () => this.acksOutput);
     ledger.markRunning(frame.id, op.name);
     const timer = frame.timeoutMs
       ? setTimeout(() => abort.abort(new SeedwireError('SEEDWIRE_TIMEOUT', `'${op.name}' did not finish within ${frame.timeoutMs} ms`)), frame.timeoutMs)
@@ -183,18 +198,22 @@ export class Dispatcher {
     this.running.set(frame.id, { id: frame.id, op: op.name, startedAt: new Date().toISOString(), seedId, abort, output, done });
   }
 
-  /** Stores the outcome, then sends the call's remaining output and the outcome if the link is up. */
+  /**
+   * Stores the outcome, then sends the call's remaining output and the outcome if the link is up.
+   * Output not yet acknowledged is kept (undelivered) to be sent again before the result after a
+   * reconnect, until the controller acknowledges it.
+   */
   private finish(id: string, outcome: Outcome, output: OutputChannel | undefined): void {
     const { ledger, send } = this.options;
     ledger.complete(id, outcome);
-    if (output && !output.flush(send)) {
+    const flushed = output?.flush(send) ?? true;
+    if (output && !output.settled) {
       this.undelivered.set(id, output);
       if (this.undelivered.size > AGENT_LIMITS.undeliveredOutputCalls) {
         const oldest = this.undelivered.keys().next().value;
         if (oldest !== undefined) this.undelivered.delete(oldest);
       }
-      return; // the result follows its output after the next welcome
     }
-    send(outcome);
+    if (flushed) send(outcome); // otherwise the result follows its output after the next welcome
   }
 }

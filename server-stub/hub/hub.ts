@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { DATA_CONNECTIONS_CAPABILITY, DATA_PATH } from '../../shared/data-link.js';
 import { ERROR_CODES, SeedwireError } from '../../shared/errors.js';
-import { CLOSE_CODES, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
+import { CLOSE_CODES, OUTPUT_ACKS_CAPABILITY, type EnrolledFrame, type Facts, type Frame, type HelloFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import type { OpName, OpParamsInput, OpResultOf } from '../../shared/ops.js';
 import { CONTROLLER_LIMITS } from '../limits.js';
@@ -436,6 +436,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       clock: now,
       heartbeatMs: timing.heartbeatMs,
       deadAfterMs: timing.deadAfterMs,
+      acksOutput: true,
     });
     relay.replayCredit(hello.agentId);
     session.log.info(
@@ -472,6 +473,17 @@ export function createAgentHub(options: HubOptions): ControllerHub {
     else pendingAcks.set(session, [id]);
     ackFlush ??= setImmediate(flushAcks);
   }
+  /**
+   * Stored output is acknowledged the same way, to the agent's session of the moment (an ack names
+   * a call and a seq, so any session of the agent may carry it), only to agents that offer it.
+   */
+  const pendingOutputAcks = new Map<string, Map<string, number>>();
+  function ackOutputSoon(agentId: string, callId: string, seq: number): void {
+    const acks = pendingOutputAcks.get(agentId) ?? new Map<string, number>();
+    pendingOutputAcks.set(agentId, acks);
+    acks.set(callId, Math.max(seq, acks.get(callId) ?? -1));
+    ackFlush ??= setImmediate(flushAcks);
+  }
   function flushAcks(): void {
     ackFlush = undefined;
     for (const [session, ids] of pendingAcks) {
@@ -479,6 +491,13 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       for (let i = 0; i < ids.length; i += LIMITS.maxAckIds) session.sender.sendFrame({ t: 'ack', ids: ids.slice(i, i + LIMITS.maxAckIds) });
     }
     pendingAcks.clear();
+    for (const [agentId, acks] of pendingOutputAcks) {
+      const session = sessions.get(agentId);
+      if (!session || session.isClosed || !session.hello?.capabilities.includes(OUTPUT_ACKS_CAPABILITY)) continue;
+      const output = [...acks].map(([id, seq]) => ({ id, seq }));
+      for (let i = 0; i < output.length; i += LIMITS.maxAckIds) session.sender.sendFrame({ t: 'ack', ids: [], output: output.slice(i, i + LIMITS.maxAckIds) });
+    }
+    pendingOutputAcks.clear();
   }
 
   function handleFrame(session: AgentSession, frame: Exclude<Frame, HelloFrame>): void {
@@ -504,9 +523,22 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       case 'output': {
         const call = calls.get(frame.id);
         if (!call) return void session.log.debug({ callId: frame.id }, 'output for an unknown call; ignored');
-        if (frame.seq <= call.lastOutputSeq) return; // re-delivered after a reconnect
+        if (frame.seq <= call.lastOutputSeq) {
+          // Sent again after a reconnect: acknowledged again once stored (the earlier ack may
+          // have been lost with the link); one still being stored is acknowledged when it is.
+          if (frame.seq <= call.storedOutputSeq) ackOutputSoon(agentId, call.id, call.storedOutputSeq);
+          return;
+        }
+        const lost = call.seqKnown ? frame.seq - call.lastOutputSeq - 1 : 0;
         call.lastOutputSeq = frame.seq;
-        call.options.onOutput?.(frame);
+        call.seqKnown = true;
+        const stored = call.options.onOutput?.(frame, lost);
+        const acknowledge = (): void => {
+          call.storedOutputSeq = Math.max(call.storedOutputSeq, frame.seq);
+          ackOutputSoon(agentId, call.id, frame.seq);
+        };
+        if (stored) void stored.then(acknowledge, (error: unknown) => session.log.warn({ err: error, callId: frame.id }, 'output not stored; not acknowledged'));
+        else acknowledge();
         return;
       }
       case 'progress': {
@@ -603,7 +635,9 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         agentId,
         op,
         options: callOptions,
-        lastOutputSeq: -1,
+        lastOutputSeq: callOptions.lastOutputSeq ?? -1,
+        storedOutputSeq: callOptions.lastOutputSeq ?? -1,
+        seqKnown: callOptions.lastOutputSeq !== undefined || !sessions.get(agentId)?.resumable.has(id),
         resolve: (outcome) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(outcome);

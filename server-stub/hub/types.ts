@@ -40,7 +40,18 @@ export interface CallOptions<N extends OpName = OpName> {
   signal?: AbortSignal;
   /** Passed to the agent as the op's timeout. */
   timeoutMs?: number;
-  onOutput?: (frame: OutputFrame) => void;
+  /**
+   * Each output frame once, in seq order; `lost`: frames the agent sent before it that never came
+   * (forgotten by the agent past its buffer while this controller had not stored them). A promise
+   * returned resolves once the frame is stored: only then is it acknowledged to the agent, which
+   * sends unacknowledged output again after a reconnect. Without one it is acknowledged at once.
+   */
+  onOutput?: (frame: OutputFrame, lost: number) => void | Promise<void>;
+  /**
+   * The agent's seq of the last output frame already stored for this call id (a call resumed after
+   * a controller restart): frames up to it are not passed on again. Undefined: none known.
+   */
+  lastOutputSeq?: number;
   /** Progress of the op's shape (shared/ops.ts OP_PROGRESS); frames of another shape are dropped and logged. */
   onProgress?: (data: OpProgressOf<N>) => void;
   /**

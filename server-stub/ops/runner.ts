@@ -99,28 +99,38 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     bus.publish('operation', extra ? { ...operation, ...extra } : operation);
   }
 
-  /** Queues a write of an operation tracked here behind its earlier ones (output stays in order). */
-  function enqueue(entry: Active | undefined, operationId: string, write: () => Promise<void>): void {
+  /**
+   * Queues a write of an operation tracked here behind its earlier ones (output stays in order);
+   * resolves once it ran. Its failure is logged, and it is not retried.
+   */
+  function enqueue(entry: Active | undefined, operationId: string, write: () => Promise<void>): Promise<void> {
     const run = (): Promise<void> => write().catch((error: unknown) => deps.log.error({ err: error, opId: operationId }, 'storing the output of an operation failed'));
     const deferred = entry?.deferred;
     // Output needs the operation's row: a deferred start is written first.
     if (entry && deferred) entry.writes = entry.writes.then(() => deferred.write()).then(() => undefined, () => undefined);
-    if (entry) entry.writes = entry.writes.then(run);
-    else void run(); // run() never rejects
+    if (!entry) return run(); // run() never rejects
+    entry.writes = entry.writes.then(run);
+    return entry.writes;
   }
 
-  /** Stores a chunk, then publishes it with `end`, the operation's output bytes once it is stored (followers dedupe by it). */
-  async function storeOutput(operationId: string, stream: OutputFrame['stream'], seq: number, data: string): Promise<void> {
-    const { bytes } = await output.append(operationId, stream, data);
-    bus.publish('output', { operationId, seq, stream, data, end: bytes });
-  }
-
-  function recordOutput(operationId: string, frame: OutputFrame, listeners: ReadonlySet<RunOptions>): void {
-    enqueue(active.get(operationId), operationId, async () => {
-      if (frame.gap) await storeOutput(operationId, frame.stream, frame.seq, `\n[seedwire: ${frame.gap} bytes of output lost]\n`);
-      await storeOutput(operationId, frame.stream, frame.seq, frame.data);
+  /**
+   * Stores an output frame (once: one the agent sends again after a reconnect is dropped by its
+   * seq), with a note before it of what was lost, then publishes it with `end`, the operation's
+   * output bytes once it is stored (followers dedupe by it). Resolves once it is stored: the hub
+   * acknowledges it to the agent then.
+   */
+  function recordOutput(operationId: string, frame: OutputFrame, lost: number, listeners: ReadonlySet<RunOptions>): Promise<void> {
+    const notes = [
+      ...(lost > 0 ? [`\n[seedwire: ${lost} output frame${lost === 1 ? '' : 's'} lost]\n`] : []),
+      ...(frame.gap ? [`\n[seedwire: ${frame.gap} bytes of output lost]\n`] : []),
+    ];
+    const data = notes.length === 0 ? frame.data : `${notes.join('')}${frame.data}`;
+    const stored = enqueue(active.get(operationId), operationId, async () => {
+      const { bytes, duplicate } = await output.append(operationId, frame.stream, data, frame.seq);
+      if (!duplicate) bus.publish('output', { operationId, seq: frame.seq, stream: frame.stream, data, end: bytes });
     });
     for (const options of listeners) options.onOutput?.({ seq: frame.seq, stream: frame.stream, data: frame.data });
+    return stored;
   }
 
   async function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation> {
@@ -231,7 +241,18 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
    * `params`: what the agent gets when it differs from the stored row (a secret the store keeps
    * out). `deferred`: the operation's first rows are not written yet (a read-only one; deferStart).
    */
-  function track(operation: Operation, options: RunOptions | null, resumed: boolean, params: Record<string, unknown> = operation.params, deferred?: DeferredStart): StartedOperation {
+  /**
+   * `lastOutputSeq`: the agent's seq of the last output frame stored for a resumed operation
+   * (lastFrameSeq; undefined when unknown), so what it sends again is stored once.
+   */
+  function track(
+    operation: Operation,
+    options: RunOptions | null,
+    resumed: boolean,
+    params: Record<string, unknown> = operation.params,
+    deferred?: DeferredStart,
+    lastOutputSeq?: number,
+  ): StartedOperation {
     const controller = new AbortController();
     const listeners = new Set<RunOptions>();
     // Checked again here, not only at start: a row resumed after a restart comes from the store.
@@ -240,9 +261,10 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       callId: operation.id,
       signal: controller.signal,
       ...(options?.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
-      onOutput: (frame) => recordOutput(operation.id, frame, listeners),
+      ...(lastOutputSeq === undefined ? {} : { lastOutputSeq }),
+      onOutput: (frame, lost) => recordOutput(operation.id, frame, lost, listeners),
       onProgress: (data) => {
-        enqueue(active.get(operation.id), operation.id, async () => publish((await operations.get(operation.id)) ?? operation, { progress: data }));
+        void enqueue(active.get(operation.id), operation.id, async () => publish((await operations.get(operation.id)) ?? operation, { progress: data }));
         for (const listener of listeners) listener.onProgress?.(data);
       },
       onDisconnect: options?.onDisconnect ?? 'wait',
@@ -282,6 +304,8 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     if (!hub.isConnected(agentId)) throw new SeedwireError('SEEDWIRE_AGENT_OFFLINE', `agent ${agentId} is not connected`);
     const reopened = row.state !== 'running' && (await operations.reopen(row.id));
     const operation = (await operations.get(row.id)) ?? row;
+    // Sent again, it runs from its first output frame; resumed, it goes on after what is stored.
+    const lastOutputSeq = reopened ? -1 : ((await output.lastFrameSeq(row.id)) ?? undefined);
     // Another caller may have re-attached it while this one read the store.
     const attached = active.get(row.id);
     if (attached) {
@@ -291,7 +315,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     deps.log.info({ opId: row.id, agentId, op, actor: options.actor, reopened }, 'operation re-attached by id');
     await audit.record({ actor: options.actor, agentId, action: `op:${op}`, params: auditParams(row.id, options), outcome: reopened ? 'resent' : 'resumed' });
     publish(operation);
-    return track(operation, options, !reopened);
+    return track(operation, options, !reopened, operation.params, undefined, lastOutputSeq);
   }
 
   function auditParams(operationId: string, options: RunOptions, params?: unknown): Record<string, unknown> {
@@ -412,11 +436,14 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     async prepareResume(agentId, hello) {
       const known = new Set([...hello.running, ...hello.pending]);
       const rows = await operations.listRunning(agentId);
+      // Where each resumed operation's stored output ends: what the agent sends again is stored once.
+      const resumed = rows.filter((row) => known.has(row.id) && !active.has(row.id));
+      const lastSeqs = new Map(await Promise.all(resumed.map(async (row) => [row.id, await output.lastFrameSeq(row.id)] as const)));
       return () => {
         for (const row of rows) {
           if (active.has(row.id)) continue; // this process still waits for it; the hub decides
           if (known.has(row.id)) {
-            track(row, null, true);
+            track(row, null, true, row.params, undefined, lastSeqs.get(row.id) ?? undefined);
             continue;
           }
           finish(row, { ok: false, error: new SeedwireError('SEEDWIRE_LOST', `agent ${agentId} reconnected without operation ${row.id}; its outcome is unknown`) }).catch(

@@ -155,6 +155,11 @@ export const MIGRATIONS: readonly Migration[] = [
   ALTER TABLE seeds ADD COLUMN lease_expires_at INTEGER;
   `,
   },
+  {
+    // -1: no frame stored yet (or stored before this column: then output_bytes says there is output).
+    name: "operations.output_seq: the agent's last output frame stored (a frame sent again after a reconnect is stored once)",
+    up: `ALTER TABLE operations ADD COLUMN output_seq INTEGER NOT NULL DEFAULT -1;`,
+  },
 ];
 
 /** The schema version this build writes. */

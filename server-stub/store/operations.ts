@@ -109,7 +109,7 @@ export interface OperationStore {
    * then, or null (and writes nothing) when there is no such operation.
    */
   end(id: string, end: OperationEnd, audit: EndAudit): Promise<Operation | null>;
-  /** Sets an ended operation running again (its call is re-sent under the same id); false if it was running. */
+  /** Sets an ended operation running again (its call is re-sent under the same id, its output frames counted from 0 again); false if it was running. */
   reopen(id: string): Promise<boolean>;
   get(id: string): Promise<Operation | null>;
   /** Newest first; with `seedId`, that seed's steps in the order they started. */
@@ -188,7 +188,7 @@ export function createOperationStore(sql: SqlExecutor): OperationStore {
     },
     async reopen(id) {
       const { changes } = await sql.run(
-        `UPDATE operations SET state = 'running', ended_at = NULL, result = NULL, error = NULL, exit_code = NULL WHERE id = ? AND state != 'running'`,
+        `UPDATE operations SET state = 'running', ended_at = NULL, result = NULL, error = NULL, exit_code = NULL, output_seq = -1 WHERE id = ? AND state != 'running'`,
         [id],
       );
       return changes === 1;

@@ -17,9 +17,16 @@ export interface OutputChunk {
 export interface OutputStore {
   /**
    * Appends one chunk; returns the row seq it was stored under (null when past the cap) and
-   * `bytes`, the operation's output bytes with it (0 for an unknown operation).
+   * `bytes`, the operation's output bytes with it (0 for an unknown operation). `frameSeq`: the
+   * agent's seq of the frame it came in; a frame at or below the last one stored is not stored
+   * again (`duplicate`; an agent sends unacknowledged output again after a reconnect).
    */
-  append(operationId: string, stream: OutputStream, data: string): Promise<{ seq: number | null; bytes: number }>;
+  append(operationId: string, stream: OutputStream, data: string, frameSeq?: number): Promise<{ seq: number | null; bytes: number; duplicate?: true }>;
+  /**
+   * The agent's seq of the last output frame stored for the operation: -1 when none was, null when
+   * unknown (output stored by a release that did not record it, or no such operation).
+   */
+  lastFrameSeq(operationId: string): Promise<number | null>;
   /** The whole stored output as text: head, a truncation note, then the tail. */
   readText(operationId: string): Promise<string>;
   /** readText with the output bytes it covers (a live follower skips chunks it already holds). */
@@ -28,6 +35,7 @@ export interface OutputStore {
 }
 
 interface Counters {
+  output_seq: number;
   output_bytes: number;
   output_stored: number;
   output_rows: number;
@@ -61,16 +69,17 @@ export function createOutputStore(
   sql: SqlExecutor,
   limits: { capBytes: number; tailBytes: number } = { capBytes: LIMITS.outputStoreBytes, tailBytes: LIMITS.outputTailBytes },
 ): OutputStore {
-  const selectCounters = 'SELECT output_bytes, output_stored, output_rows, output_truncated, output_tail FROM operations WHERE id = ?';
+  const selectCounters = 'SELECT output_seq, output_bytes, output_stored, output_rows, output_truncated, output_tail FROM operations WHERE id = ?';
   // Appends are read-modify-write of the counters: on PostgreSQL the row is locked for it.
   const selectCountersForUpdate = sql.dialect === 'postgres' ? `${selectCounters} FOR UPDATE` : selectCounters;
   const selectRows = 'SELECT seq, stream, data FROM operation_output WHERE operation_id = ? ORDER BY seq';
 
   const store: OutputStore = {
-    append(operationId, stream, data) {
+    append(operationId, stream, data, frameSeq) {
       return sql.transaction(async (tx) => {
         const c = await tx.get<Counters>(selectCountersForUpdate, [operationId]);
         if (!c) return { seq: null, bytes: 0 };
+        if (frameSeq !== undefined && frameSeq <= c.output_seq) return { seq: null, bytes: c.output_bytes, duplicate: true };
         const insertRow = (seq: number, kind: OutputChunk['stream'], text: string): Promise<unknown> =>
           tx.run('INSERT INTO operation_output (operation_id, seq, stream, data) VALUES (?, ?, ?, ?)', [operationId, seq, kind, text]);
         const bytes = Buffer.byteLength(data);
@@ -92,7 +101,8 @@ export function createOutputStore(
           }
         }
         const tail = takeTailBytes(c.output_tail + data, limits.tailBytes);
-        await tx.run('UPDATE operations SET output_bytes = ?, output_stored = ?, output_rows = ?, output_truncated = ?, output_tail = ? WHERE id = ?', [
+        await tx.run('UPDATE operations SET output_seq = ?, output_bytes = ?, output_stored = ?, output_rows = ?, output_truncated = ?, output_tail = ? WHERE id = ?', [
+          frameSeq ?? c.output_seq,
           c.output_bytes + bytes,
           stored,
           rows,
@@ -102,6 +112,11 @@ export function createOutputStore(
         ]);
         return { seq, bytes: c.output_bytes + bytes };
       });
+    },
+    async lastFrameSeq(operationId) {
+      const row = await sql.get<{ output_seq: number; output_bytes: number }>('SELECT output_seq, output_bytes FROM operations WHERE id = ?', [operationId]);
+      if (!row) return null;
+      return row.output_seq < 0 && row.output_bytes > 0 ? null : row.output_seq;
     },
     readChunks(operationId) {
       return sql.all<OutputChunk>(selectRows, [operationId]);

@@ -134,6 +134,11 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   ALTER TABLE seeds ADD COLUMN lease_expires_at BIGINT;
   `,
   },
+  {
+    // -1: no frame stored yet (or stored before this column: then output_bytes says there is output).
+    name: "operations.output_seq: the agent's last output frame stored (a frame sent again after a reconnect is stored once)",
+    up: `ALTER TABLE operations ADD COLUMN output_seq BIGINT NOT NULL DEFAULT -1;`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;

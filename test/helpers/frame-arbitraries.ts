@@ -63,7 +63,10 @@ export function frameArb(avoidIds: readonly string[] = []): fc.Arbitrary<Frame> 
       pending: fc.array(id, { maxLength: 5 }),
       running: fc.array(id, { maxLength: 5 }),
     }),
-    fc.record({ t: fc.constant('welcome' as const), v: safeInt, sessionId: id, clock: jsonNumber, heartbeatMs: fc.integer({ min: 1 }), deadAfterMs: fc.integer({ min: 1 }) }),
+    fc.record(
+      { t: fc.constant('welcome' as const), v: safeInt, sessionId: id, clock: jsonNumber, heartbeatMs: fc.integer({ min: 1 }), deadAfterMs: fc.integer({ min: 1 }), acksOutput: fc.boolean() },
+      { requiredKeys: ['t', 'v', 'sessionId', 'clock', 'heartbeatMs', 'deadAfterMs'] },
+    ),
     fc.record(
       { t: fc.constant('call' as const), id, op: fc.string({ minLength: 1, maxLength: 64 }), params: jsonRecord, timeoutMs: fc.integer({ min: 1 }) },
       { requiredKeys: ['t', 'id', 'op', 'params'] },
@@ -77,7 +80,7 @@ export function frameArb(avoidIds: readonly string[] = []): fc.Arbitrary<Frame> 
       { requiredKeys: ['t', 'id', 'code', 'message'] },
     ),
     fc.record({ t: fc.constant('cancel' as const), id, reason: text(100) }),
-    fc.record({ t: fc.constant('ack' as const), ids: fc.array(id, { maxLength: 8 }) }),
+    fc.record({ t: fc.constant('ack' as const), ids: fc.array(id, { maxLength: 8 }), output: fc.array(fc.record({ id, seq: nonNegInt }), { maxLength: 8 }) }, { requiredKeys: ['t', 'ids'] }),
     fc.record(
       { t: fc.constant('output' as const), id, seq: nonNegInt, stream: fc.constantFrom('stdout' as const, 'stderr' as const), data: text(200), gap: nonNegInt },
       { requiredKeys: ['t', 'id', 'seq', 'stream', 'data'] },

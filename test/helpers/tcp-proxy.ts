@@ -1,11 +1,12 @@
 /**
  * A real TCP proxy for fault injection: forwards to `target`, and on demand black-holes traffic
- * (sockets stay open, nothing passes — what a dead NAT mapping looks like), cuts every connection,
- * or refuses new ones.
+ * (sockets stay open, nothing passes — what a dead NAT mapping looks like), or only what the
+ * target sends back (`blackhole-down`: the client's bytes arrive, no answer comes), cuts every
+ * connection, or refuses new ones. It counts the client's bytes forwarded and swallowed.
  */
 import net from 'node:net';
 
-export type ProxyMode = 'forward' | 'blackhole' | 'refuse';
+export type ProxyMode = 'forward' | 'blackhole' | 'blackhole-down' | 'refuse';
 
 export interface TcpProxy {
   port: number;
@@ -17,12 +18,18 @@ export interface TcpProxy {
   cutAllBut(keep: number): void;
   readonly connections: number;
   readonly bytesForwarded: number;
+  /** The clients' bytes forwarded to the target. */
+  readonly bytesUp: number;
+  /** The clients' bytes swallowed by a black hole. */
+  readonly bytesSwallowedUp: number;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   let mode: ProxyMode = 'forward';
   let bytesForwarded = 0;
+  let bytesUp = 0;
+  let bytesSwallowedUp = 0;
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
   /** Legs whose peer closed while the link was black-holed. */
   const orphans = new Set<net.Socket>();
@@ -35,18 +42,22 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     const upstream = net.connect(target.port, target.host);
     const pair = { client, upstream };
     pairs.add(pair);
-    const pipe = (from: net.Socket, to: net.Socket): void => {
+    const pipe = (from: net.Socket, to: net.Socket, up: boolean): void => {
       from.on('data', (chunk: Buffer) => {
-        if (mode === 'blackhole') return; // swallowed: the peer sees silence, not a close
+        if (mode === 'blackhole' || (mode === 'blackhole-down' && !up)) {
+          if (up) bytesSwallowedUp += chunk.length;
+          return; // swallowed: the peer sees silence, not a close
+        }
         bytesForwarded += chunk.length;
+        if (up) bytesUp += chunk.length;
         if (!to.write(chunk)) {
           from.pause();
           to.once('drain', () => from.resume());
         }
       });
     };
-    pipe(client, upstream);
-    pipe(upstream, client);
+    pipe(client, upstream, true);
+    pipe(upstream, client, false);
     // A black hole swallows closes too: a dead path delivers no FIN or RST, so the surviving leg
     // stays open until its own side gives up (or the test cuts it). Forwarding a close would let
     // one side's timeout end the other side's connection before that side noticed the silence.
@@ -95,6 +106,12 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     get bytesForwarded() {
       return bytesForwarded;
+    },
+    get bytesUp() {
+      return bytesUp;
+    },
+    get bytesSwallowedUp() {
+      return bytesSwallowedUp;
     },
     async close() {
       cut();

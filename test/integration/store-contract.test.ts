@@ -215,6 +215,34 @@ describe.each(engines)('store contract: $name', ({ name, skip, open }) => {
     expect((await store.operations.get('op'))?.outputTail).toBe('hello\noops\n');
   });
 
+  it.skipIf(skip !== null)("output frames by the agent's seq: one sent again is stored once; a reopened operation counts from 0", async () => {
+    const store = await open();
+    const { output, operations } = store;
+    await operations.insert({ id: 'op', agentId: 'a', op: 'exec', params: {}, createdAt: AT, actor: 'admin' });
+    expect(await output.lastFrameSeq('op')).toBe(-1);
+    expect(await output.lastFrameSeq('nope')).toBeNull();
+    expect(await output.append('op', 'stdout', 'one\n', 0)).toEqual({ seq: 0, bytes: 4 });
+    expect(await output.append('op', 'stdout', 'two\n', 1)).toEqual({ seq: 1, bytes: 8 });
+    // The agent sends both again after a reconnect (their ack was lost), then the next one.
+    expect(await output.append('op', 'stdout', 'one\n', 0)).toEqual({ seq: null, bytes: 8, duplicate: true });
+    expect(await output.append('op', 'stdout', 'two\n', 1)).toEqual({ seq: null, bytes: 8, duplicate: true });
+    expect(await output.append('op', 'stderr', 'three\n', 2)).toEqual({ seq: 2, bytes: 14 });
+    expect(await output.lastFrameSeq('op')).toBe(2);
+    expect(await output.readText('op')).toBe('one\ntwo\nthree\n');
+    // A chunk with no seq (a note) is always stored, and leaves the last frame's seq alone.
+    await output.append('op', 'stdout', '[note]\n');
+    expect(await output.lastFrameSeq('op')).toBe(2);
+    // Ended, then sent again under its id: the agent runs it anew, from seq 0.
+    await operations.finish('op', { state: 'failed', endedAt: AT, result: null, error: { code: 'SEEDWIRE_LOST', message: 'lost' }, exitCode: null });
+    expect(await operations.reopen('op')).toBe(true);
+    expect(await output.append('op', 'stdout', 'again\n', 0)).toMatchObject({ seq: 4 });
+    expect(await output.readText('op')).toBe('one\ntwo\nthree\n[note]\nagain\n');
+    // Output stored by a release that did not record seqs: where it ends is unknown.
+    await operations.insert({ id: 'old', agentId: 'a', op: 'exec', params: {}, createdAt: AT, actor: 'admin' });
+    await output.append('old', 'stdout', 'legacy\n');
+    expect(await output.lastFrameSeq('old')).toBeNull();
+  });
+
   it.skipIf(skip !== null)('audit: newest first, limited', async () => {
     const { audit } = await open();
     for (let i = 0; i < 5; i++) await audit.insert({ at: AT, actor: 'admin', agentId: i % 2 ? 'a' : null, action: `act${i}`, params: i === 0 ? null : { i }, outcome: 'ok', message: i === 4 ? 'last' : null });

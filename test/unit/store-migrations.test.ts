@@ -99,7 +99,7 @@ describe('store migrations', () => {
     expect(describeSchema(db)).toEqual(freshSchema());
     for (const [table, order] of Object.entries(FIXTURE_TABLES)) {
       // Columns later migrations added, with their defaults.
-      const added: Record<string, Record<string, unknown>> = { operations: { seed_id: null }, seeds: { lanes: 1, owner: null, owner_url: null, lease_expires_at: null } };
+      const added: Record<string, Record<string, unknown>> = { operations: { seed_id: null, output_seq: -1 }, seeds: { lanes: 1, owner: null, owner_url: null, lease_expires_at: null } };
       const expected = before[table]!.map((row) => ({ ...row, ...added[table] }));
       expect(rowsOf(db, table, order), table).toEqual(expected);
     }
