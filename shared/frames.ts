@@ -77,6 +77,11 @@ export const WelcomeFrame = z.object({
    * sent until then and sends it again after a reconnect. Absent from older controllers.
    */
   acksOutput: z.boolean().optional(),
+  /**
+   * This controller pings each agent every `heartbeatMs` from its liveness sweep: the agent then
+   * pings only after a silence (agent/connection/heartbeat.ts). Absent from older controllers.
+   */
+  pingsAgents: z.boolean().optional(),
 });
 
 /**

@@ -18,7 +18,7 @@ import { CLOSE_CODES, type EnrollFrame, type Frame, type HelloFrame, type Welcom
 import { LIMITS } from '../../shared/limits.js';
 import { createBackoff, type Backoff } from './backoff.js';
 import { ControllerList } from './controllers.js';
-import { startHeartbeat, type Heartbeat } from './heartbeat.js';
+import { silentPingMs, startHeartbeat, type Heartbeat } from './heartbeat.js';
 import { LinkStatus } from './link-status.js';
 import type { AgentIdentity } from './identity.js';
 import { chooseProxy, describeProxy, describeTunnelFailure, openTunnel, type ProxySettings, type TunnelState } from './proxy.js';
@@ -260,9 +260,14 @@ export class Link {
       this.current = session;
       this.currentUrl = target;
       this.status.connected(welcome.sessionId);
+      const deadAfterMs = timing.deadAfterMs ?? welcome.deadAfterMs;
+      // A controller that pings its agents is answered, not pinged, while it talks; an agent told
+      // its own heartbeatMs (config.advanced) pings on it regardless.
+      const answerOnly = welcome.pingsAgents === true && timing.heartbeatMs === undefined;
       heartbeat = startHeartbeat({
-        intervalMs: timing.heartbeatMs ?? welcome.heartbeatMs,
-        deadAfterMs: timing.deadAfterMs ?? welcome.deadAfterMs,
+        mode: answerOnly ? 'when-silent' : 'every',
+        intervalMs: answerOnly ? silentPingMs(welcome.heartbeatMs, deadAfterMs) : (timing.heartbeatMs ?? welcome.heartbeatMs),
+        deadAfterMs,
         sendPing: () => session?.send({ t: 'ping', ts: Date.now() }),
         onDead: () => {
           log.warn({ sessionId: welcome.sessionId }, 'controller silent past deadAfterMs; terminating');

@@ -437,6 +437,7 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       heartbeatMs: timing.heartbeatMs,
       deadAfterMs: timing.deadAfterMs,
       acksOutput: true,
+      pingsAgents: true,
     });
     relay.replayCredit(hello.agentId);
     session.log.info(

@@ -26,7 +26,9 @@ export interface ControllerSide {
   close(): Promise<void>;
 }
 
-export async function startControllerSide(options: { port?: number; token?: string; heartbeatMs?: number; deadAfterMs?: number } = {}): Promise<ControllerSide> {
+export async function startControllerSide(
+  options: { port?: number; token?: string; heartbeatMs?: number; deadAfterMs?: number; /** The welcome says the controller pings its agents. */ pingsAgents?: boolean } = {},
+): Promise<ControllerSide> {
   const wss = new WebSocketServer({ port: options.port ?? 0, host: '127.0.0.1', path: '/agent', perMessageDeflate: false, maxPayload: 2 * 1024 * 1024 });
   await new Promise<void>((resolve, reject) => {
     wss.once('listening', resolve);
@@ -73,7 +75,15 @@ export async function startControllerSide(options: { port?: number; token?: stri
       const frame = JSON.parse(data.toString()) as Frame;
       if (frame.t === 'hello') {
         sessionCounter += 1;
-        conn.send({ t: 'welcome', v: 1, sessionId: `s${sessionCounter}`, clock: Date.now(), heartbeatMs: options.heartbeatMs ?? 20_000, deadAfterMs: options.deadAfterMs ?? 45_000 });
+        conn.send({
+          t: 'welcome',
+          v: 1,
+          sessionId: `s${sessionCounter}`,
+          clock: Date.now(),
+          heartbeatMs: options.heartbeatMs ?? 20_000,
+          deadAfterMs: options.deadAfterMs ?? 45_000,
+          ...(options.pingsAgents === undefined ? {} : { pingsAgents: options.pingsAgents }),
+        });
       } else if (frame.t === 'ping') {
         conn.send({ t: 'pong', ts: frame.ts });
       }

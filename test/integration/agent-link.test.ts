@@ -192,6 +192,39 @@ describe('seedwire-agent against a controller peer', () => {
     await second.waitFrame('result', (f) => f.id === 'c-alive');
   });
 
+  it('a controller that pings its agents is answered, not pinged; once it falls silent the agent pings, then redials', async () => {
+    // heartbeatMs 200: the agent's own ping would come every 200 ms; told the controller pings, it
+    // waits for 300 ms of silence (one and a half periods) instead.
+    const peer = await startPeer({ heartbeatMs: 200, deadAfterMs: 1_500, pingsAgents: true });
+    startAgent({ controllerUrl: peer.url, token: TOKEN, id: 'agent-p' });
+    const first = await peer.connections.waitFor(() => true);
+    await first.waitFrame('hello');
+    // The controller's sweep: a ping every 200 ms, twelve of them, each answered.
+    for (let n = 1; n <= 12; n++) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 200));
+      first.send({ t: 'ping', ts: n });
+      await first.waitFrame('pong', (f) => f.ts === n);
+    }
+    expect(first.frames.items.filter((f) => f.t === 'ping')).toEqual([]);
+    // Silence: the agent pings (answered by the peer's pong, which keeps the link), and pings
+    // again at each silence; once nothing at all comes back, it redials.
+    const silentFrom = Date.now();
+    const ping = await first.waitFrame('ping', undefined, 5_000);
+    expect(Date.now() - silentFrom).toBeGreaterThanOrEqual(250);
+    expect(ping.ts).toBeGreaterThan(0);
+    first.request.socket.pause();
+    const second = await peer.connections.waitFor((c) => c !== first, { what: 'a redial', timeoutMs: 10_000 });
+    await second.waitFrame('hello');
+  });
+
+  it('an agent of a controller that does not ping pings every period', async () => {
+    const peer = await startPeer({ heartbeatMs: 200, deadAfterMs: 1_500 });
+    startAgent({ controllerUrl: peer.url, token: TOKEN, id: 'agent-q' });
+    const conn = await peer.connections.waitFor(() => true);
+    await conn.waitFrame('hello');
+    await conn.frames.waitFor(() => conn.frames.items.filter((f) => f.t === 'ping').length >= 3, { timeoutMs: 5_000, what: 'three pings' });
+  });
+
   it('drains on SIGTERM: no new calls, the running one finishes and is delivered, exit 0', async () => {
     const dir = makeTempDir();
     const fifo = makeFifo(dir, 'gate');
