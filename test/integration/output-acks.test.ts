@@ -33,7 +33,8 @@ describe('output in flight when a link or the controller dies', () => {
     // once told again (RUN.go2).
     writeFileSync(
       join(dir, 'talk.sh'),
-      `touch ${dir}/$1.started\nuntil [ -e ${dir}/$1.go1 ]; do sleep 0.02; done\nhead -c 50000 /dev/zero | tr '\\0' a; echo\nuntil [ -e ${dir}/$1.go2 ]; do sleep 0.02; done\necho second\n`,
+      // Each wait gives up once the test's directory is gone (a failed test leaves no command behind).
+      `touch ${dir}/$1.started\nuntil [ -e ${dir}/$1.go1 ]; do [ -d ${dir} ] || exit 3; sleep 0.02; done\nhead -c 50000 /dev/zero | tr '\\0' a; echo\nuntil [ -e ${dir}/$1.go2 ]; do [ -d ${dir} ] || exit 3; sleep 0.02; done\necho second\n`,
     );
     controller = await startController({ agentToken: TOKEN });
     proxy = await startTcpProxy({ host: '127.0.0.1', port: Number(new URL(controller.url).port) });
