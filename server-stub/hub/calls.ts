@@ -19,12 +19,13 @@ export interface PendingCall {
   agentId: string;
   op: string;
   options: RawCallOptions;
-  /** The highest output seq passed on (-1: none); a frame at or below it is a duplicate. */
-  lastOutputSeq: number;
+  /**
+   * The highest output seq passed on (-1: none); a frame at or below it is a duplicate. Null:
+   * unknown (a call resumed from a store that did not record it) until its first frame.
+   */
+  lastOutputSeq: number | null;
   /** The highest output seq stored (acknowledged to the agent); -1: none. */
   storedOutputSeq: number;
-  /** False until the first frame when lastOutputSeq is not known (a resumed call of an older store). */
-  seqKnown: boolean;
   resolve(outcome: CallOutcome): void;
   reject(error: Error): void;
 }

@@ -524,21 +524,22 @@ export function createAgentHub(options: HubOptions): ControllerHub {
       case 'output': {
         const call = calls.get(frame.id);
         if (!call) return void session.log.debug({ callId: frame.id }, 'output for an unknown call; ignored');
-        if (frame.seq <= call.lastOutputSeq) {
+        if (call.lastOutputSeq !== null && frame.seq <= call.lastOutputSeq) {
           // Sent again after a reconnect: acknowledged again once stored (the earlier ack may
           // have been lost with the link); one still being stored is acknowledged when it is.
           if (frame.seq <= call.storedOutputSeq) ackOutputSoon(agentId, call.id, call.storedOutputSeq);
           return;
         }
-        const lost = call.seqKnown ? frame.seq - call.lastOutputSeq - 1 : 0;
+        const lost = call.lastOutputSeq === null ? 0 : frame.seq - call.lastOutputSeq - 1;
         call.lastOutputSeq = frame.seq;
-        call.seqKnown = true;
         const stored = call.options.onOutput?.(frame, lost);
         const acknowledge = (): void => {
           call.storedOutputSeq = Math.max(call.storedOutputSeq, frame.seq);
           ackOutputSoon(agentId, call.id, frame.seq);
         };
-        if (stored) void stored.then(acknowledge, (error: unknown) => session.log.warn({ err: error, callId: frame.id }, 'output not stored; not acknowledged'));
+        // Not stored: not acknowledged (the agent sends it again after its next reconnect); the
+        // storing side logged why.
+        if (stored) void stored.then(acknowledge, () => undefined);
         else acknowledge();
         return;
       }
@@ -636,9 +637,9 @@ export function createAgentHub(options: HubOptions): ControllerHub {
         agentId,
         op,
         options: callOptions,
-        lastOutputSeq: callOptions.lastOutputSeq ?? -1,
+        // Unknown for a call resumed from an older store: its first frame then marks nothing lost.
+        lastOutputSeq: callOptions.lastOutputSeq ?? (sessions.get(agentId)?.resumable.has(id) ? null : -1),
         storedOutputSeq: callOptions.lastOutputSeq ?? -1,
-        seqKnown: callOptions.lastOutputSeq !== undefined || !sessions.get(agentId)?.resumable.has(id),
         resolve: (outcome) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(outcome);

@@ -44,7 +44,8 @@ export interface CallOptions<N extends OpName = OpName> {
    * Each output frame once, in seq order; `lost`: frames the agent sent before it that never came
    * (forgotten by the agent past its buffer while this controller had not stored them). A promise
    * returned resolves once the frame is stored: only then is it acknowledged to the agent, which
-   * sends unacknowledged output again after a reconnect. Without one it is acknowledged at once.
+   * sends unacknowledged output again after a reconnect; one that rejects leaves it unacknowledged.
+   * Without a promise it is acknowledged at once.
    */
   onOutput?: (frame: OutputFrame, lost: number) => void | Promise<void>;
   /**

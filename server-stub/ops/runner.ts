@@ -115,22 +115,24 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
 
   /**
    * Stores an output frame (once: one the agent sends again after a reconnect is dropped by its
-   * seq), with a note before it of what was lost, then publishes it with `end`, the operation's
-   * output bytes once it is stored (followers dedupe by it). Resolves once it is stored: the hub
-   * acknowledges it to the agent then.
+   * seq), after a note of what was lost before it, then publishes it with `end`, the operation's
+   * output bytes once it is stored (followers dedupe by it). Resolves once it is stored, and
+   * rejects when it could not be (logged here): the hub acknowledges to the agent only what is.
    */
   function recordOutput(operationId: string, frame: OutputFrame, lost: number, listeners: ReadonlySet<RunOptions>): Promise<void> {
-    const notes = [
-      ...(lost > 0 ? [`\n[seedwire: ${lost} output frame${lost === 1 ? '' : 's'} lost]\n`] : []),
-      ...(frame.gap ? [`\n[seedwire: ${frame.gap} bytes of output lost]\n`] : []),
-    ];
-    const data = notes.length === 0 ? frame.data : `${notes.join('')}${frame.data}`;
-    const stored = enqueue(active.get(operationId), operationId, async () => {
+    let data = frame.data;
+    if (frame.gap) data = `\n[seedwire: ${frame.gap} bytes of output lost]\n${data}`;
+    if (lost > 0) data = `\n[seedwire: ${lost} output frame${lost === 1 ? '' : 's'} lost]\n${data}`;
+    let stored = false;
+    const written = enqueue(active.get(operationId), operationId, async () => {
       const { bytes, duplicate } = await output.append(operationId, frame.stream, data, frame.seq);
+      stored = true;
       if (!duplicate) bus.publish('output', { operationId, seq: frame.seq, stream: frame.stream, data, end: bytes });
     });
     for (const options of listeners) options.onOutput?.({ seq: frame.seq, stream: frame.stream, data: frame.data });
-    return stored;
+    return written.then(() => {
+      if (!stored) throw new Error(`output of ${operationId} not stored`);
+    });
   }
 
   async function finish(operation: Operation, outcome: { ok: true; value: CallOutcome } | { ok: false; error: unknown }): Promise<Operation> {
@@ -240,8 +242,6 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
   /**
    * `params`: what the agent gets when it differs from the stored row (a secret the store keeps
    * out). `deferred`: the operation's first rows are not written yet (a read-only one; deferStart).
-   */
-  /**
    * `lastOutputSeq`: the agent's seq of the last output frame stored for a resumed operation
    * (lastFrameSeq; undefined when unknown), so what it sends again is stored once.
    */

@@ -217,9 +217,12 @@ describe('seedwire-agent against a controller peer', () => {
     await second.waitFrame('hello');
   });
 
-  it('an agent of a controller that does not ping pings every period', async () => {
-    const peer = await startPeer({ heartbeatMs: 200, deadAfterMs: 1_500 });
-    startAgent({ controllerUrl: peer.url, token: TOKEN, id: 'agent-q' });
+  it.each([
+    ['an agent of a controller that does not ping', 'agent-q', false, {}],
+    ['an agent given its own advanced.heartbeatMs, even by a controller that pings', 'agent-r', true, { advanced: { heartbeatMs: 200 } }],
+  ] as const)('%s: pings every period', async (_what, id, pingsAgents, config) => {
+    const peer = await startPeer({ heartbeatMs: pingsAgents ? 20_000 : 200, deadAfterMs: 1_500, pingsAgents });
+    startAgent({ controllerUrl: peer.url, token: TOKEN, id, config });
     const conn = await peer.connections.waitFor(() => true);
     await conn.waitFrame('hello');
     await conn.frames.waitFor(() => conn.frames.items.filter((f) => f.t === 'ping').length >= 3, { timeoutMs: 5_000, what: 'three pings' });

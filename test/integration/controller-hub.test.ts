@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createController, type Controller } from '../../server-stub/app.js';
-import type { CallFrame, CancelFrame, ErrorFrame, WelcomeFrame } from '../../shared/frames.js';
+import type { CallFrame, CancelFrame, ErrorFrame, Frame, WelcomeFrame } from '../../shared/frames.js';
 import { TestPeer } from '../helpers/controller-peer.js';
 
 const AGENT_TOKEN = 'agent-secret-token';
@@ -139,6 +139,27 @@ describe('operations through the API', () => {
     expect(audit[0]).toMatchObject({ actor: 'admin', agentId: 'db-1', action: 'op:exec', outcome: 'succeeded' });
     const listed = (await (await api('GET', '/api/operations?agent=db-1')).json()) as Array<{ id: string }>;
     expect(listed.map((o) => o.id)).toEqual([call.id]);
+  });
+
+  it('acknowledges stored output to an agent that offers it, again for a frame sent twice, and marks what the agent lost where it lost it', async () => {
+    const p = peer({ agentId: 'db-acks' });
+    const welcome = await p.connect({ capabilities: ['exec', 'output-acks'] });
+    expect(welcome).toMatchObject({ t: 'welcome', acksOutput: true, pingsAgents: true });
+    const response = api('POST', '/api/agents/db-acks/ops/exec', { params: { command: 'talk' } });
+    const call = await p.next<CallFrame>((f) => f.t === 'call');
+    const outputAck = (seq: number): Promise<Frame> => p.next((f) => f.t === 'ack' && (f.output ?? []).some((a) => a.id === call.id && a.seq === seq));
+    p.send({ t: 'output', id: call.id, seq: 0, stream: 'stdout', data: 'first\n' });
+    expect(await outputAck(0)).toEqual({ t: 'ack', ids: [], output: [{ id: call.id, seq: 0 }] });
+    // Frame 1 never comes (the agent forgot it past its buffer); frame 2 says 5 bytes before it were dropped unsent.
+    p.send({ t: 'output', id: call.id, seq: 2, stream: 'stdout', data: 'third\n', gap: 5 });
+    await outputAck(2);
+    // Sent again after a reconnect: not stored twice, acknowledged again up to what is stored.
+    p.send({ t: 'output', id: call.id, seq: 0, stream: 'stdout', data: 'first\n' });
+    await outputAck(2);
+    p.send({ t: 'result', id: call.id, result: { exitCode: 0 }, exitCode: 0, durationMs: 3 });
+    expect((await response).status).toBe(200);
+    const stored = await (await api('GET', `/api/operations/${call.id}/output?follow=0`)).text();
+    expect(stored).toBe('first\n\n[seedwire: 1 output frame lost]\n\n[seedwire: 5 bytes of output lost]\nthird\n');
   });
 
   it("fails an op whose result does not match the op's contract with SEEDWIRE_PROTOCOL naming the field", async () => {

@@ -72,17 +72,25 @@ describe('output in flight when a link or the controller dies', () => {
     expect(await client().outputText(id)).toBe(FIRST + SECOND);
   }
 
-  it('a frame swallowed on its way is sent again after the agent reconnects, and stored once', async () => {
-    const id = await startTalk();
+  /** Lets the command print FIRST into a black hole: the agent wrote it into its socket; the controller never saw it. */
+  async function swallowFirst(): Promise<void> {
     proxy.setMode('blackhole');
     const swallowed = proxy.bytesSwallowedUp;
     go('go1');
-    // The agent wrote the line into its socket; the controller never saw it.
     await waitFor(() => proxy.bytesSwallowedUp - swallowed >= FIRST.length, { timeoutMs: 30_000, what: 'the output frame swallowed' });
-    proxy.setMode('forward');
-    proxy.cut();
+  }
+
+  async function storedOnceSentAgain(id: string): Promise<void> {
     await waitFor(async () => (await client().outputText(id)) === FIRST, { timeoutMs: 30_000, what: 'the frame sent again and stored' });
     await finishTalk(id);
+  }
+
+  it('a frame swallowed on its way is sent again after the agent reconnects, and stored once', async () => {
+    const id = await startTalk();
+    await swallowFirst();
+    proxy.setMode('forward');
+    proxy.cut();
+    await storedOnceSentAgain(id);
   });
 
   it('a frame the controller stored but whose ack was lost is stored once after the controller restarts', async () => {
@@ -102,15 +110,11 @@ describe('output in flight when a link or the controller dies', () => {
 
   it('a frame in flight when the controller is SIGKILLed reaches the restarted controller', async () => {
     const id = await startTalk();
-    proxy.setMode('blackhole');
-    const swallowed = proxy.bytesSwallowedUp;
-    go('go1');
-    await waitFor(() => proxy.bytesSwallowedUp - swallowed >= FIRST.length, { timeoutMs: 30_000, what: 'the output frame swallowed' });
+    await swallowFirst();
     await controller.kill();
     proxy.setMode('forward');
     proxy.cut();
     controller = await controller.restart();
-    await waitFor(async () => (await client().outputText(id)) === FIRST, { timeoutMs: 30_000, what: 'the frame sent again and stored' });
-    await finishTalk(id);
+    await storedOnceSentAgain(id);
   });
 });
