@@ -13,7 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { createLeanOps, type LeanOps } from './lean-ops.js';
-import { cpuSeconds, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { childTimesFromTail, cpuSeconds, cpuTimes, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, timedPipeline, type PipeCpu, type Tracked } from './procs.js';
 import type { RssTriple, SeedRun } from './results.js';
 
 /** SEEDWIRE_BENCH_DATA_CONNECTIONS=0: agents keep seed bytes on their control links, as before data connections (before/after runs in one build). */
@@ -133,6 +133,11 @@ export async function measureLatency(n: number, warmup: number, once: () => Prom
  */
 export type PipeKind = 'plain' | 'zstd' | 'relay';
 
+/** One pipeline's copy: its interval, and the CPU each end's processes used (from bash's `times`; null if not printed). */
+export interface PipeRun extends Interval {
+  cpu: PipeCpu;
+}
+
 async function listening(port: number): Promise<boolean> {
   return execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' }).includes('LISTEN');
 }
@@ -142,7 +147,7 @@ async function listening(port: number): Promise<boolean> {
  * loopback, all at once (receivers listen first, then every sender starts). Returns each copy's
  * interval on performance.now()'s clock.
  */
-export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: string; target: string }>, timeoutMs: number): Promise<Interval[]> {
+export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: string; target: string }>, timeoutMs: number): Promise<PipeRun[]> {
   const receivers: Tracked[] = [];
   const relays: Tracked[] = [];
   const ports: number[] = [];
@@ -151,7 +156,7 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
       mkdirSync(target, { recursive: true });
       const port = await freePort();
       const unpack = kind === 'zstd' ? `zstd -d -q -c | tar -x -C ${shq(target)}` : `tar -x -C ${shq(target)}`;
-      receivers.push(spawnTracked(`nc-listen-${i}`, 'bash', ['-c', `nc -l 127.0.0.1 ${port} </dev/null | ${unpack}`], { env: childEnv() }));
+      receivers.push(spawnTracked(`nc-listen-${i}`, 'bash', ['-c', timedPipeline(`nc -l 127.0.0.1 ${port} </dev/null | ${unpack}`)], { env: childEnv() }));
       await waitUntil(`nc to listen on ${port}`, 10_000, () => listening(port), 20);
       if (kind !== 'relay') {
         ports.push(port);
@@ -170,7 +175,7 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
   const runs = copies.map(async ({ source }, i) => {
     const pack = kind === 'zstd' ? `tar -c -C ${shq(source)} . | zstd -1 -q -c` : `tar -c -C ${shq(source)} .`;
     const startMs = performance.now();
-    const sender = spawnTracked(`nc-send-${i}`, 'bash', ['-c', `${pack} | nc -N 127.0.0.1 ${ports[i]}`], { env: childEnv() });
+    const sender = spawnTracked(`nc-send-${i}`, 'bash', ['-c', timedPipeline(`${pack} | nc -N 127.0.0.1 ${ports[i]}`)], { env: childEnv() });
     const receiver = receivers[i]!;
     const timer = setTimeout(() => void Promise.all([stopTracked(sender, 1_000), stopTracked(receiver, 1_000)]), timeoutMs); // only resolves
     const [s, r] = await Promise.all([sender.exited, receiver.exited]);
@@ -179,13 +184,15 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
     if (s.code !== 0 || r.code !== 0) {
       throw new Error(`tar|${kind === 'zstd' ? 'zstd|' : ''}nc ${i} failed: sender ${s.code ?? s.signal}, receiver ${r.code ?? r.signal}: ${[...sender.tail, ...receiver.tail].slice(-5).join(' | ')}`);
     }
-    return { startMs, endMs };
+    // 'exit' can come before the last output line is read: wait for the streams to close.
+    await Promise.all([sender, receiver].map((t) => new Promise<void>((resolve) => (!t.child.stdout || t.child.stdout.closed ? resolve() : t.child.stdout.once('close', () => resolve())))));
+    return { startMs, endMs, cpu: { sender: childTimesFromTail(sender.tail), receiver: childTimesFromTail(receiver.tail) } };
   });
   const settled = await Promise.allSettled(runs);
   await Promise.allSettled(relays.map((r) => stopTracked(r, 1_000)));
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) throw failed.reason;
-  return settled.map((s) => (s as PromiseFulfilledResult<Interval>).value);
+  return settled.map((s) => (s as PromiseFulfilledResult<PipeRun>).value);
 }
 
 // ---- controller and agents --------------------------------------------------------------------
@@ -366,15 +373,17 @@ export interface StartedSeed {
   id: string;
   postedAt: number;
   cpuBefore: Record<string, number | null>;
+  sysBefore: Record<string, number | null>;
 }
 
 /** Starts a seed; the caller makes the disk quiet first (quietDisk), once for seeds started together. */
 export async function startSeed(client: ApiClient, procs: Record<string, Tracked>, pair: Pair, options: SeedOptions): Promise<StartedSeed> {
   const cpuBefore = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuSeconds(p.pid)]));
+  const sysBefore = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuTimes(p.pid)?.sys ?? null]));
   const postedAt = Date.now();
   const created = await client.createSeed({ source: pair.sourceId, target: pair.targetId, method: 'cold', compression: options.compression, startTarget: false, lanes: options.lanes });
   log(`seed ${created.id} (${options.label}, ${options.compression}, lanes ${options.lanes}) started`);
-  return { id: created.id, postedAt, cpuBefore };
+  return { id: created.id, postedAt, cpuBefore, sysBefore };
 }
 
 const TERMINAL = new Set(['succeeded', 'failed', 'aborted']);
@@ -410,6 +419,13 @@ export async function awaitSeed(client: ApiClient, procs: Record<string, Tracked
       return [k, after === null || before === null || before === undefined ? null : round(after - before, 2)];
     }),
   );
+  const sys = Object.fromEntries(
+    Object.entries(procs).map(([k, p]) => {
+      const after = cpuTimes(p.pid)?.sys ?? null;
+      const before = started.sysBefore[k];
+      return [k, after === null || before === null || before === undefined ? null : round(after - before, 2)];
+    }),
+  );
   const seconds = (s: { startedAt: string | null; endedAt: string | null }): number | null =>
     s.startedAt && s.endedAt ? (Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000 : null;
   const stages = (seed.stages ?? []).map((s) => ({ name: s.name, state: s.state, seconds: seconds(s), message: s.message ?? null }));
@@ -431,6 +447,7 @@ export async function awaitSeed(client: ApiClient, procs: Record<string, Tracked
     transferEndMs: transferOk ? Date.parse(transfer.endedAt!) : null,
     stages,
     cpuSeconds: cpu,
+    cpuSysSeconds: sys,
     verified: null,
   };
 }

@@ -217,6 +217,75 @@ export function cpuSeconds(pid: number): number | null {
   }
 }
 
+/** CPU seconds in user and kernel mode. */
+export interface CpuTimes {
+  user: number;
+  sys: number;
+}
+
+export function addTimes(a: CpuTimes | null, b: CpuTimes | null): CpuTimes | null {
+  return a === null || b === null ? null : { user: a.user + b.user, sys: a.sys + b.sys };
+}
+
+/** User and system CPU seconds of the process itself (not its children), apart. */
+export function cpuTimes(pid: number): CpuTimes | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(fields[11]) / TICKS_PER_SECOND, sys: Number(fields[12]) / TICKS_PER_SECOND };
+  } catch {
+    return null;
+  }
+}
+
+/** The CPU of a pipeline's two ends (each end: its shell's children, from `times`). */
+export interface PipeCpu {
+  sender: CpuTimes | null;
+  receiver: CpuTimes | null;
+}
+
+/** Both ends' CPU seconds summed over `runs` (null if any end did not report). */
+export function sumPipeCpu(runs: ReadonlyArray<PipeCpu>): PipeCpu | null {
+  if (runs.length === 0) return null;
+  const zero: CpuTimes = { user: 0, sys: 0 };
+  return {
+    sender: runs.reduce<CpuTimes | null>((sum, r) => addTimes(sum, r.sender), zero),
+    receiver: runs.reduce<CpuTimes | null>((sum, r) => addTimes(sum, r.receiver), zero),
+  };
+}
+
+/** All CPU seconds of a pipeline (both ends, user + system), or null. */
+export function pipeCpuSeconds(cpu: PipeCpu | null): number | null {
+  const total = cpu ? addTimes(cpu.sender, cpu.receiver) : null;
+  return total === null ? null : total.user + total.sys;
+}
+
+/** All CPU seconds of the processes a seed ran on (controller and agents), or null if one is unknown. */
+export function seedCpuSeconds(cpuSeconds: Record<string, number | null>): number | null {
+  const values = Object.values(cpuSeconds);
+  return values.length === 0 || values.some((v) => v === null) ? null : values.reduce<number>((a, v) => a + v!, 0);
+}
+
+/**
+ * A bash script that runs `pipeline` (failing if any part fails) and then prints bash's `times`:
+ * the shell's own user/system time, then that of every child it waited for (each process of the
+ * pipeline: tar, nc, zstd). childTimesFromTail() reads the second line back.
+ */
+export function timedPipeline(pipeline: string): string {
+  return `set -o pipefail; ${pipeline}; rc=$?; times; exit $rc`;
+}
+
+const TIMES_LINE = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/;
+
+/** The children's line of `times` (the last line of that shape in the output), or null. */
+export function childTimesFromTail(tail: readonly string[]): CpuTimes | null {
+  for (let i = tail.length - 1; i >= 0; i -= 1) {
+    const match = TIMES_LINE.exec(tail[i]!.trim());
+    if (match) return { user: Number(match[1]) * 60 + Number(match[2]), sys: Number(match[3]) * 60 + Number(match[4]) };
+  }
+  return null;
+}
+
 /** Soft and hard open-file limits of a process. */
 export function nofileLimits(pid: number | 'self'): { soft: number; hard: number } | null {
   try {

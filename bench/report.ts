@@ -2,6 +2,7 @@
  * The printed form of a bench run: every target figure with PASS/FAIL first, then the details
  * each section recorded (the keys of latest.json in words).
  */
+import type { CpuTimes, PipeCpu } from './procs.js';
 import type { BenchResults } from './results.js';
 import { formatTarget, type Figure } from './targets.js';
 
@@ -20,6 +21,12 @@ export function targetsTable(figures: readonly Figure[]): string {
   return `${columns(rows)}\n${passed} pass, ${failed} fail, ${figures.length - passed - failed} not measured`;
 }
 
+/** `sender user 1.2 + sys 2.3, receiver ...` (CPU seconds of each end of a pipeline), or n/a. */
+export function pipeCpu(cpu: PipeCpu | null): string {
+  const end = (t: CpuTimes | null): string => (t === null ? 'n/a' : `user ${t.user.toFixed(2)} + sys ${t.sys.toFixed(2)}`);
+  return cpu === null ? 'n/a' : `sender ${end(cpu.sender)}, receiver ${end(cpu.receiver)}`;
+}
+
 export function detailsTable(r: BenchResults): string {
   const f = (v: number | null | undefined, unit = ''): string => (v === null || v === undefined ? 'n/a' : `${v}${unit}`);
   const rows: Array<[string, string]> = [];
@@ -29,18 +36,21 @@ export function detailsTable(r: BenchResults): string {
   rows.push(['load average (1 min) start / end', `${r.machine.loadAvgStart[0]} / ${r.machine.loadAvgEnd?.[0] ?? 'n/a'}${(r.machine.loadAvgStart[0] ?? 0) > r.machine.cpus * 0.5 ? '  (busy machine: numbers are noisy)' : ''}`]);
   rows.push(['lanes requested per seed', String(r.seed.lanes)]);
   rows.push(['tar | nc (local dirs)', `${f(r.seed.tarNcMBps, ' MB/s')}  (${f(r.seed.tarNcSeconds, ' s')}; with per-file fdatasync: ${f(r.seed.tarNcSyncMBps, ' MB/s')})`]);
+  rows.push(['  CPU s (tar | nc)', pipeCpu(r.seed.tarNcCpu)]);
   rows.push(['tar | nc through a socat relay', `${f(r.seed.tarNcRelayMBps, ' MB/s')}  (${f(r.seed.tarNcRelaySeconds, ' s')}; ${f(r.seed.relayCeiling)}× tar | nc: the most a relayed copy reaches on this machine)`]);
   rows.push(['tar | zstd -1 | nc | zstd -d | tar', `${f(r.seed.tarZstdNcMBps, ' MB/s')}  (${f(r.seed.tarZstdNcSeconds, ' s')})`]);
+  rows.push(['  CPU s (tar | zstd | nc)', pipeCpu(r.seed.tarZstdNcCpu)]);
   rows.push(['seedwire transfer, none', `${f(r.seed.seedwireMBps, ' MB/s')}  (${f(r.seed.transferSeconds, ' s')})`]);
   rows.push(['seedwire / tar|nc', `${f(r.seed.ratio)}  (${f(r.seed.relayRatio)}× the relayed tar | nc; ${f(r.seed.syncRatio)}× tar | nc with per-file fdatasync, the seed's own durability)`]);
   rows.push(['seedwire whole seed, none', `${f(r.seed.seedSeconds, ' s')}  (${f(r.seed.seedwireWholeMBps, ' MB/s')} end to end)`]);
   rows.push(['seedwire transfer, zstd', `${f(r.seed.zstdMBps, ' MB/s')}  (${f(r.seed.zstdTransferSeconds, ' s')}; whole seed ${f(r.seed.zstdSeedSeconds, ' s')})`]);
   rows.push(['seedwire zstd / tar|zstd|nc', f(r.seed.zstdRatio)]);
+  rows.push(['CPU, seed / tar | nc', `none ${f(r.seed.cpuRatio)}×, zstd ${f(r.seed.zstdCpuRatio)}×  (controller + both agents against both ends of the pipeline)`]);
   for (const run of r.seed.runs) {
     const label = `${run.label}, ${run.compression}`;
     const stages = run.stages.map((s) => `${s.name} ${s.seconds === null ? s.state : `${s.seconds.toFixed(2)}s`}`).join(', ');
     rows.push([`  stages (${label})`, stages]);
-    const cpu = Object.entries(run.cpuSeconds).map(([k, v]) => `${k} ${v ?? 'n/a'}`).join(', ');
+    const cpu = Object.entries(run.cpuSeconds).map(([k, v]) => `${k} ${v ?? 'n/a'} (sys ${run.cpuSysSeconds[k] ?? 'n/a'})`).join(', ');
     rows.push([`  CPU s (${label})`, cpu]);
     if (run.state !== 'succeeded') rows.push([`  FAILED (${label})`, `${run.state}: ${run.error?.code}: ${run.error?.message}`]);
     else rows.push([`  verify (${label})`, run.verified ?? 'n/a']);
@@ -48,6 +58,7 @@ export function detailsTable(r: BenchResults): string {
   section(`${r.parallel.pairs} at once`);
   rows.push([`${r.parallel.pairs} × tar | nc, aggregate`, `${f(r.parallel.tarNcAggregateMBps, ' MB/s')}  (${f(r.parallel.tarNcSeconds, ' s')})`]);
   rows.push([`${r.parallel.pairs} seeds, aggregate transfer`, `${f(r.parallel.seedwireAggregateMBps, ' MB/s')}  (${f(r.parallel.seedwireSeconds, ' s')}); ratio ${f(r.parallel.ratio)}`]);
+  rows.push(['  CPU s', `${r.parallel.pairs} × tar | nc: ${pipeCpu(r.parallel.tarNcCpu)}; seeds (controller + every agent): ${f(r.parallel.seedwireCpuSeconds)}; ${f(r.parallel.cpuRatio)}× the CPU of tar | nc`]);
   if (r.parallel.rss) rows.push(['  peak RSS MiB', Object.entries(r.parallel.rss).map(([k, v]) => `${k} ${f(v)}`).join(', ')]);
   section('peak RSS (VmHWM), MiB');
   rows.push(['controller / source / target', `${f(r.rss.controllerMiB)} / ${f(r.rss.sourceAgentMiB)} / ${f(r.rss.targetAgentMiB)}`]);

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import type { BenchEnv } from './env.js';
+import type { PipeCpu } from './procs.js';
 import type { Figure, LatencyStats } from './targets.js';
 
 export interface SeedRun {
@@ -24,7 +25,9 @@ export interface SeedRun {
   transferStartMs: number | null;
   transferEndMs: number | null;
   stages: Array<{ name: string; state: string; seconds: number | null; message: string | null }>;
+  /** User + system CPU seconds of each process during the seed, and the system part alone. */
   cpuSeconds: Record<string, number | null>;
+  cpuSysSeconds: Record<string, number | null>;
   verified: string | null;
 }
 
@@ -101,6 +104,11 @@ export function makeResults(env: BenchEnv) {
       relayRatio: null as number | null,
       /** The seed against `tar | nc` followed by an fdatasync of every file it wrote, as the seed's receiver does (not a target: the same durability on both sides). */
       syncRatio: null as number | null,
+      /** CPU of each end of the best `tar | nc` and `tar | zstd | nc` copies, and the seeds' CPU (controller and both agents) against them. */
+      tarNcCpu: null as PipeCpu | null,
+      tarZstdNcCpu: null as PipeCpu | null,
+      cpuRatio: null as number | null,
+      zstdCpuRatio: null as number | null,
       runs: [] as SeedRun[],
     },
     parallel: {
@@ -110,6 +118,10 @@ export function makeResults(env: BenchEnv) {
       seedwireAggregateMBps: null as number | null,
       seedwireSeconds: null as number | null,
       ratio: null as number | null,
+      /** CPU of the pipelines (summed); of the controller and every agent over the seeds' span; the one against the other. */
+      tarNcCpu: null as PipeCpu | null,
+      seedwireCpuSeconds: null as number | null,
+      cpuRatio: null as number | null,
       rss: null as null | Record<string, number | null>,
     },
     rss: {

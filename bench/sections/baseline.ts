@@ -8,14 +8,20 @@
 import { join } from 'node:path';
 import { compareTrees } from '../dataset.js';
 import { MB, runShell, shq, tarPipes, type PipeKind } from '../harness.js';
-import { makeTemp, removeTemp } from '../procs.js';
+import { makeTemp, removeTemp, type PipeCpu } from '../procs.js';
 import type { BenchContext, BenchSection } from '../section.js';
 import { round } from '../targets.js';
 
-async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean): Promise<{ seconds: number; syncSeconds: number }> {
+interface Copy {
+  seconds: number;
+  syncSeconds: number;
+  cpu: PipeCpu;
+}
+
+async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean): Promise<Copy> {
   const target = join(work, `${kind}-dst`);
-  const [interval] = await tarPipes(kind, [{ source: ctx.dataset.dir, target }], ctx.env.seedTimeoutMs);
-  const seconds = (interval!.endMs - interval!.startMs) / 1000;
+  const [run] = await tarPipes(kind, [{ source: ctx.dataset.dir, target }], ctx.env.seedTimeoutMs);
+  const seconds = (run!.endMs - run!.startMs) / 1000;
   const check = await compareTrees(ctx.dataset.dir, target, new Set());
   if (check.problem) throw new Error(`tar|${kind} copy differs: ${check.problem}`);
   let syncSeconds = 0;
@@ -26,11 +32,11 @@ async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSyn
     syncSeconds = (performance.now() - t1) / 1000;
   }
   removeTemp(target);
-  return { seconds, syncSeconds };
+  return { seconds, syncSeconds, cpu: run!.cpu };
 }
 
 /** The faster of two copies of `kind` (the first warms the page cache for the second). */
-async function bestOfTwo(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean): Promise<{ seconds: number; syncSeconds: number }> {
+async function bestOfTwo(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean): Promise<Copy> {
   const a = await copyOnce(ctx, kind, work, withSync);
   const b = await copyOnce(ctx, kind, work, withSync);
   return a.seconds <= b.seconds ? a : b;
@@ -49,6 +55,7 @@ export const baselineSection: BenchSection = {
         seed.tarNcSeconds = round(best.seconds, 2);
         seed.tarNcMBps = round(bytes / MB / best.seconds);
         seed.tarNcSyncMBps = round(bytes / MB / (best.seconds + best.syncSeconds));
+        seed.tarNcCpu = best.cpu;
       } catch (error) {
         ctx.fail('tar|nc', error);
       }
@@ -63,6 +70,7 @@ export const baselineSection: BenchSection = {
         const best = await bestOfTwo(ctx, 'zstd', work, false);
         seed.tarZstdNcSeconds = round(best.seconds, 2);
         seed.tarZstdNcMBps = round(bytes / MB / best.seconds);
+        seed.tarZstdNcCpu = best.cpu;
       } catch (error) {
         ctx.fail('tar|zstd|nc', error);
       }

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { compareTrees } from '../dataset.js';
 import { awaitSeed, MB, quietDisk, startSeed, startSeedWorld, tarPipes, type SeedOptions } from '../harness.js';
-import { makeTemp, removeTemp } from '../procs.js';
+import { cpuSeconds, makeTemp, pipeCpuSeconds, removeTemp, seedCpuSeconds, sumPipeCpu } from '../procs.js';
 import type { SeedRun } from '../results.js';
 import type { BenchSection } from '../section.js';
 import { aggregateRate, atLeast, ratio, round } from '../targets.js';
@@ -23,6 +23,7 @@ export const parallelSection: BenchSection = {
     try {
       const copies = Array.from({ length: n }, (_, i) => ({ source: dataset.dir, target: join(work, `dst-${i + 1}`) }));
       const intervals = await tarPipes('plain', copies, env.seedTimeoutMs);
+      r.parallel.tarNcCpu = sumPipeCpu(intervals.map((run) => run.cpu));
       for (const { target } of copies) {
         const check = await compareTrees(dataset.dir, target, new Set());
         if (check.problem) throw new Error(`parallel tar|nc copy ${target} differs: ${check.problem}`);
@@ -43,8 +44,14 @@ export const parallelSection: BenchSection = {
         const options = (i: number): SeedOptions => ({ label: `parallel-${i + 1}`, compression: 'none', lanes: env.lanes, timeoutMs: env.seedTimeoutMs });
         // Posted together, as the pipelines start together: a seed's POST waits for its precheck.
         await quietDisk();
-        const started = await Promise.all(world.pairs.map((pair, i) => startSeed(world.ctl.client, world.procs, pair, options(i))));
-        const runs: SeedRun[] = await Promise.all(started.map((s, i) => awaitSeed(world.ctl.client, world.procs, s, options(i))));
+        // Each run's CPU figures: the controller and its own pair; all processes together for the whole.
+        const pairProcs = world.pairs.map((pair) => ({ controller: world.ctl.proc, source: pair.source, target: pair.target }));
+        const allCpu = (): number | null => seedCpuSeconds(Object.fromEntries(Object.entries(world.procs).map(([k, p]) => [k, cpuSeconds(p.pid)])));
+        const cpuBefore = allCpu();
+        const started = await Promise.all(world.pairs.map((pair, i) => startSeed(world.ctl.client, pairProcs[i]!, pair, options(i))));
+        const runs: SeedRun[] = await Promise.all(started.map((s, i) => awaitSeed(world.ctl.client, pairProcs[i]!, s, options(i))));
+        const cpuAfter = allCpu();
+        r.parallel.seedwireCpuSeconds = cpuBefore === null || cpuAfter === null ? null : round(cpuAfter - cpuBefore, 2);
         r.seed.runs.push(...runs);
         const peaks: Record<string, number | null> = { controller: world.peakRss(0).controller };
         world.pairs.forEach((_, i) => {
@@ -70,6 +77,7 @@ export const parallelSection: BenchSection = {
       ctx.fail('parallel seeds', error);
     }
     r.parallel.ratio = ratio(r.parallel.seedwireAggregateMBps, r.parallel.tarNcAggregateMBps);
+    r.parallel.cpuRatio = ratio(r.parallel.seedwireCpuSeconds, pipeCpuSeconds(r.parallel.tarNcCpu));
     ctx.figure({ key: 'parallel.ratio', what: `${n} seeds at once through one controller / ${n} tar | nc at once (aggregate)`, value: r.parallel.ratio, unit: '×', target: atLeast(0.9) });
   },
 };

@@ -6,7 +6,7 @@
  */
 import { compareTrees, type Dataset } from '../dataset.js';
 import { awaitSeed, MB, measureLatency, quietDisk, runSeed, startSeed, startSeedWorld, type SeedOptions, type SeedWorld } from '../harness.js';
-import { resetPeakRss } from '../procs.js';
+import { pipeCpuSeconds, resetPeakRss, seedCpuSeconds } from '../procs.js';
 import type { SeedRun } from '../results.js';
 import type { BenchContext, BenchSection } from '../section.js';
 import { atLeast, atMost, latencyStats, ratio, round, type LatencyStats } from '../targets.js';
@@ -101,6 +101,8 @@ async function measure(ctx: BenchContext): Promise<string | null> {
         ctx.fail('seed (none)', error);
       }
       r.seed.ratio = ratio(r.seed.seedwireMBps, r.seed.tarNcMBps);
+      const single = r.seed.runs.find((run) => run.label === 'single' && run.compression === 'none');
+      r.seed.cpuRatio = single ? ratio(seedCpuSeconds(single.cpuSeconds), pipeCpuSeconds(r.seed.tarNcCpu)) : null;
       r.seed.relayCeiling = ratio(r.seed.tarNcRelayMBps, r.seed.tarNcMBps);
       r.seed.relayRatio = ratio(r.seed.seedwireMBps, r.seed.tarNcRelayMBps);
       r.seed.syncRatio = ratio(r.seed.seedwireMBps, r.seed.tarNcSyncMBps);
@@ -121,6 +123,8 @@ async function measure(ctx: BenchContext): Promise<string | null> {
         ctx.fail('seed (zstd)', error);
       }
       r.seed.zstdRatio = ratio(r.seed.zstdMBps, r.seed.tarZstdNcMBps);
+      const zstd = r.seed.runs.find((run) => run.label === 'single' && run.compression === 'zstd');
+      r.seed.zstdCpuRatio = zstd ? ratio(seedCpuSeconds(zstd.cpuSeconds), pipeCpuSeconds(r.seed.tarZstdNcCpu)) : null;
     }
 
     try {

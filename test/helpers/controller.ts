@@ -11,6 +11,8 @@ import { NODE_FLAGS } from '../../shared/node-flags.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const live = new Set<ChildProcess>();
+/** Data dirs this helper created and nobody has removed yet: stopAllControllers() removes them. */
+const ownedDirs = new Set<string>();
 
 export interface LogRecord {
   msg?: string;
@@ -63,6 +65,7 @@ export async function startController(options: StartControllerOptions, ownsDir?:
   const createdDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'seedwire-ctl-'));
   const owns = ownsDir ?? createdDir;
+  if (owns) ownedDirs.add(dataDir);
   const args = [...NODE_FLAGS, '--import', 'tsx', 'server-stub/main.ts', '--listen', options.listen ?? '127.0.0.1:0', '--data-dir', dataDir];
   args.push(...(options.extraArgs ?? []));
   const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
@@ -141,7 +144,10 @@ export async function startController(options: StartControllerOptions, ownsDir?:
     listening = await waitForLog((r) => r.msg === 'listening', options.startTimeoutMs ?? 20_000);
   } catch (error) {
     child.kill('SIGKILL');
-    if (owns) rmSync(dataDir, { recursive: true, force: true });
+    if (owns) {
+      rmSync(dataDir, { recursive: true, force: true });
+      ownedDirs.delete(dataDir);
+    }
     throw error;
   }
   const url = String(listening['url']);
@@ -179,12 +185,13 @@ export async function startController(options: StartControllerOptions, ownsDir?:
       if (cleaned || !owns) return;
       cleaned = true;
       rmSync(dataDir, { recursive: true, force: true });
+      ownedDirs.delete(dataDir);
     },
   };
   return controller;
 }
 
-/** Kills every controller process still running (afterEach/afterAll safety net). */
+/** Kills every controller process still running and removes the data dirs this helper created (afterEach/afterAll safety net). */
 export async function stopAllControllers(): Promise<void> {
   await Promise.all(
     [...live].map((child) => {
@@ -192,4 +199,6 @@ export async function stopAllControllers(): Promise<void> {
       return waitForExit(child);
     }),
   );
+  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  ownedDirs.clear();
 }

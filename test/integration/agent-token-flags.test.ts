@@ -6,8 +6,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { makeTempDir, spawnAgentCli } from '../helpers/agent.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { makeTempDir, spawnAgentCli, stopAllAgents } from '../helpers/agent.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SECRET = 'agent-flag-token-3f9c1e7d';
@@ -22,6 +22,8 @@ afterEach(async () => {
     await exited;
   }
 });
+// The state dirs makeTempDir created.
+afterAll(stopAllAgents);
 
 /** Starts an agent against a port nothing listens on and collects its output until it logs 'agent starting'. */
 async function startAgentWith(args: string[]): Promise<string> {

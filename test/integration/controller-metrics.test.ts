@@ -19,6 +19,7 @@ const TOKEN = 'metrics-token';
 describe('/metrics', () => {
   let controller: RunningController;
   let source: AgentProcess;
+  let target: AgentProcess;
   let dir: string;
   const { api, op, agentsReady, seedUntilDone } = seedApi(() => controller);
 
@@ -43,7 +44,7 @@ describe('/metrics', () => {
       id: 'm-src',
       config: { customCommands: { hi: 'echo hi' }, mysql: { datadir: join(dir, 'src'), ...serviceCommands(join(dir, 'src.running')) } },
     });
-    startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'm-dst', config: { mysql: { datadir: join(dir, 'dst'), ...serviceCommands(join(dir, 'dst.running')) } } });
+    target = startAgent({ controllerUrl: controller.wsUrl, token: TOKEN, id: 'm-dst', config: { mysql: { datadir: join(dir, 'dst'), ...serviceCommands(join(dir, 'dst.running')) } } });
     await agentsReady(['m-src', 'm-dst']);
   });
 
@@ -92,11 +93,22 @@ describe('/metrics', () => {
     // A seed: running, then succeeded, with its bytes.
     const created = await api<{ seed: { id: string } }>('POST', '/api/seeds', { source: 'm-src', target: 'm-dst', method: 'cold', maxBytesPerSec: 1024 * 1024 });
     expect(created.status).toBe(202);
-    await vi.waitFor(async () => {
-      const during = await scrape();
-      expect(value(during, 'seedwire_seeds', { state: 'running' })).toBe(1);
-      expect(value(during, 'seedwire_seed_bytes_total')).toBeGreaterThan(0);
-    }, { timeout: 30_000, interval: 200 });
+    try {
+      await vi.waitFor(async () => {
+        const during = await scrape();
+        expect(value(during, 'seedwire_seeds', { state: 'running' })).toBe(1);
+        expect(value(during, 'seedwire_seed_bytes_total')).toBeGreaterThan(0);
+      }, { timeout: 30_000, interval: 200 });
+    } catch (error) {
+      // Seen once in a clean clone (3 MiB seed with no byte counted in 30 s): say where it stood.
+      const seedNow = await api('GET', `/api/seeds/${created.body.seed.id}`);
+      const tail = (lines: unknown[]): string => lines.slice(-25).map((line) => JSON.stringify(line)).join('\n');
+      console.error(
+        `the seed had no bytes counted within 30 s; it stood at ${JSON.stringify(seedNow.body)}\n` +
+          `controller:\n${tail(controller.logs)}\nsource agent:\n${tail(source.logs.items)}\ntarget agent:\n${tail(target.logs.items)}`,
+      );
+      throw error;
+    }
     const seed = await seedUntilDone(created.body.seed.id);
     expect(seed.state).toBe('succeeded');
 

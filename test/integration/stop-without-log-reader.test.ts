@@ -7,9 +7,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { NODE_FLAGS } from '../../shared/node-flags.js';
-import { makeTempDir, PROJECT_ROOT } from '../helpers/agent.js';
+import { makeTempDir, PROJECT_ROOT, stopAllAgents } from '../helpers/agent.js';
 
 const TOKEN = 'stop-without-log-reader-token-0123';
 const live = new Set<ChildProcess>();
@@ -18,6 +18,8 @@ afterEach(() => {
   for (const child of live) child.kill('SIGKILL');
   live.clear();
 });
+// The dirs makeTempDir created.
+afterAll(stopAllAgents);
 
 /** Starts `entry` with its stdout on a pipe, resolves once a line matching `ready` came out. */
 async function startReading(entry: string, args: string[], ready: RegExp): Promise<ChildProcess> {

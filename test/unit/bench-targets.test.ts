@@ -1,6 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { QUICK_BYTES, readBenchEnv } from '../../bench/env.js';
-import { targetsTable } from '../../bench/report.js';
+import { childTimesFromTail, pipeCpuSeconds, seedCpuSeconds, sumPipeCpu, timedPipeline } from '../../bench/procs.js';
+import { pipeCpu, targetsTable } from '../../bench/report.js';
 import { DEFAULT_BYTES, makeRecipe, PAGE, planFiles, recipeKey, SMALL_FILES } from '../../bench/recipe.js';
 import { aggregateRate, atLeast, atMost, formatTarget, judge, latencyStats, makeFigure, parseCount, parseSize, percentile, ratio } from '../../bench/targets.js';
 
@@ -141,5 +143,36 @@ describe('bench dataset recipe', () => {
   it('still plans a page per large table when the small ones and the datadir fill the size', () => {
     const plan = planFiles(makeRecipe(64 * 2 ** 20, version), 200 * 2 ** 20);
     expect(plan.filter((f) => f.kind === 'large').map((f) => f.size)).toEqual([PAGE, PAGE, PAGE, PAGE]);
+  });
+});
+
+describe('the CPU of a tar | nc pipeline', () => {
+  it('reads the children’s line of bash’s `times` from a real shell, after the pipeline’s own output', () => {
+    // A pipeline that burns a little CPU in its children, as tar and nc do.
+    const out = execFileSync('bash', ['-c', timedPipeline('head -c 20000000 /dev/zero | sha256sum >/dev/null; echo 0m9.000s 0m9.000s-not-a-times-line')], { encoding: 'utf8' });
+    const lines = out.trimEnd().split('\n');
+    const times = childTimesFromTail(lines);
+    expect(times).not.toBeNull();
+    expect(times!.user + times!.sys).toBeGreaterThan(0);
+    expect(times!.user + times!.sys).toBeLessThan(9);
+    // The last line of that shape wins, minutes count.
+    expect(childTimesFromTail(['0m0.001s 0m0.002s', '1m2.500s 0m0.250s', 'tar: done'])).toEqual({ user: 62.5, sys: 0.25 });
+    expect(childTimesFromTail(['no times here'])).toBeNull();
+  });
+
+  it('keeps the pipeline’s failure as the shell’s exit code', () => {
+    expect(() => execFileSync('bash', ['-c', timedPipeline('false | cat')], { stdio: 'pipe' })).toThrow();
+  });
+
+  it('sums ends over pipelines, totals them, and is n/a when one end did not report', () => {
+    const a = { sender: { user: 1, sys: 2 }, receiver: { user: 0.5, sys: 3 } };
+    const b = { sender: { user: 1, sys: 1 }, receiver: { user: 0.5, sys: 1 } };
+    expect(sumPipeCpu([a, b])).toEqual({ sender: { user: 2, sys: 3 }, receiver: { user: 1, sys: 4 } });
+    expect(pipeCpuSeconds(sumPipeCpu([a, b]))).toBe(10);
+    expect(pipeCpuSeconds({ sender: null, receiver: { user: 1, sys: 1 } })).toBeNull();
+    expect(sumPipeCpu([a, { sender: null, receiver: null }])!.sender).toBeNull();
+    expect(pipeCpu(a)).toBe('sender user 1.00 + sys 2.00, receiver user 0.50 + sys 3.00');
+    expect(seedCpuSeconds({ controller: 1.5, source: 2, target: 2.5 })).toBe(6);
+    expect(seedCpuSeconds({ controller: 1.5, source: null })).toBeNull();
   });
 });
