@@ -13,7 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { createLeanOps, type LeanOps } from './lean-ops.js';
-import { childTimesFromTail, cpuSeconds, cpuTimes, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, timedPipeline, type PipeCpu, type Tracked } from './procs.js';
+import { childTimesFromTail, cpuSeconds, cpuTimes, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, timedPipeline, type CpuTimes, type PipeCpu, type Tracked } from './procs.js';
 import type { RssTriple, SeedRun } from './results.js';
 
 /** SEEDWIRE_BENCH_DATA_CONNECTIONS=0: agents keep seed bytes on their control links, as before data connections (before/after runs in one build). */
@@ -80,6 +80,22 @@ export async function runShell(name: string, script: string, timeoutMs = 120_000
   const { code, signal } = await t.exited;
   clearTimeout(timer);
   if (code !== 0) throw new Error(`${name}: exit ${code ?? signal}: ${t.tail.slice(-5).join(' | ')}`);
+}
+
+/** runShell, and the CPU the script's children used (bash's `times`; null if it did not print). */
+export async function runTimedShell(name: string, script: string, timeoutMs = 120_000): Promise<CpuTimes | null> {
+  const t = spawnTracked(name, 'bash', ['-c', timedPipeline(script)], { env: childEnv() });
+  const timer = setTimeout(() => void stopTracked(t, 1_000), timeoutMs); // stopTracked only resolves
+  const { code, signal } = await t.exited;
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`${name}: exit ${code ?? signal}: ${t.tail.slice(-5).join(' | ')}`);
+  await stdoutClosed(t);
+  return childTimesFromTail(t.tail);
+}
+
+/** Resolves once `t`'s stdout has closed: 'exit' can come before its last line is read. */
+function stdoutClosed(t: Tracked): Promise<void> {
+  return new Promise<void>((resolve) => (!t.child.stdout || t.child.stdout.closed ? resolve() : t.child.stdout.once('close', () => resolve())));
 }
 
 /** Dirty and under-writeback page cache, KiB (/proc/meminfo). */
@@ -184,8 +200,7 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
     if (s.code !== 0 || r.code !== 0) {
       throw new Error(`tar|${kind === 'zstd' ? 'zstd|' : ''}nc ${i} failed: sender ${s.code ?? s.signal}, receiver ${r.code ?? r.signal}: ${[...sender.tail, ...receiver.tail].slice(-5).join(' | ')}`);
     }
-    // 'exit' can come before the last output line is read: wait for the streams to close.
-    await Promise.all([sender, receiver].map((t) => new Promise<void>((resolve) => (!t.child.stdout || t.child.stdout.closed ? resolve() : t.child.stdout.once('close', () => resolve())))));
+    await Promise.all([stdoutClosed(sender), stdoutClosed(receiver)]);
     return { startMs, endMs, cpu: { sender: childTimesFromTail(sender.tail), receiver: childTimesFromTail(receiver.tail) } };
   });
   const settled = await Promise.allSettled(runs);

@@ -36,7 +36,7 @@ export function detailsTable(r: BenchResults): string {
   rows.push(['load average (1 min) start / end', `${r.machine.loadAvgStart[0]} / ${r.machine.loadAvgEnd?.[0] ?? 'n/a'}${(r.machine.loadAvgStart[0] ?? 0) > r.machine.cpus * 0.5 ? '  (busy machine: numbers are noisy)' : ''}`]);
   rows.push(['lanes requested per seed', String(r.seed.lanes)]);
   rows.push(['tar | nc (local dirs)', `${f(r.seed.tarNcMBps, ' MB/s')}  (${f(r.seed.tarNcSeconds, ' s')}; with per-file fdatasync: ${f(r.seed.tarNcSyncMBps, ' MB/s')})`]);
-  rows.push(['  CPU s (tar | nc)', pipeCpu(r.seed.tarNcCpu)]);
+  rows.push(['  CPU s (tar | nc)', `${pipeCpu(r.seed.tarNcCpu)}; the fdatasync of its files ${r.seed.tarNcSyncCpu ? `user ${r.seed.tarNcSyncCpu.user.toFixed(2)} + sys ${r.seed.tarNcSyncCpu.sys.toFixed(2)}` : 'n/a'}`]);
   rows.push(['tar | nc through a socat relay', `${f(r.seed.tarNcRelayMBps, ' MB/s')}  (${f(r.seed.tarNcRelaySeconds, ' s')}; ${f(r.seed.relayCeiling)}× tar | nc: the most a relayed copy reaches on this machine)`]);
   rows.push(['tar | zstd -1 | nc | zstd -d | tar', `${f(r.seed.tarZstdNcMBps, ' MB/s')}  (${f(r.seed.tarZstdNcSeconds, ' s')})`]);
   rows.push(['  CPU s (tar | zstd | nc)', pipeCpu(r.seed.tarZstdNcCpu)]);
@@ -45,7 +45,7 @@ export function detailsTable(r: BenchResults): string {
   rows.push(['seedwire whole seed, none', `${f(r.seed.seedSeconds, ' s')}  (${f(r.seed.seedwireWholeMBps, ' MB/s')} end to end)`]);
   rows.push(['seedwire transfer, zstd', `${f(r.seed.zstdMBps, ' MB/s')}  (${f(r.seed.zstdTransferSeconds, ' s')}; whole seed ${f(r.seed.zstdSeedSeconds, ' s')})`]);
   rows.push(['seedwire zstd / tar|zstd|nc', f(r.seed.zstdRatio)]);
-  rows.push(['CPU, seed / tar | nc', `none ${f(r.seed.cpuRatio)}×, zstd ${f(r.seed.zstdCpuRatio)}×  (controller + both agents against both ends of the pipeline)`]);
+  rows.push(['CPU, seed / tar | nc', `none ${f(r.seed.cpuRatio)}× (${f(r.seed.syncCpuRatio)}× tar | nc and the fdatasync of its files), zstd ${f(r.seed.zstdCpuRatio)}×  (controller + both agents against both ends of the pipeline)`]);
   for (const run of r.seed.runs) {
     const label = `${run.label}, ${run.compression}`;
     const stages = run.stages.map((s) => `${s.name} ${s.seconds === null ? s.state : `${s.seconds.toFixed(2)}s`}`).join(', ');

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
 import type { BenchEnv } from './env.js';
-import type { PipeCpu } from './procs.js';
+import type { CpuTimes, PipeCpu } from './procs.js';
 import type { Figure, LatencyStats } from './targets.js';
 
 export interface SeedRun {
@@ -108,6 +108,9 @@ export function makeResults(env: BenchEnv) {
       tarNcCpu: null as PipeCpu | null,
       tarZstdNcCpu: null as PipeCpu | null,
       cpuRatio: null as number | null,
+      /** The fdatasync of every file `tar | nc` wrote (its writeback runs in the syncing process, as the seed's runs in its target), and the seed against both. */
+      tarNcSyncCpu: null as CpuTimes | null,
+      syncCpuRatio: null as number | null,
       zstdCpuRatio: null as number | null,
       runs: [] as SeedRun[],
     },

@@ -7,8 +7,8 @@
  */
 import { join } from 'node:path';
 import { compareTrees } from '../dataset.js';
-import { MB, runShell, shq, tarPipes, type PipeKind } from '../harness.js';
-import { makeTemp, removeTemp, type PipeCpu } from '../procs.js';
+import { MB, runTimedShell, shq, tarPipes, type PipeKind } from '../harness.js';
+import { makeTemp, removeTemp, type CpuTimes, type PipeCpu } from '../procs.js';
 import type { BenchContext, BenchSection } from '../section.js';
 import { round } from '../targets.js';
 
@@ -16,6 +16,8 @@ interface Copy {
   seconds: number;
   syncSeconds: number;
   cpu: PipeCpu;
+  /** CPU of the fdatasync of every file (the kernel's writeback of them runs in the syncing process). */
+  syncCpu: CpuTimes | null;
 }
 
 async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean): Promise<Copy> {
@@ -25,14 +27,15 @@ async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSyn
   const check = await compareTrees(ctx.dataset.dir, target, new Set());
   if (check.problem) throw new Error(`tar|${kind} copy differs: ${check.problem}`);
   let syncSeconds = 0;
+  let syncCpu: CpuTimes | null = null;
   if (withSync) {
     // What seedwire's receiver also does: fdatasync every file it wrote.
     const t1 = performance.now();
-    await runShell('sync', `find ${shq(target)} -type f -print0 | xargs -0 sync --data`);
+    syncCpu = await runTimedShell('sync', `find ${shq(target)} -type f -print0 | xargs -0 sync --data`);
     syncSeconds = (performance.now() - t1) / 1000;
   }
   removeTemp(target);
-  return { seconds, syncSeconds, cpu: run!.cpu };
+  return { seconds, syncSeconds, cpu: run!.cpu, syncCpu };
 }
 
 /** The faster of two copies of `kind` (the first warms the page cache for the second). */
@@ -56,6 +59,7 @@ export const baselineSection: BenchSection = {
         seed.tarNcMBps = round(bytes / MB / best.seconds);
         seed.tarNcSyncMBps = round(bytes / MB / (best.seconds + best.syncSeconds));
         seed.tarNcCpu = best.cpu;
+        seed.tarNcSyncCpu = best.syncCpu;
       } catch (error) {
         ctx.fail('tar|nc', error);
       }
