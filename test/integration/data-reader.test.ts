@@ -127,6 +127,9 @@ async function rawServer(after: Buffer): Promise<{ url: string; controls: Array<
   return { url: `ws://127.0.0.1:${port}/data`, controls, sockets };
 }
 
+/** The property test's bound on event-loop turns spent writing one plan's wire (about 0.25 s of them). */
+const MAX_WRITE_TURNS = 20_000;
+
 const SIZES = [10, 63 * 1024, 64 * 1024, 200_000, MiB + 24, POOL_BYTES, POOL_BYTES + 1, Math.floor(1.5 * MiB)];
 
 describe('data reader', () => {
@@ -314,9 +317,13 @@ describe('data reader', () => {
         try {
           await waitFor(() => server.sockets.length === 1 && ws.readyState === WebSocket.OPEN, { timeoutMs: 10_000, what: 'the upgrade' });
           const socket = server.sockets[0]!;
-          // The wire in pieces of the planned sizes, cycling, each in its own event-loop turn.
+          // The wire in pieces of the planned sizes, cycling, each in its own event-loop turn. At most
+          // MAX_WRITE_TURNS of them: 3 MB in 1-byte writes took 35.7 s (12 µs a turn), and a plan of
+          // tiny writes and large messages outran the test's time (CI, 2026-12-03). Small wires still
+          // arrive a byte at a time, large ones in pieces of any size from wire / MAX_WRITE_TURNS up.
+          const least = Math.ceil(wire.length / MAX_WRITE_TURNS);
           for (let at = 0, k = 0; at < wire.length; k += 1) {
-            const n = writes[k % writes.length]!;
+            const n = Math.max(writes[k % writes.length]!, least);
             socket.write(wire.subarray(at, at + n));
             at += n;
             await new Promise((resolve) => setImmediate(resolve));
