@@ -13,7 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { createLeanOps, type LeanOps } from './lean-ops.js';
-import { childTimesFromTail, cpuSeconds, cpuTimes, makeTemp, procStatusKiB, removeTemp, spawnTracked, stopTracked, timedPipeline, type CpuTimes, type PipeCpu, type Tracked } from './procs.js';
+import { childTimesFromTail, cpuSeconds, cpuTimes, makeTemp, stealSeconds, procStatusKiB, removeTemp, spawnTracked, stopTracked, timedPipeline, type CpuTimes, type PipeCpu, type Tracked } from './procs.js';
 import type { RssTriple, SeedRun } from './results.js';
 
 /** SEEDWIRE_BENCH_DATA_CONNECTIONS=0: agents keep seed bytes on their control links, as before data connections (before/after runs in one build). */
@@ -152,6 +152,14 @@ export type PipeKind = 'plain' | 'zstd' | 'relay';
 /** One pipeline's copy: its interval, and the CPU each end's processes used (from bash's `times`; null if not printed). */
 export interface PipeRun extends Interval {
   cpu: PipeCpu;
+  /** CPU seconds the hypervisor took from the machine during the copy (stealSeconds), or null. */
+  stealSeconds: number | null;
+}
+
+/** Seconds stolen since `before` (a stealSeconds() reading), or null. */
+function stolenSince(before: number | null): number | null {
+  const now = stealSeconds();
+  return before === null || now === null ? null : round(now - before, 2);
 }
 
 async function listening(port: number): Promise<boolean> {
@@ -191,17 +199,19 @@ export async function tarPipes(kind: PipeKind, copies: ReadonlyArray<{ source: s
   const runs = copies.map(async ({ source }, i) => {
     const pack = kind === 'zstd' ? `tar -c -C ${shq(source)} . | zstd -1 -q -c` : `tar -c -C ${shq(source)} .`;
     const startMs = performance.now();
+    const stealBefore = stealSeconds();
     const sender = spawnTracked(`nc-send-${i}`, 'bash', ['-c', timedPipeline(`${pack} | nc -N 127.0.0.1 ${ports[i]}`)], { env: childEnv() });
     const receiver = receivers[i]!;
     const timer = setTimeout(() => void Promise.all([stopTracked(sender, 1_000), stopTracked(receiver, 1_000)]), timeoutMs); // only resolves
     const [s, r] = await Promise.all([sender.exited, receiver.exited]);
     clearTimeout(timer);
     const endMs = performance.now();
+    const stolen = stolenSince(stealBefore);
     if (s.code !== 0 || r.code !== 0) {
       throw new Error(`tar|${kind === 'zstd' ? 'zstd|' : ''}nc ${i} failed: sender ${s.code ?? s.signal}, receiver ${r.code ?? r.signal}: ${[...sender.tail, ...receiver.tail].slice(-5).join(' | ')}`);
     }
     await Promise.all([stdoutClosed(sender), stdoutClosed(receiver)]);
-    return { startMs, endMs, cpu: { sender: childTimesFromTail(sender.tail), receiver: childTimesFromTail(receiver.tail) } };
+    return { startMs, endMs, cpu: { sender: childTimesFromTail(sender.tail), receiver: childTimesFromTail(receiver.tail) }, stealSeconds: stolen };
   });
   const settled = await Promise.allSettled(runs);
   await Promise.allSettled(relays.map((r) => stopTracked(r, 1_000)));
@@ -389,6 +399,7 @@ export interface StartedSeed {
   postedAt: number;
   cpuBefore: Record<string, number | null>;
   sysBefore: Record<string, number | null>;
+  stealBefore: number | null;
 }
 
 /** Starts a seed; the caller makes the disk quiet first (quietDisk), once for seeds started together. */
@@ -398,7 +409,7 @@ export async function startSeed(client: ApiClient, procs: Record<string, Tracked
   const postedAt = Date.now();
   const created = await client.createSeed({ source: pair.sourceId, target: pair.targetId, method: 'cold', compression: options.compression, startTarget: false, lanes: options.lanes });
   log(`seed ${created.id} (${options.label}, ${options.compression}, lanes ${options.lanes}) started`);
-  return { id: created.id, postedAt, cpuBefore, sysBefore };
+  return { id: created.id, postedAt, cpuBefore, sysBefore, stealBefore: stealSeconds() };
 }
 
 const TERMINAL = new Set(['succeeded', 'failed', 'aborted']);
@@ -463,6 +474,7 @@ export async function awaitSeed(client: ApiClient, procs: Record<string, Tracked
     stages,
     cpuSeconds: cpu,
     cpuSysSeconds: sys,
+    stealSeconds: stolenSince(started.stealBefore),
     verified: null,
   };
 }

@@ -286,6 +286,22 @@ export function childTimesFromTail(tail: readonly string[]): CpuTimes | null {
   return null;
 }
 
+/**
+ * CPU time the hypervisor took from this machine's virtual CPUs (all of them, seconds since boot;
+ * the `steal` column of /proc/stat), or null where the kernel does not report it. Time stolen
+ * during a timed copy slows it without showing in any process's CPU.
+ */
+export function stealSeconds(): number | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+    // cpu user nice system idle iowait irq softirq steal ...
+    const steal = Number(fields[8]);
+    return fields[0] === 'cpu' && Number.isFinite(steal) ? steal / TICKS_PER_SECOND : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Soft and hard open-file limits of a process. */
 export function nofileLimits(pid: number | 'self'): { soft: number; hard: number } | null {
   try {

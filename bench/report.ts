@@ -36,10 +36,10 @@ export function detailsTable(r: BenchResults): string {
   rows.push(['load average (1 min) start / end', `${r.machine.loadAvgStart[0]} / ${r.machine.loadAvgEnd?.[0] ?? 'n/a'}${(r.machine.loadAvgStart[0] ?? 0) > r.machine.cpus * 0.5 ? '  (busy machine: numbers are noisy)' : ''}`]);
   rows.push(['lanes requested per seed', String(r.seed.lanes)]);
   rows.push(['tar | nc (local dirs)', `${f(r.seed.tarNcMBps, ' MB/s')}  (${f(r.seed.tarNcSeconds, ' s')}; with per-file fdatasync: ${f(r.seed.tarNcSyncMBps, ' MB/s')})`]);
-  rows.push(['  CPU s (tar | nc)', `${pipeCpu(r.seed.tarNcCpu)}; the fdatasync of its files ${r.seed.tarNcSyncCpu ? `user ${r.seed.tarNcSyncCpu.user.toFixed(2)} + sys ${r.seed.tarNcSyncCpu.sys.toFixed(2)}` : 'n/a'}`]);
+  rows.push(['  CPU s (tar | nc)', `${pipeCpu(r.seed.tarNcCpu)}; the fdatasync of its files ${r.seed.tarNcSyncCpu ? `user ${r.seed.tarNcSyncCpu.user.toFixed(2)} + sys ${r.seed.tarNcSyncCpu.sys.toFixed(2)}` : 'n/a'}; stolen by the hypervisor ${f(r.seed.tarNcStealSeconds)}`]);
   rows.push(['tar | nc through a socat relay', `${f(r.seed.tarNcRelayMBps, ' MB/s')}  (${f(r.seed.tarNcRelaySeconds, ' s')}; ${f(r.seed.relayCeiling)}× tar | nc: the most a relayed copy reaches on this machine)`]);
   rows.push(['tar | zstd -1 | nc | zstd -d | tar', `${f(r.seed.tarZstdNcMBps, ' MB/s')}  (${f(r.seed.tarZstdNcSeconds, ' s')})`]);
-  rows.push(['  CPU s (tar | zstd | nc)', pipeCpu(r.seed.tarZstdNcCpu)]);
+  rows.push(['  CPU s (tar | zstd | nc)', `${pipeCpu(r.seed.tarZstdNcCpu)}; stolen by the hypervisor ${f(r.seed.tarZstdNcStealSeconds)}`]);
   rows.push(['seedwire transfer, none', `${f(r.seed.seedwireMBps, ' MB/s')}  (${f(r.seed.transferSeconds, ' s')})`]);
   rows.push(['seedwire / tar|nc', `${f(r.seed.ratio)}  (${f(r.seed.relayRatio)}× the relayed tar | nc; ${f(r.seed.syncRatio)}× tar | nc with per-file fdatasync, the seed's own durability)`]);
   rows.push(['seedwire whole seed, none', `${f(r.seed.seedSeconds, ' s')}  (${f(r.seed.seedwireWholeMBps, ' MB/s')} end to end)`]);
@@ -51,7 +51,7 @@ export function detailsTable(r: BenchResults): string {
     const stages = run.stages.map((s) => `${s.name} ${s.seconds === null ? s.state : `${s.seconds.toFixed(2)}s`}`).join(', ');
     rows.push([`  stages (${label})`, stages]);
     const cpu = Object.entries(run.cpuSeconds).map(([k, v]) => `${k} ${v ?? 'n/a'} (sys ${run.cpuSysSeconds[k] ?? 'n/a'})`).join(', ');
-    rows.push([`  CPU s (${label})`, cpu]);
+    rows.push([`  CPU s (${label})`, `${cpu}; stolen by the hypervisor ${f(run.stealSeconds)}`]);
     if (run.state !== 'succeeded') rows.push([`  FAILED (${label})`, `${run.state}: ${run.error?.code}: ${run.error?.message}`]);
     else rows.push([`  verify (${label})`, run.verified ?? 'n/a']);
   }

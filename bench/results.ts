@@ -28,6 +28,8 @@ export interface SeedRun {
   /** User + system CPU seconds of each process during the seed, and the system part alone. */
   cpuSeconds: Record<string, number | null>;
   cpuSysSeconds: Record<string, number | null>;
+  /** CPU seconds the hypervisor took from the machine while the seed ran (both cores), or null. */
+  stealSeconds: number | null;
   verified: string | null;
 }
 
@@ -110,6 +112,9 @@ export function makeResults(env: BenchEnv) {
       cpuRatio: null as number | null,
       /** The fdatasync of every file `tar | nc` wrote (its writeback runs in the syncing process, as the seed's runs in its target), and the seed against both. */
       tarNcSyncCpu: null as CpuTimes | null,
+      /** CPU seconds the hypervisor took from the machine during the best `tar | nc` and `tar | zstd | nc` copies. */
+      tarNcStealSeconds: null as number | null,
+      tarZstdNcStealSeconds: null as number | null,
       syncCpuRatio: null as number | null,
       zstdCpuRatio: null as number | null,
       runs: [] as SeedRun[],

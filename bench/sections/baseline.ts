@@ -16,8 +16,9 @@ interface Copy {
   seconds: number;
   syncSeconds: number;
   cpu: PipeCpu;
-  /** CPU of the fdatasync of every file (the kernel's writeback of them runs in the syncing process). */
+  /** CPU of the fdatasync of every file (the calls that start the kernel's writeback and wait for it). */
   syncCpu: CpuTimes | null;
+  stealSeconds: number | null;
 }
 
 async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean): Promise<Copy> {
@@ -35,7 +36,7 @@ async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSyn
     syncSeconds = (performance.now() - t1) / 1000;
   }
   removeTemp(target);
-  return { seconds, syncSeconds, cpu: run!.cpu, syncCpu };
+  return { seconds, syncSeconds, cpu: run!.cpu, syncCpu, stealSeconds: run!.stealSeconds };
 }
 
 /** The faster of two copies of `kind` (the first warms the page cache for the second). */
@@ -60,6 +61,7 @@ export const baselineSection: BenchSection = {
         seed.tarNcSyncMBps = round(bytes / MB / (best.seconds + best.syncSeconds));
         seed.tarNcCpu = best.cpu;
         seed.tarNcSyncCpu = best.syncCpu;
+        seed.tarNcStealSeconds = best.stealSeconds;
       } catch (error) {
         ctx.fail('tar|nc', error);
       }
@@ -75,6 +77,7 @@ export const baselineSection: BenchSection = {
         seed.tarZstdNcSeconds = round(best.seconds, 2);
         seed.tarZstdNcMBps = round(bytes / MB / best.seconds);
         seed.tarZstdNcCpu = best.cpu;
+        seed.tarZstdNcStealSeconds = best.stealSeconds;
       } catch (error) {
         ctx.fail('tar|zstd|nc', error);
       }

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { QUICK_BYTES, readBenchEnv } from '../../bench/env.js';
-import { childTimesFromTail, pipeCpuSeconds, seedCpuSeconds, sumPipeCpu, timedPipeline } from '../../bench/procs.js';
+import { childTimesFromTail, pipeCpuSeconds, seedCpuSeconds, stealSeconds, sumPipeCpu, timedPipeline } from '../../bench/procs.js';
 import { pipeCpu, targetsTable } from '../../bench/report.js';
 import { DEFAULT_BYTES, makeRecipe, PAGE, planFiles, recipeKey, SMALL_FILES } from '../../bench/recipe.js';
 import { aggregateRate, atLeast, atMost, formatTarget, judge, latencyStats, makeFigure, parseCount, parseSize, percentile, ratio } from '../../bench/targets.js';
@@ -174,5 +174,12 @@ describe('the CPU of a tar | nc pipeline', () => {
     expect(pipeCpu(a)).toBe('sender user 1.00 + sys 2.00, receiver user 0.50 + sys 3.00');
     expect(seedCpuSeconds({ controller: 1.5, source: 2, target: 2.5 })).toBe(6);
     expect(seedCpuSeconds({ controller: 1.5, source: null })).toBeNull();
+  });
+
+  it('reads the time the hypervisor stole from /proc/stat: a count of seconds that never goes back', () => {
+    const first = stealSeconds();
+    expect(first).not.toBeNull();
+    expect(first!).toBeGreaterThanOrEqual(0);
+    expect(stealSeconds()!).toBeGreaterThanOrEqual(first!);
   });
 });
