@@ -13,7 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ApiClient, type Compression, type SeedView } from '../client/api.js';
 import { createLeanOps, type LeanOps } from './lean-ops.js';
-import { childTimesFromTail, cpuSeconds, cpuTimes, makeTemp, stealSeconds, procStatusKiB, removeTemp, spawnTracked, stopTracked, timedPipeline, type CpuTimes, type PipeCpu, type Tracked } from './procs.js';
+import { childTimesFromTail, cpuTimes, makeTemp, stealSeconds, procStatusKiB, removeTemp, spawnTracked, stopTracked, timedPipeline, type CpuTimes, type PipeCpu, type Tracked } from './procs.js';
 import type { RssTriple, SeedRun } from './results.js';
 
 /** SEEDWIRE_BENCH_DATA_CONNECTIONS=0: agents keep seed bytes on their control links, as before data connections (before/after runs in one build). */
@@ -74,21 +74,18 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function runShell(name: string, script: string, timeoutMs = 120_000): Promise<void> {
+export async function runShell(name: string, script: string, timeoutMs = 120_000): Promise<Tracked> {
   const t = spawnTracked(name, 'bash', ['-c', script], { env: childEnv() });
   const timer = setTimeout(() => void stopTracked(t, 1_000), timeoutMs); // stopTracked only resolves
   const { code, signal } = await t.exited;
   clearTimeout(timer);
   if (code !== 0) throw new Error(`${name}: exit ${code ?? signal}: ${t.tail.slice(-5).join(' | ')}`);
+  return t;
 }
 
 /** runShell, and the CPU the script's children used (bash's `times`; null if it did not print). */
 export async function runTimedShell(name: string, script: string, timeoutMs = 120_000): Promise<CpuTimes | null> {
-  const t = spawnTracked(name, 'bash', ['-c', timedPipeline(script)], { env: childEnv() });
-  const timer = setTimeout(() => void stopTracked(t, 1_000), timeoutMs); // stopTracked only resolves
-  const { code, signal } = await t.exited;
-  clearTimeout(timer);
-  if (code !== 0) throw new Error(`${name}: exit ${code ?? signal}: ${t.tail.slice(-5).join(' | ')}`);
+  const t = await runShell(name, timedPipeline(script), timeoutMs);
   await stdoutClosed(t);
   return childTimesFromTail(t.tail);
 }
@@ -397,19 +394,22 @@ export interface SeedOptions {
 export interface StartedSeed {
   id: string;
   postedAt: number;
-  cpuBefore: Record<string, number | null>;
-  sysBefore: Record<string, number | null>;
+  cpuBefore: Record<string, CpuTimes | null>;
   stealBefore: number | null;
+}
+
+/** Each process's CPU times now (one read of /proc/PID/stat each). */
+function readCpu(procs: Record<string, Tracked>): Record<string, CpuTimes | null> {
+  return Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuTimes(p.pid)]));
 }
 
 /** Starts a seed; the caller makes the disk quiet first (quietDisk), once for seeds started together. */
 export async function startSeed(client: ApiClient, procs: Record<string, Tracked>, pair: Pair, options: SeedOptions): Promise<StartedSeed> {
-  const cpuBefore = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuSeconds(p.pid)]));
-  const sysBefore = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuTimes(p.pid)?.sys ?? null]));
+  const cpuBefore = readCpu(procs);
   const postedAt = Date.now();
   const created = await client.createSeed({ source: pair.sourceId, target: pair.targetId, method: 'cold', compression: options.compression, startTarget: false, lanes: options.lanes });
   log(`seed ${created.id} (${options.label}, ${options.compression}, lanes ${options.lanes}) started`);
-  return { id: created.id, postedAt, cpuBefore, sysBefore, stealBefore: stealSeconds() };
+  return { id: created.id, postedAt, cpuBefore, stealBefore: stealSeconds() };
 }
 
 const TERMINAL = new Set(['succeeded', 'failed', 'aborted']);
@@ -438,20 +438,16 @@ export async function awaitSeed(client: ApiClient, procs: Record<string, Tracked
     }
     await delay(200);
   }
-  const cpu = Object.fromEntries(
-    Object.entries(procs).map(([k, p]) => {
-      const after = cpuSeconds(p.pid);
-      const before = started.cpuBefore[k];
-      return [k, after === null || before === null || before === undefined ? null : round(after - before, 2)];
-    }),
-  );
-  const sys = Object.fromEntries(
-    Object.entries(procs).map(([k, p]) => {
-      const after = cpuTimes(p.pid)?.sys ?? null;
-      const before = started.sysBefore[k];
-      return [k, after === null || before === null || before === undefined ? null : round(after - before, 2)];
-    }),
-  );
+  const cpuAfter = readCpu(procs);
+  // Seconds each process spent during the seed: `part` picks user + system, or system alone.
+  const spent = (part: (t: CpuTimes) => number): Record<string, number | null> =>
+    Object.fromEntries(
+      Object.keys(procs).map((k) => {
+        const before = started.cpuBefore[k];
+        const after = cpuAfter[k];
+        return [k, before && after ? round(part(after) - part(before), 2) : null];
+      }),
+    );
   const seconds = (s: { startedAt: string | null; endedAt: string | null }): number | null =>
     s.startedAt && s.endedAt ? (Date.parse(s.endedAt) - Date.parse(s.startedAt)) / 1000 : null;
   const stages = (seed.stages ?? []).map((s) => ({ name: s.name, state: s.state, seconds: seconds(s), message: s.message ?? null }));
@@ -472,8 +468,8 @@ export async function awaitSeed(client: ApiClient, procs: Record<string, Tracked
     transferStartMs: transferOk ? Date.parse(transfer.startedAt!) : null,
     transferEndMs: transferOk ? Date.parse(transfer.endedAt!) : null,
     stages,
-    cpuSeconds: cpu,
-    cpuSysSeconds: sys,
+    cpuSeconds: spent((t) => t.user + t.sys),
+    cpuSysSeconds: spent((t) => t.sys),
     stealSeconds: stolenSince(started.stealBefore),
     verified: null,
   };

@@ -205,18 +205,6 @@ export function resetPeakRss(pid: number): boolean {
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-/** User + system CPU seconds of the process itself (not its children). */
-export function cpuSeconds(pid: number): number | null {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-  } catch {
-    return null;
-  }
-}
-
 /** CPU seconds in user and kernel mode. */
 export interface CpuTimes {
   user: number;
@@ -232,10 +220,17 @@ export function cpuTimes(pid: number): CpuTimes | null {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state); utime is field 14, stime field 15.
     return { user: Number(fields[11]) / TICKS_PER_SECOND, sys: Number(fields[12]) / TICKS_PER_SECOND };
   } catch {
     return null;
   }
+}
+
+/** User + system CPU seconds of the process itself (not its children). */
+export function cpuSeconds(pid: number): number | null {
+  const t = cpuTimes(pid);
+  return t === null ? null : t.user + t.sys;
 }
 
 /** The CPU of a pipeline's two ends (each end: its shell's children, from `times`). */

@@ -21,10 +21,14 @@ export function targetsTable(figures: readonly Figure[]): string {
   return `${columns(rows)}\n${passed} pass, ${failed} fail, ${figures.length - passed - failed} not measured`;
 }
 
-/** `sender user 1.2 + sys 2.3, receiver ...` (CPU seconds of each end of a pipeline), or n/a. */
+/** `user 1.20 + sys 2.30` (CPU seconds), or n/a. */
+function cpuTimesText(t: CpuTimes | null): string {
+  return t === null ? 'n/a' : `user ${t.user.toFixed(2)} + sys ${t.sys.toFixed(2)}`;
+}
+
+/** `sender user 1.20 + sys 2.30, receiver ...` (CPU seconds of each end of a pipeline), or n/a. */
 export function pipeCpu(cpu: PipeCpu | null): string {
-  const end = (t: CpuTimes | null): string => (t === null ? 'n/a' : `user ${t.user.toFixed(2)} + sys ${t.sys.toFixed(2)}`);
-  return cpu === null ? 'n/a' : `sender ${end(cpu.sender)}, receiver ${end(cpu.receiver)}`;
+  return cpu === null ? 'n/a' : `sender ${cpuTimesText(cpu.sender)}, receiver ${cpuTimesText(cpu.receiver)}`;
 }
 
 export function detailsTable(r: BenchResults): string {
@@ -36,7 +40,7 @@ export function detailsTable(r: BenchResults): string {
   rows.push(['load average (1 min) start / end', `${r.machine.loadAvgStart[0]} / ${r.machine.loadAvgEnd?.[0] ?? 'n/a'}${(r.machine.loadAvgStart[0] ?? 0) > r.machine.cpus * 0.5 ? '  (busy machine: numbers are noisy)' : ''}`]);
   rows.push(['lanes requested per seed', String(r.seed.lanes)]);
   rows.push(['tar | nc (local dirs)', `${f(r.seed.tarNcMBps, ' MB/s')}  (${f(r.seed.tarNcSeconds, ' s')}; with per-file fdatasync: ${f(r.seed.tarNcSyncMBps, ' MB/s')})`]);
-  rows.push(['  CPU s (tar | nc)', `${pipeCpu(r.seed.tarNcCpu)}; the fdatasync of its files ${r.seed.tarNcSyncCpu ? `user ${r.seed.tarNcSyncCpu.user.toFixed(2)} + sys ${r.seed.tarNcSyncCpu.sys.toFixed(2)}` : 'n/a'}; stolen by the hypervisor ${f(r.seed.tarNcStealSeconds)}`]);
+  rows.push(['  CPU s (tar | nc)', `${pipeCpu(r.seed.tarNcCpu)}; the fdatasync of its files ${cpuTimesText(r.seed.tarNcSyncCpu)}; stolen by the hypervisor ${f(r.seed.tarNcStealSeconds)}`]);
   rows.push(['tar | nc through a socat relay', `${f(r.seed.tarNcRelayMBps, ' MB/s')}  (${f(r.seed.tarNcRelaySeconds, ' s')}; ${f(r.seed.relayCeiling)}× tar | nc: the most a relayed copy reaches on this machine)`]);
   rows.push(['tar | zstd -1 | nc | zstd -d | tar', `${f(r.seed.tarZstdNcMBps, ' MB/s')}  (${f(r.seed.tarZstdNcSeconds, ' s')})`]);
   rows.push(['  CPU s (tar | zstd | nc)', `${pipeCpu(r.seed.tarZstdNcCpu)}; stolen by the hypervisor ${f(r.seed.tarZstdNcStealSeconds)}`]);

@@ -102,10 +102,11 @@ async function measure(ctx: BenchContext): Promise<string | null> {
       }
       r.seed.ratio = ratio(r.seed.seedwireMBps, r.seed.tarNcMBps);
       const single = r.seed.runs.find((run) => run.label === 'single' && run.compression === 'none');
-      r.seed.cpuRatio = single ? ratio(seedCpuSeconds(single.cpuSeconds), pipeCpuSeconds(r.seed.tarNcCpu)) : null;
+      const seedCpu = single ? seedCpuSeconds(single.cpuSeconds) : null;
       const pipe = pipeCpuSeconds(r.seed.tarNcCpu);
       const sync = r.seed.tarNcSyncCpu;
-      r.seed.syncCpuRatio = single && pipe !== null && sync !== null ? ratio(seedCpuSeconds(single.cpuSeconds), pipe + sync.user + sync.sys) : null;
+      r.seed.cpuRatio = ratio(seedCpu, pipe);
+      r.seed.syncCpuRatio = ratio(seedCpu, pipe !== null && sync !== null ? pipe + sync.user + sync.sys : null);
       r.seed.relayCeiling = ratio(r.seed.tarNcRelayMBps, r.seed.tarNcMBps);
       r.seed.relayRatio = ratio(r.seed.seedwireMBps, r.seed.tarNcRelayMBps);
       r.seed.syncRatio = ratio(r.seed.seedwireMBps, r.seed.tarNcSyncMBps);
