@@ -4,17 +4,20 @@
  * (dist/) held by controller 2, then, per case, latency percentiles and the CPU milliseconds each
  * process spent per call (from /proc: the bench, both controllers, the agent, nats-server and all
  * of PostgreSQL's processes), so a loaded machine's waits and the work per call are told apart.
- * The `hostname` cases run twice: through the API client (fetch) and through the bench's leaner
- * node:http client (lean-ops.ts), which the bench's latency figures use.
+ * The `hostname` cases run twice: through the API client (fetch) and through the bench's lean
+ * client (lean-ops.ts: HTTP/1.1 written by hand on a kept-alive socket), which the bench's latency
+ * figures use.
  *
  *   make build dist && npx tsx bench/cluster-breakdown.ts    (N=400 samples per case by default)
+ *
+ * CASES='lean client' runs only the cases whose names contain one of the comma-separated parts.
  *
  * SEEDWIRE_BENCH_PROFILE=DIR runs both controllers and the agent with --cpu-prof into DIR. The
  * controllers log at `warn` unless SEEDWIRE_LOG_LEVEL says otherwise (`info` is the default of a
  * controller in service, one or two lines per operation); the agent is the one-file bundle.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -24,7 +27,7 @@ import { createLeanOps, type LeanOps } from './lean-ops.js';
 import { startNatsServer } from '../test/helpers/nats.js';
 import { startPostgres } from '../test/helpers/postgres.js';
 import { freePort } from '../test/helpers/cluster.js';
-import { cleanupAll, cpuSeconds, makeTemp, onCleanup, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { cleanupAll, findPid, groupCpuMs, makeTemp, onCleanup, spawnTracked, stopTracked, withChildren, type Tracked } from './procs.js';
 import { AGENT_ENTRY } from './harness.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
 import { percentile, runBreakdown, timeCalls } from './breakdown-kit.js';
@@ -35,39 +38,13 @@ const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env[
 /** Process name → pids whose CPU is summed under it. */
 const watched: Record<string, () => number[]> = {};
 
-/** CPU ms (user + system) of a process, 0 when it is gone. */
-const cpuMs = (pid: number): number => (cpuSeconds(pid) ?? 0) * 1000;
-
-/** Pids of every process whose parent is `parent`, and `parent` itself. */
-function withChildren(parent: number): number[] {
-  const pids = [parent];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-      if (ppid === parent) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-function findPid(match: (cmdline: string) => boolean): number {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (match(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '))) return Number(entry);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  throw new Error('process not found');
-}
+/** CASES=a,b runs only the cases whose names contain one of these (e.g. CASES='lean client'). */
+const CASES = (process.env['CASES'] ?? '').split(',').map((c) => c.trim()).filter(Boolean);
 
 async function measure(name: string, once: () => Promise<unknown>): Promise<void> {
+  if (CASES.length > 0 && !CASES.some((c) => name.includes(c))) return;
   for (let i = 0; i < 200; i += 1) await once();
-  const sum = (): Record<string, number> => Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, pids().reduce((n, pid) => n + cpuMs(pid), 0)]));
+  const sum = (): Record<string, number> => Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, groupCpuMs(pids())]));
   const before = sum();
   const { samples, ownCpuMs } = await timeCalls(N, once);
   const after = sum();
@@ -94,6 +71,7 @@ async function main(): Promise<void> {
     const profiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=controller-${n}.cpuprofile`] : [];
     const proc = spawnTracked(`controller-${n}`, process.execPath, [...NODE_FLAGS, ...profiling, join(ROOT, 'dist/server-stub/main.js'), '--listen', `127.0.0.1:${port}`, '--advertise-url', url, '--data-dir', dir, '--agent-token-file', join(dir, 'agent-token'), '--admin-token-file', join(dir, 'admin-token')], {
       cwd: ROOT,
+      logTo: join(dir, 'controller.log'),
       env: { ...process.env, SEEDWIRE_STORE: store, SEEDWIRE_BUS: nats.url, SEEDWIRE_LOG_LEVEL: process.env['SEEDWIRE_LOG_LEVEL'] ?? 'warn' },
     });
     await proc.waitForRecord((r) => r['msg'] === 'listening', 60_000);
@@ -105,7 +83,7 @@ async function main(): Promise<void> {
   const file = join(dir, 'agent.json');
   writeFileSync(file, JSON.stringify({ controller: `${c2.url.replace(/^http/, 'ws')}/agent`, token: agentToken, id: 'held-by-2', stateDir: join(dir, 'state'), advanced: { startupJitterMs: 0 } }));
   const agentProfiling = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--cpu-prof-name=agent.cpuprofile'] : [];
-  const agent = spawnTracked('agent', process.execPath, [...NODE_FLAGS, ...agentProfiling, AGENT_ENTRY, '--config', file], { cwd: ROOT });
+  const agent = spawnTracked('agent', process.execPath, [...NODE_FLAGS, ...agentProfiling, AGENT_ENTRY, '--config', file], { cwd: ROOT, logTo: join(dir, 'agent.log') });
   try {
     for (;;) {
       const listed = await c1.client.agents();
@@ -114,6 +92,7 @@ async function main(): Promise<void> {
     }
     const postmaster = Number(readFileSync(join(pg.baseDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
     const natsPid = findPid((cmd) => cmd.includes('nats-server') && cmd.includes(String(nats.port)));
+    if (natsPid === null) throw new Error('nats-server process not found');
     Object.assign(watched, {
       'controller 1': () => [c1.proc.pid],
       'controller 2': () => [c2.proc.pid],
@@ -143,8 +122,8 @@ async function main(): Promise<void> {
     await measure('GET /api/operations/:id on controller 1', get(c1.url, `/api/operations/${lastId}`));
     await measure('hostname on the holder (controller 2)', () => op(c2.client));
     await measure('hostname routed (controller 1 → 2)', () => op(c1.client));
-    await measure('the same through node:http, on the holder', leanOp(lean2));
-    await measure('the same through node:http, routed', leanOp(lean1));
+    await measure('the same through the lean client, on the holder', leanOp(lean2));
+    await measure('the same through the lean client, routed', leanOp(lean1));
   } finally {
     await stopTracked(agent);
     await Promise.allSettled([stopTracked(c1.proc), stopTracked(c2.proc)]);

@@ -15,7 +15,8 @@
  *     the simulator read them.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { profileWhile } from './inspector-profile.js';
 import { join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -26,10 +27,15 @@ import { startNatsServer, type NatsServer } from '../test/helpers/nats.js';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
 import { freePort } from '../test/helpers/cluster.js';
 import { ensureNofile, hostnameOnce, latencyOf, type FleetLatency } from './fleet.js';
-import { makeTemp, onCleanup, procStatusKiB, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
+import { findPid, groupCpuMs, machineIdleSeconds, makeTemp, onCleanup, procStatusKiB, removeTemp, spawnTracked, stealSeconds, stopTracked, withChildren, type Tracked } from './procs.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+/**
+ * SEEDWIRE_BENCH_PROFILE=DIR: controllers 1 and 2 are profiled (through the inspector) over the
+ * timed loop only, into DIR/cluster-controller-N.cpuprofile (bench/profile-summary.ts).
+ */
+const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env['SEEDWIRE_BENCH_PROFILE']) : null;
 
 function envCount(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -82,6 +88,14 @@ export interface ClusterBenchResults {
    * PostgreSQL read). A `hostname` on the holder is about the second plus the agent's round trip.
    */
   floor: { healthz: FleetLatency | null; storeRead: FleetLatency | null };
+  /**
+   * CPU milliseconds each process (group) spent per round of the timed loop (one routed op, one
+   * local op, a GET /healthz and a GET of one operation), and the machine's idle and stolen CPU
+   * over the loop: on two cores, what the ops wait for.
+   */
+  cpuPerRound: Record<string, number> | null;
+  /** The same tally over 5 s at rest just before the warm-up, per second: the fleet's own load. */
+  cpuAtRestPerSecond: Record<string, number> | null;
   /** Ops of either kind that failed (not timed). */
   failedOps: number;
   failover: {
@@ -120,6 +134,8 @@ interface Member {
   ops: LeanOps;
   adminToken: string;
   dataDir: string;
+  /** Where SIGUSR1 opens its inspector (only with SEEDWIRE_BENCH_PROFILE). */
+  inspectPort: number | null;
 }
 
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
@@ -133,17 +149,18 @@ async function startMember(n: number, agentToken: string, adminToken: string, st
   writeFileSync(join(dataDir, 'agent-token'), agentToken, { mode: 0o600 });
   writeFileSync(join(dataDir, 'admin-token'), adminToken, { mode: 0o600 });
   const port = await freePort();
+  const inspectPort = PROFILE_DIR === null ? null : await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawnTracked(
     `cluster-controller-${n}`,
     process.execPath,
-    [...NODE_FLAGS, join(ROOT, 'dist/server-stub/main.js'), '--listen', `127.0.0.1:${port}`, '--advertise-url', url, '--data-dir', dataDir, '--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token')],
+    [...NODE_FLAGS, ...(inspectPort === null ? [] : [`--inspect-port=127.0.0.1:${inspectPort}`]), join(ROOT, 'dist/server-stub/main.js'), '--listen', `127.0.0.1:${port}`, '--advertise-url', url, '--data-dir', dataDir, '--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token')],
     // The store and bus URLs in the environment, as docs/scale-out.md recommends (the store's carries a password).
-    { cwd: ROOT, env: childEnv({ SEEDWIRE_STORE: store, SEEDWIRE_BUS: bus }) },
+    { cwd: ROOT, env: childEnv({ SEEDWIRE_STORE: store, SEEDWIRE_BUS: bus }), logTo: join(dataDir, 'controller.log') },
   );
   await proc.waitForRecord((r) => r['msg'] === 'listening', 60_000);
   ensureNofile(proc.pid, CONTROLLERS * PER_CONTROLLER + 1_000);
-  return { n, proc, url, wsUrl: `ws://127.0.0.1:${port}/agent`, client: new ApiClient({ baseUrl: url, token: adminToken }), ops: createLeanOps(url, adminToken), adminToken, dataDir };
+  return { n, proc, url, wsUrl: `ws://127.0.0.1:${port}/agent`, client: new ApiClient({ baseUrl: url, token: adminToken }), ops: createLeanOps(url, adminToken), adminToken, dataDir, inspectPort };
 }
 
 async function metric(member: Member, name: string): Promise<number | null> {
@@ -174,6 +191,8 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
     routed: null,
     local: null,
     floor: { healthz: null, storeRead: null },
+    cpuPerRound: null,
+    cpuAtRestPerSecond: null,
     failedOps: 0,
     failover: null,
     restBeforeKillSeconds: null,
@@ -250,6 +269,12 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
     // 2. hostname on controller 1: routed (agents of 2 and 3) and local (its own), interleaved.
     try {
       const pick = (list: string[], i: number): string => list[(i * 7_919) % list.length]!;
+      const groups = cpuGroups(members, fleets, pg!, nats!);
+      const restStart = sampleCpu(groups);
+      await delay(5_000);
+      const restEnd = sampleCpu(groups);
+      results.cpuAtRestPerSecond = cpuPerRound(restStart, restEnd, (restEnd.at - restStart.at) / 1000);
+      log(`cluster: CPU ms per second at rest: ${Object.entries(results.cpuAtRestPerSecond).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       // Warm (bench/env.ts, `warmup`): the controllers' code tiers up over the first ~2,000 ops.
       for (let i = 0; i < WARMUP / 2; i++) {
         await hostnameOnce(first.ops, pick(others, i + OPS)).catch(() => undefined);
@@ -275,17 +300,25 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
         const status = await first.ops.get(path);
         if (status === 200) samples.push(performance.now() - t0);
       };
-      for (let i = 0; i < OPS; i++) {
-        await timed(routed, pick(others, i));
-        await timed(local, pick(own, i));
-        await get(healthz, '/healthz').catch(() => undefined);
-        lastId ??= (await first.client.operations({ limit: 1 }).catch(() => []))[0]?.id ?? null;
-        if (lastId !== null) await get(storeRead, `/api/operations/${lastId}`).catch(() => undefined);
-      }
+      const loop = async (): Promise<void> => {
+        for (let i = 0; i < OPS; i++) {
+          await timed(routed, pick(others, i));
+          await timed(local, pick(own, i));
+          await get(healthz, '/healthz').catch(() => undefined);
+          lastId ??= (await first.client.operations({ limit: 1 }).catch(() => []))[0]?.id ?? null;
+          if (lastId !== null) await get(storeRead, `/api/operations/${lastId}`).catch(() => undefined);
+        }
+      };
+      const profiled = PROFILE_DIR === null ? [] : members.slice(0, 2);
+      if (PROFILE_DIR !== null) mkdirSync(PROFILE_DIR, { recursive: true });
+      const cpuBefore = sampleCpu(groups);
+      await profiled.reduceRight<() => Promise<void>>((inner, m) => () => profileWhile(m.proc.pid, join(PROFILE_DIR!, `cluster-controller-${m.n}.cpuprofile`), inner, m.inspectPort!), loop)();
+      results.cpuPerRound = cpuPerRound(cpuBefore, sampleCpu(groups), OPS);
       results.routed = latencyOf(routed);
       results.local = latencyOf(local);
       results.floor = { healthz: latencyOf(healthz), storeRead: latencyOf(storeRead) };
       log(`cluster: hostname routed p50 ${results.routed?.p50Ms} / p99 ${results.routed?.p99Ms} ms; on the holder p50 ${results.local?.p50Ms} / p99 ${results.local?.p99Ms} ms`);
+      log(`cluster: CPU ms per round (routed op, local op, /healthz, one-row GET): ${Object.entries(results.cpuPerRound).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       log(`cluster: on controller 1 meanwhile GET /healthz p50 ${results.floor.healthz?.p50Ms} ms, GET /api/operations/:id (one PostgreSQL read) p50 ${results.floor.storeRead?.p50Ms} ms`);
     } catch (error) {
       noteFailure('latency', error);
@@ -366,6 +399,48 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
   return results;
 }
 
+type CpuGroups = Record<string, () => number[]>;
+
+/** The processes whose CPU the timed loop tallies: the bench itself, each controller, the simulator, nats-server, PostgreSQL. */
+function cpuGroups(members: Member[], fleets: Array<ReturnType<typeof startFleet>>, pg: PostgresServer, nats: NatsServer): CpuGroups {
+  const groups: CpuGroups = { bench: () => [process.pid] };
+  for (const m of members) groups[`controller ${m.n}`] = () => [m.proc.pid];
+  groups['simulator'] = () => fleets.flatMap((f) => [...f.pids]);
+  const natsPid = findPid((cmd) => cmd.includes('nats-server') && cmd.includes(`-p ${nats.port}`));
+  if (natsPid !== null) groups['nats'] = () => [natsPid];
+  const postmaster = Number(readFileSync(join(pg.baseDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  if (Number.isInteger(postmaster) && postmaster > 0) groups['postgres'] = () => withChildren(postmaster);
+  return groups;
+}
+
+interface CpuSample {
+  at: number;
+  groups: Record<string, number>;
+  idleMs: number | null;
+  stealMs: number | null;
+}
+
+function sampleCpu(groups: CpuGroups): CpuSample {
+  const idle = machineIdleSeconds();
+  const steal = stealSeconds();
+  return {
+    at: performance.now(),
+    groups: Object.fromEntries(Object.entries(groups).map(([name, pids]) => [name, groupCpuMs(pids())])),
+    idleMs: idle === null ? null : idle * 1000,
+    stealMs: steal === null ? null : steal * 1000,
+  };
+}
+
+/** CPU ms per round for each group, plus the machine's idle and stolen ms per round (all cores). */
+function cpuPerRound(before: CpuSample, after: CpuSample, rounds: number): Record<string, number> {
+  const per = (ms: number): number => Math.round((ms / rounds) * 100) / 100;
+  const out: Record<string, number> = { 'wall ms': per(after.at - before.at) };
+  for (const name of Object.keys(before.groups)) out[name] = per(after.groups[name]! - before.groups[name]!);
+  if (before.idleMs !== null && after.idleMs !== null) out['idle (all cores)'] = per(after.idleMs - before.idleMs);
+  if (before.stealMs !== null && after.stealMs !== null) out['stolen'] = per(after.stealMs - before.stealMs);
+  return out;
+}
+
 /** Rows for the bench's details table. */
 export function clusterRows(r: ClusterBenchResults | null): Array<[string, string]> {
   if (r === null) return [['— cluster (SEEDWIRE_BENCH_CLUSTER_AGENTS=0: skipped)', '']];
@@ -378,6 +453,8 @@ export function clusterRows(r: ClusterBenchResults | null): Array<[string, strin
   rows.push(['hostname routed through another controller', `${lat(r.routed)}   (target p50 ≤ 3, p99 ≤ 15 ms)`]);
   rows.push(['hostname on the holder (same controller)', `${lat(r.local)}${r.failedOps > 0 ? `; ${r.failedOps} ops failed` : ''}`]);
   rows.push(['  meanwhile: GET /healthz / GET /api/operations/:id', `${lat(r.floor.healthz)} / ${lat(r.floor.storeRead)}`]);
+  if (r.cpuAtRestPerSecond) rows.push(['  CPU ms per second at rest', Object.entries(r.cpuAtRestPerSecond).map(([k, v]) => `${k} ${v}`).join(', ')]);
+  if (r.cpuPerRound) rows.push(['  CPU ms per round of the four', Object.entries(r.cpuPerRound).map(([k, v]) => `${k} ${v}`).join(', ')]);
   if (r.failover) {
     rows.push([`controller SIGKILLed: its ${r.failover.victimAgents} agents back`, `${r.failover.backSeconds === null ? `not all: ${r.failover.back}` : `all in ${r.failover.backSeconds} s`} (target ≤ 60 s); busiest second ${f(r.failover.busiestSecondShare, '%')} (target ≤ 10%)`]);
     rows.push(['  welcomes per second after the kill, as sent', r.failover.perSecond.join(' ')]);

@@ -137,7 +137,7 @@ async function startController(name: string, agentToken: string, profile: boolea
     name,
     process.execPath,
     [...NODE_FLAGS, ...profiling, ...probeArgs(name), join(ROOT, 'dist/server-stub/main.js'), '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--agent-token-file', join(dataDir, 'agent-token'), '--admin-token-file', join(dataDir, 'admin-token')],
-    { cwd: ROOT, env: childEnv() },
+    { cwd: ROOT, env: childEnv(), logTo: join(dataDir, 'controller.log') },
   );
   const listening = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
   const url = String(listening['url']);

@@ -269,7 +269,7 @@ export async function startController(name: string, profileDir: string | null = 
       '--admin-token-file',
       join(dataDir, 'admin-token'),
     ],
-    { cwd: ROOT, env: childEnv() },
+    { cwd: ROOT, env: childEnv(), logTo: join(dataDir, 'controller.log') },
   );
   const record = await proc.waitForRecord((r) => r['msg'] === 'listening', 20_000);
   const url = String(record['url']);
@@ -281,7 +281,7 @@ export function startAgent(name: string, config: Record<string, unknown>, profil
   const dir = makeTemp(`seedwire-benchrun-${name}-`);
   const file = join(dir, 'agent.json');
   writeFileSync(file, JSON.stringify({ stateDir: join(dir, 'state'), ...config, advanced: { startupJitterMs: 0, reconnectBaseMs: 100, reconnectCapMs: 1_000, dataConnections: DATA_CONNECTIONS } }, null, 2));
-  return spawnTracked(name, process.execPath, [...NODE_FLAGS, ...profileArgs(profileDir), ...probeArgs(name), AGENT_ENTRY, '--config', file], { cwd: ROOT, env: childEnv() });
+  return spawnTracked(name, process.execPath, [...NODE_FLAGS, ...profileArgs(profileDir), ...probeArgs(name), AGENT_ENTRY, '--config', file], { cwd: ROOT, env: childEnv(), logTo: join(dir, 'agent.log') });
 }
 
 /** A mysql section whose "service" is a flag file outside the datadir: running while it exists. */

@@ -4,7 +4,7 @@
  * cleanupAllSync() (from an 'exit' handler) stop and remove whatever is left, even on failure.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,9 +13,9 @@ export interface Tracked {
   pid: number;
   child: ChildProcess;
   /** Last lines of stdout + stderr, for diagnostics. */
-  tail: string[];
+  readonly tail: string[];
   /** Parsed JSON log lines of stdout (pino), last ones kept. */
-  records: Array<Record<string, unknown>>;
+  readonly records: Array<Record<string, unknown>>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   alive(): boolean;
   waitForRecord(pred: (r: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>;
@@ -44,17 +44,33 @@ export function removeTemp(dir: string): void {
   tempDirs.delete(dir);
 }
 
-export function spawnTracked(name: string, command: string, args: string[], options: SpawnOptions = {}): Tracked {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options, detached: true });
+export interface SpawnTrackedOptions extends SpawnOptions {
+  /**
+   * Write the process's stdout and stderr to this file instead of pipes the bench reads as they
+   * come. For the processes whose latency is timed: on two cores, a bench woken to read and parse
+   * each of their log lines takes CPU from them between the hops being timed (a service's log goes
+   * to a file or journald, not to the client). The lines are read from the file when asked for
+   * (tail, records) and polled while waitForRecord waits.
+   */
+  logTo?: string;
+}
+
+export function spawnTracked(name: string, command: string, args: string[], options: SpawnTrackedOptions = {}): Tracked {
+  const { logTo, ...spawnOptions } = options;
+  const logFd = logTo === undefined ? null : openSync(logTo, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(command, args, { stdio: logFd === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd], ...spawnOptions, detached: true });
+  } finally {
+    if (logFd !== null) closeSync(logFd);
+  }
   if (child.pid === undefined) throw new Error(`${name}: spawn ${command} failed`);
   const tail: string[] = [];
   const records: Array<Record<string, unknown>> = [];
   const waiters = new Set<{ pred: (r: Record<string, unknown>) => boolean; resolve: (r: Record<string, unknown>) => void }>();
-  const onLines = (stream: NodeJS.ReadableStream | null, parse: boolean): void => {
-    if (!stream) return;
+  const lineReader = (parse: boolean): ((chunk: string) => void) => {
     let pending = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
+    return (chunk) => {
       pending += chunk;
       let nl: number;
       while ((nl = pending.indexOf('\n')) >= 0) {
@@ -78,7 +94,33 @@ export function spawnTracked(name: string, command: string, args: string[], opti
           }
         }
       }
-    });
+    };
+  };
+  const onLines = (stream: NodeJS.ReadableStream | null, parse: boolean): void => {
+    if (!stream) return;
+    stream.setEncoding('utf8');
+    stream.on('data', lineReader(parse));
+  };
+  // With logTo: what the file holds past `offset`, read on demand (stdout and stderr share it; JSON lines are parsed).
+  let offset = 0;
+  const fromFile = lineReader(true);
+  const readLog = (): void => {
+    if (logTo === undefined) return;
+    try {
+      const size = statSync(logTo).size;
+      if (size <= offset) return;
+      const fd = openSync(logTo, 'r');
+      try {
+        const buffer = Buffer.alloc(size - offset);
+        const n = readSync(fd, buffer, 0, buffer.length, offset);
+        offset += n;
+        fromFile(buffer.subarray(0, n).toString('utf8'));
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      // removed with its directory: nothing more to read
+    }
   };
   onLines(child.stdout, true);
   onLines(child.stderr, false);
@@ -89,26 +131,40 @@ export function spawnTracked(name: string, command: string, args: string[], opti
     name,
     pid: child.pid,
     child,
-    tail,
-    records,
+    get tail() {
+      readLog();
+      return tail;
+    },
+    get records() {
+      readLog();
+      return records;
+    },
     exited,
     alive: () => child.exitCode === null && child.signalCode === null,
     waitForRecord(pred, timeoutMs) {
+      readLog();
       const found = records.find(pred);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const waiter = { pred, resolve: (r: Record<string, unknown>) => (clearTimeout(timer), resolve(r)) };
+        const poll = logTo === undefined ? null : setInterval(readLog, 20);
+        const settle = (): void => {
+          clearTimeout(timer);
+          if (poll !== null) clearInterval(poll);
+        };
+        const waiter = { pred, resolve: (r: Record<string, unknown>) => (settle(), resolve(r)) };
         const timer = setTimeout(() => {
           waiters.delete(waiter);
-          reject(new Error(`${name}: timed out after ${timeoutMs} ms waiting for a log line; last output:\n${tail.slice(-20).join('\n')}`));
+          settle();
+          reject(new Error(`${name}: timed out after ${timeoutMs} ms waiting for a log line; last output:\n${tracked.tail.slice(-20).join('\n')}`));
         }, timeoutMs);
         waiters.add(waiter);
         // `exited` only ever resolves (on the child's 'exit').
         void exited.then(({ code, signal }) => {
+          readLog();
           if (!waiters.has(waiter)) return;
           waiters.delete(waiter);
-          clearTimeout(timer);
-          reject(new Error(`${name} exited (code ${code}, signal ${signal}) before the expected log line; last output:\n${tail.slice(-20).join('\n')}`));
+          settle();
+          reject(new Error(`${name} exited (code ${code}, signal ${signal}) before the expected log line; last output:\n${tracked.tail.slice(-20).join('\n')}`));
         });
       });
     },
@@ -287,14 +343,56 @@ export function childTimesFromTail(tail: readonly string[]): CpuTimes | null {
  * during a timed copy slows it without showing in any process's CPU.
  */
 export function stealSeconds(): number | null {
+  return procStatCpuSeconds(8);
+}
+
+/** CPU time every core of this machine spent idle (seconds since boot; /proc/stat's `idle`). */
+export function machineIdleSeconds(): number | null {
+  return procStatCpuSeconds(4);
+}
+
+/** One column of /proc/stat's `cpu` line, in seconds (1 user, 2 nice, 3 system, 4 idle, … 8 steal). */
+function procStatCpuSeconds(column: number): number | null {
   try {
     const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
-    // cpu user nice system idle iowait irq softirq steal ...
-    const steal = Number(fields[8]);
-    return fields[0] === 'cpu' && Number.isFinite(steal) ? steal / TICKS_PER_SECOND : null;
+    const value = Number(fields[column]);
+    return fields[0] === 'cpu' && Number.isFinite(value) ? value / TICKS_PER_SECOND : null;
   } catch {
     return null;
   }
+}
+
+/** The pids of `parent` and of every process whose parent it is (PostgreSQL's backends). */
+export function withChildren(parent: number): number[] {
+  const pids = [parent];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[1]) === parent) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** The first process whose command line (arguments joined by spaces) `match` accepts. */
+export function findPid(match: (cmdline: string) => boolean): number | null {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (match(readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' '))) return Number(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
+/** CPU milliseconds (user + system) of a group of processes; those gone count 0. */
+export function groupCpuMs(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + (cpuSeconds(pid) ?? 0) * 1000, 0);
 }
 
 /** Soft and hard open-file limits of a process. */

@@ -289,7 +289,8 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
       mirror.operation = operation;
       mirrors.set(operation.id, mirror);
       started++;
-      log.info({ opId: operation.id, agentId, op }, 'operation routed to the controller holding the agent');
+      // The holder logs the operation at info, naming this controller as its requester.
+      log.debug({ opId: operation.id, agentId, op }, 'operation routed to the controller holding the agent');
       for (const message of mirror.early.sort((a, b) => a.n - b.n)) apply(operation.id, mirror, message);
       mirror.early = [];
       // Ended before the holder answered (a quick read-only operation): no need to wait for its stream's end.

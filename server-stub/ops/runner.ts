@@ -46,6 +46,11 @@ interface Active {
   writes: Promise<void>;
   /** A read-only operation whose first rows may not be written yet (deferStart). */
   deferred?: DeferredStart;
+  /**
+   * Set when the operation was recorded whole (started and ended in one store call): its start was
+   * not logged, so its one line, 'operation ended', carries what 'operation started' would have.
+   */
+  startFields?: Record<string, unknown>;
 }
 
 interface DeferredStart {
@@ -149,12 +154,11 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     const whole = deferred?.writeEnded(ending.end, ending.audit) ?? null;
     if (!whole) await deferred?.written;
     const ended = whole ? await whole : await operations.end(operation.id, ending.end, ending.audit);
-    const log = deps.log.child({ opId: operation.id, agentId: operation.agentId });
     if (!ended) {
-      log.warn({ op: operation.op }, 'operation has no row to record its end in');
+      deps.log.warn({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation has no row to record its end in');
       return (await operations.get(operation.id)) ?? operation;
     }
-    log.info({ op: ended.op, state: ended.state, code: ended.error?.code }, 'operation ended');
+    deps.log.info({ opId: operation.id, agentId: operation.agentId, op: ended.op, state: ended.state, code: ended.error?.code, ...entry?.startFields }, 'operation ended');
     audit.publish(endAuditRow(ending.audit, ended));
     publish(ended);
     return ended;
@@ -197,7 +201,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
    * the whole record at once), its first output or progress, or `deferStartMs` (a slow operation).
    * `announce` runs once they are written, before anyone hears of the end.
    */
-  function deferStart(op: NewOperation, started: AuditEntry, announce: (row: Operation) => void): DeferredStart {
+  function deferStart(op: NewOperation, started: AuditEntry, announce: (row: Operation, whole: boolean) => void): DeferredStart {
     let writing: Promise<Operation> | null = null;
     let resolve!: (row: Operation) => void;
     let reject!: (error: unknown) => void;
@@ -206,10 +210,10 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       reject = rej;
     });
     written.catch(() => undefined); // start() reports it
-    const settle = (write: Promise<Operation>): Promise<Operation> => {
+    const settle = (write: Promise<Operation>, whole: boolean): Promise<Operation> => {
       writing = write;
       write.then((row) => {
-        announce(row);
+        announce(row, whole);
         resolve(row);
       }, reject);
       return write;
@@ -218,8 +222,8 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
     timer.unref();
     void written.finally(() => clearTimeout(timer)).catch(() => undefined);
     const deferred: DeferredStart = {
-      write: () => writing ?? settle(operations.start(op, started)),
-      writeEnded: (end, endAudit) => (writing ? null : settle(operations.record(op, started, end, endAudit))),
+      write: () => writing ?? settle(operations.start(op, started), false),
+      writeEnded: (end, endAudit) => (writing ? null : settle(operations.record(op, started, end, endAudit), true)),
       written,
     };
     return deferred;
@@ -356,8 +360,12 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       };
       const started: AuditEntry = { at: createdAt, actor: options.actor, agentId, action: `op:${op}`, params: auditParams(id, options, stored), outcome: 'started', message: null };
       const newOp: NewOperation = { id, agentId, op: valid.op, params: stored, createdAt, actor: options.actor, seedId: row.seedId };
-      const announce = (operation: Operation): void => {
-        deps.log.info({ opId: operation.id, agentId, op, actor: options.actor, seedId: options.seedId, requester: options.requester }, 'operation started');
+      const startFields = { actor: options.actor, seedId: options.seedId, requester: options.requester };
+      // Recorded whole (a quick read-only operation): one line at its end instead of two in the same millisecond.
+      const announce = (operation: Operation, whole = false): void => {
+        const entry = whole ? active.get(operation.id) : undefined;
+        if (entry) entry.startFields = startFields;
+        else deps.log.info({ opId: operation.id, agentId, op, ...startFields }, 'operation started');
         audit.publish(started);
         publish(operation);
       };
@@ -370,7 +378,7 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       // recorded whole, started and ended, in one store call after its reply (deferStart). Nobody
       // hears of its end before its rows exist; if they cannot be written it is canceled and
       // start() fails.
-      const deferred = deferStart(newOp, started, () => announce(row));
+      const deferred = deferStart(newOp, started, (_written, whole) => announce(row, whole));
       const tracked = track(row, options, false, valid.params, deferred);
       try {
         return { operation: await deferred.written, done: tracked.done };

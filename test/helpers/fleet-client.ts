@@ -23,6 +23,8 @@ export type FleetMessage =
   /** `at`: when the client read its welcome; `sentAt`: the welcome's own clock, when the controller sent it (same host, same clock). */
   | { type: 'welcome'; agentId: string; at: number; sentAt: number }
   | { type: 'call'; agentId: string; callId: string; op: string; duplicate: boolean }
+  /** The calls answered since the last report (sent every CALL_REPORT_MS, after the answers: off the timed path). */
+  | { type: 'calls'; calls: Array<Extract<FleetMessage, { type: 'call' }>> }
   | { type: 'started'; count: number }
   /** With FLEET_TRACE=1: the clients' log messages counted since the last report (what they do after a refusal). */
   | { type: 'trace'; counts: Record<string, number> };
@@ -71,11 +73,24 @@ const TIMING: Timing = {
   killGraceMs: LIMITS.killGraceMs,
 };
 
+/**
+ * Calls are reported to the parent in batches this often: a report per call would put an IPC write
+ * before each answer and wake the parent (the bench, timing that very call) once per call.
+ */
+const CALL_REPORT_MS = 100;
+
 /** Runs the clients in this process (a child of startFleet); resolves with a stop function. */
 export function runFleetClients(options: FleetClientOptions): () => Promise<void> {
   const traced = options.trace ? countingLog((counts) => options.report({ type: 'trace', counts })) : null;
   const log = traced?.log ?? pino({ level: 'silent' });
   const stateBase = options.stateDir;
+  let answered: Array<Extract<FleetMessage, { type: 'call' }>> = [];
+  const callReports = setInterval(() => {
+    if (answered.length === 0) return;
+    options.report({ type: 'calls', calls: answered });
+    answered = [];
+  }, CALL_REPORT_MS);
+  callReports.unref();
   const urls = typeof options.url === 'string' ? [options.url] : options.url;
   // Spread over the controllers, each client failing over down the rest of the list (an agent's `controller` list).
   const listOf = (k: number): string[] => urls.map((_, i) => urls[(k + i) % urls.length]!);
@@ -119,14 +134,15 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
           if (frame.t !== 'call') return;
           const duplicate = seen.has(frame.id);
           seen.add(frame.id);
-          options.report({ type: 'call', agentId, callId: frame.id, op: frame.op, duplicate });
-          if (duplicate) return;
-          const result: ResultFrame =
-            frame.op === 'hostname'
-              ? { t: 'result', id: frame.id, result: { hostname: agentId }, exitCode: null, durationMs: 0 }
-              : { t: 'result', id: frame.id, result: null, exitCode: null, durationMs: 0 };
-          unacked.set(frame.id, result);
-          session.send(result);
+          if (!duplicate) {
+            const result: ResultFrame =
+              frame.op === 'hostname'
+                ? { t: 'result', id: frame.id, result: { hostname: agentId }, exitCode: null, durationMs: 0 }
+                : { t: 'result', id: frame.id, result: null, exitCode: null, durationMs: 0 };
+            unacked.set(frame.id, result);
+            session.send(result);
+          }
+          answered.push({ type: 'call', agentId, callId: frame.id, op: frame.op, duplicate });
         },
         onBinary: () => undefined,
         onSessionEnd: () => undefined,
@@ -137,6 +153,7 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
   options.report({ type: 'started', count: links.length });
   return async () => {
     traced?.stop();
+    clearInterval(callReports);
     await Promise.all(links.map((link) => link.stop()));
   };
 }
@@ -190,6 +207,7 @@ export function startFleet(options: { url: string | string[]; token: string; cou
         welcomesSent.set(message.agentId, [...(welcomesSent.get(message.agentId) ?? []), message.sentAt]);
       }
       else if (message.type === 'call') calls.push(message);
+      else if (message.type === 'calls') calls.push(...message.calls);
       else if (message.type === 'trace') for (const [k, n] of Object.entries(message.counts)) trace[k] = (trace[k] ?? 0) + n;
     });
     children.push(child);

@@ -100,12 +100,14 @@ describe.skipIf(skip !== null)('the cluster through its failures', () => {
       const routed = await hostname(n, AGENTS[(n % 3) as 0 | 1 | 2]);
       const requester = cluster.member(n).process!;
       const holder = cluster.member((n % 3) + 1).process!;
-      const asked = await requester.waitForLog((r) => r.msg === 'operation routed to the controller holding the agent' && r['opId'] === routed.id, 10_000);
-      // The holder logs the operation's start and end, the start naming the controller that asked; no third line.
-      const started = await holder.waitForLog((r) => r.msg === 'operation started' && r['opId'] === routed.id, 10_000);
-      expect(started['requester']).toBe(asked['controllerId']);
-      await holder.waitForLog((r) => r.msg === 'operation ended' && r['opId'] === routed.id, 10_000);
-      expect(holder.logs.filter((r) => r['opId'] === routed.id).map((r) => r.msg)).toEqual(['operation started', 'operation ended']);
+      const requesterId = requester.logs.find((r) => typeof r['controllerId'] === 'string')?.['controllerId'];
+      expect(requesterId).toEqual(expect.any(String));
+      // A quick read-only operation is recorded whole: the holder logs it once, at its end, naming
+      // who asked; the requester logs nothing at info.
+      const ended = await holder.waitForLog((r) => r.msg === 'operation ended' && r['opId'] === routed.id, 10_000);
+      expect(ended).toMatchObject({ requester: requesterId, actor: 'admin', op: 'hostname', state: 'succeeded' });
+      expect(holder.logs.filter((r) => r['opId'] === routed.id).map((r) => r.msg)).toEqual(['operation ended']);
+      expect(requester.logs.filter((r) => r['opId'] === routed.id)).toEqual([]);
     }
     const before = await auditIds();
     expect(before.length).toBeGreaterThan(0);

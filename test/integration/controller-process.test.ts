@@ -103,6 +103,7 @@ describe('seedwire-controller process', () => {
     await hostname(loud, first);
     await first.close();
     await loud.waitForLog((r) => r.msg === 'agent session closed');
+    // On SQLite an operation's row is written before its call: its start and its end are logged.
     expect(loud.logs.filter((r) => r.msg === 'operation started' || r.msg === 'operation ended')).toHaveLength(2);
 
     for (const [i, how] of [{ extraArgs: ['--log-level', 'warn'] }, { env: { SEEDWIRE_LOG_LEVEL: 'warn' } }].entries()) {
