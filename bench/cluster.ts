@@ -36,6 +36,8 @@ const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
  * timed loop only, into DIR/cluster-controller-N.cpuprofile (bench/profile-summary.ts).
  */
 const PROFILE_DIR = process.env['SEEDWIRE_BENCH_PROFILE'] ? resolve(process.env['SEEDWIRE_BENCH_PROFILE']) : null;
+/** SEEDWIRE_BENCH_CLUSTER_SPLIT=1: after the timed loop, each kind of call alone, with its CPU per call by process (logged only). */
+const SPLIT = process.env['SEEDWIRE_BENCH_CLUSTER_SPLIT'] === '1';
 
 function envCount(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -314,6 +316,30 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
       const cpuBefore = sampleCpu(groups);
       await profiled.reduceRight<() => Promise<void>>((inner, m) => () => profileWhile(m.proc.pid, join(PROFILE_DIR!, `cluster-controller-${m.n}.cpuprofile`), inner, m.inspectPort!), loop)();
       results.cpuPerRound = cpuPerRound(cpuBefore, sampleCpu(groups), OPS);
+      if (SPLIT) {
+        // Diagnostics: each kind of call alone, CPU per call by process (not in the results).
+        const kinds: Array<[string, (i: number) => Promise<unknown>]> = [
+          ['routed', (i) => hostnameOnce(first.ops, pick(others, i))],
+          ['local', (i) => hostnameOnce(first.ops, pick(own, i))],
+          ['healthz', () => first.ops.get('/healthz')],
+          ['one-row GET', () => (lastId === null ? Promise.resolve() : first.ops.get(`/api/operations/${lastId}`))],
+        ];
+        for (const [kind, call] of kinds) {
+          const before = sampleCpu(groups);
+          const samples: number[] = [];
+          const calls = async (): Promise<void> => {
+            for (let i = 0; i < OPS; i++) {
+              const t0 = performance.now();
+              await call(i);
+              samples.push(performance.now() - t0);
+            }
+          };
+          const name = (m: Member): string => join(PROFILE_DIR!, `split-${kind.replaceAll(/\W+/g, '-')}-controller-${m.n}.cpuprofile`);
+          await profiled.reduceRight<() => Promise<void>>((inner, m) => () => profileWhile(m.proc.pid, name(m), inner, m.inspectPort!), calls)();
+          const per = cpuPerRound(before, sampleCpu(groups), OPS);
+          log(`cluster: ${kind} alone: p50 ${latencyOf(samples)?.p50Ms} ms; CPU ms per call: ${Object.entries(per).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+        }
+      }
       results.routed = latencyOf(routed);
       results.local = latencyOf(local);
       results.floor = { healthz: latencyOf(healthz), storeRead: latencyOf(storeRead) };

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SeedwireError } from '../../shared/errors.js';
-import { compareSecret, readBearer } from '../hub/secret.js';
+import { compareSecret, readBearer, secretMatcher } from '../hub/secret.js';
 import { sendError } from './errors.js';
 
 export const ADMIN_COOKIE = 'seedwire_admin';
@@ -28,9 +28,10 @@ export function readCookie(header: string | undefined, name: string): string | n
   return null;
 }
 
-export function isAdmin(request: FastifyRequest, adminToken: string): boolean {
+export function isAdmin(request: FastifyRequest, adminToken: string | ((presented: string) => boolean)): boolean {
   const presented = readBearer(request.headers.authorization) ?? readCookie(request.headers.cookie, ADMIN_COOKIE);
-  return presented !== null && compareSecret(presented, adminToken);
+  if (presented === null) return false;
+  return typeof adminToken === 'string' ? compareSecret(presented, adminToken) : adminToken(presented);
 }
 
 function needsAuth(path: string): boolean {
@@ -39,10 +40,11 @@ function needsAuth(path: string): boolean {
 }
 
 export function installAdminAuth(app: FastifyInstance, adminToken: string): void {
+  const matches = secretMatcher(adminToken);
   app.addHook('onRequest', async (request, reply) => {
     const path = request.url.split('?')[0] ?? '/';
     if (!needsAuth(path)) return;
-    if (isAdmin(request, adminToken)) return;
+    if (isAdmin(request, matches)) return;
     request.log.info({ path, method: request.method }, 'admin request refused: missing or wrong token');
     return sendError(reply, new SeedwireError('SEEDWIRE_AUTH', 'missing or wrong admin bearer token'));
   });

@@ -135,7 +135,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
     timeoutMs: limits.lookupTimeoutMs,
     maxMessageBytes: limits.maxMessageBytes,
   });
-  const events = createEventsBridge({ link, controllerId, local: deps.bus, fleet: fleetBus, log, maxMessageBytes: limits.maxMessageBytes });
+  const events = createEventsBridge({ link, controllerId, local: deps.bus, fleet: fleetBus, log, maxMessageBytes: limits.maxMessageBytes, lingerMs: limits.eventsLingerMs, prepareTimeoutMs: limits.eventsPrepareTimeoutMs });
   // A listing waits at most the lookup's bound; 250 ms of silence after an answer ends it early.
   const presence = createPresence({ link, controllerId, advertiseUrl, hub: deps.hub, log, maxWaitMs: limits.lookupTimeoutMs, stallMs: 250, endRevoked: deps.endRevoked });
   const members = createMembers({ link, controllerId, advertiseUrl, log, announceMs: limits.memberAnnounceMs, expireMs: 3 * limits.memberAnnounceMs });

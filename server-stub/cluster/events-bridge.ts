@@ -4,6 +4,13 @@
  * with its own events as they happen and the others' as they arrive (its own echo is dropped).
  * The local bus stays this controller's alone: metrics and output followers read it.
  *
+ * A controller follows the others' events only while someone here follows the fleet bus (an SSE
+ * or console viewer, an output follower) and for `lingerMs` after the last one left: a controller
+ * nobody watches spends nothing on the fleet's events (each is otherwise decoded by every other
+ * controller). When it starts following, the fleet bus forgets what it held (only this
+ * controller's events since it stopped): its ring holds the whole fleet's events from then on, and
+ * a viewer resuming from before gets a `gap`. Its own events always go out to the others.
+ *
  * The events of one turn of a controller's event loop cross the bus as one message. Ordering:
  * each controller's events keep their order (NATS keeps one publisher's order on a
  * subject); events of different controllers interleave in arrival order, and the fleet bus numbers
@@ -25,11 +32,17 @@ export interface EventsBridgeDeps {
   log: Logger;
   /** Events larger than this stay local (NATS refuses messages over its max_payload); batches stay under it. */
   maxMessageBytes: number;
+  /** How long the others' events are still followed after the fleet bus's last listener left. */
+  lingerMs: number;
+  /** How long a new viewer waits for the bus server to confirm the subscription before it starts anyway. */
+  prepareTimeoutMs: number;
 }
 
 export interface EventsBridge {
   /** Events not sent to the cluster since start (bus down, or too large). */
   readonly unsent: number;
+  /** Whether this controller follows the other controllers' events now. */
+  readonly following: boolean;
   /** Sends what is queued now (also done once per turn of the event loop). */
   flush(): void;
   close(): void;
@@ -109,23 +122,97 @@ export function createEventsBridge(deps: EventsBridgeDeps): EventsBridge {
     else fleet.publish(message.type, message.data);
   }
 
-  const unsubscribe = local.subscribe(share);
-  link.onConnected(() => {
+  // Other controllers' events are taken in after the turn that read them: a routed operation's
+  // reply often arrives in the same read as its holder's events, and its requester answers first.
+  let received: Msg[] = [];
+  let draining: NodeJS.Immediate | null = null;
+  const drain = (): void => {
+    draining = null;
+    const batch = received;
+    received = [];
+    for (const msg of batch) receive(msg);
+  };
+
+  // Following: wanted while the fleet bus has listeners or a viewer is being prepared, and for
+  // lingerMs after; the subscription exists while wanted and the bus link is up (the client
+  // restores it after a reconnect).
+  let preparing = 0;
+  let wanted = false;
+  let linger: NodeJS.Timeout | null = null;
+  function follow(): void {
+    if (linger !== null) clearTimeout(linger);
+    linger = null;
+    if (!wanted) {
+      wanted = true;
+      fleet.forget();
+      log.debug('following the other controllers\' events');
+    }
     const nc = link.connection();
     if (nc === null || sub !== null) return;
-    sub = nc.subscribe(SUBJECTS.events, { callback: (error, msg) => (error ? undefined : receive(msg)) });
+    sub = nc.subscribe(SUBJECTS.events, {
+      callback: (error, msg) => {
+        if (error) return;
+        received.push(msg);
+        draining ??= setImmediate(drain);
+      },
+    });
+  }
+  function stopFollowing(): void {
+    linger = null;
+    if (fleet.subscriberCount > 0 || preparing > 0) return;
+    wanted = false;
+    sub?.unsubscribe();
+    sub = null;
+    log.debug('no longer following the other controllers\' events: nobody here watches them');
+  }
+  function reconsider(): void {
+    if (fleet.subscriberCount > 0 || preparing > 0) follow();
+    else if (wanted && linger === null) {
+      linger = setTimeout(stopFollowing, deps.lingerMs);
+      linger.unref();
+    }
+  }
+  const unwatch = fleet.watchSubscribers(reconsider);
+  fleet.setPrepare(async () => {
+    preparing++;
+    follow();
+    try {
+      const nc = link.connection();
+      if (nc === null || !link.connected()) return; // bus down: this controller's own events only, as before
+      // The server has the subscription once it answers a ping sent after it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([nc.flush().catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, deps.prepareTimeoutMs)))]);
+      clearTimeout(timer);
+    } finally {
+      preparing--;
+      reconsider();
+    }
+  });
+
+  const unsubscribe = local.subscribe(share);
+  link.onConnected(() => {
+    if (wanted) follow();
   });
 
   return {
     get unsent() {
       return unsent;
     },
+    get following() {
+      return sub !== null;
+    },
     flush,
     close() {
       unsubscribe();
+      unwatch();
+      if (linger !== null) clearTimeout(linger);
+      linger = null;
+      wanted = false;
       flush();
       sub?.unsubscribe();
       sub = null;
+      if (draining !== null) clearImmediate(draining);
+      drain();
     },
   };
 }

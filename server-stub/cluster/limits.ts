@@ -39,6 +39,14 @@ export interface ClusterLimits {
    * counts toward the controllers sharing the fleet (admission paces each by its share).
    */
   memberAnnounceMs: number;
+  /**
+   * A controller follows the other controllers' events while one of its viewers (SSE, console,
+   * output follower) does, and this long after the last one left, so a reload or a reconnect finds
+   * the fleet's recent events still there; then it stops (events-bridge.ts).
+   */
+  eventsLingerMs: number;
+  /** A new viewer waits at most this long for the bus server to confirm that the controller follows the fleet's events. */
+  eventsPrepareTimeoutMs: number;
 }
 
 export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
@@ -57,4 +65,6 @@ export const CLUSTER_LIMITS: Readonly<ClusterLimits> = {
   summonEveryMs: 3_000,
   summonWaitMs: 20_000,
   memberAnnounceMs: 2_000,
+  eventsLingerMs: 10 * 60_000,
+  eventsPrepareTimeoutMs: 2_000,
 };

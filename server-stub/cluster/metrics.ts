@@ -36,6 +36,14 @@ export function registerClusterMetrics(registry: Registry, cluster: Cluster): vo
       this.inc(cluster.routed.stats().started);
     },
   });
+  new Gauge({
+    name: 'seedwire_cluster_events_following',
+    help: "Whether this controller follows the other controllers' events now (1 while a viewer here watches the fleet, and for a while after): 1 or 0",
+    registers: [registry],
+    collect() {
+      this.set(cluster.events.following ? 1 : 0);
+    },
+  });
   new Counter({
     name: 'seedwire_cluster_events_unshared_total',
     help: 'Events of this controller not sent to the others (bus down, or too large)',

@@ -23,6 +23,21 @@ export interface SeedwireEventBus extends EventBus {
   readonly firstSeq: number;
   /** The serialized `data` of an event (computed once at publish). */
   serialized(event: BusEvent): string;
+  /** How many listeners follow the bus now (viewers, output followers). */
+  readonly subscriberCount: number;
+  /** Calls `listener` with the new count each time a listener comes or goes. */
+  watchSubscribers(listener: (count: number) => void): () => void;
+  /**
+   * Drops every held event and counts one sequence number for what the bus did not hold: a cursor
+   * from before resumes with a `gap` up to it, never silently past events it never saw.
+   */
+  forget(): void;
+  /**
+   * Resolves once the bus carries everything a new viewer should see (cluster mode: once this
+   * controller follows the other controllers' events); at once unless something set it.
+   */
+  prepare(): Promise<void>;
+  setPrepare(prepare: () => Promise<void>): void;
   dispose(): void;
 }
 
@@ -39,6 +54,11 @@ export function createEventBus(options: RingOptions & { log?: Logger } = {}): Se
   let heldBytes = 0;
   let lastSeq = 0;
   const listeners = new Set<(event: BusEvent) => void>();
+  const watchers = new Set<(count: number) => void>();
+  let prepare: () => Promise<void> = () => Promise.resolve();
+  const notifyWatchers = (): void => {
+    for (const watcher of [...watchers]) watcher(listeners.size);
+  };
   const jsonOf = new WeakMap<BusEvent, string>();
   const epoch = randomBytes(8).toString('hex');
 
@@ -93,15 +113,36 @@ export function createEventBus(options: RingOptions & { log?: Logger } = {}): Se
     },
     subscribe(listener) {
       listeners.add(listener);
+      notifyWatchers();
       return () => {
-        listeners.delete(listener);
+        if (listeners.delete(listener)) notifyWatchers();
       };
+    },
+    get subscriberCount() {
+      return listeners.size;
+    },
+    watchSubscribers(watcher) {
+      watchers.add(watcher);
+      return () => {
+        watchers.delete(watcher);
+      };
+    },
+    forget() {
+      ring.length = 0;
+      head = 0;
+      heldBytes = 0;
+      lastSeq++;
+    },
+    prepare: () => prepare(),
+    setPrepare(fn) {
+      prepare = fn;
     },
     serialized(event) {
       return jsonOf.get(event) ?? JSON.stringify(event.data) ?? 'null';
     },
     dispose() {
       listeners.clear();
+      watchers.clear();
     },
   };
 }

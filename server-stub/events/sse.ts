@@ -69,6 +69,14 @@ export function registerEventsRoute(app: FastifyInstance, bus: SeedwireEventBus,
     const cursor = parseCursor(request.headers['last-event-id']) ?? parseCursor(query['since']);
     reply.hijack();
     const res = reply.raw;
+    // Cluster mode: answered once this controller follows the fleet's events, so whatever the
+    // client does after the answer is seen.
+    void bus.prepare().then(() => {
+      if (res.destroyed) return;
+      startViewer(res, cursor);
+    });
+  });
+  function startViewer(res: ServerResponse, cursor: number | null): void {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -82,7 +90,7 @@ export function registerEventsRoute(app: FastifyInstance, bus: SeedwireEventBus,
     log.debug({ viewers: viewers.size }, 'event viewer connected');
     viewer.writeFrame('retry: 2000\n\n');
     viewer.start(cursor);
-  });
+  }
   return {
     count: () => viewers.size,
     stats,

@@ -183,9 +183,13 @@ export function createEventsSocket(options: EventsSocketOptions): EventsSocket {
       const current = new EventViewer(socketSink(ws, highWaterBytes), WS_FORMAT, bus, limits, stats, () => viewers.delete(current));
       viewer = current;
       viewers.add(current);
-      current.writeFrame(JSON.stringify({ type: 'hello', epoch: bus.epoch, lastSeq: bus.lastSeq, resumed }));
-      current.start(cursor);
-      log.debug({ viewers: viewers.size, resumed }, 'console feed viewer connected');
+      // Cluster mode: the hello goes once this controller follows the fleet's events.
+      void bus.prepare().then(() => {
+        if (ws.readyState !== ws.OPEN) return;
+        current.writeFrame(JSON.stringify({ type: 'hello', epoch: bus.epoch, lastSeq: bus.lastSeq, resumed }));
+        current.start(cursor);
+        log.debug({ viewers: viewers.size, resumed }, 'console feed viewer connected');
+      });
     });
   }
 

@@ -11,6 +11,15 @@ export function compareSecret(presented: string, expected: string): boolean {
   return same && presented.length === expected.length;
 }
 
+/**
+ * compareSecret against one fixed secret, its digest computed once: the admin token is checked on
+ * every API request.
+ */
+export function secretMatcher(expected: string): (presented: string) => boolean {
+  const want = digest(expected);
+  return (presented) => timingSafeEqual(digest(presented), want) && presented.length === expected.length;
+}
+
 /** The token of an `Authorization: Bearer <token>` header, or null. */
 export function readBearer(header: string | string[] | undefined): string | null {
   if (typeof header !== 'string') return null;

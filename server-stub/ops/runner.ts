@@ -158,9 +158,13 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       deps.log.warn({ opId: operation.id, agentId: operation.agentId, op: operation.op }, 'operation has no row to record its end in');
       return (await operations.get(operation.id)) ?? operation;
     }
-    deps.log.info({ opId: operation.id, agentId: operation.agentId, op: ended.op, state: ended.state, code: ended.error?.code, ...entry?.startFields }, 'operation ended');
-    audit.publish(endAuditRow(ending.audit, ended));
-    publish(ended);
+    // Its end is committed: told after the turn that answers whoever waits for it (the API's
+    // reply, a routed request's reply), so the log line and the events are not on its way.
+    setImmediate(() => {
+      deps.log.info({ opId: operation.id, agentId: operation.agentId, op: ended.op, state: ended.state, code: ended.error?.code, ...entry?.startFields }, 'operation ended');
+      audit.publish(endAuditRow(ending.audit, ended));
+      publish(ended);
+    });
     return ended;
   }
 
@@ -364,8 +368,16 @@ export function createOperationRunner(deps: RunnerDeps): ControllerOperationRunn
       // Recorded whole (a quick read-only operation): one line at its end instead of two in the same millisecond.
       const announce = (operation: Operation, whole = false): void => {
         const entry = whole ? active.get(operation.id) : undefined;
-        if (entry) entry.startFields = startFields;
-        else deps.log.info({ opId: operation.id, agentId, op, ...startFields }, 'operation started');
+        if (entry) {
+          // Its start and end, told together after the answer (finish), in this order.
+          entry.startFields = startFields;
+          setImmediate(() => {
+            audit.publish(started);
+            publish(operation);
+          });
+          return;
+        }
+        deps.log.info({ opId: operation.id, agentId, op, ...startFields }, 'operation started');
         audit.publish(started);
         publish(operation);
       };

@@ -2,7 +2,8 @@
  * The fleet's events between controllers (server-stub/cluster/events-bridge.ts) on a real
  * nats-server: the events one controller publishes in one turn of its event loop cross the bus as
  * one message, in order; batches stay under the bus's message limit; an event too large stays
- * local and is counted; a single event in the format of releases before batching is still taken.
+ * local and is counted; a single event in the format of releases before batching is still taken;
+ * a controller follows the others' events only while its fleet bus has listeners, and a while after.
  */
 import { connect, type NatsConnection } from 'nats';
 import pino from 'pino';
@@ -35,13 +36,13 @@ const sides: Side[] = [];
 /** Every payload on the events subject, as the bus carried it. */
 const carried: string[] = [];
 
-async function side(id: string): Promise<Side> {
+async function side(id: string, options: { lingerMs?: number; watched?: boolean } = {}): Promise<Side> {
   const link = createBusLink({ url: nats.url, name: id, log });
   const local = createEventBus();
   const fleet = createEventBus();
-  const bridge = createEventsBridge({ link, controllerId: id, local, fleet, log, maxMessageBytes: MAX_BYTES });
+  const bridge = createEventsBridge({ link, controllerId: id, local, fleet, log, maxMessageBytes: MAX_BYTES, lingerMs: options.lingerMs ?? 60_000, prepareTimeoutMs: 2_000 });
   const seen: BusEvent[] = [];
-  fleet.subscribe((event) => seen.push(event));
+  if (options.watched !== false) fleet.subscribe((event) => seen.push(event));
   await waitFor(() => link.connected(), { what: `${id} connected to NATS` });
   const made = { id, link, local, fleet, bridge, seen };
   sides.push(made);
@@ -118,5 +119,40 @@ describe.skipIf(skip)('the events bridge on a real nats-server', () => {
       ['seed', { id: 'seed-1' }],
       ['audit', { action: 'after' }],
     ]);
+  });
+
+  it('follows the others\' events only while its fleet bus has a listener and for the linger after; a cursor from before resumes with a gap', async () => {
+    const c = await side('controller-c', { lingerMs: 300, watched: false });
+    const idsSeenBy = (events: BusEvent[]): string[] => events.map((e) => (e.data as { id?: string }).id ?? '');
+    // Nobody watches c's fleet bus: it does not follow, and holds only its own events.
+    expect(c.bridge.following).toBe(false);
+    c.local.publish('agent', { id: 'own-1' });
+    a.local.publish('agent', { id: 'unseen-1' });
+    await waitFor(() => b.seen.some((e) => (e.data as { id?: string }).id === 'unseen-1'), { what: 'b to see a\'s event' });
+    expect(idsSeenBy(c.fleet.since(0) ?? [])).toEqual(['own-1']);
+    const cursorBefore = c.fleet.lastSeq;
+
+    // A viewer arrives: prepared once the server has the subscription, then it sees a's events.
+    await c.fleet.prepare();
+    expect(c.bridge.following).toBe(true);
+    const viewed: BusEvent[] = [];
+    const stop = c.fleet.subscribe((event) => viewed.push(event));
+    a.local.publish('agent', { id: 'seen-1' });
+    await waitFor(() => idsSeenBy(viewed).includes('seen-1'), { what: 'the viewer on c to see a\'s event' });
+    // Its ring starts where following did: a cursor from before gets a gap, not a silent hole.
+    expect(c.fleet.since(cursorBefore)).toBeNull();
+    expect(idsSeenBy(c.fleet.since(c.fleet.firstSeq - 1) ?? [])).toEqual(['seen-1']);
+
+    // The viewer leaves: c still follows for the linger, then stops.
+    stop();
+    expect(c.bridge.following).toBe(true);
+    await waitFor(() => !c.bridge.following, { timeoutMs: 5_000, what: 'c to stop following after the linger' });
+    const held = c.fleet.lastSeq;
+    a.local.publish('agent', { id: 'unseen-2' });
+    await waitFor(() => b.seen.some((e) => (e.data as { id?: string }).id === 'unseen-2'), { what: 'b to see a\'s second event' });
+    expect(c.fleet.lastSeq).toBe(held);
+    // c's own events still reach the others while it does not follow theirs.
+    c.local.publish('agent', { id: 'own-2' });
+    await waitFor(() => b.seen.some((e) => (e.data as { id?: string }).id === 'own-2'), { what: 'b to see c\'s event' });
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { authenticateAgent, type AgentCredentials } from '../../server-stub/hub/auth.js';
 import type { IdentityRow } from '../../server-stub/store/identities.js';
-import { compareSecret, readBearer } from '../../server-stub/hub/secret.js';
+import { compareSecret, readBearer, secretMatcher } from '../../server-stub/hub/secret.js';
 import { readCookie } from '../../server-stub/api/auth.js';
 
 function row(agentId: string, state: IdentityRow['state'], method: IdentityRow['method'] = 'credential'): IdentityRow {
@@ -15,6 +15,9 @@ describe('token comparison', () => {
     expect(compareSecret('s3cret!', 's3cret')).toBe(false);
     expect(compareSecret('', 's3cret')).toBe(false);
     expect(compareSecret('S3cret', 's3cret')).toBe(false);
+    // The same answers from the matcher that hashes the expected secret once.
+    const matches = secretMatcher('s3cret');
+    expect(['s3cret', 's3cre', 's3cret!', '', 'S3cret'].map(matches)).toEqual([true, false, false, false, false]);
   });
 
   it('reads bearer tokens from the Authorization header only', () => {
