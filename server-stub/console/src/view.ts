@@ -57,10 +57,13 @@ export class MountedView {
 
   async refresh(): Promise<void> {
     this.loading++;
+    // For diagnostics and tests: loads of the current view in flight (main.ts sets the feed's cursor likewise).
+    document.body.dataset['viewLoading'] = String(this.loading);
     try {
       await this.view.refresh();
     } finally {
       this.loading--;
+      document.body.dataset['viewLoading'] = String(this.loading);
     }
     if (this.loading > 0) return; // the last refresh to end replays
     const held = this.held;
