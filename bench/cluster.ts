@@ -311,10 +311,8 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
           if (lastId !== null) await get(storeRead, `/api/operations/${lastId}`).catch(() => undefined);
         }
       };
-      const profiled = PROFILE_DIR === null ? [] : members.slice(0, 2);
-      if (PROFILE_DIR !== null) mkdirSync(PROFILE_DIR, { recursive: true });
       const cpuBefore = sampleCpu(groups);
-      await profiled.reduceRight<() => Promise<void>>((inner, m) => () => profileWhile(m.proc.pid, join(PROFILE_DIR!, `cluster-controller-${m.n}.cpuprofile`), inner, m.inspectPort!), loop)();
+      await whileProfiled(members, 'cluster', loop);
       results.cpuPerRound = cpuPerRound(cpuBefore, sampleCpu(groups), OPS);
       if (SPLIT) {
         // Diagnostics: each kind of call alone, CPU per call by process (not in the results).
@@ -334,8 +332,7 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
               samples.push(performance.now() - t0);
             }
           };
-          const name = (m: Member): string => join(PROFILE_DIR!, `split-${kind.replaceAll(/\W+/g, '-')}-controller-${m.n}.cpuprofile`);
-          await profiled.reduceRight<() => Promise<void>>((inner, m) => () => profileWhile(m.proc.pid, name(m), inner, m.inspectPort!), calls)();
+          await whileProfiled(members, `split-${kind.replaceAll(/\W+/g, '-')}`, calls);
           const per = cpuPerRound(before, sampleCpu(groups), OPS);
           log(`cluster: ${kind} alone: p50 ${latencyOf(samples)?.p50Ms} ms; CPU ms per call: ${Object.entries(per).map(([k, v]) => `${k} ${v}`).join(', ')}`);
         }
@@ -423,6 +420,17 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
     dropCleanup();
   }
   return results;
+}
+
+/**
+ * Runs `fn`; with SEEDWIRE_BENCH_PROFILE, while controllers 1 and 2 are profiled, into
+ * DIR/PREFIX-controller-N.cpuprofile.
+ */
+async function whileProfiled(members: Member[], prefix: string, fn: () => Promise<void>): Promise<void> {
+  if (PROFILE_DIR === null) return fn();
+  mkdirSync(PROFILE_DIR, { recursive: true });
+  const profile = members.slice(0, 2).reduceRight<() => Promise<void>>((inner, m) => () => profileWhile(m.proc.pid, join(PROFILE_DIR, `${prefix}-controller-${m.n}.cpuprofile`), inner, m.inspectPort!), fn);
+  return profile();
 }
 
 type CpuGroups = Record<string, () => number[]>;

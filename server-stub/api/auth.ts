@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SeedwireError } from '../../shared/errors.js';
-import { compareSecret, readBearer, secretMatcher } from '../hub/secret.js';
+import { readBearer, secretMatcher } from '../hub/secret.js';
 import { sendError } from './errors.js';
 
 export const ADMIN_COOKIE = 'seedwire_admin';
@@ -28,10 +28,10 @@ export function readCookie(header: string | undefined, name: string): string | n
   return null;
 }
 
-export function isAdmin(request: FastifyRequest, adminToken: string | ((presented: string) => boolean)): boolean {
+/** `isAdminToken`: a secretMatcher of the admin token. */
+export function isAdmin(request: FastifyRequest, isAdminToken: (presented: string) => boolean): boolean {
   const presented = readBearer(request.headers.authorization) ?? readCookie(request.headers.cookie, ADMIN_COOKIE);
-  if (presented === null) return false;
-  return typeof adminToken === 'string' ? compareSecret(presented, adminToken) : adminToken(presented);
+  return presented !== null && isAdminToken(presented);
 }
 
 function needsAuth(path: string): boolean {

@@ -157,16 +157,17 @@ export function createEventsBridge(deps: EventsBridgeDeps): EventsBridge {
       },
     });
   }
+  const watched = (): boolean => fleet.subscriberCount > 0 || preparing > 0;
   function stopFollowing(): void {
     linger = null;
-    if (fleet.subscriberCount > 0 || preparing > 0) return;
+    if (watched()) return;
     wanted = false;
     sub?.unsubscribe();
     sub = null;
     log.debug('no longer following the other controllers\' events: nobody here watches them');
   }
   function reconsider(): void {
-    if (fleet.subscriberCount > 0 || preparing > 0) follow();
+    if (watched()) follow();
     else if (wanted && linger === null) {
       linger = setTimeout(stopFollowing, deps.lingerMs);
       linger.unref();

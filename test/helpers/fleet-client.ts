@@ -18,13 +18,20 @@ import type { Frame, ResultFrame } from '../../shared/frames.js';
 import { LIMITS } from '../../shared/limits.js';
 import { PROJECT_ROOT } from './agent.js';
 
+/** One call a simulated agent was sent (`duplicate`: its id came before, it was not run again). */
+export interface FleetCall {
+  agentId: string;
+  callId: string;
+  op: string;
+  duplicate: boolean;
+}
+
 /** What a child tells its parent. */
 export type FleetMessage =
   /** `at`: when the client read its welcome; `sentAt`: the welcome's own clock, when the controller sent it (same host, same clock). */
   | { type: 'welcome'; agentId: string; at: number; sentAt: number }
-  | { type: 'call'; agentId: string; callId: string; op: string; duplicate: boolean }
   /** The calls answered since the last report (sent every CALL_REPORT_MS, after the answers: off the timed path). */
-  | { type: 'calls'; calls: Array<Extract<FleetMessage, { type: 'call' }>> }
+  | { type: 'calls'; calls: FleetCall[] }
   | { type: 'started'; count: number }
   /** With FLEET_TRACE=1: the clients' log messages counted since the last report (what they do after a refusal). */
   | { type: 'trace'; counts: Record<string, number> };
@@ -84,12 +91,13 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
   const traced = options.trace ? countingLog((counts) => options.report({ type: 'trace', counts })) : null;
   const log = traced?.log ?? pino({ level: 'silent' });
   const stateBase = options.stateDir;
-  let answered: Array<Extract<FleetMessage, { type: 'call' }>> = [];
-  const callReports = setInterval(() => {
+  let answered: FleetCall[] = [];
+  const reportCalls = (): void => {
     if (answered.length === 0) return;
     options.report({ type: 'calls', calls: answered });
     answered = [];
-  }, CALL_REPORT_MS);
+  };
+  const callReports = setInterval(reportCalls, CALL_REPORT_MS);
   callReports.unref();
   const urls = typeof options.url === 'string' ? [options.url] : options.url;
   // Spread over the controllers, each client failing over down the rest of the list (an agent's `controller` list).
@@ -142,7 +150,7 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
             unacked.set(frame.id, result);
             session.send(result);
           }
-          answered.push({ type: 'call', agentId, callId: frame.id, op: frame.op, duplicate });
+          answered.push({ agentId, callId: frame.id, op: frame.op, duplicate });
         },
         onBinary: () => undefined,
         onSessionEnd: () => undefined,
@@ -154,6 +162,7 @@ export function runFleetClients(options: FleetClientOptions): () => Promise<void
   return async () => {
     traced?.stop();
     clearInterval(callReports);
+    reportCalls();
     await Promise.all(links.map((link) => link.stop()));
   };
 }
@@ -164,7 +173,7 @@ export interface Fleet {
   welcomes: Map<string, number[]>;
   /** The same welcomes by when their controller sent them (the welcome's clock). */
   welcomesSent: Map<string, number[]>;
-  calls: Array<Extract<FleetMessage, { type: 'call' }>>;
+  calls: FleetCall[];
   /** With trace: the clients' log messages counted, summed over the children since the last take. */
   takeTrace(): Record<string, number>;
   /** The children's process ids (the bench reads their CPU time: the simulator must stay cheap). */
@@ -183,7 +192,7 @@ export function startFleet(options: { url: string | string[]; token: string; cou
   const messages: FleetMessage[] = [];
   const welcomes = new Map<string, number[]>();
   const welcomesSent = new Map<string, number[]>();
-  const calls: Array<Extract<FleetMessage, { type: 'call' }>> = [];
+  const calls: FleetCall[] = [];
   const ids = Array.from({ length: options.count }, (_, i) => `${options.prefix}-${String(i).padStart(4, '0')}`);
   const share = Math.ceil(options.count / options.processes);
   // Each client enrolls with the shared token and keeps its credential, as a real agent does:
@@ -206,7 +215,6 @@ export function startFleet(options: { url: string | string[]; token: string; cou
         welcomes.set(message.agentId, [...(welcomes.get(message.agentId) ?? []), message.at]);
         welcomesSent.set(message.agentId, [...(welcomesSent.get(message.agentId) ?? []), message.sentAt]);
       }
-      else if (message.type === 'call') calls.push(message);
       else if (message.type === 'calls') calls.push(...message.calls);
       else if (message.type === 'trace') for (const [k, n] of Object.entries(message.counts)) trace[k] = (trace[k] ?? 0) + n;
     });

@@ -221,6 +221,8 @@ describe.skipIf(skip !== null)('controllers routing over NATS', () => {
     aborts.push(abort);
     const sse = readStream(await api(c2, 'GET', '/api/events', undefined, abort.signal));
     await sse.until((text) => text.startsWith('retry:'), 'the SSE greeting');
+    // Answered once controller 2 follows the others' events (it has a viewer now).
+    expect(await (await api(c2, 'GET', '/metrics')).text()).toMatch(/^seedwire_cluster_events_following 1$/m);
     // An operation of controller 1 on its own agent: not routed, only its events travel.
     const res = await api(c1, 'POST', `/api/agents/${encodeURIComponent(AGENT_1)}/ops/hostname?wait=30`);
     expect(res.status).toBe(200);
