@@ -64,7 +64,8 @@ export function registerAgentRoutes(app: FastifyInstance, deps: ControllerDeps):
       const routed = deps.cluster && !hub.isConnected(id) ? deps.cluster.routed : null;
       started = routed ? await routed.start(id, valid.op, valid.params, 'admin') : await operations.start(id, valid.op, valid.params, { actor: 'admin' });
       if (waitSeconds === 0) return reply.code(202).send({ operation: started.operation });
-      const operation = await (routed ?? operations).wait(started.operation.id, waitSeconds * 1000, signalOfClient(reply));
+      // Ended already (a routed quick operation comes back ended): nothing to wait for.
+      const operation = started.operation.state === 'running' ? await (routed ?? operations).wait(started.operation.id, waitSeconds * 1000, signalOfClient(reply)) : started.operation;
       return reply.code(200).send({ operation });
     } catch (error) {
       const failure = toSeedwireError(error);

@@ -5,7 +5,6 @@
  * docs/scale-out.md ("The bus") lists the subjects, messages and failure modes.
  */
 import { randomBytes } from 'node:crypto';
-import { ErrorCode, NatsError } from 'nats';
 import type { Logger } from 'pino';
 import { SeedwireError } from '../../shared/errors.js';
 import type { SeedwireEventBus } from '../events/bus.js';
@@ -15,7 +14,7 @@ import type { Audit } from '../types.js';
 import { createEventsBridge, type EventsBridge } from './events-bridge.js';
 import { createHolder, type Holder } from './holder.js';
 import { CLUSTER_LIMITS, type ClusterLimits } from './limits.js';
-import { createBusLink, type BusLink } from './link.js';
+import { BusRequestError, createBusLink, type BusLink } from './link.js';
 import { createLookup, type ClusterLookup } from './lookup.js';
 import { createMembers, type ClusterMembers } from './members.js';
 import { createPresence, type ClusterPresence } from './presence.js';
@@ -146,11 +145,10 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
 
   async function summon(agentId: string): Promise<SummonOutcome> {
     if (deps.hub.isConnected(agentId)) return 'here';
-    const nc = link.connection();
-    if (nc === null || nc.isClosed()) return 'unavailable';
+    if (!link.connected()) return 'unavailable';
     const request: MoveRequest = { requester: controllerId, url: advertiseUrl, reason: 'a seed driven by this controller needs the agent' };
     try {
-      const answer = await nc.request(SUBJECTS.agent(agentId, 'move'), encodeMessage(request), { timeout: limits.requestTimeoutMs });
+      const answer = await link.request(SUBJECTS.agent(agentId, 'move'), encodeMessage(request), limits.requestTimeoutMs);
       const reply = decodeMessage(MoveReply, answer.data, 'move reply');
       if (!reply.ok) {
         log.warn({ agentId, code: reply.error.code, err: reply.error.message }, 'the agent holder refused to move the agent here');
@@ -160,7 +158,7 @@ export function createCluster(options: ClusterOptions, deps: ClusterDeps): Clust
       return reply.moved ? 'moved' : 'here';
     } catch (error) {
       // No responders: no controller holds the agent now; it is asked again while the seed waits.
-      if (error instanceof NatsError && error.code === ErrorCode.NoResponders) return 'not-held';
+      if (error instanceof BusRequestError && error.reason === 'no-responders') return 'not-held';
       log.warn({ err: error, agentId }, 'could not summon the agent');
       return 'unavailable';
     }

@@ -148,14 +148,14 @@ export function createHolder(deps: HolderDeps): Holder {
    * A seed's owner asks for the agent. Only to a live member of the cluster: the controller that
    * advertises the URL must answer on its member subject (the agent checks its own list too).
    */
-  async function serveMove(nc: NatsConnection, agentId: string, msg: Msg, request: MoveRequest): Promise<void> {
+  async function serveMove(agentId: string, msg: Msg, request: MoveRequest): Promise<void> {
     if (request.url === deps.advertiseUrl) {
       respond(msg, { ok: true, moved: false } satisfies MoveReply);
       return;
     }
     let member: MemberReply;
     try {
-      const answer = await nc.request(SUBJECTS.member(request.url), encodeMessage({ requester: controllerId } satisfies z.infer<typeof MemberRequest>), { timeout: deps.memberTimeoutMs });
+      const answer = await link.request(SUBJECTS.member(request.url), encodeMessage({ requester: controllerId } satisfies z.infer<typeof MemberRequest>), deps.memberTimeoutMs);
       member = decodeMessage(MemberReply, answer.data, 'member reply');
     } catch (error) {
       throw new SeedwireError('SEEDWIRE_BAD_REQUEST', `move of agent ${agentId} refused: ${request.url} is not the advertise URL of a live controller of this cluster`, { cause: error });
@@ -176,7 +176,7 @@ export function createHolder(deps: HolderDeps): Holder {
         return;
       }
       if (verb === 'move') {
-        await serveMove(nc, agentId, msg, decodeMessage(MoveRequest, msg.data, 'move request'));
+        await serveMove(agentId, msg, decodeMessage(MoveRequest, msg.data, 'move request'));
         return;
       }
       const request = decodeMessage(OperationRequest, msg.data, `${verb} request`);

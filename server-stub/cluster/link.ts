@@ -4,7 +4,7 @@
  * redialed forever after a loss. `connected` is what routing checks before it asks anything: a
  * request made while disconnected would only sit in the client's buffer until it timed out.
  */
-import { connect, Events, type ConnectionOptions, type NatsConnection } from 'nats';
+import { connect, createInbox, Events, type ConnectionOptions, type Msg, type NatsConnection } from 'nats';
 import type { Logger } from 'pino';
 import { SeedwireError } from '../../shared/errors.js';
 
@@ -55,7 +55,25 @@ export interface BusLink {
   require(): NatsConnection;
   /** Called on the first connect and after every reconnect (subscriptions are restored by the client; this is for state the peers must hear again). */
   onConnected(listener: () => void): void;
+  /**
+   * Request/reply: publishes `data` to `subject` with a reply subject of this link's own inbox and
+   * resolves with the first reply. Rejects with BusRequestError when nobody subscribes to
+   * `subject` ('no-responders'), no reply comes within `timeoutMs` ('timeout') or the link closes
+   * ('closed'); with SEEDWIRE_BUS_UNAVAILABLE when not connected.
+   */
+  request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Msg>;
   close(): Promise<void>;
+}
+
+/** Why a bus request got no reply. */
+export class BusRequestError extends Error {
+  constructor(
+    readonly reason: 'no-responders' | 'timeout' | 'closed',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BusRequestError';
+  }
 }
 
 export interface BusLinkOptions {
@@ -115,6 +133,41 @@ export function createBusLink(options: BusLinkOptions): BusLink {
   let retry: NodeJS.Timeout | null = null;
   let firstFailureLogged = false;
 
+  // Requests: one wildcard subscription on an inbox of this link's, replies matched by their last
+  // token. nats.js's own request() does the same, but builds a NatsError (a stack trace) for every
+  // request as it settles (5% of a routing controller's busy time in a profile; docs/scale-out.md,
+  // "The routed operation, a third time").
+  interface Pending {
+    subject: string;
+    resolve(msg: Msg): void;
+    reject(error: Error): void;
+    timer: NodeJS.Timeout;
+  }
+  const pending = new Map<string, Pending>();
+  let inbox: string | null = null;
+  let nextToken = 0;
+
+  function repliesInbox(conn: NatsConnection): string {
+    if (inbox !== null) return inbox;
+    const prefix = createInbox();
+    // Restored by the client after a reconnect, like every subscription.
+    conn.subscribe(`${prefix}.*`, {
+      callback: (error, msg) => {
+        if (error) return;
+        const token = msg.subject.slice(prefix.length + 1);
+        const waiting = pending.get(token);
+        if (waiting === undefined) return; // timed out meanwhile, or a second reply
+        pending.delete(token);
+        clearTimeout(waiting.timer);
+        // The server's "no responders" status: an empty message with a 503 header.
+        if (msg.data.length === 0 && msg.headers?.code === 503) waiting.reject(new BusRequestError('no-responders', `nobody on the cluster bus subscribes to ${waiting.subject}`));
+        else waiting.resolve(msg);
+      },
+    });
+    inbox = prefix;
+    return prefix;
+  }
+
   function adopt(conn: NatsConnection): void {
     nc = conn;
     up = true;
@@ -160,10 +213,34 @@ export function createBusLink(options: BusLinkOptions): BusLink {
     onConnected(listener) {
       listeners.push(listener);
     },
+    async request(subject, data, timeoutMs) {
+      const conn = this.require();
+      const reply = `${repliesInbox(conn)}.${(nextToken++).toString(36)}`;
+      const token = reply.slice(reply.lastIndexOf('.') + 1);
+      return new Promise<Msg>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          pending.delete(token);
+          reject(new BusRequestError('timeout', `no reply on ${subject} within ${timeoutMs} ms`));
+        }, timeoutMs);
+        pending.set(token, { subject, resolve, reject, timer });
+        try {
+          conn.publish(subject, data, { reply });
+        } catch (error) {
+          clearTimeout(timer);
+          pending.delete(token);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }
+      });
+    },
     async close() {
       if (closed) return;
       closed = true;
       up = false;
+      for (const waiting of pending.values()) {
+        clearTimeout(waiting.timer);
+        waiting.reject(new BusRequestError('closed', 'the cluster bus connection closed'));
+      }
+      pending.clear();
       const conn = nc;
       if (retry !== null) clearTimeout(retry);
       if (conn === null) return;

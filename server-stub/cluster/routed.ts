@@ -13,11 +13,11 @@
  * holder at all for `orphanFailMs` (its controller died), ends it SEEDWIRE_LOST; a bus down longer
  * than `busDownFailMs` ends it SEEDWIRE_BUS_UNAVAILABLE.
  */
-import { ErrorCode, NatsError, nuid, type Msg, type NatsConnection, type Subscription } from 'nats';
+import { nuid, type Msg, type NatsConnection, type Subscription } from 'nats';
 import type { Logger } from 'pino';
 import { SeedwireError, toSeedwireError } from '../../shared/errors.js';
 import type { Operation, StartedOperation } from '../ops/types.js';
-import type { BusLink } from './link.js';
+import { BusRequestError, type BusLink } from './link.js';
 import { decodeMessage, encodeMessage, fromWireError, OperationReply, StreamMessage, type OperationRequest, type StartRequest } from './messages.js';
 import { SUBJECTS } from './subjects.js';
 
@@ -89,12 +89,14 @@ interface Mirror {
 
 /** A request's failure as the API should report it. */
 export function describeRequestFailure(error: unknown, what: string, notHeld: () => SeedwireError): SeedwireError {
-  if (error instanceof NatsError) {
-    if (error.code === ErrorCode.NoResponders) return notHeld();
-    if (error.code === ErrorCode.Timeout) return new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `${what}: no answer over the cluster bus in time (the bus, or the controller holding the agent, is not answering)`, { cause: error });
+  if (error instanceof BusRequestError) {
+    if (error.reason === 'no-responders') return notHeld();
+    if (error.reason === 'timeout') return new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `${what}: no answer over the cluster bus in time (the bus, or the controller holding the agent, is not answering)`, { cause: error });
     return new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `${what}: ${error.message}`, { cause: error });
   }
-  return toSeedwireError(error);
+  if (error instanceof SeedwireError) return error;
+  // Anything else from the NATS client (a publish refused: the connection closing, a bad subject).
+  return new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
 export function createRoutedOps(options: RoutedOptions): RoutedOps {
@@ -160,10 +162,10 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
     }
   }
 
-  async function ask(nc: NatsConnection, agentId: string, verb: 'get' | 'cancel', request: OperationRequest): Promise<Operation | null> {
+  async function ask(agentId: string, verb: 'get' | 'cancel', request: OperationRequest): Promise<Operation | null> {
     let msg: Msg;
     try {
-      msg = await nc.request(SUBJECTS.agent(agentId, verb), encodeMessage(request), { timeout: options.requestTimeoutMs });
+      msg = await link.request(SUBJECTS.agent(agentId, verb), encodeMessage(request), options.requestTimeoutMs);
     } catch (error) {
       const known = await options.knowsAgent(agentId).catch(() => true);
       throw describeRequestFailure(error, `${verb} ${request.operationId} on the controller holding ${agentId}`, () => notHeld(agentId, known));
@@ -175,10 +177,9 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
 
   /** Silent stream: is the holder still there, and does the operation still run? */
   async function probe(id: string, mirror: Mirror): Promise<void> {
-    const nc = link.require();
     let row: Operation | null;
     try {
-      row = await ask(nc, mirror.agentId, 'get', { requester: controllerId, operationId: id });
+      row = await ask(mirror.agentId, 'get', { requester: controllerId, operationId: id });
     } catch (error) {
       const failure = toSeedwireError(error);
       if (failure.code === 'SEEDWIRE_AGENT_OFFLINE' || failure.code === 'SEEDWIRE_AGENT_UNKNOWN') {
@@ -274,7 +275,7 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
       const request: StartRequest = { requester: controllerId, stream, op, params, actor, endInReply: true };
       let reply: OperationReply;
       try {
-        const msg = await nc.request(SUBJECTS.agent(agentId, 'start'), encodeMessage(request), { timeout: options.requestTimeoutMs });
+        const msg = await link.request(SUBJECTS.agent(agentId, 'start'), encodeMessage(request), options.requestTimeoutMs);
         reply = decodeMessage(OperationReply, msg.data, 'start reply');
       } catch (error) {
         streams.delete(streamId);
@@ -334,9 +335,8 @@ export function createRoutedOps(options: RoutedOptions): RoutedOps {
       const mirror = mirrors.get(id);
       if (!mirror || mirror.operation === null) return null;
       if (mirror.ended) return mirror.operation;
-      const nc = link.require();
       try {
-        const row = await ask(nc, mirror.agentId, 'cancel', { requester: controllerId, operationId: id, reason });
+        const row = await ask(mirror.agentId, 'cancel', { requester: controllerId, operationId: id, reason });
         if (row !== null && row.state !== 'running') finish(id, mirror, row);
       } catch (error) {
         const failure = toSeedwireError(error);
