@@ -183,6 +183,9 @@ export async function createController(options: CreateControllerOptions): Promis
   const app = Fastify({
     loggerInstance: log.child({ component: 'http' }),
     logController: new LogController({ disableRequestLogging: true }),
+    // request.log is the http logger itself, not a pino child per request (its bindings and
+    // redaction set up on every API call, for two lines that rarely happen: they name the request id).
+    childLoggerFactory: (logger) => logger,
     bodyLimit: 64 * 1024,
     forceCloseConnections: 'idle',
     ...(config.tls ? { https: httpsOptions(config.tls) } : {}),

@@ -45,7 +45,7 @@ export function installAdminAuth(app: FastifyInstance, adminToken: string): void
     const path = request.url.split('?')[0] ?? '/';
     if (!needsAuth(path)) return;
     if (isAdmin(request, matches)) return;
-    request.log.info({ path, method: request.method }, 'admin request refused: missing or wrong token');
+    request.log.info({ reqId: request.id, path, method: request.method }, 'admin request refused: missing or wrong token');
     return sendError(reply, new SeedwireError('SEEDWIRE_AUTH', 'missing or wrong admin bearer token'));
   });
 }

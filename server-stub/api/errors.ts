@@ -20,7 +20,7 @@ function normaliseHttpError(error: unknown): SeedwireError {
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((error, request, reply) => {
     const failure = normaliseHttpError(error);
-    if (failure.status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');
+    if (failure.status >= 500) request.log.error({ reqId: request.id, err: error, url: request.url }, 'request failed');
     return sendError(reply, failure);
   });
   app.setNotFoundHandler((request, reply) => sendError(reply, new SeedwireError('SEEDWIRE_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)));

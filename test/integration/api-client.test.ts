@@ -12,6 +12,7 @@ import { ApiClient, ApiError, type BusEvent } from '../../client/api.js';
 import { createController, type Controller } from '../../server-stub/app.js';
 import { createSeedPlugin } from '../../server-stub/seed/plugin.js';
 import type { CallFrame, CancelFrame } from '../../shared/frames.js';
+import pino from 'pino';
 import { TestPeer } from '../helpers/controller-peer.js';
 
 const AGENT_TOKEN = 'client-agent-token';
@@ -20,11 +21,13 @@ const ADMIN_TOKEN = 'client-admin-token';
 let controller: Controller;
 let dataDir: string;
 let client: ApiClient;
+/** The controller's log lines. */
+const logLines: string[] = [];
 const peers: TestPeer[] = [];
 
 beforeEach(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'seedwire-client-'));
-  controller = await createController({ dataDir, adminToken: ADMIN_TOKEN, agentToken: AGENT_TOKEN, plugins: [createSeedPlugin()] });
+  controller = await createController({ log: pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) }), dataDir, adminToken: ADMIN_TOKEN, agentToken: AGENT_TOKEN, plugins: [createSeedPlugin()] });
   client = new ApiClient({ baseUrl: `${controller.url}/`, token: ADMIN_TOKEN });
 });
 
@@ -136,9 +139,12 @@ describe('ApiClient', () => {
     expect(await client.raw('GET', '/api/seeds/nope')).toMatchObject({ status: 404, body: { error: { code: 'SEEDWIRE_NOT_FOUND' } } });
   });
 
-  it('a wrong token is SEEDWIRE_AUTH (401); no controller is SEEDWIRE_UNREACHABLE (status 0)', async () => {
-    const wrong = new ApiClient({ baseUrl: controller.url, token: 'wrong' });
+  it('a wrong token is SEEDWIRE_AUTH (401), logged with the request id and never the token; no controller is SEEDWIRE_UNREACHABLE (status 0)', async () => {
+    const wrong = new ApiClient({ baseUrl: controller.url, token: 'not-the-admin-token-7f3a' });
     expect(await caught(wrong.agents())).toMatchObject({ httpStatus: 401, code: 'SEEDWIRE_AUTH' });
+    const refusal = logLines.map((line) => JSON.parse(line) as Record<string, unknown>).find((r) => r['msg'] === 'admin request refused: missing or wrong token');
+    expect(refusal).toMatchObject({ component: 'http', path: '/api/agents', method: 'GET', reqId: expect.any(String) });
+    expect(logLines.join('\n')).not.toContain('not-the-admin-token-7f3a');
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
