@@ -49,7 +49,12 @@ function envCount(name: string, fallback: number): number {
 
 const CONTROLLERS = 3;
 const PER_CONTROLLER = envCount('SEEDWIRE_BENCH_CLUSTER_AGENTS', 3_000);
-const OPS = envCount('SEEDWIRE_BENCH_CLUSTER_OPS', 300);
+/**
+ * Timed rounds. 1,000 (7–10 s): a p99 of 300 samples is the third slowest, and a full collection
+ * in one controller (two to four per section, docs/scale-out.md) moved it by whether it fell in
+ * the loop's 2–3 s.
+ */
+const OPS = envCount('SEEDWIRE_BENCH_CLUSTER_OPS', 1_000);
 /** Ops (half routed, half local) before the latency is sampled (bench/env.ts, `warmup`). */
 const WARMUP = envCount('SEEDWIRE_BENCH_WARMUP', 2_000);
 const PROCESSES = Math.max(1, envCount('SEEDWIRE_BENCH_FLEET_PROCS', 4));
