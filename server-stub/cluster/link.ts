@@ -168,6 +168,11 @@ export function createBusLink(options: BusLinkOptions): BusLink {
     return prefix;
   }
 
+  function requireConnection(): NatsConnection {
+    if (!up || nc === null || nc.isClosed()) throw new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `the cluster bus ${address.shown} is not connected; operations on agents of other controllers cannot be routed now`);
+    return nc;
+  }
+
   function adopt(conn: NatsConnection): void {
     nc = conn;
     up = true;
@@ -206,17 +211,14 @@ export function createBusLink(options: BusLinkOptions): BusLink {
     address,
     connection: () => nc,
     connected: () => up && nc !== null && !nc.isClosed(),
-    require() {
-      if (!up || nc === null || nc.isClosed()) throw new SeedwireError('SEEDWIRE_BUS_UNAVAILABLE', `the cluster bus ${address.shown} is not connected; operations on agents of other controllers cannot be routed now`);
-      return nc;
-    },
+    require: requireConnection,
     onConnected(listener) {
       listeners.push(listener);
     },
     async request(subject, data, timeoutMs) {
-      const conn = this.require();
-      const reply = `${repliesInbox(conn)}.${(nextToken++).toString(36)}`;
-      const token = reply.slice(reply.lastIndexOf('.') + 1);
+      const conn = requireConnection();
+      const token = (nextToken++).toString(36);
+      const reply = `${repliesInbox(conn)}.${token}`;
       return new Promise<Msg>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(token);

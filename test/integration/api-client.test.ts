@@ -26,6 +26,7 @@ const logLines: string[] = [];
 const peers: TestPeer[] = [];
 
 beforeEach(async () => {
+  logLines.length = 0;
   dataDir = mkdtempSync(join(tmpdir(), 'seedwire-client-'));
   controller = await createController({ log: pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) }), dataDir, adminToken: ADMIN_TOKEN, agentToken: AGENT_TOKEN, plugins: [createSeedPlugin()] });
   client = new ApiClient({ baseUrl: `${controller.url}/`, token: ADMIN_TOKEN });
