@@ -41,8 +41,16 @@ export interface SeedwireEventBus extends EventBus {
   dispose(): void;
 }
 
+/**
+ * A held event keeps its serialized data, not the object it was published with: a resuming viewer
+ * needs only the text, and the object (an operation's row, an agent's facts) would otherwise
+ * outlive its publisher in the old generation until the next full collection, thousands of
+ * events later (a controller's peak RSS). Replayed events are parsed back from it.
+ */
 interface Held {
-  event: BusEvent;
+  seq: number;
+  type: Exclude<EventType, 'gap'>;
+  at: string;
   json: string;
 }
 
@@ -85,13 +93,13 @@ export function createEventBus(options: RingOptions & { log?: Logger } = {}): Se
       return lastSeq;
     },
     get firstSeq() {
-      return ring[head]?.event.seq ?? lastSeq + 1;
+      return ring[head]?.seq ?? lastSeq + 1;
     },
     publish(type: Exclude<EventType, 'gap'>, data: unknown, serialized?: string): BusEvent {
       const event: BusEvent = { seq: ++lastSeq, type, at: new Date().toISOString(), data };
       const json = serialized ?? JSON.stringify(data) ?? 'null';
       jsonOf.set(event, json);
-      ring.push({ event, json });
+      ring.push({ seq: event.seq, type, at: event.at, json });
       heldBytes += json.length;
       while (heldCount() > maxEvents || (heldBytes > maxBytes && heldCount() > 1)) dropOldest();
       for (const listener of [...listeners]) {
@@ -104,11 +112,16 @@ export function createEventBus(options: RingOptions & { log?: Logger } = {}): Se
       return event;
     },
     since(seq: number): BusEvent[] | null {
-      const first = ring[head]?.event.seq ?? lastSeq + 1;
+      const first = ring[head]?.seq ?? lastSeq + 1;
       if (seq >= lastSeq) return [];
       if (seq + 1 < first) return null;
       const out: BusEvent[] = [];
-      for (let i = head + (seq + 1 - first); i < ring.length; i++) out.push(ring[i]!.event);
+      for (let i = head + (seq + 1 - first); i < ring.length; i++) {
+        const held = ring[i]!;
+        const event: BusEvent = { seq: held.seq, type: held.type, at: held.at, data: JSON.parse(held.json) as unknown };
+        jsonOf.set(event, held.json);
+        out.push(event);
+      }
       return out;
     },
     subscribe(listener) {

@@ -12,6 +12,17 @@ describe('event bus ring', () => {
     expect(bus.since(0)!.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('replays an event as it was published, from its serialized text', () => {
+    const bus = createEventBus({ maxEvents: 10 });
+    const row = { id: 'op-1', state: 'running', result: null as unknown };
+    const published = bus.publish('operation', row);
+    row.state = 'succeeded'; // the publisher's object changes afterwards
+    row.result = { hostname: 'db-1' };
+    const [replayed] = bus.since(0)!;
+    expect(replayed).toEqual({ seq: 1, type: 'operation', at: published.at, data: { id: 'op-1', state: 'running', result: null } });
+    expect(bus.serialized(replayed!)).toBe('{"id":"op-1","state":"running","result":null}');
+  });
+
   it('returns null for a cursor that fell out of the ring (the viewer gets a gap)', () => {
     const bus = createEventBus({ maxEvents: 3 });
     for (let i = 0; i < 10; i++) bus.publish('audit', { i });
