@@ -12,7 +12,10 @@
  *  3. controller 1 SIGKILLed: the time until all its agents are welcomed again by the others
  *     (target ≤ 60 s), and the busiest second's share of them (target ≤ 10%), counted by when
  *     the survivors sent the welcomes (their clock, carried in the frame) and, beside it, by when
- *     the simulator read them.
+ *     the simulator read them;
+ *  4. with the fleet stopped, a fresh controller owning a running seed between two real agents is
+ *     SIGKILLed at 30% of the transfer: when a survivor adopts it and when the transfer runs again
+ *     (target ≤ 60 s), its end and check, and the bytes sent twice (bench/cluster-seed.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -27,6 +30,7 @@ import { startNatsServer, type NatsServer } from '../test/helpers/nats.js';
 import { startPostgres, type PostgresServer } from '../test/helpers/postgres.js';
 import { freePort } from '../test/helpers/cluster.js';
 import { ensureNofile, hostnameOnce, latencyOf, type FleetLatency } from './fleet.js';
+import { measureSeedAdoption, type SeedAdoptionResults } from './cluster-seed.js';
 import { findPid, groupCpuMs, machineIdleSeconds, makeTemp, onCleanup, procStatusKiB, removeTemp, spawnTracked, stealSeconds, stopTracked, withChildren, type Tracked } from './procs.js';
 import { NODE_FLAGS } from '../shared/node-flags.js';
 
@@ -122,6 +126,8 @@ export interface ClusterBenchResults {
     /** Agents each survivor holds after. */
     heldAfter: Array<number | null>;
   } | null;
+  /** A running seed whose owner was SIGKILLed (bench/cluster-seed.ts); null when not reached. */
+  seedAdoption: SeedAdoptionResults | null;
   /** Seconds between the fleet's last welcome and the SIGKILL (at least AT_REST_BEFORE_KILL_MS). */
   restBeforeKillSeconds: number | null;
   /** Load average (1, 5, 15 min) when the section started: the machine is shared. */
@@ -202,6 +208,7 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
     cpuAtRestPerSecond: null,
     failedOps: 0,
     failover: null,
+    seedAdoption: null,
     restBeforeKillSeconds: null,
     loadAvgAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
     note: null,
@@ -413,6 +420,17 @@ export async function runClusterBench(log: Log): Promise<ClusterBenchResults | n
     log(
       `cluster: ${times.length} of ${victimIds.length} back${results.failover.backSeconds === null ? '' : ` in ${results.failover.backSeconds} s`}; busiest second ${results.failover.busiestSecondShare}% as the survivors sent the welcomes (${results.failover.busiestReadSecondShare}% as the simulator read them); welcomes held ${results.failover.welcomesHeld.join(' / ')}; held after ${results.failover.heldAfter.join(' / ')}`,
     );
+
+    // 4. A running seed whose owner is SIGKILLed, on the two survivors and a fresh third, with the
+    // fleet stopped: the seed's agents are real ones and its adoption waits on a lease (15 s).
+    await Promise.all(fleets.map((f) => f.stop()));
+    const alive = members.filter((m) => m.proc.alive());
+    const startOwner = async (): Promise<Member> => {
+      const owner = await startMember(CONTROLLERS + 1, token, adminToken, store, nats!.url);
+      members.push(owner);
+      return owner;
+    };
+    results.seedAdoption = await measureSeedAdoption(startOwner, alive, token, log);
   } catch (error) {
     noteFailure('cluster', error);
   } finally {
@@ -499,6 +517,15 @@ export function clusterRows(r: ClusterBenchResults | null): Array<[string, strin
     rows.push(['  welcomes per second after the kill, as sent', r.failover.perSecond.join(' ')]);
     rows.push(['  the same as the simulator read them', `${r.failover.readPerSecond.join(' ')} (busiest ${f(r.failover.busiestReadSecondShare, '%')})`]);
     rows.push(['  held by the survivors after', r.failover.heldAfter.map((v) => f(v)).join(' / ')]);
+  }
+  const seed = r.seedAdoption;
+  if (seed) {
+    rows.push([
+      `running seed, its owner SIGKILLed at ${seed.doneAtKill === null ? 'n/a' : `${Math.round(seed.doneAtKill * 100)}%`}`,
+      `adopted after ${f(seed.adoptedSeconds, ' s')}, transfer running again after ${f(seed.resumedSeconds, ' s')} (target ≤ 60 s), ${seed.state ?? 'n/a'} after ${f(seed.endedSeconds, ' s')}`,
+    ]);
+    rows.push(['  its copy; bytes sent twice per resumed lane', `${seed.verified ?? 'not verified'}; ${seed.resentBytes.map((b) => `${(b / 2 ** 20).toFixed(1)} MiB`).join(', ') || 'none'} (bound ${seed.resendBoundBytes / 2 ** 20} MiB)`]);
+    if (seed.note) rows.push(['  note', seed.note]);
   }
   if (r.note) rows.push(['  note', r.note]);
   return rows;

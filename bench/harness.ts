@@ -285,7 +285,7 @@ export function startAgent(name: string, config: Record<string, unknown>, profil
 }
 
 /** A mysql section whose "service" is a flag file outside the datadir: running while it exists. */
-function fakeMysql(datadir: string, flag: string): Record<string, unknown> {
+export function fakeMysql(datadir: string, flag: string): Record<string, unknown> {
   return {
     datadir,
     statusCommand: `test -e ${shq(flag)}`,

@@ -32,5 +32,15 @@ export const clusterSection: BenchSection = {
       target: atMost(10),
       note: `as the simulator read them: ${r.failover?.busiestReadSecondShare ?? 'n/a'}%`,
     });
+    const seed = r.seedAdoption;
+    const resentOk = seed !== null && seed.resentBytes.every((b) => b < seed.resendBoundBytes);
+    ctx.figure({
+      key: 'cluster.seedResumedSeconds',
+      what: 'running seed: transfer running again after its owner was SIGKILLed',
+      value: seed?.state === 'succeeded' && seed.verified?.startsWith('ok') === true && resentOk ? seed.resumedSeconds : null,
+      unit: ' s',
+      target: atMost(60),
+      note: seed === null ? 'not reached' : seed.state !== 'succeeded' || seed.verified?.startsWith('ok') !== true ? `the seed ${seed.state ?? 'n/a'}: ${seed.note ?? seed.verified ?? ''}` : !resentOk ? `bytes sent twice over two windows: ${seed.resentBytes.join(', ')}` : `adopted after ${seed.adoptedSeconds} s; succeeded and verified after ${seed.endedSeconds} s`,
+    });
   },
 };
