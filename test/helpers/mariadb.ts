@@ -4,7 +4,7 @@
  * Socket, pid file and error log live outside the datadir, so emptying the datadir (a test of
  * delete-mysql-datadir) does not lose track of the server.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -49,16 +49,43 @@ export interface MariaDB {
 
 export const SAMPLE_SCHEMA = 'seedwire_sample';
 
-export async function findFreePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Ports this process has handed to a server: a stopped fixture's port stays its own. */
+const handedOut = new Set<number>();
+
+/** The kernel's ephemeral range (`ip_local_port_range`): where listen(0) and outgoing sockets take ports. */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 11_000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A port for a MariaDB fixture, below the kernel's ephemeral range. A fixture's server is stopped
+ * and started again during a test (a seed's target), its port idle in between; in the ephemeral
+ * range any outgoing connection of the other test lane (thousands of them) may take it as its
+ * source port meanwhile, and mariadbd then cannot bind it. Below the range only a server that asks
+ * for that port by number can hold it.
+ */
+export async function findFreePort(): Promise<number> {
+  const high = ephemeralLow() - 1;
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
+    if (handedOut.has(port) || !(await bindable(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port between 10000 and ${high}`);
 }
 
 function q(path: string): string {
@@ -127,7 +154,7 @@ export async function createMariaDB(options: MariaDBOptions): Promise<MariaDB> {
   const statusCommand = `${admin} ping >/dev/null 2>&1`;
   // setsid: the server leaves the command's process group, so the agent's group kill on a
   // finished command never reaches it. The loop waits until it answers (at most 60 s).
-  const startCommand = `setsid mariadbd ${serverArgs} </dev/null >/dev/null 2>&1 & for i in $(seq 1 600); do ${statusCommand} && exit 0; sleep 0.1; done; echo 'mariadbd did not answer within 60 s' >&2; exit 1`;
+  const startCommand = `setsid mariadbd ${serverArgs} </dev/null >/dev/null 2>&1 & for i in $(seq 1 600); do ${statusCommand} && exit 0; sleep 0.1; done; echo "mariadbd did not answer within 60 s; its error log ends: $(tail -n 5 ${q(errorLog)} 2>/dev/null | tr '\\n' ' ')" >&2; exit 1`;
   const stopCommand = `${admin} shutdown`;
 
   const bash = async (command: string): Promise<void> => {
