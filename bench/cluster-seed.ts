@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ApiClient, SeedView } from '../client/api.js';
 import { LIMITS } from '../shared/limits.js';
-import { compareTrees } from './dataset.js';
-import { fakeMysql, startAgent, waitForAgents } from './harness.js';
+import { checkSeedCopy } from './dataset.js';
+import { fakeMysql, startAgent, waitForAgents, waitUntil } from './harness.js';
 import { makeTemp, removeTemp, stopTracked, type Tracked } from './procs.js';
 
 /** A controller of the cluster, as the cluster section knows it. */
@@ -45,7 +45,8 @@ export interface SeedAdoptionResults {
   adopter: string | null;
   state: string | null;
   attempts: number | null;
-  /** `ok: …` or what differs between the source tree and the copy. */
+  /** The copy equals the source (checkSeedCopy); `verified` is its line. */
+  copyOk: boolean;
   verified: string | null;
   /** Per resumed lane: bytes sent twice (where its first send stopped minus where its next started). */
   resentBytes: number[];
@@ -61,17 +62,6 @@ const LANES = 2;
 /** How long the seed may take to reach 30% of its transfer, and to end after the kill. */
 const REACH_MS = 120_000;
 const END_MS = 180_000;
-
-/** Polls `probe` every 100 ms until it returns a value; null after `ms`. */
-async function poll<T>(ms: number, probe: () => Promise<T | null>): Promise<T | null> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const value = await probe().catch(() => null);
-    if (value !== null) return value;
-    await delay(100);
-  }
-  return null;
-}
 
 /**
  * Runs the part; `startOwner` starts the controller that will own the seed (and be killed),
@@ -90,6 +80,7 @@ export async function measureSeedAdoption(startOwner: () => Promise<SeedMember>,
     adopter: null,
     state: null,
     attempts: null,
+    copyOk: false,
     verified: null,
     resentBytes: [],
     resendBoundBytes: 2 * LIMITS.windowMaxBytes,
@@ -115,11 +106,10 @@ export async function measureSeedAdoption(startOwner: () => Promise<SeedMember>,
 
     const created = await owner.client.createSeed({ source: 'cluster-seed-source', target: 'cluster-seed-target', method: 'cold', compression: 'none', startTarget: false, lanes: LANES, maxBytesPerSec: MAX_BYTES_PER_SEC });
     const id = created.id;
-    const atKill = await poll(REACH_MS, async () => {
+    const atKill = await waitUntil(`seed ${id} to reach 30% of its transfer`, REACH_MS, async () => {
       const seed = await owner.client.seed(id);
       return seed.stage === 'transfer' && seed.bytesTotal !== null && seed.bytesDone / seed.bytesTotal >= 0.3 ? seed : null;
     });
-    if (atKill === null) throw new Error(`seed ${id} did not reach 30% of its transfer within ${REACH_MS / 1000} s`);
     results.doneAtKill = Math.round((atKill.bytesDone / atKill.bytesTotal!) * 1000) / 1000;
     process.kill(-owner.proc.pid, 'SIGKILL');
     const killedAt = Date.now();
@@ -158,8 +148,9 @@ export async function measureSeedAdoption(startOwner: () => Promise<SeedMember>,
     results.state = seed?.state ?? null;
     results.attempts = seed?.attempts ?? null;
     if (seed?.state === 'succeeded') {
-      const check = await compareTrees(sourceDir, targetDir, new Set(['.seedwire-incomplete']));
-      results.verified = check.problem ?? `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal`;
+      const check = await checkSeedCopy(sourceDir, targetDir);
+      results.copyOk = check.ok;
+      results.verified = check.text;
     } else results.note = `seed ${id} ${seed?.state ?? 'not read'}${seed?.error ? `: ${seed.error.code}: ${seed.error.message}` : ''}`;
     // Each lane's sends from the source agent's log: a resumed lane has two or more.
     const sends = source.records.filter((r) => r['msg'] === 'seed-send ended' && r['seedId'] === id) as Array<{ from: number; to: number; lane?: number }>;

@@ -12,6 +12,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, lstatSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { INCOMPLETE_MARKER } from '../shared/ops.js';
 import { createMariaDB } from '../test/helpers/mariadb.js';
 import { onCleanup } from './procs.js';
 import { PAGE, planFiles, recipeKey, type DatasetRecipe, type PlannedFile } from './recipe.js';
@@ -162,6 +163,15 @@ export async function sha256File(path: string): Promise<string> {
     await fh.close().catch(() => undefined);
   }
   return hash.digest('hex');
+}
+
+/**
+ * A seed's copy against its source (compareTrees, the target's incomplete-marker aside): `ok`, and
+ * the line the bench records (`ok: N files, N bytes, sampled SHA-256 equal`, or what differs).
+ */
+export async function checkSeedCopy(source: string, target: string): Promise<{ ok: boolean; text: string }> {
+  const check = await compareTrees(source, target, new Set([INCOMPLETE_MARKER]));
+  return check.problem === null ? { ok: true, text: `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal` } : { ok: false, text: check.problem };
 }
 
 /**

@@ -38,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiClient, type SeedView } from '../client/api.js';
 import { LIMITS } from '../shared/limits.js';
 import { buildNatTopology, NetLab, type NatTopology, type Netns } from '../test/helpers/netns.js';
-import { compareTrees, ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
+import { checkSeedCopy, compareTrees, ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
 import { makeRecipe } from './recipe.js';
 import { cleanupAll, cleanupAllSync, cpuSeconds, makeTemp, registerCleanup, removeTemp, spawnTracked, stopTracked, type Tracked } from './procs.js';
 import { AGENT_ENTRY, requireBuilt } from './harness.js';
@@ -452,10 +452,10 @@ async function seedRun(
     const transfer = seed.stages.find((s) => s.name === 'transfer');
     if (!transfer?.startedAt || !transfer.endedAt) throw new Error(`seed ${seed.id}: no timed transfer stage`);
     const seconds = (Date.parse(transfer.endedAt) - Date.parse(transfer.startedAt)) / 1000;
-    const check = await compareTrees(ctx.dataset.dir, targetDir, new Set(['.seedwire-incomplete']));
-    if (check.problem) throw new Error(`target differs from source: ${check.problem}`);
+    const check = await checkSeedCopy(ctx.dataset.dir, targetDir);
+    if (!check.ok) throw new Error(`target differs from source: ${check.text}`);
     const window = analyseWindow(follower.samples, 2 * RATE_BYTES_PER_SEC * (2 * ONE_WAY_DELAY_MS / 1000));
-    return { seconds, cpu, window, stalls: await stopProxy(proxy), verified: `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal` };
+    return { seconds, cpu, window, stalls: await stopProxy(proxy), verified: check.text };
   } finally {
     feed.abort();
     await Promise.allSettled(agents.map((a) => stopTracked(a)));

@@ -4,21 +4,19 @@
  * `hostname` op's round trip over HTTP at rest, and the same op on the source agent while a third
  * seed sends from it.
  */
-import { compareTrees, type Dataset } from '../dataset.js';
+import { checkSeedCopy, type Dataset } from '../dataset.js';
 import { awaitSeed, MB, measureLatency, quietDisk, runSeed, startSeed, startSeedWorld, type SeedOptions, type SeedWorld } from '../harness.js';
 import { pipeCpuSeconds, resetPeakRss, seedCpuSeconds } from '../procs.js';
 import type { SeedRun } from '../results.js';
 import type { BenchContext, BenchSection } from '../section.js';
 import { atLeast, atMost, latencyStats, ratio, round, type LatencyStats } from '../targets.js';
 
-const INCOMPLETE = new Set(['.seedwire-incomplete']);
-
 /** Throws unless the seed succeeded and the target equals the dataset; notes the check on the run. */
 export async function verifySeed(run: SeedRun, dataset: Dataset, targetDir: string): Promise<void> {
   if (run.state !== 'succeeded') throw new Error(`seed ${run.id} ${run.state}: ${run.error?.code}: ${run.error?.message}`);
-  const check = await compareTrees(dataset.dir, targetDir, INCOMPLETE);
-  run.verified = check.problem ?? `ok: ${check.files} files, ${check.bytes} bytes, sampled SHA-256 equal`;
-  if (check.problem) throw new Error(`seed ${run.id}: target differs from source: ${check.problem}`);
+  const check = await checkSeedCopy(dataset.dir, targetDir);
+  run.verified = check.text;
+  if (!check.ok) throw new Error(`seed ${run.id}: target differs from source: ${check.text}`);
 }
 
 function seedOptions(ctx: BenchContext, label: string, compression: SeedOptions['compression']): SeedOptions {
