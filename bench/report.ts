@@ -37,6 +37,10 @@ export function detailsTable(r: BenchResults): string {
   const section = (title: string): void => void rows.push([`— ${title}`, '']);
   section(`dataset ${r.dataset.key ?? '?'}: ${(r.dataset.bytes / MiB).toFixed(0)} MiB in ${r.dataset.files} files (MariaDB datadir ${f(r.dataset.datadirBytes === null ? null : Math.round(r.dataset.datadirBytes / MiB), ' MiB')})`);
   rows.push(['machine', `${r.machine.cpus} × ${r.machine.cpuModel ?? '?'}, ${r.machine.memGiB} GiB, ${r.machine.os ?? '?'} (kernel ${r.machine.kernel}), node ${r.machine.node}`]);
+  const handedBack = Object.entries(r.machine.reportedToHostMiB);
+  if (r.machine.pageReporting !== null) {
+    rows.push(['memory handed back to the host', handedBack.length === 0 ? 'free page reporting on (not counted by this kernel)' : `${handedBack.map(([key, mib]) => `${key} ${mib}`).join(', ')} MiB (free page reporting: memory touched again costs a host fault per page)`]);
+  }
   rows.push(['load average (1 min) start / end', `${r.machine.loadAvgStart[0]} / ${r.machine.loadAvgEnd?.[0] ?? 'n/a'}${(r.machine.loadAvgStart[0] ?? 0) > r.machine.cpus * 0.5 ? '  (busy machine: numbers are noisy)' : ''}`]);
   rows.push(['lanes requested per seed', String(r.seed.lanes)]);
   rows.push(['tar | nc (local dirs)', `${f(r.seed.tarNcMBps, ' MB/s')}  (${f(r.seed.tarNcSeconds, ' s')}; with per-file fdatasync: ${f(r.seed.tarNcSyncMBps, ' MB/s')})`]);
@@ -45,7 +49,9 @@ export function detailsTable(r: BenchResults): string {
   rows.push(['tar | zstd -1 | nc | zstd -d | tar', `${f(r.seed.tarZstdNcMBps, ' MB/s')}  (${f(r.seed.tarZstdNcSeconds, ' s')})`]);
   rows.push(['  CPU s (tar | zstd | nc)', `${pipeCpu(r.seed.tarZstdNcCpu)}; stolen by the hypervisor ${f(r.seed.tarZstdNcStealSeconds)}`]);
   rows.push(['seedwire transfer, none', `${f(r.seed.seedwireMBps, ' MB/s')}  (${f(r.seed.transferSeconds, ' s')})`]);
-  rows.push(['seedwire / tar|nc', `${f(r.seed.ratio)}  (${f(r.seed.relayRatio)}× the relayed tar | nc; ${f(r.seed.syncRatio)}× tar | nc with per-file fdatasync, the seed's own durability)`]);
+  const paired = r.seed.pairedTarNcMBps;
+  rows.push(['tar | nc just before / after the seed', paired === null ? 'n/a' : `${paired.map((mbps) => f(mbps, ' MB/s')).join(' / ')}  (the seed is judged against the faster)`]);
+  rows.push(['seedwire / tar|nc', `${f(r.seed.ratio)}  (${f(r.seed.baselineRatio)}× the baseline's tar | nc; ${f(r.seed.relayRatio)}× the relayed tar | nc; ${f(r.seed.syncRatio)}× tar | nc with per-file fdatasync, the seed's own durability)`]);
   rows.push(['seedwire whole seed, none', `${f(r.seed.seedSeconds, ' s')}  (${f(r.seed.seedwireWholeMBps, ' MB/s')} end to end)`]);
   rows.push(['seedwire transfer, zstd', `${f(r.seed.zstdMBps, ' MB/s')}  (${f(r.seed.zstdTransferSeconds, ' s')}; whole seed ${f(r.seed.zstdSeedSeconds, ' s')})`]);
   rows.push(['seedwire zstd / tar|zstd|nc', f(r.seed.zstdRatio)]);

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release, totalmem } from 'node:os';
+import { pageReporting } from './host-memory.js';
 import type { BenchEnv } from './env.js';
 import type { CpuTimes, PipeCpu } from './procs.js';
 import type { Figure, LatencyStats } from './targets.js';
@@ -63,6 +64,9 @@ export function makeResults(env: BenchEnv) {
       hostname: hostname(),
       loadAvgStart: loadavg().map(round2),
       loadAvgEnd: null as number[] | null,
+      // free page reporting (bench/host-memory.ts): on, and MiB handed back to the host per section
+      pageReporting: pageReporting(),
+      reportedToHostMiB: {} as Record<string, number>,
     },
     config: {
       quick: env.quick,
@@ -84,6 +88,7 @@ export function makeResults(env: BenchEnv) {
     seed: {
       tarNcMBps: null as number | null,
       seedwireMBps: null as number | null,
+      /** The seed against the faster of `tar | nc` copies made just before and just after it (pairedTarNcMBps). */
       ratio: null as number | null,
       zstdMBps: null as number | null,
       seedSeconds: null as number | null,
@@ -92,6 +97,10 @@ export function makeResults(env: BenchEnv) {
       lanes: env.lanes,
       tarNcSeconds: null as number | null,
       tarNcSyncMBps: null as number | null,
+      /** `tar | nc` right before and right after the seed (null: that copy failed). */
+      pairedTarNcMBps: null as Array<number | null> | null,
+      /** The seed against the baseline section's best of two, minutes earlier (before 2026-12-03 this was `ratio`). */
+      baselineRatio: null as number | null,
       seedwireWholeMBps: null as number | null,
       zstdSeedSeconds: null as number | null,
       zstdTransferSeconds: null as number | null,

@@ -29,6 +29,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ensureDataset, mariadbVersion, type Dataset } from './dataset.js';
 import { readBenchEnv } from './env.js';
+import { reportedToHostKiB } from './host-memory.js';
 import { log, MiB, quietDisk, requireBuilt, ROOT, runShell, shq } from './harness.js';
 import { cleanupAll, cleanupAllSync } from './procs.js';
 import { makeRecipe } from './recipe.js';
@@ -84,15 +85,25 @@ async function main(): Promise<number> {
       log,
     };
     log(`${section.key}: ${section.title}`);
+    // What the bench process itself carries into the section (it shares the cores with what it times).
+    const own = process.memoryUsage();
+    log(`${section.key}: the bench process: RSS ${(own.rss / MiB).toFixed(1)} MiB, heap ${(own.heapUsed / MiB).toFixed(1)} of ${(own.heapTotal / MiB).toFixed(1)} MiB, ${process.getActiveResourcesInfo().length} active handles`);
     // What the section before left to write back is not this section's work.
     await quietDisk();
     const t0 = performance.now();
+    const reportedBefore = reportedToHostKiB();
     try {
       await section.run(ctx);
     } catch (error) {
       fail(section.key, error);
     }
     results.timings[section.key] = Math.round((performance.now() - t0) / 1000);
+    const reportedAfter = reportedToHostKiB();
+    if (reportedBefore !== null && reportedAfter !== null) {
+      const mib = Math.round((reportedAfter - reportedBefore) / 1024);
+      results.machine.reportedToHostMiB[section.key] = mib;
+      log(`${section.key}: ${mib} MiB of freed memory went back to the hypervisor during the section (free page reporting; touched again, each page costs a host fault)`);
+    }
   }
 
   results.timings['total'] = Math.round((performance.now() - started) / 1000);

@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { compareTrees } from '../dataset.js';
-import { MB, runTimedShell, shq, tarPipes, type PipeKind } from '../harness.js';
+import { MB, quietDisk, runTimedShell, shq, tarPipes, type PipeKind } from '../harness.js';
 import { makeTemp, removeTemp, type CpuTimes, type PipeCpu } from '../procs.js';
 import type { BenchContext, BenchSection } from '../section.js';
 import { round } from '../targets.js';
@@ -21,7 +21,7 @@ interface Copy {
   stealSeconds: number | null;
 }
 
-async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean): Promise<Copy> {
+async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSync: boolean, when = ''): Promise<Copy> {
   const target = join(work, `${kind}-dst`);
   const [run] = await tarPipes(kind, [{ source: ctx.dataset.dir, target }], ctx.env.seedTimeoutMs);
   const seconds = (run!.endMs - run!.startMs) / 1000;
@@ -36,7 +36,26 @@ async function copyOnce(ctx: BenchContext, kind: PipeKind, work: string, withSyn
     syncSeconds = (performance.now() - t1) / 1000;
   }
   removeTemp(target);
+  const receiver = run!.cpu.receiver;
+  ctx.log(`  tar|${kind} copy${when === '' ? '' : ` ${when}`}: ${seconds.toFixed(2)} s${receiver ? `, receiver sys ${receiver.sys.toFixed(2)} s` : ''}`);
   return { seconds, syncSeconds, cpu: run!.cpu, syncCpu, stealSeconds: run!.stealSeconds };
+}
+
+/**
+ * One `tar | nc` copy between local directories, next to a seed: this machine's disk and kernel
+ * costs swing severalfold within minutes (docs/performance.md, "When the disk swings"), so the
+ * seed is judged against copies made just before and just after it, not only against the
+ * baseline's of minutes earlier. Returns MB/s; what it wrote is gone and written back when it returns.
+ */
+export async function tarNcAlongside(ctx: BenchContext, when: string): Promise<number> {
+  const work = makeTemp('seedwire-benchrun-tar-');
+  try {
+    const copy = await copyOnce(ctx, 'plain', work, false, when);
+    return Math.round((ctx.dataset.bytes / MB / copy.seconds) * 10) / 10;
+  } finally {
+    removeTemp(work);
+    await quietDisk();
+  }
 }
 
 /** The faster of two copies of `kind` (the first warms the page cache for the second). */
