@@ -243,6 +243,7 @@ describe.skipIf(skip)('agents behind NAT, firewalls and a proxy', () => {
     it(`heartbeats keep the mappings alive past a ${NAT_TIMEOUT_S} s conntrack timeout, where an idle flow's mapping expires`, async () => {
       const [host1] = topo.hosts;
       const before = { a: sessions(agentA), b: sessions(agentB), connectedAt: (await client.agent('nat-a')).connectedAt };
+      const logFrom = { a: agentA.logs.items.length, b: agentB.logs.items.length, controller: controller.logs.length };
       // A control flow through the same router that stays silent: its mapping must expire.
       const server = createServer((socket) => socket.on('error', () => undefined));
       idleServer = server;
@@ -263,7 +264,14 @@ describe.skipIf(skip)('agents behind NAT, firewalls and a proxy', () => {
       const flows = agentFlows(await topo.router.conntrack());
       expect(flows.length).toBeGreaterThanOrEqual(2);
       for (const flow of flows) expect(Number(flow.split(/\s+/)[2])).toBeLessThanOrEqual(NAT_TIMEOUT_S);
-      expect({ a: sessions(agentA), b: sessions(agentB), connectedAt: (await client.agent('nat-a')).connectedAt }).toEqual(before);
+      // A link that broke says why in the failure: what both agents and the controller logged meanwhile, warnings and link events.
+      const notable = (line: { level?: number; msg?: string }): boolean => (line.level ?? 0) >= 40 || /connect|closed|silent|terminat/i.test(line.msg ?? '');
+      const meanwhile = JSON.stringify({
+        a: agentA.logs.items.slice(logFrom.a).filter(notable),
+        b: agentB.logs.items.slice(logFrom.b).filter(notable),
+        controller: controller.logs.slice(logFrom.controller).filter(notable),
+      });
+      expect({ a: sessions(agentA), b: sessions(agentB), connectedAt: (await client.agent('nat-a')).connectedAt }, `the agents' links broke during the wait; logged meanwhile: ${meanwhile}`).toEqual(before);
       expect((await op<unknown>('nat-a', 'exec', { command: 'true' })).state).toBe('succeeded');
     }, 120_000);
 
