@@ -66,7 +66,8 @@ export function detailsTable(r: BenchResults): string {
     else rows.push([`  verify (${label})`, run.verified ?? 'n/a']);
   }
   section(`${r.parallel.pairs} at once`);
-  rows.push([`${r.parallel.pairs} × tar | nc, aggregate`, `${f(r.parallel.tarNcAggregateMBps, ' MB/s')}  (${f(r.parallel.tarNcSeconds, ' s')})`]);
+  const pairedAtOnce = r.parallel.pairedTarNcMBps;
+  rows.push([`${r.parallel.pairs} × tar | nc, aggregate`, `${f(r.parallel.tarNcAggregateMBps, ' MB/s')}  (${f(r.parallel.tarNcSeconds, ' s')}; the faster of ${pairedAtOnce === null ? 'n/a' : pairedAtOnce.map((mbps) => f(mbps, ' MB/s')).join(' before and ')} after the seeds)`]);
   rows.push([`${r.parallel.pairs} seeds, aggregate transfer`, `${f(r.parallel.seedwireAggregateMBps, ' MB/s')}  (${f(r.parallel.seedwireSeconds, ' s')}); ratio ${f(r.parallel.ratio)}`]);
   rows.push(['  CPU s', `${r.parallel.pairs} × tar | nc: ${pipeCpu(r.parallel.tarNcCpu)}; seeds (controller + every agent): ${f(r.parallel.seedwireCpuSeconds)}; ${f(r.parallel.cpuRatio)}× the CPU of tar | nc`]);
   if (r.parallel.rss) rows.push(['  peak RSS MiB', Object.entries(r.parallel.rss).map(([k, v]) => `${k} ${f(v)}`).join(', ')]);

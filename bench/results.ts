@@ -130,8 +130,10 @@ export function makeResults(env: BenchEnv) {
     },
     parallel: {
       pairs: env.parallel,
+      /** The faster of the pipelines' runs just before and just after the seeds (pairedTarNcMBps: both). */
       tarNcAggregateMBps: null as number | null,
       tarNcSeconds: null as number | null,
+      pairedTarNcMBps: null as Array<number | null> | null,
       seedwireAggregateMBps: null as number | null,
       seedwireSeconds: null as number | null,
       ratio: null as number | null,
