@@ -6,11 +6,11 @@
  */
 import { checkSeedCopy, type Dataset } from '../dataset.js';
 import { awaitSeed, MB, measureLatency, quietDisk, runSeed, startSeed, startSeedWorld, type SeedOptions, type SeedWorld } from '../harness.js';
-import { tarNcAlongside } from './baseline.js';
 import { pipeCpuSeconds, resetPeakRss, seedCpuSeconds } from '../procs.js';
 import type { SeedRun } from '../results.js';
 import type { BenchContext, BenchSection } from '../section.js';
 import { atLeast, atMost, latencyStats, ratio, round, type LatencyStats } from '../targets.js';
+import { tarNcAlongside } from './baseline.js';
 
 /** Throws unless the seed succeeded and the target equals the dataset; notes the check on the run. */
 export async function verifySeed(run: SeedRun, dataset: Dataset, targetDir: string): Promise<void> {
